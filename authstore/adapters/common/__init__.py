@@ -1,0 +1,1 @@
+"""The machinery every backend shares; see ``ops`` for what a backend implements."""

@@ -1,0 +1,363 @@
+"""Each contract's operations, checked and encoded once for every backend.
+
+A logic method is a generator: its checks run on the first ``next()``, before the
+backend operation it delegates to yields its first command, so bad input fails
+before any I/O on every backend, sync or async alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from authstore.adapters.common import ratelimit
+from authstore.adapters.common.ops import CacheOps, MagicLinkOps, Op, SessionOps, TotpOps
+from authstore.contracts.records import (
+    IssuedMagicLink,
+    JSONValue,
+    MagicLinkRecord,
+    NewSession,
+    RateLimitAlgorithm,
+    RateLimitResult,
+    SessionRecord,
+    TotpState,
+    Value,
+    from_epoch,
+)
+from authstore.contracts.values import (
+    check_count,
+    check_key,
+    check_keys,
+    check_metadata,
+    check_namespace,
+    check_optional_text,
+    check_text,
+    check_ttl,
+    decode_value,
+    encode_many,
+    encode_value,
+    hash_token,
+    new_public_id,
+    new_token,
+)
+
+__all__ = ["CacheLogic", "MagicLinkLogic", "SessionLogic", "TotpLogic"]
+
+MAX_LIMIT = 2**31 - 1
+MAX_ID_LENGTH = 255
+MAX_SECRET_BYTES = 4096
+MAX_BACKUP_CODES = 100
+
+# Kinds of cache entry, so a user key never meets a blacklist entry or a limiter.
+KV, BLACKLIST, USER_REVOCATION = "k", "b", "u"
+LIMITER_KINDS = {
+    RateLimitAlgorithm.FIXED_WINDOW: "f",
+    RateLimitAlgorithm.SLIDING_WINDOW: "s",
+    RateLimitAlgorithm.GCRA: "g",
+}
+
+
+def _id(value: object, what: str) -> str:
+    return check_text(value, what, max_length=MAX_ID_LENGTH)
+
+
+def _optional_id(value: object, what: str) -> str | None:
+    return check_optional_text(value, what, max_length=MAX_ID_LENGTH)
+
+
+def _algorithm(value: object) -> RateLimitAlgorithm:
+    if isinstance(value, RateLimitAlgorithm):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(
+            f"algorithm must be a RateLimitAlgorithm or str, not {type(value).__name__}"
+        )
+    try:
+        return RateLimitAlgorithm(value)
+    except ValueError:
+        known = ", ".join(a.value for a in RateLimitAlgorithm)
+        raise ValueError(f"unknown rate-limit algorithm {value!r}; known: {known}") from None
+
+
+def _epoch(at: object) -> float:
+    if not isinstance(at, datetime):
+        raise TypeError(f"at must be a datetime, not {type(at).__name__}")
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("at must be timezone-aware (naive datetimes are ambiguous)")
+    return at.timestamp()
+
+
+class CacheLogic:
+    def __init__(self, ops: CacheOps, namespace: str) -> None:
+        self.ops = ops
+        self.namespace = check_namespace(namespace)
+
+    def _key(self, kind: str, key: object, what: str = "key") -> str:
+        return f"{self.namespace}:{kind}:{check_key(key, what)}"
+
+    def get(self, key: object) -> Op[Value | None]:
+        raw = yield from self.ops.get(self._key(KV, key))
+        return None if raw is None else decode_value(raw)
+
+    def set(self, key: object, value: object, ttl: object) -> Op[None]:
+        full, raw, seconds = self._key(KV, key), encode_value(value), check_ttl(ttl)
+        yield from self.ops.set(full, raw, seconds)
+
+    def add(self, key: object, value: object, ttl: object) -> Op[bool]:
+        full, raw, seconds = self._key(KV, key), encode_value(value), check_ttl(ttl)
+        return (yield from self.ops.add(full, raw, seconds))
+
+    def delete(self, key: object) -> Op[bool]:
+        return (yield from self.ops.delete(self._key(KV, key)))
+
+    def exists(self, key: object) -> Op[bool]:
+        return (yield from self.ops.exists(self._key(KV, key)))
+
+    def incr(self, key: object, delta: object, ttl: object) -> Op[int]:
+        full = self._key(KV, key)
+        step = check_count(delta, "delta", minimum=-(2**62), maximum=2**62)
+        seconds = check_ttl(ttl)
+        return (yield from self.ops.incr(full, step, seconds))
+
+    def expire(self, key: object, ttl: object) -> Op[bool]:
+        full, seconds = self._key(KV, key), check_ttl(ttl)
+        return (yield from self.ops.expire(full, seconds))
+
+    def ttl(self, key: object) -> Op[float | None]:
+        return (yield from self.ops.ttl(self._key(KV, key)))
+
+    def get_many(self, keys: object) -> Op[dict[str, Value]]:
+        names = {self._key(KV, k): k for k in check_keys(keys)}
+        if not names:
+            return {}
+        found = yield from self.ops.get_many(list(names))
+        return {names[full]: decode_value(raw) for full, raw in found.items()}
+
+    def set_many(self, mapping: object, ttl: object) -> Op[None]:
+        items = {self._key(KV, k): raw for k, raw in encode_many(mapping).items()}
+        seconds = check_ttl(ttl)
+        if items:
+            yield from self.ops.set_many(items, seconds)
+
+    def delete_many(self, keys: object) -> Op[int]:
+        full = [self._key(KV, k) for k in check_keys(keys)]
+        return (yield from self.ops.delete_many(full)) if full else 0
+
+    def check_rate_limit(
+        self, key: object, limit: object, window: object, cost: object, algorithm: object
+    ) -> Op[RateLimitResult]:
+        kind = _algorithm(algorithm)
+        full = self._key(LIMITER_KINDS[kind], key)
+        hits = check_count(limit, "limit", maximum=MAX_LIMIT)
+        seconds = check_ttl(window, "window", optional=False)
+        assert seconds is not None
+        weight = check_count(cost, "cost", maximum=hits)
+        if kind is RateLimitAlgorithm.FIXED_WINDOW:
+            fixed = yield from self.ops.fixed_window(full, hits, seconds, weight)
+            return ratelimit.fixed_window_result(fixed, hits, weight)
+        if kind is RateLimitAlgorithm.SLIDING_WINDOW:
+            sliding = yield from self.ops.sliding_window(full, hits, seconds, weight)
+            return ratelimit.sliding_window_result(sliding, hits, seconds, weight)
+        gcra = yield from self.ops.gcra(full, hits, seconds, weight)
+        return ratelimit.gcra_result(gcra, hits, seconds, weight)
+
+    def reset_rate_limit(self, key: object) -> Op[None]:
+        check_key(key)
+        yield from self.ops.delete_many([self._key(kind, key) for kind in LIMITER_KINDS.values()])
+
+    def add_to_blacklist(self, jti: object, expires_in: object) -> Op[None]:
+        full = self._key(BLACKLIST, jti, "jti")
+        seconds = check_ttl(expires_in, "expires_in", optional=False)
+        yield from self.ops.set(full, b"1", seconds)
+
+    def is_blacklisted(self, jti: object) -> Op[bool]:
+        return (yield from self.ops.exists(self._key(BLACKLIST, jti, "jti")))
+
+    def remove_from_blacklist(self, jti: object) -> Op[bool]:
+        return (yield from self.ops.delete(self._key(BLACKLIST, jti, "jti")))
+
+    def revoke_user_tokens(self, user_id: object, at: object, expires_in: object) -> Op[datetime]:
+        full = self._key(USER_REVOCATION, _id(user_id, "user_id"), "user_id")
+        instant = None if at is None else _epoch(at)
+        seconds = check_ttl(expires_in, "expires_in")
+        stored = yield from self.ops.raise_to(full, instant, seconds)
+        return from_epoch(stored)
+
+    def user_tokens_revoked_at(self, user_id: object) -> Op[datetime | None]:
+        full = self._key(USER_REVOCATION, _id(user_id, "user_id"), "user_id")
+        stored = yield from self.ops.read_epoch(full)
+        return None if stored is None else from_epoch(stored)
+
+    def purge_expired(self) -> Op[int]:
+        return (yield from self.ops.purge_expired())
+
+
+class SessionLogic:
+    def __init__(self, ops: SessionOps, namespace: str) -> None:
+        self.ops = ops
+        self.namespace = check_namespace(namespace)
+
+    def create(
+        self,
+        user_id: object,
+        *,
+        ttl: object,
+        device_id: object,
+        application_id: object,
+        ip_address: object,
+        user_agent: object,
+        metadata: Mapping[str, JSONValue] | None,
+        max_sessions: object,
+    ) -> Op[NewSession]:
+        user = _id(user_id, "user_id")
+        seconds = check_ttl(ttl, optional=False)
+        assert seconds is not None
+        fields = {
+            "device_id": _optional_id(device_id, "device_id"),
+            "application_id": _optional_id(application_id, "application_id"),
+            "ip_address": check_optional_text(ip_address, "ip_address", max_length=64),
+            "user_agent": check_optional_text(user_agent, "user_agent", max_length=1024),
+        }
+        meta = check_metadata(metadata)
+        cap = None if max_sessions is None else check_count(max_sessions, "max_sessions")
+        token, token_hash = new_token()
+        record = yield from self.ops.create(
+            token_hash=token_hash,
+            session_id=new_public_id(),
+            user_id=user,
+            metadata=meta,
+            ttl=seconds,
+            max_sessions=cap,
+            **fields,
+        )
+        return NewSession(record, token)
+
+    def get(self, token: object) -> Op[SessionRecord | None]:
+        return (yield from self.ops.get(hash_token(token)))
+
+    def touch(self, token: object, ttl: object) -> Op[SessionRecord | None]:
+        token_hash, seconds = hash_token(token), check_ttl(ttl)
+        return (yield from self.ops.touch(token_hash, seconds))
+
+    def revoke(self, token: object) -> Op[bool]:
+        return (yield from self.ops.revoke(hash_token(token)))
+
+    def revoke_by_id(self, session_id: object, user_id: object) -> Op[bool]:
+        public_id, owner = _id(session_id, "session_id"), _optional_id(user_id, "user_id")
+        return (yield from self.ops.revoke_by_id(public_id, owner))
+
+    def revoke_all(self, user_id: object, except_token: object, except_id: object) -> Op[int]:
+        user = _id(user_id, "user_id")
+        except_hash = None if except_token is None else hash_token(except_token)
+        keep_id = _optional_id(except_id, "except_id")
+        return (yield from self.ops.revoke_all(user, except_hash, keep_id))
+
+    def list(self, user_id: object) -> Op[list[SessionRecord]]:
+        return (yield from self.ops.list(_id(user_id, "user_id")))
+
+    def count(self, user_id: object) -> Op[int]:
+        return (yield from self.ops.count(_id(user_id, "user_id")))
+
+    def purge_expired(self) -> Op[int]:
+        return (yield from self.ops.purge_expired())
+
+
+def _secret(secret: object) -> bytes:
+    if not isinstance(secret, (bytes, bytearray, memoryview)):
+        raise TypeError(f"secret must be bytes (ciphertext), not {type(secret).__name__}")
+    data = bytes(secret)
+    if not data:
+        raise ValueError("secret must not be empty")
+    if len(data) > MAX_SECRET_BYTES:
+        raise ValueError(f"secret is longer than {MAX_SECRET_BYTES} bytes")
+    return data
+
+
+class TotpLogic:
+    def __init__(self, ops: TotpOps, namespace: str) -> None:
+        self.ops = ops
+        self.namespace = check_namespace(namespace)
+
+    def save_pending(self, user_id: object, secret: object) -> Op[None]:
+        user, data = _id(user_id, "user_id"), _secret(secret)
+        yield from self.ops.save_pending(user, data)
+
+    def enable(self, user_id: object) -> Op[bool]:
+        return (yield from self.ops.enable(_id(user_id, "user_id")))
+
+    def disable(self, user_id: object) -> Op[bool]:
+        return (yield from self.ops.disable(_id(user_id, "user_id")))
+
+    def load(self, user_id: object) -> Op[TotpState | None]:
+        return (yield from self.ops.load(_id(user_id, "user_id")))
+
+    def replace_backup_codes(self, user_id: object, code_hashes: object) -> Op[None]:
+        user = _id(user_id, "user_id")
+        if isinstance(code_hashes, (str, bytes)) or not hasattr(code_hashes, "__iter__"):
+            raise TypeError("code_hashes must be an iterable of str")
+        hashes = list(dict.fromkeys(_code_hash(h) for h in code_hashes))
+        if len(hashes) > MAX_BACKUP_CODES:
+            raise ValueError(f"at most {MAX_BACKUP_CODES} backup codes")
+        yield from self.ops.replace_backup_codes(user, hashes)
+
+    def use_backup_code(self, user_id: object, code_hash: object) -> Op[bool]:
+        user, digest = _id(user_id, "user_id"), _code_hash(code_hash)
+        return (yield from self.ops.use_backup_code(user, digest))
+
+    def claim_step(self, user_id: object, step: object) -> Op[bool]:
+        user, value = _id(user_id, "user_id"), check_count(step, "step", minimum=0, maximum=2**62)
+        return (yield from self.ops.claim_step(user, value))
+
+
+def _code_hash(value: object) -> str:
+    return check_text(value, "code_hash", max_length=512)
+
+
+class MagicLinkLogic:
+    def __init__(self, ops: MagicLinkOps, namespace: str) -> None:
+        self.ops = ops
+        self.namespace = check_namespace(namespace)
+
+    def issue(
+        self,
+        user_id: object,
+        email: object,
+        *,
+        ttl: object,
+        application_id: object,
+        ip_address: object,
+        user_agent: object,
+        revoke_previous: object,
+    ) -> Op[IssuedMagicLink]:
+        user = _id(user_id, "user_id")
+        address = check_text(email, "email", max_length=320)
+        seconds = check_ttl(ttl, optional=False)
+        assert seconds is not None
+        if not isinstance(revoke_previous, bool):
+            raise TypeError("revoke_previous must be a bool")
+        token, token_hash = new_token()
+        record = yield from self.ops.issue(
+            token_hash=token_hash,
+            link_id=new_public_id(),
+            user_id=user,
+            email=address,
+            ttl=seconds,
+            application_id=_optional_id(application_id, "application_id"),
+            ip_address=check_optional_text(ip_address, "ip_address", max_length=64),
+            user_agent=check_optional_text(user_agent, "user_agent", max_length=1024),
+            revoke_previous=revoke_previous,
+        )
+        return IssuedMagicLink(record, token)
+
+    def peek(self, token: object) -> Op[MagicLinkRecord | None]:
+        return (yield from self.ops.peek(hash_token(token)))
+
+    def consume(self, token: object, application_id: object) -> Op[MagicLinkRecord | None]:
+        token_hash, app = hash_token(token), _optional_id(application_id, "application_id")
+        return (yield from self.ops.consume(token_hash, app))
+
+    def revoke_user(self, user_id: object) -> Op[int]:
+        return (yield from self.ops.revoke_user(_id(user_id, "user_id")))
+
+    def purge_expired(self) -> Op[int]:
+        return (yield from self.ops.purge_expired())

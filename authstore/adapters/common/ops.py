@@ -1,0 +1,170 @@
+"""What a backend implements: its operations as generators, once for sync and async.
+
+An operation yields backend commands (a SQL statement, a Redis call, ...) and
+receives their results; a runner executes it, a sync runner by calling the driver,
+an async runner by awaiting it (the shape of psycopg 3's generators). Arguments
+arrive checked and encoded: keys are full keys (namespace and kind included),
+values are bytes, TTLs positive floats or None, times are epoch seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Generator
+from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
+
+from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState
+
+__all__ = [
+    "AsyncRunner",
+    "CacheOps",
+    "MagicLinkOps",
+    "Op",
+    "Runner",
+    "SessionOps",
+    "TotpOps",
+    "immediate",
+    "run_immediate",
+]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+Op = Generator[Any, Any, T]
+"""An operation: yields commands, receives their results, returns the answer."""
+
+FixedWindowState = tuple[bool, int, float, float]
+"""allowed, count in the window after this hit, window end, store now."""
+SlidingWindowState = tuple[bool, int, int, float, float]
+"""allowed, previous window count, current window count, current window start, store now."""
+GcraState = tuple[bool, float, float]
+"""allowed, theoretical arrival time after this hit, store now."""
+
+
+class Runner(Protocol):
+    """Executes operations synchronously; owns the connection or pool."""
+
+    def run(self, op: Op[T]) -> T: ...
+    def close(self) -> None: ...
+
+
+class AsyncRunner(Protocol):
+    async def run(self, op: Op[T]) -> T: ...
+    async def close(self) -> None: ...
+
+
+def immediate(fn: Callable[P, T]) -> Callable[P, Op[T]]:
+    """Turn a plain function into an operation that needs no I/O (the memory backend)."""
+
+    @functools.wraps(fn)
+    def operation(*args: P.args, **kwargs: P.kwargs) -> Op[T]:
+        return fn(*args, **kwargs)
+        yield  # pragma: no cover - makes this a generator function
+
+    return operation
+
+
+def run_immediate(op: Op[T]) -> T:
+    """Drive an operation that must not yield (no I/O)."""
+    try:
+        command = next(op)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    op.close()
+    _unexpected(command)
+
+
+def _unexpected(command: object) -> NoReturn:
+    raise RuntimeError(f"operation yielded {command!r} to a runner that performs no I/O")
+
+
+class CacheOps(Protocol):
+    def get(self, key: str) -> Op[bytes | None]: ...
+    def get_many(self, keys: list[str]) -> Op[dict[str, bytes]]: ...
+    def set(self, key: str, value: bytes, ttl: float | None) -> Op[None]: ...
+    def set_many(self, items: dict[str, bytes], ttl: float | None) -> Op[None]: ...
+    def add(self, key: str, value: bytes, ttl: float | None) -> Op[bool]: ...
+    def delete(self, key: str) -> Op[bool]: ...
+    def delete_many(self, keys: list[str]) -> Op[int]: ...
+    def exists(self, key: str) -> Op[bool]: ...
+    def incr(self, key: str, delta: int, ttl: float | None) -> Op[int]:
+        """Raise ValueError when the stored value is not an integer."""
+
+    def expire(self, key: str, ttl: float | None) -> Op[bool]: ...
+    def ttl(self, key: str) -> Op[float | None]:
+        """None when missing, math.inf when the key has no expiry."""
+
+    def raise_to(self, key: str, at: float | None, ttl: float | None) -> Op[float]:
+        """Store max(current, at or store now) as an epoch float; return what is stored."""
+
+    def read_epoch(self, key: str) -> Op[float | None]: ...
+    def fixed_window(
+        self, key: str, limit: int, window: float, cost: int
+    ) -> Op[FixedWindowState]: ...
+    def sliding_window(
+        self, key: str, limit: int, window: float, cost: int
+    ) -> Op[SlidingWindowState]: ...
+    def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]: ...
+    def purge_expired(self) -> Op[int]: ...
+
+
+class SessionOps(Protocol):
+    def create(
+        self,
+        *,
+        token_hash: str,
+        session_id: str,
+        user_id: str,
+        device_id: str | None,
+        application_id: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        metadata: str,
+        ttl: float,
+        max_sessions: int | None,
+    ) -> Op[SessionRecord]:
+        """``metadata`` arrives as JSON text; eviction happens in the same atomic step."""
+
+    def get(self, token_hash: str) -> Op[SessionRecord | None]: ...
+    def touch(self, token_hash: str, ttl: float | None) -> Op[SessionRecord | None]: ...
+    def revoke(self, token_hash: str) -> Op[bool]: ...
+    def revoke_by_id(self, session_id: str, user_id: str | None) -> Op[bool]: ...
+    def revoke_all(
+        self, user_id: str, except_hash: str | None, except_id: str | None
+    ) -> Op[int]: ...
+    def list(self, user_id: str) -> Op[list[SessionRecord]]: ...
+    def count(self, user_id: str) -> Op[int]: ...
+    def purge_expired(self) -> Op[int]: ...
+
+
+class TotpOps(Protocol):
+    def save_pending(self, user_id: str, secret: bytes) -> Op[None]: ...
+    def enable(self, user_id: str) -> Op[bool]: ...
+    def disable(self, user_id: str) -> Op[bool]: ...
+    def load(self, user_id: str) -> Op[TotpState | None]: ...
+    def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> Op[None]: ...
+    def use_backup_code(self, user_id: str, code_hash: str) -> Op[bool]: ...
+    def claim_step(self, user_id: str, step: int) -> Op[bool]: ...
+
+
+class MagicLinkOps(Protocol):
+    def issue(
+        self,
+        *,
+        token_hash: str,
+        link_id: str,
+        user_id: str,
+        email: str,
+        ttl: float,
+        application_id: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        revoke_previous: bool,
+    ) -> Op[MagicLinkRecord]: ...
+    def peek(self, token_hash: str) -> Op[MagicLinkRecord | None]: ...
+    def consume(
+        self, token_hash: str, application_id: str | None
+    ) -> Op[MagicLinkRecord | None]: ...
+    def revoke_user(self, user_id: str) -> Op[int]: ...
+    def purge_expired(self) -> Op[int]: ...

@@ -1,0 +1,519 @@
+"""The store classes: every backend's sync and async stores are these, given its ops and runner.
+
+Each method is one line that hands a logic generator to the runner; the checks,
+encoding and backend commands live in ``logic`` and the backend's ops, once.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+from authstore.adapters.common.logic import CacheLogic, MagicLinkLogic, SessionLogic, TotpLogic
+from authstore.adapters.common.ops import (
+    AsyncRunner,
+    CacheOps,
+    MagicLinkOps,
+    Runner,
+    SessionOps,
+    TotpOps,
+)
+from authstore.contracts.cache import CACHE_CAPABILITIES
+from authstore.contracts.records import (
+    IssuedMagicLink,
+    JSONValue,
+    MagicLinkRecord,
+    NewSession,
+    RateLimitAlgorithm,
+    RateLimitResult,
+    SessionRecord,
+    TotpState,
+    Value,
+)
+
+__all__ = [
+    "AsyncCache",
+    "AsyncMagicLinks",
+    "AsyncSessions",
+    "AsyncTotp",
+    "Cache",
+    "MagicLinks",
+    "Sessions",
+    "Totp",
+]
+
+DEFAULT_NAMESPACE = "authstore"
+FIXED = RateLimitAlgorithm.FIXED_WINDOW
+
+
+class _SyncStore:
+    def __init__(self, runner: Runner, namespace: str) -> None:
+        self._runner = runner
+        self.namespace = namespace
+
+    def close(self) -> None:
+        self._runner.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
+
+
+class _AsyncStore:
+    def __init__(self, runner: AsyncRunner, namespace: str) -> None:
+        self._runner = runner
+        self.namespace = namespace
+
+    async def aclose(self) -> None:
+        await self._runner.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
+
+
+class Cache(_SyncStore):
+    def __init__(
+        self,
+        ops: CacheOps,
+        runner: Runner,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        capabilities: frozenset[str] = CACHE_CAPABILITIES,
+    ) -> None:
+        self._logic = CacheLogic(ops, namespace)
+        super().__init__(runner, self._logic.namespace)
+        self.capabilities = capabilities
+
+    def get(self, key: str) -> Value | None:
+        return self._runner.run(self._logic.get(key))
+
+    def set(self, key: str, value: Value, ttl: float | None = None) -> None:
+        return self._runner.run(self._logic.set(key, value, ttl))
+
+    def add(self, key: str, value: Value, ttl: float | None = None) -> bool:
+        return self._runner.run(self._logic.add(key, value, ttl))
+
+    def delete(self, key: str) -> bool:
+        return self._runner.run(self._logic.delete(key))
+
+    def exists(self, key: str) -> bool:
+        return self._runner.run(self._logic.exists(key))
+
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        return self._runner.run(self._logic.incr(key, delta, ttl))
+
+    def expire(self, key: str, ttl: float | None) -> bool:
+        return self._runner.run(self._logic.expire(key, ttl))
+
+    def ttl(self, key: str) -> float | None:
+        return self._runner.run(self._logic.ttl(key))
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Value]:
+        return self._runner.run(self._logic.get_many(keys))
+
+    def set_many(self, mapping: Mapping[str, Value], ttl: float | None = None) -> None:
+        return self._runner.run(self._logic.set_many(mapping, ttl))
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        return self._runner.run(self._logic.delete_many(keys))
+
+    def check_rate_limit(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        cost: int = 1,
+        algorithm: RateLimitAlgorithm | str = FIXED,
+    ) -> RateLimitResult:
+        return self._runner.run(self._logic.check_rate_limit(key, limit, window, cost, algorithm))
+
+    def reset_rate_limit(self, key: str) -> None:
+        return self._runner.run(self._logic.reset_rate_limit(key))
+
+    def add_to_blacklist(self, jti: str, expires_in: float) -> None:
+        return self._runner.run(self._logic.add_to_blacklist(jti, expires_in))
+
+    def is_blacklisted(self, jti: str) -> bool:
+        return self._runner.run(self._logic.is_blacklisted(jti))
+
+    def remove_from_blacklist(self, jti: str) -> bool:
+        return self._runner.run(self._logic.remove_from_blacklist(jti))
+
+    def revoke_user_tokens(
+        self, user_id: str, at: datetime | None = None, expires_in: float | None = None
+    ) -> datetime:
+        return self._runner.run(self._logic.revoke_user_tokens(user_id, at, expires_in))
+
+    def user_tokens_revoked_at(self, user_id: str) -> datetime | None:
+        return self._runner.run(self._logic.user_tokens_revoked_at(user_id))
+
+    def purge_expired(self) -> int:
+        return self._runner.run(self._logic.purge_expired())
+
+
+class AsyncCache(_AsyncStore):
+    def __init__(
+        self,
+        ops: CacheOps,
+        runner: AsyncRunner,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        capabilities: frozenset[str] = CACHE_CAPABILITIES,
+    ) -> None:
+        self._logic = CacheLogic(ops, namespace)
+        super().__init__(runner, self._logic.namespace)
+        self.capabilities = capabilities
+
+    async def get(self, key: str) -> Value | None:
+        return await self._runner.run(self._logic.get(key))
+
+    async def set(self, key: str, value: Value, ttl: float | None = None) -> None:
+        return await self._runner.run(self._logic.set(key, value, ttl))
+
+    async def add(self, key: str, value: Value, ttl: float | None = None) -> bool:
+        return await self._runner.run(self._logic.add(key, value, ttl))
+
+    async def delete(self, key: str) -> bool:
+        return await self._runner.run(self._logic.delete(key))
+
+    async def exists(self, key: str) -> bool:
+        return await self._runner.run(self._logic.exists(key))
+
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        return await self._runner.run(self._logic.incr(key, delta, ttl))
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        return await self._runner.run(self._logic.expire(key, ttl))
+
+    async def ttl(self, key: str) -> float | None:
+        return await self._runner.run(self._logic.ttl(key))
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Value]:
+        return await self._runner.run(self._logic.get_many(keys))
+
+    async def set_many(self, mapping: Mapping[str, Value], ttl: float | None = None) -> None:
+        return await self._runner.run(self._logic.set_many(mapping, ttl))
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        return await self._runner.run(self._logic.delete_many(keys))
+
+    async def check_rate_limit(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        cost: int = 1,
+        algorithm: RateLimitAlgorithm | str = FIXED,
+    ) -> RateLimitResult:
+        return await self._runner.run(
+            self._logic.check_rate_limit(key, limit, window, cost, algorithm)
+        )
+
+    async def reset_rate_limit(self, key: str) -> None:
+        return await self._runner.run(self._logic.reset_rate_limit(key))
+
+    async def add_to_blacklist(self, jti: str, expires_in: float) -> None:
+        return await self._runner.run(self._logic.add_to_blacklist(jti, expires_in))
+
+    async def is_blacklisted(self, jti: str) -> bool:
+        return await self._runner.run(self._logic.is_blacklisted(jti))
+
+    async def remove_from_blacklist(self, jti: str) -> bool:
+        return await self._runner.run(self._logic.remove_from_blacklist(jti))
+
+    async def revoke_user_tokens(
+        self, user_id: str, at: datetime | None = None, expires_in: float | None = None
+    ) -> datetime:
+        return await self._runner.run(self._logic.revoke_user_tokens(user_id, at, expires_in))
+
+    async def user_tokens_revoked_at(self, user_id: str) -> datetime | None:
+        return await self._runner.run(self._logic.user_tokens_revoked_at(user_id))
+
+    async def purge_expired(self) -> int:
+        return await self._runner.run(self._logic.purge_expired())
+
+
+class Sessions(_SyncStore):
+    def __init__(
+        self, ops: SessionOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> None:
+        self._logic = SessionLogic(ops, namespace)
+        super().__init__(runner, self._logic.namespace)
+
+    def create(
+        self,
+        user_id: str,
+        *,
+        ttl: float,
+        device_id: str | None = None,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        metadata: Mapping[str, JSONValue] | None = None,
+        max_sessions: int | None = None,
+    ) -> NewSession:
+        return self._runner.run(
+            self._logic.create(
+                user_id,
+                ttl=ttl,
+                device_id=device_id,
+                application_id=application_id,
+                ip_address=ip_address,
+                user_agent=user_agent,
+                metadata=metadata,
+                max_sessions=max_sessions,
+            )
+        )
+
+    def get(self, token: str) -> SessionRecord | None:
+        return self._runner.run(self._logic.get(token))
+
+    def touch(self, token: str, *, ttl: float | None = None) -> SessionRecord | None:
+        return self._runner.run(self._logic.touch(token, ttl))
+
+    def revoke(self, token: str) -> bool:
+        return self._runner.run(self._logic.revoke(token))
+
+    def revoke_by_id(self, session_id: str, *, user_id: str | None = None) -> bool:
+        return self._runner.run(self._logic.revoke_by_id(session_id, user_id))
+
+    def revoke_all(
+        self, user_id: str, *, except_token: str | None = None, except_id: str | None = None
+    ) -> int:
+        return self._runner.run(self._logic.revoke_all(user_id, except_token, except_id))
+
+    def count(self, user_id: str) -> int:
+        return self._runner.run(self._logic.count(user_id))
+
+    def purge_expired(self) -> int:
+        return self._runner.run(self._logic.purge_expired())
+
+    def list(self, user_id: str) -> builtins.list[SessionRecord]:
+        return self._runner.run(self._logic.list(user_id))
+
+
+class AsyncSessions(_AsyncStore):
+    def __init__(
+        self, ops: SessionOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> None:
+        self._logic = SessionLogic(ops, namespace)
+        super().__init__(runner, self._logic.namespace)
+
+    async def create(
+        self,
+        user_id: str,
+        *,
+        ttl: float,
+        device_id: str | None = None,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        metadata: Mapping[str, JSONValue] | None = None,
+        max_sessions: int | None = None,
+    ) -> NewSession:
+        return await self._runner.run(
+            self._logic.create(
+                user_id,
+                ttl=ttl,
+                device_id=device_id,
+                application_id=application_id,
+                ip_address=ip_address,
+                user_agent=user_agent,
+                metadata=metadata,
+                max_sessions=max_sessions,
+            )
+        )
+
+    async def get(self, token: str) -> SessionRecord | None:
+        return await self._runner.run(self._logic.get(token))
+
+    async def touch(self, token: str, *, ttl: float | None = None) -> SessionRecord | None:
+        return await self._runner.run(self._logic.touch(token, ttl))
+
+    async def revoke(self, token: str) -> bool:
+        return await self._runner.run(self._logic.revoke(token))
+
+    async def revoke_by_id(self, session_id: str, *, user_id: str | None = None) -> bool:
+        return await self._runner.run(self._logic.revoke_by_id(session_id, user_id))
+
+    async def revoke_all(
+        self, user_id: str, *, except_token: str | None = None, except_id: str | None = None
+    ) -> int:
+        return await self._runner.run(self._logic.revoke_all(user_id, except_token, except_id))
+
+    async def count(self, user_id: str) -> int:
+        return await self._runner.run(self._logic.count(user_id))
+
+    async def purge_expired(self) -> int:
+        return await self._runner.run(self._logic.purge_expired())
+
+    async def list(self, user_id: str) -> builtins.list[SessionRecord]:
+        return await self._runner.run(self._logic.list(user_id))
+
+
+class Totp(_SyncStore):
+    def __init__(self, ops: TotpOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self._logic = TotpLogic(ops, namespace)
+        super().__init__(runner, self._logic.namespace)
+
+    def save_pending(self, user_id: str, secret: bytes) -> None:
+        return self._runner.run(self._logic.save_pending(user_id, secret))
+
+    def enable(self, user_id: str) -> bool:
+        return self._runner.run(self._logic.enable(user_id))
+
+    def disable(self, user_id: str) -> bool:
+        return self._runner.run(self._logic.disable(user_id))
+
+    def load(self, user_id: str) -> TotpState | None:
+        return self._runner.run(self._logic.load(user_id))
+
+    def replace_backup_codes(self, user_id: str, code_hashes: Iterable[str]) -> None:
+        return self._runner.run(self._logic.replace_backup_codes(user_id, code_hashes))
+
+    def use_backup_code(self, user_id: str, code_hash: str) -> bool:
+        return self._runner.run(self._logic.use_backup_code(user_id, code_hash))
+
+    def claim_step(self, user_id: str, step: int) -> bool:
+        return self._runner.run(self._logic.claim_step(user_id, step))
+
+
+class AsyncTotp(_AsyncStore):
+    def __init__(
+        self, ops: TotpOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> None:
+        self._logic = TotpLogic(ops, namespace)
+        super().__init__(runner, self._logic.namespace)
+
+    async def save_pending(self, user_id: str, secret: bytes) -> None:
+        return await self._runner.run(self._logic.save_pending(user_id, secret))
+
+    async def enable(self, user_id: str) -> bool:
+        return await self._runner.run(self._logic.enable(user_id))
+
+    async def disable(self, user_id: str) -> bool:
+        return await self._runner.run(self._logic.disable(user_id))
+
+    async def load(self, user_id: str) -> TotpState | None:
+        return await self._runner.run(self._logic.load(user_id))
+
+    async def replace_backup_codes(self, user_id: str, code_hashes: Iterable[str]) -> None:
+        return await self._runner.run(self._logic.replace_backup_codes(user_id, code_hashes))
+
+    async def use_backup_code(self, user_id: str, code_hash: str) -> bool:
+        return await self._runner.run(self._logic.use_backup_code(user_id, code_hash))
+
+    async def claim_step(self, user_id: str, step: int) -> bool:
+        return await self._runner.run(self._logic.claim_step(user_id, step))
+
+
+class MagicLinks(_SyncStore):
+    def __init__(
+        self, ops: MagicLinkOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> None:
+        self._logic = MagicLinkLogic(ops, namespace)
+        super().__init__(runner, self._logic.namespace)
+
+    def issue(
+        self,
+        user_id: str,
+        email: str,
+        *,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
+    ) -> IssuedMagicLink:
+        return self._runner.run(
+            self._logic.issue(
+                user_id,
+                email,
+                ttl=ttl,
+                application_id=application_id,
+                ip_address=ip_address,
+                user_agent=user_agent,
+                revoke_previous=revoke_previous,
+            )
+        )
+
+    def peek(self, token: str) -> MagicLinkRecord | None:
+        return self._runner.run(self._logic.peek(token))
+
+    def consume(self, token: str, *, application_id: str | None = None) -> MagicLinkRecord | None:
+        return self._runner.run(self._logic.consume(token, application_id))
+
+    def revoke_user(self, user_id: str) -> int:
+        return self._runner.run(self._logic.revoke_user(user_id))
+
+    def purge_expired(self) -> int:
+        return self._runner.run(self._logic.purge_expired())
+
+
+class AsyncMagicLinks(_AsyncStore):
+    def __init__(
+        self, ops: MagicLinkOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> None:
+        self._logic = MagicLinkLogic(ops, namespace)
+        super().__init__(runner, self._logic.namespace)
+
+    async def issue(
+        self,
+        user_id: str,
+        email: str,
+        *,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
+    ) -> IssuedMagicLink:
+        return await self._runner.run(
+            self._logic.issue(
+                user_id,
+                email,
+                ttl=ttl,
+                application_id=application_id,
+                ip_address=ip_address,
+                user_agent=user_agent,
+                revoke_previous=revoke_previous,
+            )
+        )
+
+    async def peek(self, token: str) -> MagicLinkRecord | None:
+        return await self._runner.run(self._logic.peek(token))
+
+    async def consume(
+        self, token: str, *, application_id: str | None = None
+    ) -> MagicLinkRecord | None:
+        return await self._runner.run(self._logic.consume(token, application_id))
+
+    async def revoke_user(self, user_id: str) -> int:
+        return await self._runner.run(self._logic.revoke_user(user_id))
+
+    async def purge_expired(self) -> int:
+        return await self._runner.run(self._logic.purge_expired())

@@ -1,0 +1,89 @@
+"""``memory://`` and ``memory://NAME``: process-local stores, no server, no dependency.
+
+``memory://`` gives each store its own data; ``memory://NAME`` shares one data
+set per name within the process (a sync and an async store can then see the same
+state). Options: ``namespace``, ``max_entries``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from authstore.adapters.common.stores import (
+    DEFAULT_NAMESPACE,
+    AsyncCache,
+    AsyncMagicLinks,
+    AsyncSessions,
+    AsyncTotp,
+    Cache,
+    MagicLinks,
+    Sessions,
+    Totp,
+)
+from authstore.adapters.memory.ops import (
+    MemoryCacheOps,
+    MemoryData,
+    MemoryMagicLinkOps,
+    MemorySessionOps,
+    MemoryTotpOps,
+)
+from authstore.adapters.memory.runner import AsyncMemoryRunner, MemoryRunner
+from authstore.contracts.errors import ConfigurationError
+from authstore.contracts.records import StoreKind
+from authstore.registry import StoreURL
+
+__all__ = ["MemoryBackend"]
+
+
+class MemoryBackend:
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._named: dict[str, tuple[MemoryData, threading.Lock]] = {}
+        self._lock = threading.Lock()
+
+    def _data(self, name: str, max_entries: int | None) -> tuple[MemoryData, threading.Lock]:
+        if not name:
+            return MemoryData(max_entries), threading.Lock()
+        with self._lock:
+            shared = self._named.get(name)
+            if shared is None:
+                shared = self._named[name] = (MemoryData(max_entries), threading.Lock())
+            elif shared[0].max_entries != max_entries:
+                raise ConfigurationError(
+                    f"memory://{name} is already open with max_entries={shared[0].max_entries}"
+                )
+            return shared
+
+    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+        options = url.reader()
+        namespace = options.text("namespace", DEFAULT_NAMESPACE)
+        max_entries = options.optional_integer("max_entries", minimum=1)
+        options.done()
+        if url.path.strip("/") or url.username or url.password:
+            raise ConfigurationError("a memory URL is memory:// or memory://NAME")
+        name = url.hosts[0][0] if url.hosts else ""
+        data, lock = self._data(name, max_entries)
+        runner: MemoryRunner | AsyncMemoryRunner = (
+            AsyncMemoryRunner(data, lock) if asynchronous else MemoryRunner(data, lock)
+        )
+        if kind is StoreKind.CACHE:
+            ops: Any = MemoryCacheOps(data)
+            return (AsyncCache if asynchronous else Cache)(ops, runner, namespace=namespace)  # type: ignore[arg-type]
+        stores: dict[StoreKind, tuple[Any, Any, Any]] = {
+            StoreKind.SESSIONS: (MemorySessionOps, Sessions, AsyncSessions),
+            StoreKind.TOTP: (MemoryTotpOps, Totp, AsyncTotp),
+            StoreKind.MAGIC_LINKS: (MemoryMagicLinkOps, MagicLinks, AsyncMagicLinks),
+        }
+        ops_class, sync_class, async_class = stores[kind]
+        store_class = async_class if asynchronous else sync_class
+        return store_class(ops_class(data, namespace), runner, namespace=namespace)
+
+    def migrate(self, url: StoreURL) -> list[str]:
+        return ["memory: nothing to migrate (data lives in the process)"]
+
+    def forget(self, name: str) -> None:
+        """Drop a named data set (tests, or to free memory)."""
+        with self._lock:
+            self._named.pop(name, None)

@@ -1,0 +1,659 @@
+"""The memory backend's operations: plain Python under the runner's lock, no I/O.
+
+Expired entries are reclaimed by a heap sweep on writes, so memory stays bounded
+even for keys written once and never read again. ``max_entries`` bounds plain
+cache values; security state (blacklist, revocations, limiters, sessions) is
+never evicted to make room: a full store refuses with StoreFullError instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from authstore.adapters.common import ratelimit
+from authstore.adapters.common.ops import (
+    FixedWindowState,
+    GcraState,
+    SlidingWindowState,
+    immediate,
+)
+from authstore.contracts.errors import StoreFullError
+from authstore.contracts.records import (
+    MagicLinkRecord,
+    SessionRecord,
+    TotpState,
+    from_epoch,
+)
+from authstore.contracts.values import decode_json
+
+__all__ = [
+    "MemoryCacheOps",
+    "MemoryData",
+    "MemoryMagicLinkOps",
+    "MemorySessionOps",
+    "MemoryTotpOps",
+]
+
+Clock = Callable[[], float]
+SWEEP_BATCH = 256
+K = TypeVar("K", bound=Hashable)
+
+
+class Sweeper(Generic[K]):
+    """A heap of (expiry, key); stale items are skipped, the heap is rebuilt when mostly stale."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, K]] = []
+
+    def schedule(self, key: K, expires_at: float | None) -> None:
+        if expires_at is not None:
+            heapq.heappush(self._heap, (expires_at, key))
+
+    def due(self, now: float, limit: int = SWEEP_BATCH) -> list[tuple[float, K]]:
+        found: list[tuple[float, K]] = []
+        while self._heap and self._heap[0][0] <= now and len(found) < limit:
+            found.append(heapq.heappop(self._heap))
+        return found
+
+    def compact(self, live: dict[K, float]) -> None:
+        if len(self._heap) > 2 * len(live) + 1024:
+            self._heap = [(at, key) for key, at in live.items()]
+            heapq.heapify(self._heap)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+@dataclass
+class Entry:
+    value: Any
+    expires_at: float | None
+
+    def live(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+@dataclass
+class TotpRow:
+    secret: bytes | None = None
+    pending: bytes | None = None
+    enabled: bool = False
+    enabled_at: float | None = None
+    last_step: int | None = None
+    codes: set[str] = field(default_factory=set)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass
+class LinkRow:
+    record: MagicLinkRecord
+    expires: float
+    used: bool = False
+
+
+@dataclass
+class SessionRow:
+    record: SessionRecord
+    order: tuple[float, int]
+    expires: float
+
+
+class MemoryData:
+    """Everything one memory store holds; ``memory://NAME`` shares one per name in a process."""
+
+    def __init__(self, max_entries: int | None = None, clock: Clock = time.time) -> None:
+        self.clock = clock
+        self.max_entries = max_entries
+        self.values: OrderedDict[str, Entry] = OrderedDict()  # plain cache values, LRU order
+        self.guarded: dict[str, Entry] = {}  # security state: never evicted
+        self.cache_sweeper: Sweeper[str] = Sweeper()
+        self.sessions: dict[tuple[str, str], SessionRow] = {}
+        self.session_ids: dict[tuple[str, str], str] = {}
+        self.user_sessions: dict[tuple[str, str], set[str]] = {}
+        self.session_sweeper: Sweeper[tuple[str, str]] = Sweeper()
+        self.sequence = itertools.count()
+        self.totp: dict[tuple[str, str], TotpRow] = {}
+        self.links: dict[tuple[str, str], LinkRow] = {}
+        self.user_links: dict[tuple[str, str], set[str]] = {}
+        self.link_sweeper: Sweeper[tuple[str, str]] = Sweeper()
+
+
+def _is_plain_value(key: str) -> bool:
+    return key.split(":", 2)[1] == "k"
+
+
+class MemoryCacheOps:
+    def __init__(self, data: MemoryData) -> None:
+        self.data = data
+
+    # -- entry access -------------------------------------------------------------
+
+    def _table(self, key: str) -> dict[str, Entry]:
+        return self.data.values if _is_plain_value(key) else self.data.guarded
+
+    def _find(self, key: str, now: float) -> Entry | None:
+        table = self._table(key)
+        entry = table.get(key)
+        if entry is None:
+            return None
+        if not entry.live(now):
+            del table[key]
+            return None
+        if table is self.data.values and self.data.max_entries is not None:
+            self.data.values.move_to_end(key)
+        return entry
+
+    def _store(self, key: str, value: Any, expires_at: float | None, now: float) -> None:
+        self._sweep(now)
+        table = self._table(key)
+        if key not in table:
+            self._make_room(now)
+        table[key] = Entry(value, expires_at)
+        if table is self.data.values:
+            self.data.values.move_to_end(key)
+        self.data.cache_sweeper.schedule(key, expires_at)
+
+    def _make_room(self, now: float) -> None:
+        cap = self.data.max_entries
+        if cap is None or len(self.data.values) + len(self.data.guarded) < cap:
+            return
+        if self.data.values:
+            self.data.values.popitem(last=False)
+            return
+        raise StoreFullError(
+            f"memory store is full ({cap} entries of security state); raise max_entries"
+        )
+
+    def _sweep(self, now: float) -> None:
+        for at, key in self.data.cache_sweeper.due(now):
+            table = self._table(key)
+            entry = table.get(key)
+            if entry is not None and entry.expires_at == at:
+                del table[key]
+        if len(self.data.cache_sweeper) > 1024:
+            live = {
+                k: e.expires_at
+                for table in (self.data.values, self.data.guarded)
+                for k, e in table.items()
+                if e.expires_at is not None
+            }
+            self.data.cache_sweeper.compact(live)
+
+    @staticmethod
+    def _expiry(now: float, ttl: float | None) -> float | None:
+        return None if ttl is None else now + ttl
+
+    # -- key/value ----------------------------------------------------------------
+
+    @immediate
+    def get(self, key: str) -> bytes | None:
+        entry = self._find(key, self.data.clock())
+        return None if entry is None else entry.value
+
+    @immediate
+    def get_many(self, keys: list[str]) -> dict[str, bytes]:
+        now = self.data.clock()
+        found = {key: self._find(key, now) for key in keys}
+        return {key: entry.value for key, entry in found.items() if entry is not None}
+
+    @immediate
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        now = self.data.clock()
+        self._store(key, value, self._expiry(now, ttl), now)
+
+    @immediate
+    def set_many(self, items: dict[str, bytes], ttl: float | None) -> None:
+        now = self.data.clock()
+        for key, value in items.items():
+            self._store(key, value, self._expiry(now, ttl), now)
+
+    @immediate
+    def add(self, key: str, value: bytes, ttl: float | None) -> bool:
+        now = self.data.clock()
+        if self._find(key, now) is not None:
+            return False
+        self._store(key, value, self._expiry(now, ttl), now)
+        return True
+
+    @immediate
+    def delete(self, key: str) -> bool:
+        entry = self._find(key, self.data.clock())
+        if entry is not None:
+            del self._table(key)[key]
+        return entry is not None
+
+    @immediate
+    def delete_many(self, keys: list[str]) -> int:
+        now = self.data.clock()
+        deleted = 0
+        for key in keys:
+            if self._find(key, now) is not None:
+                del self._table(key)[key]
+                deleted += 1
+        return deleted
+
+    @immediate
+    def exists(self, key: str) -> bool:
+        return self._find(key, self.data.clock()) is not None
+
+    @immediate
+    def incr(self, key: str, delta: int, ttl: float | None) -> int:
+        now = self.data.clock()
+        entry = self._find(key, now)
+        if entry is None:
+            self._store(key, str(delta).encode(), self._expiry(now, ttl), now)
+            return delta
+        current = _integer(entry.value)
+        if current is None:
+            raise ValueError("the stored value is not an integer")
+        entry.value = str(current + delta).encode()
+        return current + delta
+
+    @immediate
+    def expire(self, key: str, ttl: float | None) -> bool:
+        now = self.data.clock()
+        entry = self._find(key, now)
+        if entry is None:
+            return False
+        entry.expires_at = self._expiry(now, ttl)
+        self.data.cache_sweeper.schedule(key, entry.expires_at)
+        return True
+
+    @immediate
+    def ttl(self, key: str) -> float | None:
+        now = self.data.clock()
+        entry = self._find(key, now)
+        if entry is None:
+            return None
+        return math.inf if entry.expires_at is None else entry.expires_at - now
+
+    @immediate
+    def raise_to(self, key: str, at: float | None, ttl: float | None) -> float:
+        now = self.data.clock()
+        instant = now if at is None else at
+        entry = self._find(key, now)
+        if entry is not None:
+            instant = max(instant, float(entry.value))
+        self._store(key, instant, self._expiry(now, ttl), now)
+        return instant
+
+    @immediate
+    def read_epoch(self, key: str) -> float | None:
+        entry = self._find(key, self.data.clock())
+        return None if entry is None else float(entry.value)
+
+    # -- rate limits: the reference transitions, under the runner's lock --------------
+
+    @immediate
+    def fixed_window(self, key: str, limit: int, window: float, cost: int) -> FixedWindowState:
+        now = self.data.clock()
+        entry = self._find(key, now)
+        allowed, count, end = ratelimit.step_fixed_window(
+            None if entry is None else entry.value, now, limit, window, cost
+        )
+        self._store(key, (count, end), end, now)
+        return allowed, count, end, now
+
+    @immediate
+    def sliding_window(self, key: str, limit: int, window: float, cost: int) -> SlidingWindowState:
+        now = self.data.clock()
+        entry = self._find(key, now)
+        allowed, previous, current, start = ratelimit.step_sliding_window(
+            None if entry is None else entry.value, now, limit, window, cost
+        )
+        self._store(key, (previous, current, start), start + 2 * window, now)
+        return allowed, previous, current, start, now
+
+    @immediate
+    def gcra(self, key: str, limit: int, window: float, cost: int) -> GcraState:
+        now = self.data.clock()
+        entry = self._find(key, now)
+        allowed, tat = ratelimit.step_gcra(
+            None if entry is None else entry.value, now, limit, window, cost
+        )
+        if tat > now:
+            self._store(key, tat, tat, now)
+        return allowed, tat, now
+
+    @immediate
+    def purge_expired(self) -> int:
+        now = self.data.clock()
+        purged = 0
+        for table in (self.data.values, self.data.guarded):
+            dead = [key for key, entry in table.items() if not entry.live(now)]
+            for key in dead:
+                del table[key]
+            purged += len(dead)
+        return purged
+
+
+def _integer(raw: object) -> int | None:
+    if not isinstance(raw, bytes):
+        return None
+    text = raw.decode("utf-8", "replace")
+    digits = text[1:] if text.startswith("-") else text
+    return int(text) if digits.isdigit() and digits.isascii() else None
+
+
+class MemorySessionOps:
+    def __init__(self, data: MemoryData, namespace: str) -> None:
+        self.data = data
+        self.namespace = namespace
+
+    def _live(self, token_hash: str, now: float) -> SessionRow | None:
+        row = self.data.sessions.get((self.namespace, token_hash))
+        if row is None:
+            return None
+        if row.expires <= now:
+            self._drop(token_hash)
+            return None
+        return row
+
+    def _drop(self, token_hash: str) -> None:
+        row = self.data.sessions.pop((self.namespace, token_hash), None)
+        if row is None:
+            return
+        self.data.session_ids.pop((self.namespace, row.record.id), None)
+        owned = self.data.user_sessions.get((self.namespace, row.record.user_id))
+        if owned is not None:
+            owned.discard(token_hash)
+            if not owned:
+                del self.data.user_sessions[(self.namespace, row.record.user_id)]
+
+    def _sweep(self, now: float) -> None:
+        for at, (namespace, token_hash) in self.data.session_sweeper.due(now):
+            row = self.data.sessions.get((namespace, token_hash))
+            if row is not None and row.expires == at:
+                MemorySessionOps(self.data, namespace)._drop(token_hash)
+
+    def _user_rows(self, user_id: str, now: float) -> list[tuple[str, SessionRow]]:
+        hashes = list(self.data.user_sessions.get((self.namespace, user_id), ()))
+        rows = [(h, self._live(h, now)) for h in hashes]
+        live = [(h, row) for h, row in rows if row is not None]
+        live.sort(key=lambda item: item[1].order, reverse=True)
+        return live
+
+    @immediate
+    def create(
+        self,
+        *,
+        token_hash: str,
+        session_id: str,
+        user_id: str,
+        device_id: str | None,
+        application_id: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        metadata: str,
+        ttl: float,
+        max_sessions: int | None,
+    ) -> SessionRecord:
+        now = self.data.clock()
+        self._sweep(now)
+        moment = from_epoch(now)
+        meta = decode_json(metadata)
+        record = SessionRecord(
+            id=session_id,
+            user_id=user_id,
+            created_at=moment,
+            last_seen_at=moment,
+            expires_at=from_epoch(now + ttl),
+            device_id=device_id,
+            application_id=application_id,
+            ip_address=ip_address,
+            user_agent=user_agent,
+            metadata=meta if isinstance(meta, dict) else {},
+        )
+        if max_sessions is not None:
+            for old_hash, _ in self._user_rows(user_id, now)[max_sessions - 1 :]:
+                self._drop(old_hash)
+        order = (now, next(self.data.sequence))
+        self.data.sessions[(self.namespace, token_hash)] = SessionRow(record, order, now + ttl)
+        self.data.session_ids[(self.namespace, session_id)] = token_hash
+        self.data.user_sessions.setdefault((self.namespace, user_id), set()).add(token_hash)
+        self.data.session_sweeper.schedule((self.namespace, token_hash), now + ttl)
+        return record
+
+    @immediate
+    def get(self, token_hash: str) -> SessionRecord | None:
+        row = self._live(token_hash, self.data.clock())
+        return None if row is None else row.record
+
+    @immediate
+    def touch(self, token_hash: str, ttl: float | None) -> SessionRecord | None:
+        now = self.data.clock()
+        row = self._live(token_hash, now)
+        if row is None:
+            return None
+        changes: dict[str, Any] = {"last_seen_at": from_epoch(now)}
+        if ttl is not None:
+            row.expires = now + ttl
+            changes["expires_at"] = from_epoch(row.expires)
+            self.data.session_sweeper.schedule((self.namespace, token_hash), row.expires)
+        row.record = dataclasses.replace(row.record, **changes)
+        return row.record
+
+    @immediate
+    def revoke(self, token_hash: str) -> bool:
+        row = self._live(token_hash, self.data.clock())
+        if row is not None:
+            self._drop(token_hash)
+        return row is not None
+
+    @immediate
+    def revoke_by_id(self, session_id: str, user_id: str | None) -> bool:
+        token_hash = self.data.session_ids.get((self.namespace, session_id))
+        if token_hash is None:
+            return False
+        row = self._live(token_hash, self.data.clock())
+        if row is None or (user_id is not None and row.record.user_id != user_id):
+            return False
+        self._drop(token_hash)
+        return True
+
+    @immediate
+    def revoke_all(self, user_id: str, except_hash: str | None, except_id: str | None) -> int:
+        revoked = 0
+        for token_hash, row in self._user_rows(user_id, self.data.clock()):
+            if token_hash != except_hash and row.record.id != except_id:
+                self._drop(token_hash)
+                revoked += 1
+        return revoked
+
+    @immediate
+    def list(self, user_id: str) -> list[SessionRecord]:
+        return [row.record for _, row in self._user_rows(user_id, self.data.clock())]
+
+    @immediate
+    def count(self, user_id: str) -> int:
+        return len(self._user_rows(user_id, self.data.clock()))
+
+    @immediate
+    def purge_expired(self) -> int:
+        now = self.data.clock()
+        dead = [
+            token_hash
+            for (namespace, token_hash), row in self.data.sessions.items()
+            if namespace == self.namespace and row.expires <= now
+        ]
+        for token_hash in dead:
+            self._drop(token_hash)
+        return len(dead)
+
+
+class MemoryTotpOps:
+    def __init__(self, data: MemoryData, namespace: str) -> None:
+        self.data = data
+        self.namespace = namespace
+
+    def _row(self, user_id: str) -> TotpRow | None:
+        return self.data.totp.get((self.namespace, user_id))
+
+    @immediate
+    def save_pending(self, user_id: str, secret: bytes) -> None:
+        now = self.data.clock()
+        row = self.data.totp.setdefault(
+            (self.namespace, user_id), TotpRow(created_at=now, updated_at=now)
+        )
+        row.pending = secret
+        row.updated_at = now
+
+    @immediate
+    def enable(self, user_id: str) -> bool:
+        row = self._row(user_id)
+        if row is None or row.pending is None:
+            return False
+        now = self.data.clock()
+        row.secret, row.pending, row.enabled = row.pending, None, True
+        row.enabled_at = row.updated_at = now
+        return True
+
+    @immediate
+    def disable(self, user_id: str) -> bool:
+        return self.data.totp.pop((self.namespace, user_id), None) is not None
+
+    @immediate
+    def load(self, user_id: str) -> TotpState | None:
+        row = self._row(user_id)
+        if row is None:
+            return None
+        return TotpState(
+            user_id=user_id,
+            enabled=row.enabled,
+            secret=row.secret,
+            pending_secret=row.pending,
+            last_step=row.last_step,
+            backup_codes_left=len(row.codes),
+            created_at=from_epoch(row.created_at),
+            updated_at=from_epoch(row.updated_at),
+            enabled_at=None if row.enabled_at is None else from_epoch(row.enabled_at),
+        )
+
+    @immediate
+    def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> None:
+        now = self.data.clock()
+        row = self.data.totp.setdefault(
+            (self.namespace, user_id), TotpRow(created_at=now, updated_at=now)
+        )
+        row.codes = set(code_hashes)
+        row.updated_at = now
+
+    @immediate
+    def use_backup_code(self, user_id: str, code_hash: str) -> bool:
+        row = self._row(user_id)
+        if row is None or code_hash not in row.codes:
+            return False
+        row.codes.discard(code_hash)
+        return True
+
+    @immediate
+    def claim_step(self, user_id: str, step: int) -> bool:
+        row = self._row(user_id)
+        if row is None or (row.last_step is not None and row.last_step >= step):
+            return False
+        row.last_step = step
+        return True
+
+
+class MemoryMagicLinkOps:
+    def __init__(self, data: MemoryData, namespace: str) -> None:
+        self.data = data
+        self.namespace = namespace
+
+    def _usable(self, token_hash: str, now: float) -> LinkRow | None:
+        row = self.data.links.get((self.namespace, token_hash))
+        if row is None or row.used or row.expires <= now:
+            return None
+        return row
+
+    def _drop(self, token_hash: str) -> None:
+        row = self.data.links.pop((self.namespace, token_hash), None)
+        if row is not None:
+            owned = self.data.user_links.get((self.namespace, row.record.user_id))
+            if owned is not None:
+                owned.discard(token_hash)
+                if not owned:
+                    del self.data.user_links[(self.namespace, row.record.user_id)]
+
+    def _revoke_user(self, user_id: str, now: float) -> int:
+        hashes = list(self.data.user_links.get((self.namespace, user_id), ()))
+        usable = [h for h in hashes if self._usable(h, now) is not None]
+        for token_hash in hashes:
+            self._drop(token_hash)
+        return len(usable)
+
+    @immediate
+    def issue(
+        self,
+        *,
+        token_hash: str,
+        link_id: str,
+        user_id: str,
+        email: str,
+        ttl: float,
+        application_id: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        revoke_previous: bool,
+    ) -> MagicLinkRecord:
+        now = self.data.clock()
+        for at, (namespace, old_hash) in self.data.link_sweeper.due(now):
+            old = self.data.links.get((namespace, old_hash))
+            if old is not None and old.expires == at:
+                MemoryMagicLinkOps(self.data, namespace)._drop(old_hash)
+        if revoke_previous:
+            self._revoke_user(user_id, now)
+        record = MagicLinkRecord(
+            id=link_id,
+            user_id=user_id,
+            email=email,
+            created_at=from_epoch(now),
+            expires_at=from_epoch(now + ttl),
+            application_id=application_id,
+            ip_address=ip_address,
+            user_agent=user_agent,
+        )
+        self.data.links[(self.namespace, token_hash)] = LinkRow(record, now + ttl)
+        self.data.user_links.setdefault((self.namespace, user_id), set()).add(token_hash)
+        self.data.link_sweeper.schedule((self.namespace, token_hash), now + ttl)
+        return record
+
+    @immediate
+    def peek(self, token_hash: str) -> MagicLinkRecord | None:
+        row = self._usable(token_hash, self.data.clock())
+        return None if row is None else row.record
+
+    @immediate
+    def consume(self, token_hash: str, application_id: str | None) -> MagicLinkRecord | None:
+        now = self.data.clock()
+        row = self._usable(token_hash, now)
+        if row is None or row.record.application_id != application_id:
+            return None
+        row.used = True
+        row.record = dataclasses.replace(row.record, consumed_at=from_epoch(now))
+        return row.record
+
+    @immediate
+    def revoke_user(self, user_id: str) -> int:
+        return self._revoke_user(user_id, self.data.clock())
+
+    @immediate
+    def purge_expired(self) -> int:
+        now = self.data.clock()
+        dead = [
+            token_hash
+            for (namespace, token_hash), row in self.data.links.items()
+            if namespace == self.namespace and (row.used or row.expires <= now)
+        ]
+        for token_hash in dead:
+            self._drop(token_hash)
+        return len(dead)

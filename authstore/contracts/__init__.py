@@ -1,0 +1,1 @@
+"""The contracts: protocols, records, errors and the value codec. Standard library only."""

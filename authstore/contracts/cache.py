@@ -1,0 +1,150 @@
+"""The cache contract: ephemeral auth state (values, rate limits, revocations)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from authstore.contracts.records import RateLimitAlgorithm, RateLimitResult, Value
+
+__all__ = ["AsyncCacheStore", "CacheStore", "CACHE_CAPABILITIES"]
+
+CACHE_CAPABILITIES = frozenset(
+    {
+        "kv",
+        "incr",
+        "batch",
+        "fixed_window",
+        "sliding_window",
+        "gcra",
+        "blacklist",
+        "user_revocation",
+    }
+)
+"""What a complete cache store provides; a store lists what it has in ``capabilities``."""
+
+
+@runtime_checkable
+class CacheStore(Protocol):
+    """Key/value with TTL, rate limiting and token revocation, all atomic on the backend.
+
+    TTLs are float seconds measured on the store's clock; None (or inf) means no
+    expiry. Keys live in the store's ``namespace`` and never meet another namespace's.
+    """
+
+    namespace: str
+    capabilities: frozenset[str]
+
+    def get(self, key: str) -> Value | None: ...
+    def set(self, key: str, value: Value, ttl: float | None = None) -> None: ...
+    def add(self, key: str, value: Value, ttl: float | None = None) -> bool:
+        """Set only if absent (or expired); True when this call stored the value."""
+
+    def delete(self, key: str) -> bool: ...
+    def exists(self, key: str) -> bool: ...
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
+        """Add ``delta`` to an integer value; a missing key starts at 0 and gets ``ttl``.
+
+        The TTL is applied only when this call creates the key.
+        """
+
+    def expire(self, key: str, ttl: float | None) -> bool:
+        """Give an existing key a new TTL (None removes the expiry); False if missing."""
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds left; None for a missing key, ``math.inf`` for a key without expiry."""
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Value]:
+        """The keys that exist, with their values; missing keys are left out."""
+
+    def set_many(self, mapping: Mapping[str, Value], ttl: float | None = None) -> None: ...
+    def delete_many(self, keys: Iterable[str]) -> int: ...
+    def check_rate_limit(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        cost: int = 1,
+        algorithm: RateLimitAlgorithm | str = RateLimitAlgorithm.FIXED_WINDOW,
+    ) -> RateLimitResult:
+        """Count a hit of weight ``cost``; a refused hit consumes nothing.
+
+        Exactly ``limit`` unit hits pass per window under any concurrency.
+        """
+
+    def reset_rate_limit(self, key: str) -> None: ...
+    def add_to_blacklist(self, jti: str, expires_in: float) -> None:
+        """Revoke one token id until it would have expired anyway."""
+
+    def is_blacklisted(self, jti: str) -> bool:
+        """Raises BackendUnavailableError when the backend is down: never a False by default."""
+
+    def remove_from_blacklist(self, jti: str) -> bool: ...
+    def revoke_user_tokens(
+        self, user_id: str, at: datetime | None = None, expires_in: float | None = None
+    ) -> datetime:
+        """Revoke every token of a user issued before ``at`` (default: now on the store's clock).
+
+        The stored instant only moves forward: an earlier ``at`` never un-revokes
+        tokens. Returns the instant now in force.
+        """
+
+    def user_tokens_revoked_at(self, user_id: str) -> datetime | None: ...
+    def purge_expired(self) -> int:
+        """Physically delete what has expired; reads never depend on it."""
+
+    def close(self) -> None: ...
+    def __enter__(self) -> CacheStore: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class AsyncCacheStore(Protocol):
+    """The async twin of CacheStore: same names, same meaning."""
+
+    namespace: str
+    capabilities: frozenset[str]
+
+    async def get(self, key: str) -> Value | None: ...
+    async def set(self, key: str, value: Value, ttl: float | None = None) -> None: ...
+    async def add(self, key: str, value: Value, ttl: float | None = None) -> bool: ...
+    async def delete(self, key: str) -> bool: ...
+    async def exists(self, key: str) -> bool: ...
+    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int: ...
+    async def expire(self, key: str, ttl: float | None) -> bool: ...
+    async def ttl(self, key: str) -> float | None: ...
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Value]: ...
+    async def set_many(self, mapping: Mapping[str, Value], ttl: float | None = None) -> None: ...
+    async def delete_many(self, keys: Iterable[str]) -> int: ...
+    async def check_rate_limit(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        cost: int = 1,
+        algorithm: RateLimitAlgorithm | str = RateLimitAlgorithm.FIXED_WINDOW,
+    ) -> RateLimitResult: ...
+    async def reset_rate_limit(self, key: str) -> None: ...
+    async def add_to_blacklist(self, jti: str, expires_in: float) -> None: ...
+    async def is_blacklisted(self, jti: str) -> bool: ...
+    async def remove_from_blacklist(self, jti: str) -> bool: ...
+    async def revoke_user_tokens(
+        self, user_id: str, at: datetime | None = None, expires_in: float | None = None
+    ) -> datetime: ...
+    async def user_tokens_revoked_at(self, user_id: str) -> datetime | None: ...
+    async def purge_expired(self) -> int: ...
+    async def aclose(self) -> None: ...
+    async def __aenter__(self) -> AsyncCacheStore: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

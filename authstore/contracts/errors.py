@@ -1,0 +1,72 @@
+"""The one error hierarchy of authstore.
+
+Driver exceptions never escape unwrapped: adapters re-raise them as one of these,
+keeping the original as ``__cause__``. Bad arguments are plain ``ValueError`` /
+``TypeError`` raised before any I/O, so they are not part of this hierarchy.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthStoreError",
+    "BackendError",
+    "BackendUnavailableError",
+    "ConfigurationError",
+    "MissingDriverError",
+    "SchemeConflictError",
+    "StoreFullError",
+    "UnknownSchemeError",
+    "UnsupportedOperationError",
+]
+
+
+class AuthStoreError(Exception):
+    """Base of every error authstore raises on purpose."""
+
+
+class ConfigurationError(AuthStoreError, ValueError):
+    """A URL, option or registration is wrong; fixing the configuration fixes it."""
+
+
+class UnknownSchemeError(ConfigurationError):
+    """No backend is registered for a URL scheme."""
+
+    def __init__(self, scheme: str, known: list[str]) -> None:
+        self.scheme = scheme
+        self.known = sorted(known)
+        super().__init__(f"unknown URL scheme {scheme!r}; known schemes: {', '.join(self.known)}")
+
+
+class MissingDriverError(ConfigurationError, ImportError):
+    """A backend is known but its driver is not installed."""
+
+    def __init__(self, backend: str, extra: str, module: str) -> None:
+        self.backend = backend
+        self.extra = extra
+        super().__init__(
+            f'the {backend} backend needs the {module!r} module: pip install "authstore[{extra}]"'
+        )
+
+
+class SchemeConflictError(ConfigurationError):
+    """Two installed packages claim the same URL scheme."""
+
+
+class UnsupportedOperationError(AuthStoreError, NotImplementedError):
+    """The backend cannot provide this store or operation (e.g. sessions on memcached)."""
+
+
+class BackendError(AuthStoreError):
+    """The backend answered, but with an error authstore did not expect."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend cannot be reached in time (refused, timed out, pool exhausted, lost).
+
+    Security checks raise this instead of answering: a revoked token is never
+    accepted because the server is down.
+    """
+
+
+class StoreFullError(BackendError):
+    """A bounded store cannot take a new entry without dropping security state."""

@@ -1,0 +1,83 @@
+"""The magic-link contract: single-use sign-in links, only token hashes stored."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from authstore.contracts.records import IssuedMagicLink, MagicLinkRecord
+
+__all__ = ["AsyncMagicLinkStore", "MagicLinkStore"]
+
+
+@runtime_checkable
+class MagicLinkStore(Protocol):
+    namespace: str
+
+    def issue(
+        self,
+        user_id: str,
+        email: str,
+        *,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
+    ) -> IssuedMagicLink:
+        """Store a link and return it with its secret token.
+
+        With ``revoke_previous`` the user's unused links are revoked in the same step.
+        """
+
+    def peek(self, token: str) -> MagicLinkRecord | None:
+        """The link if it is still usable, without using it."""
+
+    def consume(self, token: str, *, application_id: str | None = None) -> MagicLinkRecord | None:
+        """Use the link: among any number of concurrent callers exactly one gets the record.
+
+        ``application_id`` must equal the one the link was issued for; a mismatch
+        returns None and leaves the link usable.
+        """
+
+    def revoke_user(self, user_id: str) -> int: ...
+    def purge_expired(self) -> int: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> MagicLinkStore: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class AsyncMagicLinkStore(Protocol):
+    namespace: str
+
+    async def issue(
+        self,
+        user_id: str,
+        email: str,
+        *,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
+    ) -> IssuedMagicLink: ...
+    async def peek(self, token: str) -> MagicLinkRecord | None: ...
+    async def consume(
+        self, token: str, *, application_id: str | None = None
+    ) -> MagicLinkRecord | None: ...
+    async def revoke_user(self, user_id: str) -> int: ...
+    async def purge_expired(self) -> int: ...
+    async def aclose(self) -> None: ...
+    async def __aenter__(self) -> AsyncMagicLinkStore: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

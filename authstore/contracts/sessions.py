@@ -1,0 +1,99 @@
+"""The session contract: opaque secret tokens, only their hashes stored."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from authstore.contracts.records import JSONValue, NewSession, SessionRecord
+
+__all__ = ["AsyncSessionStore", "SessionStore"]
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Expired or revoked sessions are never returned, whether or not they are deleted yet."""
+
+    namespace: str
+
+    def create(
+        self,
+        user_id: str,
+        *,
+        ttl: float,
+        device_id: str | None = None,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        metadata: Mapping[str, JSONValue] | None = None,
+        max_sessions: int | None = None,
+    ) -> NewSession:
+        """Store a session and return it with its secret token.
+
+        With ``max_sessions``, the user's oldest live sessions beyond the cap are
+        revoked in the same atomic step.
+        """
+
+    def get(self, token: str) -> SessionRecord | None: ...
+    def touch(self, token: str, *, ttl: float | None = None) -> SessionRecord | None:
+        """Record activity; with ``ttl`` the expiry slides to now + ttl."""
+
+    def revoke(self, token: str) -> bool: ...
+    def revoke_by_id(self, session_id: str, *, user_id: str | None = None) -> bool:
+        """Revoke by public id; with ``user_id`` only if the session is that user's."""
+
+    def revoke_all(
+        self, user_id: str, *, except_token: str | None = None, except_id: str | None = None
+    ) -> int:
+        """Revoke every live session of a user but the one named; returns how many."""
+
+    def count(self, user_id: str) -> int: ...
+    def purge_expired(self) -> int: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> SessionStore: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def list(self, user_id: str) -> builtins.list[SessionRecord]:
+        """Live sessions of a user, newest first."""
+
+
+@runtime_checkable
+class AsyncSessionStore(Protocol):
+    namespace: str
+
+    async def create(
+        self,
+        user_id: str,
+        *,
+        ttl: float,
+        device_id: str | None = None,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        metadata: Mapping[str, JSONValue] | None = None,
+        max_sessions: int | None = None,
+    ) -> NewSession: ...
+    async def get(self, token: str) -> SessionRecord | None: ...
+    async def touch(self, token: str, *, ttl: float | None = None) -> SessionRecord | None: ...
+    async def revoke(self, token: str) -> bool: ...
+    async def revoke_by_id(self, session_id: str, *, user_id: str | None = None) -> bool: ...
+    async def revoke_all(
+        self, user_id: str, *, except_token: str | None = None, except_id: str | None = None
+    ) -> int: ...
+    async def count(self, user_id: str) -> int: ...
+    async def purge_expired(self) -> int: ...
+    async def aclose(self) -> None: ...
+    async def __aenter__(self) -> AsyncSessionStore: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    async def list(self, user_id: str) -> builtins.list[SessionRecord]: ...

@@ -1,0 +1,197 @@
+"""Argument checks, the value codec and secret tokens: shared by every backend.
+
+Everything here runs before any I/O, so bad input fails fast with a ValueError or
+TypeError that says what is wrong, and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+
+from authstore.contracts.records import JSONValue, Value
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MAX_TEXT_LENGTH",
+    "check_count",
+    "check_key",
+    "check_keys",
+    "check_namespace",
+    "check_optional_text",
+    "check_text",
+    "check_ttl",
+    "decode_value",
+    "encode_json",
+    "encode_value",
+    "hash_secret",
+    "hash_token",
+    "new_public_id",
+    "new_token",
+]
+
+MAX_KEY_BYTES = 1024
+MAX_TEXT_LENGTH = 4096
+MAX_TOKEN_LENGTH = 512
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_BYTES_TAG = b"\x00"
+"""Marks raw bytes: JSON text never starts with NUL, and an integer stays plain
+decimal text so Redis INCRBY, memcached incr and SQL arithmetic work on it."""
+
+
+def check_key(key: object, what: str = "key") -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"{what} must be a str, not {type(key).__name__}")
+    if not key:
+        raise ValueError(f"{what} must not be empty")
+    if len(key) > MAX_KEY_BYTES or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise ValueError(f"{what} is longer than {MAX_KEY_BYTES} bytes")
+    if "\x00" in key:
+        raise ValueError(f"{what} must not contain NUL characters")
+    return key
+
+
+def check_keys(keys: object) -> list[str]:
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+        raise TypeError("keys must be an iterable of str (not a single str)")
+    return list(dict.fromkeys(check_key(k) for k in keys))
+
+
+def check_namespace(namespace: object) -> str:
+    """Namespaces cannot contain ':' so ``{namespace}:{kind}:{key}`` never collides across tenants."""
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, not {type(namespace).__name__}")
+    if not _NAMESPACE.fullmatch(namespace):
+        raise ValueError("namespace must be 1-64 characters of A-Z a-z 0-9 _ . -")
+    return namespace
+
+
+def check_ttl(ttl: object, what: str = "ttl", *, optional: bool = True) -> float | None:
+    """Seconds as a positive finite number; None or inf mean no expiry when allowed."""
+    if ttl is None and optional:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {type(ttl).__name__}")
+    if math.isnan(ttl):
+        raise ValueError(f"{what} must not be NaN")
+    if ttl <= 0:
+        raise ValueError(f"{what} must be positive, got {ttl!r}")
+    if math.isinf(ttl):
+        if optional:
+            return None
+        raise ValueError(f"{what} must be finite")
+    return float(ttl)
+
+
+def check_count(value: object, what: str, *, minimum: int = 1, maximum: int = 2**53) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{what} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def check_text(value: object, what: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if len(value) > max_length:
+        raise ValueError(f"{what} is longer than {max_length} characters")
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters")
+    return value
+
+
+def check_optional_text(
+    value: object, what: str, *, max_length: int = MAX_TEXT_LENGTH
+) -> str | None:
+    return None if value is None else check_text(value, what, max_length=max_length)
+
+
+def _check_json(value: object, path: str) -> None:
+    kind = type(value)
+    if value is None or kind is str or kind is bool or kind is int:
+        return
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError(f"{path}: NaN and infinity are not JSON")
+        return
+    if isinstance(value, list) and kind is list:
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]")
+        return
+    if isinstance(value, dict) and kind is dict:
+        for name, entry in value.items():
+            if type(name) is not str:
+                raise TypeError(f"{path}: dict keys must be str, not {type(name).__name__}")
+            _check_json(entry, f"{path}[{name!r}]")
+        return
+    raise TypeError(
+        f"{path}: {kind.__name__} is not storable; use JSON types (dict, list, str, int, "
+        "float, bool, None inside containers) or bytes at the top level"
+    )
+
+
+def encode_json(value: object, what: str = "value") -> str:
+    _check_json(value, what)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_value(value: object) -> bytes:
+    """Encode a cache value; the result round-trips to an equal value of the same type."""
+    if value is None:
+        raise ValueError("None is not a storable value (get() returns None for a missing key)")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _BYTES_TAG + bytes(value)
+    return encode_json(value).encode("utf-8")
+
+
+def decode_value(raw: bytes) -> Value:
+    if raw[:1] == _BYTES_TAG:
+        return bytes(raw[1:])
+    decoded: Value = json.loads(raw)
+    return decoded
+
+
+def decode_json(raw: str | bytes) -> JSONValue:
+    decoded: JSONValue = json.loads(raw)
+    return decoded
+
+
+def encode_many(mapping: object) -> dict[str, bytes]:
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"mapping must be a Mapping of str to values, not {type(mapping).__name__}")
+    return {check_key(k): encode_value(v) for k, v in mapping.items()}
+
+
+def hash_secret(secret: object, what: str) -> str:
+    """SHA-256 of a high-entropy secret; such secrets need no salt or slow hash."""
+    text = check_text(secret, what, max_length=MAX_TOKEN_LENGTH)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def hash_token(token: object) -> str:
+    return hash_secret(token, "token")
+
+
+def new_token() -> tuple[str, str]:
+    """A 256-bit URL-safe secret and the hash that is stored in its place."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def check_metadata(metadata: object) -> str:
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
+    return encode_json(metadata, "metadata")

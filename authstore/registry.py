@@ -1,0 +1,376 @@
+"""Choosing a backend by URL.
+
+Schemes come from the ``authstore.backends`` entry-point group, so a third-party
+package adds one by declaring it; two packages claiming one scheme is an error.
+Backends import their drivers only when a store is opened, so importing authstore
+imports no driver.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, quote, unquote
+
+from authstore.contracts.errors import (
+    ConfigurationError,
+    MissingDriverError,
+    SchemeConflictError,
+    UnknownSchemeError,
+)
+from authstore.contracts.records import StoreKind
+
+if TYPE_CHECKING:
+    from authstore.contracts.cache import AsyncCacheStore, CacheStore
+    from authstore.contracts.magic_links import AsyncMagicLinkStore, MagicLinkStore
+    from authstore.contracts.sessions import AsyncSessionStore, SessionStore
+    from authstore.contracts.totp import AsyncTotpStore, TotpStore
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Backend",
+    "Options",
+    "StoreURL",
+    "backend_for",
+    "known_schemes",
+    "migrate",
+    "open_async_cache",
+    "open_async_magic_links",
+    "open_async_sessions",
+    "open_async_totp",
+    "open_cache",
+    "open_magic_links",
+    "open_sessions",
+    "open_totp",
+    "register_backend",
+    "require_module",
+    "unregister_backend",
+]
+
+ENTRY_POINT_GROUP = "authstore.backends"
+
+BUILTIN_BACKENDS = {
+    "memory": "authstore.adapters.memory:backend",
+    "sqlite": "authstore.adapters.sqlite:backend",
+}
+"""Also declared as entry points in pyproject.toml; listed here so a source checkout works too."""
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """A parsed store URL; its repr and str never show the password."""
+
+    scheme: str
+    hosts: tuple[tuple[str, int | None], ...] = ()
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    path: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, url: str | StoreURL) -> StoreURL:
+        if isinstance(url, StoreURL):
+            return url
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, not {type(url).__name__}")
+        if "://" not in url:
+            raise ConfigurationError("a store URL looks like scheme://..., e.g. sqlite:///auth.db")
+        scheme, rest = url.split("://", 1)
+        rest, _, query = rest.partition("?")
+        netloc, slash, path = rest.partition("/")
+        userinfo, _, hostlist = netloc.rpartition("@")
+        username, _, password = userinfo.partition(":")
+        try:
+            options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+            hosts = tuple(_host(part) for part in hostlist.split(",") if part)
+        except ValueError as error:
+            redacted = cls(scheme=scheme.lower(), path=path).redacted()
+            raise ConfigurationError(f"malformed store URL {redacted}: {error}") from None
+        return cls(
+            scheme=scheme.lower(),
+            hosts=hosts,
+            username=unquote(username) if username else None,
+            password=unquote(password) if userinfo and ":" in userinfo else None,
+            path=slash + path if path or slash else "",
+            options=options,
+        )
+
+    def with_options(self, extra: Mapping[str, Any]) -> StoreURL:
+        merged = dict(self.options)
+        merged.update({k: v for k, v in extra.items()})
+        return StoreURL(self.scheme, self.hosts, self.username, self.password, self.path, merged)
+
+    def redacted(self) -> str:
+        auth = ""
+        if self.username is not None:
+            auth = quote(self.username, safe="")
+            auth += ":***@" if self.password is not None else "@"
+        elif self.password is not None:
+            auth = ":***@"
+        hosts = ",".join(h if p is None else f"{_bracket(h)}:{p}" for h, p in self.hosts)
+        query = "&".join(
+            f"{k}={'***' if _secret_option(k) else v}" for k, v in self.options.items()
+        )
+        return f"{self.scheme}://{auth}{hosts}{self.path}" + (f"?{query}" if query else "")
+
+    def __str__(self) -> str:
+        return self.redacted()
+
+    def __repr__(self) -> str:
+        return f"StoreURL({self.redacted()!r})"
+
+    def reader(self) -> Options:
+        return Options(self)
+
+
+def _secret_option(name: str) -> bool:
+    return any(word in name.lower() for word in ("password", "secret", "token", "key"))
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _host(part: str) -> tuple[str, int | None]:
+    if part.startswith("["):
+        host, _, rest = part[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = part.partition(":")
+    if port and not port.isdigit():
+        raise ValueError(f"port {port!r} is not a number")
+    return unquote(host), int(port) if port else None
+
+
+class Options:
+    """Reads a URL's query options once each; ``done()`` rejects the ones nobody read."""
+
+    def __init__(self, url: StoreURL) -> None:
+        self._url = url
+        self._left = dict(url.options)
+
+    def text(self, name: str, default: str) -> str:
+        value = self._left.pop(name, default)
+        return value if isinstance(value, str) else str(value)
+
+    def optional_text(self, name: str) -> str | None:
+        value = self._left.pop(name, None)
+        return None if value is None else str(value)
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        value = self._left.pop(name, default)
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise self._bad(name, value, "a whole number") from None
+        if number < minimum:
+            raise self._bad(name, value, f"at least {minimum}")
+        return number
+
+    def optional_integer(self, name: str, *, minimum: int = 0) -> int | None:
+        return None if name not in self._left else self.integer(name, 0, minimum=minimum)
+
+    def seconds(self, name: str, default: float) -> float:
+        value = self._left.pop(name, default)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise self._bad(name, value, "a number of seconds") from None
+        if not math.isfinite(number) or number <= 0:
+            raise self._bad(name, value, "a positive number of seconds")
+        return number
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self._left.pop(name, default)
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise self._bad(name, value, "true or false")
+
+    def take(self, name: str) -> Any:
+        """A non-string option passed as a keyword (an existing client, say)."""
+        return self._left.pop(name, None)
+
+    def done(self) -> None:
+        if self._left:
+            names = ", ".join(sorted(self._left))
+            raise ConfigurationError(f"unknown option(s) for {self._url.scheme}://: {names}")
+
+    def _bad(self, name: str, value: object, expected: str) -> ConfigurationError:
+        shown = "***" if _secret_option(name) else repr(value)
+        return ConfigurationError(f"option {name}={shown} must be {expected}")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What an ``authstore.backends`` entry point names: cheap to import, no driver import."""
+
+    name: str
+
+    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+        """Return a store of ``kind``; raise UnsupportedOperationError for a kind it lacks."""
+
+    def migrate(self, url: StoreURL) -> list[str]:
+        """Create or upgrade what the stores need; return what was done."""
+
+
+def require_module(module: str, backend: str, extra: str) -> Any:
+    """Import a driver, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        if error.name is not None and not module.startswith(error.name) and error.name != module:
+            raise
+        raise MissingDriverError(backend, extra, module) from error
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._targets: dict[str, tuple[str, str]] | None = None
+        self._loaded: dict[str, Backend] = {}
+
+    def targets(self) -> dict[str, tuple[str, str]]:
+        """scheme -> (entry point value, who declared it)."""
+        with self._lock:
+            if self._targets is None:
+                self._targets = self._discover()
+            return self._targets
+
+    @staticmethod
+    def _discover() -> dict[str, tuple[str, str]]:
+        found: dict[str, tuple[str, str]] = {
+            scheme: (target, "authstore") for scheme, target in _builtin_schemes().items()
+        }
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            owner = point.dist.name if point.dist is not None else "an unknown distribution"
+            scheme = point.name.lower()
+            previous = found.get(scheme)
+            if previous is not None and previous[0] != point.value:
+                raise SchemeConflictError(
+                    f"URL scheme {scheme!r} is claimed by both {previous[1]} ({previous[0]}) "
+                    f"and {owner} ({point.value}); uninstall one of them"
+                )
+            found[scheme] = (point.value, owner)
+        return found
+
+    def register(self, scheme: str, backend: Backend | str, owner: str) -> None:
+        scheme = scheme.lower()
+        targets = self.targets()
+        with self._lock:
+            if scheme in targets or scheme in self._loaded:
+                claimed = targets.get(scheme, ("", "register_backend"))[1]
+                raise SchemeConflictError(f"URL scheme {scheme!r} is already claimed by {claimed}")
+            if isinstance(backend, str):
+                targets[scheme] = (backend, owner)
+            else:
+                targets[scheme] = (f"{type(backend).__module__}:<object>", owner)
+                self._loaded[scheme] = backend
+
+    def unregister(self, scheme: str) -> None:
+        with self._lock:
+            if self._targets is not None:
+                self._targets.pop(scheme, None)
+            self._loaded.pop(scheme, None)
+
+    def get(self, scheme: str) -> Backend:
+        targets = self.targets()
+        if scheme in self._loaded:
+            return self._loaded[scheme]
+        if scheme not in targets:
+            raise UnknownSchemeError(scheme, list(targets))
+        module_name, _, attribute = targets[scheme][0].partition(":")
+        backend: Backend = getattr(importlib.import_module(module_name), attribute)
+        with self._lock:
+            self._loaded.setdefault(scheme, backend)
+        return backend
+
+
+def _builtin_schemes() -> dict[str, str]:
+    return dict(BUILTIN_BACKENDS)
+
+
+_registry = _Registry()
+
+
+def known_schemes() -> list[str]:
+    return sorted(_registry.targets())
+
+
+def register_backend(
+    scheme: str, backend: Backend | str, *, owner: str = "register_backend"
+) -> None:
+    """Add a scheme at run time (tests, plugins without packaging); conflicts are errors."""
+    _registry.register(scheme, backend, owner)
+
+
+def unregister_backend(scheme: str) -> None:
+    _registry.unregister(scheme.lower())
+
+
+def backend_for(url: str | StoreURL) -> tuple[Backend, StoreURL]:
+    parsed = StoreURL.parse(url)
+    return _registry.get(parsed.scheme), parsed
+
+
+def _open(
+    url: str | StoreURL, kind: StoreKind, asynchronous: bool, options: Mapping[str, Any]
+) -> Any:
+    backend, parsed = backend_for(url)
+    return backend.open(parsed.with_options(options), kind, asynchronous=asynchronous)
+
+
+def open_cache(url: str | StoreURL, **options: Any) -> CacheStore:
+    """``open_cache("redis://localhost:6379/0", namespace="myapp")``; keywords override query options."""
+    store: CacheStore = _open(url, StoreKind.CACHE, False, options)
+    return store
+
+
+def open_async_cache(url: str | StoreURL, **options: Any) -> AsyncCacheStore:
+    store: AsyncCacheStore = _open(url, StoreKind.CACHE, True, options)
+    return store
+
+
+def open_sessions(url: str | StoreURL, **options: Any) -> SessionStore:
+    store: SessionStore = _open(url, StoreKind.SESSIONS, False, options)
+    return store
+
+
+def open_async_sessions(url: str | StoreURL, **options: Any) -> AsyncSessionStore:
+    store: AsyncSessionStore = _open(url, StoreKind.SESSIONS, True, options)
+    return store
+
+
+def open_totp(url: str | StoreURL, **options: Any) -> TotpStore:
+    store: TotpStore = _open(url, StoreKind.TOTP, False, options)
+    return store
+
+
+def open_async_totp(url: str | StoreURL, **options: Any) -> AsyncTotpStore:
+    store: AsyncTotpStore = _open(url, StoreKind.TOTP, True, options)
+    return store
+
+
+def open_magic_links(url: str | StoreURL, **options: Any) -> MagicLinkStore:
+    store: MagicLinkStore = _open(url, StoreKind.MAGIC_LINKS, False, options)
+    return store
+
+
+def open_async_magic_links(url: str | StoreURL, **options: Any) -> AsyncMagicLinkStore:
+    store: AsyncMagicLinkStore = _open(url, StoreKind.MAGIC_LINKS, True, options)
+    return store
+
+
+def migrate(url: str | StoreURL) -> list[str]:
+    """Create or upgrade the schema behind a URL (what ``authstore migrate`` runs)."""
+    backend, parsed = backend_for(url)
+    return backend.migrate(parsed)
