@@ -1,0 +1,5 @@
+import sys
+
+from authstore.cli import main
+
+sys.exit(main())

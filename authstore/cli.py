@@ -1,0 +1,171 @@
+"""``authstore``: check a deployment's backend against the contract suite, migrate, purge.
+
+Exit codes scripts can rely on: 0 success; 1 contract failures; 2 usage error;
+3 configuration error (bad URL, unknown scheme, missing driver); 4 backend
+unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from authstore.contracts.errors import (
+    AuthStoreError,
+    BackendUnavailableError,
+    ConfigurationError,
+    UnsupportedOperationError,
+)
+from authstore.contracts.records import StoreKind
+from authstore.registry import backend_for, migrate
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+SUITE = Path(__file__).with_name("contracts") / "testing" / "check_suite.py"
+STORE_MODULES = {
+    "cache": StoreKind.CACHE,
+    "sessions": StoreKind.SESSIONS,
+    "totp": StoreKind.TOTP,
+    "magic_links": StoreKind.MAGIC_LINKS,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="authstore", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="run the contract suite against a store URL")
+    check.add_argument("url", nargs="?", help="default: a temporary SQLite file")
+    check.add_argument("-v", "--verbose", action="store_true", help="show every test")
+    commands.add_parser("migrate", help="create or upgrade the schema").add_argument("url")
+    commands.add_parser("purge", help="delete expired entries now").add_argument("url")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            return _check(args.url, args.verbose)
+        if args.command == "migrate":
+            for line in migrate(args.url):
+                print(line)
+            return EXIT_OK
+        return _purge(args.url)
+    except ConfigurationError as error:
+        print(f"authstore: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except BackendUnavailableError as error:
+        print(f"authstore: backend unavailable: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except AuthStoreError as error:
+        print(f"authstore: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _purge(url: str) -> int:
+    backend, parsed = backend_for(url)
+    for kind in StoreKind:
+        try:
+            store = backend.open(parsed, kind, asynchronous=False)
+        except UnsupportedOperationError:
+            print(f"{kind.value:<12} not supported by {parsed.scheme}://")
+            continue
+        with store:
+            if hasattr(store, "purge_expired"):
+                print(f"{kind.value:<12} purged {store.purge_expired()}")
+            else:
+                print(f"{kind.value:<12} nothing to purge")
+    return EXIT_OK
+
+
+class _Tally:
+    """Collects pytest reports into (store, mode) -> outcome counts, as a pytest plugin."""
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[str, str], dict[str, int]] = {}
+        self.failures: list[str] = []
+        self.errors: list[str] = []
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when != "call" and not (report.failed or report.skipped):
+            return
+        module = Path(str(report.location[0])).stem
+        store = module if module in STORE_MODULES else "other"
+        mode = "async" if "async" in report.nodeid.rsplit("[", 1)[-1] else "sync"
+        counts = self.cells.setdefault((store, mode), {"passed": 0, "failed": 0, "skipped": 0})
+        outcome = "failed" if report.failed else report.outcome
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if report.failed:
+            line = str(report.longrepr).strip().splitlines()
+            self.failures.append(f"{report.nodeid}: {line[-1] if line else 'failed'}")
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.errors.append(str(report.longrepr))
+
+
+def _check(url: str | None, verbose: bool) -> int:
+    try:
+        import pytest
+    except ImportError:
+        raise ConfigurationError(
+            'authstore check needs pytest: pip install "authstore[check]"'
+        ) from None
+    with tempfile.TemporaryDirectory(prefix="authstore-check-") as folder:
+        target = url or f"sqlite:///{Path(folder) / 'check.db'}"
+        backend_for(target)  # an unknown scheme or bad URL fails here, before pytest starts
+        tally = _Tally()
+        arguments = [
+            str(SUITE),
+            f"--authstore-url={target}",
+            "-p",
+            "no:cacheprovider",
+            f"--rootdir={folder}",
+            "-q" if not verbose else "-v",
+            "--no-header",
+            "-o",
+            "addopts=",
+        ]
+        if not verbose:
+            arguments += ["--tb=no", "-p", "no:terminal"]
+        code = pytest.main(arguments, plugins=[tally])
+    _print_table(tally, target)
+    if tally.errors:
+        print("\n".join(tally.errors), file=sys.stderr)
+    if code in (pytest.ExitCode.OK,) and not tally.failures:
+        return EXIT_OK
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        print("authstore: the contract suite collected no test", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _print_table(tally: _Tally, url: str) -> None:
+    from authstore.registry import StoreURL
+
+    print(f"authstore check {StoreURL.parse(url).redacted()}")
+    print(f"{'store':<12} {'sync':<28} {'async':<28}")
+    for store in [*STORE_MODULES, "other"]:
+        row = [tally.cells.get((store, mode)) for mode in ("sync", "async")]
+        if not any(row):
+            continue
+        cells = [_cell(counts) for counts in row]
+        print(f"{store:<12} {cells[0]:<28} {cells[1]:<28}")
+    for failure in tally.failures:
+        print(f"FAILED {failure}")
+
+
+def _cell(counts: dict[str, int] | None) -> str:
+    if not counts:
+        return "-"
+    status = "ok" if not counts["failed"] else "FAIL"
+    parts = [f"{counts['passed']} passed"]
+    if counts["failed"]:
+        parts.append(f"{counts['failed']} failed")
+    if counts["skipped"]:
+        parts.append(f"{counts['skipped']} skipped")
+    return f"{status:<4} " + ", ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
