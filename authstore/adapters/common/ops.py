@@ -37,8 +37,8 @@ FixedWindowState = tuple[bool, int, float, float]
 """allowed, count in the window after this hit, window end, store now."""
 SlidingWindowState = tuple[bool, int, int, float, float]
 """allowed, previous window count, current window count, current window start, store now."""
-GcraState = tuple[bool, float, float]
-"""allowed, theoretical arrival time after this hit, store now."""
+GcraState = tuple[bool, float, int, float]
+"""allowed, anchor, units after this hit, store now: TAT = anchor + units * window / limit."""
 
 
 class Runner(Protocol):

@@ -317,12 +317,12 @@ class MemoryCacheOps:
     def gcra(self, key: str, limit: int, window: float, cost: int) -> GcraState:
         now = self.data.clock()
         entry = self._find(key, now)
-        allowed, tat = ratelimit.step_gcra(
+        allowed, anchor, units = ratelimit.step_gcra(
             None if entry is None else entry.value, now, limit, window, cost
         )
-        if tat > now:
-            self._store(key, tat, tat, now)
-        return allowed, tat, now
+        full_at = now + ratelimit.gcra_backlog(anchor, units, now, limit, window)
+        self._store(key, (anchor, units), full_at, now)
+        return allowed, anchor, units, now
 
     @immediate
     def purge_expired(self) -> int:

@@ -1,0 +1,202 @@
+"""URL parsing, redaction and scheme discovery through real entry points."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import authstore
+from authstore import (
+    ConfigurationError,
+    MissingDriverError,
+    StoreURL,
+    UnknownSchemeError,
+    open_cache,
+)
+from authstore.registry import (
+    Backend,
+    backend_for,
+    known_schemes,
+    register_backend,
+    unregister_backend,
+)
+
+
+def test_parse_full_url() -> None:
+    url = StoreURL.parse("postgresql://alice:p%40ss@db.example:5432/auth?pool_size=5&namespace=app")
+    assert url.scheme == "postgresql"
+    assert url.username == "alice"
+    assert url.password == "p@ss"
+    assert url.hosts == (("db.example", 5432),)
+    assert url.path == "/auth"
+    assert dict(url.options) == {"pool_size": "5", "namespace": "app"}
+
+
+def test_parse_many_hosts_and_ipv6() -> None:
+    url = StoreURL.parse("memcached://h1:11211,h2:11212,[::1]:11213")
+    assert url.hosts == (("h1", 11211), ("h2", 11212), ("::1", 11213))
+    assert "[::1]:11213" in url.redacted()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "redis://:hunter2@localhost:6379/0",
+        "postgresql://bob:hunter2@localhost/db",
+        "mysql://bob:hunter2@localhost/db?password=hunter2",
+    ],
+)
+def test_password_never_in_repr_str_or_errors(text: str) -> None:
+    url = StoreURL.parse(text)
+    assert url.password == "hunter2" or url.options.get("password") == "hunter2"
+    for shown in (repr(url), str(url), url.redacted(), repr(StoreURL.parse(text))):
+        assert "hunter2" not in shown
+    with pytest.raises(UnknownSchemeError) as caught:
+        open_cache(text.replace("://", "x://", 1))
+    assert "hunter2" not in str(caught.value)
+
+
+def test_malformed_url_error_hides_password() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        StoreURL.parse("redis://bob:hunter2@localhost:notaport/0")
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigurationError):
+        StoreURL.parse("localhost:6379")
+    with pytest.raises(TypeError):
+        StoreURL.parse(b"memory://")  # type: ignore[arg-type]
+
+
+def test_unknown_scheme_lists_known_ones() -> None:
+    with pytest.raises(UnknownSchemeError) as caught:
+        open_cache("nosuch://x")
+    message = str(caught.value)
+    assert "nosuch" in message
+    for scheme in ("memory", "sqlite"):
+        assert scheme in message
+    assert set(known_schemes()) >= {"memory", "sqlite"}
+
+
+def test_unknown_option_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="colour"):
+        open_cache("memory://?colour=blue")
+    with pytest.raises(ConfigurationError, match="max_entries"):
+        open_cache("memory://", max_entries="many")
+
+
+def test_register_backend_conflict_and_unregister() -> None:
+    memory_backend, _ = backend_for("memory://")
+    assert isinstance(memory_backend, Backend)
+    with pytest.raises(authstore.SchemeConflictError):
+        register_backend("memory", memory_backend)
+    register_backend("mem2", memory_backend)
+    try:
+        with open_cache("mem2://") as cache:
+            cache.set("k", 1)
+            assert cache.get("k") == 1
+    finally:
+        unregister_backend("mem2")
+    with pytest.raises(UnknownSchemeError):
+        open_cache("mem2://")
+
+
+def _fake_distribution(root: Path, name: str, scheme: str, target: str) -> None:
+    info = root / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[authstore.backends]\n{scheme} = {target}\n")
+
+
+def _run(code: str, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={"PYTHONPATH": str(path), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_two_packages_claiming_one_scheme_is_an_error(tmp_path: Path) -> None:
+    _fake_distribution(tmp_path, "plugin_a", "dup", "authstore.adapters.memory:backend")
+    _fake_distribution(tmp_path, "plugin_b", "dup", "plugin_b:backend")
+    result = _run(
+        """
+        import authstore
+        try:
+            authstore.open_cache("memory://")
+        except authstore.SchemeConflictError as error:
+            print("CONFLICT", error)
+        """,
+        tmp_path,
+    )
+    assert "CONFLICT" in result.stdout, result.stderr
+    assert "plugin_a" in result.stdout and "plugin_b" in result.stdout
+
+
+def test_third_party_cannot_take_a_builtin_scheme(tmp_path: Path) -> None:
+    _fake_distribution(tmp_path, "hijack", "sqlite", "hijack:backend")
+    result = _run(
+        """
+        import authstore
+        try:
+            authstore.open_cache("sqlite:///:memory:")
+        except authstore.SchemeConflictError as error:
+            print("CONFLICT", error)
+        """,
+        tmp_path,
+    )
+    assert "CONFLICT" in result.stdout, result.stderr
+
+
+def test_entry_point_scheme_is_found(tmp_path: Path) -> None:
+    _fake_distribution(tmp_path, "extra_memory", "extramem", "authstore.adapters.memory:backend")
+    result = _run(
+        """
+        import authstore
+        with authstore.open_cache("extramem://") as cache:
+            cache.set("k", "v")
+            print("GOT", cache.get("k"), "extramem" in authstore.known_schemes())
+        """,
+        tmp_path,
+    )
+    assert "GOT v True" in result.stdout, result.stderr
+
+
+def test_missing_driver_names_the_extra(tmp_path: Path) -> None:
+    result = _run(
+        """
+        import sys
+        sys.modules["aiosqlite"] = None  # as if it were not installed
+        import authstore
+        try:
+            authstore.open_async_cache("sqlite:///:memory:")
+        except authstore.MissingDriverError as error:
+            print("MISSING", error)
+        """,
+        tmp_path,
+    )
+    assert 'pip install "authstore[sqlite]"' in result.stdout, result.stdout + result.stderr
+    assert issubclass(MissingDriverError, ImportError)
+
+
+def test_importing_authstore_imports_no_third_party_module() -> None:
+    result = _run(
+        """
+        import sys
+        import authstore, authstore.adapters.memory, authstore.adapters.sqlite, authstore.cli
+        import authstore.contracts.testing.plugin
+        foreign = sorted(
+            name for name in sys.modules
+            if name.split(".")[0] not in sys.stdlib_module_names
+            and not name.startswith(("authstore", "_"))
+        )
+        print("FOREIGN", foreign)
+        """,
+        Path(authstore.__file__).parent.parent,
+    )
+    assert "FOREIGN []" in result.stdout, result.stdout + result.stderr

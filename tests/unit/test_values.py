@@ -1,0 +1,130 @@
+"""The value codec and argument checks shared by every backend."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from authstore.contracts.values import (
+    check_key,
+    check_namespace,
+    check_ttl,
+    decode_value,
+    encode_value,
+    hash_token,
+    new_token,
+)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        -7,
+        2**70,
+        1.5,
+        -0.0,
+        True,
+        False,
+        "",
+        "héllo ✓",
+        b"",
+        b"\x00\xff",
+        [],
+        {},
+        [1, [2, {"a": None}]],
+    ],
+)
+def test_round_trip_keeps_type_and_value(value: object) -> None:
+    decoded = decode_value(encode_value(value))
+    assert decoded == value
+    assert type(decoded) is type(value)
+
+
+def test_integers_are_plain_decimal_text() -> None:
+    """So Redis INCRBY, memcached incr and SQL arithmetic work on stored integers."""
+    assert encode_value(42) == b"42"
+    assert encode_value(-3) == b"-3"
+
+
+def test_bytes_never_look_like_json() -> None:
+    assert encode_value(b"42") != encode_value(42)
+    assert decode_value(encode_value(b"42")) == b"42"
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (None, ValueError),
+        (math.nan, ValueError),
+        ([math.inf], ValueError),
+        ((1, 2), TypeError),
+        ({1, 2}, TypeError),
+        ({1: "a"}, TypeError),
+        (object(), TypeError),
+        ([b"nested bytes"], TypeError),
+    ],
+)
+def test_unstorable_values(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        encode_value(value)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "expected"), [(None, None), (math.inf, None), (1, 1.0), (0.25, 0.25)]
+)
+def test_ttl_accepted(ttl: object, expected: float | None) -> None:
+    assert check_ttl(ttl) == expected
+
+
+@pytest.mark.parametrize(
+    ("ttl", "error"),
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (math.nan, ValueError),
+        ("5", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_ttl_rejected(ttl: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        check_ttl(ttl)
+
+
+def test_required_ttl_must_be_finite() -> None:
+    with pytest.raises(ValueError, match="finite"):
+        check_ttl(math.inf, optional=False)
+    with pytest.raises(TypeError):
+        check_ttl(None, optional=False)
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [
+        ("", ValueError),
+        ("x" * 1025, ValueError),
+        ("é" * 513, ValueError),
+        (b"k", TypeError),
+        (1, TypeError),
+        ("a\x00b", ValueError),
+    ],
+)
+def test_bad_keys(key: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        check_key(key)
+
+
+def test_namespaces_cannot_contain_the_separator() -> None:
+    assert check_namespace("tenant-1.app_x") == "tenant-1.app_x"
+    for bad in ("", "a:b", "x" * 65, "sp ace"):
+        with pytest.raises(ValueError):
+            check_namespace(bad)
+
+
+def test_tokens_are_random_and_only_hashes_are_kept() -> None:
+    token, digest = new_token()
+    other, _ = new_token()
+    assert token != other and len(token) >= 43
+    assert digest == hash_token(token) and token not in digest and len(digest) == 64
