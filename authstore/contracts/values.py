@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.scanner
 import math
 import re
 import secrets
@@ -48,8 +49,13 @@ def check_key(key: object, what: str = "key") -> str:
         raise TypeError(f"{what} must be a str, not {type(key).__name__}")
     if not key:
         raise ValueError(f"{what} must not be empty")
-    if len(key) > MAX_KEY_BYTES or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise ValueError(f"{what} is longer than {MAX_KEY_BYTES} bytes")
+    if not key.isascii() or len(key) > MAX_KEY_BYTES:
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} is not valid Unicode (lone surrogate)") from None
+        if size > MAX_KEY_BYTES:
+            raise ValueError(f"{what} is longer than {MAX_KEY_BYTES} bytes")
     if "\x00" in key:
         raise ValueError(f"{what} must not contain NUL characters")
     return key
@@ -137,9 +143,13 @@ def _check_json(value: object, path: str) -> None:
     )
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner, without loads()'s layers
+
+
 def encode_json(value: object, what: str = "value") -> str:
     _check_json(value, what)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODE(value)
 
 
 def encode_value(value: object) -> bytes:
@@ -154,13 +164,19 @@ def encode_value(value: object) -> bytes:
 def decode_value(raw: bytes) -> Value:
     if raw[:1] == _BYTES_TAG:
         return bytes(raw[1:])
-    decoded: Value = json.loads(raw)
+    decoded: Value = decode_json(raw)
     return decoded
 
 
 def decode_json(raw: str | bytes) -> JSONValue:
-    decoded: JSONValue = json.loads(raw)
-    return decoded
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    try:
+        decoded, end = _SCAN(text, 0)
+    except StopIteration:
+        raise ValueError(f"stored value is not JSON: {text[:40]!r}") from None
+    if end != len(text):
+        raise ValueError(f"stored value is not JSON: {text[:40]!r}")
+    return decoded  # type: ignore[no-any-return]
 
 
 def encode_many(mapping: object) -> dict[str, bytes]:

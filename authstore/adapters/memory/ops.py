@@ -128,7 +128,9 @@ class MemoryData:
 
 
 def _is_plain_value(key: str) -> bool:
-    return key.split(":", 2)[1] == "k"
+    """Full keys are ``namespace:kind:key`` and namespaces hold no ':'."""
+    start = key.index(":") + 1
+    return key[start : start + 2] == "k:"
 
 
 class MemoryCacheOps:
@@ -179,7 +181,10 @@ class MemoryCacheOps:
             entry = table.get(key)
             if entry is not None and entry.expires_at == at:
                 del table[key]
-        if len(self.data.cache_sweeper) > 1024:
+        if (
+            len(self.data.cache_sweeper)
+            > 2 * (len(self.data.values) + len(self.data.guarded)) + 1024
+        ):
             live = {
                 k: e.expires_at
                 for table in (self.data.values, self.data.guarded)

@@ -1,0 +1,151 @@
+"""authstore's performance goals (DESIGN.md section 8), measured as ratios in one run.
+
+    python benchmarks/run.py            # every section whose backend is reachable
+    python benchmarks/run.py memory     # one section
+
+Needs the ``bench`` extra (limits, cachelib, aiocache). Goals: at least as fast
+as the established libraries on the same store (ratio <= 1), at most 1.15x the
+raw driver doing the same round trip, bounded memory for the in-memory store.
+Exit status: the number of goals missed (0 when all are met).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import Comparison, compare, compare_async, report  # noqa: E402
+
+import authstore  # noqa: E402
+
+
+def memory_section() -> list[Comparison]:
+    from aiocache import SimpleMemoryCache
+    from cachelib import SimpleCache
+    from limits import RateLimitItemPerMinute, storage, strategies
+
+    results = []
+    cache = authstore.open_cache("memory://")
+    reference = SimpleCache(threshold=1_000_000, default_timeout=0)
+    keys = itertools.count()
+    payload = {"user": "alice", "roles": ["admin"], "n": 3}
+    cache.set("hot", payload, ttl=300)
+    reference.set("hot", payload, timeout=300)
+    results.append(
+        compare(
+            "memory get (dict value)",
+            lambda: cache.get("hot"),
+            lambda: reference.get("hot"),
+            "cachelib SimpleCache",
+            goal=1.0,
+        )
+    )
+    results.append(
+        compare(
+            "memory set (dict value, ttl)",
+            lambda: cache.set(f"k{next(keys) % 5000}", payload, ttl=300),
+            lambda: reference.set(f"k{next(keys) % 5000}", payload, timeout=300),
+            "cachelib SimpleCache",
+            goal=1.0,
+        )
+    )
+    memory = storage.MemoryStorage()
+    limiter = strategies.FixedWindowRateLimiter(memory)
+    item = RateLimitItemPerMinute(10**9)
+    results.append(
+        compare(
+            "memory rate limit fixed window",
+            lambda: cache.check_rate_limit("rl", 10**9, 60),
+            lambda: limiter.hit(item, "rl"),
+            "limits MemoryStorage fixed-window",
+            goal=1.0,
+        )
+    )
+    sliding = strategies.SlidingWindowCounterRateLimiter(memory)
+    results.append(
+        compare(
+            "memory rate limit sliding window",
+            lambda: cache.check_rate_limit("rs", 10**9, 60, algorithm="sliding_window"),
+            lambda: sliding.hit(item, "rs"),
+            "limits MemoryStorage sliding-window-counter",
+            goal=1.0,
+        )
+    )
+
+    async def async_part() -> list[Comparison]:
+        acache = authstore.open_async_cache("memory://")
+        aref = SimpleMemoryCache()
+        await acache.set("hot", payload, ttl=300)
+        await aref.set("hot", payload, ttl=300)
+        return [
+            await compare_async(
+                "async memory get",
+                lambda: acache.get("hot"),
+                lambda: aref.get("hot"),
+                "aiocache SimpleMemoryCache",
+                goal=1.0,
+            ),
+            await compare_async(
+                "async memory set (ttl)",
+                lambda: acache.set(f"k{next(keys) % 5000}", payload, ttl=300),
+                lambda: aref.set(f"k{next(keys) % 5000}", payload, ttl=300),
+                "aiocache SimpleMemoryCache",
+                goal=1.0,
+            ),
+        ]
+
+    results += asyncio.run(async_part())
+    return results
+
+
+def memory_bound() -> int:
+    """Keys written once with a short TTL and never read must not accumulate."""
+    cache = authstore.open_cache("memory://")
+    gc.collect()
+    tracemalloc.start()
+    written = 0
+    deadline = time.monotonic() + 3.0
+    peak_entries = 0
+    data = cache._runner.data  # type: ignore[attr-defined]
+    while time.monotonic() < deadline:
+        for _ in range(1000):
+            cache.set(f"once:{written}", b"x" * 100, ttl=0.2)
+            written += 1
+        peak_entries = max(peak_entries, len(data.values))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    bounded = peak_entries < written / 3
+    print(
+        f"memory bound: wrote {written} keys (ttl 0.2 s, never read) in 3 s; "
+        f"at most {peak_entries} live at once, peak traced memory {peak / 1e6:.1f} MB: "
+        f"{'ok' if bounded else 'MISSED'}"
+    )
+    return 0 if bounded else 1
+
+
+SECTIONS: dict[str, Callable[[], list[Comparison]]] = {"memory": memory_section}
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(SECTIONS)
+    results: list[Comparison] = []
+    for name in chosen:
+        results += SECTIONS[name]()
+    missed = report(results)
+    if "memory" in chosen:
+        missed += memory_bound()
+    return missed
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory():
+        sys.exit(main(sys.argv[1:]))
