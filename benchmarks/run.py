@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import Comparison, compare, compare_async, report  # noqa: E402
+from harness import Comparison, compare, compare_async, report
 
-import authstore  # noqa: E402
+import authstore
 
 
 def memory_section() -> list[Comparison]:

@@ -144,7 +144,8 @@ def _check_json(value: object, path: str) -> None:
 
 
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # the C scanner, without loads()'s layers
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+"""The C scanner itself: json.loads adds encoding detection and two regex passes."""
 
 
 def encode_json(value: object, what: str = "value") -> str:
@@ -164,7 +165,9 @@ def encode_value(value: object) -> bytes:
 def decode_value(raw: bytes) -> Value:
     if raw[:1] == _BYTES_TAG:
         return bytes(raw[1:])
-    decoded: Value = decode_json(raw)
+    decoded = decode_json(raw)
+    if decoded is None:
+        raise ValueError("stored value is JSON null, which authstore never stores")
     return decoded
 
 
