@@ -189,7 +189,6 @@ def test_importing_authstore_imports_no_third_party_module() -> None:
         """
         import sys
         import authstore, authstore.adapters.memory, authstore.adapters.sqlite, authstore.cli
-        import authstore.contracts.testing.plugin
         foreign = sorted(
             name for name in sys.modules
             if name.split(".")[0] not in sys.stdlib_module_names

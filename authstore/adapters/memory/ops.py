@@ -285,10 +285,16 @@ class MemoryCacheOps:
     def raise_to(self, key: str, at: float | None, ttl: float | None) -> float:
         now = self.data.clock()
         instant = now if at is None else at
+        expires_at = self._expiry(now, ttl)
         entry = self._find(key, now)
         if entry is not None:
+            # Never move the instant back, nor let a later call end the revocation sooner.
             instant = max(instant, float(entry.value))
-        self._store(key, instant, self._expiry(now, ttl), now)
+            if expires_at is not None and (
+                entry.expires_at is None or entry.expires_at > expires_at
+            ):
+                expires_at = entry.expires_at
+        self._store(key, instant, expires_at, now)
         return instant
 
     @immediate

@@ -1,0 +1,26 @@
+"""The SQL backend family: operations, schema and execution written once for every database.
+
+A database adds a ``Dialect`` subclass and two thin runners (sync and async) that
+hand ``execution.statements`` to its driver; see ``authstore.adapters.sqlite``.
+"""
+
+from authstore.adapters.sql.commands import Begin, Query
+from authstore.adapters.sql.dialect import Dialect
+from authstore.adapters.sql.ops import SqlCacheOps, SqlMagicLinkOps, SqlSessionOps, SqlTotpOps
+from authstore.adapters.sql.schema import DEFAULT_TABLE_PREFIX, MigrationReport, Tables, migrate
+from authstore.adapters.sql.stores import make_store
+
+__all__ = [
+    "DEFAULT_TABLE_PREFIX",
+    "Begin",
+    "Dialect",
+    "MigrationReport",
+    "Query",
+    "SqlCacheOps",
+    "SqlMagicLinkOps",
+    "SqlSessionOps",
+    "SqlTotpOps",
+    "Tables",
+    "make_store",
+    "migrate",
+]

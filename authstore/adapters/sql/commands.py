@@ -1,0 +1,38 @@
+"""What SQL operations yield to a runner.
+
+Operations write SQL with named ``:name`` parameters whatever the database; the
+dialect turns them into the driver's placeholders, so one operation serves
+SQLite, PostgreSQL and MySQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Begin", "Command", "Fetch", "Query", "Row"]
+
+Fetch = Literal["none", "one", "all", "rowcount"]
+"""What the operation gets back: nothing, the first row or None, every row, or the rows changed."""
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    sql: str
+    params: Mapping[str, object] = field(default_factory=dict)
+    fetch: Fetch = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """Start a transaction: the runner commits when the operation returns, rolls back if it raises.
+
+    Only operations of several statements yield it: a lone statement is atomic by
+    itself and an explicit transaction would cost extra round trips.
+    """
+
+
+Command = Query | Begin

@@ -1,0 +1,186 @@
+"""Everything that differs between SQL databases, in one object per database.
+
+Operations and migrations are written once against this interface; a database
+adds a subclass and two thin runners, never a copy of the logic. The defaults are
+standard SQL (and PostgreSQL's spelling where the standard is silent).
+"""
+
+# SQL text is assembled from identifiers checked by Tables and fixed fragments;
+# every value is a bound parameter.
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Compiled", "Dialect", "ParamStyle"]
+
+ParamStyle = Literal["qmark", "format", "numeric"]
+"""``?`` (sqlite3), ``%s`` (psycopg, PyMySQL, aiomysql), ``$1`` (asyncpg)."""
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_COMPILED_CACHE_SIZE = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """A statement in the driver's placeholder style and the parameter names its arguments follow."""
+
+    text: str
+    names: tuple[str, ...]
+
+
+class Dialect:
+    name = "sql"
+    paramstyle: ParamStyle = "qmark"
+
+    now = "CAST(extract(epoch FROM now()) AS DOUBLE PRECISION)"
+    """The store's clock as epoch seconds (a float), as an SQL expression."""
+    clock: Callable[[], float] | None = None
+    """When set, ``now`` is the bound parameter ``:now`` and this fills it at execution
+    (for databases whose own clock is too coarse)."""
+
+    begin = "BEGIN"
+    commit = "COMMIT"
+    rollback = "ROLLBACK"
+    returning = True
+    """False (MySQL): an operation needing the written row yields Begin, the write, then a SELECT."""
+    transaction_lock: str | None = None
+    """SQL taking a lock named by ``:lock_name`` until the transaction ends (PostgreSQL:
+    ``SELECT pg_advisory_xact_lock(hashtext(:lock_name))``); None where ``begin``
+    already serializes writers (SQLite's BEGIN IMMEDIATE)."""
+
+    blob = "BYTEA"
+    real = "DOUBLE PRECISION"
+    integer = "INTEGER"
+    bigint = "BIGINT"
+    boolean = "BOOLEAN"
+    text = "TEXT"
+    serial_key = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    """An increasing row number: the insertion-order tiebreak and the key of batched deletes."""
+
+    table_exists = "SELECT 1 WHERE to_regclass(:name) IS NOT NULL"
+    """A row when the table named ``:name`` exists (the migration fast path)."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, Compiled] = {}
+        self._compiled_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+    # --- statements -------------------------------------------------------------------
+
+    def key(self, length: int) -> str:
+        """An indexed text column (MySQL cannot index TEXT and compares case-insensitively
+        by default: its dialect must use a binary collation here)."""
+        return f"VARCHAR({length})"
+
+    def excluded(self, column: str) -> str:
+        """The value an upsert tried to insert (MySQL 8: an alias such as ``new.column``)."""
+        return f"excluded.{column}"
+
+    def upsert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        conflict: Sequence[str],
+        updates: Mapping[str, str],
+        where: str | None = None,
+    ) -> str:
+        """INSERT that updates the row already holding the key; ``where`` limits the update.
+
+        In ``updates`` a bare ``table.column`` is the existing row as it was before the
+        statement (SQLite and PostgreSQL evaluate every SET against the old row). MySQL's
+        ON DUPLICATE KEY UPDATE assigns left to right, each later SET seeing the earlier
+        ones, and has no WHERE: its dialect must order the assignments so the decision
+        columns (``allowed``, the rate-limit state) are computed before what they read is
+        overwritten, or fold ``where`` into each assignment.
+        """
+        values = ", ".join("(" + ", ".join(row) + ")" for row in rows)
+        assignments = ", ".join(
+            f"{column} = {expression}" for column, expression in updates.items()
+        )
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
+            f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {assignments}"
+        )
+        return sql if where is None else f"{sql} WHERE {where}"
+
+    def real_parameter(self, name: str) -> str:
+        """A float parameter whose type the server cannot infer from its neighbours
+        (PostgreSQL would guess integer next to an integer column)."""
+        return f"CAST(:{name} AS {self.real})"
+
+    def same(self, left: str, right: str) -> str:
+        """Equality where NULL equals NULL (MySQL: ``<=>``)."""
+        return f"{left} IS NOT DISTINCT FROM {right}"
+
+    def skip(self, count: str) -> str:
+        """Skip the first ``count`` rows of an ordered subquery, keep the rest."""
+        return f"OFFSET {count}"
+
+    def floor(self, expression: str) -> str:
+        return f"floor({expression})"
+
+    def delete_batch(self, table: str, key: str, where: str, size: int) -> str:
+        """Delete at most ``size`` rows matching ``where``: short locks on a large table.
+
+        MySQL cannot read the table it deletes from in a subquery: it says
+        ``DELETE FROM table WHERE ... LIMIT size`` instead.
+        """
+        return (
+            f"DELETE FROM {table} WHERE {key} IN "
+            f"(SELECT {key} FROM {table} WHERE {where} LIMIT {int(size)})"
+        )
+
+    def create_index(self, name: str, table: str, columns: Sequence[str]) -> str:
+        return f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})"
+
+    def blob_as_integer(self, expression: str) -> str:
+        """The integer a blob spells in canonical decimal, or NULL when it spells anything
+        else or lies outside +-(2**62 - 1) (so adding an incr delta cannot overflow)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement blob_as_integer")
+
+    def integer_as_blob(self, expression: str) -> str:
+        """An integer as the decimal text the value codec reads, as a blob."""
+        raise NotImplementedError(f"{type(self).__name__} must implement integer_as_blob")
+
+    # --- parameters -------------------------------------------------------------------
+
+    def compile(self, sql: str) -> Compiled:
+        """Turn ``:name`` parameters into the driver's placeholders (cached per statement text)."""
+        compiled = self._compiled.get(sql)
+        if compiled is None:
+            compiled = self._compile(sql)
+            with self._compiled_lock:
+                if len(self._compiled) < _COMPILED_CACHE_SIZE:
+                    self._compiled[sql] = compiled
+        return compiled
+
+    def _compile(self, sql: str) -> Compiled:
+        names: list[str] = []
+        if self.paramstyle == "format":
+            sql = sql.replace("%", "%%")
+
+        def placeholder(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if self.paramstyle == "numeric":
+                if name not in names:
+                    names.append(name)
+                return f"${names.index(name) + 1}"
+            names.append(name)
+            return "?" if self.paramstyle == "qmark" else "%s"
+
+        return Compiled(_NAMED.sub(placeholder, sql), tuple(names))
+
+    def arguments(self, compiled: Compiled, params: Mapping[str, object]) -> tuple[object, ...]:
+        """The values in placeholder order; ``:now`` is read from ``clock`` at this moment."""
+        if self.clock is None or "now" not in compiled.names:
+            return tuple(params[name] for name in compiled.names)
+        now = self.clock()
+        return tuple(now if name == "now" else params[name] for name in compiled.names)

@@ -1,0 +1,125 @@
+"""How every SQL runner executes an operation, written once for sync and async.
+
+``statements`` turns an operation's commands into the statements a driver runs,
+adding the transaction control around a ``Begin`` (commit when the operation
+returns, roll back when anything fails). ``drive`` and ``drive_async`` feed those
+statements to a driver call and nothing else: the only code a sync runner and an
+async runner do not share is that one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from authstore.adapters.common.ops import Op
+from authstore.adapters.sql.commands import Begin, Fetch, Query
+from authstore.adapters.sql.dialect import Dialect
+
+__all__ = ["Program", "Statement", "drive", "drive_async", "statements"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement ready for the driver: placeholders and arguments in its style."""
+
+    text: str
+    args: tuple[object, ...]
+    fetch: Fetch
+
+    def result(self, rows: list[Any], rowcount: int) -> Any:
+        """Shape what the driver returned the way the operation asked for it."""
+        if self.fetch == "one":
+            return rows[0] if rows else None
+        if self.fetch == "all":
+            return rows
+        if self.fetch == "rowcount":
+            return rowcount
+        return None
+
+
+Program = Generator[Statement, Any, T]
+
+
+def _control(text: str) -> Statement:
+    return Statement(text, (), "none")
+
+
+def statements(op: Op[T], dialect: Dialect, *, before: Program[None] | None = None) -> Program[T]:
+    """Run ``op``, yielding each statement to execute and receiving its result.
+
+    A driver error is thrown back in here: inside a transaction it rolls back
+    before the error goes on, so nothing half-written survives. ``before`` (a
+    runner's connection setup) runs when the operation yields its first command,
+    that is once its argument checks have passed: bad input fails before any I/O.
+    """
+    in_transaction = False
+    result: Any = None
+    try:
+        while True:
+            try:
+                command = op.send(result)
+            except StopIteration as done:
+                value: T = done.value
+                break
+            if before is not None:
+                yield from before
+                before = None
+            if isinstance(command, Begin):
+                if in_transaction:
+                    raise RuntimeError("an operation yielded Begin inside its transaction")
+                yield _control(dialect.begin)
+                in_transaction, result = True, None
+            elif isinstance(command, Query):
+                compiled = dialect.compile(command.sql)
+                arguments = dialect.arguments(compiled, command.params)
+                result = yield Statement(compiled.text, arguments, command.fetch)
+            else:
+                raise TypeError(f"a SQL operation yielded {command!r}")
+        if in_transaction:
+            yield _control(dialect.commit)
+        return value
+    except GeneratorExit:
+        raise
+    except BaseException:
+        op.close()
+        if in_transaction:
+            # The database may have rolled back already (SQLite does on some errors):
+            # the error worth reporting is the one that got us here.
+            with contextlib.suppress(Exception):
+                yield _control(dialect.rollback)
+        raise
+
+
+def drive(program: Program[T], execute: Callable[[Statement], Any]) -> T:
+    try:
+        statement = next(program)
+        while True:
+            try:
+                result = execute(statement)
+            except BaseException as error:
+                statement = program.throw(error)
+            else:
+                statement = program.send(result)
+    except StopIteration as done:
+        value: T = done.value
+        return value
+
+
+async def drive_async(program: Program[T], execute: Callable[[Statement], Awaitable[Any]]) -> T:
+    try:
+        statement = next(program)
+        while True:
+            try:
+                result = await execute(statement)
+            except BaseException as error:
+                statement = program.throw(error)
+            else:
+                statement = program.send(result)
+    except StopIteration as done:
+        value: T = done.value
+        return value

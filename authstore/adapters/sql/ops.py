@@ -1,0 +1,748 @@
+"""The four contracts' operations for every SQL database, written once.
+
+Each single-record operation is one statement (UPSERT ... RETURNING, a guarded
+UPDATE or DELETE) so it is atomic without an explicit transaction and costs one
+round trip; only operations that touch several rows yield ``Begin``. Reads filter
+expired rows out, so expired data is never returned whether or not a purge ran.
+Differences between databases go through the ``Dialect``.
+"""
+
+# SQL text is assembled from table names (checked by Tables) and fixed fragments;
+# every value is a bound parameter.
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from authstore.adapters.common.logic import LIMITER_KINDS
+from authstore.adapters.common.ops import FixedWindowState, GcraState, Op, SlidingWindowState
+from authstore.adapters.common.ratelimit import EPSILON
+from authstore.adapters.sql.commands import Begin, Query, Row
+from authstore.adapters.sql.dialect import Dialect
+from authstore.adapters.sql.schema import Tables
+from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState, from_epoch
+
+__all__ = ["SqlCacheOps", "SqlMagicLinkOps", "SqlSessionOps", "SqlTotpOps"]
+
+PURGE_BATCH = 1000
+"""Rows per purge statement: a large table is cleaned without one long write lock."""
+CHUNK = 250
+"""Keys per IN list or rows per multi-row INSERT (far below every database's parameter limit)."""
+
+_LIMITER_KINDS = frozenset(LIMITER_KINDS.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Returning:
+    """A write whose changed row the operation needs back.
+
+    With RETURNING it is one statement; without (MySQL) it is the write, then a
+    SELECT of the row, in one short transaction.
+    """
+
+    single: str
+    write: str
+    select: str
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _in_list(keys: Sequence[str]) -> tuple[str, dict[str, object]]:
+    names = [f"k{index}" for index in range(len(keys))]
+    return ", ".join(f":{name}" for name in names), dict(zip(names, keys, strict=True))
+
+
+class _SqlOps:
+    def __init__(self, dialect: Dialect, tables: Tables) -> None:
+        self.dialect = dialect
+        self.tables = tables
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.dialect.name} prefix={self.tables.prefix!r}>"
+
+    def _returning(self, write: str, columns: str, table: str, where: str) -> _Returning:
+        return _Returning(
+            single=f"{write} RETURNING {columns}",
+            write=write,
+            select=f"SELECT {columns} FROM {table} WHERE {where}",
+        )
+
+    def _run_returning(
+        self, statement: _Returning, params: Mapping[str, object], *, in_transaction: bool = False
+    ) -> Op[Row | None]:
+        """The row the write left, or None when the write changed nothing."""
+        if self.dialect.returning:
+            row: Row | None = yield Query(statement.single, params, "one")
+            return row
+        if not in_transaction:
+            yield Begin()
+        changed = yield Query(statement.write, params, "rowcount")
+        if not changed:
+            return None
+        row = yield Query(statement.select, params, "one")
+        return row
+
+    def _lock(self, name: str) -> Op[None]:
+        """Serialize writers of one user's rows where Begin alone does not (see Dialect)."""
+        if self.dialect.transaction_lock is not None:
+            yield Query(self.dialect.transaction_lock, {"lock_name": name}, "all")
+
+    def _purge(self, table: str, key: str, where: str) -> Op[int]:
+        statement = self.dialect.delete_batch(table, key, where, PURGE_BATCH)
+        total = 0
+        while True:
+            deleted: int = yield Query(statement, {}, "rowcount")
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total
+
+
+# --- cache ------------------------------------------------------------------------------
+
+
+def _is_limiter_key(key: str) -> bool:
+    """Full keys are ``namespace:kind:key``; rate-limit kinds live in their own table."""
+    return key.partition(":")[2].partition(":")[0] in _LIMITER_KINDS
+
+
+# Rate-limit transitions as SQL expressions over a row's old columns (NULL for no row),
+# mirroring ratelimit.step_*: evaluated once with NULLs for the INSERT and once over the
+# existing row for the conflict UPDATE, so both branches compute exactly what step_* does.
+
+
+class _LimiterColumns(NamedTuple):
+    """The new rate-limit row, column by column (``allowed`` is this hit's decision)."""
+
+    hits: str
+    previous_hits: str
+    mark: str
+    allowed: str
+    expires_at: str
+
+
+LimiterState = Callable[[Dialect, str, str, str], _LimiterColumns]
+
+
+def _counted(allowed: str, count: str) -> str:
+    """A refused hit consumes nothing."""
+    return f"(CASE WHEN {allowed} THEN {count} + :cost ELSE {count} END)"
+
+
+def _fixed_window(d: Dialect, hits: str, previous: str, mark: str) -> _LimiterColumns:
+    """step_fixed_window: ``mark`` is the window's end."""
+    window = d.real_parameter("window")
+    reset = f"({mark} IS NULL OR {mark} <= {d.now})"
+    count = f"(CASE WHEN {reset} THEN 0 ELSE {hits} END)"
+    end = f"(CASE WHEN {reset} THEN {d.now} + {window} ELSE {mark} END)"
+    allowed = f"({count} + :cost <= :limit)"
+    return _LimiterColumns(_counted(allowed, count), "0", end, allowed, end)
+
+
+def _sliding_window(d: Dialect, hits: str, previous: str, mark: str) -> _LimiterColumns:
+    """step_sliding_window: ``mark`` is the current aligned window's start."""
+    window = d.real_parameter("window")
+    start = f"({d.floor(f'{d.now} / {window}')} * {window})"
+    same = f"{mark} = {start}"
+    tolerance = d.real_parameter("window_tolerance")
+    follows = f"abs({mark} - ({start} - {window})) <= {tolerance}"
+    earlier = f"(CASE WHEN {same} THEN {previous} WHEN {follows} THEN {hits} ELSE 0 END)"
+    current = f"(CASE WHEN {same} THEN {hits} ELSE 0 END)"
+    weight = f"(1.0 - ({d.now} - {start}) / {window})"
+    slack = d.real_parameter("limit_slack")
+    allowed = f"({earlier} * {weight} + {current} + :cost <= {slack})"
+    # the current window's hits weigh on the next window too
+    expiry = f"{start} + 2 * {window}"
+    return _LimiterColumns(_counted(allowed, current), earlier, start, allowed, expiry)
+
+
+def _gcra(d: Dialect, hits: str, previous: str, mark: str) -> _LimiterColumns:
+    """step_gcra: ``mark`` is the anchor instant and ``hits`` the units counted from it."""
+    window, slack = d.real_parameter("window"), d.real_parameter("window_slack")
+    backlog = f"({hits} * {window} / :limit - ({d.now} - {mark}))"
+    reset = f"({mark} IS NULL OR {backlog} <= 0)"
+    anchor = f"(CASE WHEN {reset} THEN {d.now} ELSE {mark} END)"
+    units = f"(CASE WHEN {reset} THEN 0 ELSE {hits} END)"
+    allowed = f"(({units} + :cost) * {window} / :limit - ({d.now} - {anchor}) <= {slack})"
+    counted = _counted(allowed, units)
+    # a window past the theoretical arrival time: the bucket is surely full again by then
+    expiry = f"{anchor} + {counted} * {window} / :limit + {window}"
+    return _LimiterColumns(counted, "0", anchor, allowed, expiry)
+
+
+class SqlCacheOps(_SqlOps):
+    """Cache entries in one table, rate-limit state in another; keys arrive namespaced."""
+
+    def __init__(self, dialect: Dialect, tables: Tables) -> None:
+        super().__init__(dialect, tables)
+        d, t, now = dialect, tables.cache, dialect.now
+        self._live = {
+            t: f"({t}.expires_at IS NULL OR {t}.expires_at > {now})",
+            tables.rate_limits: f"{tables.rate_limits}.expires_at > {now}",
+        }
+        live = self._live[t]
+        expired = f"({t}.expires_at IS NOT NULL AND {t}.expires_at <= {now})"
+        columns = self._columns = ["cache_key", "value", "epoch", "expires_at"]
+        overwrite = self._overwrite = {column: d.excluded(column) for column in columns[1:]}
+
+        self._get = f"SELECT value FROM {t} WHERE cache_key = :key AND {live}"
+        self._exists = f"SELECT 1 FROM {t} WHERE cache_key = :key AND {live}"
+        self._ttl = f"SELECT expires_at - {now} FROM {t} WHERE cache_key = :key AND {live}"
+        self._read_epoch = f"SELECT epoch FROM {t} WHERE cache_key = :key AND {live}"
+        self._expire = f"UPDATE {t} SET expires_at = {now} + :ttl WHERE cache_key = :key AND {live}"
+        single = [[":key", ":value", "NULL", f"{now} + :ttl"]]
+        self._set = d.upsert(t, columns, single, ["cache_key"], overwrite)
+        self._add = d.upsert(t, columns, single, ["cache_key"], overwrite, where=expired)
+
+        # incr: the UPDATE's WHERE refuses a live value that is not an integer, so no row
+        # comes back; a missing or expired key is (re)created and always comes back.
+        number = d.blob_as_integer(f"{t}.value")
+        incr = d.upsert(
+            t,
+            columns,
+            [[":key", ":initial", "NULL", f"{now} + :ttl"]],
+            ["cache_key"],
+            {
+                "value": f"CASE WHEN {expired} THEN {d.excluded('value')} "
+                f"ELSE {d.integer_as_blob(f'{number} + :delta')} END",
+                "epoch": "NULL",
+                "expires_at": f"CASE WHEN {expired} THEN {d.excluded('expires_at')} "
+                f"ELSE {t}.expires_at END",
+            },
+            where=f"{expired} OR {number} IS NOT NULL",
+        )
+        self._incr = self._returning(incr, "value", t, "cache_key = :key")
+
+        # raise_to: the instant only moves forward and the entry lives as long as the
+        # longest expiry asked for (NULL: forever), so a revocation is never shortened.
+        new_expiry = d.excluded("expires_at")
+        raise_to = d.upsert(
+            t,
+            columns,
+            [[":key", "NULL", f"coalesce(:at, {now})", f"{now} + :ttl"]],
+            ["cache_key"],
+            {
+                "value": "NULL",
+                "epoch": f"CASE WHEN {expired} OR {t}.epoch IS NULL "
+                f"OR {t}.epoch < {d.excluded('epoch')} THEN {d.excluded('epoch')} "
+                f"ELSE {t}.epoch END",
+                "expires_at": f"CASE WHEN {expired} THEN {new_expiry} "
+                f"WHEN {t}.expires_at IS NULL OR {new_expiry} IS NULL THEN NULL "
+                f"WHEN {new_expiry} > {t}.expires_at THEN {new_expiry} "
+                f"ELSE {t}.expires_at END",
+            },
+        )
+        self._raise_to = self._returning(raise_to, "epoch", t, "cache_key = :key")
+
+        self._fixed_window = self._limiter(_fixed_window, "allowed, hits, mark, touched_at")
+        self._sliding_window = self._limiter(
+            _sliding_window, "allowed, previous_hits, hits, mark, touched_at"
+        )
+        self._gcra = self._limiter(_gcra, "allowed, mark, hits, touched_at")
+
+    def _limiter(self, state: LimiterState, columns: str) -> _Returning:
+        # Every SET reads the old row here; MySQL's left-to-right SET needs another
+        # formulation (see Dialect.upsert).
+        d, t = self.dialect, self.tables.rate_limits
+        fresh = {**state(d, "NULL", "NULL", "NULL")._asdict(), "touched_at": d.now}
+        old = state(d, f"{t}.hits", f"{t}.previous_hits", f"{t}.mark")
+        update = {**old._asdict(), "touched_at": d.now}
+        sql = d.upsert(t, ["cache_key", *fresh], [[":key", *fresh.values()]], ["cache_key"], update)
+        return self._returning(sql, columns, t, "cache_key = :key")
+
+    def _table(self, key: str) -> str:
+        return self.tables.rate_limits if _is_limiter_key(key) else self.tables.cache
+
+    def get(self, key: str) -> Op[bytes | None]:
+        row = yield Query(self._get, {"key": key}, "one")
+        return None if row is None else bytes(row[0])
+
+    def get_many(self, keys: list[str]) -> Op[dict[str, bytes]]:
+        t = self.tables.cache
+        found: dict[str, bytes] = {}
+        for chunk in _chunks(keys):
+            names, params = _in_list(chunk)
+            sql = (
+                f"SELECT cache_key, value FROM {t} WHERE cache_key IN ({names}) AND {self._live[t]}"
+            )
+            rows: list[Row] = yield Query(sql, params, "all")
+            found.update((key, bytes(value)) for key, value in rows)
+        return found
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> Op[None]:
+        yield Query(self._set, {"key": key, "value": value, "ttl": ttl})
+
+    def set_many(self, items: dict[str, bytes], ttl: float | None) -> Op[None]:
+        keys = list(items)
+        if len(keys) > CHUNK:
+            yield Begin()
+        for chunk in _chunks(keys):
+            rows = [
+                [f":k{i}", f":v{i}", "NULL", f"{self.dialect.now} + :ttl"]
+                for i in range(len(chunk))
+            ]
+            params: dict[str, object] = {"ttl": ttl}
+            for index, key in enumerate(chunk):
+                params[f"k{index}"], params[f"v{index}"] = key, items[key]
+            sql = self.dialect.upsert(
+                self.tables.cache, self._columns, rows, ["cache_key"], self._overwrite
+            )
+            yield Query(sql, params)
+
+    def add(self, key: str, value: bytes, ttl: float | None) -> Op[bool]:
+        written = yield Query(self._add, {"key": key, "value": value, "ttl": ttl}, "rowcount")
+        return bool(written)
+
+    def delete(self, key: str) -> Op[bool]:
+        table = self._table(key)
+        sql = f"DELETE FROM {table} WHERE cache_key = :key AND {self._live[table]}"
+        deleted = yield Query(sql, {"key": key}, "rowcount")
+        return bool(deleted)
+
+    def delete_many(self, keys: list[str]) -> Op[int]:
+        """Only live entries count (and are deleted); expired ones are left to purge_expired."""
+        by_table: dict[str, list[str]] = {}
+        for key in keys:
+            by_table.setdefault(self._table(key), []).append(key)
+        if sum(math.ceil(len(group) / CHUNK) for group in by_table.values()) > 1:
+            yield Begin()
+        total = 0
+        for table, group in by_table.items():
+            for chunk in _chunks(group):
+                names, params = _in_list(chunk)
+                sql = f"DELETE FROM {table} WHERE cache_key IN ({names}) AND {self._live[table]}"
+                total += yield Query(sql, params, "rowcount")
+        return total
+
+    def exists(self, key: str) -> Op[bool]:
+        row = yield Query(self._exists, {"key": key}, "one")
+        return row is not None
+
+    def incr(self, key: str, delta: int, ttl: float | None) -> Op[int]:
+        params = {"key": key, "delta": delta, "initial": str(delta).encode("ascii"), "ttl": ttl}
+        row = yield from self._run_returning(self._incr, params)
+        if row is None:
+            raise ValueError("the cached value is not an integer (or is out of range)")
+        return int(bytes(row[0]))
+
+    def expire(self, key: str, ttl: float | None) -> Op[bool]:
+        changed = yield Query(self._expire, {"key": key, "ttl": ttl}, "rowcount")
+        return bool(changed)
+
+    def ttl(self, key: str) -> Op[float | None]:
+        row = yield Query(self._ttl, {"key": key}, "one")
+        if row is None:
+            return None
+        return math.inf if row[0] is None else max(0.0, float(row[0]))
+
+    def raise_to(self, key: str, at: float | None, ttl: float | None) -> Op[float]:
+        row = yield from self._run_returning(self._raise_to, {"key": key, "at": at, "ttl": ttl})
+        assert row is not None, "an upsert without WHERE always writes"
+        return float(row[0])
+
+    def read_epoch(self, key: str) -> Op[float | None]:
+        row = yield Query(self._read_epoch, {"key": key}, "one")
+        return None if row is None or row[0] is None else float(row[0])
+
+    def fixed_window(self, key: str, limit: int, window: float, cost: int) -> Op[FixedWindowState]:
+        params = {"key": key, "limit": limit, "window": window, "cost": cost}
+        row = yield from self._run_returning(self._fixed_window, params)
+        assert row is not None
+        allowed, hits, end, now = row
+        return bool(allowed), int(hits), float(end), float(now)
+
+    def sliding_window(
+        self, key: str, limit: int, window: float, cost: int
+    ) -> Op[SlidingWindowState]:
+        params = {
+            "key": key,
+            "cost": cost,
+            "window": window,
+            "window_tolerance": EPSILON * window,
+            "limit_slack": limit * (1 + EPSILON),
+        }
+        row = yield from self._run_returning(self._sliding_window, params)
+        assert row is not None
+        allowed, previous, current, start, now = row
+        return bool(allowed), int(previous), int(current), float(start), float(now)
+
+    def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]:
+        params = {
+            "key": key,
+            "limit": limit,
+            "window": window,
+            "cost": cost,
+            "window_slack": window * (1 + EPSILON),
+        }
+        row = yield from self._run_returning(self._gcra, params)
+        assert row is not None
+        allowed, anchor, units, now = row
+        return bool(allowed), float(anchor), int(units), float(now)
+
+    def purge_expired(self) -> Op[int]:
+        t, limits, now = self.tables.cache, self.tables.rate_limits, self.dialect.now
+        entries = yield from self._purge(t, "cache_key", f"expires_at <= {now}")
+        limiters = yield from self._purge(limits, "cache_key", f"expires_at <= {now}")
+        return entries + limiters
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+_SESSION_COLUMNS = (
+    "id, user_id, created_at, last_seen_at, expires_at, "
+    "device_id, application_id, ip_address, user_agent, metadata"
+)
+
+
+def _session(row: Row) -> SessionRecord:
+    public_id, user, created, seen, expires, device, application, ip, agent, metadata = row
+    return SessionRecord(
+        id=public_id,
+        user_id=user,
+        created_at=from_epoch(created),
+        last_seen_at=from_epoch(seen),
+        expires_at=from_epoch(expires),
+        device_id=device,
+        application_id=application,
+        ip_address=ip,
+        user_agent=agent,
+        metadata=json.loads(metadata),
+    )
+
+
+class SqlSessionOps(_SqlOps):
+    def __init__(self, dialect: Dialect, tables: Tables, namespace: str) -> None:
+        super().__init__(dialect, tables)
+        self.namespace = namespace
+        t, now = tables.sessions, dialect.now
+        self._live = f"{t}.expires_at > {now}"
+        self._user = f"namespace = :namespace AND user_id = :user_id AND {self._live}"
+        by_hash = "namespace = :namespace AND token_hash = :token_hash"
+        self._by_hash = f"{by_hash} AND {self._live}"
+
+        insert = (
+            f"INSERT INTO {t} (namespace, token_hash, id, user_id, device_id, application_id, "
+            f"ip_address, user_agent, metadata, created_at, last_seen_at, expires_at) "
+            f"VALUES (:namespace, :token_hash, :session_id, :user_id, :device_id, "
+            f":application_id, :ip_address, :user_agent, :metadata, {now}, {now}, {now} + :ttl)"
+        )
+        self._create = self._returning(insert, _SESSION_COLUMNS, t, by_hash)
+        # Keep the new session and the newest max_sessions - 1 others; drop the rest of the
+        # user's sessions, expired ones included. The new one is left out by its hash, not
+        # by its time, so a clock stepping back cannot evict it.
+        self._evict = (
+            f"DELETE FROM {t} WHERE namespace = :namespace AND user_id = :user_id "
+            f"AND (expires_at <= {now} OR seq IN ("
+            f"SELECT seq FROM {t} WHERE {self._user} AND token_hash <> :token_hash "
+            f"ORDER BY created_at DESC, seq DESC {dialect.skip(':keep_others')}))"
+        )
+        self._get = f"SELECT {_SESSION_COLUMNS} FROM {t} WHERE {self._by_hash}"
+        touch = (
+            f"UPDATE {t} SET last_seen_at = {now}, expires_at = coalesce({now} + :ttl, expires_at) "
+            f"WHERE {self._by_hash}"
+        )
+        self._touch = self._returning(touch, _SESSION_COLUMNS, t, by_hash)
+        self._revoke = f"DELETE FROM {t} WHERE {self._by_hash}"
+        self._list = (
+            f"SELECT {_SESSION_COLUMNS} FROM {t} WHERE {self._user} "
+            f"ORDER BY created_at DESC, seq DESC"
+        )
+        self._count = f"SELECT COUNT(*) FROM {t} WHERE {self._user}"
+
+    def create(
+        self,
+        *,
+        token_hash: str,
+        session_id: str,
+        user_id: str,
+        device_id: str | None,
+        application_id: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        metadata: str,
+        ttl: float,
+        max_sessions: int | None,
+    ) -> Op[SessionRecord]:
+        params = {
+            "namespace": self.namespace,
+            "token_hash": token_hash,
+            "session_id": session_id,
+            "user_id": user_id,
+            "device_id": device_id,
+            "application_id": application_id,
+            "ip_address": ip_address,
+            "user_agent": user_agent,
+            "metadata": metadata,
+            "ttl": ttl,
+            "keep_others": None if max_sessions is None else max_sessions - 1,
+        }
+        capped = max_sessions is not None
+        if capped:
+            yield Begin()
+            yield from self._lock(f"authstore:sessions:{self.namespace}:{user_id}")
+        row = yield from self._run_returning(self._create, params, in_transaction=capped)
+        assert row is not None, "an INSERT always writes"
+        if capped:
+            yield Query(self._evict, params, "rowcount")
+        return _session(row)
+
+    def get(self, token_hash: str) -> Op[SessionRecord | None]:
+        params = {"namespace": self.namespace, "token_hash": token_hash}
+        row = yield Query(self._get, params, "one")
+        return None if row is None else _session(row)
+
+    def touch(self, token_hash: str, ttl: float | None) -> Op[SessionRecord | None]:
+        params = {"namespace": self.namespace, "token_hash": token_hash, "ttl": ttl}
+        row = yield from self._run_returning(self._touch, params)
+        return None if row is None else _session(row)
+
+    def revoke(self, token_hash: str) -> Op[bool]:
+        params = {"namespace": self.namespace, "token_hash": token_hash}
+        deleted = yield Query(self._revoke, params, "rowcount")
+        return bool(deleted)
+
+    def revoke_by_id(self, session_id: str, user_id: str | None) -> Op[bool]:
+        t = self.tables.sessions
+        sql = f"DELETE FROM {t} WHERE namespace = :namespace AND id = :session_id AND {self._live}"
+        if user_id is not None:
+            sql += " AND user_id = :user_id"
+        params = {"namespace": self.namespace, "session_id": session_id, "user_id": user_id}
+        deleted = yield Query(sql, params, "rowcount")
+        return bool(deleted)
+
+    def revoke_all(self, user_id: str, except_hash: str | None, except_id: str | None) -> Op[int]:
+        sql = f"DELETE FROM {self.tables.sessions} WHERE {self._user}"
+        if except_hash is not None:
+            sql += " AND token_hash <> :except_hash"
+        if except_id is not None:
+            sql += " AND id <> :except_id"
+        params = {
+            "namespace": self.namespace,
+            "user_id": user_id,
+            "except_hash": except_hash,
+            "except_id": except_id,
+        }
+        deleted: int = yield Query(sql, params, "rowcount")
+        return deleted
+
+    def list(self, user_id: str) -> Op[list[SessionRecord]]:
+        rows: list[Row] = yield Query(
+            self._list, {"namespace": self.namespace, "user_id": user_id}, "all"
+        )
+        return [_session(row) for row in rows]
+
+    def count(self, user_id: str) -> Op[int]:
+        row = yield Query(self._count, {"namespace": self.namespace, "user_id": user_id}, "one")
+        return int(row[0])
+
+    def purge_expired(self) -> Op[int]:
+        t = self.tables.sessions
+        return (yield from self._purge(t, "seq", f"expires_at <= {self.dialect.now}"))
+
+
+# --- TOTP -------------------------------------------------------------------------------
+
+
+def _blob(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+class SqlTotpOps(_SqlOps):
+    def __init__(self, dialect: Dialect, tables: Tables, namespace: str) -> None:
+        super().__init__(dialect, tables)
+        self.namespace = namespace
+        d, t, codes, now = dialect, tables.totp, tables.backup_codes, dialect.now
+        user = "namespace = :namespace AND user_id = :user_id"
+        self._save_pending = d.upsert(
+            t,
+            ["namespace", "user_id", "pending_secret", "enabled", "created_at", "updated_at"],
+            [[":namespace", ":user_id", ":secret", "FALSE", now, now]],
+            ["namespace", "user_id"],
+            {
+                "pending_secret": d.excluded("pending_secret"),
+                "updated_at": d.excluded("updated_at"),
+            },
+        )
+        # Every SET reads the old row, and the pending secret is copied before it is cleared
+        # (the order MySQL's left-to-right SET needs too).
+        self._enable = (
+            f"UPDATE {t} SET secret = pending_secret, pending_secret = NULL, enabled = TRUE, "
+            f"enabled_at = {now}, updated_at = {now} "
+            f"WHERE {user} AND pending_secret IS NOT NULL"
+        )
+        self._delete_codes = f"DELETE FROM {codes} WHERE {user}"
+        self._delete_state = f"DELETE FROM {t} WHERE {user}"
+        self._load = (
+            f"SELECT enabled, secret, pending_secret, last_step, created_at, updated_at, "
+            f"enabled_at, (SELECT COUNT(*) FROM {codes} WHERE {codes}.namespace = {t}.namespace "
+            f"AND {codes}.user_id = {t}.user_id) FROM {t} WHERE {t}.namespace = :namespace "
+            f"AND {t}.user_id = :user_id"
+        )
+        self._codes = codes
+        self._use_code = f"DELETE FROM {codes} WHERE {user} AND code_hash = :code_hash"
+        self._claim_step = (
+            f"UPDATE {t} SET last_step = :step, updated_at = {now} "
+            f"WHERE {user} AND (last_step IS NULL OR last_step < :step)"
+        )
+
+    def _params(self, user_id: str, **more: object) -> dict[str, object]:
+        return {"namespace": self.namespace, "user_id": user_id, **more}
+
+    def save_pending(self, user_id: str, secret: bytes) -> Op[None]:
+        yield Query(self._save_pending, self._params(user_id, secret=secret))
+
+    def enable(self, user_id: str) -> Op[bool]:
+        changed = yield Query(self._enable, self._params(user_id), "rowcount")
+        return bool(changed)
+
+    def disable(self, user_id: str) -> Op[bool]:
+        yield Begin()
+        yield Query(self._delete_codes, self._params(user_id))
+        deleted = yield Query(self._delete_state, self._params(user_id), "rowcount")
+        return bool(deleted)
+
+    def load(self, user_id: str) -> Op[TotpState | None]:
+        row = yield Query(self._load, self._params(user_id), "one")
+        if row is None:
+            return None
+        enabled, secret, pending, last_step, created, updated, enabled_at, codes = row
+        return TotpState(
+            user_id=user_id,
+            enabled=bool(enabled),
+            secret=_blob(secret),
+            pending_secret=_blob(pending),
+            last_step=None if last_step is None else int(last_step),
+            backup_codes_left=int(codes),
+            created_at=from_epoch(created),
+            updated_at=from_epoch(updated),
+            enabled_at=None if enabled_at is None else from_epoch(enabled_at),
+        )
+
+    def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> Op[None]:
+        yield Begin()
+        yield Query(self._delete_codes, self._params(user_id))
+        for chunk in _chunks(code_hashes):
+            values = ", ".join(f"(:namespace, :user_id, :c{i})" for i in range(len(chunk)))
+            codes = {f"c{i}": code for i, code in enumerate(chunk)}
+            sql = f"INSERT INTO {self._codes} (namespace, user_id, code_hash) VALUES {values}"
+            yield Query(sql, self._params(user_id, **codes))
+
+    def use_backup_code(self, user_id: str, code_hash: str) -> Op[bool]:
+        # One DELETE: among concurrent callers only one can remove the row.
+        params = self._params(user_id, code_hash=code_hash)
+        deleted: int = yield Query(self._use_code, params, "rowcount")
+        return deleted == 1
+
+    def claim_step(self, user_id: str, step: int) -> Op[bool]:
+        changed: int = yield Query(self._claim_step, self._params(user_id, step=step), "rowcount")
+        return changed == 1
+
+
+# --- magic links ------------------------------------------------------------------------
+
+_LINK_COLUMNS = "id, user_id, email, created_at, expires_at, application_id, ip_address, user_agent, consumed_at"
+
+
+def _link(row: Row) -> MagicLinkRecord:
+    public_id, user, email, created, expires, application, ip, agent, consumed = row
+    return MagicLinkRecord(
+        id=public_id,
+        user_id=user,
+        email=email,
+        created_at=from_epoch(created),
+        expires_at=from_epoch(expires),
+        application_id=application,
+        ip_address=ip,
+        user_agent=agent,
+        consumed_at=None if consumed is None else from_epoch(consumed),
+    )
+
+
+class SqlMagicLinkOps(_SqlOps):
+    """A revoked link is deleted; a consumed one is kept (marked) until purge_expired."""
+
+    def __init__(self, dialect: Dialect, tables: Tables, namespace: str) -> None:
+        super().__init__(dialect, tables)
+        self.namespace = namespace
+        d, t, now = dialect, tables.magic_links, dialect.now
+        by_hash = "namespace = :namespace AND token_hash = :token_hash"
+        usable = f"consumed_at IS NULL AND expires_at > {now}"
+        insert = (
+            f"INSERT INTO {t} (namespace, token_hash, id, user_id, email, application_id, "
+            f"ip_address, user_agent, created_at, expires_at) VALUES (:namespace, :token_hash, "
+            f":link_id, :user_id, :email, :application_id, :ip_address, :user_agent, "
+            f"{now}, {now} + :ttl)"
+        )
+        self._issue = self._returning(insert, _LINK_COLUMNS, t, by_hash)
+        user = "namespace = :namespace AND user_id = :user_id AND consumed_at IS NULL"
+        self._revoke_unused = f"DELETE FROM {t} WHERE {user}"
+        self._revoke_user = f"DELETE FROM {t} WHERE {user} AND expires_at > {now}"
+        self._peek = f"SELECT {_LINK_COLUMNS} FROM {t} WHERE {by_hash} AND {usable}"
+        # One guarded UPDATE: among concurrent consumers only one finds the link unconsumed.
+        consume = (
+            f"UPDATE {t} SET consumed_at = {now} WHERE {by_hash} AND {usable} "
+            f"AND {d.same('application_id', ':application_id')}"
+        )
+        self._consume = self._returning(consume, _LINK_COLUMNS, t, by_hash)
+
+    def issue(
+        self,
+        *,
+        token_hash: str,
+        link_id: str,
+        user_id: str,
+        email: str,
+        ttl: float,
+        application_id: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        revoke_previous: bool,
+    ) -> Op[MagicLinkRecord]:
+        params = {
+            "namespace": self.namespace,
+            "token_hash": token_hash,
+            "link_id": link_id,
+            "user_id": user_id,
+            "email": email,
+            "ttl": ttl,
+            "application_id": application_id,
+            "ip_address": ip_address,
+            "user_agent": user_agent,
+        }
+        if revoke_previous:
+            yield Begin()
+            yield from self._lock(f"authstore:magic_links:{self.namespace}:{user_id}")
+            yield Query(self._revoke_unused, params)
+        row = yield from self._run_returning(self._issue, params, in_transaction=revoke_previous)
+        assert row is not None, "an INSERT always writes"
+        return _link(row)
+
+    def peek(self, token_hash: str) -> Op[MagicLinkRecord | None]:
+        row = yield Query(
+            self._peek, {"namespace": self.namespace, "token_hash": token_hash}, "one"
+        )
+        return None if row is None else _link(row)
+
+    def consume(self, token_hash: str, application_id: str | None) -> Op[MagicLinkRecord | None]:
+        params = {
+            "namespace": self.namespace,
+            "token_hash": token_hash,
+            "application_id": application_id,
+        }
+        row = yield from self._run_returning(self._consume, params)
+        return None if row is None else _link(row)
+
+    def revoke_user(self, user_id: str) -> Op[int]:
+        params = {"namespace": self.namespace, "user_id": user_id}
+        deleted: int = yield Query(self._revoke_user, params, "rowcount")
+        return deleted
+
+    def purge_expired(self) -> Op[int]:
+        now, t = self.dialect.now, self.tables.magic_links
+        return (yield from self._purge(t, "seq", f"expires_at <= {now} OR consumed_at IS NOT NULL"))

@@ -1,0 +1,201 @@
+"""The SQL schema as versioned data, and the operation that brings a database up to date.
+
+Each migration is a version number and its statements, built from the dialect
+(column types, index syntax) and a table prefix. Migrating is idempotent and safe
+when several processes start at once: the version is checked and the missing
+steps applied inside one transaction that serializes writers (SQLite's BEGIN
+IMMEDIATE; elsewhere the dialect's transaction lock as well).
+
+Every time column holds epoch seconds as a float on the store's clock.
+"""
+
+# SQL text is assembled from identifiers checked by Tables and fixed fragments;
+# every value is a bound parameter.
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from authstore.adapters.common.ops import Op
+from authstore.adapters.sql.commands import Begin, Query
+from authstore.adapters.sql.dialect import Dialect
+from authstore.contracts.errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_TABLE_PREFIX",
+    "Migration",
+    "MigrationReport",
+    "Tables",
+    "migrate",
+    "migrations",
+]
+
+DEFAULT_TABLE_PREFIX = "authstore_"
+_PREFIX = re.compile(r"[A-Za-z0-9_]{1,32}")
+
+# Column sizes follow the checks in contracts.values and adapters.common.logic.
+CACHE_KEY_LENGTH = 1100  # namespace (64) + ":k:" + key (1024 bytes)
+NAMESPACE_LENGTH = 64
+ID_LENGTH = 255
+HASH_LENGTH = 64  # SHA-256 hex of a token
+PUBLIC_ID_LENGTH = 64
+CODE_HASH_LENGTH = 512
+IP_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Table names under one prefix, so several apps can share a database."""
+
+    prefix: str = DEFAULT_TABLE_PREFIX
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, str) or not _PREFIX.fullmatch(self.prefix):
+            raise ConfigurationError("table_prefix must be 1-32 characters of A-Z a-z 0-9 _")
+
+    @property
+    def schema_version(self) -> str:
+        return f"{self.prefix}schema_version"
+
+    @property
+    def cache(self) -> str:
+        return f"{self.prefix}cache"
+
+    @property
+    def rate_limits(self) -> str:
+        return f"{self.prefix}rate_limits"
+
+    @property
+    def sessions(self) -> str:
+        return f"{self.prefix}sessions"
+
+    @property
+    def totp(self) -> str:
+        return f"{self.prefix}totp"
+
+    @property
+    def backup_codes(self) -> str:
+        return f"{self.prefix}totp_backup_codes"
+
+    @property
+    def magic_links(self) -> str:
+        return f"{self.prefix}magic_links"
+
+
+Migration = tuple[int, tuple[str, ...]]
+
+
+def migrations(dialect: Dialect, tables: Tables) -> list[Migration]:
+    """Every version in order; a new version is appended, never edited."""
+    return [(1, _version_1(dialect, tables))]
+
+
+def _version_1(d: Dialect, t: Tables) -> tuple[str, ...]:
+    key, real, p = d.key, d.real, t.prefix
+    return (
+        # Cache entries. ``value`` holds the codec's bytes; ``epoch`` holds the instants of
+        # user-wide revocations (a float kept exact, which text would not be).
+        f"CREATE TABLE IF NOT EXISTS {t.cache} ("
+        f"cache_key {key(CACHE_KEY_LENGTH)} NOT NULL PRIMARY KEY, "
+        f"value {d.blob}, epoch {real}, expires_at {real})",
+        d.create_index(f"{p}cache_expires", t.cache, ["expires_at"]),
+        # Rate-limit state, one row per limiter key. ``mark`` is the fixed window's end, the
+        # sliding window's start or the GCRA theoretical arrival time; ``allowed`` is the
+        # decision of the last hit, computed in the same statement so RETURNING can read it.
+        f"CREATE TABLE IF NOT EXISTS {t.rate_limits} ("
+        f"cache_key {key(CACHE_KEY_LENGTH)} NOT NULL PRIMARY KEY, "
+        f"hits {d.bigint} NOT NULL, previous_hits {d.bigint} NOT NULL, mark {real} NOT NULL, "
+        f"allowed {d.boolean} NOT NULL, touched_at {real} NOT NULL, expires_at {real} NOT NULL)",
+        d.create_index(f"{p}rate_limits_expires", t.rate_limits, ["expires_at"]),
+        f"CREATE TABLE IF NOT EXISTS {t.sessions} ("
+        f"seq {d.serial_key}, "
+        f"namespace {key(NAMESPACE_LENGTH)} NOT NULL, "
+        f"token_hash {key(HASH_LENGTH)} NOT NULL, "
+        f"id {key(PUBLIC_ID_LENGTH)} NOT NULL, "
+        f"user_id {key(ID_LENGTH)} NOT NULL, "
+        f"device_id {key(ID_LENGTH)}, application_id {key(ID_LENGTH)}, "
+        f"ip_address {key(IP_LENGTH)}, user_agent {d.text}, metadata {d.text} NOT NULL, "
+        f"created_at {real} NOT NULL, last_seen_at {real} NOT NULL, expires_at {real} NOT NULL, "
+        f"UNIQUE (namespace, token_hash), UNIQUE (namespace, id))",
+        d.create_index(f"{p}sessions_user", t.sessions, ["namespace", "user_id", "created_at"]),
+        d.create_index(f"{p}sessions_expires", t.sessions, ["expires_at"]),
+        f"CREATE TABLE IF NOT EXISTS {t.totp} ("
+        f"namespace {key(NAMESPACE_LENGTH)} NOT NULL, user_id {key(ID_LENGTH)} NOT NULL, "
+        f"secret {d.blob}, pending_secret {d.blob}, enabled {d.boolean} NOT NULL, "
+        f"enabled_at {real}, last_step {d.bigint}, "
+        f"created_at {real} NOT NULL, updated_at {real} NOT NULL, "
+        f"PRIMARY KEY (namespace, user_id))",
+        f"CREATE TABLE IF NOT EXISTS {t.backup_codes} ("
+        f"namespace {key(NAMESPACE_LENGTH)} NOT NULL, user_id {key(ID_LENGTH)} NOT NULL, "
+        f"code_hash {key(CODE_HASH_LENGTH)} NOT NULL, "
+        f"PRIMARY KEY (namespace, user_id, code_hash))",
+        f"CREATE TABLE IF NOT EXISTS {t.magic_links} ("
+        f"seq {d.serial_key}, "
+        f"namespace {key(NAMESPACE_LENGTH)} NOT NULL, "
+        f"token_hash {key(HASH_LENGTH)} NOT NULL, "
+        f"id {key(PUBLIC_ID_LENGTH)} NOT NULL, "
+        f"user_id {key(ID_LENGTH)} NOT NULL, email {d.text} NOT NULL, "
+        f"application_id {key(ID_LENGTH)}, ip_address {key(IP_LENGTH)}, user_agent {d.text}, "
+        f"created_at {real} NOT NULL, expires_at {real} NOT NULL, consumed_at {real}, "
+        f"UNIQUE (namespace, token_hash), UNIQUE (namespace, id))",
+        d.create_index(f"{p}magic_links_user", t.magic_links, ["namespace", "user_id"]),
+        d.create_index(f"{p}magic_links_expires", t.magic_links, ["expires_at"]),
+    )
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    version: int
+    """The schema version the database is at now."""
+    applied: tuple[int, ...]
+    """The versions this run applied (none when the database was up to date)."""
+    known: int
+    """The latest version this authstore knows."""
+
+    def describe(self, backend: str) -> str:
+        line = f"{backend}: schema at version {self.version} (applied {len(self.applied)})"
+        if self.version > self.known:
+            line += f"; newer than this authstore's version {self.known}"
+        return line
+
+
+def migrate(dialect: Dialect, tables: Tables) -> Op[MigrationReport]:
+    steps = migrations(dialect, tables)
+    latest = steps[-1][0]
+    current = yield from _current_version(dialect, tables)
+    if current is not None and current >= latest:
+        return MigrationReport(current, (), latest)
+    yield Begin()
+    if dialect.transaction_lock is not None:
+        lock_name = f"authstore:migrate:{tables.prefix}"
+        yield Query(dialect.transaction_lock, {"lock_name": lock_name}, "all")
+    yield Query(
+        f"CREATE TABLE IF NOT EXISTS {tables.schema_version} "
+        f"(version {dialect.integer} NOT NULL PRIMARY KEY, applied_at {dialect.real} NOT NULL)"
+    )
+    # Checked again under the lock: another process may have migrated meanwhile.
+    row = yield Query(f"SELECT max(version) FROM {tables.schema_version}", fetch="one")
+    current = int(row[0]) if row and row[0] is not None else 0
+    applied: list[int] = []
+    for version, statements in steps:
+        if version <= current:
+            continue
+        for statement in statements:
+            yield Query(statement)
+        yield Query(
+            f"INSERT INTO {tables.schema_version} (version, applied_at) "
+            f"VALUES (:version, {dialect.now})",
+            {"version": version},
+        )
+        applied.append(version)
+    return MigrationReport(max(current, latest), tuple(applied), latest)
+
+
+def _current_version(dialect: Dialect, tables: Tables) -> Op[int | None]:
+    """The version without taking any lock, None when the schema table is missing."""
+    exists = yield Query(dialect.table_exists, {"name": tables.schema_version}, "one")
+    if exists is None:
+        return None
+    row = yield Query(f"SELECT max(version) FROM {tables.schema_version}", fetch="one")
+    return None if row is None or row[0] is None else int(row[0])

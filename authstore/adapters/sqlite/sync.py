@@ -1,0 +1,78 @@
+"""The sync SQLite runner: stdlib sqlite3, one connection shared by threads under a lock."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import Any, TypeVar
+
+from authstore.adapters.common.ops import Op
+from authstore.adapters.sql.execution import Statement, drive
+from authstore.adapters.sqlite.runner import SQLiteRunnerBase, translate_error
+from authstore.adapters.sqlite.settings import SQLiteSettings
+
+__all__ = ["SyncSQLiteRunner"]
+
+T = TypeVar("T")
+
+
+def _execute(connection: sqlite3.Connection, statement: Statement) -> Any:
+    try:
+        cursor = connection.execute(statement.text, statement.args)
+        try:
+            return statement.result(cursor.fetchall(), cursor.rowcount)
+        finally:
+            cursor.close()
+    except sqlite3.Error as error:
+        raise translate_error(error) from error
+
+
+def _close(connection: sqlite3.Connection) -> None:
+    try:
+        connection.close()
+    except sqlite3.Error as error:
+        raise translate_error(error) from error
+
+
+class SyncSQLiteRunner(SQLiteRunnerBase[sqlite3.Connection]):
+    """Thread-safe: one operation at a time, so a transaction's statements never interleave."""
+
+    def __init__(self, settings: SQLiteSettings, *, auto_migrate: bool = True) -> None:
+        super().__init__(
+            settings, sqlite3.Connection, "a sqlite3.Connection", auto_migrate=auto_migrate
+        )
+        self._lock = self._new_lock(threading.Lock)
+
+    def run(self, op: Op[T]) -> T:
+        with self._lock:
+            try:
+                return drive(self._program(op), self._execute)
+            except BaseException:
+                broken = self._take_broken()
+                if broken is not None:
+                    _close(broken)
+                raise
+
+    def _execute(self, statement: Statement) -> Any:
+        """Connects on the first statement, so bad arguments never open a file."""
+        return _execute(self._connection or self._connect(), statement)
+
+    def _connect(self) -> sqlite3.Connection:
+        self._check_open()
+        try:
+            connection = sqlite3.connect(
+                self.settings.database,
+                timeout=self.settings.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as error:
+            raise translate_error(error, connecting=True) from error
+        self._connection = connection
+        return connection
+
+    def close(self) -> None:
+        with self._lock:
+            connection = self._take_for_close()
+            if connection is not None:
+                _close(connection)

@@ -1,0 +1,228 @@
+"""Round trips: every single-record operation is ONE statement, multi-row ones one transaction.
+
+Counted with sqlite3's trace callback on a connection handed to the store, after
+the first operation has migrated the schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+
+import authstore
+from authstore.adapters.common.stores import Cache
+from authstore.adapters.sql import SqlCacheOps, Tables
+from authstore.adapters.sql.ops import PURGE_BATCH
+from authstore.adapters.sqlite.settings import SQLiteSettings
+from authstore.adapters.sqlite.sync import SyncSQLiteRunner
+
+
+class Trace:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, statement: str) -> None:
+        self.statements.append(statement)
+
+    def count(self, action: Callable[[], object]) -> list[str]:
+        self.statements.clear()
+        action()
+        return list(self.statements)
+
+
+@pytest.fixture
+def connection(db_path: Path) -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def trace(connection: sqlite3.Connection) -> Iterator[Trace]:
+    tracer = Trace()
+    connection.set_trace_callback(tracer)
+    yield tracer
+    connection.set_trace_callback(None)
+
+
+def _open(kind: str, connection: sqlite3.Connection) -> Any:
+    store = getattr(authstore, f"open_{kind}")("sqlite://", connection=connection)
+    return store
+
+
+def test_cache_single_record_operations_are_one_statement(
+    connection: sqlite3.Connection, trace: Trace
+) -> None:
+    cache = _open("cache", connection)
+    cache.exists("warm-up")  # migrates
+    cache.set("n", 1)
+    operations: dict[str, Callable[[], object]] = {
+        "get": lambda: cache.get("n"),
+        "set": lambda: cache.set("k", {"a": 1}, ttl=60),
+        "add": lambda: cache.add("fresh", 1, ttl=60),
+        "add refused": lambda: cache.add("k", 2),
+        "incr": lambda: cache.incr("n", 2),
+        "incr creates": lambda: cache.incr("counter", 1, ttl=60),
+        "delete": lambda: cache.delete("fresh"),
+        "exists": lambda: cache.exists("k"),
+        "ttl": lambda: cache.ttl("k"),
+        "expire": lambda: cache.expire("k", 30),
+        "get_many": lambda: cache.get_many(["k", "n", "missing"]),
+        "set_many": lambda: cache.set_many({"a": 1, "b": 2}, ttl=60),
+        "delete_many": lambda: cache.delete_many(["a", "b"]),
+        "fixed_window": lambda: cache.check_rate_limit("rl", 5, 60, algorithm="fixed_window"),
+        "sliding_window": lambda: cache.check_rate_limit("rl", 5, 60, algorithm="sliding_window"),
+        "gcra": lambda: cache.check_rate_limit("rl", 5, 60, algorithm="gcra"),
+        "reset_rate_limit": lambda: cache.reset_rate_limit("rl"),
+        "add_to_blacklist": lambda: cache.add_to_blacklist("jti", 60),
+        "is_blacklisted": lambda: cache.is_blacklisted("jti"),
+        "remove_from_blacklist": lambda: cache.remove_from_blacklist("jti"),
+        "revoke_user_tokens": lambda: cache.revoke_user_tokens("u"),
+        "user_tokens_revoked_at": lambda: cache.user_tokens_revoked_at("u"),
+    }
+    for name, action in operations.items():
+        sent = trace.count(action)
+        assert len(sent) == 1, (name, sent)
+        assert not sent[0].startswith(("BEGIN", "COMMIT")), (name, sent)
+
+
+def test_session_totp_and_link_operations_are_one_statement(
+    connection: sqlite3.Connection, trace: Trace
+) -> None:
+    sessions, totp, links = (_open(k, connection) for k in ("sessions", "totp", "magic_links"))
+    sessions.count("warm-up")
+    totp.load("warm-up")
+    links.peek("warm-up-token")
+    new = sessions.create("u", ttl=60)
+    other = sessions.create("u", ttl=60)
+    totp.save_pending("u", b"secret")
+    link = links.issue("u", "u@example.com", ttl=60)
+    operations: dict[str, Callable[[], object]] = {
+        "sessions.create": lambda: sessions.create("v", ttl=60),
+        "sessions.get": lambda: sessions.get(new.token),
+        "sessions.touch": lambda: sessions.touch(new.token, ttl=120),
+        "sessions.list": lambda: sessions.list("u"),
+        "sessions.count": lambda: sessions.count("u"),
+        "sessions.revoke_by_id": lambda: sessions.revoke_by_id(other.record.id, user_id="u"),
+        "sessions.revoke": lambda: sessions.revoke(new.token),
+        "sessions.revoke_all": lambda: sessions.revoke_all("v"),
+        "totp.save_pending": lambda: totp.save_pending("u", b"secret2"),
+        "totp.enable": lambda: totp.enable("u"),
+        "totp.load": lambda: totp.load("u"),
+        "totp.claim_step": lambda: totp.claim_step("u", 7),
+        "totp.use_backup_code": lambda: totp.use_backup_code("u", "nope"),
+        "links.issue (keep previous)": lambda: links.issue(
+            "w", "w@example.com", ttl=60, revoke_previous=False
+        ),
+        "links.peek": lambda: links.peek(link.token),
+        "links.consume": lambda: links.consume(link.token),
+        "links.revoke_user": lambda: links.revoke_user("w"),
+    }
+    for name, action in operations.items():
+        sent = trace.count(action)
+        assert len(sent) == 1, (name, sent)
+        assert not sent[0].startswith(("BEGIN", "COMMIT")), (name, sent)
+
+
+def test_multi_row_operations_are_one_immediate_transaction(
+    connection: sqlite3.Connection, trace: Trace
+) -> None:
+    cache, sessions, totp, links = (
+        _open(k, connection) for k in ("cache", "sessions", "totp", "magic_links")
+    )
+    cache.exists("x")  # each store migrates on first use
+    sessions.count("x")
+    totp.load("x")
+    links.peek("x-token")
+    totp.save_pending("u", b"secret")
+    operations: dict[str, tuple[Callable[[], object], int]] = {
+        # name: (action, statements between BEGIN IMMEDIATE and COMMIT)
+        "sessions.create with max_sessions": (
+            lambda: sessions.create("u", ttl=60, max_sessions=2),
+            2,
+        ),
+        "totp.replace_backup_codes": (lambda: totp.replace_backup_codes("u", ["a", "b"]), 2),
+        "totp.disable": (lambda: totp.disable("u"), 2),
+        "links.issue revoking previous": (lambda: links.issue("u", "u@example.com", ttl=60), 2),
+        "cache.set_many beyond one chunk": (
+            lambda: cache.set_many({f"k{i}": i for i in range(600)}),
+            3,
+        ),
+    }
+    for name, (action, inner) in operations.items():
+        sent = trace.count(action)
+        assert sent[0] == "BEGIN IMMEDIATE", (name, sent)
+        assert sent[-1] == "COMMIT", (name, sent)
+        assert len(sent) == inner + 2, (name, sent)
+
+
+def test_purge_deletes_in_bounded_batches(db_path: Path) -> None:
+    runner = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
+    clock = [1_000_000.0]
+    runner.dialect.clock = lambda: clock[0]
+    cache = Cache(SqlCacheOps(runner.dialect, Tables()), runner)
+    rows = 2 * PURGE_BATCH + 500
+    cache.set_many({f"k{i}": i for i in range(rows)}, ttl=10)
+    cache.set("keeper", 1)
+    clock[0] += 11
+    assert runner.connection is not None
+    tracer = Trace()
+    runner.connection.set_trace_callback(tracer)
+    assert cache.purge_expired() == rows
+    runner.connection.set_trace_callback(None)
+    deletes = [s for s in tracer.statements if s.startswith("DELETE")]
+    # three batches on the cache table (the last one short), one on the rate-limit table
+    assert len(deletes) == 4, deletes
+    assert cache.get("keeper") == 1
+    cache.close()
+
+
+def test_async_operations_are_one_statement(db_path: Path) -> None:
+    async def scenario() -> dict[str, list[str]]:
+        connection = await aiosqlite.connect(db_path, isolation_level=None)
+        sent: list[str] = []
+        try:
+            cache = authstore.open_async_cache("sqlite://", connection=connection)
+            links = authstore.open_async_magic_links("sqlite://", connection=connection)
+            await cache.exists("warm-up")
+            await links.peek("warm-up-token")
+            link = await links.issue("u", "u@example.com", ttl=60)
+            await connection.set_trace_callback(sent.append)
+            actions: dict[str, Callable[[], Awaitable[object]]] = {
+                "set": lambda: cache.set("k", 1),
+                "incr": lambda: cache.incr("k"),
+                "gcra": lambda: cache.check_rate_limit("r", 3, 10, algorithm="gcra"),
+                "is_blacklisted": lambda: cache.is_blacklisted("j"),
+                "consume": lambda: links.consume(link.token),
+                "issue": lambda: links.issue("u", "u@example.com", ttl=60),
+            }
+            seen: dict[str, list[str]] = {}
+            for name, action in actions.items():
+                sent.clear()
+                await action()
+                seen[name] = list(sent)
+            await connection.set_trace_callback(None)  # type: ignore[arg-type]
+            return seen
+        finally:
+            await connection.close()
+
+    seen = asyncio.run(scenario())
+    for name in ("set", "incr", "gcra", "is_blacklisted", "consume"):
+        assert len(seen[name]) == 1, (name, seen[name])
+    assert seen["issue"][0] == "BEGIN IMMEDIATE" and seen["issue"][-1] == "COMMIT"
+
+
+def test_revocation_instant_keeps_sub_second_precision(
+    connection: sqlite3.Connection,
+) -> None:
+    cache = _open("cache", connection)
+    at = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    assert cache.revoke_user_tokens("u", at=at) == at
+    assert cache.user_tokens_revoked_at("u") == at
