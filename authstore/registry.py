@@ -57,6 +57,10 @@ ENTRY_POINT_GROUP = "authstore.backends"
 BUILTIN_BACKENDS = {
     "memory": "authstore.adapters.memory:backend",
     "sqlite": "authstore.adapters.sqlite:backend",
+    "postgresql": "authstore.adapters.postgres:backend",
+    "postgres": "authstore.adapters.postgres:backend",
+    "mysql": "authstore.adapters.mysql:backend",
+    "mariadb": "authstore.adapters.mysql:backend",
 }
 """Also declared as entry points in pyproject.toml; listed here so a source checkout works too."""
 
