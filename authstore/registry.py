@@ -13,7 +13,6 @@ import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -255,6 +254,8 @@ class _Registry:
         found: dict[str, tuple[str, str]] = {
             scheme: (target, "authstore") for scheme, target in _builtin_schemes().items()
         }
+        from importlib.metadata import entry_points  # ~25 ms: only when a URL is opened
+
         for point in entry_points(group=ENTRY_POINT_GROUP):
             owner = point.dist.name if point.dist is not None else "an unknown distribution"
             scheme = point.name.lower()

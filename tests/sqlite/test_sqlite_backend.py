@@ -238,12 +238,14 @@ def test_incr_tells_missing_from_not_an_integer(db_url: str) -> None:
         cache.set("n", 10, ttl=100)
         assert cache.incr("n", -3, ttl=1) == 7
         assert (cache.ttl("n") or 0) > 50  # an existing key keeps its expiry
-        values: list[Value] = ["abc", "12", 1.5, True, [1], b"7", 2**62]
+        values: list[Value] = ["abc", "12", 1.5, True, [1], b"7", 2**63, 2**63 - 1]
         for value in values:
             cache.set("bad", value)
             with pytest.raises(ValueError, match="not an integer"):
                 cache.incr("bad")
             assert cache.get("bad") == value  # untouched
+        cache.set("big", 2**62)
+        assert cache.incr("big", 2**62 - 1) == 2**63 - 1  # the whole signed 64-bit range
 
 
 def test_the_branch_for_databases_without_returning(db_path: Path) -> None:

@@ -168,7 +168,8 @@ class CacheLogic:
     def add_to_blacklist(self, jti: object, expires_in: object) -> Op[None]:
         full = self._key(BLACKLIST, jti, "jti")
         seconds = check_ttl(expires_in, "expires_in", optional=False)
-        yield from self.ops.set(full, b"1", seconds)
+        # raise_to never shortens an entry's life: a second, shorter add cannot un-revoke.
+        yield from self.ops.raise_to(full, None, seconds)
 
     def is_blacklisted(self, jti: object) -> Op[bool]:
         return (yield from self.ops.exists(self._key(BLACKLIST, jti, "jti")))

@@ -63,8 +63,12 @@ def step_gcra(
     would drift by more than one interval.
     """
     anchor, units = (now, 0) if state is None else state
-    if gcra_backlog(anchor, units, now, limit, window) <= 0:
+    backlog = gcra_backlog(anchor, units, now, limit, window)
+    if backlog <= 0:
         anchor, units = now, 0
+    elif backlog > window:
+        # the limit or window was lowered since: at most one window behind, never more
+        anchor, units = now, limit
     after = gcra_backlog(anchor, units + cost, now, limit, window)
     allowed = after <= window * (1 + EPSILON)
     return allowed, anchor, units + cost if allowed else units

@@ -258,8 +258,8 @@ class MemoryCacheOps:
             self._store(key, str(delta).encode(), self._expiry(now, ttl), now)
             return delta
         current = _integer(entry.value)
-        if current is None:
-            raise ValueError("the stored value is not an integer")
+        if current is None or not INT64_MIN <= current + delta <= INT64_MAX:
+            raise ValueError("the cached value is not an integer, or adding delta leaves 64 bits")
         entry.value = str(current + delta).encode()
         return current + delta
 
@@ -347,12 +347,19 @@ class MemoryCacheOps:
         return purged
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _integer(raw: object) -> int | None:
+    """Canonical signed 64-bit decimal text only, as Redis INCRBY and SQL BIGINT read it."""
     if not isinstance(raw, bytes):
         return None
     text = raw.decode("utf-8", "replace")
     digits = text[1:] if text.startswith("-") else text
-    return int(text) if digits.isdigit() and digits.isascii() else None
+    if not (digits.isdigit() and digits.isascii()) or str(int(text)) != text:
+        return None
+    number = int(text)
+    return number if INT64_MIN <= number <= INT64_MAX else None
 
 
 class MemorySessionOps:

@@ -143,7 +143,7 @@ class Dialect:
 
     def blob_as_integer(self, expression: str) -> str:
         """The integer a blob spells in canonical decimal, or NULL when it spells anything
-        else or lies outside +-(2**62 - 1) (so adding an incr delta cannot overflow)."""
+        else or lies outside signed 64 bits (incr bounds the result with parameters)."""
         raise NotImplementedError(f"{type(self).__name__} must implement blob_as_integer")
 
     def integer_as_blob(self, expression: str) -> str:

@@ -49,6 +49,9 @@ class _Returning:
     select: str
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), CHUNK):
         yield items[start : start + CHUNK]
@@ -167,8 +170,10 @@ def _gcra(d: Dialect, hits: str, previous: str, mark: str) -> _LimiterColumns:
     window, slack = d.real_parameter("window"), d.real_parameter("window_slack")
     backlog = f"({hits} * {window} / :limit - ({d.now} - {mark}))"
     reset = f"({mark} IS NULL OR {backlog} <= 0)"
-    anchor = f"(CASE WHEN {reset} THEN {d.now} ELSE {mark} END)"
-    units = f"(CASE WHEN {reset} THEN 0 ELSE {hits} END)"
+    # a lowered limit or window must not lock out for longer than one window
+    over = f"({backlog} > {window})"
+    anchor = f"(CASE WHEN {reset} OR {over} THEN {d.now} ELSE {mark} END)"
+    units = f"(CASE WHEN {reset} THEN 0 WHEN {over} THEN :limit ELSE {hits} END)"
     allowed = f"(({units} + :cost) * {window} / :limit - ({d.now} - {anchor}) <= {slack})"
     counted = _counted(allowed, units)
     # a window past the theoretical arrival time: the bucket is surely full again by then
@@ -215,7 +220,7 @@ class SqlCacheOps(_SqlOps):
                 "expires_at": f"CASE WHEN {expired} THEN {d.excluded('expires_at')} "
                 f"ELSE {t}.expires_at END",
             },
-            where=f"{expired} OR {number} IS NOT NULL",
+            where=f"{expired} OR {number} BETWEEN :lowest AND :highest",
         )
         self._incr = self._returning(incr, "value", t, "cache_key = :key")
 
@@ -325,10 +330,19 @@ class SqlCacheOps(_SqlOps):
         return row is not None
 
     def incr(self, key: str, delta: int, ttl: float | None) -> Op[int]:
-        params = {"key": key, "delta": delta, "initial": str(delta).encode("ascii"), "ttl": ttl}
+        # the stored value may be any signed 64-bit integer for which value + delta still is
+        lowest, highest = INT64_MIN - min(delta, 0), INT64_MAX - max(delta, 0)
+        params = {
+            "key": key,
+            "delta": delta,
+            "initial": str(delta).encode("ascii"),
+            "ttl": ttl,
+            "lowest": lowest,
+            "highest": highest,
+        }
         row = yield from self._run_returning(self._incr, params)
         if row is None:
-            raise ValueError("the cached value is not an integer (or is out of range)")
+            raise ValueError("the cached value is not an integer, or adding delta leaves 64 bits")
         return int(bytes(row[0]))
 
     def expire(self, key: str, ttl: float | None) -> Op[bool]:

@@ -9,8 +9,6 @@ from authstore.adapters.sql.dialect import Dialect
 
 __all__ = ["SQLiteDialect"]
 
-_INT_RANGE = "-4611686018427387903 AND 4611686018427387903"
-
 
 class SQLiteDialect(Dialect):
     name = "sqlite"
@@ -45,14 +43,11 @@ class SQLiteDialect(Dialect):
         return f"CAST({expression} AS INTEGER)"
 
     def blob_as_integer(self, expression: str) -> str:
-        # CAST('abc' AS INTEGER) is 0 and CAST(' 7x' AS INTEGER) is 7: only text that
-        # reads back identical from its integer is an integer. The range check keeps
-        # value + delta inside 64 bits (SQLite would silently turn it into a REAL).
+        # CAST('abc' AS INTEGER) is 0, CAST(' 7x' AS INTEGER) is 7 and text beyond 64 bits
+        # clamps: only text that reads back identical from its integer is an integer.
+        # incr's bounds keep value + delta inside 64 bits (SQLite would make it a REAL).
         number = f"CAST({expression} AS INTEGER)"
-        return (
-            f"(CASE WHEN CAST({number} AS TEXT) = CAST({expression} AS TEXT) "
-            f"AND {number} BETWEEN {_INT_RANGE} THEN {number} END)"
-        )
+        return f"(CASE WHEN CAST({number} AS TEXT) = CAST({expression} AS TEXT) THEN {number} END)"
 
     def integer_as_blob(self, expression: str) -> str:
         return f"CAST({expression} AS BLOB)"

@@ -7,6 +7,7 @@ how an operation becomes statements and transactions is ``sql.execution``'s.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -133,10 +134,30 @@ class SQLiteRunnerBase(Generic[C]):
             # WAL: readers never wait for the writer; NORMAL: no fsync per commit in WAL,
             # still crash-safe (a power loss may drop the last commits, never corrupt).
             if self.settings.database != MEMORY:
-                yield Query("PRAGMA journal_mode = WAL", fetch="all")
+                yield from self._switch_to_wal()
             yield Query("PRAGMA synchronous = NORMAL")
         if self._auto_migrate:
             yield from migrate(self.dialect, self.settings.tables)
+
+    def _switch_to_wal(self) -> Op[None]:
+        """Connections opening a fresh file race to switch it to WAL, and SQLite answers the
+        loser 'database is locked' at once instead of waiting: retry within the busy timeout.
+
+        The driver error is thrown back in here (the runner drives this generator), so the
+        retry is written once for both runners; the short sleep only happens in that race.
+        """
+        deadline = time.monotonic() + self.settings.timeout
+        while True:
+            mode = yield Query("PRAGMA journal_mode", fetch="one")
+            if mode is not None and str(mode[0]).lower() == "wal":
+                return
+            try:
+                yield Query("PRAGMA journal_mode = WAL", fetch="all")
+                return
+            except BackendUnavailableError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def _check_open(self) -> None:
         """Called before connecting: a closed runner never opens a connection again."""

@@ -1,0 +1,312 @@
+"""What every contract class shares: the mode parameter, store fixtures and assertions."""
+
+from __future__ import annotations
+
+import math
+import reprlib
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, ClassVar
+
+import pytest
+
+from authstore.contracts.errors import AuthStoreError, BackendUnavailableError
+from authstore.contracts.records import StoreKind
+from authstore.contracts.testing.harness import (
+    CacheSubject,
+    MagicLinkSubject,
+    Mode,
+    SessionSubject,
+    StoreFactory,
+    Stores,
+    TotpSubject,
+    open_store,
+)
+
+__all__ = [
+    "BAD_COUNTS",
+    "BAD_IDS",
+    "BAD_REQUIRED_TTLS",
+    "BAD_TTLS",
+    "INF",
+    "LONG",
+    "NAN",
+    "Bad",
+    "BadCase",
+    "ContractBase",
+    "assert_rejected",
+    "assert_utc",
+    "cases",
+    "close_to",
+    "require",
+    "same_value",
+]
+
+_short = reprlib.Repr()
+_short.maxstring = 40
+_short.maxother = 40
+
+
+def require(store: CacheSubject, capability: str) -> None:
+    """Skip (never fail, even when strict) what the store declares it does not do."""
+    if capability not in store.capabilities:
+        pytest.skip(f"the cache does not declare the {capability!r} capability")
+
+
+def same_value(left: object, right: object) -> bool:
+    """Equal with the same types all the way down: 1 != 1.0 != True, b"1" != "1"."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, dict):
+        assert isinstance(right, dict)
+        return left.keys() == right.keys() and all(same_value(v, right[k]) for k, v in left.items())
+    if isinstance(left, list):
+        assert isinstance(right, list)
+        return len(left) == len(right) and all(map(same_value, left, right))
+    return left == right
+
+
+def assert_utc(moment: object) -> datetime:
+    """Records carry timezone-aware UTC datetimes (naive ones are ambiguous)."""
+    assert isinstance(moment, datetime), f"expected a datetime, got {moment!r}"
+    assert moment.tzinfo is not None and moment.utcoffset() == timedelta(0), (
+        f"{moment!r} is not an aware UTC datetime"
+    )
+    return moment
+
+
+def close_to(moment: datetime, expected: datetime, seconds: float = 2.0) -> bool:
+    """Store clocks (a server's) may differ a little from the test's clock."""
+    return abs((moment - expected).total_seconds()) <= seconds
+
+
+@dataclass(frozen=True)
+class BadCase:
+    """A call with one bad argument and the exact error it must raise before any I/O."""
+
+    method: str
+    args: tuple[Any, ...]
+    error: type[Exception]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        shown = [_short.repr(a) for a in self.args]
+        shown += [f"{k}={_short.repr(v)}" for k, v in self.kwargs.items()]
+        return f"{self.method}({', '.join(shown)}) should raise {self.error.__name__}"
+
+
+def assert_rejected(targets: Sequence[tuple[str, Any]], bad_cases: Sequence[BadCase]) -> None:
+    """Every case raises its ValueError/TypeError on every target, and never an AuthStoreError.
+
+    ConfigurationError is both a ValueError and an AuthStoreError: accepting it
+    would let a backend error pass for an argument check, so it is refused too.
+    """
+    assert bad_cases, "no bad-input case applies"
+    problems: list[str] = []
+    for label, store in targets:
+        for case in bad_cases:
+            try:
+                getattr(store, case.method)(*case.args, **case.kwargs)
+            except case.error as error:
+                if isinstance(error, AuthStoreError):
+                    problems.append(f"[{label}] {case}, got {type(error).__name__}: {error}")
+            except Exception as error:
+                problems.append(f"[{label}] {case}, got {type(error).__name__}: {error}")
+            else:
+                problems.append(f"[{label}] {case}, but it returned normally")
+    assert not problems, f"{len(problems)} bad-input problem(s):\n" + "\n".join(problems)
+
+
+NAN, INF = math.nan, math.inf
+LONG = 3600.0
+"""A window or TTL no test outlives, so counts are exact and nothing expires by accident."""
+
+Bad = Sequence[tuple[Any, type[Exception]]]
+"""Bad values for one argument, each with the exact exception it must raise."""
+
+BAD_IDS: Bad = [
+    (1, TypeError),
+    (None, TypeError),
+    (b"user", TypeError),
+    ("", ValueError),
+    ("u" * 100000, ValueError),
+    ("a\x00b", ValueError),
+]
+
+BAD_TTLS: Bad = [
+    (NAN, ValueError),
+    (0, ValueError),
+    (0.0, ValueError),
+    (-1, ValueError),
+    (-0.5, ValueError),
+    (-INF, ValueError),
+    ("10", TypeError),
+    (True, TypeError),
+    (False, TypeError),
+    (b"1", TypeError),
+    ([1], TypeError),
+]
+"""For optional TTLs, where None and inf mean no expiry."""
+BAD_REQUIRED_TTLS: Bad = [*BAD_TTLS, (None, TypeError), (INF, ValueError)]
+"""For TTLs that must be finite: a rate-limit window, a blacklist entry's life."""
+
+BAD_COUNTS: Bad = [
+    ("10", TypeError),
+    (1.5, TypeError),
+    (10.0, TypeError),
+    (True, TypeError),
+    (None, TypeError),
+    (0, ValueError),
+    (-1, ValueError),
+]
+
+
+def cases(method: str, bad: Bad, *args: Any, **kwargs: Any) -> list[BadCase]:
+    """One case per bad value, put where ``...`` stands in the arguments (after the
+    positional ones when there is no ``...``)."""
+    keyword = next((name for name, value in kwargs.items() if value is ...), None)
+    position = next((i for i, value in enumerate(args) if value is ...), None)
+    result = []
+    for value, error in bad:
+        if keyword is not None:
+            result.append(BadCase(method, args, error, {**kwargs, keyword: value}))
+        elif position is not None:
+            filled = (*args[:position], value, *args[position + 1 :])
+            result.append(BadCase(method, filled, error, kwargs))
+        else:
+            result.append(BadCase(method, (*args, value), error, kwargs))
+    return result
+
+
+def _capability_of(request: pytest.FixtureRequest) -> str | None:
+    """The ``capability`` of the mixin that defines the requesting test."""
+    name = request.function.__name__
+    for klass in type(request.instance).__mro__:
+        if name in vars(klass):
+            capability: str | None = vars(klass).get("capability")
+            return capability
+    return None
+
+
+class ContractBase:
+    """Fixtures shared by every contract class; a subclass provides ``authstore_url``
+    or ``authstore_factory`` and may tune the class attributes below."""
+
+    capability: ClassVar[str | None] = None
+    """The cache capability a mixin's tests need; they skip when the store lacks it."""
+
+    short_ttl: ClassVar[float] = 0.3
+    """Seconds; raise it for a backend whose expiry is coarser (say 1.0 for memcached)."""
+
+    @property
+    def expiry_wait(self) -> float:
+        """How long to sleep for ``short_ttl`` to have surely passed."""
+        return self.short_ttl + max(0.15, self.short_ttl / 2)
+
+    def wait_expiry(self) -> None:
+        time.sleep(self.expiry_wait)
+
+    @pytest.fixture(params=["sync", "async"])
+    def authstore_mode(self, request: pytest.FixtureRequest) -> Mode:
+        mode: Mode = request.param
+        return mode
+
+    @pytest.fixture
+    def authstore_stores(
+        self, authstore_factory: StoreFactory, authstore_mode: Mode
+    ) -> Iterator[Stores]:
+        stores = Stores(authstore_factory, authstore_mode)
+        yield stores
+        stores.close()
+
+    @pytest.fixture
+    def authstore_unreachable_url(self) -> str | None:
+        """Optionally, a URL of this backend that cannot be reached but opens lazily.
+
+        Bad-input tests then also run on a store there: an argument check that
+        came after any I/O would show up as a BackendUnavailableError.
+        """
+        return None
+
+    @pytest.fixture
+    def cache_store(self, authstore_stores: Stores, request: pytest.FixtureRequest) -> CacheSubject:
+        store = authstore_stores.cache()
+        capability = _capability_of(request)
+        if capability is not None:
+            require(store, capability)
+        return store
+
+    @pytest.fixture
+    def session_store(self, authstore_stores: Stores) -> SessionSubject:
+        return authstore_stores.sessions()
+
+    @pytest.fixture
+    def totp_store(self, authstore_stores: Stores) -> TotpSubject:
+        return authstore_stores.totp()
+
+    @pytest.fixture
+    def magic_link_store(self, authstore_stores: Stores) -> MagicLinkSubject:
+        return authstore_stores.magic_links()
+
+    @staticmethod
+    def other_namespace(url: str | None) -> StoreFactory:
+        """A factory over the same backend in a fresh namespace; needs the URL."""
+        if url is None:
+            pytest.skip(
+                "namespace isolation needs an authstore_url fixture: the suite opens a "
+                "second store with another namespace= from it"
+            )
+        return partial(open_store, url, namespace="o" + uuid.uuid4().hex)
+
+    @staticmethod
+    def io_free_targets(
+        stores: Stores, kind: StoreKind, unreachable_url: str | None
+    ) -> list[tuple[str, Any]]:
+        """Stores on which bad input must fail with ValueError/TypeError.
+
+        Argument checks must come before any I/O. A closed store (and a store on
+        an unreachable URL, when the backend names one) cannot do I/O, so a check
+        that ran after I/O surfaces there as an AuthStoreError or a leaked driver
+        error, which ``assert_rejected`` reports. On a backend without I/O (memory)
+        a closed store may keep working; the "nothing half-written" tests cover it.
+        """
+        live = stores.open(kind)
+        closed = stores.open(kind)
+        closed.close()
+        targets = [("open store", live), ("closed store", closed)]
+        if unreachable_url is not None:
+            targets.append(
+                ("unreachable store", ContractBase.unreachable(stores, kind, unreachable_url))
+            )
+        return targets
+
+    @staticmethod
+    def unreachable(stores: Stores, kind: StoreKind, url: str | None) -> Any:
+        """A store on the backend's ``authstore_unreachable_url``; skips when there is none."""
+        if url is None:
+            pytest.skip(
+                "no authstore_unreachable_url fixture: this backend names no unreachable URL"
+            )
+        return stores.open(kind, partial(open_store, url, namespace="unreachable"))
+
+    @staticmethod
+    def fails_closed(store: Any, calls: dict[str, Callable[[Any], Any]]) -> None:
+        """Security reads on a backend that is down raise BackendUnavailableError:
+        never a False, None or "allowed" that would let a revoked credential through."""
+        problems = []
+        for name, call in calls.items():
+            try:
+                answer = call(store)
+            except BackendUnavailableError:
+                continue
+            except Exception as error:
+                problems.append(f"{name} raised {type(error).__name__}: {error}")
+            else:
+                problems.append(f"{name} answered {answer!r}")
+        assert not problems, "a down backend must raise BackendUnavailableError:\n" + "\n".join(
+            problems
+        )
