@@ -8,6 +8,7 @@ unavailable.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -21,18 +22,14 @@ from authstore.contracts.errors import (
     UnsupportedOperationError,
 )
 from authstore.contracts.records import StoreKind
-from authstore.registry import backend_for, migrate
+from authstore.registry import StoreURL, backend_for, migrate
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
-SUITE = Path(__file__).with_name("contracts") / "testing" / "check_suite.py"
-STORE_MODULES = {
-    "cache": StoreKind.CACHE,
-    "sessions": StoreKind.SESSIONS,
-    "totp": StoreKind.TOTP,
-    "magic_links": StoreKind.MAGIC_LINKS,
-}
+SUITE = "authstore.contracts.testing.suite"
+STORES = [kind.value for kind in StoreKind]
+OWNERS = {"Session": "sessions", "Totp": "totp", "MagicLink": "magic_links"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,22 +80,34 @@ class _Tally:
     """Collects pytest reports into (store, mode) -> outcome counts, as a pytest plugin."""
 
     def __init__(self) -> None:
+        self.store_of: dict[str, str] = {}
         self.cells: dict[tuple[str, str], dict[str, int]] = {}
         self.failures: list[str] = []
         self.errors: list[str] = []
 
+    def pytest_collection_modifyitems(self, items: list[Any]) -> None:
+        for item in items:
+            function = getattr(item, "function", None)
+            owner = getattr(function, "__qualname__", "").split(".")[0]
+            module = getattr(function, "__module__", "")
+            store = "cache" if module.endswith(".cache") else "other"
+            for prefix, name in OWNERS.items():
+                if owner.startswith(prefix):
+                    store = name
+            self.store_of[item.nodeid] = store
+
     def pytest_runtest_logreport(self, report: Any) -> None:
         if report.when != "call" and not (report.failed or report.skipped):
             return
-        module = Path(str(report.location[0])).stem
-        store = module if module in STORE_MODULES else "other"
-        mode = "async" if "async" in report.nodeid.rsplit("[", 1)[-1] else "sync"
+        store = self.store_of.get(report.nodeid, "other")
+        params = report.nodeid.rsplit("[", 1)[-1] if "[" in report.nodeid else ""
+        mode = "async" if "async" in params else "sync"
         counts = self.cells.setdefault((store, mode), {"passed": 0, "failed": 0, "skipped": 0})
         outcome = "failed" if report.failed else report.outcome
         counts[outcome] = counts.get(outcome, 0) + 1
         if report.failed:
-            line = str(report.longrepr).strip().splitlines()
-            self.failures.append(f"{report.nodeid}: {line[-1] if line else 'failed'}")
+            lines = str(report.longrepr).strip().splitlines()
+            self.failures.append(f"{report.nodeid}: {lines[-1] if lines else 'failed'}")
 
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
@@ -114,21 +123,22 @@ def _check(url: str | None, verbose: bool) -> int:
         ) from None
     with tempfile.TemporaryDirectory(prefix="authstore-check-") as folder:
         target = url or f"sqlite:///{Path(folder) / 'check.db'}"
-        backend_for(target)  # an unknown scheme or bad URL fails here, before pytest starts
+        _preflight(target)
         tally = _Tally()
+        if StoreURL.parse(target).scheme == "memory" and not StoreURL.parse(target).hosts:
+            # the suite opens several stores over one data set: name it for this run
+            target = f"memory://check-{os.getpid()}"
         arguments = [
-            str(SUITE),
+            "--pyargs",
+            SUITE,
             f"--authstore-url={target}",
             "-p",
             "no:cacheprovider",
             f"--rootdir={folder}",
-            "-q" if not verbose else "-v",
-            "--no-header",
             "-o",
             "addopts=",
         ]
-        if not verbose:
-            arguments += ["--tb=no", "-p", "no:terminal"]
+        arguments += ["-v", "--no-header", "--tb=short"] if verbose else ["-p", "no:terminal"]
         code = pytest.main(arguments, plugins=[tally])
     _print_table(tally, target)
     if tally.errors:
@@ -140,12 +150,26 @@ def _check(url: str | None, verbose: bool) -> int:
     return EXIT_FAILED
 
 
-def _print_table(tally: _Tally, url: str) -> None:
-    from authstore.registry import StoreURL
+def _preflight(url: str) -> None:
+    """Fail fast, with one clear message, when the backend is unknown or unreachable."""
+    backend, parsed = backend_for(url)
+    for kind in (StoreKind.CACHE, StoreKind.SESSIONS):
+        try:
+            store = backend.open(parsed, kind, asynchronous=False)
+        except UnsupportedOperationError:
+            continue
+        with store:
+            if kind is StoreKind.CACHE:
+                store.exists("authstore-check-preflight")
+            else:
+                store.count("authstore-check-preflight")
+        return
 
+
+def _print_table(tally: _Tally, url: str) -> None:
     print(f"authstore check {StoreURL.parse(url).redacted()}")
     print(f"{'store':<12} {'sync':<28} {'async':<28}")
-    for store in [*STORE_MODULES, "other"]:
+    for store in [*STORES, "other"]:
         row = [tally.cells.get((store, mode)) for mode in ("sync", "async")]
         if not any(row):
             continue
