@@ -132,7 +132,75 @@ def memory_bound() -> int:
     return 0 if bounded else 1
 
 
-SECTIONS: dict[str, Callable[[], list[Comparison]]] = {"memory": memory_section}
+def sqlite_section() -> list[Comparison]:
+    """authstore against sqlite3 running the very statement authstore sends, on one file.
+
+    SQLite has no network round trip, so this shows the library's own overhead per
+    operation (argument checks, encoding, the operation generator, the lock).
+    """
+    import json
+    import sqlite3
+
+    from authstore.contracts.values import hash_token
+
+    folder = tempfile.mkdtemp(prefix="authstore-bench-")
+    url = f"sqlite:///{folder}/bench.db"
+    cache = authstore.open_cache(url)
+    payload = {"user": "alice", "roles": ["admin"], "n": 3}
+    cache.set("hot", payload, ttl=3600)
+    raw = sqlite3.connect(f"{folder}/bench.db", isolation_level=None, check_same_thread=False)
+    raw.execute("PRAGMA synchronous = NORMAL")
+    full_key = "authstore:k:hot"
+    select = (
+        "SELECT value FROM authstore_cache WHERE cache_key = ? "
+        "AND (expires_at IS NULL OR expires_at > ?)"
+    )
+    upsert = (
+        "INSERT INTO authstore_cache (cache_key, value, epoch, expires_at) VALUES (?, ?, NULL, ?) "
+        "ON CONFLICT (cache_key) DO UPDATE SET value = excluded.value, epoch = excluded.epoch, "
+        "expires_at = excluded.expires_at"
+    )
+    encoded = json.dumps(payload, separators=(",", ":")).encode()
+
+    def raw_get() -> object:
+        row = raw.execute(select, (full_key, time.time())).fetchone()
+        return json.loads(row[0])
+
+    def raw_set() -> None:
+        raw.execute(upsert, (full_key, encoded, time.time() + 3600))
+
+    def raw_session(token_hash: str) -> object:
+        row = raw.execute(
+            "SELECT id, user_id, created_at, last_seen_at, expires_at, device_id, "
+            "application_id, ip_address, user_agent, metadata FROM authstore_sessions "
+            "WHERE namespace = ? AND token_hash = ? AND expires_at > ?",
+            ("authstore", token_hash, time.time()),
+        ).fetchone()
+        return (row[:9], json.loads(row[9]))
+
+    sessions = authstore.open_sessions(url)
+    _, token = sessions.create("alice", ttl=3600)
+    return [
+        compare("sqlite get (dict value)", lambda: cache.get("hot"), raw_get, "sqlite3, same SQL"),
+        compare(
+            "sqlite set (dict value, ttl)",
+            lambda: cache.set("hot", payload, ttl=3600),
+            raw_set,
+            "sqlite3, same SQL",
+        ),
+        compare(
+            "sqlite session get",
+            lambda: sessions.get(token),
+            lambda: raw_session(hash_token(token)),
+            "sqlite3, same lookup + decode",
+        ),
+    ]
+
+
+SECTIONS: dict[str, Callable[[], list[Comparison]]] = {
+    "memory": memory_section,
+    "sqlite": sqlite_section,
+}
 
 
 def main(argv: list[str]) -> int:
