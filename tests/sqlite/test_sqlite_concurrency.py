@@ -147,3 +147,27 @@ def test_threads_creating_capped_sessions_keep_the_cap(db_url: str) -> None:
     with authstore.open_sessions(db_url) as sessions:
         _threads(40, lambda: sessions.create("alice", ttl=60, max_sessions=3))
         assert sessions.count("alice") == 3
+
+
+def test_first_use_waits_out_a_lock_on_a_fresh_file(tmp_path: Path) -> None:
+    """Another connection holds a fresh file for 0.3 s: the first use (WAL switch,
+    migration) must wait within the busy timeout, not fail.
+
+    The narrower race, two clients switching one new file to WAL at once (SQLite then
+    answers 'database is locked' without waiting), cannot be forced deterministically;
+    the contract suite's two-client concurrency tests caught it about once in six runs
+    before SQLiteRunnerBase._switch_to_wal retried."""
+    import sqlite3
+
+    path = tmp_path / "fresh.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    releaser = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    releaser.start()
+    try:
+        with authstore.open_cache(f"sqlite:///{path}") as cache:
+            assert cache.check_rate_limit("k", 10, 60).allowed
+            assert not holder.in_transaction, "the store cannot have written before COMMIT"
+    finally:
+        releaser.join()
+        holder.close()

@@ -53,19 +53,22 @@ def statements(op: Op[T], dialect: Dialect, *, before: Program[None] | None = No
     """Run ``op``, yielding each statement to execute and receiving its result.
 
     A driver error is thrown back in here: inside a transaction it rolls back
-    before the error goes on, so nothing half-written survives. ``before`` (a
+    before the error goes on, so nothing half-written survives; outside one it is
+    thrown into the operation, which may handle it or let it go on. ``before`` (a
     runner's connection setup) runs when the operation yields its first command,
     that is once its argument checks have passed: bad input fails before any I/O.
     """
     in_transaction = False
     result: Any = None
+    failure: Exception | None = None
     try:
         while True:
             try:
-                command = op.send(result)
+                command = op.send(result) if failure is None else op.throw(failure)
             except StopIteration as done:
                 value: T = done.value
                 break
+            failure = None
             if before is not None:
                 yield from before
                 before = None
@@ -77,7 +80,14 @@ def statements(op: Op[T], dialect: Dialect, *, before: Program[None] | None = No
             elif isinstance(command, Query):
                 compiled = dialect.compile(command.sql)
                 arguments = dialect.arguments(compiled, command.params)
-                result = yield Statement(compiled.text, arguments, command.fetch)
+                try:
+                    result = yield Statement(compiled.text, arguments, command.fetch)
+                except Exception as error:
+                    if in_transaction:
+                        raise  # the database aborted the transaction: nothing to go on with
+                    # Outside a transaction the operation may handle it (a setup step that
+                    # retries, say); one that does not re-raises it from its yield.
+                    failure, result = error, None
             else:
                 raise TypeError(f"a SQL operation yielded {command!r}")
         if in_transaction:
