@@ -47,11 +47,24 @@ class Dialect:
     commit = "COMMIT"
     rollback = "ROLLBACK"
     returning = True
-    """False (MySQL): an operation needing the written row yields Begin, the write, then a SELECT."""
+    """False (MySQL): an operation needing the written row sends the write and a SELECT as
+    one ``write_then_read`` command, or yields Begin, the write, then the SELECT."""
     transaction_lock: str | None = None
     """SQL taking a lock named by ``:lock_name`` until the transaction ends (PostgreSQL:
     ``SELECT pg_advisory_xact_lock(hashtext(:lock_name))``); None where ``begin``
     already serializes writers (SQLite's BEGIN IMMEDIATE)."""
+    migration_lock: str | None = None
+    """Where DDL commits by itself (MySQL), a migration cannot be one transaction: SQL
+    taking a session lock named ``:lock_name`` and answering 1 once it holds it
+    (``GET_LOCK``); ``migration_unlock`` releases it. None: the migration is one
+    transaction under ``transaction_lock``."""
+    migration_unlock: str | None = None
+    assigns_in_order = False
+    """True (MySQL): ON DUPLICATE KEY UPDATE assigns left to right, each SET seeing the
+    columns already assigned; the rate limiters then order their SETs for it."""
+    changed_rows: str | None = None
+    """SQL for the rows the previous statement changed (MySQL ``ROW_COUNT()``), where
+    ``write_then_read`` needs it to tell a write that applied from one that did not."""
 
     blob = "BYTEA"
     real = "DOUBLE PRECISION"
@@ -124,6 +137,17 @@ class Dialect:
         """Skip the first ``count`` rows of an ordered subquery, keep the rest."""
         return f"OFFSET {count}"
 
+    def target_rows(self, select: str) -> str:
+        """A subquery reading the table its statement deletes from (MySQL refuses both
+        that and LIMIT inside IN: its dialect reads the rows through a derived table)."""
+        return select
+
+    def write_then_read(self, write: str, read: str) -> str | None:
+        """``write`` then ``read`` as one command, atomic and in one round trip, for
+        databases without RETURNING that run several statements per command (MySQL);
+        None where there is no such form. ``read`` may use ``changed_rows``."""
+        return None
+
     def floor(self, expression: str) -> str:
         return f"floor({expression})"
 
@@ -131,11 +155,13 @@ class Dialect:
         """Delete at most ``size`` rows matching ``where``: short locks on a large table.
 
         MySQL cannot read the table it deletes from in a subquery: it says
-        ``DELETE FROM table WHERE ... LIMIT size`` instead.
+        ``DELETE FROM table WHERE ... LIMIT size`` instead. ``where`` stands outside
+        too: under READ COMMITTED a row rewritten after the subquery read it (an expired
+        blacklist entry renewed) is re-checked against the outer WHERE only.
         """
         return (
             f"DELETE FROM {table} WHERE {key} IN "
-            f"(SELECT {key} FROM {table} WHERE {where} LIMIT {int(size)})"
+            f"(SELECT {key} FROM {table} WHERE {where} LIMIT {int(size)}) AND ({where})"
         )
 
     def create_index(self, name: str, table: str, columns: Sequence[str]) -> str:

@@ -16,7 +16,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from authstore.adapters.common.logic import LIMITER_KINDS
 from authstore.adapters.common.ops import FixedWindowState, GcraState, Op, SlidingWindowState
@@ -47,6 +47,9 @@ class _Returning:
     single: str
     write: str
     select: str
+    both: str | None
+    """The write and a read of the row it applied to as one command (MySQL), where the
+    dialect has ``write_then_read``."""
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -70,11 +73,22 @@ class _SqlOps:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.dialect.name} prefix={self.tables.prefix!r}>"
 
-    def _returning(self, write: str, columns: str, table: str, where: str) -> _Returning:
+    def _returning(
+        self, write: str, columns: str, table: str, where: str, applied: str | None = None
+    ) -> _Returning:
+        """``applied``: true after the write iff it applied to the row, ``{changed}``
+        standing for the rows it changed (needed where the write may match nothing)."""
+        select = f"SELECT {columns} FROM {table} WHERE {where}"
+        changed = self.dialect.changed_rows
+        # no rowcount to look at between the two: the read checks the write applied
+        read_back = select
+        if applied is not None and changed is not None:
+            read_back = f"{select} AND ({applied.replace('{changed}', changed)})"
         return _Returning(
             single=f"{write} RETURNING {columns}",
             write=write,
-            select=f"SELECT {columns} FROM {table} WHERE {where}",
+            select=select,
+            both=self.dialect.write_then_read(write, read_back),
         )
 
     def _run_returning(
@@ -85,6 +99,10 @@ class _SqlOps:
             row: Row | None = yield Query(statement.single, params, "one")
             return row
         if not in_transaction:
+            if statement.both is not None:
+                # MySQL: one round trip instead of four (BEGIN, write, SELECT, COMMIT).
+                row = yield Query(statement.both, params, "one")
+                return row
             yield Begin()
         changed = yield Query(statement.write, params, "rowcount")
         if not changed:
@@ -118,19 +136,17 @@ def _is_limiter_key(key: str) -> bool:
 # Rate-limit transitions as SQL expressions over a row's old columns (NULL for no row),
 # mirroring ratelimit.step_*: evaluated once with NULLs for the INSERT and once over the
 # existing row for the conflict UPDATE, so both branches compute exactly what step_* does.
+#
+# Each returns the new row's columns in the order MySQL must assign them (its ON
+# DUPLICATE KEY UPDATE assigns left to right, each SET seeing the columns already set):
+# ``allowed`` first, and every column after the last SET that reads its old value.
+# With ``in_order`` (the table's name, on MySQL) later SETs read the decision from the
+# ``allowed`` column just set instead of recomputing it from columns already overwritten.
 
+_LimiterColumns = dict[str, str]
+"""The new rate-limit row, column by column (``allowed`` is this hit's decision)."""
 
-class _LimiterColumns(NamedTuple):
-    """The new rate-limit row, column by column (``allowed`` is this hit's decision)."""
-
-    hits: str
-    previous_hits: str
-    mark: str
-    allowed: str
-    expires_at: str
-
-
-LimiterState = Callable[[Dialect, str, str, str], _LimiterColumns]
+LimiterState = Callable[[Dialect, str, str, str, str, str | None], _LimiterColumns]
 
 
 def _counted(allowed: str, count: str) -> str:
@@ -138,47 +154,82 @@ def _counted(allowed: str, count: str) -> str:
     return f"(CASE WHEN {allowed} THEN {count} + :cost ELSE {count} END)"
 
 
-def _fixed_window(d: Dialect, hits: str, previous: str, mark: str) -> _LimiterColumns:
+def _fixed_window(
+    d: Dialect, hits: str, previous: str, mark: str, now: str, in_order: str | None = None
+) -> _LimiterColumns:
     """step_fixed_window: ``mark`` is the window's end."""
     window = d.real_parameter("window")
-    reset = f"({mark} IS NULL OR {mark} <= {d.now})"
+    reset = f"({mark} IS NULL OR {mark} <= {now})"
     count = f"(CASE WHEN {reset} THEN 0 ELSE {hits} END)"
-    end = f"(CASE WHEN {reset} THEN {d.now} + {window} ELSE {mark} END)"
+    end = f"(CASE WHEN {reset} THEN {now} + {window} ELSE {mark} END)"
     allowed = f"({count} + :cost <= :limit)"
-    return _LimiterColumns(_counted(allowed, count), "0", end, allowed, end)
+    decided = allowed if in_order is None else f"{in_order}.allowed"
+    hits_after = _counted(decided, count)
+    return {
+        "allowed": allowed,
+        "hits": hits_after,
+        "previous_hits": "0",
+        "expires_at": end,
+        "mark": end,
+    }
 
 
-def _sliding_window(d: Dialect, hits: str, previous: str, mark: str) -> _LimiterColumns:
+def _sliding_window(
+    d: Dialect, hits: str, previous: str, mark: str, now: str, in_order: str | None = None
+) -> _LimiterColumns:
     """step_sliding_window: ``mark`` is the current aligned window's start."""
     window = d.real_parameter("window")
-    start = f"({d.floor(f'{d.now} / {window}')} * {window})"
+    start = f"({d.floor(f'{now} / {window}')} * {window})"
     same = f"{mark} = {start}"
     tolerance = d.real_parameter("window_tolerance")
     follows = f"abs({mark} - ({start} - {window})) <= {tolerance}"
     earlier = f"(CASE WHEN {same} THEN {previous} WHEN {follows} THEN {hits} ELSE 0 END)"
     current = f"(CASE WHEN {same} THEN {hits} ELSE 0 END)"
-    weight = f"(1.0 - ({d.now} - {start}) / {window})"
+    weight = f"(1.0 - ({now} - {start}) / {window})"
     slack = d.real_parameter("limit_slack")
     allowed = f"({earlier} * {weight} + {current} + :cost <= {slack})"
+    # in order, hits cannot recompute the decision: previous_hits is already overwritten
+    decided = allowed if in_order is None else f"{in_order}.allowed"
     # the current window's hits weigh on the next window too
     expiry = f"{start} + 2 * {window}"
-    return _LimiterColumns(_counted(allowed, current), earlier, start, allowed, expiry)
+    return {
+        "allowed": allowed,
+        "previous_hits": earlier,
+        "hits": _counted(decided, current),
+        "expires_at": expiry,
+        "mark": start,
+    }
 
 
-def _gcra(d: Dialect, hits: str, previous: str, mark: str) -> _LimiterColumns:
-    """step_gcra: ``mark`` is the anchor instant and ``hits`` the units counted from it."""
+def _gcra(
+    d: Dialect, hits: str, previous: str, mark: str, now: str, in_order: str | None = None
+) -> _LimiterColumns:
+    """step_gcra: ``mark`` is the anchor instant and ``hits`` the units counted from it.
+
+    GCRA has no use for ``previous_hits``: in order (MySQL) it keeps the units before
+    this hit, because the new anchor and the new units each need both old columns.
+    """
     window, slack = d.real_parameter("window"), d.real_parameter("window_slack")
-    backlog = f"({hits} * {window} / :limit - ({d.now} - {mark}))"
+    backlog = f"({hits} * {window} / :limit - ({now} - {mark}))"
     reset = f"({mark} IS NULL OR {backlog} <= 0)"
     # a lowered limit or window must not lock out for longer than one window
     over = f"({backlog} > {window})"
-    anchor = f"(CASE WHEN {reset} OR {over} THEN {d.now} ELSE {mark} END)"
+    anchor = f"(CASE WHEN {reset} OR {over} THEN {now} ELSE {mark} END)"
     units = f"(CASE WHEN {reset} THEN 0 WHEN {over} THEN :limit ELSE {hits} END)"
-    allowed = f"(({units} + :cost) * {window} / :limit - ({d.now} - {anchor}) <= {slack})"
-    counted = _counted(allowed, units)
+    allowed = f"(({units} + :cost) * {window} / :limit - ({now} - {anchor}) <= {slack})"
+    if in_order is None:
+        counted, before = _counted(allowed, units), "0"
+    else:
+        counted, before = _counted(f"{in_order}.allowed", f"{in_order}.previous_hits"), units
     # a window past the theoretical arrival time: the bucket is surely full again by then
     expiry = f"{anchor} + {counted} * {window} / :limit + {window}"
-    return _LimiterColumns(counted, "0", anchor, allowed, expiry)
+    return {
+        "allowed": allowed,
+        "previous_hits": before,
+        "expires_at": expiry,
+        "mark": anchor,
+        "hits": counted,
+    }
 
 
 class SqlCacheOps(_SqlOps):
@@ -200,7 +251,11 @@ class SqlCacheOps(_SqlOps):
         self._exists = f"SELECT 1 FROM {t} WHERE cache_key = :key AND {live}"
         self._ttl = f"SELECT expires_at - {now} FROM {t} WHERE cache_key = :key AND {live}"
         self._read_epoch = f"SELECT epoch FROM {t} WHERE cache_key = :key AND {live}"
-        self._expire = f"UPDATE {t} SET expires_at = {now} + :ttl WHERE cache_key = :key AND {live}"
+        expire = f"UPDATE {t} SET expires_at = {now} + :ttl WHERE cache_key = :key AND {live}"
+        # MySQL counts changed rows: a key that already had this expiry still applied
+        self._expire = self._returning(
+            expire, "1", t, "cache_key = :key", applied=f"{{changed}} > 0 OR {live}"
+        )
         single = [[":key", ":value", "NULL", f"{now} + :ttl"]]
         self._set = d.upsert(t, columns, single, ["cache_key"], overwrite)
         self._add = d.upsert(t, columns, single, ["cache_key"], overwrite, where=expired)
@@ -222,7 +277,14 @@ class SqlCacheOps(_SqlOps):
             },
             where=f"{expired} OR {number} BETWEEN :lowest AND :highest",
         )
-        self._incr = self._returning(incr, "value", t, "cache_key = :key")
+        self._incr = self._returning(
+            incr,
+            "value",
+            t,
+            "cache_key = :key",
+            # incr by 0 changes nothing yet applied; a refused value is out of bounds
+            applied=f"{{changed}} > 0 OR {number} BETWEEN :lowest AND :highest",
+        )
 
         # raise_to: the instant only moves forward and the entry lives as long as the
         # longest expiry asked for (NULL: forever), so a revocation is never shortened.
@@ -252,12 +314,15 @@ class SqlCacheOps(_SqlOps):
         self._gcra = self._limiter(_gcra, "allowed, mark, hits, touched_at")
 
     def _limiter(self, state: LimiterState, columns: str) -> _Returning:
-        # Every SET reads the old row here; MySQL's left-to-right SET needs another
-        # formulation (see Dialect.upsert).
         d, t = self.dialect, self.tables.rate_limits
-        fresh = {**state(d, "NULL", "NULL", "NULL")._asdict(), "touched_at": d.now}
-        old = state(d, f"{t}.hits", f"{t}.previous_hits", f"{t}.mark")
-        update = {**old._asdict(), "touched_at": d.now}
+        fresh = {**state(d, "NULL", "NULL", "NULL", d.now, None), "touched_at": d.now}
+        # A statement's clock is read when it starts: one that waited for the row's lock
+        # can be older than the row's last hit. The row's clock never runs backwards, or
+        # such a hit would take the sliding window back one window and forget its counts.
+        now = f"(CASE WHEN {t}.touched_at > {d.now} THEN {t}.touched_at ELSE {d.now} END)"
+        in_order = t if d.assigns_in_order else None
+        old = state(d, f"{t}.hits", f"{t}.previous_hits", f"{t}.mark", now, in_order)
+        update = {**old, "touched_at": now}
         sql = d.upsert(t, ["cache_key", *fresh], [[":key", *fresh.values()]], ["cache_key"], update)
         return self._returning(sql, columns, t, "cache_key = :key")
 
@@ -346,8 +411,8 @@ class SqlCacheOps(_SqlOps):
         return int(bytes(row[0]))
 
     def expire(self, key: str, ttl: float | None) -> Op[bool]:
-        changed = yield Query(self._expire, {"key": key, "ttl": ttl}, "rowcount")
-        return bool(changed)
+        row = yield from self._run_returning(self._expire, {"key": key, "ttl": ttl})
+        return row is not None
 
     def ttl(self, key: str) -> Op[float | None]:
         row = yield Query(self._ttl, {"key": key}, "one")
@@ -453,15 +518,20 @@ class SqlSessionOps(_SqlOps):
         self._evict = (
             f"DELETE FROM {t} WHERE namespace = :namespace AND user_id = :user_id "
             f"AND (expires_at <= {now} OR seq IN ("
-            f"SELECT seq FROM {t} WHERE {self._user} AND token_hash <> :token_hash "
-            f"ORDER BY created_at DESC, seq DESC {dialect.skip(':keep_others')}))"
+            + dialect.target_rows(
+                f"SELECT seq FROM {t} WHERE {self._user} AND token_hash <> :token_hash "
+                f"ORDER BY created_at DESC, seq DESC {dialect.skip(':keep_others')}"
+            )
+            + "))"
         )
         self._get = f"SELECT {_SESSION_COLUMNS} FROM {t} WHERE {self._by_hash}"
         touch = (
             f"UPDATE {t} SET last_seen_at = {now}, expires_at = coalesce({now} + :ttl, expires_at) "
             f"WHERE {self._by_hash}"
         )
-        self._touch = self._returning(touch, _SESSION_COLUMNS, t, by_hash)
+        self._touch = self._returning(
+            touch, _SESSION_COLUMNS, t, by_hash, applied=f"{{changed}} > 0 OR {self._live}"
+        )
         self._revoke = f"DELETE FROM {t} WHERE {self._by_hash}"
         self._list = (
             f"SELECT {_SESSION_COLUMNS} FROM {t} WHERE {self._user} "
@@ -703,7 +773,7 @@ class SqlMagicLinkOps(_SqlOps):
             f"UPDATE {t} SET consumed_at = {now} WHERE {by_hash} AND {usable} "
             f"AND {d.same('application_id', ':application_id')}"
         )
-        self._consume = self._returning(consume, _LINK_COLUMNS, t, by_hash)
+        self._consume = self._returning(consume, _LINK_COLUMNS, t, by_hash, applied="{changed} > 0")
 
     def issue(
         self,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from authstore.adapters.common.ops import Op
 from authstore.adapters.sql.commands import Begin, Query
 from authstore.adapters.sql.dialect import Dialect
-from authstore.contracts.errors import ConfigurationError
+from authstore.contracts.errors import BackendUnavailableError, ConfigurationError
 
 __all__ = [
     "DEFAULT_TABLE_PREFIX",
@@ -166,10 +166,19 @@ def migrate(dialect: Dialect, tables: Tables) -> Op[MigrationReport]:
     current = yield from _current_version(dialect, tables)
     if current is not None and current >= latest:
         return MigrationReport(current, (), latest)
-    yield Begin()
-    if dialect.transaction_lock is not None:
-        lock_name = f"authstore:migrate:{tables.prefix}"
-        yield Query(dialect.transaction_lock, {"lock_name": lock_name}, "all")
+    lock_name = f"authstore:migrate:{tables.prefix}"
+    if dialect.migration_lock is not None:
+        # DDL commits by itself (MySQL): a session lock serializes migrating processes
+        # instead; a failure leaves it to the connection's end, which the runner forces.
+        taken = yield Query(dialect.migration_lock, {"lock_name": lock_name}, "one")
+        if taken is None or taken[0] != 1:
+            raise BackendUnavailableError(
+                f"another process is still migrating tables {tables.prefix}*; try again"
+            )
+    else:
+        yield Begin()
+        if dialect.transaction_lock is not None:
+            yield Query(dialect.transaction_lock, {"lock_name": lock_name}, "all")
     yield Query(
         f"CREATE TABLE IF NOT EXISTS {tables.schema_version} "
         f"(version {dialect.integer} NOT NULL PRIMARY KEY, applied_at {dialect.real} NOT NULL)"
@@ -189,6 +198,8 @@ def migrate(dialect: Dialect, tables: Tables) -> Op[MigrationReport]:
             {"version": version},
         )
         applied.append(version)
+    if dialect.migration_unlock is not None:
+        yield Query(dialect.migration_unlock, {"lock_name": lock_name}, "all")
     return MigrationReport(max(current, latest), tuple(applied), latest)
 
 

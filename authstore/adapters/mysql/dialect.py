@@ -1,0 +1,181 @@
+"""MySQL's and MariaDB's spelling of the SQL family's differences.
+
+Written for both MySQL 8 and MariaDB 10.5+ without branching on the server: no
+RETURNING (MySQL has none), no ``INSERT ... AS alias`` (MariaDB has none), no
+``CREATE INDEX IF NOT EXISTS`` (MySQL has none), no user variables assigned inside
+expressions (deprecated in MySQL 8).
+"""
+
+# SQL text is assembled from identifiers checked by Tables and fixed fragments;
+# every value is a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from authstore.adapters.sql.dialect import Dialect
+from authstore.adapters.sql.schema import Tables
+
+__all__ = ["KEY_BYTES", "MySQLDialect"]
+
+KEY_BYTES = 1792
+"""The widest key column. A key column holds ``length`` characters of UTF-8 (4 bytes
+each at worst) as bytes; InnoDB indexes at most 3072 bytes, and the backup codes'
+primary key (namespace, user_id, code_hash) must fit: 256 + 1020 + 1792 = 3068. The
+cap binds only cache_key (whose content check_key bounds to 1091 bytes) and code_hash
+(hashes are ASCII). A longer value is an error, never truncated: sessions run in
+strict mode."""
+
+_CANONICAL = "'^(0|-?[1-9][0-9]{0,18})$'"
+_INT_RANGE = "-9223372036854775808 AND 9223372036854775807"
+_ALL_ROWS = "18446744073709551615"
+"""MySQL's own idiom for "no LIMIT" where an OFFSET needs one."""
+
+
+class MySQLDialect(Dialect):
+    """One per runner: the lock rows live in the runner's own cache table."""
+
+    name = "mysql"
+    paramstyle = "format"
+    # The database's clock with microseconds. UNIX_TIMESTAMP reads NOW in the session's
+    # time zone: every session is set to UTC, where no wall-clock hour repeats (in a
+    # zone with DST, the fall-back hour would map to two instants). NOW(6) is fixed for
+    # the whole statement, so every expression of one statement sees one instant.
+    now = "CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE)"
+    returning = False
+    assigns_in_order = True
+    # Affected rows count CHANGED rows (the connections do not set CLIENT.FOUND_ROWS):
+    # ON DUPLICATE KEY UPDATE then says 1 inserted, 2 updated, 0 left as it was, which
+    # add() needs; the reads after a write say where a matched row may be unchanged.
+    changed_rows = "ROW_COUNT()"
+    migration_unlock = "SELECT RELEASE_LOCK(:lock_name)"
+
+    blob = "LONGBLOB"
+    real = "DOUBLE"
+    integer = "INT"
+    bigint = "BIGINT"
+    boolean = "BOOLEAN"
+    text = "MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    serial_key = "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"
+    table_exists = (
+        "SELECT 1 FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name = :name"
+    )
+
+    def __init__(self, tables: Tables, lock_wait: float) -> None:
+        super().__init__()
+        self.tables = tables
+        # The lock of a user's sessions or links: an upsert of a row in the cache table,
+        # held by InnoDB until the transaction ends (its waits time out with error 1205
+        # and take part in deadlock detection). The row is born expired: reads never see
+        # it and purge_expired removes it. Its key's kind ("sessions", "magic_links") is
+        # never one of the cache's one-letter kinds.
+        self.transaction_lock = (
+            f"INSERT INTO {tables.cache} (cache_key, value, epoch, expires_at) "
+            f"VALUES (:lock_name, NULL, NULL, {self.now}) "
+            "ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)"
+        )
+        self.migration_lock = f"SELECT GET_LOCK(:lock_name, {max(1, math.ceil(lock_wait))})"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} prefix={self.tables.prefix!r}>"
+
+    # --- statements -------------------------------------------------------------------
+
+    def key(self, length: int) -> str:
+        # Bytes compared as bytes: 'Token' <> 'token' and 'a' <> 'a ' (utf8mb4_bin pads
+        # with spaces, and the default collations also ignore case: both would let one
+        # user's key or id match another's). The driver hands these back as bytes; the
+        # runner decodes them.
+        return f"VARBINARY({min(4 * length, KEY_BYTES)})"
+
+    def excluded(self, column: str) -> str:
+        # VALUES() is deprecated from MySQL 8.0.20 in favour of a row alias, which
+        # MariaDB does not have; both still run it.
+        return f"VALUES({column})"
+
+    def upsert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        conflict: Sequence[str],
+        updates: Mapping[str, str],
+        where: str | None = None,
+    ) -> str:
+        """ON DUPLICATE KEY UPDATE, which fires on any unique key: ``conflict`` must be
+        the table's only one (true of every table that is upserted).
+
+        It has no WHERE: ``where`` guards each assignment instead, and since the
+        assignments run left to right, a later guard reads the columns already set.
+        The operations order them so that stays exact: add() sets ``expires_at``
+        (all its guard reads) last; incr()'s guard, reread after ``value`` is set,
+        still picks the same branch for ``epoch`` (always NULL on a counter) and for
+        ``expires_at`` (unchanged unless expired, which ``value`` does not affect).
+        """
+        values = ", ".join("(" + ", ".join(row) + ")" for row in rows)
+        if where is not None:
+            updates = {
+                column: f"IF({where}, {expression}, {table}.{column})"
+                for column, expression in updates.items()
+            }
+        assignments = ", ".join(f"{column} = {value}" for column, value in updates.items())
+        return (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
+            f"ON DUPLICATE KEY UPDATE {assignments}"
+        )
+
+    def real_parameter(self, name: str) -> str:
+        return f"CAST(:{name} AS DOUBLE)"
+
+    def same(self, left: str, right: str) -> str:
+        return f"{left} <=> {right}"
+
+    def skip(self, count: str) -> str:
+        return f"LIMIT {_ALL_ROWS} OFFSET {count}"
+
+    def target_rows(self, select: str) -> str:
+        # A derived table with a LIMIT is materialized before the DELETE reads it.
+        return f"SELECT * FROM ({select}) AS target_rows"
+
+    def floor(self, expression: str) -> str:
+        return f"FLOOR({expression})"
+
+    def delete_batch(self, table: str, key: str, where: str, size: int) -> str:
+        return f"DELETE FROM {table} WHERE {where} LIMIT {int(size)}"
+
+    def create_index(self, name: str, table: str, columns: Sequence[str]) -> str:
+        # MySQL has no CREATE INDEX IF NOT EXISTS: ask information_schema, then run the
+        # DDL or nothing as a prepared statement (a user variable set by SET, not in an
+        # expression). Identifiers only: Tables checked them.
+        create = f"CREATE INDEX {name} ON {table} ({', '.join(columns)})"
+        return (
+            f"SET @authstore_ddl = (SELECT IF(COUNT(*) = 0, '{create}', 'DO 0') "
+            "FROM information_schema.statistics WHERE table_schema = DATABASE() "
+            f"AND table_name = '{table}' AND index_name = '{name}');\n"
+            "PREPARE authstore_ddl FROM @authstore_ddl;\n"
+            "EXECUTE authstore_ddl;\n"
+            "DEALLOCATE PREPARE authstore_ddl"
+        )
+
+    def blob_as_integer(self, expression: str) -> str:
+        # MySQL 8 refuses regular expressions on binary strings; latin1 maps every byte
+        # to a character, so the conversion never warns (a warning would fail the
+        # statement in strict mode, as would casting anything but checked digits). "$"
+        # also matches before a final newline: the second test rules that out.
+        text = f"CONVERT({expression} USING latin1)"
+        return (
+            f"(CASE WHEN {text} REGEXP {_CANONICAL} AND {text} NOT REGEXP '[^0-9-]' THEN "
+            f"CASE WHEN CAST({text} AS DECIMAL(20, 0)) BETWEEN {_INT_RANGE} "
+            f"THEN CAST({text} AS SIGNED) END END)"
+        )
+
+    def integer_as_blob(self, expression: str) -> str:
+        return f"CAST({expression} AS BINARY)"
+
+    def write_then_read(self, write: str, read: str) -> str:
+        # Several statements in one command: one round trip, and the row lock the write
+        # takes holds until COMMIT, so the read sees exactly what this write left.
+        return f"BEGIN;\n{write};\n{read};\nCOMMIT"

@@ -1,0 +1,130 @@
+"""What the psycopg and asyncpg runners share: the caller's client, the hot
+connection's policy, and how driver errors become authstore's.
+
+The two runners differ only in how they take a connection and run one statement;
+how an operation becomes statements and transactions is ``sql.execution``'s.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from authstore.adapters.postgres.dialect import PostgresDialect
+from authstore.adapters.postgres.settings import PostgresSettings
+from authstore.adapters.sql.dialect import ParamStyle
+from authstore.adapters.sql.runner import SqlRunnerBase
+from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
+
+__all__ = [
+    "HOT_TURNOVER",
+    "ROWS",
+    "PostgresRunnerBase",
+    "connection_lock",
+    "is_lost_state",
+    "is_unavailable_state",
+]
+
+L = TypeVar("L")
+
+ROWS = frozenset({"one", "all"})
+"""The fetch kinds that read rows (the others read a row count or nothing)."""
+
+HOT_TURNOVER = 60.0
+"""Seconds a runner keeps its hot connection before handing it back to the pool, so the
+pool's own upkeep (maximum lifetime, idle checks) reaches that connection too."""
+
+# SQLSTATE classes and codes that say "not now" rather than "wrong": connection
+# exceptions, serialization failures and deadlocks, insufficient resources (too many
+# connections), operator intervention (shutdown, cancel, statement timeout), system
+# errors, lock not available, object in use, and a read-only standby after a failover.
+_UNAVAILABLE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_UNAVAILABLE_CODES = frozenset({"55P03", "55006", "25006"})
+
+
+# Of those, the ones after which the connection itself is gone: connection exceptions,
+# and an administrator's or a crash's shutdown, or a server not yet accepting connections.
+_LOST_CODES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def is_unavailable_state(sqlstate: str | None) -> bool:
+    return sqlstate is not None and (
+        sqlstate[:2] in _UNAVAILABLE_CLASSES or sqlstate in _UNAVAILABLE_CODES
+    )
+
+
+def is_lost_state(sqlstate: str | None) -> bool:
+    return sqlstate is not None and (sqlstate[:2] == "08" or sqlstate in _LOST_CODES)
+
+
+_locks_guard = threading.Lock()
+_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def connection_lock(connection: object, new_lock: Callable[[], L]) -> L:
+    """The lock of a caller's single connection, shared by every store given it, so
+    one store's statements never land inside another store's transaction."""
+    with _locks_guard:
+        lock = _locks.get(connection)
+        if lock is None:
+            lock = _locks[connection] = new_lock()
+        return cast(L, lock)
+
+
+class PostgresRunnerBase(SqlRunnerBase[PostgresSettings, PostgresDialect]):
+    """What both PostgreSQL runners add to every SQL runner: a hot connection and error
+    wrapping.
+
+    With its own pool, a runner keeps one connection checked out (the "hot" one) for
+    whichever operation finds it free; others take pooled connections. A sequential
+    caller then always meets the same connection, its server process and prepared
+    statements warm, and pays no pool bookkeeping: on a local server that bookkeeping
+    (a FIFO pool rotating connections; asyncpg's release taking event-loop turns)
+    costs as much as the query.
+    """
+
+    database = "PostgreSQL"
+
+    def __init__(
+        self, settings: PostgresSettings, paramstyle: ParamStyle, *, auto_migrate: bool
+    ) -> None:
+        super().__init__(settings, PostgresDialect(paramstyle), auto_migrate=auto_migrate)
+        self._hot_since = 0.0
+        self._waiting = 0
+        """Operations waiting for a pooled connection: a freed hot one goes to them."""
+
+    def _client(
+        self, pool_type: type, connection_type: type, names: str, new_lock: Callable[[], Any]
+    ) -> tuple[Any, Any, Any]:
+        """The caller's client as (pool, single connection, that connection's lock)."""
+        client = self.settings.client
+        if client is None or isinstance(client, pool_type):
+            return client, None, None
+        if isinstance(client, connection_type):
+            return None, client, connection_lock(client, new_lock)
+        raise ConfigurationError(f"client must be {names}, not {type(client).__name__}")
+
+    def _hot_stays(self) -> bool:
+        """After an operation went well on the hot connection: keep it, unless another
+        operation waits for a pooled one, the store closed, or it is due for turnover."""
+        return (
+            not self._waiting
+            and not self._closed
+            and time.monotonic() - self._hot_since < HOT_TURNOVER
+        )
+
+    def _message(self, error: BaseException) -> str:
+        """A driver error's text with the password scrubbed out (drivers may echo
+        connection parameters), prefixed with the redacted URL."""
+        text = str(error).strip() or type(error).__name__
+        password = self.settings.password
+        if password:
+            text = text.replace(password, "***")
+        return f"postgresql ({self.settings.display}): {text}"
+
+    def _error(self, error: BaseException, *, unavailable: bool) -> BackendError:
+        kind = BackendUnavailableError if unavailable else BackendError
+        return kind(self._message(error))

@@ -1,0 +1,51 @@
+"""A SQL database's backend object: its URL scheme's settings, its runners, the stores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authstore.adapters.sql.schema import migrate
+from authstore.adapters.sql.stores import make_store
+from authstore.contracts.records import StoreKind
+from authstore.registry import StoreURL
+
+__all__ = ["SqlBackend"]
+
+
+class SqlBackend:
+    """Opening a store connects nothing: its runner connects and migrates on first use.
+
+    A database subclass parses its URL and makes its runners; its runner modules
+    import the drivers, so ``runner`` imports them only when a store is opened.
+    """
+
+    name = "sql"
+
+    def settings(self, url: StoreURL) -> Any:
+        """The URL and options checked: an object with ``tables`` and ``namespace``."""
+        raise NotImplementedError
+
+    def runner(self, settings: Any, *, asynchronous: bool, auto_migrate: bool = True) -> Any:
+        """A Runner, or an AsyncRunner when ``asynchronous``; it has a ``dialect``."""
+        raise NotImplementedError
+
+    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+        settings = self.settings(url)
+        runner = self.runner(settings, asynchronous=asynchronous)
+        return make_store(
+            kind,
+            runner,
+            asynchronous=asynchronous,
+            dialect=runner.dialect,
+            tables=settings.tables,
+            namespace=settings.namespace,
+        )
+
+    def migrate(self, url: StoreURL) -> list[str]:
+        settings = self.settings(url)
+        runner = self.runner(settings, asynchronous=False, auto_migrate=False)
+        try:
+            report = runner.run(migrate(runner.dialect, settings.tables))
+        finally:
+            runner.close()
+        return [report.describe(self.name)]

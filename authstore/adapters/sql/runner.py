@@ -1,0 +1,77 @@
+"""What every SQL runner shares, whatever its database or driver: its settings and
+dialect, the schema migrated on first use, and refusing work once closed.
+
+A database's sync and async runners add only how they take a connection and run
+one statement (``execution.drive`` / ``drive_async`` do the rest).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Protocol, TypeVar
+
+from authstore.adapters.common.ops import Op
+from authstore.adapters.sql.dialect import Dialect
+from authstore.adapters.sql.execution import Program, statements
+from authstore.adapters.sql.schema import Tables, migrate
+from authstore.contracts.errors import BackendError
+
+__all__ = ["SqlRunnerBase", "SqlSettings"]
+
+T = TypeVar("T")
+
+
+class SqlSettings(Protocol):
+    @property
+    def tables(self) -> Tables: ...
+    @property
+    def display(self) -> str:
+        """Where the store is, for reprs and errors: never a password."""
+
+    @property
+    def client(self) -> Any:
+        """A connection or pool the caller owns, or None."""
+
+
+S = TypeVar("S", bound=SqlSettings)
+D = TypeVar("D", bound=Dialect)
+
+
+class SqlRunnerBase(Generic[S, D]):
+    """A runner migrates the schema on its first operation, on that operation's connection."""
+
+    database = "SQL"
+    """The database's name in messages."""
+
+    def __init__(self, settings: S, dialect: D, *, auto_migrate: bool) -> None:
+        self.settings = settings
+        self.dialect = dialect
+        self._prepared = not auto_migrate
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.settings.display} "
+            f"prefix={self.settings.tables.prefix!r}>"
+        )
+
+    @property
+    def owns_client(self) -> bool:
+        return self.settings.client is None
+
+    def setup(self) -> Op[None]:
+        """What runs once before the first operation; a database may add to it."""
+        yield from migrate(self.dialect, self.settings.tables)
+
+    def _program(self, op: Op[T]) -> Program[T]:
+        before = None if self._prepared else self._prepare()
+        return statements(op, self.dialect, before=before)
+
+    def _prepare(self) -> Program[None]:
+        # Its own program, so the migration commits before the operation starts.
+        yield from statements(self.setup(), self.dialect)
+        self._prepared = True
+
+    def _check_open(self) -> None:
+        """Called before taking a connection: a closed runner never connects again."""
+        if self._closed:
+            raise BackendError(f"this {self.database} store is closed")

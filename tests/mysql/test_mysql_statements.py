@@ -1,0 +1,208 @@
+"""Round trips per operation, counted: the ``Statement``s the runner sends to the driver.
+
+MySQL has no RETURNING: an operation that needs the row it wrote sends the write and
+the read of that row as ONE command of four statements (BEGIN; write; SELECT; COMMIT),
+which the server runs in one round trip. The tables below are the documentation:
+``(round trips, statements the server runs)`` for every operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import authstore
+from authstore.adapters.mysql import aio, sync
+from authstore.adapters.sql.execution import Statement
+from authstore.adapters.sql.ops import PURGE_BATCH
+
+WRITE_THEN_READ = (1, 4)
+ONE = (1, 1)
+
+
+class Trace:
+    """Every command the runners send (round trips) and the statements in each."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def count(self) -> tuple[int, int]:
+        return len(self.sent), sum(len(text.split(";\n")) for text in self.sent)
+
+    def during(self, action: Callable[[], object]) -> tuple[int, int]:
+        self.sent.clear()
+        action()
+        return self.count()
+
+
+@pytest.fixture
+def trace(monkeypatch: pytest.MonkeyPatch) -> Trace:
+    tracer = Trace()
+    for module in (sync, aio):
+        real = module._send
+
+        def send(connection: Any, statement: Statement, multi: bool, real: Any = real) -> Any:
+            tracer.sent.append(statement.text)
+            return real(connection, statement, multi)
+
+        monkeypatch.setattr(module, "_send", send)
+    return tracer
+
+
+def test_cache_operations(mysql_url: str, trace: Trace) -> None:
+    with authstore.open_cache(mysql_url, namespace="counted") as cache:
+        cache.exists("warm-up")  # connects, sets the session up, migrates
+        cache.set("n", 1)
+        expected: dict[str, tuple[Callable[[], object], tuple[int, int]]] = {
+            "get": (lambda: cache.get("n"), ONE),
+            "set": (lambda: cache.set("k", {"a": 1}, ttl=60), ONE),
+            "add": (lambda: cache.add("fresh", 1, ttl=60), ONE),
+            "add refused": (lambda: cache.add("k", 2), ONE),
+            "delete": (lambda: cache.delete("fresh"), ONE),
+            "exists": (lambda: cache.exists("k"), ONE),
+            "ttl": (lambda: cache.ttl("k"), ONE),
+            "get_many": (lambda: cache.get_many(["k", "n", "missing"]), ONE),
+            "set_many": (lambda: cache.set_many({"a": 1, "b": 2}, ttl=60), ONE),
+            "delete_many": (lambda: cache.delete_many(["a", "b"]), ONE),
+            "is_blacklisted": (lambda: cache.is_blacklisted("jti"), ONE),
+            "remove_from_blacklist": (lambda: cache.remove_from_blacklist("jti"), ONE),
+            "user_tokens_revoked_at": (lambda: cache.user_tokens_revoked_at("u"), ONE),
+            "reset_rate_limit": (lambda: cache.reset_rate_limit("rl"), ONE),
+            # the value or state the write left comes back: write and read, one command
+            "incr": (lambda: cache.incr("n", 2), WRITE_THEN_READ),
+            "incr creates": (lambda: cache.incr("counter", 1, ttl=60), WRITE_THEN_READ),
+            "expire": (lambda: cache.expire("k", 30), WRITE_THEN_READ),
+            "fixed_window": (
+                lambda: cache.check_rate_limit("rl", 5, 60, algorithm="fixed_window"),
+                WRITE_THEN_READ,
+            ),
+            "sliding_window": (
+                lambda: cache.check_rate_limit("rl", 5, 60, algorithm="sliding_window"),
+                WRITE_THEN_READ,
+            ),
+            "gcra": (
+                lambda: cache.check_rate_limit("rl", 5, 60, algorithm="gcra"),
+                WRITE_THEN_READ,
+            ),
+            "add_to_blacklist": (lambda: cache.add_to_blacklist("jti", 60), WRITE_THEN_READ),
+            "revoke_user_tokens": (lambda: cache.revoke_user_tokens("u"), WRITE_THEN_READ),
+        }
+        for name, (action, counts) in expected.items():
+            assert trace.during(action) == counts, name
+        assert trace.during(lambda: cache.set_many({f"k{i}": i for i in range(600)})) == (5, 5)
+
+
+def test_session_totp_and_link_operations(mysql_url: str, trace: Trace) -> None:
+    with (
+        authstore.open_sessions(mysql_url, namespace="counted") as sessions,
+        authstore.open_totp(mysql_url, namespace="counted") as totp,
+        authstore.open_magic_links(mysql_url, namespace="counted") as links,
+    ):
+        sessions.count("warm-up")
+        totp.load("warm-up")
+        links.peek("warm-up-token")
+        new = sessions.create("u", ttl=60)
+        other = sessions.create("u", ttl=60)
+        totp.save_pending("u", b"secret")
+        link = links.issue("u", "u@example.com", ttl=60)
+        expected: dict[str, tuple[Callable[[], object], tuple[int, int]]] = {
+            "sessions.create": (lambda: sessions.create("v", ttl=60), WRITE_THEN_READ),
+            "sessions.get": (lambda: sessions.get(new.token), ONE),
+            "sessions.touch": (lambda: sessions.touch(new.token, ttl=120), WRITE_THEN_READ),
+            "sessions.list": (lambda: sessions.list("u"), ONE),
+            "sessions.count": (lambda: sessions.count("u"), ONE),
+            "sessions.revoke_by_id": (
+                lambda: sessions.revoke_by_id(other.record.id, user_id="u"),
+                ONE,
+            ),
+            "sessions.revoke": (lambda: sessions.revoke(new.token), ONE),
+            "sessions.revoke_all": (lambda: sessions.revoke_all("v"), ONE),
+            "totp.save_pending": (lambda: totp.save_pending("u", b"secret2"), ONE),
+            "totp.enable": (lambda: totp.enable("u"), ONE),
+            "totp.load": (lambda: totp.load("u"), ONE),
+            "totp.claim_step": (lambda: totp.claim_step("u", 7), ONE),
+            "totp.use_backup_code": (lambda: totp.use_backup_code("u", "nope"), ONE),
+            "links.issue (keep previous)": (
+                lambda: links.issue("w", "w@example.com", ttl=60, revoke_previous=False),
+                WRITE_THEN_READ,
+            ),
+            "links.peek": (lambda: links.peek(link.token), ONE),
+            "links.consume": (lambda: links.consume(link.token), WRITE_THEN_READ),
+            "links.revoke_user": (lambda: links.revoke_user("w"), ONE),
+            # several rows in one transaction: BEGIN, the statements, COMMIT, one round
+            # trip each (the next statement waits for the previous one's answer)
+            "sessions.create with max_sessions (lock, insert, read, evict)": (
+                lambda: sessions.create("u", ttl=60, max_sessions=2),
+                (6, 6),
+            ),
+            "links.issue revoking previous (lock, delete, insert, read)": (
+                lambda: links.issue("u", "u@example.com", ttl=60),
+                (6, 6),
+            ),
+            "totp.replace_backup_codes": (lambda: totp.replace_backup_codes("u", ["a"]), (4, 4)),
+            "totp.disable": (lambda: totp.disable("u"), (4, 4)),
+        }
+        for name, (action, counts) in expected.items():
+            assert trace.during(action) == counts, name
+
+
+def test_purge_deletes_in_bounded_batches(mysql_url: str, trace: Trace) -> None:
+    with authstore.open_sessions(mysql_url, namespace="purged") as sessions:
+        for _ in range(3):
+            sessions.create("p", ttl=0.05)
+        sessions.count("warm-up")
+        asyncio.run(asyncio.sleep(0.1))
+        trace.sent.clear()
+        assert sessions.purge_expired() >= 3
+        assert all(text.endswith(f"LIMIT {PURGE_BATCH}") for text in trace.sent), trace.sent
+
+
+def test_async_operations(mysql_url: str, trace: Trace) -> None:
+    async def scenario() -> dict[str, tuple[int, int]]:
+        async with (
+            authstore.open_async_cache(mysql_url, namespace="counted-async") as cache,
+            authstore.open_async_sessions(mysql_url, namespace="counted-async") as sessions,
+        ):
+            await cache.exists("warm-up")
+            await sessions.count("warm-up")
+            token = (await sessions.create("u", ttl=60)).token
+            actions: dict[str, Callable[[], Awaitable[object]]] = {
+                "get": lambda: cache.get("k"),
+                "set": lambda: cache.set("k", 1),
+                "incr": lambda: cache.incr("n"),
+                "fixed_window": lambda: cache.check_rate_limit("r", 3, 10),
+                "is_blacklisted": lambda: cache.is_blacklisted("j"),
+                "sessions.get": lambda: sessions.get(token),
+                "sessions.touch": lambda: sessions.touch(token),
+            }
+            seen = {}
+            for name, action in actions.items():
+                trace.sent.clear()
+                await action()
+                seen[name] = trace.count()
+            return seen
+
+    assert asyncio.run(scenario()) == {
+        "get": ONE,
+        "set": ONE,
+        "incr": WRITE_THEN_READ,
+        "fixed_window": WRITE_THEN_READ,
+        "is_blacklisted": ONE,
+        "sessions.get": ONE,
+        "sessions.touch": WRITE_THEN_READ,
+    }
+
+
+def test_a_new_connection_costs_one_setup_round_trip(mysql_url: str, trace: Trace) -> None:
+    with authstore.open_cache(mysql_url, namespace="setup", pool_size=1) as cache:
+        cache.exists("warm-up")
+        # The first operation also migrated; later ones on the same connection do not
+        # repeat the session setup.
+        assert trace.during(lambda: cache.get("k")) == ONE
+    with authstore.open_cache(mysql_url, namespace="setup", pool_size=1) as fresh:
+        rounds, _ = trace.during(lambda: fresh.get("k"))
+        # session setup, the migration's version check (2), the InnoDB check, the get
+        assert rounds == 5, trace.sent

@@ -1,0 +1,324 @@
+"""Round trips on the wire: one per single-record operation, one transaction for the rest.
+
+Sync: libpq's protocol trace of the store's only connection counts what psycopg
+sends (each Sync or simple Query message is one round trip). Async: asyncpg's query
+logger on the store's connection sees every query, the pool's reset query included
+(there must be none). Each operation runs a few times first, so psycopg's one-time
+statement preparation (after five executions) is not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, cast
+
+import psycopg
+import pytest
+from psycopg import pq
+
+import authstore
+from authstore.adapters.sql.ops import PURGE_BATCH
+
+WARM_UP = 6  # psycopg prepares a statement on its sixth execution
+WARM_UPS: dict[str, Callable[[Any], object]] = {
+    "cache": lambda store: store.exists("warm-up"),
+    "sessions": lambda store: store.count("warm-up"),
+    "totp": lambda store: store.load("warm-up"),
+    "magic_links": lambda store: store.peek("warm-up-token"),
+}
+
+
+class WireTrace:
+    """What psycopg sends on one connection while an action runs."""
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self.connection = connection
+
+    def messages(self, action: Callable[[], object]) -> list[str]:
+        with tempfile.TemporaryFile("w+") as file:
+            pgconn = self.connection.pgconn
+            pgconn.trace(file.fileno())
+            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            try:
+                action()
+            finally:
+                pgconn.untrace()
+            file.seek(0)
+            lines = [line.rstrip("\n").split("\t") for line in file]
+        return [
+            line[2] if len(line) < 4 else f"{line[2]}\t{line[3]}"
+            for line in lines
+            if line[0] == "F"
+        ]
+
+    def round_trips(self, action: Callable[[], object]) -> list[str]:
+        """One entry per round trip: the executed statements (Execute) or simple queries."""
+        sent = self.messages(action)
+        trips, pending = [], ""
+        for message in sent:
+            kind, _, detail = message.partition("\t")
+            if kind == "Parse":
+                pending = detail
+            elif kind == "Query":
+                trips.append(detail.strip())
+            elif kind == "Sync":
+                trips.append(pending or "(prepared statement)")
+                pending = ""
+        return trips
+
+
+def _the_connection(store: Any) -> psycopg.Connection[Any]:
+    """The connection the runner keeps for uncontended operations: with pool_size=1,
+    the only one it has."""
+    runner = store._runner
+    assert runner.pool is not None and runner.pool.max_size == 1
+    connection: psycopg.Connection[Any] = runner._hot
+    return connection
+
+
+@pytest.fixture
+def open_traced(pg_url: str) -> Iterator[Callable[[str], tuple[Any, WireTrace]]]:
+    opened: list[Any] = []
+
+    def make(kind: str) -> tuple[Any, WireTrace]:
+        store = getattr(authstore, f"open_{kind}")(pg_url, pool_size=1, pool_min=1)
+        opened.append(store)
+        WARM_UPS[kind](store)  # connects and migrates
+        return store, WireTrace(_the_connection(store))
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def _one_each(trace: WireTrace, operations: dict[str, Callable[[], object]]) -> None:
+    problems = {}
+    for name, action in operations.items():
+        for _ in range(WARM_UP):
+            action()
+        trips = trace.round_trips(action)
+        if len(trips) != 1 or "BEGIN" in trips[0]:
+            problems[name] = trips
+    assert not problems, problems
+
+
+def test_cache_operations_are_one_round_trip(open_traced: Any) -> None:
+    cache, trace = open_traced("cache")
+    cache.set("n", 1)
+    cache.set("k", "v", ttl=600)
+    _one_each(
+        trace,
+        {
+            "get": lambda: cache.get("k"),
+            "set": lambda: cache.set("k", {"a": 1}, ttl=60),
+            "add": lambda: cache.add("k", 2),
+            "incr": lambda: cache.incr("n", 2),
+            "delete": lambda: cache.delete("gone"),
+            "exists": lambda: cache.exists("k"),
+            "ttl": lambda: cache.ttl("k"),
+            "expire": lambda: cache.expire("k", 30),
+            "get_many": lambda: cache.get_many(["k", "n", "missing"]),
+            "set_many": lambda: cache.set_many({"a": 1, "b": 2}, ttl=60),
+            "delete_many": lambda: cache.delete_many(["a", "b"]),
+            "fixed_window": lambda: cache.check_rate_limit("rl", 10**6, 60),
+            "sliding_window": lambda: cache.check_rate_limit(
+                "rl", 10**6, 60, algorithm="sliding_window"
+            ),
+            "gcra": lambda: cache.check_rate_limit("rl", 10**6, 60, algorithm="gcra"),
+            "reset_rate_limit": lambda: cache.reset_rate_limit("rl"),
+            "add_to_blacklist": lambda: cache.add_to_blacklist("jti", 60),
+            "is_blacklisted": lambda: cache.is_blacklisted("jti"),
+            "remove_from_blacklist": lambda: cache.remove_from_blacklist("jti"),
+            "revoke_user_tokens": lambda: cache.revoke_user_tokens("u"),
+            "user_tokens_revoked_at": lambda: cache.user_tokens_revoked_at("u"),
+        },
+    )
+
+
+def test_session_totp_and_link_operations_are_one_round_trip(open_traced: Any) -> None:
+    sessions, session_trace = open_traced("sessions")
+    totp, totp_trace = open_traced("totp")
+    links, link_trace = open_traced("magic_links")
+    new = sessions.create("u", ttl=600)
+    totp.save_pending("u", b"secret")
+    totp.enable("u")
+    _one_each(
+        session_trace,
+        {
+            "create": lambda: sessions.create("v", ttl=60),
+            "get": lambda: sessions.get(new.token),
+            "touch": lambda: sessions.touch(new.token, ttl=600),
+            "list": lambda: sessions.list("u"),
+            "count": lambda: sessions.count("u"),
+            "revoke": lambda: sessions.revoke("not-a-token"),
+            "revoke_by_id": lambda: sessions.revoke_by_id("no-such-id", user_id="u"),
+            "revoke_all": lambda: sessions.revoke_all("v"),
+        },
+    )
+    steps = iter(range(1, 1000))
+    _one_each(
+        totp_trace,
+        {
+            "save_pending": lambda: totp.save_pending("w", b"secret2"),
+            "enable": lambda: totp.enable("w"),
+            "load": lambda: totp.load("u"),
+            "claim_step": lambda: totp.claim_step("u", next(steps)),
+            "use_backup_code": lambda: totp.use_backup_code("u", "nope"),
+        },
+    )
+    tokens = iter([links.issue("u", "u@example.com", ttl=60).token for _ in range(WARM_UP + 1)])
+    _one_each(
+        link_trace,
+        {
+            "issue (keep previous)": lambda: links.issue(
+                "u", "u@example.com", ttl=60, revoke_previous=False
+            ),
+            "peek": lambda: links.peek("no-such-token"),
+            "consume": lambda: links.consume(next(tokens)),
+            "revoke_user": lambda: links.revoke_user("nobody"),
+        },
+    )
+
+
+def test_multi_row_operations_are_one_transaction(open_traced: Any) -> None:
+    sessions, session_trace = open_traced("sessions")
+    totp, totp_trace = open_traced("totp")
+    links, link_trace = open_traced("magic_links")
+    cache, cache_trace = open_traced("cache")
+    totp.save_pending("u", b"secret")
+    cases: list[tuple[str, WireTrace, Callable[[], object], int]] = [
+        # name, trace, action, statements between BEGIN and COMMIT
+        (
+            "sessions.create capped",
+            session_trace,
+            lambda: sessions.create("u", ttl=60, max_sessions=2),
+            3,
+        ),
+        (
+            "totp.replace_backup_codes",
+            totp_trace,
+            lambda: totp.replace_backup_codes("u", ["a", "b"]),
+            2,
+        ),
+        ("totp.disable", totp_trace, lambda: totp.disable("u"), 2),
+        (
+            "links.issue revoking previous",
+            link_trace,
+            lambda: links.issue("u", "u@e.com", ttl=60),
+            3,
+        ),
+        (
+            "cache.set_many of 600",
+            cache_trace,
+            lambda: cache.set_many({f"k{i}": i for i in range(600)}),
+            3,
+        ),
+    ]
+    for name, trace, action, inner in cases:
+        action()
+        trips = trace.round_trips(action)
+        assert trips[0].startswith('"BEGIN ISOLATION LEVEL READ COMMITTED"'), (name, trips)
+        assert trips[-1] == '"COMMIT"', (name, trips)
+        assert len(trips) == inner + 2, (name, trips)
+        if name.endswith(("capped", "previous")):
+            assert "pg_advisory_xact_lock" in trips[1], (name, trips)
+
+
+def test_async_operations_are_one_query_and_the_pool_sends_no_reset(pg_url: str) -> None:
+    async def scenario() -> dict[str, list[str]]:
+        cache = authstore.open_async_cache(pg_url, pool_size=1, pool_min=1)
+        sessions = authstore.open_async_sessions(pg_url, pool_size=1, pool_min=1)
+        links = authstore.open_async_magic_links(pg_url, pool_size=1, pool_min=1)
+        seen: dict[str, list[str]] = {}
+        try:
+            await cache.exists("warm-up")
+            new = await sessions.create("u", ttl=600)
+            link = await links.issue("u", "u@example.com", ttl=60)
+            sent: list[str] = []
+            for store in (cache, sessions, links):
+                # the connection the runner keeps for uncontended operations
+                hot = cast(Any, store)._runner._hot
+                hot.add_query_logger(lambda record: sent.append(record.query))
+            actions: dict[str, Callable[[], Awaitable[object]]] = {
+                "set": lambda: cache.set("k", 1),
+                "incr": lambda: cache.incr("k"),
+                "fixed_window": lambda: cache.check_rate_limit("r", 3, 10),
+                "gcra": lambda: cache.check_rate_limit("r", 3, 10, algorithm="gcra"),
+                "is_blacklisted": lambda: cache.is_blacklisted("j"),
+                "sessions.get": lambda: sessions.get(new.token),
+                "sessions.touch": lambda: sessions.touch(new.token),
+                "consume": lambda: links.consume(link.token),
+                "issue": lambda: links.issue("u", "u@example.com", ttl=60),
+            }
+            for name, action in actions.items():
+                sent.clear()
+                await action()
+                await asyncio.sleep(0.01)  # asyncpg calls query loggers with call_soon
+                seen[name] = list(sent)
+            # with one connection, concurrent operations queue for it: one query each
+            sent.clear()
+            await asyncio.gather(*(cache.get("k") for _ in range(5)))
+            await asyncio.sleep(0.01)
+            seen["5 concurrent gets"] = list(sent)
+        finally:
+            for store in (cache, sessions, links):
+                await store.aclose()
+        return seen
+
+    seen = asyncio.run(scenario())
+    for name in (
+        "set",
+        "incr",
+        "fixed_window",
+        "gcra",
+        "is_blacklisted",
+        "sessions.get",
+        "sessions.touch",
+        "consume",
+    ):
+        assert len(seen[name]) == 1, (name, seen[name])
+    assert seen["issue"][0].startswith("BEGIN") and seen["issue"][-1] == "COMMIT", seen["issue"]
+    assert len(seen["issue"]) == 5, seen["issue"]
+    assert len(seen["5 concurrent gets"]) == 5, seen["5 concurrent gets"]
+
+
+def test_purge_deletes_in_bounded_batches(pg_url: str, open_traced: Any) -> None:
+    cache, trace = open_traced("cache")
+    rows = 2 * PURGE_BATCH + 500
+    cache.set_many({f"old{i}": i for i in range(rows)}, ttl=0.2)
+    cache.set("keeper", 1)
+    time.sleep(0.3)
+    trips = trace.round_trips(cache.purge_expired)
+    deletes = [trip for trip in trips if "DELETE" in trip]
+    # three batches on the cache table (the last one short), one on the rate-limit table
+    assert len(deletes) == 4, trips
+    assert all("ctid = ANY(ARRAY(SELECT ctid" in trip for trip in deletes)
+    assert cache.get("keeper") == 1
+
+
+def test_an_entry_renewed_while_a_purge_runs_survives(
+    pg_url: str, table_prefix: str, admin: Any
+) -> None:
+    """The purge picks rows as expired, then deletes them; a row renewed in between
+    (a revoked token's blacklist entry written again) must not be deleted on the
+    stale verdict: PostgreSQL re-checks the outer WHERE on the row it locks."""
+    with authstore.open_cache(pg_url, namespace="renew") as cache:
+        cache.add_to_blacklist("jti-1", 0.2)
+        time.sleep(0.3)
+        assert not cache.is_blacklisted("jti-1")
+        admin.execute("BEGIN")
+        admin.execute(
+            f"UPDATE {table_prefix}cache SET expires_at = "
+            "extract(epoch FROM statement_timestamp()) + 3600 WHERE cache_key = 'renew:b:jti-1'"
+        )
+        purged: list[int] = []
+        worker = threading.Thread(target=lambda: purged.append(cache.purge_expired()))
+        worker.start()
+        time.sleep(0.5)  # the purge has chosen the row and now waits for its lock
+        admin.execute("COMMIT")
+        worker.join()
+        assert cache.is_blacklisted("jti-1")
