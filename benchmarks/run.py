@@ -197,9 +197,23 @@ def sqlite_section() -> list[Comparison]:
     ]
 
 
+def postgres_section() -> list[Comparison]:
+    from bench_postgres import section
+
+    return section()
+
+
+def mysql_section() -> list[Comparison]:
+    from bench_mysql import section
+
+    return section()
+
+
 SECTIONS: dict[str, Callable[[], list[Comparison]]] = {
     "memory": memory_section,
     "sqlite": sqlite_section,
+    "postgres": postgres_section,
+    "mysql": mysql_section,
 }
 
 
