@@ -188,17 +188,22 @@ async def _async_part(url: str) -> tuple[list[Comparison], float, dict[str, floa
                 )
             )
 
-        async def caller(hits: int) -> int:
-            return sum([bool(await cache.check_rate_limit("conc", 10**9, 60)) for _ in range(hits)])
+        async def caller(key: str, hits: int) -> int:
+            return sum([bool(await cache.check_rate_limit(key, 10**9, 60)) for _ in range(hits)])
 
+        # one hot key (every hit waits for the same row lock), then a key per caller
         started = time.perf_counter()
-        passed = await asyncio.gather(*(caller(HITS // CALLERS) for _ in range(CALLERS)))
+        passed = await asyncio.gather(*(caller("conc", HITS // CALLERS) for _ in range(CALLERS)))
         concurrent = time.perf_counter() - started
-        assert sum(passed) == HITS
+        started = time.perf_counter()
+        spread = await asyncio.gather(*(caller(f"own{n}", HITS // CALLERS) for n in range(CALLERS)))
+        own_keys = time.perf_counter() - started
+        assert sum(passed) == sum(spread) == HITS
         rates = {
             "async rate limit": 1 / next(r.ours for r in results if "rate" in r.name),
             "async session get": 1 / next(r.ours for r in results if "session" in r.name),
-            f"async rate limit, {CALLERS} callers": HITS / concurrent,
+            f"async rate limit, {CALLERS} callers, one key": HITS / concurrent,
+            f"async rate limit, {CALLERS} callers, a key each": HITS / own_keys,
         }
     finally:
         raw.close()

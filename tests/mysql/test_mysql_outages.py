@@ -24,7 +24,7 @@ from authstore.adapters.sql import Begin, Query
 from authstore.adapters.sql.execution import Statement
 from authstore.contracts.errors import BackendError, BackendUnavailableError
 
-from .conftest import UNREACHABLE_URL, with_options
+from .conftest import UNREACHABLE_URL, admin_connection, with_options
 
 
 def one_row(sql: str, **params: object) -> Op[Any]:
@@ -359,3 +359,24 @@ def test_a_closed_store_refuses_work(mysql_url: str) -> None:
     store.close()  # closing twice is harmless
     with pytest.raises(BackendError, match="closed"):
         store.get("k")
+
+
+def test_a_given_connection_killed_by_the_server_is_revived(
+    mysql_server: str, table_prefix: str, admin: pymysql.Connection[Any]
+) -> None:
+    """authstore never closes a caller's connection, but reconnects it in place (a new
+    server session, set up again) when the server dropped it."""
+    given = admin_connection(mysql_server)
+    try:
+        with authstore.open_cache("mysql://", client=given, table_prefix=table_prefix) as store:
+            store.set("k", "v")
+            victim = given.thread_id()
+            kill(admin, victim)
+            time.sleep(0.05)
+            assert store.get("k") == "v"
+            assert given.thread_id() != victim and given.open
+            with given.cursor() as cursor:
+                cursor.execute("SELECT @@session.time_zone")
+                assert cursor.fetchone() == ("+00:00",)
+    finally:
+        given.close()

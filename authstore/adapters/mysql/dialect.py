@@ -8,7 +8,6 @@ expressions (deprecated in MySQL 8).
 
 # SQL text is assembled from identifiers checked by Tables and fixed fragments;
 # every value is a bound parameter.
-# ruff: noqa: S608
 
 from __future__ import annotations
 
