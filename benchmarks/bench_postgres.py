@@ -6,8 +6,9 @@ The raw side replays the exact statement authstore sends (captured from the
 operation, not retyped) on one plain autocommit connection with the same timeout
 authstore sets (psycopg: the server's statement_timeout; asyncpg: command_timeout),
 using each driver's plainest call: psycopg's ``execute().fetchall()``, asyncpg's
-``fetch()``. authstore pays for its argument checks, encoding and decoding, and its
-pool on top. Goal: at most 1.15x (DESIGN.md section 8). Lines marked "pool" compare
+``fetch()``, and decodes the JSON it reads, as the SQLite section does ("same lookup
++ decode"). authstore pays for its argument checks, its records (aware datetimes), its
+operation machinery and its pool on top. Goal: at most 1.15x (DESIGN.md section 8). Lines marked "pool" compare
 with the same statement through the driver's own pool, the way an application uses a
 raw driver (no goal: context). Then 2000 rate-limit hits over 100 users: sequential
 sync against 100 concurrent async callers.
@@ -19,6 +20,7 @@ database); tables get a throwaway prefix, dropped at the end.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -84,21 +86,34 @@ class _Subjects:
         }
 
 
-def _psycopg_replay(connection: Any, statement: Statement) -> Callable[[], object]:
+Decode = Callable[[Any], object]
+
+DECODE: dict[str, Decode] = {
+    "cache get": lambda rows: json.loads(rows[0][0]),
+    "session get": lambda rows: (rows[0][0], json.loads(rows[0][9])),
+}
+"""What a raw-driver application does with the rows it reads (JSON values, metadata)."""
+
+
+def _keep(rows: Any) -> object:
+    return rows
+
+
+def _psycopg_replay(connection: Any, statement: Statement, decode: Decode) -> Callable[[], object]:
     text, args = statement.text, statement.args
     rows = statement.fetch in ("one", "all")
 
     def replay() -> object:
         cursor = connection.execute(text, args)
-        return cursor.fetchall() if rows else cursor.rowcount
+        return decode(cursor.fetchall()) if rows else cursor.rowcount
 
     return replay
 
 
-def _psycopg_pool_replay(pool: Any, statement: Statement) -> Callable[[], object]:
+def _psycopg_pool_replay(pool: Any, statement: Statement, decode: Decode) -> Callable[[], object]:
     def replay() -> object:
         with pool.connection() as connection:
-            return _psycopg_replay(connection, statement)()
+            return _psycopg_replay(connection, statement, decode)()
 
     return replay
 
@@ -119,11 +134,12 @@ def _sync_part(url: str) -> tuple[list[Comparison], float]:
     try:
         calls = subjects.calls()
         for name, statement in subjects.statements().items():
+            decode = DECODE.get(name, _keep)
             results.append(
                 compare(
                     f"postgres sync {name}",
                     calls[name],
-                    _psycopg_replay(raw, statement),
+                    _psycopg_replay(raw, statement, decode),
                     "raw psycopg connection",
                     goal=GOAL,
                     count=COUNT,
@@ -133,7 +149,7 @@ def _sync_part(url: str) -> tuple[list[Comparison], float]:
                 compare(
                     f"postgres sync {name} (pool)",
                     calls[name],
-                    _psycopg_pool_replay(pool, statement),
+                    _psycopg_pool_replay(pool, statement, decode),
                     "raw psycopg_pool",
                     count=COUNT,
                 )
@@ -150,11 +166,13 @@ def _sync_part(url: str) -> tuple[list[Comparison], float]:
     return results, sequential
 
 
-def _asyncpg_replay(connection: Any, statement: Statement) -> Callable[[], Awaitable[object]]:
+def _asyncpg_replay(
+    connection: Any, statement: Statement, decode: Decode
+) -> Callable[[], Awaitable[object]]:
     text, args = statement.text, statement.args
 
     async def replay() -> object:
-        return await connection.fetch(text, *args)  # one round trip, writes too
+        return decode(await connection.fetch(text, *args))  # one round trip, writes too
 
     return replay
 
@@ -172,11 +190,12 @@ async def _async_part(url: str) -> tuple[list[Comparison], float]:
     try:
         calls = subjects.calls()
         for name, statement in subjects.statements().items():
+            decode = DECODE.get(name, _keep)
             results.append(
                 await compare_async(
                     f"postgres async {name}",
                     calls[name],
-                    _asyncpg_replay(raw, statement),
+                    _asyncpg_replay(raw, statement, decode),
                     "raw asyncpg connection",
                     goal=GOAL,
                     count=COUNT,
@@ -186,7 +205,7 @@ async def _async_part(url: str) -> tuple[list[Comparison], float]:
                 await compare_async(
                     f"postgres async {name} (pool)",
                     calls[name],
-                    _asyncpg_replay(pool, statement),
+                    _asyncpg_replay(pool, statement, decode),
                     "raw asyncpg pool",
                     count=COUNT,
                 )

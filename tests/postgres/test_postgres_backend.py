@@ -41,6 +41,24 @@ def test_importing_the_backend_imports_no_driver() -> None:
     assert result.stdout.split() == ["False", "False", "False"], result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    ("blocked", "opener"), [("psycopg", "open_cache"), ("asyncpg", "open_async_cache")]
+)
+def test_a_missing_driver_names_the_extra(blocked: str, opener: str) -> None:
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "import authstore\n"
+        "try:\n"
+        f"    authstore.{opener}('postgresql://localhost/db')\n"
+        "except authstore.MissingDriverError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert 'pip install "authstore[postgres]"' in result.stdout, result.stdout + result.stderr
+
+
 # --- URL and options ------------------------------------------------------------------
 
 
