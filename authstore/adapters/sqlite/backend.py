@@ -4,51 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from authstore.adapters.sql.schema import migrate
-from authstore.adapters.sql.stores import make_store
-from authstore.adapters.sqlite.settings import parse_settings
-from authstore.contracts.records import StoreKind
+from authstore.adapters.sql.backend import SqlBackend
+from authstore.adapters.sqlite.settings import SQLiteSettings, parse_settings
 from authstore.registry import StoreURL
 
 __all__ = ["SQLiteBackend", "backend"]
 
 
-class SQLiteBackend:
-    """Opening a store connects nothing: its runner connects and migrates on first use."""
-
+class SQLiteBackend(SqlBackend):
     name = "sqlite"
 
-    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
-        settings = parse_settings(url)
-        runner: Any
+    def settings(self, url: StoreURL) -> SQLiteSettings:
+        return parse_settings(url)
+
+    def runner(
+        self, settings: SQLiteSettings, *, asynchronous: bool, auto_migrate: bool = True
+    ) -> Any:
         # The runners' modules import the drivers, so they are imported only here.
         if asynchronous:
             from authstore.adapters.sqlite.aio import AsyncSQLiteRunner
 
-            runner = AsyncSQLiteRunner(settings)
-        else:
-            from authstore.adapters.sqlite.sync import SyncSQLiteRunner
-
-            runner = SyncSQLiteRunner(settings)
-        return make_store(
-            kind,
-            runner,
-            asynchronous=asynchronous,
-            dialect=runner.dialect,
-            tables=settings.tables,
-            namespace=settings.namespace,
-        )
-
-    def migrate(self, url: StoreURL) -> list[str]:
+            return AsyncSQLiteRunner(settings, auto_migrate=auto_migrate)
         from authstore.adapters.sqlite.sync import SyncSQLiteRunner
 
-        settings = parse_settings(url)
-        runner = SyncSQLiteRunner(settings, auto_migrate=False)
-        try:
-            report = runner.run(migrate(runner.dialect, settings.tables))
-        finally:
-            runner.close()
-        return [report.describe(self.name)]
+        return SyncSQLiteRunner(settings, auto_migrate=auto_migrate)
 
 
 backend = SQLiteBackend()
