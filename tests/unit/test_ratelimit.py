@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from authstore.adapters.common import ratelimit
@@ -107,3 +109,19 @@ def test_sliding_retry_after_is_exactly_enough(
             state, now + result.retry_after - 0.01, limit, window, cost
         )
         assert not sooner[0], "retry_after must not be longer than needed"
+
+
+@pytest.mark.parametrize("window", [0.45, 0.1, 1.0, 7.0, 60.0])
+def test_sliding_window_remembers_the_previous_window_at_epoch_scale(window: float) -> None:
+    """Window starts are floats near 1.8e9 (resolution ~2.4e-7 s): ``(k + 1) * w - w``
+    and ``k * w`` may differ by an ulp, and the previous window must still count."""
+    first = math.floor(1_795_000_000.0 / window)
+    forgotten = []
+    for k in range(first, first + 3000):
+        start = math.floor(k * window / window) * window
+        state = (0, 3, start)
+        now = math.floor(((k + 1) * window + 1e-3) / window) * window + 1e-3
+        allowed, previous, _, _ = ratelimit.step_sliding_window(state, now, 3, window, 1)
+        if allowed or previous != 3:
+            forgotten.append(k)
+    assert not forgotten, f"{len(forgotten)} window boundaries forgot the previous count"

@@ -43,9 +43,11 @@ def step_sliding_window(
     start = math.floor(now / window) * window
     previous = current = 0
     if state is not None:
-        if state[2] == start:
+        # Starts are epoch-scale floats: (k + 1) * w - w and k * w may differ by an ulp,
+        # but aligned windows are a whole window apart, so half a window tells them apart.
+        if abs(state[2] - start) < window / 2:
             previous, current = state[0], state[1]
-        elif abs(state[2] - (start - window)) <= EPSILON * window:
+        elif abs(state[2] - (start - window)) < window / 2:
             previous = state[1]
     weight = 1.0 - (now - start) / window
     allowed = previous * weight + current + cost <= limit * (1 + EPSILON)

@@ -180,9 +180,10 @@ def _sliding_window(
     """step_sliding_window: ``mark`` is the current aligned window's start."""
     window = d.real_parameter("window")
     start = f"({d.floor(f'{now} / {window}')} * {window})"
-    same = f"{mark} = {start}"
     tolerance = d.real_parameter("window_tolerance")
-    follows = f"abs({mark} - ({start} - {window})) <= {tolerance}"
+    # half a window: starts near 1.8e9 may differ by an ulp, windows by a whole window
+    same = f"abs({mark} - {start}) < {tolerance}"
+    follows = f"abs({mark} - ({start} - {window})) < {tolerance}"
     earlier = f"(CASE WHEN {same} THEN {previous} WHEN {follows} THEN {hits} ELSE 0 END)"
     current = f"(CASE WHEN {same} THEN {hits} ELSE 0 END)"
     weight = f"(1.0 - ({now} - {start}) / {window})"
@@ -443,7 +444,7 @@ class SqlCacheOps(_SqlOps):
             "key": key,
             "cost": cost,
             "window": window,
-            "window_tolerance": EPSILON * window,
+            "window_tolerance": window / 2,
             "limit_slack": limit * (1 + EPSILON),
         }
         row = yield from self._run_returning(self._sliding_window, params)
