@@ -60,6 +60,11 @@ BUILTIN_BACKENDS = {
     "postgres": "authstore.adapters.postgres:backend",
     "mysql": "authstore.adapters.mysql:backend",
     "mariadb": "authstore.adapters.mysql:backend",
+    "redis": "authstore.adapters.redis:backend",
+    "rediss": "authstore.adapters.redis:backend",
+    "redis+unix": "authstore.adapters.redis:backend",
+    "redis+cluster": "authstore.adapters.redis:backend",
+    "redis+sentinel": "authstore.adapters.redis:backend",
 }
 """Also declared as entry points in pyproject.toml; listed here so a source checkout works too."""
 

@@ -10,7 +10,7 @@ values are bytes, TTLs positive floats or None, times are epoch seconds.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
 
 from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState
@@ -23,6 +23,8 @@ __all__ = [
     "Runner",
     "SessionOps",
     "TotpOps",
+    "drive",
+    "drive_async",
     "immediate",
     "run_immediate",
 ]
@@ -73,6 +75,41 @@ def run_immediate(op: Op[T]) -> T:
         return result
     op.close()
     _unexpected(command)
+
+
+C = TypeVar("C")
+
+
+def drive(program: Generator[C, Any, T], execute: Callable[[C], Any]) -> T:
+    """Run a program of driver requests: each request's result (or error) goes back in."""
+    try:
+        request = next(program)
+        while True:
+            try:
+                result = execute(request)
+            except BaseException as error:
+                request = program.throw(error)
+            else:
+                request = program.send(result)
+    except StopIteration as done:
+        value: T = done.value
+        return value
+
+
+async def drive_async(program: Generator[C, Any, T], execute: Callable[[C], Awaitable[Any]]) -> T:
+    """``drive`` with an awaited driver call: the only difference between the two."""
+    try:
+        request = next(program)
+        while True:
+            try:
+                result = await execute(request)
+            except BaseException as error:
+                request = program.throw(error)
+            else:
+                request = program.send(result)
+    except StopIteration as done:
+        value: T = done.value
+        return value
 
 
 def _unexpected(command: object) -> NoReturn:

@@ -10,11 +10,11 @@ async runner do not share is that one call.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Op, drive, drive_async
 from authstore.adapters.sql.commands import Begin, Fetch, Query
 from authstore.adapters.sql.dialect import Dialect
 
@@ -103,33 +103,3 @@ def statements(op: Op[T], dialect: Dialect, *, before: Program[None] | None = No
             with contextlib.suppress(Exception):
                 yield _control(dialect.rollback)
         raise
-
-
-def drive(program: Program[T], execute: Callable[[Statement], Any]) -> T:
-    try:
-        statement = next(program)
-        while True:
-            try:
-                result = execute(statement)
-            except BaseException as error:
-                statement = program.throw(error)
-            else:
-                statement = program.send(result)
-    except StopIteration as done:
-        value: T = done.value
-        return value
-
-
-async def drive_async(program: Program[T], execute: Callable[[Statement], Awaitable[Any]]) -> T:
-    try:
-        statement = next(program)
-        while True:
-            try:
-                result = await execute(statement)
-            except BaseException as error:
-                statement = program.throw(error)
-            else:
-                statement = program.send(result)
-    except StopIteration as done:
-        value: T = done.value
-        return value

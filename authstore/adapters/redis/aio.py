@@ -1,0 +1,70 @@
+"""The async Redis runner: redis.asyncio, its client made in the loop that first uses it.
+
+Every operation is bounded by ``timeout`` on the client side as a whole (connection
+wait, connect and reply), so a frozen server gives BackendUnavailableError in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeVar
+
+from authstore.adapters.common.ops import Op, drive_async
+from authstore.adapters.redis.execution import RedisRunnerBase, Request, make_client, requests
+from authstore.adapters.redis.settings import RedisSettings
+from authstore.contracts.errors import BackendUnavailableError
+from authstore.registry import require_module
+
+__all__ = ["AsyncRedisRunner"]
+
+T = TypeVar("T")
+
+
+class AsyncRedisRunner(RedisRunnerBase):
+    def __init__(self, settings: RedisSettings) -> None:
+        self._redis = require_module("redis.asyncio", "Redis", "redis")
+        super().__init__(settings, require_module("redis.exceptions", "Redis", "redis"))
+        self._client: Any = settings.client
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _client_here(self) -> Any:
+        """Our client belongs to one loop; a store used from a new loop starts over there
+        (the old loop's connections cannot be awaited from this one)."""
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        if self.owns_client and (self._client is None or self._loop is not loop):
+            self._client = make_client(self._redis, self.settings, asynchronous=True)
+            self._loop = loop
+        return self._client
+
+    async def run(self, op: Op[T]) -> T:
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                return await drive_async(requests(op), self._execute)
+        except TimeoutError as error:
+            raise BackendUnavailableError(
+                f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"
+            ) from error
+
+    async def _execute(self, request: Request) -> Any:
+        client = self._client_here()
+        try:
+            if isinstance(request, tuple):
+                return await client.execute_command(*request)
+            pipe = client.pipeline(transaction=not self._is_cluster_client(client))
+            for args in request:
+                pipe.execute_command(*args)
+            return await pipe.execute()
+        except self.errors.RedisError as error:
+            raise self._translate(error) from error
+
+    async def close(self) -> None:
+        self._closed = True
+        client, self._client = self._client, None
+        if client is None or not self.owns_client:
+            return
+        try:
+            if self._loop is asyncio.get_running_loop():
+                await asyncio.wait_for(client.aclose(), self.settings.timeout)
+        except Exception:  # noqa: S110 - a store that cannot say goodbye is closed all the same
+            pass

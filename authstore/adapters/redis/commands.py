@@ -1,0 +1,76 @@
+"""What Redis operations yield to a runner: a command, a Lua script call, or a batch.
+
+Scripts are package data files (``scripts/*.lua``) shared by the sync and async
+runners; a runner calls them by EVALSHA and sends the source once when the server
+answers NOSCRIPT (after a restart, a failover or SCRIPT FLUSH).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+__all__ = ["Batch", "Call", "Command", "Lua", "Script", "lua"]
+
+Arg = str | bytes | int | float
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One Redis command, e.g. ``Call(("GET", key))``."""
+
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Lua:
+    """A script file's source and SHA-1 (what EVALSHA names it by)."""
+
+    name: str
+    source: bytes
+    sha: str
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A script call; every key it touches shares ``keys[0]``'s hash slot (Redis Cluster)."""
+
+    lua: Lua
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+
+    def evalsha(self) -> tuple[Arg, ...]:
+        return ("EVALSHA", self.lua.sha, len(self.keys), *self.keys, *self.args)
+
+    def eval(self) -> tuple[Arg, ...]:
+        return ("EVAL", self.lua.source, len(self.keys), *self.keys, *self.args)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Several independent commands sent in one round trip (a pipeline); the result is
+    the list of their replies. On one server it runs as MULTI/EXEC; on a cluster each
+    command is atomic on its own node."""
+
+    calls: tuple[Call, ...]
+
+
+Command = Call | Script | Batch
+
+_PRELUDE = "_prelude.lua"
+_FAMILIES = {"session_": "_sessions.lua", "link_": "_links.lua", "totp_": "_totp.lua"}
+"""A store's scripts share its key layout and helpers, kept in one file each."""
+
+
+@cache
+def lua(name: str) -> Lua:
+    """The script ``scripts/<name>.lua`` after the shared prelude (clock, number format)
+    and its store's helpers."""
+    folder = resources.files("authstore.adapters.redis") / "scripts"
+    parts = [_PRELUDE]
+    parts += [helpers for start, helpers in _FAMILIES.items() if name.startswith(start)]
+    parts.append(f"{name}.lua")
+    source = b"\n".join((folder / part).read_bytes() for part in parts)
+    return Lua(name, source, hashlib.sha1(source, usedforsecurity=False).hexdigest())

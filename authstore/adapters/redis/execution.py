@@ -1,0 +1,170 @@
+"""How both Redis runners execute an operation, and what they share.
+
+``requests`` turns an operation's commands into driver requests: one command's
+arguments, or a list of them for a pipeline. A script goes as EVALSHA; when the
+server has not seen it (NOSCRIPT: a restart, a failover, SCRIPT FLUSH) the same
+request goes again as EVAL, which also loads it. The sync and async runners differ
+only in calling the driver with or without ``await``; the clients are built by one
+function from the ``redis`` or the ``redis.asyncio`` module, whose APIs mirror
+each other.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+from authstore.adapters.common.ops import Op
+from authstore.adapters.redis.commands import Batch, Call, Script
+from authstore.adapters.redis.settings import RedisSettings
+from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
+
+__all__ = ["Request", "RedisRunnerBase", "ScriptMissing", "make_client", "requests"]
+
+T = TypeVar("T")
+
+Request = tuple[Any, ...] | list[tuple[Any, ...]]
+"""One command's arguments, or a pipeline's commands."""
+
+CLUSTER_ATTEMPTS = 3
+"""Tries of a cluster command across MOVED redirections and slot-map refreshes."""
+
+_UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS")
+"""Error replies that mean "not now" (a failover, a restart) rather than "wrong"."""
+
+
+class ScriptMissing(BackendError):
+    """NOSCRIPT: the server does not have the script yet; it is sent with EVAL."""
+
+
+def requests(op: Op[T]) -> Generator[Request, Any, T]:
+    result: Any = None
+    try:
+        while True:
+            try:
+                command = op.send(result)
+            except StopIteration as done:
+                value: T = done.value
+                return value
+            if isinstance(command, Call):
+                result = yield command.args
+            elif isinstance(command, Script):
+                try:
+                    result = yield command.evalsha()
+                except ScriptMissing:
+                    result = yield command.eval()
+            elif isinstance(command, Batch):
+                result = yield [call.args for call in command.calls]
+            else:
+                raise TypeError(f"a Redis operation yielded {command!r}")
+    finally:
+        op.close()
+
+
+def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> Any:
+    """A client for the URL's topology; ``module`` is ``redis`` or ``redis.asyncio``.
+
+    Commands are never retried by the driver: a rate-limit hit or an increment sent
+    twice after a timeout would count twice. A cluster client still follows MOVED.
+    """
+    retry_class = importlib.import_module("redis.asyncio.retry" if asynchronous else "redis.retry")
+    no_backoff = importlib.import_module("redis.backoff").NoBackoff
+    common: dict[str, Any] = {
+        "username": settings.username,
+        "password": settings.password,
+        "socket_timeout": settings.timeout,
+        "socket_connect_timeout": settings.connect_timeout,
+        "retry": retry_class.Retry(no_backoff(), 0),
+        "client_name": "authstore",
+    }
+    tls = dict(settings.ssl)
+    if settings.topology == "cluster":
+        cluster = module.cluster
+        nodes = [cluster.ClusterNode(host, port) for host, port in settings.hosts]
+        if settings.tls:
+            common.update(ssl=True, **tls)
+        common.pop("retry")
+        return cluster.RedisCluster(
+            startup_nodes=nodes, cluster_error_retry_attempts=CLUSTER_ATTEMPTS, **common
+        )
+    if settings.topology == "sentinel":
+        sentinel_kwargs = {
+            "password": settings.sentinel_password,
+            "socket_timeout": settings.timeout,
+            "socket_connect_timeout": settings.connect_timeout,
+        }
+        if settings.tls:
+            common.update(ssl=True, **tls)
+            sentinel_kwargs.update(ssl=True, **tls)
+        sentinel = module.sentinel.Sentinel(
+            list(settings.hosts), sentinel_kwargs=sentinel_kwargs, **common
+        )
+        return sentinel.master_for(settings.service, db=settings.db)
+    connection: dict[str, Any] = {**common, "db": settings.db}
+    if settings.unix_socket is not None:
+        connection.update(connection_class=module.UnixDomainSocketConnection)
+        connection.update(path=settings.unix_socket)
+    else:
+        (host, port), *more = settings.hosts
+        if more:
+            raise ConfigurationError(
+                "a redis:// URL names one server; use redis+cluster:// or redis+sentinel://"
+            )
+        connection.update(host=host, port=port)
+        if settings.tls:
+            connection.update(connection_class=module.SSLConnection, **tls)
+    pool = module.BlockingConnectionPool(
+        max_connections=settings.pool_size, timeout=settings.timeout, **connection
+    )
+    return module.Redis(connection_pool=pool)
+
+
+class RedisRunnerBase:
+    """What both runners share: settings, the driver's errors and how they become ours."""
+
+    def __init__(self, settings: RedisSettings, errors: Any) -> None:
+        self.settings = settings
+        self.errors = errors
+        """``redis.exceptions``: the driver's errors (shared by its sync and async APIs)."""
+        self.cluster = settings.topology == "cluster"
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.settings.display} db={self.settings.db}>"
+
+    @property
+    def owns_client(self) -> bool:
+        return self.settings.client is None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("this Redis store is closed")
+
+    def _is_cluster_client(self, client: Any) -> bool:
+        return type(client).__name__ == "RedisCluster"
+
+    def _translate(self, error: BaseException) -> BackendError:
+        errors = self.errors
+        if isinstance(error, errors.NoScriptError):
+            return ScriptMissing("NOSCRIPT")
+        text = str(error).strip() or type(error).__name__
+        for secret in self.settings.secrets:
+            text = text.replace(secret, "***")
+        message = f"redis ({self.settings.display}): {text}"
+        unavailable = (
+            errors.ConnectionError,
+            errors.TimeoutError,
+            errors.ReadOnlyError,
+            errors.ClusterError,
+            errors.MasterDownError,
+            errors.TryAgainError,
+            errors.SlotNotCoveredError,
+        )
+        if isinstance(error, errors.AuthenticationError):
+            return BackendError(message)
+        if isinstance(error, (*unavailable, TimeoutError, ConnectionError)) or text.startswith(
+            _UNAVAILABLE_REPLIES
+        ):
+            return BackendUnavailableError(message)
+        return BackendError(message)

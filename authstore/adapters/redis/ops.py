@@ -1,0 +1,378 @@
+"""The four contracts' operations on Redis, written once for the sync and async runners.
+
+A single-record operation is one command or one Lua script (atomic, one round
+trip); scripts read the server's clock. Keys an operation touches together share
+a hash tag, so every script runs on Redis Cluster too: a cache entry is its own
+key, one user's TOTP state sits under that user's tag, and the sessions and magic
+links of a namespace sit under the namespace's tag, because a lookup by token must
+reach the user's other sessions (``max_sessions``, ``revoke_all``) in the same
+atomic step without knowing the user first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from authstore.adapters.common.ops import FixedWindowState, GcraState, Op, SlidingWindowState
+from authstore.adapters.common.ratelimit import EPSILON
+from authstore.adapters.redis.commands import Batch, Call, Script, lua
+from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState, from_epoch
+
+__all__ = [
+    "RedisCacheOps",
+    "RedisMagicLinkOps",
+    "RedisSessionOps",
+    "RedisTotpOps",
+    "milliseconds",
+]
+
+NONE = ""
+"""Stands for None in script arguments: every optional text authstore stores is non-empty."""
+
+
+def milliseconds(ttl: float | None) -> str:
+    """A TTL for PX / PEXPIRE: whole milliseconds, never shorter than asked (at least 1)."""
+    if ttl is None:
+        return NONE
+    return str(max(1, math.ceil(round(ttl * 1000, 6))))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else bytes(value).decode("utf-8")
+
+
+def _epoch(value: Any) -> float:
+    return float(value)
+
+
+def _optional(value: str | None) -> str:
+    return NONE if value is None else value
+
+
+class RedisCacheOps:
+    """Keys arrive namespaced (``namespace:kind:key``) and are used as they are."""
+
+    def __init__(self, *, cluster: bool = False) -> None:
+        self.cluster = cluster
+
+    def __repr__(self) -> str:
+        return "<RedisCacheOps>"
+
+    def get(self, key: str) -> Op[bytes | None]:
+        raw: bytes | None = yield Call(("GET", key))
+        return raw
+
+    def get_many(self, keys: list[str]) -> Op[dict[str, bytes]]:
+        found: list[bytes | None] = yield Batch(tuple(Call(("GET", key)) for key in keys))
+        return {key: raw for key, raw in zip(keys, found, strict=True) if raw is not None}
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> Op[None]:
+        yield Call(_set(key, value, ttl))
+
+    def set_many(self, items: dict[str, bytes], ttl: float | None) -> Op[None]:
+        yield Batch(tuple(Call(_set(key, value, ttl)) for key, value in items.items()))
+
+    def add(self, key: str, value: bytes, ttl: float | None) -> Op[bool]:
+        written = yield Call((*_set(key, value, ttl), "NX"))
+        return written is not None
+
+    def delete(self, key: str) -> Op[bool]:
+        deleted: int = yield Call(("DEL", key))
+        return deleted > 0
+
+    def delete_many(self, keys: list[str]) -> Op[int]:
+        deleted: list[int] = yield Batch(tuple(Call(("DEL", key)) for key in keys))
+        return sum(deleted)
+
+    def exists(self, key: str) -> Op[bool]:
+        found: int = yield Call(("EXISTS", key))
+        return found > 0
+
+    def incr(self, key: str, delta: int, ttl: float | None) -> Op[int]:
+        value = yield Script(lua("incr"), (key,), (str(delta), milliseconds(ttl)))
+        if value is None:
+            raise ValueError("the cached value is not an integer, or adding delta leaves 64 bits")
+        return int(value)
+
+    def expire(self, key: str, ttl: float | None) -> Op[bool]:
+        applied: int = yield Script(lua("expire"), (key,), (milliseconds(ttl),))
+        return applied == 1
+
+    def ttl(self, key: str) -> Op[float | None]:
+        remaining: int = yield Call(("PTTL", key))
+        if remaining == -2:
+            return None
+        return math.inf if remaining == -1 else remaining / 1000
+
+    def raise_to(self, key: str, at: float | None, ttl: float | None) -> Op[float]:
+        at_text = NONE if at is None else repr(at)
+        stored = yield Script(lua("raise_to"), (key,), (at_text, milliseconds(ttl)))
+        return float(stored)
+
+    def read_epoch(self, key: str) -> Op[float | None]:
+        raw = yield Call(("GET", key))
+        return None if raw is None else float(raw)
+
+    def fixed_window(self, key: str, limit: int, window: float, cost: int) -> Op[FixedWindowState]:
+        reply = yield Script(lua("fixed_window"), (key,), (limit, repr(window), cost))
+        allowed, count, end, now = reply
+        return allowed == 1, int(count), float(end), float(now)
+
+    def sliding_window(
+        self, key: str, limit: int, window: float, cost: int
+    ) -> Op[SlidingWindowState]:
+        slack = repr(limit * (1 + EPSILON))
+        reply = yield Script(lua("sliding_window"), (key,), (slack, repr(window), cost))
+        allowed, previous, current, start, now = reply
+        return allowed == 1, int(previous), int(current), float(start), float(now)
+
+    def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]:
+        slack = repr(window * (1 + EPSILON))
+        reply = yield Script(lua("gcra"), (key,), (limit, repr(window), cost, slack))
+        allowed, anchor, units, now = reply
+        return allowed == 1, float(anchor), int(units), float(now)
+
+    def purge_expired(self) -> Op[int]:
+        """Redis expires every cache entry and limiter itself: nothing is left to purge."""
+        return 0
+        yield  # pragma: no cover - makes this a generator function
+
+
+def _set(key: str, value: bytes, ttl: float | None) -> tuple[str | bytes, ...]:
+    if ttl is None:
+        return ("SET", key, value)
+    return ("SET", key, value, "PX", milliseconds(ttl))
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+def _session(row: Sequence[Any]) -> SessionRecord:
+    public_id, user, created, seen, expires, device, app, ip, agent, meta = row
+    return SessionRecord(
+        id=bytes(public_id).decode(),
+        user_id=bytes(user).decode(),
+        created_at=from_epoch(_epoch(created)),
+        last_seen_at=from_epoch(_epoch(seen)),
+        expires_at=from_epoch(_epoch(expires)),
+        device_id=_text(device),
+        application_id=_text(app),
+        ip_address=_text(ip),
+        user_agent=_text(agent),
+        metadata=json.loads(meta),
+    )
+
+
+class _TaggedOps:
+    """Ops whose keys all sit under one hash tag per namespace and store kind."""
+
+    kind = ""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.prefix = f"{{{namespace}:{self.kind}}}:"
+        self._anchor = self.prefix + "seq"
+        """Names the tag's slot for a script whose keys are built inside it."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} namespace={self.namespace!r}>"
+
+    def _script(self, name: str, *args: str | bytes | int) -> Script:
+        return Script(lua(name), (self._anchor,), (self.prefix, *args))
+
+
+class RedisSessionOps(_TaggedOps):
+    kind = "sessions"
+
+    def create(
+        self,
+        *,
+        token_hash: str,
+        session_id: str,
+        user_id: str,
+        device_id: str | None,
+        application_id: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        metadata: str,
+        ttl: float,
+        max_sessions: int | None,
+    ) -> Op[SessionRecord]:
+        row = yield self._script(
+            "session_create",
+            token_hash,
+            session_id,
+            user_id,
+            repr(ttl),
+            NONE if max_sessions is None else str(max_sessions),
+            _optional(device_id),
+            _optional(application_id),
+            _optional(ip_address),
+            _optional(user_agent),
+            metadata,
+        )
+        return _session(row)
+
+    def get(self, token_hash: str) -> Op[SessionRecord | None]:
+        row = yield self._script("session_get", token_hash)
+        return None if row is None else _session(row)
+
+    def touch(self, token_hash: str, ttl: float | None) -> Op[SessionRecord | None]:
+        ttl_text = NONE if ttl is None else repr(ttl)
+        row = yield self._script("session_touch", token_hash, ttl_text)
+        return None if row is None else _session(row)
+
+    def revoke(self, token_hash: str) -> Op[bool]:
+        revoked: int = yield self._script("session_revoke", token_hash, NONE, NONE)
+        return revoked == 1
+
+    def revoke_by_id(self, session_id: str, user_id: str | None) -> Op[bool]:
+        revoked: int = yield self._script("session_revoke", NONE, session_id, _optional(user_id))
+        return revoked == 1
+
+    def revoke_all(self, user_id: str, except_hash: str | None, except_id: str | None) -> Op[int]:
+        revoked: int = yield self._script(
+            "session_revoke_all", user_id, _optional(except_hash), _optional(except_id)
+        )
+        return revoked
+
+    def list(self, user_id: str) -> Op[list[SessionRecord]]:
+        rows = yield self._script("session_list", user_id, "list")
+        return [_session(row) for row in rows]
+
+    def count(self, user_id: str) -> Op[int]:
+        found: int = yield self._script("session_list", user_id, "count")
+        return found
+
+    def purge_expired(self) -> Op[int]:
+        """Sessions expire by themselves in Redis; indexes are pruned by every script
+        that reads them and expire with their last session."""
+        return 0
+        yield  # pragma: no cover - makes this a generator function
+
+
+# --- TOTP -------------------------------------------------------------------------------
+
+
+class RedisTotpOps:
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def __repr__(self) -> str:
+        return f"<RedisTotpOps namespace={self.namespace!r}>"
+
+    def _keys(self, user_id: str) -> tuple[str, str]:
+        tag = f"{{{self.namespace}:totp:{user_id}}}"
+        return f"{tag}:s", f"{tag}:c"
+
+    def _script(self, name: str, user_id: str, *args: str | bytes) -> Script:
+        return Script(lua(name), self._keys(user_id), args)
+
+    def save_pending(self, user_id: str, secret: bytes) -> Op[None]:
+        yield self._script("totp_save_pending", user_id, secret)
+
+    def enable(self, user_id: str) -> Op[bool]:
+        enabled: int = yield self._script("totp_enable", user_id)
+        return enabled == 1
+
+    def disable(self, user_id: str) -> Op[bool]:
+        existed: int = yield self._script("totp_disable", user_id)
+        return existed == 1
+
+    def load(self, user_id: str) -> Op[TotpState | None]:
+        row = yield self._script("totp_load", user_id)
+        if row is None:
+            return None
+        enabled, secret, pending, last_step, created, updated, enabled_at, codes = row
+        return TotpState(
+            user_id=user_id,
+            enabled=enabled == b"1",
+            secret=None if secret is None else bytes(secret),
+            pending_secret=None if pending is None else bytes(pending),
+            last_step=None if last_step is None else int(last_step),
+            backup_codes_left=int(codes),
+            created_at=from_epoch(_epoch(created)),
+            updated_at=from_epoch(_epoch(updated)),
+            enabled_at=None if enabled_at is None else from_epoch(_epoch(enabled_at)),
+        )
+
+    def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> Op[None]:
+        yield self._script("totp_replace_codes", user_id, *code_hashes)
+
+    def use_backup_code(self, user_id: str, code_hash: str) -> Op[bool]:
+        # One SREM: among concurrent callers only one removes the member.
+        removed: int = yield Call(("SREM", self._keys(user_id)[1], code_hash))
+        return removed == 1
+
+    def claim_step(self, user_id: str, step: int) -> Op[bool]:
+        claimed: int = yield self._script("totp_claim_step", user_id, str(step))
+        return claimed == 1
+
+
+# --- magic links ------------------------------------------------------------------------
+
+
+def _link(row: Sequence[Any]) -> MagicLinkRecord:
+    public_id, user, email, created, expires, app, ip, agent, consumed = row
+    return MagicLinkRecord(
+        id=bytes(public_id).decode(),
+        user_id=bytes(user).decode(),
+        email=bytes(email).decode(),
+        created_at=from_epoch(_epoch(created)),
+        expires_at=from_epoch(_epoch(expires)),
+        application_id=_text(app),
+        ip_address=_text(ip),
+        user_agent=_text(agent),
+        consumed_at=None if consumed is None else from_epoch(_epoch(consumed)),
+    )
+
+
+class RedisMagicLinkOps(_TaggedOps):
+    kind = "links"
+
+    def issue(
+        self,
+        *,
+        token_hash: str,
+        link_id: str,
+        user_id: str,
+        email: str,
+        ttl: float,
+        application_id: str | None,
+        ip_address: str | None,
+        user_agent: str | None,
+        revoke_previous: bool,
+    ) -> Op[MagicLinkRecord]:
+        row = yield self._script(
+            "link_issue",
+            token_hash,
+            link_id,
+            user_id,
+            email,
+            repr(ttl),
+            _optional(application_id),
+            _optional(ip_address),
+            _optional(user_agent),
+            "1" if revoke_previous else "0",
+        )
+        return _link(row)
+
+    def peek(self, token_hash: str) -> Op[MagicLinkRecord | None]:
+        row = yield self._script("link_peek", token_hash)
+        return None if row is None else _link(row)
+
+    def consume(self, token_hash: str, application_id: str | None) -> Op[MagicLinkRecord | None]:
+        row = yield self._script("link_consume", token_hash, _optional(application_id))
+        return None if row is None else _link(row)
+
+    def revoke_user(self, user_id: str) -> Op[int]:
+        revoked: int = yield self._script("link_revoke_user", user_id)
+        return revoked
+
+    def purge_expired(self) -> Op[int]:
+        """Links expire by themselves in Redis (a consumed one at its own expiry)."""
+        return 0
+        yield  # pragma: no cover - makes this a generator function

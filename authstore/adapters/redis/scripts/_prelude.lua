@@ -1,0 +1,32 @@
+-- Shared by every authstore script (prepended when the script is loaded).
+-- Times are epoch seconds read from the server's own clock (TIME), never the client's.
+-- Floats leave a script as strings: Redis turns a Lua number reply into an integer,
+-- and redis.call() formats a number argument with only 14 significant digits.
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+-- An absolute expiry for PEXPIREAT / PXAT: whole milliseconds, never earlier than asked.
+local function ms(at)
+  return string.format('%.0f', math.ceil(at * 1000))
+end
+
+-- Keep a key at least until `at` (an index outlives every member it lists).
+local function extend_to(key, at)
+  local current = redis.call('PEXPIRETIME', key)
+  local wanted = math.ceil(at * 1000)
+  if current >= 0 and current < wanted or current == -1 then
+    redis.call('PEXPIREAT', key, ms(at))
+  end
+end
+
+-- Non-negative decimal integers of any size, compared without going through doubles.
+local function int_less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end

@@ -1,0 +1,49 @@
+-- Sessions of one namespace live under one hash tag, ARGV[1] = '{<namespace>:sessions}:':
+--   <tag>t:<token hash>  hash: the session (fields below), expires physically at its end
+--   <tag>u:<user id>     sorted set: the user's token hashes by creation order (index)
+--   <tag>i:<public id>   the token hash of a public id (revoke_by_id)
+--   <tag>seq             creation counter (orders sessions created in one microsecond)
+-- Every script that reads an index drops the members whose session is gone or over,
+-- and an index expires with the last session it lists.
+local FIELDS = {'id', 'user', 'created', 'seen', 'expires', 'device', 'app', 'ip', 'agent', 'meta'}
+local prefix = ARGV[1]
+
+local function data_key(hash) return prefix .. 't:' .. hash end
+local function index_key(user) return prefix .. 'u:' .. user end
+
+local function record(key)
+  return redis.call('HMGET', key, unpack(FIELDS))
+end
+
+-- The session's user when it is live at `now`, else nil.
+local function live_user(hash, now)
+  local row = redis.call('HMGET', data_key(hash), 'user', 'expires')
+  if row[1] and tonumber(row[2]) > now then
+    return row[1]
+  end
+  return nil
+end
+
+local function drop(hash, user)
+  local key = data_key(hash)
+  local public_id = redis.call('HGET', key, 'id')
+  redis.call('DEL', key)
+  if public_id then
+    redis.call('DEL', prefix .. 'i:' .. public_id)
+  end
+  redis.call('ZREM', index_key(user), hash)
+end
+
+-- The user's live sessions, newest first; stale members leave the index on the way.
+local function live_hashes(user, now)
+  local index = index_key(user)
+  local found = {}
+  for _, hash in ipairs(redis.call('ZREVRANGE', index, 0, -1)) do
+    if live_user(hash, now) then
+      found[#found + 1] = hash
+    else
+      drop(hash, user)
+    end
+  end
+  return found
+end

@@ -1,0 +1,13 @@
+-- ARGV: prefix, token hash, application id ('' = none). Single use: the one caller
+-- that finds the link usable (and bound to this application) marks it consumed.
+local hash = ARGV[2]
+local now = clock()
+if status(hash, now) ~= 'usable' then
+  return false
+end
+local key = data_key(hash)
+if (redis.call('HGET', key, 'app') or '') ~= ARGV[3] then
+  return false
+end
+redis.call('HSET', key, 'consumed', num(now))
+return record(key)

@@ -1,0 +1,23 @@
+-- ARGV: prefix, token hash, public id, user, email, ttl (s), app, ip, agent ('' = none),
+-- revoke previous ('1' or '0'). The previous unused links go in the same atomic step.
+local hash, user = ARGV[2], ARGV[4]
+local now = clock()
+local expires = now + tonumber(ARGV[6])
+if ARGV[10] == '1' then
+  revoke_unused(user, now, false)
+end
+local key = data_key(hash)
+redis.call('DEL', key)
+redis.call('HSET', key, 'id', ARGV[3], 'user', user, 'email', ARGV[5], 'created', num(now),
+  'expires', num(expires))
+local optional = {app = ARGV[7], ip = ARGV[8], agent = ARGV[9]}
+for field, value in pairs(optional) do
+  if value ~= '' then
+    redis.call('HSET', key, field, value)
+  end
+end
+redis.call('PEXPIREAT', key, ms(expires))
+local index = index_key(user)
+redis.call('SADD', index, hash)
+extend_to(index, expires)
+return record(key)

@@ -1,0 +1,5 @@
+-- ARGV: prefix, token hash. The link while usable, else false.
+if status(ARGV[2], clock()) ~= 'usable' then
+  return false
+end
+return record(data_key(ARGV[2]))

@@ -1,0 +1,2 @@
+-- ARGV: prefix, user. How many usable links were revoked.
+return revoke_unused(ARGV[2], clock(), true)

@@ -1,0 +1,6 @@
+-- ARGV: prefix, token hash. The session, or false when missing or over.
+local hash = ARGV[2]
+if not live_user(hash, clock()) then
+  return false
+end
+return record(data_key(hash))

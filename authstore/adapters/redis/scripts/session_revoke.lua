@@ -1,0 +1,15 @@
+-- ARGV: prefix, token hash ('' = look it up by public id), public id, owner ('' = any).
+-- 1 when a live session was revoked.
+local hash = ARGV[2]
+if hash == '' then
+  hash = redis.call('GET', prefix .. 'i:' .. ARGV[3])
+  if not hash then
+    return 0
+  end
+end
+local user = live_user(hash, clock())
+if not user or (ARGV[4] ~= '' and user ~= ARGV[4]) then
+  return 0
+end
+drop(hash, user)
+return 1

@@ -1,0 +1,11 @@
+-- ARGV: prefix, user, except token hash ('' = none), except public id ('' = none).
+-- Returns how many live sessions were revoked.
+local user, keep_hash, keep_id = ARGV[2], ARGV[3], ARGV[4]
+local revoked = 0
+for _, hash in ipairs(live_hashes(user, clock())) do
+  if hash ~= keep_hash and redis.call('HGET', data_key(hash), 'id') ~= keep_id then
+    drop(hash, user)
+    revoked = revoked + 1
+  end
+end
+return revoked

@@ -1,0 +1,17 @@
+-- ARGV: prefix, token hash, new ttl (s, '' = keep the expiry). Marks the session seen.
+local hash = ARGV[2]
+local now = clock()
+local user = live_user(hash, now)
+if not user then
+  return false
+end
+local key = data_key(hash)
+redis.call('HSET', key, 'seen', num(now))
+if ARGV[3] ~= '' then
+  local expires = now + tonumber(ARGV[3])
+  redis.call('HSET', key, 'expires', num(expires))
+  redis.call('PEXPIREAT', key, ms(expires))
+  redis.call('PEXPIREAT', prefix .. 'i:' .. redis.call('HGET', key, 'id'), ms(expires))
+  extend_to(index_key(user), expires)
+end
+return record(key)

@@ -1,0 +1,54 @@
+"""The sync Redis runner: redis-py, thread-safe (a blocking pool of connections)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, TypeVar
+
+from authstore.adapters.common.ops import Op, drive
+from authstore.adapters.redis.execution import RedisRunnerBase, Request, make_client, requests
+from authstore.adapters.redis.settings import RedisSettings
+from authstore.registry import require_module
+
+__all__ = ["SyncRedisRunner"]
+
+T = TypeVar("T")
+
+
+class SyncRedisRunner(RedisRunnerBase):
+    def __init__(self, settings: RedisSettings) -> None:
+        self._redis = require_module("redis", "Redis", "redis")
+        super().__init__(settings, require_module("redis.exceptions", "Redis", "redis"))
+        self._client: Any = settings.client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client, made at first use."""
+        self._check_open()
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = make_client(self._redis, self.settings, asynchronous=False)
+        return self._client
+
+    def run(self, op: Op[T]) -> T:
+        return drive(requests(op), self._execute)
+
+    def _execute(self, request: Request) -> Any:
+        client = self.client
+        try:
+            if isinstance(request, tuple):
+                return client.execute_command(*request)
+            pipe = client.pipeline(transaction=not self._is_cluster_client(client))
+            for args in request:
+                pipe.execute_command(*args)
+            return pipe.execute()
+        except self.errors.RedisError as error:
+            raise self._translate(error) from error
+
+    def close(self) -> None:
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None and self.owns_client:
+            client.close()
