@@ -26,15 +26,25 @@ class AsyncRedisRunner(RedisRunnerBase):
         super().__init__(settings, require_module("redis.exceptions", "Redis", "redis"))
         self._client: Any = settings.client
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._ready = asyncio.Lock()
 
-    def _client_here(self) -> Any:
+    async def _client_here(self) -> Any:
         """Our client belongs to one loop; a store used from a new loop starts over there
         (the old loop's connections cannot be awaited from this one)."""
         self._check_open()
         loop = asyncio.get_running_loop()
         if self.owns_client and (self._client is None or self._loop is not loop):
-            self._client = make_client(self._redis, self.settings, asynchronous=True)
-            self._loop = loop
+            if self._loop is not loop:
+                self._loop, self._ready = loop, asyncio.Lock()
+            async with self._ready:
+                if self._client is None or self._client_loop is not loop:
+                    client = make_client(self._redis, self.settings, asynchronous=True)
+                    if self.cluster:
+                        # Learn the slot map once, before concurrent commands: redis-py
+                        # replaces the startup nodes' connections while others use them.
+                        await client.initialize()
+                    self._client, self._client_loop = client, loop
         return self._client
 
     async def run(self, op: Op[T]) -> T:
@@ -47,7 +57,7 @@ class AsyncRedisRunner(RedisRunnerBase):
             ) from error
 
     async def _execute(self, request: Request) -> Any:
-        client = self._client_here()
+        client = await self._client_here()
         try:
             if isinstance(request, tuple):
                 return await client.execute_command(*request)
@@ -64,7 +74,7 @@ class AsyncRedisRunner(RedisRunnerBase):
         if client is None or not self.owns_client:
             return
         try:
-            if self._loop is asyncio.get_running_loop():
+            if self._client_loop is asyncio.get_running_loop():
                 await asyncio.wait_for(client.aclose(), self.settings.timeout)
         except Exception:  # noqa: S110 - a store that cannot say goodbye is closed all the same
             pass

@@ -27,9 +27,6 @@ T = TypeVar("T")
 Request = tuple[Any, ...] | list[tuple[Any, ...]]
 """One command's arguments, or a pipeline's commands."""
 
-CLUSTER_ATTEMPTS = 3
-"""Tries of a cluster command across MOVED redirections and slot-map refreshes."""
-
 _UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS")
 """Error replies that mean "not now" (a failover, a restart) rather than "wrong"."""
 
@@ -84,10 +81,7 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
         nodes = [cluster.ClusterNode(host, port) for host, port in settings.hosts]
         if settings.tls:
             common.update(ssl=True, **tls)
-        common.pop("retry")
-        return cluster.RedisCluster(
-            startup_nodes=nodes, cluster_error_retry_attempts=CLUSTER_ATTEMPTS, **common
-        )
+        return cluster.RedisCluster(startup_nodes=nodes, **common)
     if settings.topology == "sentinel":
         sentinel_kwargs = {
             "password": settings.sentinel_password,
