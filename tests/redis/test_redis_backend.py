@@ -1,0 +1,404 @@
+"""What the Redis backend adds to the contract: URLs, round trips, clients, scripts, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from authstore import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    open_async_cache,
+    open_async_sessions,
+    open_cache,
+    open_magic_links,
+    open_sessions,
+    open_totp,
+)
+from authstore.adapters.redis.backend import backend, eviction_warning
+from authstore.adapters.redis.commands import lua
+from authstore.adapters.redis.settings import parse_settings
+from authstore.registry import StoreURL
+
+
+def _namespace() -> str:
+    return "t" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def raw(single_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(single_url)
+    yield client
+    client.close()
+
+
+# --- URLs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://h:6380/3", {"topology": "single", "hosts": (("h", 6380),), "db": 3}),
+        ("redis://", {"hosts": (("127.0.0.1", 6379),), "db": 0}),
+        ("redis://h?db=2", {"db": 2}),
+        ("rediss://h/0?ssl_ca_certs=/ca.pem", {"tls": True}),
+        ("redis+unix:///run/r.sock?db=4", {"unix_socket": "/run/r.sock", "db": 4}),
+        (
+            "redis+cluster://a:7001,b:7002",
+            {"topology": "cluster", "hosts": (("a", 7001), ("b", 7002))},
+        ),
+        (
+            "redis+sentinel://s1,s2:26380/mymaster/2",
+            {
+                "topology": "sentinel",
+                "service": "mymaster",
+                "db": 2,
+                "hosts": (("s1", 26379), ("s2", 26380)),
+            },
+        ),
+        ("redis://h?namespace=app1&timeout=0.5&pool_size=3", {"namespace": "app1", "timeout": 0.5}),
+    ],
+)
+def test_urls(url: str, expected: dict[str, Any]) -> None:
+    settings = parse_settings(StoreURL.parse(url))
+    for name, value in expected.items():
+        assert getattr(settings, name) == value, name
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h/x",
+        "redis://h/1?db=2",
+        "redis+cluster://a:1/1",
+        "redis+cluster://",
+        "redis+sentinel://s1",
+        "redis+unix://host/path",
+        "redis://h?bogus=1",
+        "redis://h?timeout=-1",
+        "redis://h?namespace=a:b",
+        "rediss://h?ssl_cert_reqs=maybe",
+        "redis://h?ssl_ca_certs=/ca.pem",  # TLS options without TLS are a typo
+        "redis://a:1,b:2",
+    ],
+)
+def test_bad_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        open_cache(url).get("k")
+
+
+def test_password_never_shown(single_url: str) -> None:
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    store = open_cache(f"redis://user:{secret}@127.0.0.1:6379/0?timeout=1")
+    assert secret not in repr(store)
+    with pytest.raises(BackendError) as caught:
+        store.get("k")
+    assert secret not in str(caught.value)
+    assert secret not in repr(caught.value)
+    store.close()
+
+
+def test_importing_the_backend_imports_no_driver() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, authstore.adapters.redis, authstore;"
+        "authstore.registry.backend_for('redis://h');"
+        "assert 'redis.client' not in sys.modules, 'driver imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- scripts, keys, clocks ----------------------------------------------------------------
+
+
+def test_scripts_are_package_data_and_reload_after_flush(single_url: str, raw: redis.Redis) -> None:
+    assert lua("gcra").source.startswith(b"-- Shared by every authstore script")
+    with open_cache(single_url, namespace=_namespace()) as cache:
+        assert cache.check_rate_limit("k", 5, 60).allowed
+        raw.script_flush()  # a restart or a failover forgets the scripts: NOSCRIPT
+        result = cache.check_rate_limit("k", 5, 60)
+        assert result.allowed and result.remaining == 3
+
+
+def test_ttl_from_pttl_and_server_clock(single_url: str, raw: redis.Redis) -> None:
+    namespace = _namespace()
+    with open_cache(single_url, namespace=namespace) as cache:
+        cache.set("k", 1, ttl=12.5)
+        assert 12.0 < (cache.ttl("k") or 0) <= 12.5
+        assert raw.pttl(f"{namespace}:k:k") > 12_000
+        cache.set("forever", 1)
+        assert cache.ttl("forever") == math.inf
+        before = time.time()
+        revoked = cache.revoke_user_tokens("u")
+        server_now = sum(int(x) / 10**6 if i else int(x) for i, x in enumerate(raw.time()))
+        assert abs(revoked.timestamp() - server_now) < 1
+        assert revoked.timestamp() % 1 != 0 or before % 1 == 0  # sub-second, not whole seconds
+
+
+def test_no_keys_command_and_every_key_namespaced(single_url: str, raw: redis.Redis) -> None:
+    namespace = _namespace()
+    with (
+        open_cache(single_url, namespace=namespace) as cache,
+        open_sessions(single_url, namespace=namespace) as sessions,
+        open_totp(single_url, namespace=namespace) as totp,
+        open_magic_links(single_url, namespace=namespace) as links,
+    ):
+        cache.set("k", "v")
+        cache.check_rate_limit("k", 3, 60, algorithm="gcra")
+        cache.add_to_blacklist("jti", 60)
+        sessions.create("alice", ttl=60)
+        totp.save_pending("alice", b"x")
+        links.issue("alice", "a@example.com", ttl=60)
+        keys = sorted(k.decode() for k in raw.scan_iter(match=f"*{namespace}*", count=1000))
+        assert all(k.startswith((f"{namespace}:", f"{{{namespace}:")) for k in keys), keys
+        assert len(keys) >= 8
+    for name in ("session_create", "link_issue", "gcra", "raise_to"):
+        assert b"'KEYS'" not in lua(name).source
+
+
+def test_session_index_never_keeps_stale_members(single_url: str, raw: redis.Redis) -> None:
+    namespace = _namespace()
+    index = f"{{{namespace}:sessions}}:u:alice"
+    with open_sessions(single_url, namespace=namespace) as sessions:
+        for _ in range(3):
+            sessions.create("alice", ttl=0.2)
+        _, token = sessions.create("alice", ttl=60)
+        assert raw.zcard(index) == 4
+        time.sleep(0.35)
+        assert sessions.count("alice") == 1  # reading the index prunes the expired members
+        assert raw.zcard(index) == 1
+        assert sessions.revoke(token)
+        assert raw.zcard(index) == 0
+        assert raw.pttl(index) == -2  # the index goes with its last session
+        sessions.create("bob", ttl=0.2)
+        assert (
+            0 < raw.pttl(f"{{{namespace}:sessions}}:u:bob") <= 201
+        )  # and expires with it (ms, rounded up)
+
+
+def test_eviction_policy_is_reported() -> None:
+    assert eviction_warning("noeviction") is None
+    warning = eviction_warning("allkeys-lru")
+    assert warning is not None and "noeviction" in warning
+
+
+def test_migrate_reports_policy_and_persistence(single_url: str, raw: redis.Redis) -> None:
+    policy = raw.config_get("maxmemory-policy")["maxmemory-policy"]
+    try:
+        raw.config_set("maxmemory-policy", "allkeys-lru")
+        with pytest.warns(UserWarning, match="noeviction"):
+            report = backend.migrate(StoreURL.parse(single_url))
+        assert any("WARNING" in line for line in report)
+    finally:
+        raw.config_set("maxmemory-policy", policy)
+    assert not any("WARNING" in line for line in backend.migrate(StoreURL.parse(single_url)))
+
+
+def test_incr_refuses_non_integers_and_overflow(single_url: str) -> None:
+    with open_cache(single_url, namespace=_namespace()) as cache:
+        cache.set("f", 1.5)
+        with pytest.raises(ValueError, match="not an integer"):
+            cache.incr("f")
+        cache.set("big", 2**63 - 2)
+        assert cache.incr("big") == 2**63 - 1
+        with pytest.raises(ValueError):
+            cache.incr("big")
+        assert cache.get("big") == 2**63 - 1  # nothing changed
+
+
+# --- clients ------------------------------------------------------------------------------
+
+
+def test_existing_sync_client_is_used_and_not_closed(single_url: str) -> None:
+    client = redis.Redis.from_url(single_url)
+    with open_cache("redis://", client=client, namespace=_namespace()) as cache:
+        cache.set("k", 1)
+        assert cache.get("k") == 1
+    assert client.ping()  # still usable: authstore never closes a caller's client
+    client.close()
+    with pytest.raises(ConfigurationError):
+        open_cache(single_url, client=client)
+
+
+def test_existing_async_client(single_url: str) -> None:
+    async def main() -> None:
+        client = redis.asyncio.Redis.from_url(single_url)
+        store = open_async_sessions("redis://", client=client, namespace=_namespace())
+        record, token = await store.create("alice", ttl=60)
+        assert (await store.get(token)) == record
+        await store.aclose()
+        assert await client.ping()
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_async_store_survives_a_new_event_loop(single_url: str) -> None:
+    store = open_async_cache(single_url, namespace=_namespace())
+
+    async def hit() -> bool:
+        return (await store.check_rate_limit("k", 10, 60)).allowed
+
+    assert asyncio.run(hit())
+    assert asyncio.run(hit())  # another loop: the store starts a client there
+    asyncio.run(store.aclose())
+
+
+# --- round trips on the wire ----------------------------------------------------------------
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.sent = 0
+
+
+def _counting_client(url: str, asynchronous: bool) -> tuple[Any, _Counter]:
+    """A client whose connections count what they send: one send is one round trip."""
+    counter = _Counter()
+    module: Any = redis.asyncio if asynchronous else redis
+    base = module.Connection
+
+    if asynchronous:
+
+        class AsyncCounting(base):  # type: ignore[misc, valid-type]
+            async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+                counter.sent += 1
+                await super().send_packed_command(command, check_health)
+
+        connection_class: Any = AsyncCounting
+    else:
+
+        class Counting(base):  # type: ignore[misc, valid-type]
+            def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+                counter.sent += 1
+                super().send_packed_command(command, check_health)
+
+        connection_class = Counting
+    settings = parse_settings(StoreURL.parse(url))
+    (host, port), *_ = settings.hosts
+    pool = module.ConnectionPool(
+        connection_class=connection_class, host=host, port=port, db=settings.db
+    )
+    return module.Redis(connection_pool=pool), counter
+
+
+OPERATIONS: dict[str, list[tuple[str, Callable[[Any, dict[str, Any]], Any]]]] = {
+    "cache": [
+        ("get", lambda s, c: s.get("k")),
+        ("set", lambda s, c: s.set("k", 1, ttl=60)),
+        ("add", lambda s, c: s.add("a", 1, ttl=60)),
+        ("exists", lambda s, c: s.exists("k")),
+        ("incr", lambda s, c: s.incr("n", 1, ttl=60)),
+        ("expire", lambda s, c: s.expire("k", 30)),
+        ("ttl", lambda s, c: s.ttl("k")),
+        ("delete", lambda s, c: s.delete("a")),
+        ("get_many", lambda s, c: s.get_many(["k", "n", "x"])),
+        ("set_many", lambda s, c: s.set_many({"x": 1, "y": 2}, ttl=60)),
+        ("delete_many", lambda s, c: s.delete_many(["x", "y"])),
+        ("fixed_window", lambda s, c: s.check_rate_limit("r", 100, 60)),
+        (
+            "sliding_window",
+            lambda s, c: s.check_rate_limit("r", 100, 60, algorithm="sliding_window"),
+        ),
+        ("gcra", lambda s, c: s.check_rate_limit("r", 100, 60, algorithm="gcra")),
+        ("reset_rate_limit", lambda s, c: s.reset_rate_limit("r")),
+        ("add_to_blacklist", lambda s, c: s.add_to_blacklist("j", 60)),
+        ("is_blacklisted", lambda s, c: s.is_blacklisted("j")),
+        ("remove_from_blacklist", lambda s, c: s.remove_from_blacklist("j")),
+        ("revoke_user_tokens", lambda s, c: s.revoke_user_tokens("u")),
+        ("user_tokens_revoked_at", lambda s, c: s.user_tokens_revoked_at("u")),
+    ],
+    "sessions": [
+        ("create", lambda s, c: s.create("u", ttl=60, max_sessions=3)),
+        ("get", lambda s, c: s.get(c["token"])),
+        ("touch", lambda s, c: s.touch(c["token"], ttl=90)),
+        ("list", lambda s, c: s.list("u")),
+        ("count", lambda s, c: s.count("u")),
+        ("revoke", lambda s, c: s.revoke(c["token"])),
+        ("revoke_by_id", lambda s, c: s.revoke_by_id("some-id")),
+        ("revoke_all", lambda s, c: s.revoke_all("u")),
+    ],
+    "totp": [
+        ("save_pending", lambda s, c: s.save_pending("u", b"secret")),
+        ("enable", lambda s, c: s.enable("u")),
+        ("load", lambda s, c: s.load("u")),
+        ("replace_backup_codes", lambda s, c: s.replace_backup_codes("u", ["a", "b"])),
+        ("use_backup_code", lambda s, c: s.use_backup_code("u", "a")),
+        ("claim_step", lambda s, c: s.claim_step("u", 7)),
+        ("disable", lambda s, c: s.disable("u")),
+    ],
+    "magic_links": [
+        ("issue", lambda s, c: s.issue("u", "u@example.com", ttl=60)),
+        ("peek", lambda s, c: s.peek(c["token"])),
+        ("consume", lambda s, c: s.consume(c["token"])),
+        ("revoke_user", lambda s, c: s.revoke_user("u")),
+    ],
+}
+
+
+@pytest.mark.parametrize("kind", list(OPERATIONS))
+def test_one_round_trip_per_operation_sync(single_url: str, kind: str) -> None:
+    from authstore.contracts.testing.harness import open_store
+
+    client, counter = _counting_client(single_url, asynchronous=False)
+    store = open_store("redis://", kind, False, client=client, namespace=_namespace())  # type: ignore[arg-type]
+    context: dict[str, Any] = {}
+    for _ in range(2):  # the first pass loads the scripts (NOSCRIPT, then EVAL) and connects
+        counts = {}
+        for name, call in OPERATIONS[kind]:
+            before = counter.sent
+            result = call(store, context)
+            if name in ("create", "issue"):
+                context["token"] = result.token
+            counts[name] = counter.sent - before
+    assert counts == dict.fromkeys(counts, 1)
+    store.close()
+    client.close()
+
+
+@pytest.mark.parametrize("kind", list(OPERATIONS))
+def test_one_round_trip_per_operation_async(single_url: str, kind: str) -> None:
+    from authstore.contracts.testing.harness import open_store
+
+    async def main() -> dict[str, int]:
+        client, counter = _counting_client(single_url, asynchronous=True)
+        store = open_store("redis://", kind, True, client=client, namespace=_namespace())  # type: ignore[arg-type]
+        context: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        for _ in range(2):
+            for name, call in OPERATIONS[kind]:
+                before = counter.sent
+                result = call(store, context)
+                if asyncio.iscoroutine(result):
+                    result = await result
+                if name in ("create", "issue"):
+                    context["token"] = result.token
+                counts[name] = counter.sent - before
+        await store.aclose()
+        await client.aclose()
+        return counts
+
+    counts = asyncio.run(main())
+    assert counts == dict.fromkeys(counts, 1)
+
+
+# --- outages ------------------------------------------------------------------------------
+
+
+def test_refused_connection_fails_closed_in_time() -> None:
+    with open_cache("redis://127.0.0.1:1/0?timeout=0.5") as cache:
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError):
+            cache.is_blacklisted("jti")
+        assert time.monotonic() - started < 1.5
