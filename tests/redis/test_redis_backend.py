@@ -197,12 +197,39 @@ def test_migrate_reports_policy_and_persistence(single_url: str, raw: redis.Redi
     policy = raw.config_get("maxmemory-policy")["maxmemory-policy"]
     try:
         raw.config_set("maxmemory-policy", "allkeys-lru")
-        with pytest.warns(UserWarning, match="noeviction"):
+        with pytest.warns(RuntimeWarning, match="noeviction"):
             report = backend.migrate(StoreURL.parse(single_url))
         assert any("WARNING" in line for line in report)
     finally:
         raw.config_set("maxmemory-policy", policy)
     assert not any("WARNING" in line for line in backend.migrate(StoreURL.parse(single_url)))
+
+
+def _use_once(url: str, asynchronous: bool) -> None:
+    if not asynchronous:
+        with open_cache(url, namespace=_namespace()) as cache:
+            cache.is_blacklisted("jti")
+        return
+    store = open_async_cache(url, namespace=_namespace())
+
+    async def use() -> None:
+        await store.is_blacklisted("jti")
+        await store.aclose()
+
+    asyncio.run(use())
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_first_use_warns_when_the_server_may_evict(
+    single_url: str, raw: redis.Redis, asynchronous: bool
+) -> None:
+    policy = raw.config_get("maxmemory-policy")["maxmemory-policy"]
+    try:
+        raw.config_set("maxmemory-policy", "volatile-ttl")
+        with pytest.warns(RuntimeWarning, match="volatile-ttl"):
+            _use_once(single_url, asynchronous)
+    finally:
+        raw.config_set("maxmemory-policy", policy)
 
 
 def test_incr_refuses_non_integers_and_overflow(single_url: str) -> None:

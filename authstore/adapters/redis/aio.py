@@ -7,6 +7,7 @@ wait, connect and reply), so a frozen server gives BackendUnavailableError in ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive_async
@@ -24,7 +25,7 @@ class AsyncRedisRunner(RedisRunnerBase):
     def __init__(self, settings: RedisSettings) -> None:
         self._redis = require_module("redis.asyncio", "Redis", "redis")
         super().__init__(settings, require_module("redis.exceptions", "Redis", "redis"))
-        self._client: Any = settings.client
+        self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Lock()
@@ -34,16 +35,21 @@ class AsyncRedisRunner(RedisRunnerBase):
         (the old loop's connections cannot be awaited from this one)."""
         self._check_open()
         loop = asyncio.get_running_loop()
-        if self.owns_client and (self._client is None or self._loop is not loop):
+        if self._client is None or (self.owns_client and self._client_loop is not loop):
             if self._loop is not loop:
                 self._loop, self._ready = loop, asyncio.Lock()
             async with self._ready:
-                if self._client is None or self._client_loop is not loop:
-                    client = make_client(self._redis, self.settings, asynchronous=True)
-                    if self.cluster:
+                if self._client is None or (self.owns_client and self._client_loop is not loop):
+                    client = self.settings.client
+                    if client is None:
+                        client = make_client(self._redis, self.settings, asynchronous=True)
+                    if self._is_cluster_client(client):
                         # Learn the slot map once, before concurrent commands: redis-py
                         # replaces the startup nodes' connections while others use them.
                         await client.initialize()
+                    # INFO may be disabled, or the server down: the operation says so
+                    with contextlib.suppress(self.errors.RedisError):
+                        self._inspect(await client.info("memory"))
                     self._client, self._client_loop = client, loop
         return self._client
 

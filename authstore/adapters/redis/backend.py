@@ -16,6 +16,7 @@ from authstore.adapters.common.stores import (
     Sessions,
     Totp,
 )
+from authstore.adapters.redis.execution import maxmemory_policies
 from authstore.adapters.redis.ops import (
     RedisCacheOps,
     RedisMagicLinkOps,
@@ -26,14 +27,10 @@ from authstore.adapters.redis.settings import RedisSettings, parse_settings
 from authstore.contracts.records import StoreKind
 from authstore.registry import StoreURL
 
-__all__ = ["EVICTING_POLICIES", "RedisBackend", "backend", "eviction_warning"]
+__all__ = ["EVICTING_POLICIES", "RedisBackend", "backend", "eviction_warning", "warn_if_evicting"]
 
 log = logging.getLogger("authstore.redis")
 
-SAFE_POLICIES = frozenset({"noeviction", "volatile-lru", "volatile-lfu", "volatile-random"})
-"""Policies that never evict a key without an expiry. authstore's sessions, TOTP state,
-magic links and blacklist entries all have expiries, so only noeviction keeps every
-promise; the volatile-* policies are reported too."""
 EVICTING_POLICIES = frozenset(
     {
         "allkeys-lru",
@@ -56,6 +53,16 @@ def eviction_warning(policy: str | None) -> str | None:
         "blacklist entries, rate limiters, sessions or TOTP state (a revoked token would "
         "be accepted again); set maxmemory-policy noeviction"
     )
+
+
+def warn_if_evicting(policy: str | None, where: str) -> str | None:
+    """Warn (warnings and the ``authstore.redis`` logger) when ``policy`` may evict."""
+    warning = eviction_warning(policy)
+    if warning is not None:
+        warning = f"{where}: {warning}"
+        warnings.warn(warning, RuntimeWarning, stacklevel=3)
+        log.warning(warning)
+    return warning
 
 
 _STORES: dict[StoreKind, tuple[Any, Any, Any]] = {
@@ -107,11 +114,10 @@ class RedisBackend:
         report = [
             f"redis ({settings.display}): nothing to migrate (keys and scripts appear on use)"
         ]
-        warning = eviction_warning(info.get("maxmemory_policy"))
-        if warning:
-            warnings.warn(warning, stacklevel=2)
-            log.warning(warning)
-            report.append(f"redis: WARNING {warning}")
+        for policy in sorted(maxmemory_policies(info)):
+            warning = eviction_warning(policy)  # the runner warned already, at first use
+            if warning:
+                report.append(f"redis: WARNING {warning}")
         if not persistence.get("aof_enabled"):
             report.append(
                 "redis: note: AOF is off; sessions, TOTP state and magic links survive a "

@@ -114,6 +114,19 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
     return module.Redis(connection_pool=pool)
 
 
+def maxmemory_policies(info: Any) -> set[str]:
+    """The maxmemory-policy in an INFO memory answer (a cluster answers per node)."""
+    if not isinstance(info, dict):
+        return set()
+    if "maxmemory_policy" in info:
+        return {str(info["maxmemory_policy"])}
+    return {
+        str(i["maxmemory_policy"])
+        for i in info.values()
+        if isinstance(i, dict) and "maxmemory_policy" in i
+    }
+
+
 class RedisRunnerBase:
     """What both runners share: settings, the driver's errors and how they become ours."""
 
@@ -134,6 +147,14 @@ class RedisRunnerBase:
     def _check_open(self) -> None:
         if self._closed:
             raise BackendError("this Redis store is closed")
+
+    def _inspect(self, info: Any) -> None:
+        """At first use: warn when the server may evict security state under memory
+        pressure (an evicted blacklist entry or limiter is a security hole)."""
+        from authstore.adapters.redis.backend import warn_if_evicting
+
+        for policy in maxmemory_policies(info):
+            warn_if_evicting(policy, self.settings.display)
 
     def _is_cluster_client(self, client: Any) -> bool:
         return type(client).__name__ == "RedisCluster"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any, TypeVar
 
@@ -19,7 +20,7 @@ class SyncRedisRunner(RedisRunnerBase):
     def __init__(self, settings: RedisSettings) -> None:
         self._redis = require_module("redis", "Redis", "redis")
         super().__init__(settings, require_module("redis.exceptions", "Redis", "redis"))
-        self._client: Any = settings.client
+        self._client: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -29,8 +30,17 @@ class SyncRedisRunner(RedisRunnerBase):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = make_client(self._redis, self.settings, asynchronous=False)
+                    client = self.settings.client
+                    if client is None:
+                        client = make_client(self._redis, self.settings, asynchronous=False)
+                    self._first_look(client)
+                    self._client = client
         return self._client
+
+    def _first_look(self, client: Any) -> None:
+        # INFO may be disabled, or the server down: the operation will say so
+        with contextlib.suppress(self.errors.RedisError):
+            self._inspect(client.info("memory"))
 
     def run(self, op: Op[T]) -> T:
         return drive(requests(op), self._execute)
