@@ -36,6 +36,22 @@ def _host_port(url: str, default_port: int) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or default_port
 
 
+def _host_ports(url: str, default_port: int) -> list[tuple[str, int]]:
+    """``scheme://h1:p1,h2:p2/...`` -> [(h1, p1), (h2, p2)] (urlsplit takes one host only)."""
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    found = []
+    for item in netloc.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host:
+            host, port = port, ""
+        found.append((host.strip("[]") or "127.0.0.1", int(port) if port else default_port))
+    return found
+
+
+def _query(url: str) -> dict[str, str]:
+    return {name: values[-1] for name, values in parse_qs(urlsplit(url).query).items()}
+
+
 def _probe_postgres(url: str) -> None:
     psycopg = importlib.import_module("psycopg")
     with psycopg.connect(url, connect_timeout=int(PROBE_TIMEOUT), autocommit=True) as connection:
@@ -71,29 +87,14 @@ def _probe_redis(url: str) -> None:
 
 
 def _probe_memcached(url: str) -> None:
+    """Every server in ``memcached://h1:p1[,h2:p2...]`` answers ``version``."""
     base = importlib.import_module("pymemcache.client.base")
-    host, port = _host_port(url.split(",")[0], 11211)
-    client = base.Client((host, port), connect_timeout=PROBE_TIMEOUT, timeout=PROBE_TIMEOUT)
-    try:
-        client.version()
-    finally:
-        client.close()
-
-
-def _host_ports(url: str, default_port: int) -> list[tuple[str, int]]:
-    """``scheme://h1:p1,h2:p2/...`` -> [(h1, p1), (h2, p2)] (urlsplit takes one host only)."""
-    netloc = urlsplit(url).netloc.rpartition("@")[2]
-    found = []
-    for item in netloc.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host:
-            host, port = port, ""
-        found.append((host or "127.0.0.1", int(port) if port else default_port))
-    return found
-
-
-def _query(url: str) -> dict[str, str]:
-    return {name: values[-1] for name, values in parse_qs(urlsplit(url).query).items()}
+    for address in _host_ports(url, 11211):
+        client = base.Client(address, connect_timeout=PROBE_TIMEOUT, timeout=PROBE_TIMEOUT)
+        try:
+            client.version()
+        finally:
+            client.close()
 
 
 _REDIS_TIMEOUTS = {"socket_timeout": PROBE_TIMEOUT, "socket_connect_timeout": PROBE_TIMEOUT}
@@ -168,17 +169,6 @@ def _probe_redis_unix(url: str) -> None:
         client.ping()
     finally:
         client.close()
-
-
-def _probe_memcached_multi(url: str) -> None:
-    """Every server in ``memcached://h1:p1,h2:p2`` answers ``version``."""
-    base = importlib.import_module("pymemcache.client.base")
-    for address in _host_ports(url, 11211):
-        client = base.Client(address, connect_timeout=PROBE_TIMEOUT, timeout=PROBE_TIMEOUT)
-        try:
-            client.version()
-        finally:
-            client.close()
 
 
 def _probe_mongodb(url: str) -> None:
@@ -299,7 +289,7 @@ SERVERS = {
         Server(
             "memcached_multi",
             "memcached:1.6-alpine",
-            _probe_memcached_multi,
+            _probe_memcached,
             _start_memcached_multi,
         ),
     )
