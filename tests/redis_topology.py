@@ -16,7 +16,9 @@ whatever happened inside the block (a frozen process too). Every wait is bounded
   client with a stale slot map gets ``MOVED``.
 
 All servers run in memory (no RDB, no AOF unless asked) with ``maxmemory-policy
-noeviction``. Only redis-py is used to talk to them.
+noeviction``; ``args=`` come last, so they override those (e.g. ``["--maxmemory-policy",
+"allkeys-lru"]`` for an evicting server). Only redis-py talks to them. The helpers block
+(a topology starts in 0.1-3 s): from async tests call them directly or in a thread.
 """
 
 from __future__ import annotations
