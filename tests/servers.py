@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["SERVERS", "Server", "ServerPool", "Unavailable"]
 
@@ -34,6 +34,22 @@ class Unavailable(Exception):
 def _host_port(url: str, default_port: int) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+def _host_ports(url: str, default_port: int) -> list[tuple[str, int]]:
+    """``scheme://h1:p1,h2:p2/...`` -> [(h1, p1), (h2, p2)] (urlsplit takes one host only)."""
+    netloc = urlsplit(url).netloc.rpartition("@")[2]
+    found = []
+    for item in netloc.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host:
+            host, port = port, ""
+        found.append((host.strip("[]") or "127.0.0.1", int(port) if port else default_port))
+    return found
+
+
+def _query(url: str) -> dict[str, str]:
+    return {name: values[-1] for name, values in parse_qs(urlsplit(url).query).items()}
 
 
 def _probe_postgres(url: str) -> None:
@@ -71,11 +87,86 @@ def _probe_redis(url: str) -> None:
 
 
 def _probe_memcached(url: str) -> None:
+    """Every server in ``memcached://h1:p1[,h2:p2...]`` answers ``version``."""
     base = importlib.import_module("pymemcache.client.base")
-    host, port = _host_port(url.split(",")[0], 11211)
-    client = base.Client((host, port), connect_timeout=PROBE_TIMEOUT, timeout=PROBE_TIMEOUT)
+    for address in _host_ports(url, 11211):
+        client = base.Client(address, connect_timeout=PROBE_TIMEOUT, timeout=PROBE_TIMEOUT)
+        try:
+            client.version()
+        finally:
+            client.close()
+
+
+_REDIS_TIMEOUTS = {"socket_timeout": PROBE_TIMEOUT, "socket_connect_timeout": PROBE_TIMEOUT}
+
+
+def _probe_redis_cluster(url: str) -> None:
+    """Every node answers PING and says cluster_state:ok (a cluster still forming is not up)."""
+    cluster = importlib.import_module("redis.cluster")
+    client = cluster.RedisCluster(
+        startup_nodes=[cluster.ClusterNode(host, port) for host, port in _host_ports(url, 6379)],
+        **_REDIS_TIMEOUTS,
+    )
     try:
-        client.version()
+        client.ping(target_nodes=cluster.RedisCluster.ALL_NODES)
+        for node in client.get_nodes():
+            state = client.cluster_info(target_nodes=node).get("cluster_state")
+            if state != "ok":
+                raise ConnectionError(f"cluster node {node.name}: cluster_state:{state}")
+    finally:
+        client.close()
+
+
+def _probe_redis_sentinel(url: str) -> None:
+    """The sentinels name a master for the service, and that master answers PING."""
+    sentinel = importlib.import_module("redis.sentinel")
+    service = urlsplit(url).path.strip("/")
+    sentinels = sentinel.Sentinel(
+        _host_ports(url, 26379), sentinel_kwargs=dict(_REDIS_TIMEOUTS), **_REDIS_TIMEOUTS
+    )
+    master = sentinels.master_for(service, db=int(_query(url).get("db", 0)))
+    try:
+        master.ping()
+    finally:
+        master.close()
+        for client in sentinels.sentinels:
+            client.close()
+
+
+def _probe_redis_tls(url: str) -> None:
+    """A PING over TLS that verifies the server certificate and host name against the
+    CA file named in the URL (``?ssl_ca_certs=``)."""
+    redis = importlib.import_module("redis")
+    query = _query(url)
+    host, port = _host_port(url, 6379)
+    client = redis.Redis(
+        host=host,
+        port=port,
+        db=int(urlsplit(url).path.strip("/") or 0),
+        ssl=True,
+        ssl_ca_certs=query.get("ssl_ca_certs"),
+        ssl_certfile=query.get("ssl_certfile"),
+        ssl_keyfile=query.get("ssl_keyfile"),
+        ssl_cert_reqs="required",
+        ssl_check_hostname=True,
+        **_REDIS_TIMEOUTS,
+    )
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def _probe_redis_unix(url: str) -> None:
+    """``redis+unix:///abs/path.sock?db=N``: a PING through the socket."""
+    redis = importlib.import_module("redis")
+    client = redis.Redis(
+        unix_socket_path=urlsplit(url).path,
+        db=int(_query(url).get("db", 0)),
+        **_REDIS_TIMEOUTS,
+    )
+    try:
+        client.ping()
     finally:
         client.close()
 
@@ -122,12 +213,41 @@ def _start_generic(port: int, scheme: str, suffix: str = "") -> Callable[[str], 
     return start
 
 
+class _Containers:
+    """Several containers that stop together (one ServerPool entry)."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+
+    def stop(self) -> None:
+        for container in reversed(self.started):
+            container.stop()
+
+
+def _start_memcached_multi(image: str) -> tuple[Any, str]:
+    group = _Containers()
+    addresses = []
+    try:
+        for _ in range(2):
+            container = _container("core.container", "DockerContainer")(image)
+            container.with_exposed_ports(11211).start()
+            group.started.append(container)
+            host = container.get_container_host_ip()
+            addresses.append(f"{host}:{container.get_exposed_port(11211)}")
+    except BaseException:
+        group.stop()
+        raise
+    return group, "memcached://" + ",".join(addresses)
+
+
 @dataclass(frozen=True)
 class Server:
     name: str
     image: str
     probe: Callable[[str], None]
-    start: Callable[[str], tuple[Any, str]]
+    start: Callable[[str], tuple[Any, str]] | None
+    """None: no container recipe (a Redis Cluster, Sentinel, TLS or unix-socket setup is
+    not a one-image container): only ``scripts/services`` or the variable provides it."""
     optional: bool = False
     """Tested where it can be had, never required: MySQL 8 has no Debian package, so it
     runs where a Docker engine (or AUTHSTORE_TEST_MYSQL_URL) provides it; MariaDB
@@ -136,6 +256,11 @@ class Server:
     @property
     def env(self) -> str:
         return f"AUTHSTORE_TEST_{self.name.upper()}_URL"
+
+    @property
+    def service(self) -> str:
+        """Its NAME for ``scripts/services up NAME``."""
+        return self.name.replace("_", "-")
 
 
 SERVERS = {
@@ -156,6 +281,16 @@ SERVERS = {
             "mongo:7",
             _probe_mongodb,
             _start_generic(27017, "mongodb", "/authstore_test"),
+        ),
+        Server("redis_cluster", "", _probe_redis_cluster, None),
+        Server("redis_sentinel", "", _probe_redis_sentinel, None),
+        Server("redis_tls", "", _probe_redis_tls, None),
+        Server("redis_unix", "", _probe_redis_unix, None),
+        Server(
+            "memcached_multi",
+            "memcached:1.6-alpine",
+            _probe_memcached,
+            _start_memcached_multi,
         ),
     )
 }
@@ -190,16 +325,26 @@ class ServerPool:
                 raise Unavailable(
                     f"{server.name}: {server.env} is set but the server does not answer "
                     f"({type(error).__name__}: {_first_line(error)}); start it with "
-                    f"`scripts/services up {server.name}`"
+                    f"`scripts/services up {server.service}`"
                 ) from None
             return configured
+        if server.start is None:
+            raise Unavailable(
+                f"{server.name}: {server.env} is not set and there is no container recipe "
+                f'for it; run `eval "$(scripts/services up {server.service})"`'
+            )
         try:
             docker = importlib.import_module("docker")
             docker.from_env().ping()
         except Exception as error:
+            how = (
+                f"set {server.env} or start Docker"
+                if server.optional  # scripts/services does not start the optional ones
+                else f'run `eval "$(scripts/services up {server.service})"` or start Docker'
+            )
             raise Unavailable(
                 f"{server.name}: {server.env} is not set and no Docker engine answers "
-                f'({type(error).__name__}); run `eval "$(scripts/services up)"` or start Docker'
+                f"({type(error).__name__}); {how}"
             ) from None
         try:
             container, url = server.start(server.image)
