@@ -1,0 +1,230 @@
+"""Redis outages on private servers (never the shared ones): a frozen server, a killed
+and restarted one, a Sentinel failover and a Cluster resharding.
+
+During each, security reads raise BackendUnavailableError (never "not revoked" or
+"valid"), every operation returns or raises within its timeout, and afterwards the
+same store works again without being reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from authstore import (
+    BackendUnavailableError,
+    open_async_cache,
+    open_cache,
+    open_sessions,
+)
+from tests.redis_topology import private_cluster, private_redis, private_sentinel
+
+TIMEOUT = 0.5
+MARGIN = 0.6
+"""Seconds past the timeout an operation may take (interpreter, loaded machine)."""
+
+
+def _namespace() -> str:
+    return "f" + uuid.uuid4().hex
+
+
+def _timed(call: Callable[[], Any]) -> tuple[float, BaseException | None]:
+    started = time.monotonic()
+    try:
+        call()
+    except BaseException as error:
+        return time.monotonic() - started, error
+    return time.monotonic() - started, None
+
+
+SECURITY_READS: dict[str, Callable[[Any], Any]] = {
+    "is_blacklisted": lambda cache: cache.is_blacklisted("jti"),
+    "user_tokens_revoked_at": lambda cache: cache.user_tokens_revoked_at("alice"),
+    "check_rate_limit": lambda cache: cache.check_rate_limit("login", 10, 60),
+}
+
+
+def _assert_fails_closed_in_time(cache: Any) -> None:
+    for name, read in SECURITY_READS.items():
+        elapsed, error = _timed(lambda read=read: read(cache))
+        assert isinstance(error, BackendUnavailableError), f"{name}: {error!r}"
+        assert elapsed < TIMEOUT + MARGIN, f"{name} took {elapsed:.2f} s"
+
+
+def test_frozen_server_sync_and_async() -> None:
+    with private_redis() as node:
+        url = f"{node.url}?timeout={TIMEOUT}"
+        namespace = _namespace()
+        cache = open_cache(url, namespace=namespace)
+        cache.add_to_blacklist("jti", 60)
+        acache = open_async_cache(url, namespace=namespace)
+
+        async def async_reads() -> list[tuple[float, BaseException | None]]:
+            assert await acache.is_blacklisted("jti")
+            node.pause()
+            found = []
+            for read in SECURITY_READS.values():
+                started = time.monotonic()
+                try:
+                    await read(acache)
+                    found.append((time.monotonic() - started, None))
+                except BaseException as error:
+                    found.append((time.monotonic() - started, error))
+            node.resume()
+            return found
+
+        with node.frozen():
+            _assert_fails_closed_in_time(cache)
+        assert cache.is_blacklisted("jti")  # the same store, after the thaw
+
+        loop = asyncio.new_event_loop()
+        try:
+            for elapsed, error in loop.run_until_complete(async_reads()):
+                assert isinstance(error, BackendUnavailableError), repr(error)
+                assert elapsed < TIMEOUT + MARGIN
+            assert loop.run_until_complete(acache.is_blacklisted("jti"))
+            loop.run_until_complete(acache.aclose())
+        finally:
+            loop.close()
+        cache.close()
+
+
+def test_killed_and_restarted_server_keeps_acknowledged_writes() -> None:
+    with private_redis(appendonly=True) as node:
+        url = f"{node.url}?timeout={TIMEOUT}"
+        namespace = _namespace()
+        with (
+            open_cache(url, namespace=namespace) as cache,
+            open_sessions(url, namespace=namespace) as sessions,
+        ):
+            cache.add_to_blacklist("jti", 60)
+            _, token = sessions.create("alice", ttl=60)
+            node.kill()
+            _assert_fails_closed_in_time(cache)
+            elapsed, error = _timed(lambda: sessions.get(token))
+            assert isinstance(error, BackendUnavailableError) and elapsed < TIMEOUT + MARGIN
+            started = time.monotonic()
+            node.start()
+            recovered = None
+            while time.monotonic() - started < 10:
+                try:
+                    recovered = cache.is_blacklisted("jti")
+                    break
+                except BackendUnavailableError:
+                    time.sleep(0.05)
+            print(f"redis restart: store answered again {time.monotonic() - started:.2f} s later")
+            assert recovered is True  # acknowledged write kept (AOF, fsync always)
+            assert sessions.get(token) is not None
+
+
+def test_sentinel_failover_without_reopening() -> None:
+    with private_sentinel() as topology:
+        url = f"{topology.url}?timeout={TIMEOUT}"
+        namespace = _namespace()
+        with open_cache(url, namespace=namespace) as cache:
+            cache.add_to_blacklist("jti", 60)
+            assert cache.incr("n") == 1
+            during: list[object] = []
+            stop = threading.Event()
+
+            def hammer() -> None:  # security reads while the master dies and the replica rises
+                while not stop.is_set():
+                    try:
+                        during.append(cache.is_blacklisted("jti"))
+                    except Exception as error:
+                        during.append(error)
+                    time.sleep(0.01)
+
+            reader = threading.Thread(target=hammer)
+            reader.start()
+            started = time.monotonic()
+            try:
+                topology.fail_over()
+            finally:
+                stop.set()
+                reader.join()
+            wrong = [
+                r for r in during if r is not True and not isinstance(r, BackendUnavailableError)
+            ]
+            assert not wrong, wrong[:5]  # never "not revoked", never a raw driver error
+            failures: list[BaseException] = []
+            deadline = time.monotonic() + 15
+            answered = None
+            while time.monotonic() < deadline:
+                try:
+                    answered = cache.is_blacklisted("jti")
+                    break
+                except Exception as error:
+                    failures.append(error)
+                    time.sleep(0.05)
+            errors = sum(isinstance(r, BackendUnavailableError) for r in during)
+            print(
+                f"sentinel failover: switch done {time.monotonic() - started:.2f} s after the "
+                f"master was killed; meanwhile {len(during) - errors} reads answered, "
+                f"{errors} raised BackendUnavailableError"
+            )
+            assert answered is True  # the promoted replica has the entry
+            assert all(isinstance(f, BackendUnavailableError) for f in failures), failures
+            assert cache.incr("n") == 2  # writes go to the new master
+
+
+def test_cluster_follows_moved_after_resharding() -> None:
+    with private_cluster() as cluster:
+        url = f"{cluster.url}?timeout=2"
+        namespace = _namespace()
+        with (
+            open_cache(url, namespace=namespace) as cache,
+            open_sessions(url, namespace=namespace) as sessions,
+        ):
+            cache.set("k", "v")
+            _, token = sessions.create("alice", ttl=60)
+            slots = {
+                cluster.slot_of(f"{namespace}:k:k"),
+                cluster.slot_of(f"{{{namespace}:sessions}}:seq"),
+            }
+            for slot in slots:
+                owner = cluster.owner_of(slot)
+                target = next(n for n in cluster.nodes if n is not owner)
+                cluster.migrate_slot(slot, target)
+            assert cache.get("k") == "v"  # MOVED followed, the slot map refreshed
+            assert sessions.get(token) is not None
+            assert cache.check_rate_limit("k", 1, 60).allowed
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_pool_exhaustion_is_bounded(asynchronous: bool) -> None:
+    with private_redis() as node:
+        url = f"{node.url}?timeout={TIMEOUT}&pool_size=1"
+        if not asynchronous:
+            cache = open_cache(url, namespace=_namespace())
+            cache.set("k", 1)
+            with node.frozen():
+                elapsed, error = _timed(lambda: cache.get("k"))
+            assert isinstance(error, BackendUnavailableError)
+            assert elapsed < TIMEOUT + MARGIN
+            assert cache.get("k") == 1
+            cache.close()
+            return
+
+        async def main() -> None:
+            store = open_async_cache(url, namespace=_namespace())
+            await store.set("k", 1)
+            node.pause()
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(store.get("k") for _ in range(5)), return_exceptions=True
+            )
+            elapsed = time.monotonic() - started
+            node.resume()
+            assert all(isinstance(r, BackendUnavailableError) for r in results), results
+            assert elapsed < TIMEOUT + MARGIN
+            assert await store.get("k") == 1
+            await store.aclose()
+
+        asyncio.run(main())
