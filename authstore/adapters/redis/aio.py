@@ -29,6 +29,8 @@ class AsyncRedisRunner(RedisRunnerBase):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Lock()
+        self._slots = asyncio.Semaphore(settings.pool_size)
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
 
     async def _client_here(self) -> Any:
         """Our client belongs to one loop; a store used from a new loop starts over there
@@ -56,7 +58,11 @@ class AsyncRedisRunner(RedisRunnerBase):
     async def run(self, op: Op[T]) -> T:
         try:
             async with asyncio.timeout(self.settings.timeout):
-                return await drive_async(requests(op), self._execute)
+                loop = asyncio.get_running_loop()
+                if self._slots_loop is not loop:
+                    self._slots, self._slots_loop = asyncio.Semaphore(self.settings.pool_size), loop
+                async with self._slots:  # at most pool_size operations in flight
+                    return await drive_async(requests(op), self._execute)
         except TimeoutError as error:
             raise BackendUnavailableError(
                 f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"

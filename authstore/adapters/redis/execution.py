@@ -108,9 +108,14 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
         connection.update(host=host, port=port)
         if settings.tls:
             connection.update(connection_class=module.SSLConnection, **tls)
-    pool = module.BlockingConnectionPool(
-        max_connections=settings.pool_size, timeout=settings.timeout, **connection
-    )
+    if asynchronous:
+        # The async runner bounds its connections with a semaphore: redis.asyncio's
+        # blocking pool takes a condition and a timer per command (tens of microseconds).
+        pool = module.ConnectionPool(max_connections=settings.pool_size, **connection)
+    else:
+        pool = module.BlockingConnectionPool(
+            max_connections=settings.pool_size, timeout=settings.timeout, **connection
+        )
     return module.Redis(connection_pool=pool)
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "milliseconds",
 ]
 
+MICRO = 1_000_000
+"""Scripts reply times in whole microseconds (a Lua number reply becomes an integer)."""
 NONE = ""
 """Stands for None in script arguments: every optional text authstore stores is non-empty."""
 
@@ -117,9 +119,10 @@ class RedisCacheOps:
         return None if raw is None else float(raw)
 
     def fixed_window(self, key: str, limit: int, window: float, cost: int) -> Op[FixedWindowState]:
-        reply = yield Script(lua("fixed_window"), (key,), (limit, repr(window), cost))
-        allowed, count, end, now = reply
-        return allowed == 1, int(count), float(end), float(now)
+        reply = yield Script(lua("fixed_window"), (key,), (limit, milliseconds(window), cost))
+        allowed, count, left = reply
+        # the window's end relative to the server's now: its key's time to live
+        return allowed == 1, int(count), left / 1000, 0.0
 
     def sliding_window(
         self, key: str, limit: int, window: float, cost: int
@@ -127,13 +130,13 @@ class RedisCacheOps:
         slack = repr(limit * (1 + EPSILON))
         reply = yield Script(lua("sliding_window"), (key,), (slack, repr(window), cost))
         allowed, previous, current, start, now = reply
-        return allowed == 1, int(previous), int(current), float(start), float(now)
+        return allowed == 1, int(previous), int(current), start / MICRO, now / MICRO
 
     def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]:
         slack = repr(window * (1 + EPSILON))
         reply = yield Script(lua("gcra"), (key,), (limit, repr(window), cost, slack))
         allowed, anchor, units, now = reply
-        return allowed == 1, float(anchor), int(units), float(now)
+        return allowed == 1, anchor / MICRO, int(units), now / MICRO
 
     def purge_expired(self) -> Op[int]:
         """Redis expires every cache entry and limiter itself: nothing is left to purge."""

@@ -1,19 +1,21 @@
 -- Shared by every authstore script (prepended when the script is loaded).
 -- Times are epoch seconds read from the server's own clock (TIME), never the client's.
--- Floats leave a script as strings: Redis turns a Lua number reply into an integer,
--- and redis.call() formats a number argument with only 14 significant digits.
+-- A number passed to redis.call() is stored with 17 significant digits (exact), but a
+-- Lua number in a reply becomes an integer: times leave a script in microseconds.
+-- (string.format would keep them exact too, at several microseconds per call.)
 local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
-local function num(x)
-  return string.format('%.17g', x)
+-- A time in a reply: whole microseconds.
+local function us(x)
+  return math.floor(x * 1000000 + 0.5)
 end
 
 -- An absolute expiry for PEXPIREAT / PXAT: whole milliseconds, never earlier than asked.
 local function ms(at)
-  return string.format('%.0f', math.ceil(at * 1000))
+  return math.ceil(at * 1000)
 end
 
 -- Keep a key at least until `at` (an index outlives every member it lists).

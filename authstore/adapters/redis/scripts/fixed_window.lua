@@ -1,21 +1,22 @@
--- KEYS[1] limiter; ARGV: limit, window (s), cost. Mirrors ratelimit.step_fixed_window.
--- Returns {allowed, count, window end, now}. A refused hit writes nothing.
+-- KEYS[1] limiter (the count; its expiry is the window's end); ARGV: limit, window in
+-- ms, cost. Mirrors ratelimit.step_fixed_window: the window starts at the first hit
+-- and ends when the key expires (millisecond precision), so no clock is read.
+-- Returns {allowed, count, ms left in the window}. A refused hit writes nothing.
 local key = KEYS[1]
-local limit, window, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local now = clock()
-local state = redis.call('HMGET', key, 'count', 'end', 'touched')
-local touched = tonumber(state[3])
-if touched and touched > now then
-  now = touched -- a limiter's clock never runs backwards
+local limit, cost = tonumber(ARGV[1]), tonumber(ARGV[3])
+local left = redis.call('PTTL', key)
+local count = 0
+if left > 0 then
+  count = tonumber(redis.call('GET', key))
+else
+  left = tonumber(ARGV[2]) -- a new window (no key, or one about to expire)
 end
-local count, finish = tonumber(state[1]), tonumber(state[2])
-if count == nil or finish == nil or finish <= now then
-  count, finish = 0, now + window
+if count + cost > limit then
+  return {0, count, left}
 end
-local allowed = count + cost <= limit
-if allowed then
-  count = count + cost
-  redis.call('HSET', key, 'count', count, 'end', num(finish), 'touched', num(now))
-  redis.call('PEXPIREAT', key, ms(finish))
+if count == 0 then
+  redis.call('SET', key, cost, 'PX', left)
+else
+  redis.call('INCRBY', key, cost)
 end
-return {allowed and 1 or 0, count, num(finish), num(now)}
+return {1, count + cost, left}

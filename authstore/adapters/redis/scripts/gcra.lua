@@ -26,6 +26,6 @@ local allowed = after <= slack
 if allowed then
   units = units + cost
 end
-redis.call('HSET', key, 'anchor', num(anchor), 'units', units, 'touched', num(now))
+redis.call('HSET', key, 'anchor', anchor, 'units', units, 'touched', now)
 redis.call('PEXPIREAT', key, ms(anchor + units * window / limit + window))
-return {allowed and 1 or 0, num(anchor), units, num(now)}
+return {allowed and 1 or 0, us(anchor), units, us(now)}

@@ -9,5 +9,5 @@ local key = data_key(hash)
 if (redis.call('HGET', key, 'app') or '') ~= ARGV[3] then
   return false
 end
-redis.call('HSET', key, 'consumed', num(now))
+redis.call('HSET', key, 'consumed', now)
 return record(key)

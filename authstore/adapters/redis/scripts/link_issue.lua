@@ -8,8 +8,8 @@ if ARGV[10] == '1' then
 end
 local key = data_key(hash)
 redis.call('DEL', key)
-redis.call('HSET', key, 'id', ARGV[3], 'user', user, 'email', ARGV[5], 'created', num(now),
-  'expires', num(expires))
+redis.call('HSET', key, 'id', ARGV[3], 'user', user, 'email', ARGV[5], 'created', now,
+  'expires', expires)
 local optional = {app = ARGV[7], ip = ARGV[8], agent = ARGV[9]}
 for field, value in pairs(optional) do
   if value ~= '' then

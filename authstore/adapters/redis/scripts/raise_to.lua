@@ -14,7 +14,7 @@ local ttl = ARGV[2]
 if stored and stored >= instant then
   instant = stored
 else
-  redis.call('SET', key, num(instant), 'KEEPTTL')
+  redis.call('SET', key, instant, 'KEEPTTL')
 end
 if remaining == -2 then
   -- new (or expired) entry: SET KEEPTTL above left it without expiry
@@ -28,4 +28,4 @@ elseif remaining >= 0 then
     redis.call('PEXPIRE', key, ttl)
   end
 end
-return num(instant)
+return redis.call('GET', key) -- the stored text: exact, where a number reply would be truncated

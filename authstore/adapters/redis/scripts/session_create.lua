@@ -13,8 +13,8 @@ if cap then
 end
 local key = data_key(hash)
 local seq = redis.call('INCR', prefix .. 'seq')
-redis.call('HSET', key, 'id', public_id, 'user', user, 'created', num(now), 'seen', num(now),
-  'expires', num(expires), 'meta', ARGV[11])
+redis.call('HSET', key, 'id', public_id, 'user', user, 'created', now, 'seen', now,
+  'expires', expires, 'meta', ARGV[11])
 local optional = {device = ARGV[7], app = ARGV[8], ip = ARGV[9], agent = ARGV[10]}
 for field, value in pairs(optional) do
   if value ~= '' then

@@ -6,10 +6,10 @@ if not user then
   return false
 end
 local key = data_key(hash)
-redis.call('HSET', key, 'seen', num(now))
+redis.call('HSET', key, 'seen', now)
 if ARGV[3] ~= '' then
   local expires = now + tonumber(ARGV[3])
-  redis.call('HSET', key, 'expires', num(expires))
+  redis.call('HSET', key, 'expires', expires)
   redis.call('PEXPIREAT', key, ms(expires))
   redis.call('PEXPIREAT', prefix .. 'i:' .. redis.call('HGET', key, 'id'), ms(expires))
   extend_to(index_key(user), expires)

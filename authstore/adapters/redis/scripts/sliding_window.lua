@@ -13,10 +13,11 @@ end
 local start = math.floor(now / window) * window
 local previous, current = 0, 0
 local stored = tonumber(state[3])
+local same = false
 if stored then
   -- epoch-scale starts may differ by an ulp; aligned windows differ by a whole window
   if math.abs(stored - start) < window / 2 then
-    previous, current = tonumber(state[1]), tonumber(state[2])
+    previous, current, same = tonumber(state[1]), tonumber(state[2]), true
   elseif math.abs(stored - (start - window)) < window / 2 then
     previous = tonumber(state[2])
   end
@@ -25,8 +26,10 @@ local weight = 1.0 - (now - start) / window
 local allowed = previous * weight + current + cost <= slack
 if allowed then
   current = current + cost
-  redis.call('HSET', key, 'previous', previous, 'current', current, 'start', num(start),
-    'touched', num(now))
-  redis.call('PEXPIREAT', key, ms(start + 2 * window))
+  redis.call('HSET', key, 'previous', previous, 'current', current, 'start', start,
+    'touched', now)
+  if not same then -- within one window the expiry is already start + 2 windows
+    redis.call('PEXPIREAT', key, ms(start + 2 * window))
+  end
 end
-return {allowed and 1 or 0, previous, current, num(start), num(now)}
+return {allowed and 1 or 0, previous, current, us(start), us(now)}

@@ -3,7 +3,7 @@ local pending = redis.call('HGET', state, 'pending')
 if not pending then
   return 0
 end
-local now = num(clock())
+local now = clock()
 redis.call('HSET', state, 'secret', pending, 'enabled', '1', 'enabled_at', now, 'updated', now)
 redis.call('HDEL', state, 'pending')
 return 1

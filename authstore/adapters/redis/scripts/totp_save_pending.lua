@@ -1,5 +1,5 @@
 -- ARGV: secret (ciphertext bytes).
-local now = num(clock())
+local now = clock()
 redis.call('HSETNX', state, 'created', now)
 redis.call('HSETNX', state, 'enabled', '0')
 redis.call('HSET', state, 'pending', ARGV[1], 'updated', now)
