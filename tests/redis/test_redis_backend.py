@@ -429,3 +429,33 @@ def test_refused_connection_fails_closed_in_time() -> None:
         with pytest.raises(BackendUnavailableError):
             cache.is_blacklisted("jti")
         assert time.monotonic() - started < 1.5
+
+
+def test_existing_cluster_clients(server_url: Callable[[str], str]) -> None:
+    """A caller's RedisCluster (sync and async) is used as it is, and never closed."""
+    import redis.asyncio.cluster
+    import redis.cluster
+
+    url = server_url("redis_cluster")
+    nodes = parse_settings(StoreURL.parse(url)).hosts
+    client = redis.cluster.RedisCluster(
+        startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in nodes]
+    )
+    with open_sessions("redis+cluster://", client=client, namespace=_namespace()) as sessions:
+        record, token = sessions.create("alice", ttl=60, max_sessions=1)
+        assert sessions.get(token) == record
+    assert client.ping()
+    client.close()
+
+    async def main() -> None:
+        aclient = redis.asyncio.cluster.RedisCluster(
+            startup_nodes=[redis.asyncio.cluster.ClusterNode(h, p) for h, p in nodes]
+        )
+        store = open_async_cache("redis+cluster://", client=aclient, namespace=_namespace())
+        results = await asyncio.gather(*(store.incr("n") for _ in range(50)))
+        assert sorted(results) == list(range(1, 51))
+        await store.aclose()
+        assert await aclient.ping()
+        await aclient.aclose()
+
+    asyncio.run(main())
