@@ -60,6 +60,7 @@ BUILTIN_BACKENDS = {
     "postgres": "authstore.adapters.postgres:backend",
     "mysql": "authstore.adapters.mysql:backend",
     "mariadb": "authstore.adapters.mysql:backend",
+    "memcached": "authstore.adapters.memcached:backend",
 }
 """Also declared as entry points in pyproject.toml; listed here so a source checkout works too."""
 

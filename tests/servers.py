@@ -80,6 +80,13 @@ def _probe_memcached(url: str) -> None:
         client.close()
 
 
+def _probe_memcached_all(url: str) -> None:
+    """Every server of ``memcached://h1:p1,h2:p2`` answers."""
+    hosts = url.partition("://")[2].split("?")[0].split(",")
+    for host in hosts:
+        _probe_memcached(f"memcached://{host}")
+
+
 def _probe_mongodb(url: str) -> None:
     pymongo = importlib.import_module("pymongo")
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=int(PROBE_TIMEOUT * 1000))
@@ -122,6 +129,23 @@ def _start_generic(port: int, scheme: str, suffix: str = "") -> Callable[[str], 
     return start
 
 
+class _Containers:
+    """Several containers that stop together."""
+
+    def __init__(self, containers: list[Any]) -> None:
+        self.containers = containers
+
+    def stop(self) -> None:
+        for container in self.containers:
+            container.stop()
+
+
+def _start_memcached_pair(image: str) -> tuple[Any, str]:
+    started = [_start_generic(11211, "memcached")(image) for _ in range(2)]
+    hosts = ",".join(url.partition("://")[2] for _, url in started)
+    return _Containers([container for container, _ in started]), f"memcached://{hosts}"
+
+
 @dataclass(frozen=True)
 class Server:
     name: str
@@ -150,6 +174,12 @@ SERVERS = {
             "memcached:1.6-alpine",
             _probe_memcached,
             _start_generic(11211, "memcached"),
+        ),
+        Server(
+            "memcached_multi",
+            "memcached:1.6-alpine",
+            _probe_memcached_all,
+            _start_memcached_pair,
         ),
         Server(
             "mongodb",

@@ -1,0 +1,145 @@
+"""What the pymemcache and aiomcache runners share: which server holds a key, how a
+command becomes calls to those servers, and how driver errors become authstore's.
+
+``calls`` turns an operation's commands into per-server ``Call``s (a multi-key read
+is one call per server holding some of the keys); a runner only performs each call
+with its driver. Keys go to servers by rendezvous hashing over ``host:port`` names,
+pymemcache HashClient's own scheme, so sync and async stores (and a HashClient of
+the same servers) agree on where every key lives. A server that is down is never
+dropped from the ring: its keys fail (closed) instead of moving to another server,
+where a revocation would silently be missing and a rate limit would start over.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from authstore.adapters.common.ops import Op
+from authstore.adapters.memcached.commands import Delete, Get, SetMany, Store, Touch
+from authstore.adapters.memcached.settings import MemcachedSettings
+from authstore.contracts.errors import BackendError, BackendUnavailableError
+from authstore.registry import require_module
+
+__all__ = ["Call", "MemcachedRunnerBase", "Method", "Program", "calls"]
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+Method = Literal["get", "gets", "set", "add", "cas", "set_many", "delete", "touch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One driver call on one server: ``method(client, *args)``."""
+
+    server: str
+    method: Method
+    args: tuple[Any, ...]
+
+
+Program = Generator[Call, Any, T]
+
+
+class Ring:
+    """Key -> server name, pymemcache's RendezvousHash over a fixed list of servers."""
+
+    def __init__(self, servers: Iterable[str]) -> None:
+        names = list(servers)
+        self.only = names[0] if len(names) == 1 else None
+        rendezvous = require_module("pymemcache.client.rendezvous", "memcached", "memcached")
+        self._hash = rendezvous.RendezvousHash(nodes=names)
+
+    def server(self, key: str) -> str:
+        if self.only is not None:
+            return self.only
+        found: str = self._hash.get_node(key)
+        return found
+
+    def group(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = collections.defaultdict(list)
+        for key in keys:
+            groups[self.server(key)].append(key)
+        return groups
+
+
+def calls(op: Op[T], ring: Ring) -> Program[T]:
+    """Run ``op``, yielding the calls each of its commands needs and sending it the answer."""
+    result: Any = None
+    try:
+        while True:
+            try:
+                command = op.send(result)
+            except StopIteration as done:
+                value: T = done.value
+                return value
+            result = yield from _command(command, ring)
+    finally:
+        op.close()
+
+
+def _command(command: object, ring: Ring) -> Program[Any]:
+    if isinstance(command, Get):
+        found: dict[str, tuple[bytes, object]] = {}
+        method: Method = "gets" if command.cas else "get"
+        for server, keys in ring.group(dict.fromkeys(command.keys)).items():
+            found.update((yield Call(server, method, (keys,))))
+        return found
+    if isinstance(command, Store):
+        args = (command.key, command.value, command.exptime, command.token)
+        return (yield Call(ring.server(command.key), command.verb, args))
+    if isinstance(command, SetMany):
+        items = dict(command.items)
+        for server, keys in ring.group(items).items():
+            batch = [(key, items[key]) for key in keys]
+            yield Call(server, "set_many", (batch, command.exptime))
+        return None
+    if isinstance(command, Delete):
+        deleted = 0
+        for key in dict.fromkeys(command.keys):
+            deleted += bool((yield Call(ring.server(key), "delete", (key,))))
+        return deleted
+    if isinstance(command, Touch):
+        touched = 0
+        for key in dict.fromkeys(command.keys):
+            touched += bool((yield Call(ring.server(key), "touch", (key, command.exptime))))
+        return touched
+    raise TypeError(f"a memcached operation yielded {command!r}")
+
+
+class MemcachedRunnerBase(Generic[C]):
+    """The servers (name -> driver client) and the error policy; subclasses run calls."""
+
+    def __init__(self, settings: MemcachedSettings) -> None:
+        self.settings = settings
+        self._closed = False
+        self._clients: dict[str, C] = {}
+        self._ring: Ring | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.settings.display}>"
+
+    @property
+    def owns_client(self) -> bool:
+        return self.settings.client is None
+
+    def _use(self, clients: dict[str, C]) -> None:
+        self._clients = clients
+        self._ring = Ring(clients)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("this memcached store is closed")
+
+    def _error(self, error: BaseException, *, unavailable: bool) -> BackendError:
+        kind = BackendUnavailableError if unavailable else BackendError
+        text = str(error).strip() or type(error).__name__
+        what = "unreachable or timed out" if unavailable else "error"
+        return kind(f"memcached {what} at {self.settings.display}: {text}")
+
+    @staticmethod
+    def _stored(answer: object, call: Call) -> None:
+        if answer is not True:
+            raise BackendError(f"memcached did not store ({call.method})")
