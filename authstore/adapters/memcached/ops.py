@@ -129,18 +129,26 @@ class MemcachedCacheOps:
             "(contention); nothing was written"
         )
 
-    def _write(self, key: str, entry: Entry | None, value: bytes, expires: int) -> Op[bool]:
+    @staticmethod
+    def _write(key: str, entry: Entry | None, value: bytes, expires: int) -> Store:
         """Store ``value`` only if the key still holds ``entry`` (None: nothing)."""
         if entry is None:
-            return bool((yield Store("add", key, value, expires)))
-        return bool((yield Store("cas", key, value, expires, entry.token)))
+            return Store("add", key, value, expires)
+        return Store("cas", key, value, expires, entry.token)
 
     # -- key/value ---------------------------------------------------------------------
 
     def get(self, key: str) -> Op[bytes | None]:
         target = memcached_key(key)
-        entries = yield from self._live([target])
-        values = yield from self._values(entries)
+        found = yield Get((target,))
+        if not found:
+            return None
+        entry = unpack(found[target][0])
+        if not entry.live(self.clock()):
+            return None
+        if not entry.chunked:
+            return entry.body
+        values = yield from self._values({target: entry})
         return values.get(target)
 
     def get_many(self, keys: list[str]) -> Op[dict[str, bytes]]:
@@ -179,7 +187,7 @@ class MemcachedCacheOps:
             if entry is not None and entry.live(self.clock()):
                 yield from self._forget(body, key)
                 return False
-            if entry is not None and (yield from self._write(target, entry, packed, expires)):
+            if entry is not None and (yield self._write(target, entry, packed, expires)):
                 return True
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -214,7 +222,7 @@ class MemcachedCacheOps:
                 expires_at, expires = entry.expires_at, exptime(entry.expires_at, now)
                 value = current + delta
             packed = pack(expires_at, str(value).encode())
-            if (yield from self._write(target, entry, packed, expires)):
+            if (yield self._write(target, entry, packed, expires)):
                 return value
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -231,7 +239,7 @@ class MemcachedCacheOps:
                 keys = Manifest.decode(_namespace(key), entry.body).keys
                 if (yield Touch(keys, expires)) < len(keys):
                     return False  # memcached evicted part of the value: it is gone
-            if (yield from self._write(target, entry, pack(expires_at, entry.body), expires)):
+            if (yield self._write(target, entry, pack(expires_at, entry.body), expires)):
                 return True
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -261,7 +269,7 @@ class MemcachedCacheOps:
                 if instant == stored and expires_at == entry.expires_at:
                     return stored
             packed = pack(expires_at, repr(instant).encode())
-            if (yield from self._write(target, entry, packed, exptime(expires_at, now))):
+            if (yield self._write(target, entry, packed, exptime(expires_at, now))):
                 return instant
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -290,7 +298,7 @@ class MemcachedCacheOps:
             if live and new_state == state:
                 return result  # a refused hit: nothing to record
             packed = pack(expires_at, encode(new_state).encode())
-            if (yield from self._write(target, entry, packed, exptime(expires_at, now))):
+            if (yield self._write(target, entry, packed, exptime(expires_at, now))):
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -75,38 +75,57 @@ def calls(op: Op[T], ring: Ring) -> Program[T]:
             except StopIteration as done:
                 value: T = done.value
                 return value
-            result = yield from _command(command, ring)
+            planned = _plan(command, ring)
+            answers = []
+            for call in planned:
+                answers.append((yield call))
+            result = _answer(command, answers)
     finally:
         op.close()
 
 
-def _command(command: object, ring: Ring) -> Program[Any]:
+def _plan(command: object, ring: Ring) -> list[Call]:
+    """The driver calls a command takes: one per server for reads and batches, one per key
+    for deletes and touches (memcached has no multi-key form of those)."""
     if isinstance(command, Get):
-        found: dict[str, tuple[bytes, object]] = {}
         method: Method = "gets" if command.cas else "get"
-        for server, keys in ring.group(dict.fromkeys(command.keys)).items():
-            found.update((yield Call(server, method, (keys,))))
-        return found
+        if ring.only is not None:
+            return [Call(ring.only, method, (list(dict.fromkeys(command.keys)),))]
+        groups = ring.group(dict.fromkeys(command.keys))
+        return [Call(server, method, (keys,)) for server, keys in groups.items()]
     if isinstance(command, Store):
         args = (command.key, command.value, command.exptime, command.token)
-        return (yield Call(ring.server(command.key), command.verb, args))
+        return [Call(ring.server(command.key), command.verb, args)]
     if isinstance(command, SetMany):
         items = dict(command.items)
-        for server, keys in ring.group(items).items():
-            batch = [(key, items[key]) for key in keys]
-            yield Call(server, "set_many", (batch, command.exptime))
-        return None
+        return [
+            Call(server, "set_many", ([(key, items[key]) for key in keys], command.exptime))
+            for server, keys in ring.group(items).items()
+        ]
     if isinstance(command, Delete):
-        deleted = 0
-        for key in dict.fromkeys(command.keys):
-            deleted += bool((yield Call(ring.server(key), "delete", (key,))))
-        return deleted
+        return [Call(ring.server(key), "delete", (key,)) for key in dict.fromkeys(command.keys)]
     if isinstance(command, Touch):
-        touched = 0
-        for key in dict.fromkeys(command.keys):
-            touched += bool((yield Call(ring.server(key), "touch", (key, command.exptime))))
-        return touched
+        return [
+            Call(ring.server(key), "touch", (key, command.exptime))
+            for key in dict.fromkeys(command.keys)
+        ]
     raise TypeError(f"a memcached operation yielded {command!r}")
+
+
+def _answer(command: object, answers: list[Any]) -> Any:
+    """What the operation receives for its command, from the answers of its calls."""
+    if isinstance(command, Get):
+        if len(answers) == 1:
+            return answers[0]
+        found: dict[str, tuple[bytes, object]] = {}
+        for answer in answers:
+            found.update(answer)
+        return found
+    if isinstance(command, Store):
+        return answers[0]
+    if isinstance(command, SetMany):
+        return None
+    return sum(map(bool, answers))
 
 
 class MemcachedRunnerBase(Generic[C]):

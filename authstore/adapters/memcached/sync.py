@@ -1,19 +1,25 @@
-"""The sync memcached runner: pymemcache, a PooledClient per server (thread-safe).
+"""The sync memcached runner: pymemcache, a client per server per thread.
 
-Several servers are a HashClient's per-server clients, but keys are routed by
-``runner.Ring``, never by HashClient's failover, which would answer a default value
-for a failing server or drop it from the ring (a missing revocation, a rate limit
-starting over): here a server that is down makes its keys' operations raise.
+pymemcache's Client is not thread-safe; rather than a pool that every call locks,
+each thread gets its own clients (a HashClient's per-server clients when there are
+several servers), made on its first call. Keys are routed by ``runner.Ring``, never
+by HashClient's failover, which would answer a default value for a failing server or
+drop it from the ring (a missing revocation, a rate limit starting over): here a
+server that is down makes its keys' operations raise.
+
+A client given as ``client=`` is used as it is: a PooledClient, a HashClient (its
+per-server clients), or a plain Client under a lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
-from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, calls
+from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, Ring, calls
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
@@ -27,33 +33,27 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
     def __init__(self, settings: MemcachedSettings) -> None:
         super().__init__(settings)
         pymemcache = require_module("pymemcache", "memcached", "memcached")
-        base = require_module("pymemcache.client.base", "memcached", "memcached")
-        hashed = require_module("pymemcache.client.hash", "memcached", "memcached")
+        self._base = require_module("pymemcache.client.base", "memcached", "memcached")
+        self._hash = require_module("pymemcache.client.hash", "memcached", "memcached")
         self._unavailable: tuple[type[BaseException], ...] = (
             OSError,
             pymemcache.MemcacheUnexpectedCloseError,
         )
         self._driver_errors = (*self._unavailable, pymemcache.MemcacheError)
         self._locks: dict[str, threading.Lock] = {}
+        self._local = threading.local()
+        self._made: list[Any] = []  # every client this runner made, closed with it
+        self._made_lock = threading.Lock()
+        self._methods: dict[str, Callable[..., Any]] = {
+            name: getattr(self, f"_{name}")
+            for name in ("get", "gets", "set", "add", "cas", "set_many", "delete", "touch")
+        }
         client = settings.client
         if client is None:
-            options: dict[str, Any] = {
-                "connect_timeout": settings.connect_timeout,
-                "timeout": settings.timeout,
-                "no_delay": True,
-                "default_noreply": False,
-            }
-            if len(settings.servers) == 1:
-                self._owned: Any = base.PooledClient(settings.servers[0], **options)
-                self._use({node_name(*settings.servers[0]): self._owned})
-            else:
-                self._owned = hashed.HashClient(list(settings.servers), use_pooling=True, **options)
-                self._use(dict(self._owned.clients))
-        elif isinstance(client, hashed.HashClient):
-            self._owned = None
+            self._ring = Ring(node_name(host, port) for host, port in settings.servers)
+        elif isinstance(client, self._hash.HashClient):
             self._use(dict(client.clients))
-        elif isinstance(client, base.PooledClient | base.Client):
-            self._owned = None
+        elif isinstance(client, self._base.PooledClient | self._base.Client):
             self._use({_server_name(client.server): client})
         else:
             raise ConfigurationError(
@@ -61,32 +61,55 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
                 f"HashClient, not {type(client).__name__}"
             )
         for name, server in self._clients.items():
-            if isinstance(server, base.Client):  # not thread-safe: one call at a time
+            if isinstance(server, self._base.Client):  # not thread-safe: one call at a time
                 self._locks[name] = threading.Lock()
 
+    def _thread_clients(self) -> dict[str, Any]:
+        """This thread's clients (server name -> pymemcache Client), made on first use."""
+        clients: dict[str, Any] | None = getattr(self._local, "clients", None)
+        if clients is None:
+            settings = self.settings
+            options: dict[str, Any] = {
+                "connect_timeout": settings.connect_timeout,
+                "timeout": settings.timeout,
+                "no_delay": True,
+                "default_noreply": False,
+            }
+            if len(settings.servers) == 1:
+                made = self._base.Client(settings.servers[0], **options)
+                clients = {node_name(*settings.servers[0]): made}
+            else:
+                made = self._hash.HashClient(list(settings.servers), **options)
+                clients = dict(made.clients)
+            with self._made_lock:
+                self._check_open()
+                self._made.append(made)
+            self._local.clients = clients
+        return clients
+
     def run(self, op: Op[T]) -> T:
-        program = calls(op, self._require_ring())
+        assert self._ring is not None
+        program = calls(op, self._ring)
         try:
             call = next(program)  # the argument checks run here, before any I/O
             self._check_open()
+            clients = self._clients or self._thread_clients()
             while True:
-                call = program.send(self._call(call))
+                call = program.send(self._call(clients, call))
         except StopIteration as done:
             value: T = done.value
             return value
         finally:
             program.close()
 
-    def _require_ring(self) -> Any:
-        assert self._ring is not None
-        return self._ring
-
-    def _call(self, call: Call) -> Any:
-        client = self._clients[call.server]
-        lock = self._locks.get(call.server)
+    def _call(self, clients: dict[str, Any], call: Call) -> Any:
+        method = self._methods[call.method]
         try:
-            with lock or contextlib.nullcontext():
-                return getattr(self, f"_{call.method}")(client, call, *call.args)
+            lock = self._locks.get(call.server)
+            if lock is None:
+                return method(clients[call.server], call, *call.args)
+            with lock:
+                return method(clients[call.server], call, *call.args)
         except self._driver_errors as error:
             unavailable = isinstance(error, self._unavailable)
             raise self._error(error, unavailable=unavailable) from error
@@ -122,10 +145,12 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         return client.touch(key, expire=exp, noreply=False) is True
 
     def close(self) -> None:
-        self._closed = True
-        if self._owned is not None:
+        with self._made_lock:
+            self._closed = True
+            made, self._made = self._made, []
+        for client in made:  # another thread's client may be mid-call: it fails, closed
             with contextlib.suppress(*self._driver_errors):
-                self._owned.close()
+                client.close()
 
 
 def _server_name(server: Any) -> str:
