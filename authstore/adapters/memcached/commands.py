@@ -13,8 +13,7 @@ import base64
 import hashlib
 import math
 import re
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from authstore.contracts.errors import BackendError
 
@@ -94,30 +93,28 @@ def exptime(expires_at: float | None, now: float) -> int:
     return math.ceil(expires_at) + ABSOLUTE_MARGIN
 
 
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """Where a value split into chunks lives: ``count`` items of ``chunk_id``."""
+class Manifest(NamedTuple):
+    """Where a value split into chunks lives: ``pieces`` items of ``chunk_id``."""
 
     namespace: str
     chunk_id: str
-    count: int
+    pieces: int
     length: int
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return tuple(chunk_key(self.namespace, self.chunk_id, i) for i in range(self.count))
+        return tuple(chunk_key(self.namespace, self.chunk_id, i) for i in range(self.pieces))
 
     def encode(self) -> bytes:
-        return _CHUNKED + f"{self.chunk_id} {self.count} {self.length}".encode()
+        return _CHUNKED + f"{self.chunk_id} {self.pieces} {self.length}".encode()
 
     @classmethod
     def decode(cls, namespace: str, body: bytes) -> Manifest:
-        chunk_id, count, length = body[1:].decode().split()
-        return cls(namespace, chunk_id, int(count), int(length))
+        chunk_id, pieces, length = body[1:].decode().split()
+        return cls(namespace, chunk_id, int(pieces), int(length))
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """An entry as read: its expiry, its body (a value, a state, or a manifest), and
     its CAS token when read with ``gets``."""
 
@@ -158,8 +155,7 @@ def unpack(raw: object, token: object = None) -> Entry:
     return Entry(expires_at, body, token)
 
 
-@dataclass(frozen=True, slots=True)
-class Get:
+class Get(NamedTuple):
     """Read keys (``gets`` with CAS tokens when ``cas``); the runner answers
     ``{key: (raw value, token or None)}`` for the keys found."""
 
@@ -167,8 +163,7 @@ class Get:
     cas: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Store:
+class Store(NamedTuple):
     """``set``, ``add`` or ``cas`` (with ``token``); the runner answers True when stored."""
 
     verb: Literal["set", "add", "cas"]
@@ -178,23 +173,20 @@ class Store:
     token: object = None
 
 
-@dataclass(frozen=True, slots=True)
-class SetMany:
+class SetMany(NamedTuple):
     """``set`` every item, one round trip per server; the runner answers None."""
 
     items: tuple[tuple[str, bytes], ...]
     exptime: int
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
+class Delete(NamedTuple):
     """The runner answers how many of ``keys`` memcached deleted."""
 
     keys: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Touch:
+class Touch(NamedTuple):
     """Give ``keys`` a new exptime; the runner answers how many exist."""
 
     keys: tuple[str, ...]

@@ -112,7 +112,7 @@ class MemcachedCacheOps:
         manifest = Manifest(
             _namespace(key), secrets.token_hex(12), -(-len(value) // size), len(value)
         )
-        pieces = (value[i * size : (i + 1) * size] for i in range(manifest.count))
+        pieces = (value[i * size : (i + 1) * size] for i in range(manifest.pieces))
         yield SetMany(tuple(zip(manifest.keys, pieces, strict=True)), expires)
         return manifest.encode()
 
@@ -290,7 +290,8 @@ class MemcachedCacheOps:
     ) -> Op[R]:
         target = memcached_key(key)
         for _ in self._attempts():
-            entry = yield from self._fetch(target, cas=True)
+            found = yield Get((target,), True)
+            entry = unpack(*found[target]) if found else None
             now = self.clock()
             live = entry is not None and entry.live(now)
             state = decode(entry.body.split()) if entry is not None and live else None

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Generator, Iterable
-from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from authstore.adapters.common.ops import Op
 from authstore.adapters.memcached.commands import Delete, Get, SetMany, Store, Touch
@@ -31,8 +30,7 @@ C = TypeVar("C")
 Method = Literal["get", "gets", "set", "add", "cas", "set_many", "delete", "touch"]
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """One driver call on one server: ``method(client, *args)``."""
 
     server: str
@@ -76,9 +74,12 @@ def calls(op: Op[T], ring: Ring) -> Program[T]:
                 value: T = done.value
                 return value
             planned = _plan(command, ring)
-            answers = []
-            for call in planned:
-                answers.append((yield call))
+            if len(planned) == 1:
+                answers = [(yield planned[0])]
+            else:
+                answers = []
+                for call in planned:
+                    answers.append((yield call))
             result = _answer(command, answers)
     finally:
         op.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,7 +43,7 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         self._driver_errors = (*self._unavailable, pymemcache.MemcacheError)
         self._locks: dict[str, threading.Lock] = {}
         self._local = threading.local()
-        self._made: list[Any] = []  # every client this runner made, closed with it
+        self._made: weakref.WeakSet[_ThreadClients] = weakref.WeakSet()  # closed with the runner
         self._made_lock = threading.Lock()
         self._methods: dict[str, Callable[..., Any]] = {
             name: getattr(self, f"_{name}")
@@ -66,8 +67,8 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     def _thread_clients(self) -> dict[str, Any]:
         """This thread's clients (server name -> pymemcache Client), made on first use."""
-        clients: dict[str, Any] | None = getattr(self._local, "clients", None)
-        if clients is None:
+        held: _ThreadClients | None = getattr(self._local, "held", None)
+        if held is None:
             settings = self.settings
             options: dict[str, Any] = {
                 "connect_timeout": settings.connect_timeout,
@@ -81,11 +82,12 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
             else:
                 made = self._hash.HashClient(list(settings.servers), **options)
                 clients = dict(made.clients)
+            held = _ThreadClients(made, clients, self._driver_errors)
             with self._made_lock:
                 self._check_open()
-                self._made.append(made)
-            self._local.clients = clients
-        return clients
+                self._made.add(held)
+            self._local.held = held
+        return held.clients
 
     def run(self, op: Op[T]) -> T:
         assert self._ring is not None
@@ -147,10 +149,25 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
     def close(self) -> None:
         with self._made_lock:
             self._closed = True
-            made, self._made = self._made, []
-        for client in made:  # another thread's client may be mid-call: it fails, closed
-            with contextlib.suppress(*self._driver_errors):
-                client.close()
+            made = list(self._made)
+        for held in made:  # another thread's client may be mid-call: it fails, closed
+            held.close()
+
+
+class _ThreadClients:
+    """One thread's clients; closed when the thread ends (its locals go) or the runner closes."""
+
+    def __init__(self, made: Any, clients: dict[str, Any], errors: tuple[type[BaseException], ...]):
+        self.made = made
+        self.clients = clients
+        self._errors = errors
+
+    def close(self) -> None:
+        with contextlib.suppress(*self._errors):
+            self.made.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _server_name(server: Any) -> str:
