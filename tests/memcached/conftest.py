@@ -18,9 +18,6 @@ import pytest
 
 from authstore.contracts.testing import unavailable
 
-pytest.importorskip("pymemcache")  # the memcached extra; strict CI installs it
-pytest.importorskip("aiomcache")
-
 
 @pytest.fixture(scope="session")
 def memcached_url(server_url: Callable[[str], str]) -> str:

@@ -391,3 +391,52 @@ def test_given_clients_are_used_not_closed(memcached_url: str) -> None:
 
     assert asyncio.run(scenario()) == "v"
     raw.close()
+
+
+# -- drivers ------------------------------------------------------------------------------
+
+
+def _python(code: str) -> str:
+    import subprocess
+    import sys
+    import textwrap
+
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+def test_the_entry_point_imports_no_driver() -> None:
+    out = _python(
+        """
+        import sys
+        import authstore.adapters.memcached
+        from authstore import registry
+        registry.backend_for("memcached://127.0.0.1")
+        print("DRIVERS", sorted(m for m in ("pymemcache", "aiomcache") if m in sys.modules))
+        """
+    )
+    assert "DRIVERS []" in out, out
+
+
+@pytest.mark.parametrize(
+    ("driver", "opener"), [("pymemcache", "open_cache"), ("aiomcache", "open_async_cache")]
+)
+def test_a_missing_driver_names_the_extra(driver: str, opener: str) -> None:
+    out = _python(
+        f"""
+        import sys
+        sys.modules[{driver!r}] = None  # as if it were not installed
+        import authstore
+        try:
+            authstore.{opener}("memcached://127.0.0.1")
+        except authstore.MissingDriverError as error:
+            print("MISSING", error)
+        """
+    )
+    assert "MISSING" in out and 'pip install "authstore[memcached]"' in out, out
