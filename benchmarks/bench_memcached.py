@@ -15,7 +15,8 @@ On the same server, in one run:
   nothing); ``limits``' fixed window is one ``incr`` that also counts refused hits. The
   raw-driver line replays authstore's two round trips (gets, then cas) by hand.
 
-The server comes from AUTHSTORE_TEST_MEMCACHED_URL (default 127.0.0.1:11211); keys live
+The pymemcache clients of the raw and cachelib lines have authstore's timeouts (3 s): a
+socket with a timeout costs a poll() per read. The server comes from AUTHSTORE_TEST_MEMCACHED_URL (default 127.0.0.1:11211); keys live
 in a throwaway namespace.
 """
 
@@ -79,11 +80,12 @@ def _sync_part(namespace: str) -> tuple[list[Comparison], dict[str, float]]:
     cache = authstore.open_cache(_server(), namespace=namespace)
     cache.set("hot", PAYLOAD, ttl=3600)
     cache.check_rate_limit("raw-limiter", BIG, 3600)
-    raw = Client((host, port), no_delay=True, default_noreply=False)
+    options = {"no_delay": True, "default_noreply": False, "timeout": 3.0, "connect_timeout": 3.0}
+    raw = Client((host, port), **options)
     hot, warm = memcached_key(f"{namespace}:k:hot"), memcached_key(f"{namespace}:k:warm")
     limiter_key = memcached_key(f"{namespace}:f:raw-limiter")
     reference = MemcachedCache(
-        Client((host, port), no_delay=True, default_noreply=False, serde=serde.pickle_serde),
+        Client((host, port), serde=serde.pickle_serde, **options),
         key_prefix=f"{namespace}-cachelib:",
     )
     reference.set("hot", PAYLOAD, timeout=3600)
