@@ -158,7 +158,7 @@ class MemcachedCacheOps:
         return {targets[target]: value for target, value in values.items()}
 
     def set(self, key: str, value: bytes, ttl: float | None) -> Op[None]:
-        yield from self.set_many({key: value}, ttl)
+        return self.set_many({key: value}, ttl)
 
     def set_many(self, items: dict[str, bytes], ttl: float | None) -> Op[None]:
         now = self.clock()
@@ -166,7 +166,11 @@ class MemcachedCacheOps:
         expires = exptime(expires_at, now)
         stored = []
         for key, value in items.items():
-            body = yield from self._body(key, value, expires)
+            body = (
+                value
+                if len(value) <= self.chunk_bytes
+                else (yield from self._body(key, value, expires))
+            )
             stored.append((memcached_key(key), pack(expires_at, body)))
         if len(stored) == 1:
             yield Store("set", stored[0][0], stored[0][1], expires)
@@ -310,10 +314,8 @@ class MemcachedCacheOps:
             allowed, count, end = ratelimit.step_fixed_window(state, now, limit, window, cost)
             return (allowed, count, end, now), (count, end), end
 
-        return (
-            yield from self._transition(
-                key, lambda f: (int(f[0]), float(f[1])), step, lambda s: f"{s[0]} {s[1]!r}"
-            )
+        return self._transition(
+            key, lambda f: (int(f[0]), float(f[1])), step, lambda s: f"{s[0]} {s[1]!r}"
         )
 
     def sliding_window(
@@ -331,13 +333,11 @@ class MemcachedCacheOps:
                 (start + 2 * window),
             )
 
-        return (
-            yield from self._transition(
-                key,
-                lambda f: (int(f[0]), int(f[1]), float(f[2])),
-                step,
-                lambda s: f"{s[0]} {s[1]} {s[2]!r}",
-            )
+        return self._transition(
+            key,
+            lambda f: (int(f[0]), int(f[1]), float(f[2])),
+            step,
+            lambda s: f"{s[0]} {s[1]} {s[2]!r}",
         )
 
     def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]:
@@ -348,10 +348,8 @@ class MemcachedCacheOps:
             full_at = now + ratelimit.gcra_backlog(anchor, units, now, limit, window)
             return (allowed, anchor, units, now), (anchor, units), full_at
 
-        return (
-            yield from self._transition(
-                key, lambda f: (float(f[0]), int(f[1])), step, lambda s: f"{s[0]!r} {s[1]}"
-            )
+        return self._transition(
+            key, lambda f: (float(f[0]), int(f[1])), step, lambda s: f"{s[0]!r} {s[1]}"
         )
 
     @immediate
