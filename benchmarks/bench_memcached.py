@@ -28,6 +28,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -44,6 +45,7 @@ HITS = 2000
 CALLERS = 100
 PAYLOAD = {"user": "alice", "roles": ["admin"], "n": 3}
 BIG = 10**9  # a limit never reached
+AsyncCall = Callable[[], Awaitable[object]]
 
 
 def _server() -> str:
@@ -98,71 +100,58 @@ def _sync_part(namespace: str) -> tuple[list[Comparison], dict[str, float]]:
         value, token = raw.gets(limiter_key)
         return raw.cas(limiter_key, _next_count(value), token, expire=3602, noreply=False)
 
-    results = [
-        compare(
-            "memcached sync get",
-            lambda: cache.get("hot"),
-            lambda: _decode(raw.get(hot)),
-            "raw pymemcache get + decode",
-            goal=GOAL,
-            count=COUNT,
-        ),
-        compare(
-            "memcached sync get",
-            lambda: cache.get("hot"),
-            lambda: reference.get("hot"),
-            "cachelib MemcachedCache",
-            goal=1.0,
-            count=COUNT,
-        ),
-        compare(
-            "memcached sync set (ttl)",
-            lambda: cache.set("warm", PAYLOAD, ttl=300),
-            lambda: raw.set(warm, _envelope(300), expire=302, noreply=False),
+    def get() -> object:
+        return cache.get("hot")
+
+    def put() -> object:
+        return cache.set("warm", PAYLOAD, ttl=300)
+
+    def hit() -> object:
+        return cache.check_rate_limit("fixed", BIG, 60)
+
+    plan: list[tuple[str, Callable[[], object], Callable[[], object], str, float]] = [
+        ("get", get, lambda: _decode(raw.get(hot)), "raw pymemcache get + decode", GOAL),
+        ("get", get, lambda: reference.get("hot"), "cachelib MemcachedCache", 1.0),
+        (
+            "set (ttl)",
+            put,
+            lambda: raw.set(warm, _envelope(300), expire=302),
             "raw pymemcache set",
-            goal=GOAL,
-            count=COUNT,
+            GOAL,
         ),
-        compare(
-            "memcached sync set (ttl)",
-            lambda: cache.set("warm", PAYLOAD, ttl=300),
+        (
+            "set (ttl)",
+            put,
             lambda: reference.set("warm", PAYLOAD, timeout=300),
             "cachelib MemcachedCache",
-            goal=1.0,
-            count=COUNT,
+            1.0,
         ),
-        compare(
-            "memcached sync rate limit fixed window",
-            lambda: cache.check_rate_limit("fixed", BIG, 60),
+        (
+            "rate limit fixed window",
+            hit,
             lambda: fixed.hit(item, namespace, "fixed"),
             "limits MemcachedStorage fixed window",
-            goal=1.0,
-            count=COUNT,
+            1.0,
         ),
-        compare(
-            "memcached sync rate limit fixed window",
-            lambda: cache.check_rate_limit("fixed", BIG, 60),
-            raw_gets_cas,
-            "raw pymemcache gets + cas",
-            goal=GOAL,
-            count=COUNT,
-        ),
-        compare(
-            "memcached sync rate limit sliding window",
+        ("rate limit fixed window", hit, raw_gets_cas, "raw pymemcache gets + cas", GOAL),
+        (
+            "rate limit sliding window",
             lambda: cache.check_rate_limit("sliding", BIG, 60, algorithm="sliding_window"),
             lambda: sliding.hit(item, namespace, "sliding"),
             "limits MemcachedStorage sliding counter",
-            goal=1.0,
-            count=COUNT,
+            1.0,
         ),
-        compare(
-            "memcached sync rate limit gcra",
+        (
+            "rate limit gcra",
             lambda: cache.check_rate_limit("gcra", BIG, 60, algorithm="gcra"),
             raw_gets_cas,
             "raw pymemcache gets + cas (limits: none)",
-            goal=GOAL,
-            count=COUNT,
+            GOAL,
         ),
+    ]
+    results = [
+        compare(f"memcached sync {name}", ours, theirs, reference_name, goal=goal, count=COUNT)
+        for name, ours, theirs, reference_name, goal in plan
     ]
     started = time.perf_counter()
     for _ in range(HITS):
@@ -202,55 +191,38 @@ async def _async_part(namespace: str) -> tuple[list[Comparison], dict[str, float
         value, token = await raw.gets(limiter_key)
         return await raw.cas(limiter_key, _next_count(value), token, 3602)
 
-    results = [
-        await compare_async(
-            "memcached async get",
-            lambda: cache.get("hot"),
-            raw_get,
-            "raw aiomcache get + decode",
-            goal=GOAL,
-            count=COUNT,
-        ),
-        await compare_async(
-            "memcached async get",
-            lambda: cache.get("hot"),
-            lambda: reference.get("hot"),
-            "aiocache MemcachedCache",
-            goal=1.0,
-            count=COUNT,
-        ),
-        await compare_async(
-            "memcached async set (ttl)",
-            lambda: cache.set("warm", PAYLOAD, ttl=300),
-            lambda: raw.set(warm, _envelope(300), 302),
-            "raw aiomcache set",
-            goal=GOAL,
-            count=COUNT,
-        ),
-        await compare_async(
-            "memcached async set (ttl)",
-            lambda: cache.set("warm", PAYLOAD, ttl=300),
+    def get() -> Awaitable[object]:
+        return cache.get("hot")
+
+    def put() -> Awaitable[object]:
+        return cache.set("warm", PAYLOAD, ttl=300)
+
+    def hit() -> Awaitable[object]:
+        return cache.check_rate_limit("fixed", BIG, 60)
+
+    plan: list[tuple[str, AsyncCall, AsyncCall, str, float]] = [
+        ("get", get, raw_get, "raw aiomcache get + decode", GOAL),
+        ("get", get, lambda: reference.get("hot"), "aiocache MemcachedCache", 1.0),
+        ("set (ttl)", put, lambda: raw.set(warm, _envelope(300), 302), "raw aiomcache set", GOAL),
+        (
+            "set (ttl)",
+            put,
             lambda: reference.set("warm", PAYLOAD, ttl=300),
             "aiocache MemcachedCache",
-            goal=1.0,
-            count=COUNT,
+            1.0,
         ),
-        await compare_async(
-            "memcached async rate limit fixed window",
-            lambda: cache.check_rate_limit("fixed", BIG, 60),
+        (
+            "rate limit fixed window",
+            hit,
             lambda: fixed.hit(item, namespace, "fixed"),
             "limits async MemcachedStorage fixed window",
-            goal=1.0,
-            count=COUNT,
+            1.0,
         ),
-        await compare_async(
-            "memcached async rate limit fixed window",
-            lambda: cache.check_rate_limit("fixed", BIG, 60),
-            raw_gets_cas,
-            "raw aiomcache gets + cas",
-            goal=GOAL,
-            count=COUNT,
-        ),
+        ("rate limit fixed window", hit, raw_gets_cas, "raw aiomcache gets + cas", GOAL),
+    ]
+    results = [
+        await compare_async(f"memcached async {name}", ours, theirs, label, goal=goal, count=COUNT)
+        for name, ours, theirs, label, goal in plan
     ]
 
     async def caller(key: str, hits: int) -> int:
