@@ -57,24 +57,20 @@ def _all_fail_in_time(outcomes: dict[str, tuple[BaseException | None, float]]) -
     assert not problems, problems
 
 
+async def _outcome(action: Callable[[], object]) -> tuple[BaseException | None, float]:
+    """What ``action`` raised (awaited if it gives an awaitable) and how long it took."""
+    started = time.monotonic()
+    try:
+        answer = action()
+        if isinstance(answer, Awaitable):
+            await answer
+    except BaseException as error:
+        return error, time.monotonic() - started
+    return None, time.monotonic() - started
+
+
 def _timed(action: Callable[[], object]) -> tuple[BaseException | None, float]:
-    started = time.monotonic()
-    try:
-        action()
-    except BaseException as error:
-        return error, time.monotonic() - started
-    return None, time.monotonic() - started
-
-
-async def _timed_async(
-    action: Callable[[], Awaitable[object]],
-) -> tuple[BaseException | None, float]:
-    started = time.monotonic()
-    try:
-        await action()
-    except BaseException as error:
-        return error, time.monotonic() - started
-    return None, time.monotonic() - started
+    return asyncio.run(_outcome(action))
 
 
 @pytest.mark.parametrize("outage", ["killed", "frozen"])
@@ -95,7 +91,7 @@ def test_security_reads_fail_closed_async(private_memcached: PrivateMemcached, o
             await _seed_async(cache)
             private_memcached.stop() if outage == "killed" else private_memcached.freeze()
             return {
-                name: await _timed_async(lambda read=read: read(cache))
+                name: await _outcome(lambda read=read: read(cache))
                 for name, read in SECURITY_READS.items()
             }
 
@@ -130,7 +126,7 @@ def test_no_stale_reply_after_a_timeout(private_memcached: PrivateMemcached) -> 
         async with authstore.open_async_cache(_url(private_memcached), namespace="a") as cache:
             await _seed_async(cache)
             private_memcached.freeze()
-            error, _ = await _timed_async(lambda: cache.is_blacklisted("revoked"))
+            error, _ = await _outcome(lambda: cache.is_blacklisted("revoked"))
             assert isinstance(error, BackendUnavailableError)
             private_memcached.thaw()
             await asyncio.sleep(0.2)
