@@ -440,3 +440,31 @@ def test_a_missing_driver_names_the_extra(driver: str, opener: str) -> None:
         """
     )
     assert "MISSING" in out and 'pip install "authstore[memcached]"' in out, out
+
+
+# -- fork ---------------------------------------------------------------------------------
+
+
+def test_a_forked_child_gets_its_own_connections(memcached_url: str) -> None:
+    """A store used before a fork (an app server's preloading) and then in both processes:
+    sharing the parent's socket, each would read replies meant for the other."""
+    import os
+
+    with authstore.open_cache(memcached_url, namespace=_namespace()) as cache:
+        cache.set("mine", "parent")
+        cache.set("theirs", "child")
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report how many reads were right, then leave at once
+            right = 0
+            try:
+                right = sum(cache.get("theirs") == "child" for _ in range(300))
+            finally:
+                os.write(write_end, str(right).encode())
+                os._exit(0)
+        os.close(write_end)
+        parent_right = sum(cache.get("mine") == "parent" for _ in range(300))
+        child_right = int(os.read(read_end, 100) or b"0")
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    assert (parent_right, child_right) == (300, 300)

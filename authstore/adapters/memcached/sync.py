@@ -2,7 +2,8 @@
 
 pymemcache's Client is not thread-safe; rather than a pool that every call locks,
 each thread gets its own clients (a HashClient's per-server clients when there are
-several servers), made on its first call. Keys are routed by ``runner.Ring``, never
+several servers), made on its first call, and made anew in a forked child (two
+processes reading one socket would read each other's replies). Keys are routed by ``runner.Ring``, never
 by HashClient's failover, which would answer a default value for a failing server or
 drop it from the ring (a missing revocation, a rate limit starting over): here a
 server that is down makes its keys' operations raise.
@@ -14,6 +15,7 @@ per-server clients), or a plain Client under a lock.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -68,7 +70,8 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
     def _thread_clients(self) -> dict[str, Any]:
         """This thread's clients (server name -> pymemcache Client), made on first use."""
         held: _ThreadClients | None = getattr(self._local, "held", None)
-        if held is None:
+        if held is None or held.pid != os.getpid():
+            # none yet, or this is a forked child: the parent's sockets are not ours
             settings = self.settings
             options: dict[str, Any] = {
                 "connect_timeout": settings.connect_timeout,
@@ -160,9 +163,12 @@ class _ThreadClients:
     def __init__(self, made: Any, clients: dict[str, Any], errors: tuple[type[BaseException], ...]):
         self.made = made
         self.clients = clients
+        self.pid = os.getpid()
         self._errors = errors
 
     def close(self) -> None:
+        if self.pid != os.getpid():
+            return  # the parent's clients, inherited by a fork: the parent closes them
         with contextlib.suppress(*self._errors):
             self.made.close()
 
