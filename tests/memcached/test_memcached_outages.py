@@ -157,3 +157,54 @@ def test_recovers_after_a_restart(private_memcached: PrivateMemcached) -> None:
             assert cache.get("k") == 2
         finally:
             restarted.stop()
+
+
+EOF_SCENARIO = """
+import asyncio, sys
+import aiomcache
+import authstore
+from authstore.adapters.memcached.aio import _safe_client_class
+
+port, which = int(sys.argv[1]), sys.argv[2]
+
+async def main():
+    if which == "own":
+        client = _safe_client_class(aiomcache)("127.0.0.1", port)
+    else:  # a caller's client, given to a store
+        client = aiomcache.Client("127.0.0.1", port)
+        authstore.open_async_cache("memcached://", client=client)
+    conn = await client._pool.acquire()
+    try:
+        # memcached closes the connection on quit without a reply: the reader sees EOF
+        await client._execute_simple_command(conn, b"quit\\r\\n")
+    except Exception as error:
+        print("RAISED", type(error).__name__)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("client", ["own", "given"])
+def test_a_connection_closed_mid_reply_raises(
+    private_memcached: PrivateMemcached, client: str
+) -> None:
+    """aiomcache 0.8 reads the empty line at EOF forever without yielding to the event
+    loop (no timeout can end that): authstore's clients, and a client given to a store,
+    raise instead. memcached answers ``quit`` by closing the connection: a real EOF
+    mid-reply. Run in a child process, so a frozen loop fails this test by timeout
+    instead of hanging the run."""
+    import subprocess
+    import sys
+
+    args = [str(private_memcached.port), client]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", EOF_SCENARIO, *args],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the event loop froze on a connection closed mid-reply")
+    assert "RAISED ConnectionResetError" in done.stdout, done.stdout + done.stderr

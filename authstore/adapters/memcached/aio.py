@@ -4,13 +4,16 @@ aiomcache speaks to one server; several servers are one client each, with keys
 routed by ``runner.Ring`` exactly as the sync runner routes them. Every call is
 bounded by ``timeout``. A call cut short (timed out or cancelled) may leave its
 reply unread on a pooled connection, where the next command would read it as its
-own: the client's idle connections are closed then, so none is reused.
+own: the client's idle connections are closed then, so none is reused. And a
+connection the server closes mid-reply raises (aiomcache 0.8 would spin on it
+forever, freezing the loop), on a client given as ``client=`` too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import types
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
@@ -38,6 +41,9 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
                     "client= for an async memcached store is an aiomcache.Client, "
                     f"not {type(client).__name__}"
                 )
+            # the same fix on the caller's client (this instance only): a server closing
+            # the connection mid-reply must raise, not freeze the event loop
+            client._execute_simple_command = types.MethodType(_execute_simple_command, client)
             self._use({"client": client})
         else:
             self._ring = Ring(node_name(host, port) for host, port in settings.servers)
@@ -144,19 +150,22 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
                 await client.close()
 
 
+async def _execute_simple_command(self: Any, conn: Any, raw_command: bytes) -> bytes:
+    """aiomcache's one-line command, except that a connection the server closes mid-reply
+    raises: aiomcache 0.8 reads the empty line at EOF again and again without ever
+    yielding to the loop, so not even a timeout could end it."""
+    conn.writer.write(raw_command)
+    await conn.writer.drain()
+    line: bytes = await conn.reader.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionResetError("memcached closed the connection mid-reply")
+    return line[:-2]
+
+
 @functools.cache
 def _safe_client_class(aiomcache: Any) -> Any:
     class SafeClient(aiomcache.Client):  # type: ignore[misc]
-        """aiomcache's Client, but a connection the server closes mid-reply raises:
-        aiomcache 0.8 would read the empty line at EOF forever, never yielding to the
-        loop (so not even a timeout could end it)."""
+        """aiomcache's Client with ``_execute_simple_command`` that raises at EOF."""
 
-        async def _execute_simple_command(self, conn: Any, raw_command: bytes) -> bytes:
-            conn.writer.write(raw_command)
-            await conn.writer.drain()
-            line: bytes = await conn.reader.readline()
-            if not line.endswith(b"\r\n"):
-                raise ConnectionResetError("memcached closed the connection mid-reply")
-            return line[:-2]
-
+    SafeClient._execute_simple_command = _execute_simple_command
     return SafeClient
