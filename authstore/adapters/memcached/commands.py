@@ -10,6 +10,7 @@ exptime memcached gets is only a little later, for its own garbage collection.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import re
@@ -63,6 +64,7 @@ internal state (decimal text) never starts with it."""
 _NO_EXPIRY = b"-"
 
 
+@functools.lru_cache(maxsize=4096)
 def memcached_key(full: str) -> str:
     """The memcached key of a full key ``namespace:kind:key``: itself when memcached can
     take it as it is, else ``namespace:kind:#`` and the SHA-256 of the full key.

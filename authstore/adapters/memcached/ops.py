@@ -123,8 +123,11 @@ class MemcachedCacheOps:
 
     @staticmethod
     def _attempts() -> Iterator[int]:
-        yield from range(CAS_ATTEMPTS)
-        raise BackendUnavailableError(
+        return iter(range(CAS_ATTEMPTS))
+
+    @staticmethod
+    def _give_up() -> BackendUnavailableError:
+        return BackendUnavailableError(
             f"memcached: {CAS_ATTEMPTS} writes in a row to one key lost to other clients "
             "(contention); nothing was written"
         )
@@ -193,7 +196,7 @@ class MemcachedCacheOps:
                 return False
             if entry is not None and (yield self._write(target, entry, packed, expires)):
                 return True
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise self._give_up()
 
     def delete(self, key: str) -> Op[bool]:
         return (yield from self.delete_many([key])) == 1
@@ -228,7 +231,7 @@ class MemcachedCacheOps:
             packed = pack(expires_at, str(value).encode())
             if (yield self._write(target, entry, packed, expires)):
                 return value
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise self._give_up()
 
     def expire(self, key: str, ttl: float | None) -> Op[bool]:
         target = memcached_key(key)
@@ -245,7 +248,7 @@ class MemcachedCacheOps:
                     return False  # memcached evicted part of the value: it is gone
             if (yield self._write(target, entry, pack(expires_at, entry.body), expires)):
                 return True
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise self._give_up()
 
     def ttl(self, key: str) -> Op[float | None]:
         live = yield from self._live([memcached_key(key)])
@@ -275,7 +278,7 @@ class MemcachedCacheOps:
             packed = pack(expires_at, repr(instant).encode())
             if (yield self._write(target, entry, packed, exptime(expires_at, now))):
                 return instant
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise self._give_up()
 
     def read_epoch(self, key: str) -> Op[float | None]:
         live = yield from self._live([memcached_key(key)])
@@ -305,7 +308,7 @@ class MemcachedCacheOps:
             packed = pack(expires_at, encode(new_state).encode())
             if (yield self._write(target, entry, packed, exptime(expires_at, now))):
                 return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise self._give_up()
 
     def fixed_window(self, key: str, limit: int, window: float, cost: int) -> Op[FixedWindowState]:
         def step(

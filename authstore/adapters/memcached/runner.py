@@ -73,14 +73,21 @@ def calls(op: Op[T], ring: Ring) -> Program[T]:
             except StopIteration as done:
                 value: T = done.value
                 return value
-            planned = _plan(command, ring)
-            if len(planned) == 1:
-                answers = [(yield planned[0])]
+            kind = type(command)
+            if kind is Store:  # the common commands of one call each, without a plan
+                key = command.key
+                server = ring.only or ring.server(key)
+                args = (key, command.value, command.exptime, command.token)
+                result = yield Call(server, command.verb, args)
+            elif kind is Get and len(command.keys) == 1 and ring.only is not None:
+                result = yield Call(
+                    ring.only, "gets" if command.cas else "get", (list(command.keys),)
+                )
             else:
                 answers = []
-                for call in planned:
+                for call in _plan(command, ring):
                     answers.append((yield call))
-            result = _answer(command, answers)
+                result = _answer(command, answers)
     finally:
         op.close()
 
