@@ -65,6 +65,7 @@ BUILTIN_BACKENDS = {
     "redis+unix": "authstore.adapters.redis:backend",
     "redis+cluster": "authstore.adapters.redis:backend",
     "redis+sentinel": "authstore.adapters.redis:backend",
+    "memcached": "authstore.adapters.memcached:backend",
 }
 """Also declared as entry points in pyproject.toml; listed here so a source checkout works too."""
 

@@ -215,12 +215,19 @@ def redis_section() -> list[Comparison]:
     return section()
 
 
+def memcached_section() -> list[Comparison]:
+    from bench_memcached import section
+
+    return section()
+
+
 SECTIONS: dict[str, Callable[[], list[Comparison]]] = {
     "memory": memory_section,
     "sqlite": sqlite_section,
     "postgres": postgres_section,
     "mysql": mysql_section,
     "redis": redis_section,
+    "memcached": memcached_section,
 }
 
 

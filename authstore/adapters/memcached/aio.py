@@ -1,0 +1,171 @@
+"""The async memcached runner: aiomcache, one pooled client per server.
+
+aiomcache speaks to one server; several servers are one client each, with keys
+routed by ``runner.Ring`` exactly as the sync runner routes them. Every call is
+bounded by ``timeout``. A call cut short (timed out or cancelled) may leave its
+reply unread on a pooled connection, where the next command would read it as its
+own: the client's idle connections are closed then, so none is reused. And a
+connection the server closes mid-reply raises (aiomcache 0.8 would spin on it
+forever, freezing the loop), on a client given as ``client=`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import types
+from typing import Any, TypeVar
+
+from authstore.adapters.common.ops import Op
+from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, Ring, calls
+from authstore.adapters.memcached.settings import MemcachedSettings, node_name
+from authstore.contracts.errors import BackendError, ConfigurationError
+from authstore.registry import require_module
+
+__all__ = ["AsyncMemcachedRunner"]
+
+T = TypeVar("T")
+
+
+class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
+    def __init__(self, settings: MemcachedSettings) -> None:
+        super().__init__(settings)
+        self._aiomcache = require_module("aiomcache", "memcached async", "memcached")
+        self._unavailable: tuple[type[BaseException], ...] = (OSError, EOFError)
+        self._driver_errors = (*self._unavailable, self._aiomcache.ClientException)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        client = settings.client
+        if client is not None:
+            if not isinstance(client, self._aiomcache.Client):
+                raise ConfigurationError(
+                    "client= for an async memcached store is an aiomcache.Client, "
+                    f"not {type(client).__name__}"
+                )
+            # the same fix on the caller's client (this instance only): a server closing
+            # the connection mid-reply must raise, not freeze the event loop
+            client._execute_simple_command = types.MethodType(_execute_simple_command, client)
+            self._use({"client": client})
+        else:
+            self._ring = Ring(node_name(host, port) for host, port in settings.servers)
+
+    def _ready(self) -> None:
+        """Clients of the running loop, made on first use (their connections belong to it)."""
+        if self.settings.client is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            raise BackendError(
+                "this async memcached store is in use by another event loop; "
+                "open one store per loop"
+            )
+        safe = _safe_client_class(self._aiomcache)
+        size = self.settings.pool_size
+        self._loop = loop
+        self._clients = {
+            node_name(host, port): safe(host, port, pool_size=size, pool_minsize=1)
+            for host, port in self.settings.servers
+        }
+
+    async def run(self, op: Op[T]) -> T:
+        assert self._ring is not None
+        program = calls(op, self._ring)
+        try:
+            call = next(program)  # the argument checks run here, before any I/O
+            self._check_open()
+            self._ready()
+            while True:
+                call = program.send(await self._call(call))
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        finally:
+            program.close()
+
+    async def _call(self, call: Call) -> Any:
+        client = self._clients[call.server]
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                return await getattr(self, f"_{call.method}")(client, call, *call.args)
+        except self._driver_errors as error:
+            await client.close()  # closes idle connections: the one this call used too
+            raise self._error(error, unavailable=self._is_unavailable(error)) from error
+        except BaseException:
+            await client.close()  # cancelled mid-call
+            raise
+
+    def _is_unavailable(self, error: BaseException) -> bool:
+        # aiomcache reports a connection closed mid-reply as a failed get of b''
+        return isinstance(error, self._unavailable) or str(error).endswith("b''")
+
+    # One method per Call.method: the aiomcache call and nothing else.
+
+    async def _get(self, client: Any, call: Call, keys: list[str]) -> dict[str, Any]:
+        values = await client.multi_get(*(key.encode() for key in keys))
+        return {
+            key: (value, None) for key, value in zip(keys, values, strict=True) if value is not None
+        }
+
+    async def _gets(self, client: Any, call: Call, keys: list[str]) -> dict[str, Any]:
+        found = {}
+        for key in keys:
+            value, token = await client.gets(key.encode())
+            if value is not None:
+                found[key] = (value, token)
+        return found
+
+    async def _set(
+        self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object
+    ) -> bool:
+        self._stored(await client.set(key.encode(), value, exp), call)
+        return True
+
+    async def _add(
+        self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object
+    ) -> bool:
+        return bool(await client.add(key.encode(), value, exp))
+
+    async def _cas(
+        self, client: Any, call: Call, key: str, value: bytes, exp: int, token: object
+    ) -> bool:
+        return bool(await client.cas(key.encode(), value, token, exp))
+
+    async def _set_many(
+        self, client: Any, call: Call, items: list[tuple[str, bytes]], exp: int
+    ) -> None:
+        for key, value in items:
+            self._stored(await client.set(key.encode(), value, exp), call)
+
+    async def _delete(self, client: Any, call: Call, key: str) -> bool:
+        return bool(await client.delete(key.encode()))
+
+    async def _touch(self, client: Any, call: Call, key: str, exp: int) -> bool:
+        return bool(await client.touch(key.encode(), exp))
+
+    async def close(self) -> None:
+        self._closed = True
+        if self.owns_client and self._loop is asyncio.get_running_loop():
+            for client in self._clients.values():
+                await client.close()
+
+
+async def _execute_simple_command(self: Any, conn: Any, raw_command: bytes) -> bytes:
+    """aiomcache's one-line command, except that a connection the server closes mid-reply
+    raises: aiomcache 0.8 reads the empty line at EOF again and again without ever
+    yielding to the loop, so not even a timeout could end it."""
+    conn.writer.write(raw_command)
+    await conn.writer.drain()
+    line: bytes = await conn.reader.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionResetError("memcached closed the connection mid-reply")
+    return line[:-2]
+
+
+@functools.cache
+def _safe_client_class(aiomcache: Any) -> Any:
+    class SafeClient(aiomcache.Client):  # type: ignore[misc]
+        """aiomcache's Client with ``_execute_simple_command`` that raises at EOF."""
+
+    SafeClient._execute_simple_command = _execute_simple_command
+    return SafeClient

@@ -1,0 +1,198 @@
+"""What memcached operations yield, how full keys become memcached keys, and the
+envelope every entry is stored in.
+
+memcached cannot report a key's TTL and rounds expiry to whole seconds on its own
+clock, so every entry carries its own expiry (epoch seconds on the client's clock)
+in front of its value; reads treat an entry past that instant as missing, and the
+exptime memcached gets is only a little later, for its own garbage collection.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import math
+import re
+from typing import Literal, NamedTuple
+
+from authstore.contracts.errors import BackendError
+
+__all__ = [
+    "ABSOLUTE_MARGIN",
+    "CHUNK_BYTES",
+    "EXPIRY_MARGIN",
+    "MAX_KEY_BYTES",
+    "REALTIME_MAXDELTA",
+    "Command",
+    "Delete",
+    "Entry",
+    "Get",
+    "Manifest",
+    "SetMany",
+    "Store",
+    "Touch",
+    "chunk_key",
+    "exptime",
+    "is_manifest",
+    "memcached_key",
+    "pack",
+    "unpack",
+]
+
+MAX_KEY_BYTES = 250
+"""memcached's longest key."""
+REALTIME_MAXDELTA = 30 * 24 * 3600
+"""memcached reads an exptime above this (30 days) as an absolute Unix time."""
+EXPIRY_MARGIN = 2
+"""Seconds added to a relative exptime: memcached's clock ticks once a second, so an
+exptime of ceil(ttl) could drop an entry up to a second before its expiry. Reads
+check the stored expiry, so a later physical expiry is never visible."""
+ABSOLUTE_MARGIN = 60
+"""Seconds added to an absolute exptime (TTLs over 30 days): it is read on the
+server's clock, so the margin absorbs clock skew between client and server."""
+CHUNK_BYTES = 1_000_000
+"""Values longer than this are split over several items: memcached's default item
+size limit (-I) is 1 MiB, key and header included."""
+
+# Printable ASCII without space and '#': what a key kept as it is may hold. Mapped
+# keys always hold a '#', so no kept key can ever equal a mapped one.
+_KEPT = re.compile(r"[\x21\x22\x24-\x7e]{1,250}")
+_CHUNKED = b"\x01"
+"""First byte of a chunk manifest: a value body (bytes tag NUL, or JSON text) or an
+internal state (decimal text) never starts with it."""
+_NO_EXPIRY = b"-"
+
+
+@functools.lru_cache(maxsize=4096)
+def memcached_key(full: str) -> str:
+    """The memcached key of a full key ``namespace:kind:key``: itself when memcached can
+    take it as it is, else ``namespace:kind:#`` and the SHA-256 of the full key.
+
+    Injective: kept keys contain no '#' and mapped keys do; two mapped keys are equal
+    only if their full keys' SHA-256 are (a collision nobody can produce).
+    """
+    if _KEPT.fullmatch(full):
+        return full
+    namespace, kind, _ = full.split(":", 2)
+    digest = hashlib.sha256(full.encode("utf-8")).digest()
+    return f"{namespace}:{kind}:#{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def chunk_key(namespace: str, chunk_id: str, index: int) -> str:
+    """A chunk of a large value: ``namespace:~:#id.index``. The '#' keeps it apart from
+    kept keys; the '.' from mapped keys (base64url has none)."""
+    return f"{namespace}:~:#{chunk_id}.{index}"
+
+
+def exptime(expires_at: float | None, now: float) -> int:
+    """memcached's exptime for an entry that expires at ``expires_at`` (None: never)."""
+    if expires_at is None:
+        return 0
+    seconds = math.ceil(expires_at - now) + EXPIRY_MARGIN
+    if seconds <= REALTIME_MAXDELTA:
+        return max(seconds, 1)
+    return math.ceil(expires_at) + ABSOLUTE_MARGIN
+
+
+class Manifest(NamedTuple):
+    """Where a value split into chunks lives: ``pieces`` items of ``chunk_id``."""
+
+    namespace: str
+    chunk_id: str
+    pieces: int
+    length: int
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(chunk_key(self.namespace, self.chunk_id, i) for i in range(self.pieces))
+
+    def encode(self) -> bytes:
+        return _CHUNKED + f"{self.chunk_id} {self.pieces} {self.length}".encode()
+
+    @classmethod
+    def decode(cls, namespace: str, body: bytes) -> Manifest:
+        chunk_id, pieces, length = body[1:].decode().split()
+        return cls(namespace, chunk_id, int(pieces), int(length))
+
+
+class Entry(NamedTuple):
+    """An entry as read: its expiry, its body (a value, a state, or a manifest), and
+    its CAS token when read with ``gets``."""
+
+    expires_at: float | None
+    body: bytes
+    token: object = None
+
+    def live(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+    @property
+    def chunked(self) -> bool:
+        return is_manifest(self.body)
+
+
+def is_manifest(body: bytes) -> bool:
+    return body[:1] == _CHUNKED
+
+
+def pack(expires_at: float | None, body: bytes) -> bytes:
+    header = _NO_EXPIRY if expires_at is None else repr(expires_at).encode()
+    return header + b"\n" + body
+
+
+def unpack(raw: object, token: object = None) -> Entry:
+    if not isinstance(raw, bytes):
+        raise BackendError(
+            f"memcached returned a {type(raw).__name__}, not bytes: a client given as "
+            "client= must keep pymemcache's default serde (bytes in, bytes out)"
+        )
+    header, newline, body = raw.partition(b"\n")
+    try:
+        if not newline:
+            raise ValueError("no header")
+        expires_at = None if header == _NO_EXPIRY else float(header)
+    except ValueError:
+        raise BackendError("memcached holds an entry authstore did not write") from None
+    return Entry(expires_at, body, token)
+
+
+class Get(NamedTuple):
+    """Read keys (``gets`` with CAS tokens when ``cas``); the runner answers
+    ``{key: (raw value, token or None)}`` for the keys found."""
+
+    keys: tuple[str, ...]
+    cas: bool = False
+
+
+class Store(NamedTuple):
+    """``set``, ``add`` or ``cas`` (with ``token``); the runner answers True when stored."""
+
+    verb: Literal["set", "add", "cas"]
+    key: str
+    value: bytes
+    exptime: int
+    token: object = None
+
+
+class SetMany(NamedTuple):
+    """``set`` every item, one round trip per server; the runner answers None."""
+
+    items: tuple[tuple[str, bytes], ...]
+    exptime: int
+
+
+class Delete(NamedTuple):
+    """The runner answers how many of ``keys`` memcached deleted."""
+
+    keys: tuple[str, ...]
+
+
+class Touch(NamedTuple):
+    """Give ``keys`` a new exptime; the runner answers how many exist."""
+
+    keys: tuple[str, ...]
+    exptime: int
+
+
+Command = Get | Store | SetMany | Delete | Touch

@@ -1,0 +1,361 @@
+"""The memcached cache operations, written once as generators for both runners.
+
+Each operation yields ``commands`` and receives what memcached answered. Anything
+that reads and then writes (incr, expire, revocations, the three rate limiters)
+does it with ``gets`` then ``add`` (no entry yet) or ``cas`` (the entry read), and
+starts over when another client wrote in between; the rate limiters run
+``common/ratelimit.py``'s ``step_*`` between the two, so a hit is exactly that
+transition, applied atomically. After ``CAS_ATTEMPTS`` conflicts in a row an
+operation gives up with BackendUnavailableError, having written nothing: it never
+lets a hit through that it could not record.
+
+Time is the client's clock (``time.time``): memcached has no command that reads its
+clock with sub-second precision in the same round trip, and stored expiries are
+compared on reads, so all clients of one memcached must keep their clocks in sync
+(NTP), as they must for the JWTs whose revocations they store.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from authstore.adapters.common import ratelimit
+from authstore.adapters.common.ops import (
+    FixedWindowState,
+    GcraState,
+    Op,
+    SlidingWindowState,
+    immediate,
+)
+from authstore.adapters.memcached.commands import (
+    CHUNK_BYTES,
+    Delete,
+    Entry,
+    Get,
+    Manifest,
+    SetMany,
+    Store,
+    Touch,
+    exptime,
+    is_manifest,
+    memcached_key,
+    pack,
+    unpack,
+)
+from authstore.adapters.memory.ops import INT64_MAX, INT64_MIN
+from authstore.adapters.memory.ops import _integer as integer_value
+from authstore.contracts.errors import BackendUnavailableError
+
+__all__ = ["CAS_ATTEMPTS", "MemcachedCacheOps"]
+
+CAS_ATTEMPTS = 256
+"""Conflicts one operation tolerates before it gives up. Every conflict is another
+client's successful write, so with N clients on one key N attempts always suffice."""
+
+S = TypeVar("S")
+R = TypeVar("R")
+Clock = Callable[[], float]
+Step = Callable[[S | None, float], tuple[R, S, float]]
+"""(state or None, now) -> (what the caller gets, the new state, when it expires)."""
+
+
+def _namespace(full: str) -> str:
+    return full.partition(":")[0]
+
+
+class MemcachedCacheOps:
+    def __init__(self, clock: Clock = time.time, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.clock = clock
+        self.chunk_bytes = chunk_bytes
+
+    # -- reading and writing entries ---------------------------------------------------
+
+    def _fetch(self, key: str, *, cas: bool = False) -> Op[Entry | None]:
+        found = yield Get((key,), cas)
+        item = found.get(key)
+        return None if item is None else unpack(item[0], item[1])
+
+    def _live(self, keys: list[str]) -> Op[dict[str, Entry]]:
+        """The live entries of ``keys`` (memcached keys), in one ``get``."""
+        found = yield Get(tuple(keys))
+        now = self.clock()
+        entries = {key: unpack(raw) for key, (raw, _) in found.items()}
+        return {key: entry for key, entry in entries.items() if entry.live(now)}
+
+    def _values(self, entries: dict[str, Entry]) -> Op[dict[str, bytes]]:
+        """Entry bodies, a split value joined from its chunks (one more ``get``); a
+        value whose chunks memcached evicted counts as missing."""
+        values = {key: entry.body for key, entry in entries.items() if not entry.chunked}
+        manifests = {
+            key: Manifest.decode(_namespace(key), entry.body)
+            for key, entry in entries.items()
+            if entry.chunked
+        }
+        if manifests:
+            found = yield Get(tuple(k for m in manifests.values() for k in m.keys))
+            for key, manifest in manifests.items():
+                parts = [found.get(k) for k in manifest.keys]
+                joined = b"".join(p[0] for p in parts if p is not None)
+                if None not in parts and len(joined) == manifest.length:
+                    values[key] = joined
+        return values
+
+    def _body(self, key: str, value: bytes, expires: int) -> Op[bytes]:
+        """What to store for ``value``: itself, or a manifest once its chunks are written."""
+        if len(value) <= self.chunk_bytes:
+            return value
+        size = self.chunk_bytes
+        manifest = Manifest(
+            _namespace(key), secrets.token_hex(12), -(-len(value) // size), len(value)
+        )
+        pieces = (value[i * size : (i + 1) * size] for i in range(manifest.pieces))
+        yield SetMany(tuple(zip(manifest.keys, pieces, strict=True)), expires)
+        return manifest.encode()
+
+    def _forget(self, body: bytes, key: str) -> Op[None]:
+        """Delete the chunks of a body that was never stored."""
+        if is_manifest(body):
+            yield Delete(Manifest.decode(_namespace(key), body).keys)
+
+    @staticmethod
+    def _attempts() -> Iterator[int]:
+        return iter(range(CAS_ATTEMPTS))
+
+    @staticmethod
+    def _give_up() -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"memcached: {CAS_ATTEMPTS} writes in a row to one key lost to other clients "
+            "(contention); nothing was written"
+        )
+
+    @staticmethod
+    def _write(key: str, entry: Entry | None, value: bytes, expires: int) -> Store:
+        """Store ``value`` only if the key still holds ``entry`` (None: nothing)."""
+        if entry is None:
+            return Store("add", key, value, expires)
+        return Store("cas", key, value, expires, entry.token)
+
+    # -- key/value ---------------------------------------------------------------------
+
+    def get(self, key: str) -> Op[bytes | None]:
+        target = memcached_key(key)
+        found = yield Get((target,))
+        if not found:
+            return None
+        entry = unpack(found[target][0])
+        if not entry.live(self.clock()):
+            return None
+        if not entry.chunked:
+            return entry.body
+        values = yield from self._values({target: entry})
+        return values.get(target)
+
+    def get_many(self, keys: list[str]) -> Op[dict[str, bytes]]:
+        targets = {memcached_key(key): key for key in keys}
+        entries = yield from self._live(list(targets))
+        values = yield from self._values(entries)
+        return {targets[target]: value for target, value in values.items()}
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> Op[None]:
+        return self.set_many({key: value}, ttl)
+
+    def set_many(self, items: dict[str, bytes], ttl: float | None) -> Op[None]:
+        now = self.clock()
+        expires_at = None if ttl is None else now + ttl
+        expires = exptime(expires_at, now)
+        stored = []
+        for key, value in items.items():
+            body = (
+                value
+                if len(value) <= self.chunk_bytes
+                else (yield from self._body(key, value, expires))
+            )
+            stored.append((memcached_key(key), pack(expires_at, body)))
+        if len(stored) == 1:
+            yield Store("set", stored[0][0], stored[0][1], expires)
+        else:
+            yield SetMany(tuple(stored), expires)
+
+    def add(self, key: str, value: bytes, ttl: float | None) -> Op[bool]:
+        target, now = memcached_key(key), self.clock()
+        expires_at = None if ttl is None else now + ttl
+        expires = exptime(expires_at, now)
+        body = yield from self._body(key, value, expires)
+        packed = pack(expires_at, body)
+        for _ in self._attempts():
+            if (yield Store("add", target, packed, expires)):
+                return True
+            # memcached still holds the key: it may be past its stored expiry
+            entry = yield from self._fetch(target, cas=True)
+            if entry is not None and entry.live(self.clock()):
+                yield from self._forget(body, key)
+                return False
+            if entry is not None and (yield self._write(target, entry, packed, expires)):
+                return True
+        raise self._give_up()
+
+    def delete(self, key: str) -> Op[bool]:
+        return (yield from self.delete_many([key])) == 1
+
+    def delete_many(self, keys: list[str]) -> Op[int]:
+        # Only live entries count (and an expired one is already gone for every reader).
+        live = yield from self._live([memcached_key(key) for key in keys])
+        if not live:
+            return 0
+        deleted: int = yield Delete(tuple(live))
+        return deleted
+
+    def exists(self, key: str) -> Op[bool]:
+        return bool((yield from self._live([memcached_key(key)])))
+
+    def incr(self, key: str, delta: int, ttl: float | None) -> Op[int]:
+        target = memcached_key(key)
+        for _ in self._attempts():
+            entry = yield from self._fetch(target, cas=True)
+            now = self.clock()
+            if entry is None or not entry.live(now):
+                expires_at = None if ttl is None else now + ttl
+                value, expires = delta, exptime(expires_at, now)
+            else:
+                current = integer_value(entry.body)
+                if current is None or not INT64_MIN <= current + delta <= INT64_MAX:
+                    raise ValueError(
+                        "the cached value is not an integer, or adding delta leaves 64 bits"
+                    )
+                expires_at, expires = entry.expires_at, exptime(entry.expires_at, now)
+                value = current + delta
+            packed = pack(expires_at, str(value).encode())
+            if (yield self._write(target, entry, packed, expires)):
+                return value
+        raise self._give_up()
+
+    def expire(self, key: str, ttl: float | None) -> Op[bool]:
+        target = memcached_key(key)
+        for _ in self._attempts():
+            entry = yield from self._fetch(target, cas=True)
+            now = self.clock()
+            if entry is None or not entry.live(now):
+                return False
+            expires_at = None if ttl is None else now + ttl
+            expires = exptime(expires_at, now)
+            if entry.chunked:
+                keys = Manifest.decode(_namespace(key), entry.body).keys
+                if (yield Touch(keys, expires)) < len(keys):
+                    return False  # memcached evicted part of the value: it is gone
+            if (yield self._write(target, entry, pack(expires_at, entry.body), expires)):
+                return True
+        raise self._give_up()
+
+    def ttl(self, key: str) -> Op[float | None]:
+        live = yield from self._live([memcached_key(key)])
+        for entry in live.values():
+            return math.inf if entry.expires_at is None else entry.expires_at - self.clock()
+        return None
+
+    # -- revocations -------------------------------------------------------------------
+
+    def raise_to(self, key: str, at: float | None, ttl: float | None) -> Op[float]:
+        target = memcached_key(key)
+        for _ in self._attempts():
+            entry = yield from self._fetch(target, cas=True)
+            now = self.clock()
+            instant = now if at is None else at
+            expires_at = None if ttl is None else now + ttl
+            if entry is not None and entry.live(now):
+                # Never move the instant back, nor let a later call end the revocation sooner.
+                stored = float(entry.body)
+                instant = max(instant, stored)
+                if expires_at is not None and (
+                    entry.expires_at is None or entry.expires_at > expires_at
+                ):
+                    expires_at = entry.expires_at
+                if instant == stored and expires_at == entry.expires_at:
+                    return stored
+            packed = pack(expires_at, repr(instant).encode())
+            if (yield self._write(target, entry, packed, exptime(expires_at, now))):
+                return instant
+        raise self._give_up()
+
+    def read_epoch(self, key: str) -> Op[float | None]:
+        live = yield from self._live([memcached_key(key)])
+        for entry in live.values():
+            return float(entry.body)
+        return None
+
+    # -- rate limits: ratelimit.step_* between gets and add/cas ------------------------
+
+    def _transition(
+        self,
+        key: str,
+        decode: Callable[[list[bytes]], S],
+        step: Step[S, R],
+        encode: Callable[[S], str],
+    ) -> Op[R]:
+        target = memcached_key(key)
+        for _ in self._attempts():
+            found = yield Get((target,), True)
+            entry = unpack(*found[target]) if found else None
+            now = self.clock()
+            live = entry is not None and entry.live(now)
+            state = decode(entry.body.split()) if entry is not None and live else None
+            result, new_state, expires_at = step(state, now)
+            if live and new_state == state:
+                return result  # a refused hit: nothing to record
+            packed = pack(expires_at, encode(new_state).encode())
+            if (yield self._write(target, entry, packed, exptime(expires_at, now))):
+                return result
+        raise self._give_up()
+
+    def fixed_window(self, key: str, limit: int, window: float, cost: int) -> Op[FixedWindowState]:
+        def step(
+            state: tuple[int, float] | None, now: float
+        ) -> tuple[FixedWindowState, tuple[int, float], float]:
+            allowed, count, end = ratelimit.step_fixed_window(state, now, limit, window, cost)
+            return (allowed, count, end, now), (count, end), end
+
+        return self._transition(
+            key, lambda f: (int(f[0]), float(f[1])), step, lambda s: f"{s[0]} {s[1]!r}"
+        )
+
+    def sliding_window(
+        self, key: str, limit: int, window: float, cost: int
+    ) -> Op[SlidingWindowState]:
+        def step(
+            state: tuple[int, int, float] | None, now: float
+        ) -> tuple[SlidingWindowState, tuple[int, int, float], float]:
+            allowed, previous, current, start = ratelimit.step_sliding_window(
+                state, now, limit, window, cost
+            )
+            return (
+                (allowed, previous, current, start, now),
+                (previous, current, start),
+                (start + 2 * window),
+            )
+
+        return self._transition(
+            key,
+            lambda f: (int(f[0]), int(f[1]), float(f[2])),
+            step,
+            lambda s: f"{s[0]} {s[1]} {s[2]!r}",
+        )
+
+    def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]:
+        def step(
+            state: tuple[float, int] | None, now: float
+        ) -> tuple[GcraState, tuple[float, int], float]:
+            allowed, anchor, units = ratelimit.step_gcra(state, now, limit, window, cost)
+            full_at = now + ratelimit.gcra_backlog(anchor, units, now, limit, window)
+            return (allowed, anchor, units, now), (anchor, units), full_at
+
+        return self._transition(
+            key, lambda f: (float(f[0]), int(f[1])), step, lambda s: f"{s[0]!r} {s[1]}"
+        )
+
+    @immediate
+    def purge_expired(self) -> int:
+        """memcached drops expired entries itself, and reads never see them."""
+        return 0

@@ -1,0 +1,172 @@
+"""What the pymemcache and aiomcache runners share: which server holds a key, how a
+command becomes calls to those servers, and how driver errors become authstore's.
+
+``calls`` turns an operation's commands into per-server ``Call``s (a multi-key read
+is one call per server holding some of the keys); a runner only performs each call
+with its driver. Keys go to servers by rendezvous hashing over ``host:port`` names,
+pymemcache HashClient's own scheme, so sync and async stores (and a HashClient of
+the same servers) agree on where every key lives. A server that is down is never
+dropped from the ring: its keys fail (closed) instead of moving to another server,
+where a revocation would silently be missing and a rate limit would start over.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Generator, Iterable
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
+
+from authstore.adapters.common.ops import Op
+from authstore.adapters.memcached.commands import Delete, Get, SetMany, Store, Touch
+from authstore.adapters.memcached.settings import MemcachedSettings
+from authstore.contracts.errors import BackendError, BackendUnavailableError
+from authstore.registry import require_module
+
+__all__ = ["Call", "MemcachedRunnerBase", "Method", "Program", "calls"]
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+Method = Literal["get", "gets", "set", "add", "cas", "set_many", "delete", "touch"]
+
+
+class Call(NamedTuple):
+    """One driver call on one server: ``method(client, *args)``."""
+
+    server: str
+    method: Method
+    args: tuple[Any, ...]
+
+
+Program = Generator[Call, Any, T]
+
+
+class Ring:
+    """Key -> server name, pymemcache's RendezvousHash over a fixed list of servers."""
+
+    def __init__(self, servers: Iterable[str]) -> None:
+        names = list(servers)
+        self.only = names[0] if len(names) == 1 else None
+        rendezvous = require_module("pymemcache.client.rendezvous", "memcached", "memcached")
+        self._hash = rendezvous.RendezvousHash(nodes=names)
+
+    def server(self, key: str) -> str:
+        if self.only is not None:
+            return self.only
+        found: str = self._hash.get_node(key)
+        return found
+
+    def group(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = collections.defaultdict(list)
+        for key in keys:
+            groups[self.server(key)].append(key)
+        return groups
+
+
+def calls(op: Op[T], ring: Ring) -> Program[T]:
+    """Run ``op``, yielding the calls each of its commands needs and sending it the answer."""
+    result: Any = None
+    try:
+        while True:
+            try:
+                command = op.send(result)
+            except StopIteration as done:
+                value: T = done.value
+                return value
+            kind = type(command)
+            if kind is Store:  # the common commands of one call each, without a plan
+                key = command.key
+                server = ring.only or ring.server(key)
+                args = (key, command.value, command.exptime, command.token)
+                result = yield Call(server, command.verb, args)
+            elif kind is Get and len(command.keys) == 1 and ring.only is not None:
+                result = yield Call(
+                    ring.only, "gets" if command.cas else "get", (list(command.keys),)
+                )
+            else:
+                answers = []
+                for call in _plan(command, ring):
+                    answers.append((yield call))
+                result = _answer(command, answers)
+    finally:
+        op.close()
+
+
+def _plan(command: object, ring: Ring) -> list[Call]:
+    """The driver calls a command takes: one per server for reads and batches, one per key
+    for deletes and touches (memcached has no multi-key form of those)."""
+    if isinstance(command, Get):
+        method: Method = "gets" if command.cas else "get"
+        if ring.only is not None:
+            return [Call(ring.only, method, (list(dict.fromkeys(command.keys)),))]
+        groups = ring.group(dict.fromkeys(command.keys))
+        return [Call(server, method, (keys,)) for server, keys in groups.items()]
+    if isinstance(command, Store):
+        args = (command.key, command.value, command.exptime, command.token)
+        return [Call(ring.server(command.key), command.verb, args)]
+    if isinstance(command, SetMany):
+        items = dict(command.items)
+        return [
+            Call(server, "set_many", ([(key, items[key]) for key in keys], command.exptime))
+            for server, keys in ring.group(items).items()
+        ]
+    if isinstance(command, Delete):
+        return [Call(ring.server(key), "delete", (key,)) for key in dict.fromkeys(command.keys)]
+    if isinstance(command, Touch):
+        return [
+            Call(ring.server(key), "touch", (key, command.exptime))
+            for key in dict.fromkeys(command.keys)
+        ]
+    raise TypeError(f"a memcached operation yielded {command!r}")
+
+
+def _answer(command: object, answers: list[Any]) -> Any:
+    """What the operation receives for its command, from the answers of its calls."""
+    if isinstance(command, Get):
+        if len(answers) == 1:
+            return answers[0]
+        found: dict[str, tuple[bytes, object]] = {}
+        for answer in answers:
+            found.update(answer)
+        return found
+    if isinstance(command, Store):
+        return answers[0]
+    if isinstance(command, SetMany):
+        return None
+    return sum(map(bool, answers))
+
+
+class MemcachedRunnerBase(Generic[C]):
+    """The servers (name -> driver client) and the error policy; subclasses run calls."""
+
+    def __init__(self, settings: MemcachedSettings) -> None:
+        self.settings = settings
+        self._closed = False
+        self._clients: dict[str, C] = {}
+        self._ring: Ring | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.settings.display}>"
+
+    @property
+    def owns_client(self) -> bool:
+        return self.settings.client is None
+
+    def _use(self, clients: dict[str, C]) -> None:
+        self._clients = clients
+        self._ring = Ring(clients)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendError("this memcached store is closed")
+
+    def _error(self, error: BaseException, *, unavailable: bool) -> BackendError:
+        kind = BackendUnavailableError if unavailable else BackendError
+        text = str(error).strip() or type(error).__name__
+        what = "unreachable or timed out" if unavailable else "error"
+        return kind(f"memcached {what} at {self.settings.display}: {text}")
+
+    @staticmethod
+    def _stored(answer: object, call: Call) -> None:
+        if answer is not True:
+            raise BackendError(f"memcached did not store ({call.method})")

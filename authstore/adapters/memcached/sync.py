@@ -1,0 +1,182 @@
+"""The sync memcached runner: pymemcache, a client per server per thread.
+
+pymemcache's Client is not thread-safe; rather than a pool that every call locks,
+each thread gets its own clients (a HashClient's per-server clients when there are
+several servers), made on its first call, and made anew in a forked child (two
+processes reading one socket would read each other's replies). Keys are routed by ``runner.Ring``, never
+by HashClient's failover, which would answer a default value for a failing server or
+drop it from the ring (a missing revocation, a rate limit starting over): here a
+server that is down makes its keys' operations raise.
+
+A client given as ``client=`` is used as it is: a PooledClient, a HashClient (its
+per-server clients), or a plain Client under a lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from authstore.adapters.common.ops import Op
+from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, Ring, calls
+from authstore.adapters.memcached.settings import MemcachedSettings, node_name
+from authstore.contracts.errors import BackendError, ConfigurationError
+from authstore.registry import require_module
+
+__all__ = ["SyncMemcachedRunner"]
+
+T = TypeVar("T")
+
+
+class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
+    def __init__(self, settings: MemcachedSettings) -> None:
+        super().__init__(settings)
+        pymemcache = require_module("pymemcache", "memcached", "memcached")
+        self._base = require_module("pymemcache.client.base", "memcached", "memcached")
+        self._hash = require_module("pymemcache.client.hash", "memcached", "memcached")
+        self._unavailable: tuple[type[BaseException], ...] = (
+            OSError,
+            pymemcache.MemcacheUnexpectedCloseError,
+        )
+        self._driver_errors = (*self._unavailable, pymemcache.MemcacheError)
+        self._locks: dict[str, threading.Lock] = {}
+        self._local = threading.local()
+        self._made: weakref.WeakSet[_ThreadClients] = weakref.WeakSet()  # closed with the runner
+        self._made_lock = threading.Lock()
+        self._methods: dict[str, Callable[..., Any]] = {
+            name: getattr(self, f"_{name}")
+            for name in ("get", "gets", "set", "add", "cas", "set_many", "delete", "touch")
+        }
+        client = settings.client
+        if client is None:
+            self._ring = Ring(node_name(host, port) for host, port in settings.servers)
+        elif isinstance(client, self._hash.HashClient):
+            self._use(dict(client.clients))
+        elif isinstance(client, self._base.PooledClient | self._base.Client):
+            self._use({_server_name(client.server): client})
+        else:
+            raise ConfigurationError(
+                "client= for a sync memcached store is a pymemcache Client, PooledClient or "
+                f"HashClient, not {type(client).__name__}"
+            )
+        for name, server in self._clients.items():
+            if isinstance(server, self._base.Client):  # not thread-safe: one call at a time
+                self._locks[name] = threading.Lock()
+
+    def _thread_clients(self) -> dict[str, Any]:
+        """This thread's clients (server name -> pymemcache Client), made on first use."""
+        held: _ThreadClients | None = getattr(self._local, "held", None)
+        if held is None or held.pid != os.getpid():
+            # none yet, or this is a forked child: the parent's sockets are not ours
+            settings = self.settings
+            options: dict[str, Any] = {
+                "connect_timeout": settings.connect_timeout,
+                "timeout": settings.timeout,
+                "no_delay": True,
+                "default_noreply": False,
+            }
+            if len(settings.servers) == 1:
+                made = self._base.Client(settings.servers[0], **options)
+                clients = {node_name(*settings.servers[0]): made}
+            else:
+                made = self._hash.HashClient(list(settings.servers), **options)
+                clients = dict(made.clients)
+            held = _ThreadClients(made, clients, self._driver_errors)
+            with self._made_lock:
+                self._check_open()
+                self._made.add(held)
+            self._local.held = held
+        return held.clients
+
+    def run(self, op: Op[T]) -> T:
+        assert self._ring is not None
+        program = calls(op, self._ring)
+        try:
+            call = next(program)  # the argument checks run here, before any I/O
+            self._check_open()
+            clients = self._clients or self._thread_clients()
+            while True:
+                call = program.send(self._call(clients, call))
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        finally:
+            program.close()
+
+    def _call(self, clients: dict[str, Any], call: Call) -> Any:
+        method = self._methods[call.method]
+        try:
+            lock = self._locks.get(call.server)
+            if lock is None:
+                return method(clients[call.server], call, *call.args)
+            with lock:
+                return method(clients[call.server], call, *call.args)
+        except self._driver_errors as error:
+            unavailable = isinstance(error, self._unavailable)
+            raise self._error(error, unavailable=unavailable) from error
+
+    # One method per Call.method: the pymemcache call and nothing else.
+
+    def _get(self, client: Any, call: Call, keys: list[str]) -> dict[str, tuple[Any, None]]:
+        return {key: (value, None) for key, value in client.get_many(keys).items()}
+
+    def _gets(self, client: Any, call: Call, keys: list[str]) -> dict[str, tuple[Any, Any]]:
+        return dict(client.gets_many(keys))
+
+    def _set(self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object) -> bool:
+        self._stored(client.set(key, value, expire=exp, noreply=False), call)
+        return True
+
+    def _add(self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object) -> bool:
+        return client.add(key, value, expire=exp, noreply=False) is True
+
+    def _cas(
+        self, client: Any, call: Call, key: str, value: bytes, exp: int, token: object
+    ) -> bool:
+        return client.cas(key, value, token, expire=exp, noreply=False) is True
+
+    def _set_many(self, client: Any, call: Call, items: list[tuple[str, bytes]], exp: int) -> None:
+        if client.set_many(dict(items), expire=exp, noreply=False):
+            raise BackendError("memcached did not store every item of a batch")
+
+    def _delete(self, client: Any, call: Call, key: str) -> bool:
+        return client.delete(key, noreply=False) is True
+
+    def _touch(self, client: Any, call: Call, key: str, exp: int) -> bool:
+        return client.touch(key, expire=exp, noreply=False) is True
+
+    def close(self) -> None:
+        with self._made_lock:
+            self._closed = True
+            made = list(self._made)
+        for held in made:  # another thread's client may be mid-call: it fails, closed
+            held.close()
+
+
+class _ThreadClients:
+    """One thread's clients; closed when the thread ends (its locals go) or the runner closes."""
+
+    def __init__(self, made: Any, clients: dict[str, Any], errors: tuple[type[BaseException], ...]):
+        self.made = made
+        self.clients = clients
+        self.pid = os.getpid()
+        self._errors = errors
+
+    def close(self) -> None:
+        if self.pid != os.getpid():
+            return  # the parent's clients, inherited by a fork: the parent closes them
+        with contextlib.suppress(*self._errors):
+            self.made.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _server_name(server: Any) -> str:
+    if isinstance(server, tuple) and len(server) == 2:
+        return node_name(str(server[0]), int(server[1]))
+    return str(server)

@@ -1,0 +1,210 @@
+"""Outages for real, on a memcached of each test's own (killed or frozen with SIGSTOP;
+the shared server is never touched).
+
+Security reads fail closed: a down or silent memcached gives BackendUnavailableError
+within the timeout, never "not revoked" nor "allowed"; and a call cut short by its
+timeout never leaves a reply behind that a later call would read as its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import authstore
+from authstore.contracts.errors import BackendUnavailableError
+from tests.memcached.conftest import PrivateMemcached
+
+TIMEOUT = 0.5
+SLACK = 1.5  # scheduling noise on a loaded 2-core machine
+
+SECURITY_READS: dict[str, Callable[[Any], Any]] = {
+    "is_blacklisted": lambda c: c.is_blacklisted("revoked"),
+    "user_tokens_revoked_at": lambda c: c.user_tokens_revoked_at("alice"),
+    "fixed_window": lambda c: c.check_rate_limit("login", 5, 60),
+    "sliding_window": lambda c: c.check_rate_limit("login", 5, 60, algorithm="sliding_window"),
+    "gcra": lambda c: c.check_rate_limit("login", 5, 60, algorithm="gcra"),
+    "get": lambda c: c.get("k"),
+}
+
+
+def _url(server: PrivateMemcached) -> str:
+    return f"{server.url}?timeout={TIMEOUT}&connect_timeout={TIMEOUT}"
+
+
+def _seed(cache: Any) -> None:
+    cache.add_to_blacklist("revoked", 600)
+    cache.revoke_user_tokens("alice")
+    cache.set("k", "v")
+
+
+async def _seed_async(cache: Any) -> None:
+    await cache.add_to_blacklist("revoked", 600)
+    await cache.revoke_user_tokens("alice")
+    await cache.set("k", "v")
+
+
+def _all_fail_in_time(outcomes: dict[str, tuple[BaseException | None, float]]) -> None:
+    problems = [
+        f"{name}: {error!r} after {took:.2f} s"
+        for name, (error, took) in outcomes.items()
+        if not isinstance(error, BackendUnavailableError) or took > TIMEOUT + SLACK
+    ]
+    assert not problems, problems
+
+
+async def _outcome(action: Callable[[], object]) -> tuple[BaseException | None, float]:
+    """What ``action`` raised (awaited if it gives an awaitable) and how long it took."""
+    started = time.monotonic()
+    try:
+        answer = action()
+        if isinstance(answer, Awaitable):
+            await answer
+    except BaseException as error:
+        return error, time.monotonic() - started
+    return None, time.monotonic() - started
+
+
+def _timed(action: Callable[[], object]) -> tuple[BaseException | None, float]:
+    return asyncio.run(_outcome(action))
+
+
+@pytest.mark.parametrize("outage", ["killed", "frozen"])
+def test_security_reads_fail_closed_sync(private_memcached: PrivateMemcached, outage: str) -> None:
+    with authstore.open_cache(_url(private_memcached)) as cache:
+        _seed(cache)
+        private_memcached.stop() if outage == "killed" else private_memcached.freeze()
+        outcomes = {
+            name: _timed(lambda read=read: read(cache)) for name, read in SECURITY_READS.items()
+        }
+        _all_fail_in_time(outcomes)
+
+
+@pytest.mark.parametrize("outage", ["killed", "frozen"])
+def test_security_reads_fail_closed_async(private_memcached: PrivateMemcached, outage: str) -> None:
+    async def scenario() -> dict[str, tuple[BaseException | None, float]]:
+        async with authstore.open_async_cache(_url(private_memcached)) as cache:
+            await _seed_async(cache)
+            private_memcached.stop() if outage == "killed" else private_memcached.freeze()
+            return {
+                name: await _outcome(lambda read=read: read(cache))
+                for name, read in SECURITY_READS.items()
+            }
+
+    _all_fail_in_time(asyncio.run(scenario()))
+
+
+def test_unreachable_fails_at_once() -> None:
+    url = "memcached://127.0.0.1:1?timeout=3&connect_timeout=3"
+    with authstore.open_cache(url) as cache:
+        error, took = _timed(lambda: cache.is_blacklisted("jti"))
+    assert isinstance(error, BackendUnavailableError) and took < 1.0, (error, took)
+    assert isinstance(error.__cause__, OSError), "the driver error is kept as the cause"
+
+
+def test_no_stale_reply_after_a_timeout(private_memcached: PrivateMemcached) -> None:
+    """A read times out on a frozen server, which answers once thawed: that late answer
+    must never be read by a later call (it would say "not revoked" for another key)."""
+
+    def sync_scenario(cache: Any) -> list[Any]:
+        _seed(cache)
+        private_memcached.freeze()
+        error, _ = _timed(lambda: cache.is_blacklisted("revoked"))
+        assert isinstance(error, BackendUnavailableError)
+        private_memcached.thaw()
+        time.sleep(0.2)
+        return [cache.is_blacklisted("other"), cache.is_blacklisted("revoked"), cache.get("k")]
+
+    with authstore.open_cache(_url(private_memcached), namespace="sync") as cache:
+        assert sync_scenario(cache) == [False, True, "v"]
+
+    async def async_scenario() -> list[Any]:
+        async with authstore.open_async_cache(_url(private_memcached), namespace="a") as cache:
+            await _seed_async(cache)
+            private_memcached.freeze()
+            error, _ = await _outcome(lambda: cache.is_blacklisted("revoked"))
+            assert isinstance(error, BackendUnavailableError)
+            private_memcached.thaw()
+            await asyncio.sleep(0.2)
+            return [
+                await cache.is_blacklisted("other"),
+                await cache.is_blacklisted("revoked"),
+                await cache.get("k"),
+                await cache.is_blacklisted("revoked"),
+            ]
+
+    assert asyncio.run(async_scenario()) == [False, True, "v", True]
+
+
+def test_recovers_after_a_restart(private_memcached: PrivateMemcached) -> None:
+    """A restarted memcached is empty: the store reconnects by itself (and what it held is
+    gone, which is why the README asks for memcached sized never to evict)."""
+    url = _url(private_memcached)
+    with authstore.open_cache(url) as cache:
+        cache.set("k", 1)
+        port = private_memcached.port
+        private_memcached.stop()
+        error, _ = _timed(lambda: cache.get("k"))
+        assert isinstance(error, BackendUnavailableError)
+        restarted = PrivateMemcached.on_port(port)
+        try:
+            assert cache.get("k") is None
+            cache.set("k", 2)
+            assert cache.get("k") == 2
+        finally:
+            restarted.stop()
+
+
+EOF_SCENARIO = """
+import asyncio, sys
+import aiomcache
+import authstore
+from authstore.adapters.memcached.aio import _safe_client_class
+
+port, which = int(sys.argv[1]), sys.argv[2]
+
+async def main():
+    if which == "own":
+        client = _safe_client_class(aiomcache)("127.0.0.1", port)
+    else:  # a caller's client, given to a store
+        client = aiomcache.Client("127.0.0.1", port)
+        authstore.open_async_cache("memcached://", client=client)
+    conn = await client._pool.acquire()
+    try:
+        # memcached closes the connection on quit without a reply: the reader sees EOF
+        await client._execute_simple_command(conn, b"quit\\r\\n")
+    except Exception as error:
+        print("RAISED", type(error).__name__)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("client", ["own", "given"])
+def test_a_connection_closed_mid_reply_raises(
+    private_memcached: PrivateMemcached, client: str
+) -> None:
+    """aiomcache 0.8 reads the empty line at EOF forever without yielding to the event
+    loop (no timeout can end that): authstore's clients, and a client given to a store,
+    raise instead. memcached answers ``quit`` by closing the connection: a real EOF
+    mid-reply. Run in a child process, so a frozen loop fails this test by timeout
+    instead of hanging the run."""
+    import subprocess
+    import sys
+
+    args = [str(private_memcached.port), client]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", EOF_SCENARIO, *args],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the event loop froze on a connection closed mid-reply")
+    assert "RAISED ConnectionResetError" in done.stdout, done.stdout + done.stderr
