@@ -1,5 +1,6 @@
 """Every backend as a URL private to one test module: for suites that run the same
-tests over all backends (tests/test_properties.py, tests/test_load.py).
+tests over all backends (tests/test_properties.py, tests/test_load.py), through the
+``backend`` fixture.
 
 A backend joins by its name: an embedded one (no server) gets its URL from
 ``EMBEDDED``; a server backend is a name of ``tests.servers.SERVERS``, resolved by the
@@ -12,14 +13,14 @@ namespace by the suites, so runs never see each other's data.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-__all__ = ["BACKENDS", "CLEANUPS", "EMBEDDED", "backend_url"]
+import pytest
+
+__all__ = ["BACKENDS", "CLEANUPS", "EMBEDDED", "backend", "backend_url"]
 
 EMBEDDED: dict[str, Callable[[Path], str]] = {
     "memory": lambda _folder: "memory://",
@@ -32,39 +33,15 @@ BACKENDS = ["memory", "sqlite", "postgres", "mariadb"]
 
 
 def _drop_postgres(url: str, prefix: str) -> None:
-    psycopg = importlib.import_module("psycopg")
-    with psycopg.connect(url.split("?")[0], autocommit=True) as connection:
-        names = connection.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-            "AND starts_with(tablename, %s)",
-            [prefix],
-        ).fetchall()
-        for (name,) in names:
-            connection.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')
+    from tests.postgres.conftest import drop_tables
+
+    drop_tables(url, prefix)
 
 
 def _drop_mysql(url: str, prefix: str) -> None:
-    pymysql = importlib.import_module("pymysql")
-    parts = urlsplit(url)
-    connection = pymysql.connect(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 3306,
-        user=parts.username or "root",
-        password=parts.password or "",
-        database=parts.path.lstrip("/"),
-        autocommit=True,
-    )
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND LEFT(table_name, %s) = %s",
-                (len(prefix), prefix),
-            )
-            for (name,) in cursor.fetchall():
-                cursor.execute(f"DROP TABLE IF EXISTS `{name}`")
-    finally:
-        connection.close()
+    from tests.mysql.conftest import drop_tables
+
+    drop_tables(url, prefix)
 
 
 CLEANUPS: dict[str, Callable[[str, str], None]] = {
@@ -93,3 +70,16 @@ def backend_url(
     finally:
         if prefix is not None:
             CLEANUPS[name](base, prefix)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest,
+    server_url: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """A URL of each backend in turn, private to the test module (a plugin of
+    tests/conftest.py, so every cross-backend suite shares it)."""
+    name: str = request.param
+    with backend_url(name, server_url, tmp_path_factory.mktemp(name)) as url:
+        yield url

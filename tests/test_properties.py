@@ -22,7 +22,7 @@ import json
 import os
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +34,6 @@ from authstore.contracts.errors import AuthStoreError
 from authstore.contracts.records import StoreKind
 from authstore.contracts.testing.base import same_value
 from authstore.contracts.testing.harness import Stores, url_factory
-from tests.backends import BACKENDS, backend_url
 
 settings.register_profile(
     "ci",
@@ -159,17 +158,6 @@ def variants(text: str) -> set[str]:
 # --- stores ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(
-    request: pytest.FixtureRequest,
-    server_url: Callable[[str], str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    name: str = request.param
-    with backend_url(name, server_url, tmp_path_factory.mktemp(name)) as url:
-        yield url
-
-
 @pytest.fixture(scope="module", params=["sync", "async"])
 def stores(request: pytest.FixtureRequest, backend: str) -> Iterator[Stores]:
     opened = Stores(url_factory(backend, f"prop{uuid.uuid4().hex[:10]}"), request.param)
@@ -224,24 +212,20 @@ def _short(value: object) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-@pytest.fixture(scope="module")
-def cache(stores: Stores) -> Pair:
-    return Pair(stores, StoreKind.CACHE)
+def _pair(kind: StoreKind) -> Any:
+    """A module-scoped fixture: the live store of ``kind`` and its closed twin."""
+
+    @pytest.fixture(scope="module")
+    def fixture(stores: Stores) -> Pair:
+        return Pair(stores, kind)
+
+    return fixture
 
 
-@pytest.fixture(scope="module")
-def sessions(stores: Stores) -> Pair:
-    return Pair(stores, StoreKind.SESSIONS)
-
-
-@pytest.fixture(scope="module")
-def totp(stores: Stores) -> Pair:
-    return Pair(stores, StoreKind.TOTP)
-
-
-@pytest.fixture(scope="module")
-def links(stores: Stores) -> Pair:
-    return Pair(stores, StoreKind.MAGIC_LINKS)
+cache = _pair(StoreKind.CACHE)
+sessions = _pair(StoreKind.SESSIONS)
+totp = _pair(StoreKind.TOTP)
+links = _pair(StoreKind.MAGIC_LINKS)
 
 
 def _capable(pair: Pair, capability: str) -> bool:
