@@ -143,6 +143,18 @@ class PrivatePostgres:
     def thaw(self) -> None:
         self._signal(signal.SIGCONT)
 
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend, as a crash would; ``start`` again
+        recovers from the WAL on the same port."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            self._signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return

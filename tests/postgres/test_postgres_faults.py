@@ -1,6 +1,8 @@
-"""A frozen server (SIGSTOP): every operation, sync and async, gives up within its
-timeout and fails closed; after SIGCONT the same store works again and every
-acknowledged write is there.
+"""Faults on a private server: frozen (SIGSTOP), killed (SIGKILL: connections reset,
+then refused) and restarted. During each, every operation, sync and async, gives up
+within its timeout and fails closed; after recovery the same store works again
+without being reopened and every acknowledged write is there. Recovery times are
+printed (run with -s).
 
 Only on a private server this module starts (tests/postgres/private.py), never on the
 shared one. psycopg has no client-side limit on waiting for an answer and a frozen
@@ -23,6 +25,7 @@ import authstore
 from authstore.adapters.common.watchdog import watchdog_margin
 from authstore.contracts.errors import BackendUnavailableError
 from authstore.contracts.testing import unavailable
+from authstore.contracts.testing.harness import Stores, url_factory
 from tests.postgres.private import PrivatePostgres, find_binaries, private_postgres
 
 TIMEOUT = 1.0
@@ -184,3 +187,46 @@ def test_async_operations_end_within_the_timeout_while_frozen(
     problems, recovery = asyncio.run(scenario())
     print(f"\nasync PostgreSQL: first answer {recovery:.3f} s after SIGCONT")
     assert not problems, "while frozen:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_killed_server_fails_closed_and_recovers(server: PrivatePostgres, mode: str) -> None:
+    stores = Stores(url_factory(_url(server, f"kill_{mode}_"), "faults"), mode)  # type: ignore[arg-type]
+    try:
+        cache, sessions, links = stores.cache(), stores.sessions(), stores.magic_links()
+        cache.add_to_blacklist("jti", 600)
+        token = sessions.create("alice", ttl=600).token
+        link = links.issue("alice", "alice@example.com", ttl=600).token
+        for _ in range(5):
+            cache.incr("n")
+        server.kill()
+        calls: dict[str, Callable[[], object]] = {
+            "is_blacklisted": lambda: cache.is_blacklisted("jti"),
+            "session get": lambda: sessions.get(token),
+            "consume": lambda: links.consume(link),
+            "rate limit": lambda: cache.check_rate_limit("rl", 5, 60),
+            "incr": lambda: cache.incr("n"),
+        }
+        problems = []
+        for _ in range(2):  # the broken pooled connections first, then refused connects
+            for name, call in calls.items():
+                error, answer, took = _timed(call)
+                if not isinstance(error, BackendUnavailableError) or took > BOUND:
+                    problems.append(f"{name}: {error!r} / {answer!r} after {took:.2f} s")
+        assert not problems, "while down:\n" + "\n".join(problems)
+        started = time.monotonic()
+        server.start()
+        ready = time.monotonic() - started
+        answer, recovery = _recover(lambda: cache.is_blacklisted("jti"))
+        print(
+            f"\n{mode} PostgreSQL after SIGKILL: server ready {ready:.2f} s after restart, "
+            f"store answered {recovery:.3f} s later"
+        )
+        assert answer is True, "an acknowledged revocation survived the crash"
+        assert cache.get("n") == 5, "every acknowledged increment survived, no other"
+        assert sessions.get(token) is not None
+        assert links.consume(link) is not None
+    finally:
+        stores.close()
+        if not server.running:
+            server.start()
