@@ -39,3 +39,22 @@ def test_a_disarmed_deadline_never_fires() -> None:
         watchdog.close()
         mine.close()
         peer.close()
+
+
+def test_an_earlier_deadline_armed_later_still_fires_on_time() -> None:
+    """Stores of different timeouts share one watchdog thread."""
+    watchdog = Watchdog("test")
+    slow, slow_peer = socket.socketpair()
+    fast, fast_peer = socket.socketpair()
+    try:
+        watchdog.arm("slow", 30.0, slow.fileno())
+        time.sleep(0.05)  # the thread now sleeps until the slow deadline
+        started = time.monotonic()
+        watchdog.arm("fast", 0.2, fast.fileno())
+        assert fast.recv(1) == b""
+        assert time.monotonic() - started < 2.0
+        assert watchdog.disarm("slow") is True, "the slow deadline has not passed"
+    finally:
+        watchdog.close()
+        for sock in (slow, slow_peer, fast, fast_peer):
+            sock.close()

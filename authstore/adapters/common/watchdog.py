@@ -7,20 +7,22 @@ cannot fire in a process that does not run. The watchdog arms a deadline per
 statement; past it, it shuts the connection's socket down, the blocked read returns
 at once with an error, and the runner reports a timeout and discards the connection.
 
-One thread per watchdog, started on first use and asleep until the earliest
-deadline: arming and disarming is a dict update under a lock, never a syscall.
+One thread per process (``WATCHDOG``), started on first use and asleep until the
+earliest deadline: arming and disarming is a dict update under a lock, and a wake-up
+only when a deadline comes before the one it sleeps until.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import threading
 import time
 from collections.abc import Hashable
 
-__all__ = ["Watchdog", "shutdown_socket", "watchdog_margin"]
+__all__ = ["WATCHDOG", "Watchdog", "shutdown_socket", "watchdog_margin"]
 
 
 def watchdog_margin(timeout: float) -> float:
@@ -51,18 +53,14 @@ class Watchdog:
         self._condition = threading.Condition(threading.Lock())
         self._armed: dict[Hashable, tuple[float, int]] = {}
         self._thread: threading.Thread | None = None
-        self._sleeping_idle = False
+        self._wake_at = math.inf
+        """When the thread wakes next (inf: asleep until armed)."""
         self._closed = False
         self.fired = 0
         """How many sockets it shut down (for tests and diagnostics)."""
 
     def arm(self, key: Hashable, seconds: float, fd: int) -> None:
-        """Shut ``fd`` down unless ``disarm(key)`` comes within ``seconds``.
-
-        Every runner arms with the same number of seconds, so a new deadline is never
-        earlier than one already armed: the thread, asleep until the earliest, never
-        needs waking for a later one.
-        """
+        """Shut ``fd`` down unless ``disarm(key)`` comes within ``seconds``."""
         deadline = time.monotonic() + seconds
         with self._condition:
             if self._closed:
@@ -73,7 +71,9 @@ class Watchdog:
                     target=self._watch, name=f"authstore-watchdog-{self._name}", daemon=True
                 )
                 self._thread.start()
-            elif self._sleeping_idle:
+            elif deadline < self._wake_at:
+                # Only then is a notify needed: usually the thread already sleeps until
+                # an earlier deadline (runners of one timeout arm in increasing order).
                 self._condition.notify()
 
     def disarm(self, key: Hashable) -> bool:
@@ -90,15 +90,12 @@ class Watchdog:
     def _watch(self) -> None:
         with self._condition:
             while not self._closed:
-                if not self._armed:
-                    self._sleeping_idle = True
-                    self._condition.wait()
-                    self._sleeping_idle = False
-                    continue
                 now = time.monotonic()
-                earliest = min(deadline for deadline, _ in self._armed.values())
-                if earliest > now:
-                    self._condition.wait(earliest - now)
+                earliest = min((deadline for deadline, _ in self._armed.values()), default=None)
+                if earliest is None or earliest > now:
+                    self._wake_at = math.inf if earliest is None else earliest
+                    self._condition.wait(None if earliest is None else earliest - now)
+                    self._wake_at = -math.inf  # awake: arm() need not notify
                     continue
                 for key, (deadline, fd) in list(self._armed.items()):
                     if deadline <= now:
@@ -107,3 +104,7 @@ class Watchdog:
                         del self._armed[key]
                         shutdown_socket(fd)
                         self.fired += 1
+
+
+WATCHDOG = Watchdog("shared")
+"""One thread for the whole process, whatever the number of stores and timeouts."""

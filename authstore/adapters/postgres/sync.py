@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authstore.adapters.common.ops import Op
-from authstore.adapters.common.watchdog import Watchdog, watchdog_margin
+from authstore.adapters.common.watchdog import WATCHDOG, watchdog_margin
 from authstore.adapters.postgres.runner import (
     ROWS,
     PostgresRunnerBase,
@@ -150,7 +150,7 @@ class SyncPostgresRunner(PostgresRunnerBase):
         self._psycopg = driver
         self._pool_module = pool_module
         self.driver_errors: tuple[type[BaseException], ...] = (driver.Error,)
-        self.watchdog = Watchdog("postgres")
+        self.watchdog = WATCHDOG
         self.statement_deadline = settings.timeout + watchdog_margin(settings.timeout)
         """Seconds a statement may wait for its answer: the server's statement_timeout
         (``timeout``) reports a slow statement first; past this, the server is not
@@ -389,7 +389,6 @@ class SyncPostgresRunner(PostgresRunnerBase):
         with self._pool_lock:
             self._closed = True
             pool = self._pool
-        self.watchdog.close()
         if self._hot_lock.acquire(blocking=False):
             # a busy hot connection goes back when its operation ends
             hot, self._hot, self._hot_cursor = self._hot, None, None
