@@ -50,7 +50,8 @@ class Watchdog:
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._condition = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)
         self._armed: dict[Hashable, tuple[float, int]] = {}
         self._thread: threading.Thread | None = None
         self._wake_at = math.inf
@@ -62,7 +63,7 @@ class Watchdog:
     def arm(self, key: Hashable, seconds: float, fd: int) -> None:
         """Shut ``fd`` down unless ``disarm(key)`` comes within ``seconds``."""
         deadline = time.monotonic() + seconds
-        with self._condition:
+        with self._lock:
             if self._closed:
                 return
             self._armed[key] = (deadline, fd)
@@ -78,7 +79,7 @@ class Watchdog:
 
     def disarm(self, key: Hashable) -> bool:
         """False when the deadline passed and the socket was shut down."""
-        with self._condition:
+        with self._lock:
             return self._armed.pop(key, None) is not None or self._closed
 
     def close(self) -> None:
