@@ -15,7 +15,7 @@ import pytest
 from authstore.contracts.testing import unavailable
 from tests.servers import SERVERS, ServerPool, Unavailable
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.backends"]
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,14 @@ from collections.abc import Iterable, Mapping
 from authstore.contracts.records import JSONValue, Value
 
 __all__ = [
+    "MAX_JSON_BYTES",
     "MAX_KEY_BYTES",
-    "MAX_TEXT_LENGTH",
+    "MAX_TEXT_BYTES",
+    "MAX_TTL",
+    "MAX_VALUE_BYTES",
+    "MAX_WINDOW",
+    "MIN_TTL",
+    "check_utf8",
     "check_count",
     "check_key",
     "check_keys",
@@ -35,9 +41,30 @@ __all__ = [
     "new_token",
 ]
 
+# The input policy. Every limit is in UTF-8 bytes (never characters): the narrowest
+# backend column is a MySQL/MariaDB VARBINARY sized in bytes, and a PostgreSQL
+# VARCHAR(n) of n characters holds any n bytes of UTF-8.
 MAX_KEY_BYTES = 1024
-MAX_TEXT_LENGTH = 4096
-MAX_TOKEN_LENGTH = 512
+MAX_TEXT_BYTES = 4096
+MAX_TOKEN_BYTES = 512
+MAX_JSON_BYTES = 64 * 1024
+"""Session metadata, encoded: well inside a MySQL MEDIUMTEXT and a 16 MiB BSON document."""
+MAX_VALUE_BYTES = 4 * 1024 * 1024
+"""A cache value, encoded. Below MariaDB's default 16 MiB max_allowed_packet even when
+every byte is escaped (x2), and MongoDB's 16 MiB document."""
+
+# Durations. Every expiry is computed as now + seconds (an epoch float on SQL, an
+# integer of milliseconds on Redis, a BSON date on MongoDB, a datetime in records).
+MIN_TTL = 0.001
+"""One millisecond: the finest unit Redis (PX) and BSON dates keep; a positive TTL
+below it would round to zero (Redis refuses PX 0) or lose the entry at once."""
+MAX_TTL = 10 * 365 * 86400
+"""Ten years (315,360,000 s). now + MAX_TTL stays far below datetime's year 9999 and
+every backend's range; a finite TTL beyond it (1e12 s is year 33715) could be written
+but never read back as a datetime."""
+MAX_WINDOW = 366 * 86400
+"""A rate-limit window: 1 ms to 366 days. Sliding-window state lives two windows; a
+window below 1 ms makes ``now / window`` and GCRA's interval lose all precision."""
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _BYTES_TAG = b"\x00"
 """Marks raw bytes: JSON text never starts with NUL, and an integer stays plain
@@ -50,12 +77,7 @@ def check_key(key: object, what: str = "key") -> str:
     if not key:
         raise ValueError(f"{what} must not be empty")
     if not key.isascii() or len(key) > MAX_KEY_BYTES:
-        try:
-            size = len(key.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise ValueError(f"{what} is not valid Unicode (lone surrogate)") from None
-        if size > MAX_KEY_BYTES:
-            raise ValueError(f"{what} is longer than {MAX_KEY_BYTES} bytes")
+        check_utf8(key, what, MAX_KEY_BYTES)
     if "\x00" in key:
         raise ValueError(f"{what} must not contain NUL characters")
     return key
@@ -76,21 +98,51 @@ def check_namespace(namespace: object) -> str:
     return namespace
 
 
-def check_ttl(ttl: object, what: str = "ttl", *, optional: bool = True) -> float | None:
-    """Seconds as a positive finite number; None or inf mean no expiry when allowed."""
+def check_utf8(text: str, what: str, max_bytes: int) -> int:
+    """The UTF-8 size of ``text``; ValueError for a lone surrogate or more than ``max_bytes``."""
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} is not valid Unicode (it holds a lone surrogate)") from None
+    if size > max_bytes:
+        raise ValueError(f"{what} is longer than {max_bytes} bytes of UTF-8")
+    return size
+
+
+def check_ttl(
+    ttl: object, what: str = "ttl", *, optional: bool = True, maximum: int = MAX_TTL
+) -> float | None:
+    """Seconds from MIN_TTL to ``maximum``; None or inf mean no expiry when allowed.
+
+    An int is compared as an int: ``float(10**400)`` would raise OverflowError.
+    """
     if ttl is None and optional:
         return None
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
         raise TypeError(f"{what} must be a number of seconds, not {type(ttl).__name__}")
-    if math.isnan(ttl):
+    if ttl != ttl:
         raise ValueError(f"{what} must not be NaN")
     if ttl <= 0:
-        raise ValueError(f"{what} must be positive, got {ttl!r}")
-    if math.isinf(ttl):
+        raise ValueError(f"{what} must be positive, got {_shown(ttl)}")
+    if ttl == math.inf:
         if optional:
             return None
         raise ValueError(f"{what} must be finite")
+    if not MIN_TTL <= ttl <= maximum:
+        raise ValueError(
+            f"{what} must be between {MIN_TTL} and {maximum} seconds, got {_shown(ttl)}"
+        )
     return float(ttl)
+
+
+def _shown(number: float) -> str:
+    """A number for an error message; never str() of a huge int (slow, or refused)."""
+    if isinstance(number, int) and not -(10**15) < number < 10**15:
+        return f"an int of {number.bit_length()} bits"
+    return repr(number)
 
 
 def check_count(value: object, what: str, *, minimum: int = 1, maximum: int = 2**53) -> int:
@@ -101,22 +153,21 @@ def check_count(value: object, what: str, *, minimum: int = 1, maximum: int = 2*
     return value
 
 
-def check_text(value: object, what: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
+def check_text(value: object, what: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """Non-empty valid Unicode of at most ``max_bytes`` UTF-8 bytes, without NUL."""
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, not {type(value).__name__}")
     if not value:
         raise ValueError(f"{what} must not be empty")
-    if len(value) > max_length:
-        raise ValueError(f"{what} is longer than {max_length} characters")
+    if len(value) > max_bytes or not value.isascii():
+        check_utf8(value, what, max_bytes)
     if "\x00" in value:
         raise ValueError(f"{what} must not contain NUL characters")
     return value
 
 
-def check_optional_text(
-    value: object, what: str, *, max_length: int = MAX_TEXT_LENGTH
-) -> str | None:
-    return None if value is None else check_text(value, what, max_length=max_length)
+def check_optional_text(value: object, what: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str | None:
+    return None if value is None else check_text(value, what, max_bytes=max_bytes)
 
 
 def _check_json(value: object, path: str) -> None:
@@ -148,9 +199,24 @@ _SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 """The C scanner itself: json.loads adds encoding detection and two regex passes."""
 
 
-def encode_json(value: object, what: str = "value") -> str:
+def encode_json(value: object, what: str = "value", max_bytes: int = MAX_JSON_BYTES) -> str:
+    """JSON text of valid Unicode (no lone surrogate, in any string or dict key) of at
+    most ``max_bytes`` UTF-8 bytes."""
     _check_json(value, what)
-    return _ENCODE(value)
+    text = _ENCODE(value)
+    check_utf8(text, what, max_bytes)
+    return text
+
+
+def _json_bytes(value: object) -> bytes:
+    _check_json(value, "value")
+    try:
+        raw = _ENCODE(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("value is not valid Unicode (it holds a lone surrogate)") from None
+    if len(raw) > MAX_VALUE_BYTES:
+        raise ValueError(f"value is longer than {MAX_VALUE_BYTES} bytes encoded")
+    return raw
 
 
 def encode_value(value: object) -> bytes:
@@ -158,8 +224,11 @@ def encode_value(value: object) -> bytes:
     if value is None:
         raise ValueError("None is not a storable value (get() returns None for a missing key)")
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return _BYTES_TAG + bytes(value)
-    return encode_json(value).encode("utf-8")
+        raw = _BYTES_TAG + bytes(value)
+        if len(raw) > MAX_VALUE_BYTES:
+            raise ValueError(f"value is longer than {MAX_VALUE_BYTES} bytes encoded")
+        return raw
+    return _json_bytes(value)
 
 
 def decode_value(raw: bytes) -> Value:
@@ -190,7 +259,7 @@ def encode_many(mapping: object) -> dict[str, bytes]:
 
 def hash_secret(secret: object, what: str) -> str:
     """SHA-256 of a high-entropy secret; such secrets need no salt or slow hash."""
-    text = check_text(secret, what, max_length=MAX_TOKEN_LENGTH)
+    text = check_text(secret, what, max_bytes=MAX_TOKEN_BYTES)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

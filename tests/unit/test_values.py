@@ -7,9 +7,17 @@ import math
 import pytest
 
 from authstore.contracts.values import (
+    MAX_JSON_BYTES,
+    MAX_TTL,
+    MAX_VALUE_BYTES,
+    MAX_WINDOW,
+    MIN_TTL,
     check_key,
+    check_metadata,
     check_namespace,
+    check_text,
     check_ttl,
+    check_utf8,
     decode_value,
     encode_value,
     hash_token,
@@ -128,3 +136,57 @@ def test_tokens_are_random_and_only_hashes_are_kept() -> None:
     other, _ = new_token()
     assert token != other and len(token) >= 43
     assert digest == hash_token(token) and token not in digest and len(digest) == 64
+
+
+@pytest.mark.parametrize(
+    ("ttl", "expected"),
+    [(MIN_TTL, MIN_TTL), (MAX_TTL, float(MAX_TTL)), (float(MAX_TTL), float(MAX_TTL))],
+)
+def test_ttl_bounds_are_inclusive(ttl: float, expected: float) -> None:
+    assert check_ttl(ttl, optional=False) == expected
+
+
+@pytest.mark.parametrize(
+    "ttl", [MIN_TTL / 2, 5e-324, MAX_TTL + 1, MAX_TTL + 1e-3, 1e12, 1e300, 10**400, 2**1024]
+)
+def test_ttl_out_of_range_is_a_value_error(ttl: float) -> None:
+    """Never OverflowError: an int is compared as an int, not converted to a float."""
+    with pytest.raises(ValueError, match="between") as caught:
+        check_ttl(ttl)
+    assert not isinstance(caught.value, OverflowError)
+
+
+def test_window_has_its_own_maximum() -> None:
+    assert check_ttl(MAX_WINDOW, "window", optional=False, maximum=MAX_WINDOW) == MAX_WINDOW
+    with pytest.raises(ValueError):
+        check_ttl(MAX_WINDOW + 1, "window", optional=False, maximum=MAX_WINDOW)
+
+
+def test_text_limits_count_utf8_bytes() -> None:
+    assert check_text("\U0001f600" * 63 + "abc", "id", max_bytes=255)
+    with pytest.raises(ValueError, match="255 bytes"):
+        check_text("\U0001f600" * 64, "id", max_bytes=255)
+    assert check_utf8("é", "x", 2) == 2
+
+
+@pytest.mark.parametrize("text", ["\ud800", "a\udfffb", "\U0001f600\udc00"])
+def test_lone_surrogates_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="lone surrogate"):
+        check_text(text, "id")
+    with pytest.raises(ValueError, match="lone surrogate"):
+        encode_value(text)
+    with pytest.raises(ValueError, match="lone surrogate"):
+        encode_value({"k": [text]})
+    with pytest.raises(ValueError, match="lone surrogate"):
+        check_metadata({text: 1})
+
+
+def test_value_and_metadata_sizes() -> None:
+    assert len(encode_value(b"x" * (MAX_VALUE_BYTES - 1))) == MAX_VALUE_BYTES
+    with pytest.raises(ValueError):
+        encode_value(b"x" * MAX_VALUE_BYTES)
+    with pytest.raises(ValueError):
+        encode_value("x" * MAX_VALUE_BYTES)
+    assert len(check_metadata({"k": "x" * (MAX_JSON_BYTES - 8)})) == MAX_JSON_BYTES
+    with pytest.raises(ValueError):
+        check_metadata({"k": "x" * (MAX_JSON_BYTES - 7)})

@@ -25,6 +25,7 @@ from authstore.contracts.records import (
     from_epoch,
 )
 from authstore.contracts.values import (
+    MAX_WINDOW,
     check_count,
     check_key,
     check_keys,
@@ -44,7 +45,13 @@ from authstore.contracts.values import (
 __all__ = ["CacheLogic", "MagicLinkLogic", "SessionLogic", "TotpLogic"]
 
 MAX_LIMIT = 2**31 - 1
-MAX_ID_LENGTH = 255
+# Text limits in UTF-8 bytes (see the input policy in contracts.values): each fits the
+# narrowest column that holds it (sql.schema; MySQL's VARBINARY counts bytes).
+MAX_ID_BYTES = 255
+MAX_EMAIL_BYTES = 320
+MAX_IP_BYTES = 64
+MAX_USER_AGENT_BYTES = 1024
+MAX_CODE_HASH_BYTES = 512
 MAX_SECRET_BYTES = 4096
 MAX_BACKUP_CODES = 100
 
@@ -58,11 +65,11 @@ LIMITER_KINDS = {
 
 
 def _id(value: object, what: str) -> str:
-    return check_text(value, what, max_length=MAX_ID_LENGTH)
+    return check_text(value, what, max_bytes=MAX_ID_BYTES)
 
 
 def _optional_id(value: object, what: str) -> str | None:
-    return check_optional_text(value, what, max_length=MAX_ID_LENGTH)
+    return check_optional_text(value, what, max_bytes=MAX_ID_BYTES)
 
 
 def _algorithm(value: object) -> RateLimitAlgorithm:
@@ -149,7 +156,7 @@ class CacheLogic:
         kind = _algorithm(algorithm)
         full = self._key(LIMITER_KINDS[kind], key)
         hits = check_count(limit, "limit", maximum=MAX_LIMIT)
-        seconds = check_ttl(window, "window", optional=False)
+        seconds = check_ttl(window, "window", optional=False, maximum=MAX_WINDOW)
         assert seconds is not None
         weight = check_count(cost, "cost", maximum=hits)
         if kind is RateLimitAlgorithm.FIXED_WINDOW:
@@ -216,8 +223,10 @@ class SessionLogic:
         fields = {
             "device_id": _optional_id(device_id, "device_id"),
             "application_id": _optional_id(application_id, "application_id"),
-            "ip_address": check_optional_text(ip_address, "ip_address", max_length=64),
-            "user_agent": check_optional_text(user_agent, "user_agent", max_length=1024),
+            "ip_address": check_optional_text(ip_address, "ip_address", max_bytes=MAX_IP_BYTES),
+            "user_agent": check_optional_text(
+                user_agent, "user_agent", max_bytes=MAX_USER_AGENT_BYTES
+            ),
         }
         meta = check_metadata(metadata)
         cap = None if max_sessions is None else check_count(max_sessions, "max_sessions")
@@ -311,7 +320,7 @@ class TotpLogic:
 
 
 def _code_hash(value: object) -> str:
-    return check_text(value, "code_hash", max_length=512)
+    return check_text(value, "code_hash", max_bytes=MAX_CODE_HASH_BYTES)
 
 
 class MagicLinkLogic:
@@ -331,7 +340,7 @@ class MagicLinkLogic:
         revoke_previous: object,
     ) -> Op[IssuedMagicLink]:
         user = _id(user_id, "user_id")
-        address = check_text(email, "email", max_length=320)
+        address = check_text(email, "email", max_bytes=MAX_EMAIL_BYTES)
         seconds = check_ttl(ttl, optional=False)
         assert seconds is not None
         if not isinstance(revoke_previous, bool):
@@ -344,8 +353,10 @@ class MagicLinkLogic:
             email=address,
             ttl=seconds,
             application_id=_optional_id(application_id, "application_id"),
-            ip_address=check_optional_text(ip_address, "ip_address", max_length=64),
-            user_agent=check_optional_text(user_agent, "user_agent", max_length=1024),
+            ip_address=check_optional_text(ip_address, "ip_address", max_bytes=MAX_IP_BYTES),
+            user_agent=check_optional_text(
+                user_agent, "user_agent", max_bytes=MAX_USER_AGENT_BYTES
+            ),
             revoke_previous=revoke_previous,
         )
         return IssuedMagicLink(record, token)

@@ -13,9 +13,7 @@ from authstore.registry import StoreURL
 
 __all__ = ["MemcachedBackend", "backend"]
 
-_ELSEWHERE = (
-    "memory://, sqlite://, postgresql://, mysql:// (and redis://, mongodb:// once installed)"
-)
+_ELSEWHERE = "memory://, sqlite://, postgresql://, mysql://, redis://"
 
 
 class MemcachedBackend:

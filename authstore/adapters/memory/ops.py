@@ -628,8 +628,7 @@ class MemoryMagicLinkOps:
             old = self.data.links.get((namespace, old_hash))
             if old is not None and old.expires == at:
                 MemoryMagicLinkOps(self.data, namespace)._drop(old_hash)
-        if revoke_previous:
-            self._revoke_user(user_id, now)
+        # The record first: anything that can fail does so before a previous link is revoked.
         record = MagicLinkRecord(
             id=link_id,
             user_id=user_id,
@@ -640,6 +639,8 @@ class MemoryMagicLinkOps:
             ip_address=ip_address,
             user_agent=user_agent,
         )
+        if revoke_previous:
+            self._revoke_user(user_id, now)
         self.data.links[(self.namespace, token_hash)] = LinkRow(record, now + ttl)
         self.data.user_links.setdefault((self.namespace, user_id), set()).add(token_hash)
         self.data.link_sweeper.schedule((self.namespace, token_hash), now + ttl)

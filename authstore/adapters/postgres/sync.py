@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authstore.adapters.common.ops import Op
+from authstore.adapters.common.watchdog import WATCHDOG, watchdog_margin
 from authstore.adapters.postgres.runner import (
     ROWS,
     PostgresRunnerBase,
@@ -113,14 +114,29 @@ class _Lease:
         """The connection itself failed (psycopg may not have seen it close yet)."""
 
     def execute(self, statement: Statement) -> Any:
-        cursor = self.cursor or self.runner._take(self)
+        runner = self.runner
+        cursor = self.cursor or runner._take(self)
+        watchdog = runner.watchdog
+        in_time = True
         try:
-            cursor.execute(statement.text, statement.args)
-            rows = cursor.fetchall() if statement.fetch in ROWS else []
+            assert self.connection is not None
+            # psycopg waits for an answer with no client-side limit: a frozen server
+            # would hold this thread for as long as it stays frozen.
+            watchdog.arm(self, runner.statement_deadline, self.connection.pgconn.socket)
+            try:
+                cursor.execute(statement.text, statement.args)
+                rows = cursor.fetchall() if statement.fetch in ROWS else []
+            finally:
+                in_time = watchdog.disarm(self)
+            if not in_time:
+                self.lost = True  # answered at the last moment, but its socket is gone
             return statement.result(rows, cursor.rowcount)
-        except self.runner.driver_errors as error:
-            self.lost = self.runner._is_lost(error)
-            raise self.runner._translate(error) from error
+        except runner.driver_errors as error:
+            if not in_time:
+                self.lost = True
+                raise runner._no_answer(error) from error
+            self.lost = runner._is_lost(error)
+            raise runner._translate(error) from error
 
 
 class SyncPostgresRunner(PostgresRunnerBase):
@@ -134,8 +150,14 @@ class SyncPostgresRunner(PostgresRunnerBase):
         self._psycopg = driver
         self._pool_module = pool_module
         self.driver_errors: tuple[type[BaseException], ...] = (driver.Error,)
+        self.watchdog = WATCHDOG
+        self.statement_deadline = settings.timeout + watchdog_margin(settings.timeout)
+        """Seconds a statement may wait for its answer: the server's statement_timeout
+        (``timeout``) reports a slow statement first; past this, the server is not
+        running (frozen) or unreachable, and the watchdog cuts the connection."""
         self._health = _Health()
         self._pool_lock = threading.Lock()
+        self._checking = False
         self._hot: psycopg.Connection[Any] | None = None
         self._hot_cursor: psycopg.Cursor[Any] | None = None
         self._hot_lock = threading.Lock()
@@ -315,9 +337,26 @@ class SyncPostgresRunner(PostgresRunnerBase):
         if lost:
             # The server dropped this connection, so probably its idle siblings too (a
             # restart, a failover): test them now rather than fail the next operations.
-            # Only a clean-up: the operation's own error is what counts.
-            with contextlib.suppress(Exception):
-                self._pool.check()
+            # In the background: a check waits on a frozen server as long as it is frozen.
+            self._check_pool_soon()
+
+    def _check_pool_soon(self) -> None:
+        with self._pool_lock:
+            if self._checking or self._pool is None:
+                return
+            self._checking = True
+            pool = self._pool
+
+        def check() -> None:
+            try:
+                # Only a clean-up: the operation's own error is what counts.
+                with contextlib.suppress(Exception):
+                    pool.check()
+            finally:
+                with self._pool_lock:
+                    self._checking = False
+
+        threading.Thread(target=check, name="authstore-pool-check", daemon=True).start()
 
     # --- errors -----------------------------------------------------------------------
 
@@ -326,6 +365,14 @@ class SyncPostgresRunner(PostgresRunnerBase):
         if sqlstate:
             return is_lost_state(sqlstate)
         return isinstance(error, self._psycopg.OperationalError)  # no answer at all
+
+    def _no_answer(self, error: BaseException) -> BackendError:
+        timeout = self.settings.timeout
+        late = TimeoutError(
+            f"no answer within {timeout:g} s (timeout={timeout:g}): the server is frozen, "
+            f"overloaded or unreachable; the connection was closed ({error})"
+        )
+        return self._error(late, unavailable=True)
 
     def _translate(self, error: BaseException) -> BackendError:
         if isinstance(error, BackendError):

@@ -26,12 +26,15 @@ from authstore.contracts.testing.harness import (
     TotpSubject,
     open_store,
 )
+from authstore.contracts.values import MAX_TTL, MAX_WINDOW, MIN_TTL
 
 __all__ = [
     "BAD_COUNTS",
     "BAD_IDS",
     "BAD_REQUIRED_TTLS",
     "BAD_TTLS",
+    "BAD_WINDOWS",
+    "SURROGATES",
     "INF",
     "LONG",
     "NAN",
@@ -128,6 +131,9 @@ LONG = 3600.0
 Bad = Sequence[tuple[Any, type[Exception]]]
 """Bad values for one argument, each with the exact exception it must raise."""
 
+SURROGATES: Bad = [("\ud800", ValueError), ("a\udfffb", ValueError), ("\udc80" * 3, ValueError)]
+"""Lone surrogates: a str Python holds but no UTF-8 encoder (nor any backend) accepts."""
+
 BAD_IDS: Bad = [
     (1, TypeError),
     (None, TypeError),
@@ -135,7 +141,10 @@ BAD_IDS: Bad = [
     ("", ValueError),
     ("u" * 100000, ValueError),
     ("a\x00b", ValueError),
+    *SURROGATES,
+    ("\U0001f600" * 64, ValueError),
 ]
+"""``"😀" * 64`` is 64 characters but 256 bytes: ids are limited in UTF-8 bytes (255)."""
 
 BAD_TTLS: Bad = [
     (NAN, ValueError),
@@ -149,10 +158,28 @@ BAD_TTLS: Bad = [
     (False, TypeError),
     (b"1", TypeError),
     ([1], TypeError),
+    (5e-324, ValueError),
+    (MIN_TTL / 2, ValueError),
+    (MAX_TTL + 1, ValueError),
+    (MAX_TTL * 1.0001, ValueError),
+    (1e12, ValueError),
+    (1e300, ValueError),
+    (1.7976931348623157e308, ValueError),
+    (10**400, ValueError),
+    (-(10**400), ValueError),
 ]
-"""For optional TTLs, where None and inf mean no expiry."""
+"""For optional TTLs, where None and inf mean no expiry. A finite TTL beyond MAX_TTL
+(1e12 s ends in year 33715) is refused, never written and then unreadable."""
 BAD_REQUIRED_TTLS: Bad = [*BAD_TTLS, (None, TypeError), (INF, ValueError)]
-"""For TTLs that must be finite: a rate-limit window, a blacklist entry's life."""
+"""For TTLs that must be finite: a blacklist entry's life, a session's or a link's."""
+BAD_WINDOWS: Bad = [
+    *BAD_REQUIRED_TTLS,
+    (1e-300, ValueError),
+    (1e-9, ValueError),
+    (MAX_WINDOW + 1, ValueError),
+    (1.79e308, ValueError),
+]
+"""Rate-limit windows: from MIN_TTL (1 ms) to MAX_WINDOW (366 days)."""
 
 BAD_COUNTS: Bad = [
     ("10", TypeError),
@@ -162,6 +189,8 @@ BAD_COUNTS: Bad = [
     (None, TypeError),
     (0, ValueError),
     (-1, ValueError),
+    (2**64, ValueError),
+    (10**400, ValueError),
 ]
 
 

@@ -26,9 +26,11 @@ from authstore.contracts.testing.base import (
     BAD_IDS,
     BAD_REQUIRED_TTLS,
     BAD_TTLS,
+    BAD_WINDOWS,
     INF,
     LONG,
     NAN,
+    SURROGATES,
     Bad,
     BadCase,
     ContractBase,
@@ -39,6 +41,7 @@ from authstore.contracts.testing.base import (
     same_value,
 )
 from authstore.contracts.testing.harness import CacheSubject, Stores
+from authstore.contracts.values import MAX_TTL, MAX_VALUE_BYTES, MAX_WINDOW, MIN_TTL
 
 __all__ = [
     "BatchContract",
@@ -792,6 +795,7 @@ BAD_KEYS: Bad = [
     ("x" * 1025, ValueError),
     ("é" * 513, ValueError),
     ("a\x00b", ValueError),
+    *SURROGATES,
 ]
 BAD_VALUES: Bad = [
     (None, ValueError),
@@ -808,7 +812,15 @@ BAD_VALUES: Bad = [
     ({1: "a"}, TypeError),
     ({"a": NAN}, ValueError),
     ([1, INF], ValueError),
+    *SURROGATES,
+    (["ok", "\ud800"], ValueError),
+    ({"\udfff": 1}, ValueError),
+    ({"a": {"b": "x\ud83d"}}, ValueError),
+    (b"x" * MAX_VALUE_BYTES, ValueError),
+    ("x" * MAX_VALUE_BYTES, ValueError),
 ]
+"""Values are valid Unicode (no lone surrogate anywhere in them) of at most
+MAX_VALUE_BYTES encoded."""
 BAD_ITERABLES: Bad = [
     ("abc", TypeError),
     (b"abc", TypeError),
@@ -851,7 +863,7 @@ def cache_bad_cases(capabilities: frozenset[str]) -> list[BadCase]:
             BadCase(rate, (key, 10, 60), error, {"algorithm": algorithm}) for key, error in BAD_KEYS
         ]
         found += cases(rate, BAD_COUNTS, "k", window=60, algorithm=algorithm)
-        found += cases(rate, BAD_REQUIRED_TTLS, "k", 10, algorithm=algorithm)
+        found += cases(rate, BAD_WINDOWS, "k", 10, algorithm=algorithm)
         found += cases(rate, BAD_COUNTS, "k", 10, 60, algorithm=algorithm)
         found.append(BadCase(rate, ("k", 10, 60, 11), ValueError, {"algorithm": algorithm}))
     if algorithms:
@@ -902,6 +914,19 @@ class CacheBadInputContract(ContractBase):
                 cache_store.expire("k", -1)
             assert cache_store.get("k") == "v"
             ttl_within(cache_store, "k", 90, 100)
+            with pytest.raises(ValueError):
+                cache_store.set("k", "w", ttl=1e12)
+            with pytest.raises(ValueError):
+                cache_store.set("k", "lone \ud800")
+            with pytest.raises(ValueError):
+                cache_store.expire("k", 10**400)
+            assert cache_store.get("k") == "v"
+            ttl_within(cache_store, "k", 90, 100)
+        if "blacklist" in capabilities:
+            cache_store.add_to_blacklist("jti", 100)
+            with pytest.raises(ValueError):
+                cache_store.add_to_blacklist("jti", 1e12)
+            assert cache_store.is_blacklisted("jti") is True
         if "user_revocation" in capabilities:
             at = datetime(2030, 1, 1, tzinfo=UTC)
             cache_store.revoke_user_tokens("u", at=at)
@@ -913,7 +938,40 @@ class CacheBadInputContract(ContractBase):
             assert cache_store.check_rate_limit("rl", 2, LONG).remaining == 1
             with pytest.raises(ValueError):
                 cache_store.check_rate_limit("rl", 2, LONG, 3)
+            with pytest.raises(ValueError):
+                cache_store.check_rate_limit("rl", 2, 1e-300)
             assert cache_store.check_rate_limit("rl", 2, LONG).remaining == 0
+
+    def test_cache_policy_limits_are_storable(self, cache_store: CacheSubject) -> None:
+        """The input policy's extremes are accepted and work on the backend: a TTL of
+        MAX_TTL and MIN_TTL, a key of exactly MAX_KEY_BYTES of 4-byte UTF-8, windows of
+        MIN_TTL and MAX_WINDOW, a 255-byte user id."""
+        capabilities = cache_store.capabilities
+        wide = "\U0001f600" * 256
+        if "kv" in capabilities:
+            cache_store.set(wide, "v", ttl=MAX_TTL)
+            assert cache_store.get(wide) == "v"
+            ttl_within(cache_store, wide, MAX_TTL - 60, MAX_TTL)
+            assert cache_store.expire(wide, MAX_TTL) is True
+            cache_store.set("brief", "v", ttl=MIN_TTL)
+            assert cache_store.add("long", 1, ttl=MAX_TTL) is True
+        if "incr" in capabilities:
+            assert cache_store.incr("n", 2**62, ttl=MAX_TTL) == 2**62
+        if "blacklist" in capabilities:
+            cache_store.add_to_blacklist(wide, MAX_TTL)
+            assert cache_store.is_blacklisted(wide) is True
+        if "user_revocation" in capabilities:
+            user = "\U0001f600" * 63 + "abc"
+            at = cache_store.revoke_user_tokens(user, expires_in=MAX_TTL)
+            read = cache_store.user_tokens_revoked_at(user)
+            assert read is not None and abs(read - at) <= MICROSECOND
+        for algorithm in RateLimitAlgorithm:
+            if algorithm.value not in capabilities:
+                continue
+            long = cache_store.check_rate_limit("long", 2, MAX_WINDOW, algorithm=algorithm)
+            assert (long.allowed, long.remaining) == (True, 1), long
+            brief = cache_store.check_rate_limit("brief", 2**31 - 1, MIN_TTL, algorithm=algorithm)
+            assert brief.allowed is True, brief
 
     def test_cache_fails_closed_when_unreachable(
         self, authstore_stores: Stores, authstore_unreachable_url: str | None

@@ -24,6 +24,7 @@ from authstore.contracts.testing.base import (
     BAD_REQUIRED_TTLS,
     BAD_TTLS,
     LONG,
+    SURROGATES,
     Bad,
     BadCase,
     ContractBase,
@@ -41,6 +42,7 @@ from authstore.contracts.testing.harness import (
     TotpSubject,
     View,
 )
+from authstore.contracts.values import MAX_JSON_BYTES, MAX_TTL, MIN_TTL
 
 __all__ = ["MagicLinkContract", "SessionContract", "StoreContract", "TotpContract"]
 
@@ -52,16 +54,35 @@ BAD_TOKENS: Bad = [
     ("", ValueError),
     ("t" * 100000, ValueError),
     ("a\x00b", ValueError),
+    *SURROGATES,
     (1, TypeError),
     (None, TypeError),
     (b"token", TypeError),
 ]
-BAD_OPTIONAL_IDS: Bad = [
+BAD_OPTIONAL_TEXT: Bad = [
     ("", ValueError),
     ("i" * 100000, ValueError),
+    *SURROGATES,
     (1, TypeError),
     (b"id", TypeError),
 ]
+"""For an email or a user agent (longer limits than an id)."""
+BAD_OPTIONAL_IDS: Bad = [*BAD_OPTIONAL_TEXT, ("\U0001f600" * 64, ValueError)]
+WIDE_ID = "\U0001f600" * 63 + "abc"
+"""Exactly 255 bytes of UTF-8 (66 characters): the longest id the policy accepts."""
+BAD_METADATA: Bad = [
+    ([], TypeError),
+    ("{}", TypeError),
+    ({"a": (1,)}, TypeError),
+    ({"a": b"x"}, TypeError),
+    ({1: "a"}, TypeError),
+    ({"a": float("nan")}, ValueError),
+    ({"a": "\ud800"}, ValueError),
+    ({"\udfff": 1}, ValueError),
+    ({"a": ["ok", {"b": "x\udc00"}]}, ValueError),
+    ({"k": "\U0001f600" * (MAX_JSON_BYTES // 4 - 1)}, ValueError),
+]
+"""The last one encodes to MAX_JSON_BYTES + 4 bytes of JSON."""
 A_TOKEN = "x" * 43
 """Well-formed but unknown: for bad-input cases about another argument."""
 
@@ -340,17 +361,11 @@ class SessionContract(ContractBase):
         )
         found = cases("create", BAD_IDS, ttl=60)
         found += cases("create", BAD_REQUIRED_TTLS, "u", ttl=...)
-        for option in ("device_id", "application_id", "ip_address", "user_agent"):
+        for option in ("device_id", "application_id", "ip_address"):
             found += cases("create", BAD_OPTIONAL_IDS, "u", ttl=60, **{option: ...})
-        bad_metadata: Bad = [
-            ([], TypeError),
-            ("{}", TypeError),
-            ({"a": (1,)}, TypeError),
-            ({"a": b"x"}, TypeError),
-            ({1: "a"}, TypeError),
-            ({"a": float("nan")}, ValueError),
-        ]
-        found += cases("create", bad_metadata, "u", ttl=60, metadata=...)
+        found += cases("create", BAD_OPTIONAL_TEXT, "u", ttl=60, user_agent=...)
+        found += cases("create", [("\U0001f600" * 257, ValueError)], "u", ttl=60, user_agent=...)
+        found += cases("create", BAD_METADATA, "u", ttl=60, metadata=...)
         found += cases(
             "create",
             [case for case in BAD_COUNTS if case[0] is not None],
@@ -376,7 +391,44 @@ class SessionContract(ContractBase):
             session_store.create("alice", ttl=LONG, metadata={"a": (1,)}, max_sessions=1)  # type: ignore[dict-item]
         with pytest.raises(ValueError):
             session_store.create("alice", ttl=0, max_sessions=1)
+        with pytest.raises(ValueError):
+            session_store.create("alice", ttl=1e12, max_sessions=1)
+        with pytest.raises(ValueError):
+            session_store.create("alice", ttl=LONG, user_agent="\ud800", max_sessions=1)
         assert session_store.count("alice") == 1
+        [record] = session_store.list("alice")
+        bob, token = self.create(session_store, "bob")
+        with pytest.raises(ValueError):
+            session_store.touch(token, ttl=1e12)
+        with pytest.raises(ValueError):
+            session_store.touch(token, ttl=10**400)
+        assert_same_session(session_store.get(token), bob)
+        [listed] = session_store.list("bob")
+        assert_same_session(listed, bob)
+        assert session_store.list("alice")[0].id == record.id
+
+    def test_session_policy_limits_are_storable(self, session_store: SessionSubject) -> None:
+        """The policy's extremes round-trip: ids of 255 bytes of 4-byte UTF-8, an IP and a
+        user agent at their byte limits, metadata of exactly MAX_JSON_BYTES, MAX_TTL."""
+        metadata = {"k": "\U0001f600" * (MAX_JSON_BYTES // 4 - 2)}
+        record, token = session_store.create(
+            WIDE_ID,
+            ttl=MAX_TTL,
+            device_id=WIDE_ID,
+            application_id=WIDE_ID,
+            ip_address="\U0001f600" * 16,
+            user_agent="\U0001f600" * 256,
+            metadata=metadata,
+        )
+        lifetime = (record.expires_at - record.created_at).total_seconds()
+        assert abs(lifetime - MAX_TTL) <= 1, lifetime
+        assert_same_session(session_store.get(token), record)
+        [listed] = session_store.list(WIDE_ID)
+        assert_same_session(listed, record)
+        assert session_store.count(WIDE_ID) == 1
+        assert session_store.touch(token, ttl=MAX_TTL) is not None
+        assert session_store.revoke_by_id(record.id, user_id=WIDE_ID) is True
+        session_store.create(WIDE_ID, ttl=MIN_TTL)
 
 
 class TotpContract(ContractBase):
@@ -563,6 +615,9 @@ class TotpContract(ContractBase):
         bad_codes: Bad = [
             ("", ValueError),
             ("h" * 100000, ValueError),
+            *SURROGATES,
+            ("\U0001f600" * 129, ValueError),
+            ("\U0001f600" * 449, ValueError),
             (1, TypeError),
             (None, TypeError),
             (b"hash", TypeError),
@@ -586,6 +641,8 @@ class TotpContract(ContractBase):
         found += cases("claim_step", BAD_IDS, ..., 1)
         bad_steps: Bad = [
             (-1, ValueError),
+            (2**63, ValueError),
+            (10**400, ValueError),
             (1.0, TypeError),
             (True, TypeError),
             ("5", TypeError),
@@ -605,8 +662,24 @@ class TotpContract(ContractBase):
             totp_store.replace_backup_codes("alice", ["new", None])  # type: ignore[list-item]
         state = totp_store.load("alice")
         assert state is not None and state.backup_codes_left == 1
+        with pytest.raises(ValueError):
+            totp_store.replace_backup_codes("alice", ["new", "\ud800"])
+        with pytest.raises(ValueError):
+            totp_store.replace_backup_codes("alice", ["new", "\U0001f600" * 449])
+        state = totp_store.load("alice")
+        assert state is not None and state.backup_codes_left == 1
         assert totp_store.use_backup_code("alice", "new") is False
         assert totp_store.use_backup_code("alice", "keep") is True
+
+    def test_totp_policy_limits_are_storable(self, totp_store: TotpSubject) -> None:
+        """A 255-byte user id and backup-code hashes of exactly 512 bytes of UTF-8."""
+        self.enrol(totp_store, WIDE_ID)
+        codes = ["\U0001f600" * 128, "\U0001f600" * 127 + "abcd", "é" * 256]
+        totp_store.replace_backup_codes(WIDE_ID, codes)
+        state = totp_store.load(WIDE_ID)
+        assert state is not None and state.backup_codes_left == 3
+        assert all(totp_store.use_backup_code(WIDE_ID, code) is True for code in codes)
+        assert totp_store.claim_step(WIDE_ID, 2**62) is True
 
 
 def assert_same_link(got: MagicLinkRecord | None, expected: MagicLinkRecord) -> None:
@@ -786,10 +859,12 @@ class MagicLinkContract(ContractBase):
             authstore_stores, StoreKind.MAGIC_LINKS, authstore_unreachable_url
         )
         found = cases("issue", BAD_IDS, ..., "a@example.com", ttl=60)
-        found += cases("issue", [*BAD_OPTIONAL_IDS, (None, TypeError)], "u", ttl=60)
+        found += cases("issue", [*BAD_OPTIONAL_TEXT, (None, TypeError)], "u", ttl=60)
+        found += cases("issue", [("\U0001f600" * 81, ValueError)], "u", ttl=60)
         found += cases("issue", BAD_REQUIRED_TTLS, "u", "a@example.com", ttl=...)
-        for option in ("application_id", "ip_address", "user_agent"):
+        for option in ("application_id", "ip_address"):
             found += cases("issue", BAD_OPTIONAL_IDS, "u", "a@example.com", ttl=60, **{option: ...})
+        found += cases("issue", BAD_OPTIONAL_TEXT, "u", "a@example.com", ttl=60, user_agent=...)
         bad_flags: Bad = [("yes", TypeError), (1, TypeError), (None, TypeError), (0, TypeError)]
         found += cases("issue", bad_flags, "u", "a@example.com", ttl=60, revoke_previous=...)
         found += cases("peek", BAD_TOKENS) + cases("consume", BAD_TOKENS)
@@ -806,7 +881,31 @@ class MagicLinkContract(ContractBase):
             self.issue(magic_link_store, application_id="")
         with pytest.raises(ValueError):
             self.issue(magic_link_store, ttl=0)
+        with pytest.raises(ValueError):
+            self.issue(magic_link_store, ttl=1e12)
+        with pytest.raises(ValueError):
+            self.issue(magic_link_store, ttl=10**400)
+        with pytest.raises(ValueError):
+            self.issue(magic_link_store, user_agent="\udfff")
         assert magic_link_store.consume(token) is not None
+
+    def test_magic_policy_limits_are_storable(self, magic_link_store: MagicLinkSubject) -> None:
+        """Ids of 255 bytes, an email of 320 bytes of 4-byte UTF-8, MAX_TTL."""
+        email = "\U0001f600" * 80
+        record, token = magic_link_store.issue(
+            WIDE_ID,
+            email,
+            ttl=MAX_TTL,
+            application_id=WIDE_ID,
+            ip_address="\U0001f600" * 16,
+            user_agent="\U0001f600" * 256,
+        )
+        lifetime = (record.expires_at - record.created_at).total_seconds()
+        assert abs(lifetime - MAX_TTL) <= 1, lifetime
+        assert_same_link(magic_link_store.peek(token), record)
+        assert_same_link(magic_link_store.consume(token, application_id=WIDE_ID), record)
+        magic_link_store.issue(WIDE_ID, email, ttl=MIN_TTL)
+        assert magic_link_store.revoke_user(WIDE_ID) in (0, 1)
 
 
 class StoreContract(CacheContract, SessionContract, TotpContract, MagicLinkContract):

@@ -194,7 +194,7 @@ class DictCache:
     def revoke_user_tokens(
         self, user_id: str, at: datetime | None = None, expires_in: float | None = None
     ) -> datetime:
-        user = check_text(user_id, "user_id", max_length=255)
+        user = check_text(user_id, "user_id", max_bytes=255)
         if at is not None and not isinstance(at, datetime):
             raise TypeError(f"at must be a datetime, not {type(at).__name__}")
         if at is not None and at.utcoffset() is None:
@@ -211,7 +211,7 @@ class DictCache:
         return self._locked(revoke)
 
     def user_tokens_revoked_at(self, user_id: str) -> datetime | None:
-        user = check_text(user_id, "user_id", max_length=255)
+        user = check_text(user_id, "user_id", max_bytes=255)
         instant: datetime | None = self._locked(lambda: self._live("u", user))
         return instant
 

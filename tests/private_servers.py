@@ -1,0 +1,287 @@
+"""Private servers for tests that freeze, kill or restart them (tests/test_faults.py).
+
+Never the shared servers: each is created in a temporary folder and listens on a free
+loopback port. ``freeze``/``thaw`` send SIGSTOP/SIGCONT to the server and each of its
+child processes (PostgreSQL backends call setsid(), so a process group would miss
+them); ``kill`` is SIGKILL to all of them, as a crash; ``start`` again recovers on the
+same port and data. A server kind joins by subclassing ``PrivateServer`` and naming
+itself in ``PRIVATE_SERVERS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+__all__ = ["PRIVATE_SERVERS", "PrivateServer", "private_server"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class PrivateServer:
+    name: ClassVar[str]
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.data = os.path.join(root, "data")
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # --- what a kind provides ---------------------------------------------------------
+
+    @classmethod
+    def available(cls) -> str | None:
+        """None when the binaries are here, else why not."""
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        """The authstore URL of the server's test database."""
+        raise NotImplementedError
+
+    def init(self) -> None:
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        """Raise unless the server answers a query."""
+        raise NotImplementedError
+
+    def process_options(self) -> dict[str, Any]:
+        return {}
+
+    # --- shared -----------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            **self.process_options(),
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.ping()
+                return
+            except Exception:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _children(self) -> list[int]:
+        assert self.process is not None
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.process.pid:
+                found.append(int(entry))
+        return found
+
+    def _signal(self, number: signal.Signals) -> None:
+        """The server first (so it starts no new child), then its children."""
+        assert self.process is not None
+        os.kill(self.process.pid, number)
+        for pid in self._children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, number)
+
+    def freeze(self) -> None:
+        """Connections stay open and acknowledged by the kernel; nothing answers."""
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            self._signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if not self.running:
+            return
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            self.thaw()
+            self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class PrivatePostgres(PrivateServer):
+    """``initdb`` and ``postgres`` from /usr/lib/postgresql/*/bin; PostgreSQL refuses to
+    run as root, so as root it runs as the postgres user."""
+
+    name = "postgres"
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        bin_dir = self._bin_dir()
+        assert bin_dir is not None
+        self.bin_dir = bin_dir
+        self._as: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            os.chown(root, account.pw_uid, account.pw_gid)
+            self._as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+    @staticmethod
+    def _bin_dir() -> str | None:
+        found = sorted(
+            glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+            key=lambda path: int(path.split("/")[-3]) if path.split("/")[-3].isdigit() else 0,
+        )
+        if found:
+            return os.path.dirname(found[-1])
+        on_path = shutil.which("postgres")
+        return os.path.dirname(on_path) if on_path else None
+
+    @classmethod
+    def available(cls) -> str | None:
+        return None if cls._bin_dir() else "no PostgreSQL binaries (/usr/lib/postgresql/*/bin)"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def init(self) -> None:
+        initdb = os.path.join(self.bin_dir, "initdb")
+        subprocess.run(
+            [initdb, "-D", self.data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            **self._as,
+        )
+
+    def command(self) -> list[str]:
+        return [
+            os.path.join(self.bin_dir, "postgres"),
+            *("-D", self.data, "-p", str(self.port)),
+            *("-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.root}"),
+            *("-c", "fsync=off", "-c", "max_connections=40"),
+        ]
+
+    def process_options(self) -> dict[str, Any]:
+        return self._as
+
+    def ping(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=2, autocommit=True) as connection:
+            connection.execute("SELECT 1")
+
+
+class PrivateMariaDB(PrivateServer):
+    """``mariadb-install-db`` and ``mariadbd`` (Debian's), root without a password."""
+
+    name = "mariadb"
+
+    @classmethod
+    def available(cls) -> str | None:
+        missing = [b for b in ("mariadb-install-db", "mariadbd") if not cls._which(b)]
+        return f"no {' or '.join(missing)} for a private MariaDB" if missing else None
+
+    @staticmethod
+    def _which(binary: str) -> str | None:
+        return shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin")
+
+    @property
+    def url(self) -> str:
+        return f"mysql://root@127.0.0.1:{self.port}/authstore_test"
+
+    def init(self) -> None:
+        install = self._which("mariadb-install-db")
+        assert install is not None
+        subprocess.run(
+            [
+                install,
+                "--no-defaults",
+                f"--datadir={self.data}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                "--user=root" if os.geteuid() == 0 else f"--user={pwd.getpwuid(os.geteuid())[0]}",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=self.root,
+        )
+
+    def command(self) -> list[str]:
+        server = self._which("mariadbd")
+        assert server is not None
+        return [
+            server,
+            "--no-defaults",
+            f"--datadir={self.data}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={os.path.join(self.root, 'mysqld.sock')}",
+            f"--pid-file={os.path.join(self.root, 'mysqld.pid')}",
+            "--innodb-buffer-pool-size=32M",
+            "--skip-log-bin",
+            *(["--user=root"] if os.geteuid() == 0 else []),
+        ]
+
+    def ping(self) -> None:
+        import pymysql
+
+        connection = pymysql.connect(
+            host="127.0.0.1", port=self.port, user="root", password="", connect_timeout=2
+        )
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("CREATE DATABASE IF NOT EXISTS authstore_test")
+        finally:
+            connection.close()
+
+
+PRIVATE_SERVERS: dict[str, type[PrivateServer]] = {
+    kind.name: kind for kind in (PrivatePostgres, PrivateMariaDB)
+}
+
+
+@contextlib.contextmanager
+def private_server(name: str) -> Iterator[PrivateServer]:
+    """A running private server of kind ``name``, stopped and deleted afterwards; check
+    ``PRIVATE_SERVERS[name].available()`` first."""
+    root = tempfile.mkdtemp(prefix=f"authstore-{name}-")
+    server = PRIVATE_SERVERS[name](root)
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
