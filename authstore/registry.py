@@ -60,6 +60,8 @@ BUILTIN_BACKENDS = {
     "postgres": "authstore.adapters.postgres:backend",
     "mysql": "authstore.adapters.mysql:backend",
     "mariadb": "authstore.adapters.mysql:backend",
+    "mongodb": "authstore.adapters.mongodb:backend",
+    "mongodb+srv": "authstore.adapters.mongodb:backend",
 }
 """Also declared as entry points in pyproject.toml; listed here so a source checkout works too."""
 
