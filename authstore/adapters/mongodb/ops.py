@@ -505,20 +505,22 @@ class MongoCacheOps:
     # new limiter starts from a placeholder whose state step_* reads exactly as "no
     # state" (a window that ended at the epoch, a bucket anchored there). ``ok`` is this
     # hit's decision; ``e`` a date past which the state no longer matters (the TTL
-    # index reclaims it then).
+    # index reclaims it then; step_* would compute the same from no state).
 
     def _limiter(
         self,
         key: str,
         steps: list[Any],
         state: dict[str, Any],
-        until_ms: object,
+        horizon: float,
         initial: dict[str, float],
     ) -> Op[dict[str, Any]]:
+        """``horizon``: seconds after now past which the state surely no longer matters."""
         clock = {"now": {"$max": ["$k", NOW_S]}}
-        fields = {**state, "k": "$$now", "ok": "$$ok", "e": _date(until_ms)}
-        merged = {"$mergeObjects": ["$$ROOT", fields]}
-        update = [{"$replaceWith": _lets([clock, *steps], merged)}]
+        # a second of slack covers how far the clamped ``now`` may run ahead of $$NOW
+        expiry = {"$add": ["$$NOW", 1000 * horizon + 1000]}
+        document = {"_id": "$_id", **state, "k": "$$now", "ok": "$$ok", "e": expiry}
+        update = [{"$replaceWith": _lets([clock, *steps], document)}]
         projection = dict.fromkeys(state, 1) | {"ok": 1, "k": 1}
         command = _find_and_modify(self.name, {"_id": key}, update, fields=projection)
         return (yield from _modify(command, self.name, key, initial, "a rate limit"))
@@ -533,8 +535,7 @@ class MongoCacheOps:
             {"ok": {"$lte": [{"$add": ["$$count", cost]}, limit]}},
         ]
         state = {"c": {"$cond": ["$$ok", {"$add": ["$$count", cost]}, "$$count"]}, "end": "$$end"}
-        until = {"$add": [{"$multiply": ["$$end", 1000]}, 1]}
-        doc = yield from self._limiter(key, steps, state, until, {"c": 0, "end": 0.0})
+        doc = yield from self._limiter(key, steps, state, window, {"c": 0, "end": 0.0})
         return bool(doc["ok"]), int(doc["c"]), float(doc["end"]), float(doc["k"])
 
     def sliding_window(
@@ -576,8 +577,7 @@ class MongoCacheOps:
             "c": {"$cond": ["$$ok", {"$add": ["$$current", cost]}, "$$current"]},
             "s": "$$start",
         }
-        until = {"$add": [{"$multiply": ["$$start", 1000]}, 2000 * window + 1]}
-        doc = yield from self._limiter(key, steps, state, until, {"p": 0, "c": 0, "s": 0.0})
+        doc = yield from self._limiter(key, steps, state, 2 * window, {"p": 0, "c": 0, "s": 0.0})
         return bool(doc["ok"]), int(doc["p"]), int(doc["c"]), float(doc["s"]), float(doc["k"])
 
     def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]:
@@ -607,8 +607,7 @@ class MongoCacheOps:
             "u": {"$cond": ["$$ok", {"$add": ["$$units", cost]}, "$$units"]},
         }
         # the bucket is full again a window after now at the latest
-        until = {"$add": [{"$multiply": ["$$now", 1000]}, 1000 * window * (1 + 2 * EPSILON) + 1]}
-        doc = yield from self._limiter(key, steps, state, until, {"a": 0.0, "u": 0})
+        doc = yield from self._limiter(key, steps, state, window, {"a": 0.0, "u": 0})
         return bool(doc["ok"]), float(doc["a"]), int(doc["u"]), float(doc["k"])
 
     def purge_expired(self) -> Op[int]:
