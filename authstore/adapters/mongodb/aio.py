@@ -50,21 +50,24 @@ class AsyncMongoRunner(MongoRunnerBase):
         try:
             async with asyncio.timeout(self.timeout):
                 with self._pymongo.timeout(self.timeout):
-                    command = execution.step()
-                    while not execution.done:
-                        try:
-                            reply, error = await self._execute(command, session), None
-                            if isinstance(command, StartTransaction):
-                                session = reply
-                        except Exception as failure:
-                            in_transaction = session is not None and session.in_transaction
-                            reply, error = None, translate(failure, self._where(), in_transaction)
-                        command = execution.step(reply, error)
+                    try:
+                        command = execution.step()
+                        while not execution.done:
+                            try:
+                                reply, error = await self._execute(command, session), None
+                                if isinstance(command, StartTransaction):
+                                    session = reply
+                            except Exception as failure:
+                                in_transaction = session is not None and session.in_transaction
+                                error = translate(failure, self._where(), in_transaction)
+                                reply = None
+                            command = execution.step(reply, error)
+                    finally:
+                        if session is not None:
+                            # within the timeout (see the sync runner)
+                            await _settled(session.end_session())
         except (self._pymongo.errors.PyMongoError, TimeoutError) as failure:
             raise translate(failure, self._where(), False) from failure
-        finally:
-            if session is not None:
-                await _settled(session.end_session())
         return execution.result  # type: ignore[return-value]
 
     async def _execute(self, command: Any, session: Any) -> Any:

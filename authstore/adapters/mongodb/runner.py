@@ -52,19 +52,23 @@ def translate(error: BaseException, where: str, in_transaction: bool) -> BaseExc
     labelled = getattr(error, "has_error_label", None)
     transient = callable(labelled) and labelled("TransientTransactionError")
     mapped: BackendError
-    if in_transaction and (transient or code in (112, DUPLICATE_KEY)):
-        mapped = Conflict(f"MongoDB at {where}: a transaction conflicted ({error})")
-    elif code == DUPLICATE_KEY:
-        mapped = DuplicateKey(f"MongoDB at {where}: duplicate key")
-    elif (
+    unavailable = (
         isinstance(error, (errors.ConnectionFailure, TimeoutError))
         or getattr(error, "timeout", False)
         or code in _UNAVAILABLE_CODES
-    ):
+    )
+    if unavailable:
+        # before the conflict check: the driver labels a network error inside a
+        # transaction TransientTransactionError too, and retrying past the timeout
+        # would only fail again
         what = "timed out" if getattr(error, "timeout", False) else "is unavailable"
         mapped = BackendUnavailableError(
             f"MongoDB at {where} {what} ({type(error).__name__}: {_first_line(error)})"
         )
+    elif in_transaction and (transient or code in (112, DUPLICATE_KEY)):
+        mapped = Conflict(f"MongoDB at {where}: a transaction conflicted ({error})")
+    elif code == DUPLICATE_KEY:
+        mapped = DuplicateKey(f"MongoDB at {where}: duplicate key")
     else:
         mapped = BackendError(f"MongoDB at {where}: {type(error).__name__}: {_first_line(error)}")
     mapped.__cause__ = error

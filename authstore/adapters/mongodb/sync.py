@@ -35,21 +35,24 @@ class SyncMongoRunner(MongoRunnerBase):
         session: Any = None
         try:
             with self._pymongo.timeout(self.timeout):
-                command = execution.step()
-                while not execution.done:
-                    try:
-                        reply, error = self._execute(command, session), None
-                        if isinstance(command, StartTransaction):
-                            session = reply
-                    except Exception as failure:
-                        in_transaction = session is not None and session.in_transaction
-                        reply, error = None, translate(failure, self._where(), in_transaction)
-                    command = execution.step(reply, error)
+                try:
+                    command = execution.step()
+                    while not execution.done:
+                        try:
+                            reply, error = self._execute(command, session), None
+                            if isinstance(command, StartTransaction):
+                                session = reply
+                        except Exception as failure:
+                            in_transaction = session is not None and session.in_transaction
+                            reply, error = None, translate(failure, self._where(), in_transaction)
+                        command = execution.step(reply, error)
+                finally:
+                    if session is not None:
+                        # within the timeout: aborting an open transaction on a server
+                        # that stopped answering must not wait past it
+                        session.end_session()
         except self._pymongo.errors.PyMongoError as failure:
             raise translate(failure, self._where(), False) from failure
-        finally:
-            if session is not None:
-                session.end_session()  # aborts a transaction still open
         return execution.result  # type: ignore[return-value]
 
     def _execute(self, command: Any, session: Any) -> Any:
