@@ -367,29 +367,31 @@ def _together(n: int, action: Callable[[int], object]) -> list[object]:
 
 
 def test_concurrent_first_writes_count_once(mongo_server: str, fresh_prefix: str) -> None:
-    """On a collection that does not exist yet, 40 clients each hit fresh keys at once:
-    every counter and limiter counts every hit exactly once (the test server may answer
-    a racing first upsert with no document after applying it; retrying that upsert
-    would count twice)."""
+    """50 clients hit fresh keys at once, five times over: every counter and limiter
+    counts every hit exactly once. (The test server answers about one racing first
+    upsert in fifty with no document after applying it: retrying that upsert, as one
+    would for MongoDB's duplicate-key error, counts it twice.)"""
     url = with_option(mongo_server, "collection_prefix", fresh_prefix)
-    stores = [authstore.open_cache(url, namespace="race") for _ in range(4)]
-    stores[0].get("warm")  # the indexes, so the race is on the documents
+    stores = [authstore.open_cache(url, namespace="race") for _ in range(5)]
+    for store in stores:
+        store.get("warm")  # the indexes, so the race is on the documents
+    for round_ in range(5):
 
-    def hit(index: int) -> tuple[int, bool, bool]:
-        store = stores[index % 4]
-        return (
-            store.incr("counter"),
-            store.check_rate_limit("limited", 10, LONG).allowed,
-            store.check_rate_limit("bucket", 10, LONG, algorithm="gcra").allowed,
-        )
+        def hit(index: int, round_: int = round_) -> tuple[int, bool, bool]:
+            store = stores[index % 5]
+            return (
+                store.incr(f"counter{round_}"),
+                store.check_rate_limit(f"limited{round_}", 10, LONG).allowed,
+                store.check_rate_limit(f"bucket{round_}", 10, LONG, algorithm="gcra").allowed,
+            )
 
-    results = _together(40, hit)
-    assert not [r for r in results if isinstance(r, Exception)], results
-    counts = [r[0] for r in results]  # type: ignore[index]
-    assert sorted(counts) == list(range(1, 41))
-    assert sum(1 for r in results if r[1]) == 10  # type: ignore[index]
-    assert sum(1 for r in results if r[2]) == 10  # type: ignore[index]
-    revoked = _together(20, lambda i: stores[i % 4].revoke_user_tokens(f"u{i % 2}"))
+        results = _together(50, hit)
+        assert not [r for r in results if isinstance(r, Exception)], results
+        counts = [r[0] for r in results]  # type: ignore[index]
+        assert sorted(counts) == list(range(1, 51)), round_
+        assert sum(1 for r in results if r[1]) == 10  # type: ignore[index]
+        assert sum(1 for r in results if r[2]) == 10  # type: ignore[index]
+    revoked = _together(20, lambda i: stores[i % 5].revoke_user_tokens(f"u{i % 2}"))
     assert all(isinstance(r, datetime) for r in revoked), revoked
     for store in stores:
         store.close()
