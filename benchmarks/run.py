@@ -209,11 +209,18 @@ def mysql_section() -> list[Comparison]:
     return section()
 
 
+def mongodb_section() -> list[Comparison]:
+    from bench_mongodb import section
+
+    return section()
+
+
 SECTIONS: dict[str, Callable[[], list[Comparison]]] = {
     "memory": memory_section,
     "sqlite": sqlite_section,
     "postgres": postgres_section,
     "mysql": mysql_section,
+    "mongodb": mongodb_section,
 }
 
 

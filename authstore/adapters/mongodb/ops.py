@@ -526,13 +526,16 @@ class MongoCacheOps:
         return (yield from _modify(command, self.name, key, initial, "a rate limit"))
 
     def fixed_window(self, key: str, limit: int, window: float, cost: int) -> Op[FixedWindowState]:
+        # count + cost <= limit, on integers: count <= limit - cost (a fresh window
+        # starts at 0, and cost <= limit always)
+        room = limit - cost
         steps = [
             {"reset": {"$lte": ["$end", "$$now"]}},
             {
                 "count": {"$cond": ["$$reset", 0, "$c"]},
                 "end": {"$cond": ["$$reset", {"$add": ["$$now", window]}, "$end"]},
+                "ok": {"$or": ["$$reset", {"$lte": ["$c", room]}]},
             },
-            {"ok": {"$lte": [{"$add": ["$$count", cost]}, limit]}},
         ]
         state = {"c": {"$cond": ["$$ok", {"$add": ["$$count", cost]}, "$$count"]}, "end": "$$end"}
         doc = yield from self._limiter(key, steps, state, window, {"c": 0, "end": 0.0})
