@@ -655,6 +655,44 @@ class _Scoped:
     def _id(self, value: str) -> str:
         return f"{self.namespace}:{value}"
 
+    def _creation(
+        self,
+        collection: str,
+        key: str,
+        user_id: str,
+        public_id: str,
+        ttl: float,
+        *,
+        seen: bool = False,
+        **fields: object,
+    ) -> Command:
+        """A new record's upsert, idempotent (a retry after an empty reply keeps its
+        creation time and expiry); ``fields`` are stored as given; ``seen`` adds a
+        last-seen time ``l``, the creation time."""
+        document = {
+            "ns": _lit(self.namespace),
+            "u": _lit(user_id),
+            "i": _lit(public_id),
+            "c": {"$ifNull": ["$c", NOW]},
+            "x": {"$ifNull": ["$x", _in(ttl * 1000)]},
+            **{name: _lit(value) for name, value in fields.items()},
+        }
+        derived: dict[str, Any] = {"e": _date("$x")}
+        if seen:
+            derived["l"] = {"$ifNull": ["$l", "$c"]}
+        return _find_and_modify(
+            collection, {"_id": key}, [{"$set": document}, {"$set": derived}], upsert=True
+        )
+
+
+def _created(command: Command, what: str) -> Op[dict[str, Any]]:
+    """The new record, inside a transaction: an empty reply starts it over."""
+    reply = yield command
+    created = reply.get("value")
+    if created is None:
+        raise Conflict(f"MongoDB returned no document for the new {what}")
+    return dict(created)
+
 
 class MongoSessionOps(_Scoped):
     def __init__(self, collections: Collections, namespace: str) -> None:
@@ -681,26 +719,20 @@ class MongoSessionOps(_Scoped):
         ttl: float,
         max_sessions: int | None,
     ) -> Op[SessionRecord]:
-        document = {
-            "ns": _lit(self.namespace),
-            "u": _lit(user_id),
-            "i": _lit(session_id),
-            "c": {"$ifNull": ["$c", NOW]},
-            "l": {"$ifNull": ["$l", NOW]},
-            "x": {"$ifNull": ["$x", _in(ttl * 1000)]},
-            "o": time.time_ns(),
-            "d": _lit(device_id),
-            "a": _lit(application_id),
-            "ip": _lit(ip_address),
-            "ua": _lit(user_agent),
-            "m": _lit(metadata),
-        }
         key = self._id(token_hash)
-        command = _find_and_modify(
+        command = self._creation(
             self.name,
-            {"_id": key},
-            [{"$set": document}, {"$set": {"e": _date("$x")}}],
-            upsert=True,
+            key,
+            user_id,
+            session_id,
+            ttl,
+            seen=True,
+            o=time.time_ns(),
+            d=device_id,
+            a=application_id,
+            ip=ip_address,
+            ua=user_agent,
+            m=metadata,
         )
         if max_sessions is None:
             created = yield from _upsert(command, "a session")
@@ -712,10 +744,7 @@ class MongoSessionOps(_Scoped):
             # the user's sessions (expired ones too). The new one is left out by its
             # _id, not its time, so a clock stepping back cannot evict it.
             yield _lock(self.collections.locks, f"s:{self.namespace}:{user_id}")
-            reply = yield command
-            created = reply.get("value")
-            if created is None:
-                raise Conflict("MongoDB returned no document for the new session")
+            created = yield from _created(command, "session")
             others = yield from _aggregate(
                 self.name,
                 [
@@ -915,23 +944,17 @@ class MongoMagicLinkOps(_Scoped):
         user_agent: str | None,
         revoke_previous: bool,
     ) -> Op[MagicLinkRecord]:
-        document = {
-            "ns": _lit(self.namespace),
-            "u": _lit(user_id),
-            "i": _lit(link_id),
-            "em": _lit(email),
-            "c": {"$ifNull": ["$c", NOW]},
-            "x": {"$ifNull": ["$x", _in(ttl * 1000)]},
-            "a": _lit(application_id),
-            "ip": _lit(ip_address),
-            "ua": _lit(user_agent),
-        }
         key = self._id(token_hash)
-        command = _find_and_modify(
+        command = self._creation(
             self.name,
-            {"_id": key},
-            [{"$set": document}, {"$set": {"e": _date("$x")}}],
-            upsert=True,
+            key,
+            user_id,
+            link_id,
+            ttl,
+            em=email,
+            a=application_id,
+            ip=ip_address,
+            ua=user_agent,
         )
         if not revoke_previous:
             return _link((yield from _upsert(command, "a magic link")))
@@ -940,11 +963,7 @@ class MongoMagicLinkOps(_Scoped):
             yield _lock(self.collections.locks, f"m:{self.namespace}:{user_id}")
             unused = {"ns": self.namespace, "u": user_id, "cu": None, "_id": {"$ne": key}}
             yield _delete(self.name, unused, many=True)
-            reply = yield command
-            created = reply.get("value")
-            if created is None:
-                raise Conflict("MongoDB returned no document for the new magic link")
-            return _link(created)
+            return _link((yield from _created(command, "magic link")))
 
         return (yield from _transaction(replacing))
 
