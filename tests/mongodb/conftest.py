@@ -15,7 +15,7 @@ from typing import Any
 import pymongo
 import pytest
 
-UNREACHABLE_URL = "mongodb://127.0.0.1:1/authstore_test?timeout=1"
+UNREACHABLE_URL = "mongodb://127.0.0.1:1/authstore_test?timeout=0.25"
 """Nothing listens on port 1: server selection fails within the timeout."""
 
 
