@@ -73,6 +73,9 @@ class PrivateServer:
             )
             try:
                 client.admin.command("ping")
+                # the answer came from our process, not from another server that
+                # took the port while ours failed to bind it
+                assert self.process.poll() is None, "the private server exited"
                 return
             except pymongo.errors.PyMongoError:
                 if time.monotonic() > deadline:
@@ -93,8 +96,26 @@ class PrivateServer:
             self.process = None
 
     def freeze(self) -> None:
-        assert self.process is not None
+        """SIGSTOP, and wait until every thread of the server has stopped."""
+        assert self.process is not None and self.process.poll() is None
         os.kill(self.process.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not self._stopped() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self._stopped(), "the server did not stop"
+
+    def _stopped(self) -> bool:
+        assert self.process is not None
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        if not tasks.exists():
+            return True  # no /proc here: trust the signal
+        states = []
+        for task in tasks.iterdir():
+            try:
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except (OSError, IndexError):
+                continue
+        return all(state in ("T", "t") for state in states)
 
     def thaw(self) -> None:
         assert self.process is not None
