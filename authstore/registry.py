@@ -66,6 +66,8 @@ BUILTIN_BACKENDS = {
     "redis+cluster": "authstore.adapters.redis:backend",
     "redis+sentinel": "authstore.adapters.redis:backend",
     "memcached": "authstore.adapters.memcached:backend",
+    "mongodb": "authstore.adapters.mongodb:backend",
+    "mongodb+srv": "authstore.adapters.mongodb:backend",
 }
 """Also declared as entry points in pyproject.toml; listed here so a source checkout works too."""
 

@@ -221,6 +221,12 @@ def memcached_section() -> list[Comparison]:
     return section()
 
 
+def mongodb_section() -> list[Comparison]:
+    from bench_mongodb import section
+
+    return section()
+
+
 SECTIONS: dict[str, Callable[[], list[Comparison]]] = {
     "memory": memory_section,
     "sqlite": sqlite_section,
@@ -228,6 +234,7 @@ SECTIONS: dict[str, Callable[[], list[Comparison]]] = {
     "mysql": mysql_section,
     "redis": redis_section,
     "memcached": memcached_section,
+    "mongodb": mongodb_section,
 }
 
 

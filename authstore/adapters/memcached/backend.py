@@ -13,7 +13,7 @@ from authstore.registry import StoreURL
 
 __all__ = ["MemcachedBackend", "backend"]
 
-_ELSEWHERE = "memory://, sqlite://, postgresql://, mysql://, redis://"
+_ELSEWHERE = "memory://, sqlite://, postgresql://, mysql://, redis://, mongodb://"
 
 
 class MemcachedBackend:

@@ -1,0 +1,69 @@
+"""The ``mongodb`` and ``mongodb+srv`` URL schemes: every store, sync or async."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authstore.adapters.mongodb.settings import MongoSettings, parse_settings
+from authstore.contracts.records import StoreKind
+from authstore.registry import StoreURL
+
+__all__ = ["MongoBackend", "backend"]
+
+_COLLECTIONS = {
+    StoreKind.CACHE: ("cache",),
+    StoreKind.SESSIONS: ("sessions", "locks"),
+    StoreKind.TOTP: ("totp",),
+    StoreKind.MAGIC_LINKS: ("magic_links", "locks"),
+}
+ALL_KINDS = ("cache", "sessions", "totp", "magic_links", "locks")
+
+
+class MongoBackend:
+    """Opening a store connects nothing; its runner creates the indexes on first use.
+
+    The runner modules import pymongo, so only opening a store imports the driver.
+    """
+
+    name = "mongodb"
+
+    def settings(self, url: StoreURL) -> MongoSettings:
+        return parse_settings(url)
+
+    def runner(
+        self,
+        settings: MongoSettings,
+        kinds: tuple[str, ...],
+        *,
+        asynchronous: bool,
+        auto_migrate: bool = True,
+    ) -> Any:
+        if asynchronous:
+            from authstore.adapters.mongodb.aio import AsyncMongoRunner
+
+            return AsyncMongoRunner(settings, kinds, auto_migrate=auto_migrate)
+        from authstore.adapters.mongodb.sync import SyncMongoRunner
+
+        return SyncMongoRunner(settings, kinds, auto_migrate=auto_migrate)
+
+    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+        from authstore.adapters.mongodb.stores import make_store
+
+        settings = self.settings(url)
+        kind = StoreKind(kind)
+        runner = self.runner(settings, _COLLECTIONS[kind], asynchronous=asynchronous)
+        return make_store(kind, runner, settings, asynchronous=asynchronous)
+
+    def migrate(self, url: StoreURL) -> list[str]:
+        from authstore.adapters.mongodb.ops import create_indexes
+
+        settings = self.settings(url)
+        runner = self.runner(settings, ALL_KINDS, asynchronous=False, auto_migrate=False)
+        try:
+            done = runner.run(create_indexes(settings.collections, ALL_KINDS))
+        finally:
+            runner.close()
+        return [f"mongodb: indexes in {settings.database}: " + "; ".join(done)]
+
+
+backend = MongoBackend()
