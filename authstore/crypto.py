@@ -137,7 +137,7 @@ class KeyRing:
     variable. The repr shows the key ids, never the keys.
     """
 
-    __slots__ = ("_ciphers", "_current")
+    __slots__ = ("_ciphers", "_current", "_invalid_tag")
 
     def __init__(self, keys: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) -> None:
         if isinstance(keys, (str, bytes)):
@@ -156,6 +156,8 @@ class KeyRing:
             ciphers[key_id] = aead.AESGCM(_check_key(key_id, pair[1]))
         self._ciphers = ciphers
         self._current = pairs[-1][0]
+        exceptions = require_module("cryptography.exceptions", "authstore.crypto", "crypto")
+        self._invalid_tag: type[Exception] = exceptions.InvalidTag
 
     @classmethod
     def parse(cls, text: str) -> KeyRing:
@@ -247,10 +249,9 @@ class SecretBox:
         user = _check_user_id(user_id)
         key_id, raw_id, nonce, sealed = _split(_check_bytes("ciphertext", ciphertext))
         cipher = self.ring._cipher(key_id)
-        invalid_tag = require_module("cryptography.exceptions", "authstore.crypto", "crypto")
         try:
             plain: bytes = cipher.decrypt(nonce, sealed, _associated_data(raw_id, user))
-        except invalid_tag.InvalidTag:
+        except self.ring._invalid_tag:
             raise DecryptionError(
                 f"the secret does not decrypt with key {key_id!r} for this user: it was "
                 "changed, or it was encrypted for another user"
