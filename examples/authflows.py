@@ -139,6 +139,7 @@ class Auth:
 
     # -- rate limits ---------------------------------------------------------------
 
+    # [readme:authflows-verify]
     async def limit(self, key: str, rule: tuple[int, float]) -> None:
         result = await self.stores.cache.check_rate_limit(key, rule[0], rule[1])
         if not result.allowed:
@@ -171,6 +172,8 @@ class Auth:
         if state is not None and state.enabled:
             return MfaRequired(self._mint(link.user_id, "mfa", self.settings.mfa_token_ttl))
         return await self.start_session(link.user_id, ip, user_agent)
+
+    # [/readme:authflows-verify]
 
     # -- sessions and tokens -------------------------------------------------------
 

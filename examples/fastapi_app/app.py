@@ -225,6 +225,6 @@ def create_app(settings: Settings | None = None, mailer: Mailer = log_mailer) ->
     # [/readme:fastapi-lifespan]
 
     app.add_exception_handler(AuthError, auth_error)  # type: ignore[arg-type]
-    app.add_exception_handler(BackendUnavailableError, unavailable)
+    app.add_exception_handler(BackendUnavailableError, unavailable)  # type: ignore[arg-type]
     app.include_router(router)
     return app
