@@ -56,6 +56,8 @@ class Settings:
     access_token_ttl: float = 900
     mfa_token_ttl: float = 300
     max_sessions: int = 10
+    touch_interval: float = 60
+    """A session's expiry slides (a write) at most this often; other checks only read."""
     login_limit: tuple[int, float] = (5, 600)
     """Magic links requested per email address: (limit, window seconds)."""
     ip_limit: tuple[int, float] = (100, 60)
@@ -225,10 +227,12 @@ class Auth:
         return Claims(user_id, jti, float(claims["exp"]), None if sid is None else str(sid))
 
     async def check_session(self, token: str | None) -> SessionRecord:
-        """The live session behind a cookie; its expiry slides forward."""
-        record = None
-        if token:
-            record = await self.stores.sessions.touch(token, ttl=self.settings.session_ttl)
+        """The live session behind a cookie; its expiry slides, once per ``touch_interval``."""
+        record = await self.stores.sessions.get(token) if token else None
+        if record is not None and token is not None:
+            idle = (datetime.now(UTC) - record.last_seen_at).total_seconds()
+            if idle >= self.settings.touch_interval:
+                record = await self.stores.sessions.touch(token, ttl=self.settings.session_ttl)
         if record is None:
             raise AuthError(401, "not signed in")
         return record

@@ -307,6 +307,18 @@ async def test_bad_requests_are_refused(service: Service) -> None:
     assert (await client.post("/2fa/confirm", json={"code": "123456"})).status_code == 400
 
 
+async def test_session_expiry_slides_once_per_touch_interval(example_url: str) -> None:
+    for interval, moves in ((0.0, True), (3600.0, False)):
+        async for svc in running(settings_for(example_url, touch_interval=interval)):
+            login = await svc.sign_in(f"olga{interval:.0f}@example.com")
+            before = (await svc.client.get("/sessions")).json()[0]["last_seen_at"]
+            await asyncio.sleep(0.05)
+            assert (await svc.client.get("/session")).status_code == 200
+            after = (await svc.client.get("/sessions")).json()[0]["last_seen_at"]
+            assert (after > before) is moves, (interval, before, after)
+            assert login["session_id"]
+
+
 async def test_secure_cookie_by_default(example_url: str) -> None:
     async for svc in running(settings_for(example_url, cookie_secure=True)):
         token = await svc.link("nina@example.com")
