@@ -154,3 +154,21 @@ def test_totp_enrol_confirm_verify_and_backup_code() -> None:
     with override_settings(AUTH_OPTIONS={"login_limit": (10, 60), "totp_limit": (10, 300)}):
         assert second_factor(backup_codes[0]) == 200
         assert second_factor(backup_codes[0]) == 401  # once only
+
+
+def test_a_store_that_is_down_fails_closed() -> None:
+    down = "postgresql://postgres@127.0.0.1:1/authstore_test?connect_timeout=2&timeout=2"
+    with override_settings(
+        AUTHSTORE_URL=down,
+        AUTH_JWT_SECRET=JWT_SECRET,
+        AUTH_TOTP_KEYS=TOTP_KEYS,
+        AUTH_COOKIE_SECURE=False,
+    ):
+        client = Client()
+        token = stores.get_auth()._mint("pat@example.com", "access", 60)
+        me = client.get("/me", headers=bearer(token))
+        assert me.status_code == 503 and me["Retry-After"] == "5"  # never a 200
+        assert (
+            client.post("/auth/magic-link", {"email": "p@x.io"}, "application/json").status_code
+            == 503
+        )

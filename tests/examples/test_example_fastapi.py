@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -72,6 +73,7 @@ def settings_for(url: str, **overrides: Any) -> Settings:
     )
 
 
+@asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Service]:
     outbox: list[tuple[str, str]] = []
 
@@ -87,7 +89,7 @@ async def running(settings: Settings) -> AsyncIterator[Service]:
 
 @pytest_asyncio.fixture
 async def service(example_url: str) -> AsyncIterator[Service]:
-    async for svc in running(settings_for(example_url)):
+    async with running(settings_for(example_url)) as svc:
         yield svc
 
 
@@ -133,7 +135,7 @@ async def test_fifty_concurrent_verifications_of_one_link_sign_in_once(service: 
 
 
 async def test_login_requests_are_rate_limited_with_retry_after(example_url: str) -> None:
-    async for svc in running(settings_for(example_url, login_limit=(3, 60))):
+    async with running(settings_for(example_url, login_limit=(3, 60))) as svc:
         for _ in range(3):
             await svc.link("dave@example.com")
         refused = await svc.client.post("/auth/magic-link", json={"email": "dave@example.com"})
@@ -232,7 +234,7 @@ async def test_an_mfa_token_works_once_and_is_no_access_token(service: Service) 
 
 
 async def test_second_factor_guessing_is_rate_limited(example_url: str) -> None:
-    async for svc in running(settings_for(example_url, totp_limit=(3, 300))):
+    async with running(settings_for(example_url, totp_limit=(3, 300))) as svc:
         user = "judy@example.com"
         await svc.sign_in(user)
         totp = pyotp.TOTP((await svc.client.post("/2fa/enrol")).json()["secret"])
@@ -309,7 +311,7 @@ async def test_bad_requests_are_refused(service: Service) -> None:
 
 async def test_session_expiry_slides_once_per_touch_interval(example_url: str) -> None:
     for interval, moves in ((0.0, True), (3600.0, False)):
-        async for svc in running(settings_for(example_url, touch_interval=interval)):
+        async with running(settings_for(example_url, touch_interval=interval)) as svc:
             login = await svc.sign_in(f"olga{interval:.0f}@example.com")
             before = (await svc.client.get("/sessions")).json()[0]["last_seen_at"]
             await asyncio.sleep(0.05)
@@ -320,7 +322,23 @@ async def test_session_expiry_slides_once_per_touch_interval(example_url: str) -
 
 
 async def test_secure_cookie_by_default(example_url: str) -> None:
-    async for svc in running(settings_for(example_url, cookie_secure=True)):
+    async with running(settings_for(example_url, cookie_secure=True)) as svc:
         token = await svc.link("nina@example.com")
         response = await svc.client.post("/auth/magic-link/verify", json={"token": token})
         assert "secure" in response.headers["set-cookie"].lower()
+
+
+async def test_a_store_that_is_down_fails_closed() -> None:
+    # Nothing listens on port 1: every store call raises BackendUnavailableError at once.
+    down = "postgresql://postgres@127.0.0.1:1/authstore_test?connect_timeout=2&timeout=2"
+    async with running(settings_for(down)) as svc:
+        token = svc.auth._mint("pat@example.com", "access", 60)  # valid, minted without a store
+        me = await svc.client.get("/me", headers=bearer(token))
+        assert me.status_code == 503 and me.headers["retry-after"] == "5"  # never a 200
+        assert (
+            await svc.client.post("/auth/magic-link", json={"email": "p@x.io"})
+        ).status_code == 503
+        verify = await svc.client.post("/auth/magic-link/verify", json={"token": "x" * 43})
+        assert verify.status_code == 503
+        svc.client.cookies.set("session", "x" * 43)
+        assert (await svc.client.get("/session")).status_code == 503
