@@ -298,8 +298,15 @@ class Auth:
     async def second_factor(
         self, mfa_token: str, code: str, ip: str, user_agent: str | None
     ) -> Login:
-        """A TOTP code (once per time step) or a backup code (once) finishes the sign-in."""
+        """A TOTP code (once per time step) or a backup code (once) finishes the sign-in.
+
+        The mfa token finishes one sign-in: an atomic ``add`` on its id admits one of any
+        number of concurrent requests, even if each brings a different good code.
+        """
         claims = await self.check_token(mfa_token, "mfa")
+        finished = f"mfa-finished:{claims.jti}"
+        if await self.stores.cache.exists(finished):
+            raise AuthError(401, "this sign-in is already finished")
         await self.limit(f"totp:{claims.user_id}", self.settings.totp_limit)
         state = await self.stores.totp.load(claims.user_id)
         if state is None or not state.enabled or state.secret is None:
@@ -312,7 +319,8 @@ class Auth:
             good = await self.stores.totp.use_backup_code(claims.user_id, hash_backup_code(code))
         if not good:
             raise AuthError(401, "wrong code")
-        await self.stores.cache.add_to_blacklist(claims.jti, max(1.0, claims.expires - time.time()))
+        if not await self.stores.cache.add(finished, True, max(1.0, claims.expires - time.time())):
+            raise AuthError(401, "this sign-in is already finished")
         return await self.start_session(claims.user_id, ip, user_agent)
 
     async def _claim_code(self, user_id: str, secret: bytes, code: str) -> bool:

@@ -233,6 +233,28 @@ async def test_an_mfa_token_works_once_and_is_no_access_token(service: Service) 
     assert await service.auth.stores.totp.use_backup_code(user, hash_backup_code(backup_codes[1]))
 
 
+async def test_one_mfa_token_finishes_one_sign_in_under_concurrency(service: Service) -> None:
+    user = "ivy@example.com"
+    await service.sign_in(user)
+    totp = pyotp.TOTP((await service.client.post("/2fa/enrol")).json()["secret"])
+    confirmed = await service.client.post(
+        "/2fa/confirm", json={"code": totp.generate_otp(int(time.time()) // 30)}
+    )
+    backup_codes = confirmed.json()["backup_codes"]
+    verify = await service.client.post(
+        "/auth/magic-link/verify", json={"token": await service.link(user)}
+    )
+    mfa_token = verify.json()["mfa_token"]
+    responses = await asyncio.gather(
+        *(
+            service.client.post("/auth/2fa/verify", json={"mfa_token": mfa_token, "code": code})
+            for code in backup_codes[:8]  # eight different good codes, one token
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [200] + [401] * 7
+    assert await service.auth.stores.sessions.count(user) == 2
+
+
 async def test_second_factor_guessing_is_rate_limited(example_url: str) -> None:
     async with running(settings_for(example_url, totp_limit=(3, 300))) as svc:
         user = "judy@example.com"
