@@ -7,7 +7,6 @@ namespace on the server, so runs never see each other's users.
 
 from __future__ import annotations
 
-import base64
 import sys
 import uuid
 from collections.abc import Callable

@@ -11,7 +11,7 @@ from typing import Any
 import django
 import pyotp
 import pytest
-from conftest import JWT_SECRET, TOTP_KEYS
+from example_keys import JWT_SECRET, TOTP_KEYS
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_app.settings")
 django.setup()

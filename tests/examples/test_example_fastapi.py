@@ -14,7 +14,7 @@ import pyotp
 import pytest
 import pytest_asyncio
 from authflows import Auth, Settings, hash_backup_code
-from conftest import JWT_SECRET, TOTP_KEYS
+from example_keys import JWT_SECRET, TOTP_KEYS
 from fastapi import FastAPI
 from fastapi_app.app import create_app
 
