@@ -18,11 +18,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
-TOTP_KEYS = (
-    f"old:{base64.b64encode(bytes(32)).decode()},k1:{base64.b64encode(bytes(range(32))).decode()}"
-)
-JWT_SECRET = "a test secret, 32 bytes or longer, for HS256"
-
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def example_url(
