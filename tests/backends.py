@@ -27,7 +27,16 @@ EMBEDDED: dict[str, Callable[[Path], str]] = {
     "sqlite": lambda folder: f"sqlite:///{folder / 'authstore.db'}",
 }
 
-BACKENDS = ["memory", "sqlite", "postgres", "mariadb", "redis", "redis_cluster", "mongodb", "memcached"]
+BACKENDS = [
+    "memory",
+    "sqlite",
+    "postgres",
+    "mariadb",
+    "redis",
+    "redis_cluster",
+    "mongodb",
+    "memcached",
+]
 """The backends every cross-backend suite runs on. Add a server backend (``redis``,
 ``mongodb``, ``memcached``) by its tests.servers name once its scheme is registered."""
 
