@@ -158,6 +158,10 @@ class SyncPostgresRunner(PostgresRunnerBase):
         self._health = _Health()
         self._pool_lock = threading.Lock()
         self._checking = False
+        self._checked = threading.Event()
+        """Clear while a background pool check runs: operations wait for it (within their
+        timeout) rather than take an idle connection the server already dropped."""
+        self._checked.set()
         self._hot: psycopg.Connection[Any] | None = None
         self._hot_cursor: psycopg.Cursor[Any] | None = None
         self._hot_lock = threading.Lock()
@@ -251,6 +255,11 @@ class SyncPostgresRunner(PostgresRunnerBase):
         timeout, health = self.settings.timeout, self._health
         tracked = self.owns_client
         deadline = time.monotonic() + timeout
+        if not self._checked.wait(timeout):
+            raise self._error(
+                TimeoutError(f"the pool check after a lost connection took over {timeout:g} s"),
+                unavailable=True,
+            )
         while True:
             failure = health.error if tracked else None
             remaining = deadline - time.monotonic()
@@ -345,6 +354,7 @@ class SyncPostgresRunner(PostgresRunnerBase):
             if self._checking or self._pool is None:
                 return
             self._checking = True
+            self._checked.clear()
             pool = self._pool
 
         def check() -> None:
@@ -355,6 +365,7 @@ class SyncPostgresRunner(PostgresRunnerBase):
             finally:
                 with self._pool_lock:
                     self._checking = False
+                    self._checked.set()
 
         threading.Thread(target=check, name="authstore-pool-check", daemon=True).start()
 
