@@ -132,6 +132,7 @@ def _check(url: str | None, verbose: bool) -> int:
             "--pyargs",
             SUITE,
             f"--authstore-url={target}",
+            *_unreachable(target, Path(folder)),
             "-p",
             "no:cacheprovider",
             f"--rootdir={folder}",
@@ -139,7 +140,14 @@ def _check(url: str | None, verbose: bool) -> int:
             "addopts=",
         ]
         arguments += ["-v", "--no-header", "--tb=short"] if verbose else ["-p", "no:terminal"]
-        code = pytest.main(arguments, plugins=[tally])
+        # check reports on one deployment URL: without an unreachable URL of it the
+        # fail-closed tests show as skipped in the table, they do not fail the check
+        strict = os.environ.pop("AUTHSTORE_STRICT", None)
+        try:
+            code = pytest.main(arguments, plugins=[tally])
+        finally:
+            if strict is not None:
+                os.environ["AUTHSTORE_STRICT"] = strict
     _print_table(tally, target)
     if tally.errors:
         print("\n".join(tally.errors), file=sys.stderr)
@@ -148,6 +156,15 @@ def _check(url: str | None, verbose: bool) -> int:
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("authstore: the contract suite collected no test", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _unreachable(url: str, folder: Path) -> list[str]:
+    """For the default SQLite file, an unreachable twin, so fail-closed runs too."""
+    if url.startswith("sqlite:///") and Path(url[len("sqlite:///") :]).parent == folder:
+        blocker = folder / "not-a-directory"
+        blocker.write_text("")
+        return [f"--authstore-unreachable-url=sqlite:///{blocker / 'check.db'}"]
+    return []
 
 
 def _preflight(url: str) -> None:

@@ -85,6 +85,7 @@ def test_capability_skips_stay_skips_in_strict_mode(pytester: pytest.Pytester) -
         from authstore.contracts.testing import IncrContract, SessionContract
 
         class TestPartial(IncrContract, SessionContract):
+            backend_does_io = False
             @pytest.fixture
             def authstore_factory(self):
                 def make(kind, asynchronous):

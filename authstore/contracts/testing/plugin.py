@@ -30,6 +30,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "pytest --pyargs authstore.contracts.testing.suite --authstore-url=sqlite:///x.db",
     )
     group.addoption(
+        "--authstore-unreachable-url",
+        default=None,
+        metavar="URL",
+        help="a URL of the same backend that opens lazily but cannot be reached "
+        "(the default authstore_unreachable_url fixture): the fail-closed tests use it",
+    )
+    group.addoption(
         "--authstore-strict",
         action="store_true",
         default=False,

@@ -4,6 +4,12 @@ It implements the cache contract directly (no authstore internals), only for the
 capabilities it declares; the other stores raise UnsupportedOperationError.
 Arguments are checked with ``authstore.contracts.values`` before anything else,
 so bad input fails the same way as on the built-in backends.
+
+``dictcache://NAME?offline=1`` opens a store whose data set is offline: every
+operation raises BackendUnavailableError, as a networked backend's would while its
+server is down. The test file names it as ``authstore_unreachable_url``, so the
+contract suite proves this backend fails closed (never answers "not revoked"
+while it cannot know).
 """
 
 from __future__ import annotations
@@ -16,7 +22,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from authstore.contracts.errors import BackendError, UnsupportedOperationError
+from authstore.contracts.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    UnsupportedOperationError,
+)
 from authstore.contracts.records import RateLimitAlgorithm, RateLimitResult, StoreKind, Value
 from authstore.contracts.values import (
     check_key,
@@ -38,9 +49,10 @@ Entry = tuple[Any, float | None]  # value, monotonic deadline (None: no expiry)
 class _Shared:
     """One named data set; the lock makes every operation atomic."""
 
-    def __init__(self) -> None:
+    def __init__(self, offline: bool = False) -> None:
         self.lock = threading.Lock()
         self.entries: dict[tuple[str, str, str], Entry] = {}  # (namespace, kind, key)
+        self.offline = offline
 
 
 class DictCache:
@@ -55,6 +67,8 @@ class DictCache:
     def _locked(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise BackendError("this dictcache store is closed")
+        if self._shared.offline:
+            raise BackendUnavailableError("the dictcache data set is offline")
         with self._shared.lock:
             return fn()
 
@@ -291,8 +305,13 @@ class DictCacheBackend:
             raise UnsupportedOperationError(f"dictcache provides only a cache, not {kind.value}")
         options = url.reader()
         namespace = options.text("namespace", "authstore")
+        offline = options.text("offline", "0")
         options.done()
+        if offline not in ("0", "1"):
+            raise ConfigurationError(f"dictcache: offline must be 0 or 1, not {offline!r}")
         name = url.hosts[0][0] if url.hosts else ""
+        if offline == "1":
+            return (AsyncDictCache if asynchronous else DictCache)(_Shared(True), namespace)
         with self._lock:
             shared = self._named.setdefault(name, _Shared()) if name else _Shared()
         return (AsyncDictCache if asynchronous else DictCache)(shared, namespace)
