@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-import authstore.contracts.testing as testing
+# Before any contract module is imported: pytest rewrites their asserts, so a failing
+# contract assertion shows the values it compared, not a bare AssertionError.
+pytest.register_assert_rewrite(
+    *(
+        f"authstore.contracts.testing.{name}"
+        for name in ("base", "cache", "harness", "stores", "suite")
+    )
+)
+
+import authstore.contracts.testing as testing  # noqa: E402
 
 if TYPE_CHECKING:
     from authstore.contracts.testing.harness import StoreFactory
