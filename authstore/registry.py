@@ -234,6 +234,22 @@ class Backend(Protocol):
         """Create or upgrade what the stores need; return what was done."""
 
 
+@runtime_checkable
+class NamespaceCleaner(Protocol):
+    """Optional backend methods: ``authstore check`` clears each test's namespace with them.
+
+    A backend object that has both lets ``authstore check`` remove what every test
+    wrote and report the count left behind (which must be 0). Both are synchronous,
+    administrative calls: open what they need from ``url`` and close it again.
+    """
+
+    def clear_namespace(self, url: StoreURL, namespace: str) -> None:
+        """Delete every entry of every store under ``namespace`` at ``url``."""
+
+    def count_namespace(self, url: StoreURL, namespace: str) -> int:
+        """How many entries (rows, keys, documents) ``namespace`` holds at ``url``."""
+
+
 def require_module(module: str, backend: str, extra: str) -> Any:
     """Import a driver, or say which extra installs it."""
     try:

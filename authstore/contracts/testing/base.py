@@ -293,15 +293,18 @@ class ContractBase:
     def magic_link_store(self, authstore_stores: Stores) -> MagicLinkSubject:
         return authstore_stores.magic_links()
 
-    @staticmethod
-    def other_namespace(url: str | None) -> StoreFactory:
+    def other_namespace(self, url: str | None) -> StoreFactory:
         """A factory over the same backend in a fresh namespace; needs the URL."""
         if url is None:
             pytest.skip(
                 "namespace isolation needs an authstore_url fixture: the suite opens a "
                 "second store with another namespace= from it"
             )
-        return partial(open_store, url, namespace="o" + uuid.uuid4().hex)
+        return partial(open_store, url, namespace=self.fresh_namespace("o"))
+
+    def fresh_namespace(self, initial: str) -> str:
+        """A new namespace for this test (``authstore check`` names and clears them)."""
+        return initial + uuid.uuid4().hex
 
     @staticmethod
     def io_free_targets(
