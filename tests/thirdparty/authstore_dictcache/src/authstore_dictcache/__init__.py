@@ -1,6 +1,6 @@
 """``dictcache://NAME``: a process-local cache backend for authstore, by an outside author.
 
-It implements the cache contract directly (no authstore internals), only for the
+It implements the cache contract directly, importing only ``authstore.authoring``, only for the
 capabilities it declares; the other stores raise UnsupportedOperationError.
 Arguments are checked with ``authstore.contracts.values`` before anything else,
 so bad input fails the same way as on the built-in backends.
@@ -22,14 +22,16 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from authstore.contracts.errors import (
+from authstore.authoring import (
     BackendError,
     BackendUnavailableError,
     ConfigurationError,
+    RateLimitAlgorithm,
+    RateLimitResult,
+    StoreKind,
+    StoreURL,
     UnsupportedOperationError,
-)
-from authstore.contracts.records import RateLimitAlgorithm, RateLimitResult, StoreKind, Value
-from authstore.contracts.values import (
+    Value,
     check_key,
     check_keys,
     check_namespace,
@@ -38,7 +40,6 @@ from authstore.contracts.values import (
     decode_value,
     encode_value,
 )
-from authstore.registry import StoreURL
 
 __all__ = ["AsyncDictCache", "DictCache", "backend"]
 
