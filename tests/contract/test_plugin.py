@@ -136,7 +136,9 @@ def test_plugin_import_is_cheap() -> None:
     code = "import sys, authstore.contracts.testing.plugin\nprint(' '.join(sorted(sys.modules)))"
     loaded = set(subprocess.check_output([sys.executable, "-c", code], text=True).split())
     heavy = {"sqlite3", "aiosqlite", "asyncio", "authstore.adapters"}
-    heavy |= {f"authstore.contracts.testing.{name}" for name in ("cache", "stores", "harness", "migrate")}
+    heavy |= {
+        f"authstore.contracts.testing.{name}" for name in ("cache", "stores", "harness", "migrate")
+    }
     assert not loaded & heavy
 
 
