@@ -20,6 +20,7 @@ from authstore.contracts.testing.harness import (
     CacheSubject,
     MagicLinkSubject,
     Mode,
+    RunnerLoop,
     SessionSubject,
     StoreFactory,
     Stores,
@@ -254,9 +255,17 @@ class ContractBase:
 
     @pytest.fixture
     def authstore_stores(
-        self, authstore_factory: StoreFactory, authstore_mode: Mode
+        self,
+        authstore_factory: StoreFactory,
+        authstore_mode: Mode,
+        request: pytest.FixtureRequest,
     ) -> Iterator[Stores]:
-        stores = Stores(authstore_factory, authstore_mode)
+        """The test's stores. Async ones run on pytest-asyncio's function-scoped loop when
+        pytest-asyncio is active (async fixtures then share it), else on a loop thread."""
+        loop: RunnerLoop | None = None
+        if authstore_mode == "async" and request.config.pluginmanager.has_plugin("asyncio"):
+            loop = RunnerLoop(request.getfixturevalue("_function_scoped_runner"))
+        stores = Stores(authstore_factory, authstore_mode, loop)
         yield stores
         stores.close()
 
