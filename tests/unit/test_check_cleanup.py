@@ -189,3 +189,20 @@ def test_memcached_says_it_cannot_count(server_url: Callable[[str], str]) -> Non
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert re.search(r"^left behind\s+unknown: memcached:// cannot list", result.stdout, re.M)
+
+
+def test_a_third_party_backend_clears_through_the_documented_methods() -> None:
+    code = f"""
+import sys
+from authstore.cli import main
+code = main(["check", "dictcache://cleanup", "-k", {SUBSET!r}])
+from authstore_dictcache import backend
+print("RAW", len(backend._named["cleanup"].entries))
+sys.exit(code)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"^left behind\s+0 ", result.stdout, re.M), result.stdout
+    assert "RAW 0" in result.stdout, result.stdout

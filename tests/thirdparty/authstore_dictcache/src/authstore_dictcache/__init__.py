@@ -320,5 +320,26 @@ class DictCacheBackend:
     def migrate(self, url: StoreURL) -> list[str]:
         return ["dictcache: nothing to migrate"]
 
+    # Optional (authstore.authoring.NamespaceCleaner): `authstore check` clears each
+    # test's namespace with these and reports what is left behind.
+    def _entries(self, url: StoreURL, namespace: str, delete: bool) -> int:
+        name = url.hosts[0][0] if url.hosts else ""
+        with self._lock:
+            shared = self._named.get(name)
+        if shared is None:
+            return 0
+        with shared.lock:
+            mine = [key for key in shared.entries if key[0] == namespace]
+            if delete:
+                for key in mine:
+                    del shared.entries[key]
+        return len(mine)
+
+    def clear_namespace(self, url: StoreURL, namespace: str) -> None:
+        self._entries(url, namespace, delete=True)
+
+    def count_namespace(self, url: StoreURL, namespace: str) -> int:
+        return self._entries(url, namespace, delete=False)
+
 
 backend = DictCacheBackend()
