@@ -38,12 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check", help="run the contract suite against a store URL")
     check.add_argument("url", nargs="?", help="default: a temporary SQLite file")
     check.add_argument("-v", "--verbose", action="store_true", help="show every test")
+    check.add_argument("-k", metavar="EXPRESSION", help="only the tests pytest -k selects")
     commands.add_parser("migrate", help="create or upgrade the schema").add_argument("url")
     commands.add_parser("purge", help="delete expired entries now").add_argument("url")
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            return _check(args.url, args.verbose)
+            return _check(args.url, args.verbose, args.k)
         if args.command == "migrate":
             for line in migrate(args.url):
                 print(line)
@@ -84,6 +85,8 @@ class _Tally:
         self.cells: dict[tuple[str, str], dict[str, int]] = {}
         self.failures: list[str] = []
         self.errors: list[str] = []
+        self.left_behind = 0
+        self.uncounted = 0
 
     def pytest_collection_modifyitems(self, items: list[Any]) -> None:
         for item in items:
@@ -97,6 +100,13 @@ class _Tally:
             self.store_of[item.nodeid] = store
 
     def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when == "teardown":
+            for name, value in report.user_properties:
+                if name == "authstore_left_behind":
+                    if value is None:
+                        self.uncounted += 1
+                    else:
+                        self.left_behind += value
         if report.when != "call" and not (report.failed or report.skipped):
             return
         store = self.store_of.get(report.nodeid, "other")
@@ -114,7 +124,7 @@ class _Tally:
             self.errors.append(str(report.longrepr))
 
 
-def _check(url: str | None, verbose: bool) -> int:
+def _check(url: str | None, verbose: bool, select: str | None = None) -> int:
     try:
         import pytest
     except ImportError:
@@ -132,6 +142,7 @@ def _check(url: str | None, verbose: bool) -> int:
             "--pyargs",
             SUITE,
             f"--authstore-url={target}",
+            *_unreachable(target, Path(folder)),
             "-p",
             "no:cacheprovider",
             f"--rootdir={folder}",
@@ -139,15 +150,35 @@ def _check(url: str | None, verbose: bool) -> int:
             "addopts=",
         ]
         arguments += ["-v", "--no-header", "--tb=short"] if verbose else ["-p", "no:terminal"]
-        code = pytest.main(arguments, plugins=[tally])
+        arguments += ["-k", select] if select else []
+        # check reports on one deployment URL: without an unreachable URL of it the
+        # fail-closed tests show as skipped in the table, they do not fail the check
+        strict = os.environ.pop("AUTHSTORE_STRICT", None)
+        try:
+            code = pytest.main(arguments, plugins=[tally])
+        finally:
+            if strict is not None:
+                os.environ["AUTHSTORE_STRICT"] = strict
     _print_table(tally, target)
     if tally.errors:
         print("\n".join(tally.errors), file=sys.stderr)
+    if tally.left_behind:
+        print(f"authstore: the check left {tally.left_behind} entries behind", file=sys.stderr)
+        return EXIT_FAILED
     if code in (pytest.ExitCode.OK,) and not tally.failures:
         return EXIT_OK
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         print("authstore: the contract suite collected no test", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _unreachable(url: str, folder: Path) -> list[str]:
+    """For the default SQLite file, an unreachable twin, so fail-closed runs too."""
+    if url.startswith("sqlite:///") and Path(url[len("sqlite:///") :]).parent == folder:
+        blocker = folder / "not-a-directory"
+        blocker.write_text("")
+        return [f"--authstore-unreachable-url=sqlite:///{blocker / 'check.db'}"]
+    return []
 
 
 def _preflight(url: str) -> None:
@@ -175,6 +206,19 @@ def _print_table(tally: _Tally, url: str) -> None:
             continue
         cells = [_cell(counts) for counts in row]
         print(f"{store:<12} {cells[0]:<28} {cells[1]:<28}")
+    if tally.uncounted:
+        scheme = StoreURL.parse(url).scheme
+        print(
+            f"{'left behind':<12} unknown: {scheme}:// cannot list a namespace's keys, so "
+            f"the check could not remove what its tests wrote (see docs/backend-authors.md)"
+        )
+    elif tally.cells:
+        note = "NOT removed: FAIL" if tally.left_behind else "every test's namespace was cleared"
+        print(f"{'left behind':<12} {tally.left_behind} ({note})")
+    suite = sys.modules.get(SUITE)
+    if suite is not None and tally.cells:
+        run = suite.RUN
+        print(f"{'namespaces':<12} t{run}*, o{run}* (one per test)")
     for failure in tally.failures:
         print(f"FAILED {failure}")
 

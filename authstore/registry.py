@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Backend",
+    "NamespaceCleaner",
     "Options",
     "StoreURL",
     "backend_for",
@@ -136,6 +137,8 @@ class StoreURL:
         return f"StoreURL({self.redacted()!r})"
 
     def reader(self) -> Options:
+        """A fresh ``Options`` over this URL's query options (and the keywords the
+        caller passed to ``open_*``): read each option once, then call ``done()``."""
         return Options(self)
 
 
@@ -166,14 +169,17 @@ class Options:
         self._left = dict(url.options)
 
     def text(self, name: str, default: str) -> str:
+        """Option ``name`` as a str (``default`` when absent); marks it as read."""
         value = self._left.pop(name, default)
         return value if isinstance(value, str) else str(value)
 
     def optional_text(self, name: str) -> str | None:
+        """Option ``name`` as a str, or None when absent."""
         value = self._left.pop(name, None)
         return None if value is None else str(value)
 
     def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        """A whole number of at least ``minimum``; ConfigurationError otherwise."""
         value = self._left.pop(name, default)
         try:
             number = int(value)
@@ -187,6 +193,7 @@ class Options:
         return None if name not in self._left else self.integer(name, 0, minimum=minimum)
 
     def seconds(self, name: str, default: float) -> float:
+        """A finite positive number of seconds (a timeout); ConfigurationError otherwise."""
         value = self._left.pop(name, default)
         try:
             number = float(value)
@@ -197,6 +204,7 @@ class Options:
         return number
 
     def flag(self, name: str, default: bool) -> bool:
+        """1/true/yes/on or 0/false/no/off (any case); ConfigurationError otherwise."""
         value = self._left.pop(name, default)
         if isinstance(value, bool):
             return value
@@ -212,6 +220,8 @@ class Options:
         return self._left.pop(name, None)
 
     def done(self) -> None:
+        """Raise ConfigurationError naming every option nobody read: a misspelt
+        option must never be ignored silently. Call it after the last read."""
         if self._left:
             names = ", ".join(sorted(self._left))
             raise ConfigurationError(f"unknown option(s) for {self._url.scheme}://: {names}")
@@ -232,6 +242,22 @@ class Backend(Protocol):
 
     def migrate(self, url: StoreURL) -> list[str]:
         """Create or upgrade what the stores need; return what was done."""
+
+
+@runtime_checkable
+class NamespaceCleaner(Protocol):
+    """Optional backend methods: ``authstore check`` clears each test's namespace with them.
+
+    A backend object that has both lets ``authstore check`` remove what every test
+    wrote and report the count left behind (which must be 0). Both are synchronous,
+    administrative calls: open what they need from ``url`` and close it again.
+    """
+
+    def clear_namespace(self, url: StoreURL, namespace: str) -> None:
+        """Delete every entry of every store under ``namespace`` at ``url``."""
+
+    def count_namespace(self, url: StoreURL, namespace: str) -> int:
+        """How many entries (rows, keys, documents) ``namespace`` holds at ``url``."""
 
 
 def require_module(module: str, backend: str, extra: str) -> Any:

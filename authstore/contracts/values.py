@@ -72,6 +72,9 @@ decimal text so Redis INCRBY, memcached incr and SQL arithmetic work on it."""
 
 
 def check_key(key: object, what: str = "key") -> str:
+    """A cache key (or jti): a non-empty str of at most MAX_KEY_BYTES UTF-8 bytes, no
+    lone surrogate, no NUL. TypeError for a non-str, ValueError otherwise; ``what``
+    names the argument in the message. Returns the key unchanged."""
     if not isinstance(key, str):
         raise TypeError(f"{what} must be a str, not {type(key).__name__}")
     if not key:
@@ -84,6 +87,8 @@ def check_key(key: object, what: str = "key") -> str:
 
 
 def check_keys(keys: object) -> list[str]:
+    """An iterable of keys (not a single str) checked with ``check_key``, duplicates
+    dropped, order kept: what ``get_many``/``delete_many`` take."""
     if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
         raise TypeError("keys must be an iterable of str (not a single str)")
     return list(dict.fromkeys(check_key(k) for k in keys))
@@ -146,6 +151,8 @@ def _shown(number: float) -> str:
 
 
 def check_count(value: object, what: str, *, minimum: int = 1, maximum: int = 2**53) -> int:
+    """An int (never a bool or float) from ``minimum`` to ``maximum``: a rate limit's
+    ``limit`` or ``cost``, an incr ``delta`` (TypeError, else ValueError)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
     if not minimum <= value <= maximum:
@@ -167,6 +174,7 @@ def check_text(value: object, what: str, *, max_bytes: int = MAX_TEXT_BYTES) -> 
 
 
 def check_optional_text(value: object, what: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str | None:
+    """None, or ``check_text``: optional ids and user agents."""
     return None if value is None else check_text(value, what, max_bytes=max_bytes)
 
 
@@ -252,6 +260,7 @@ def decode_json(raw: str | bytes) -> JSONValue:
 
 
 def encode_many(mapping: object) -> dict[str, bytes]:
+    """``set_many``'s mapping: every key checked and every value encoded before any I/O."""
     if not isinstance(mapping, Mapping):
         raise TypeError(f"mapping must be a Mapping of str to values, not {type(mapping).__name__}")
     return {check_key(k): encode_value(v) for k, v in mapping.items()}

@@ -10,6 +10,8 @@ from authstore.contracts.testing import StoreContract
 
 
 class TestMemory(StoreContract):
+    backend_does_io = False  # in-process data: it cannot be down
+
     @pytest.fixture
     def authstore_url(self) -> Iterator[str]:
         # A named memory store, so every store opened in one test shares its data;

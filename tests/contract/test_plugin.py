@@ -85,6 +85,7 @@ def test_capability_skips_stay_skips_in_strict_mode(pytester: pytest.Pytester) -
         from authstore.contracts.testing import IncrContract, SessionContract
 
         class TestPartial(IncrContract, SessionContract):
+            backend_does_io = False
             @pytest.fixture
             def authstore_factory(self):
                 def make(kind, asynchronous):
@@ -135,7 +136,9 @@ def test_plugin_import_is_cheap() -> None:
     code = "import sys, authstore.contracts.testing.plugin\nprint(' '.join(sorted(sys.modules)))"
     loaded = set(subprocess.check_output([sys.executable, "-c", code], text=True).split())
     heavy = {"sqlite3", "aiosqlite", "asyncio", "authstore.adapters"}
-    heavy |= {f"authstore.contracts.testing.{name}" for name in ("cache", "stores", "harness")}
+    heavy |= {
+        f"authstore.contracts.testing.{name}" for name in ("cache", "stores", "harness", "migrate")
+    }
     assert not loaded & heavy
 
 

@@ -18,3 +18,8 @@ class TestDictCache(StoreContract):
     @pytest.fixture
     def authstore_url(self) -> str:
         return "dictcache://contract"
+
+    @pytest.fixture
+    def authstore_unreachable_url(self) -> str:
+        # dictcache's simulated outage: every operation raises BackendUnavailableError
+        return "dictcache://contract?offline=1"

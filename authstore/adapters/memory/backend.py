@@ -83,6 +83,44 @@ class MemoryBackend:
     def migrate(self, url: StoreURL) -> list[str]:
         return ["memory: nothing to migrate (data lives in the process)"]
 
+    def _namespace_entries(self, url: StoreURL, namespace: str, delete: bool) -> int:
+        name = url.hosts[0][0] if url.hosts else ""
+        with self._lock:
+            shared = self._named.get(name)
+        if shared is None:  # memory:// keeps each store's data to itself: nothing shared
+            return 0
+        data, lock = shared
+        found = 0
+        with lock:
+            for keyed in (data.values, data.guarded):
+                mine = [key for key in keyed if key.startswith(f"{namespace}:")]
+                found += len(mine)
+                if delete:
+                    for key in mine:
+                        del keyed[key]
+            tables: tuple[dict[Any, Any], ...] = (
+                data.sessions,
+                data.session_ids,
+                data.user_sessions,
+                data.totp,
+                data.links,
+                data.user_links,
+            )
+            for table in tables:
+                owned = [key for key in table if key[0] == namespace]
+                found += len(owned)
+                if delete:
+                    for key in owned:
+                        del table[key]
+        return found
+
+    def clear_namespace(self, url: StoreURL, namespace: str) -> None:
+        """Drop everything ``namespace`` holds in the named data set of ``url``."""
+        self._namespace_entries(url, namespace, delete=True)
+
+    def count_namespace(self, url: StoreURL, namespace: str) -> int:
+        return self._namespace_entries(url, namespace, delete=False)
+
     def forget(self, name: str) -> None:
         """Drop a named data set (tests, or to free memory)."""
         with self._lock:

@@ -65,5 +65,43 @@ class MongoBackend:
             runner.close()
         return [f"mongodb: indexes in {settings.database}: " + "; ".join(done)]
 
+    def _documents(self, url: StoreURL, namespace: str, delete: bool) -> int:
+        """Every ``_id`` starts with ``NS:`` (locks: ``s:NS:`` or ``m:NS:``): a range on
+        ``_id`` selects the namespace (``;`` follows ``:``), no regex, the index serves it."""
+        settings = self.settings(url)
+        runner = self.runner(settings, ALL_KINDS, asynchronous=False, auto_migrate=False)
+        names = settings.collections
+        prefixes: dict[str, tuple[str, ...]] = {
+            names.cache: (namespace,),
+            names.sessions: (namespace,),
+            names.totp: (namespace,),
+            names.magic_links: (namespace,),
+            names.locks: (f"s:{namespace}", f"m:{namespace}"),
+        }
+        found = 0
+        try:
+            for name, starts in prefixes.items():
+                for start in starts:
+                    where = {"_id": {"$gte": f"{start}:", "$lt": f"{start};"}}
+                    collection = runner._database[name]
+                    if delete:
+                        found += collection.delete_many(where).deleted_count
+                    else:
+                        found += collection.count_documents(where)
+        except runner._pymongo.errors.PyMongoError as failure:
+            from authstore.adapters.mongodb.runner import translate
+
+            raise translate(failure, runner._where(), False) from failure
+        finally:
+            runner.close()
+        return found
+
+    def clear_namespace(self, url: StoreURL, namespace: str) -> None:
+        """Delete every document of ``namespace`` in the five collections."""
+        self._documents(url, namespace, delete=True)
+
+    def count_namespace(self, url: StoreURL, namespace: str) -> int:
+        return self._documents(url, namespace, delete=False)
+
 
 backend = MongoBackend()

@@ -125,5 +125,44 @@ class RedisBackend:
             )
         return report
 
+    @staticmethod
+    def namespace_patterns(namespace: str) -> tuple[str, ...]:
+        """SCAN patterns of every key ``namespace`` holds: cache keys ``NS:kind:key``,
+        the other stores' keys under a hash tag ``{NS:kind}`` or ``{NS:totp:user}``.
+        Namespaces are ``[A-Za-z0-9_.-]``: nothing in them is a glob character."""
+        return (f"{namespace}:*", f"{{{namespace}:*")
+
+    def _keys(self, url: StoreURL, namespace: str, delete: bool) -> int:
+        """SCAN (never KEYS) every primary for the namespace's keys; UNLINK them in batches."""
+        runner = self.runner(self.settings(url), asynchronous=False)
+        try:
+            client = runner.client
+            scan: dict[str, Any] = {"count": 1000}
+            if runner._is_cluster_client(client):
+                scan["target_nodes"] = client.PRIMARIES
+            found = 0
+            for pattern in self.namespace_patterns(namespace):
+                batch: list[Any] = []
+                for key in client.scan_iter(match=pattern, **scan):
+                    found += 1
+                    batch.append(key)
+                    if delete and len(batch) == 500:
+                        client.unlink(*batch)
+                        batch = []
+                if delete and batch:
+                    client.unlink(*batch)
+            return found
+        except runner.errors.RedisError as error:
+            raise runner._translate(error) from error
+        finally:
+            runner.close()
+
+    def clear_namespace(self, url: StoreURL, namespace: str) -> None:
+        """Remove every key of ``namespace`` (on a cluster: from every primary)."""
+        self._keys(url, namespace, delete=True)
+
+    def count_namespace(self, url: StoreURL, namespace: str) -> int:
+        return self._keys(url, namespace, delete=False)
+
 
 backend = RedisBackend()

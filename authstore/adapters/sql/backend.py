@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authstore.adapters.sql.schema import migrate
+from authstore.adapters.sql.schema import clear_namespace, count_namespace, migrate
 from authstore.adapters.sql.stores import make_store
 from authstore.contracts.records import StoreKind
 from authstore.registry import StoreURL
@@ -49,3 +49,19 @@ class SqlBackend:
         finally:
             runner.close()
         return [report.describe(self.name)]
+
+    def _run_once(self, url: StoreURL, op: Any) -> Any:
+        settings = self.settings(url)
+        runner = self.runner(settings, asynchronous=False)
+        try:
+            return runner.run(op(settings.tables))
+        finally:
+            runner.close()
+
+    def clear_namespace(self, url: StoreURL, namespace: str) -> None:
+        """Delete every row ``namespace`` holds (cache keys by prefix, the rest by column)."""
+        self._run_once(url, lambda tables: clear_namespace(tables, namespace))
+
+    def count_namespace(self, url: StoreURL, namespace: str) -> int:
+        count: int = self._run_once(url, lambda tables: count_namespace(tables, namespace))
+        return count

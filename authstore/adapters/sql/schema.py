@@ -210,3 +210,42 @@ def _current_version(dialect: Dialect, tables: Tables) -> Op[int | None]:
         return None
     row = yield Query(f"SELECT max(version) FROM {tables.schema_version}", fetch="one")
     return None if row is None or row[0] is None else int(row[0])
+
+
+def _namespace_filters(tables: Tables, namespace: str) -> list[tuple[str, str, dict[str, object]]]:
+    """(table, condition, params) selecting what ``namespace`` holds in each table."""
+    escaped = namespace.replace("!", "!!").replace("_", "!_").replace("%", "!%")
+    by_key = (
+        # NS:kind:key, and the per-user lock rows of a dialect's transaction_lock
+        # (MySQL: authstore:sessions:NS:user in the cache table, expired at once)
+        "(cache_key LIKE :prefix ESCAPE '!' OR cache_key LIKE :sessions ESCAPE '!' "
+        "OR cache_key LIKE :links ESCAPE '!')",
+        {
+            "prefix": f"{escaped}:%",
+            "sessions": f"authstore:sessions:{escaped}:%",
+            "links": f"authstore:magic!_links:{escaped}:%",
+        },
+    )
+    by_column = ("namespace = :namespace", {"namespace": namespace})
+    keyed = [(table, *by_key) for table in (tables.cache, tables.rate_limits)]
+    owned = [
+        (table, *by_column)
+        for table in (tables.sessions, tables.totp, tables.backup_codes, tables.magic_links)
+    ]
+    return keyed + owned  # type: ignore[return-value]
+
+
+def clear_namespace(tables: Tables, namespace: str) -> Op[None]:
+    """Delete every row of ``namespace`` (``authstore check`` cleans up with it)."""
+    yield Begin()
+    for table, condition, params in _namespace_filters(tables, namespace):
+        yield Query(f"DELETE FROM {table} WHERE {condition}", params)
+
+
+def count_namespace(tables: Tables, namespace: str) -> Op[int]:
+    """How many rows ``namespace`` holds in all the tables."""
+    total = 0
+    for table, condition, params in _namespace_filters(tables, namespace):
+        row = yield Query(f"SELECT count(*) FROM {table} WHERE {condition}", params, "one")
+        total += int(row[0])
+    return total

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         UserRevocationContract,
     )
     from authstore.contracts.testing.harness import StoreFactory
+    from authstore.contracts.testing.migrate import MigrateContract
     from authstore.contracts.testing.stores import (
         MagicLinkContract,
         SessionContract,
@@ -55,6 +56,7 @@ __all__ = [
     "IncrContract",
     "KeyValueContract",
     "MagicLinkContract",
+    "MigrateContract",
     "SessionContract",
     "SlidingWindowContract",
     "StoreContract",
@@ -81,6 +83,7 @@ _LAZY = {
     "StoreContract": "stores",
     "TotpContract": "stores",
     "StoreFactory": "harness",
+    "MigrateContract": "migrate",
 }
 
 _strict_option: bool | None = None

@@ -20,6 +20,7 @@ from authstore.contracts.testing.harness import (
     CacheSubject,
     MagicLinkSubject,
     Mode,
+    RunnerLoop,
     SessionSubject,
     StoreFactory,
     Stores,
@@ -228,6 +229,14 @@ class ContractBase:
     capability: ClassVar[str | None] = None
     """The cache capability a mixin's tests need; they skip when the store lacks it."""
 
+    backend_does_io: ClassVar[bool] = True
+    """False declares that the backend does no I/O (its data lives in the test's own
+    process, like ``memory://``): it cannot be down, so the fail-closed tests skip for
+    it, also in strict mode. Every other backend must define an
+    ``authstore_unreachable_url`` fixture, or the fail-closed tests skip when not strict
+    and FAIL under ``--authstore-strict`` / ``AUTHSTORE_STRICT=1``: a security property
+    (a revoked token stays revoked during an outage) is never left unproven silently."""
+
     short_ttl: ClassVar[float] = 0.3
     """Seconds; raise it for a backend whose expiry is coarser (say 1.0 for memcached)."""
 
@@ -246,20 +255,32 @@ class ContractBase:
 
     @pytest.fixture
     def authstore_stores(
-        self, authstore_factory: StoreFactory, authstore_mode: Mode
+        self,
+        authstore_factory: StoreFactory,
+        authstore_mode: Mode,
+        request: pytest.FixtureRequest,
     ) -> Iterator[Stores]:
-        stores = Stores(authstore_factory, authstore_mode)
+        """The test's stores. Async ones run on pytest-asyncio's function-scoped loop when
+        pytest-asyncio is active (async fixtures then share it), else on a loop thread."""
+        loop: RunnerLoop | None = None
+        if authstore_mode == "async" and request.config.pluginmanager.has_plugin("asyncio"):
+            loop = RunnerLoop(request.getfixturevalue("_function_scoped_runner"))
+        stores = Stores(authstore_factory, authstore_mode, loop)
         yield stores
         stores.close()
 
     @pytest.fixture
-    def authstore_unreachable_url(self) -> str | None:
-        """Optionally, a URL of this backend that cannot be reached but opens lazily.
+    def authstore_unreachable_url(self, request: pytest.FixtureRequest) -> str | None:
+        """A URL of this backend that opens lazily but cannot be reached (by default
+        ``--authstore-unreachable-url``). Override it in every backend that does I/O.
 
-        Bad-input tests then also run on a store there: an argument check that
-        came after any I/O would show up as a BackendUnavailableError.
+        The fail-closed tests open their stores there: security reads must raise
+        BackendUnavailableError. Bad-input tests also run on a store there: an
+        argument check that came after any I/O would show up as a
+        BackendUnavailableError. Without it, see ``backend_does_io``.
         """
-        return None
+        url: str | None = request.config.getoption("authstore_unreachable_url", None)
+        return url
 
     @pytest.fixture
     def cache_store(self, authstore_stores: Stores, request: pytest.FixtureRequest) -> CacheSubject:
@@ -281,15 +302,18 @@ class ContractBase:
     def magic_link_store(self, authstore_stores: Stores) -> MagicLinkSubject:
         return authstore_stores.magic_links()
 
-    @staticmethod
-    def other_namespace(url: str | None) -> StoreFactory:
+    def other_namespace(self, url: str | None) -> StoreFactory:
         """A factory over the same backend in a fresh namespace; needs the URL."""
         if url is None:
             pytest.skip(
                 "namespace isolation needs an authstore_url fixture: the suite opens a "
                 "second store with another namespace= from it"
             )
-        return partial(open_store, url, namespace="o" + uuid.uuid4().hex)
+        return partial(open_store, url, namespace=self.fresh_namespace("o"))
+
+    def fresh_namespace(self, initial: str) -> str:
+        """A new namespace for this test (``authstore check`` names and clears them)."""
+        return initial + uuid.uuid4().hex
 
     @staticmethod
     def io_free_targets(
@@ -309,17 +333,42 @@ class ContractBase:
         targets = [("open store", live), ("closed store", closed)]
         if unreachable_url is not None:
             targets.append(
-                ("unreachable store", ContractBase.unreachable(stores, kind, unreachable_url))
+                (
+                    "unreachable store",
+                    stores.open(
+                        kind, partial(open_store, unreachable_url, namespace="unreachable")
+                    ),
+                )
             )
         return targets
 
-    @staticmethod
-    def unreachable(stores: Stores, kind: StoreKind, url: str | None) -> Any:
-        """A store on the backend's ``authstore_unreachable_url``; skips when there is none."""
+    def unreachable(self, stores: Stores, kind: StoreKind, url: str | None) -> Any:
+        """A store on the backend's ``authstore_unreachable_url``.
+
+        Without one: a skip when the class declares ``backend_does_io = False``; else a
+        skip when not strict and a failure in strict mode that names the fixture to add.
+        """
         if url is None:
-            pytest.skip(
-                "no authstore_unreachable_url fixture: this backend names no unreachable URL"
+            if not self.backend_does_io:
+                pytest.skip(
+                    f"{type(self).__name__} declares backend_does_io = False: "
+                    "a backend without I/O cannot be down"
+                )
+            from authstore.contracts.testing import is_strict
+
+            message = (
+                f"fail-closed is unproven: {type(self).__name__} defines no "
+                "authstore_unreachable_url fixture. Add one returning a URL of this backend "
+                "that opens without I/O but cannot be reached, e.g.\n"
+                "    @pytest.fixture\n"
+                "    def authstore_unreachable_url(self) -> str:\n"
+                '        return "mybackend://127.0.0.1:1/"\n'
+                "or, only if the backend does no I/O at all (in-process data), set the "
+                "class attribute backend_does_io = False"
             )
+            if is_strict():
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
         return stores.open(kind, partial(open_store, url, namespace="unreachable"))
 
     @staticmethod

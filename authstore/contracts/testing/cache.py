@@ -41,6 +41,7 @@ from authstore.contracts.testing.base import (
     same_value,
 )
 from authstore.contracts.testing.harness import CacheSubject, Stores
+from authstore.contracts.testing.migrate import MigrateContract
 from authstore.contracts.values import MAX_TTL, MAX_VALUE_BYTES, MAX_WINDOW, MIN_TTL
 
 __all__ = [
@@ -997,6 +998,7 @@ class CacheBadInputContract(ContractBase):
 
 
 class CacheContract(
+    MigrateContract,
     KeyValueContract,
     IncrContract,
     BatchContract,

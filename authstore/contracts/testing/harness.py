@@ -1,8 +1,11 @@
-"""One test body for sync and async stores, without pytest-asyncio or anyio.
+"""One test body for sync and async stores.
 
-An async store lives on an event loop in a background thread (one loop per
-test); the test drives it through a synchronous view whose methods submit the
-coroutine to that loop and wait. So every contract test is written once, in
+With pytest-asyncio active, an async store lives on pytest-asyncio's loop of the
+test (its function-scoped runner), so stores and clients made in async fixtures
+work; the synchronous view runs each call to completion on that loop. Without
+pytest-asyncio (or with ``-p no:asyncio``), an async store lives on an event loop
+in a background thread (one loop per test); the view submits each coroutine to
+that loop and waits. So every contract test is written once, in
 plain synchronous code, and still exercises the real async implementation.
 """
 
@@ -30,9 +33,11 @@ from authstore.contracts.totp import TotpStore
 __all__ = [
     "CALL_TIMEOUT",
     "CacheSubject",
+    "Loop",
     "LoopThread",
     "MagicLinkSubject",
     "Mode",
+    "RunnerLoop",
     "SessionSubject",
     "StoreFactory",
     "Stores",
@@ -155,6 +160,39 @@ class LoopThread:
         return self._loop
 
 
+class RunnerLoop:
+    """Drives async stores on an ``asyncio.Runner`` that someone else owns: pytest-asyncio's
+    runner of the test, so stores and clients made in async fixtures share its loop.
+
+    Calls come from the test's own thread while the loop is idle (a contract test is
+    synchronous code); ``close`` leaves the runner to its owner.
+    """
+
+    def __init__(self, runner: asyncio.Runner) -> None:
+        self._runner = runner
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        async def outcome() -> Any:
+            value = fn()
+            if inspect.isawaitable(value):
+                value = await value
+            return value
+
+        async def bounded() -> Any:
+            try:
+                return await asyncio.wait_for(outcome(), CALL_TIMEOUT)
+            except TimeoutError:
+                raise TimeoutError(f"an async store call took more than {CALL_TIMEOUT} s") from None
+
+        return self._runner.run(bounded())
+
+    def close(self) -> None:
+        """Nothing to stop: the loop belongs to pytest-asyncio."""
+
+
+Loop = LoopThread | RunnerLoop
+
+
 def _raise_first(results: list[Any], errors: list[BaseException | None]) -> list[Any]:
     failed = [e for e in errors if e is not None]
     if failed:
@@ -170,7 +208,7 @@ class View:
     Sync mode forwards to the store; async mode runs each call on the test's loop.
     """
 
-    def __init__(self, raw: Any, mode: Mode, loop: LoopThread) -> None:
+    def __init__(self, raw: Any, mode: Mode, loop: Loop) -> None:
         self.raw = raw
         self.mode: Mode = mode
         self.closed = False
@@ -275,10 +313,11 @@ class MagicLinkSubject(MagicLinkStore, Subject, Protocol):
 class Stores:
     """Opens the stores of one test in one mode and closes them all after it."""
 
-    def __init__(self, factory: StoreFactory, mode: Mode) -> None:
+    def __init__(self, factory: StoreFactory, mode: Mode, loop: Loop | None = None) -> None:
+        """``loop``: where async stores run; by default a ``LoopThread`` of their own."""
         self.factory = factory
         self.mode: Mode = mode
-        self.loop = LoopThread()
+        self.loop: Loop = loop if loop is not None else LoopThread()
         self._views: list[View] = []
 
     def open(self, kind: StoreKind, factory: StoreFactory | None = None) -> Any:

@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-import authstore.contracts.testing as testing
+# Before any contract module is imported: pytest rewrites their asserts, so a failing
+# contract assertion shows the values it compared, not a bare AssertionError.
+pytest.register_assert_rewrite(
+    *(
+        f"authstore.contracts.testing.{name}"
+        for name in ("base", "cache", "harness", "migrate", "stores", "suite")
+    )
+)
+
+import authstore.contracts.testing as testing  # noqa: E402
 
 if TYPE_CHECKING:
     from authstore.contracts.testing.harness import StoreFactory
@@ -28,6 +37,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run the authstore contract suite against this store URL "
         "(the default authstore_url fixture), e.g. "
         "pytest --pyargs authstore.contracts.testing.suite --authstore-url=sqlite:///x.db",
+    )
+    group.addoption(
+        "--authstore-unreachable-url",
+        default=None,
+        metavar="URL",
+        help="a URL of the same backend that opens lazily but cannot be reached "
+        "(the default authstore_unreachable_url fixture): the fail-closed tests use it",
     )
     group.addoption(
         "--authstore-strict",

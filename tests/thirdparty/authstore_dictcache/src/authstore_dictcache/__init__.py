@@ -1,9 +1,15 @@
 """``dictcache://NAME``: a process-local cache backend for authstore, by an outside author.
 
-It implements the cache contract directly (no authstore internals), only for the
+It implements the cache contract directly, importing only ``authstore.authoring``, only for the
 capabilities it declares; the other stores raise UnsupportedOperationError.
 Arguments are checked with ``authstore.contracts.values`` before anything else,
 so bad input fails the same way as on the built-in backends.
+
+``dictcache://NAME?offline=1`` opens a store whose data set is offline: every
+operation raises BackendUnavailableError, as a networked backend's would while its
+server is down. The test file names it as ``authstore_unreachable_url``, so the
+contract suite proves this backend fails closed (never answers "not revoked"
+while it cannot know).
 """
 
 from __future__ import annotations
@@ -16,9 +22,16 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from authstore.contracts.errors import BackendError, UnsupportedOperationError
-from authstore.contracts.records import RateLimitAlgorithm, RateLimitResult, StoreKind, Value
-from authstore.contracts.values import (
+from authstore.authoring import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    RateLimitAlgorithm,
+    RateLimitResult,
+    StoreKind,
+    StoreURL,
+    UnsupportedOperationError,
+    Value,
     check_key,
     check_keys,
     check_namespace,
@@ -27,7 +40,6 @@ from authstore.contracts.values import (
     decode_value,
     encode_value,
 )
-from authstore.registry import StoreURL
 
 __all__ = ["AsyncDictCache", "DictCache", "backend"]
 
@@ -38,9 +50,10 @@ Entry = tuple[Any, float | None]  # value, monotonic deadline (None: no expiry)
 class _Shared:
     """One named data set; the lock makes every operation atomic."""
 
-    def __init__(self) -> None:
+    def __init__(self, offline: bool = False) -> None:
         self.lock = threading.Lock()
         self.entries: dict[tuple[str, str, str], Entry] = {}  # (namespace, kind, key)
+        self.offline = offline
 
 
 class DictCache:
@@ -55,6 +68,8 @@ class DictCache:
     def _locked(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise BackendError("this dictcache store is closed")
+        if self._shared.offline:
+            raise BackendUnavailableError("the dictcache data set is offline")
         with self._shared.lock:
             return fn()
 
@@ -291,14 +306,40 @@ class DictCacheBackend:
             raise UnsupportedOperationError(f"dictcache provides only a cache, not {kind.value}")
         options = url.reader()
         namespace = options.text("namespace", "authstore")
+        offline = options.text("offline", "0")
         options.done()
+        if offline not in ("0", "1"):
+            raise ConfigurationError(f"dictcache: offline must be 0 or 1, not {offline!r}")
         name = url.hosts[0][0] if url.hosts else ""
+        if offline == "1":
+            return (AsyncDictCache if asynchronous else DictCache)(_Shared(True), namespace)
         with self._lock:
             shared = self._named.setdefault(name, _Shared()) if name else _Shared()
         return (AsyncDictCache if asynchronous else DictCache)(shared, namespace)
 
     def migrate(self, url: StoreURL) -> list[str]:
         return ["dictcache: nothing to migrate"]
+
+    # Optional (authstore.authoring.NamespaceCleaner): `authstore check` clears each
+    # test's namespace with these and reports what is left behind.
+    def _entries(self, url: StoreURL, namespace: str, delete: bool) -> int:
+        name = url.hosts[0][0] if url.hosts else ""
+        with self._lock:
+            shared = self._named.get(name)
+        if shared is None:
+            return 0
+        with shared.lock:
+            mine = [key for key in shared.entries if key[0] == namespace]
+            if delete:
+                for key in mine:
+                    del shared.entries[key]
+        return len(mine)
+
+    def clear_namespace(self, url: StoreURL, namespace: str) -> None:
+        self._entries(url, namespace, delete=True)
+
+    def count_namespace(self, url: StoreURL, namespace: str) -> int:
+        return self._entries(url, namespace, delete=False)
 
 
 backend = DictCacheBackend()
