@@ -12,6 +12,25 @@ Importing it imports no driver and no built-in backend.
 
 from __future__ import annotations
 
+from authstore.adapters.common.logic import (
+    MAX_BACKUP_CODES,
+    MAX_CODE_HASH_BYTES,
+    MAX_EMAIL_BYTES,
+    MAX_ID_BYTES,
+    MAX_IP_BYTES,
+    MAX_LIMIT,
+    MAX_SECRET_BYTES,
+    MAX_USER_AGENT_BYTES,
+)
+from authstore.adapters.common.ratelimit import (
+    EPSILON,
+    fixed_window_result,
+    gcra_result,
+    sliding_window_result,
+    step_fixed_window,
+    step_gcra,
+    step_sliding_window,
+)
 from authstore.contracts.cache import CACHE_CAPABILITIES, AsyncCacheStore, CacheStore
 from authstore.contracts.errors import (
     AuthStoreError,
@@ -34,6 +53,7 @@ from authstore.contracts.records import (
     StoreKind,
     TotpState,
     Value,
+    from_epoch,
 )
 from authstore.contracts.sessions import AsyncSessionStore, SessionStore
 from authstore.contracts.totp import AsyncTotpStore, TotpStore
@@ -48,11 +68,13 @@ from authstore.contracts.values import (
     check_count,
     check_key,
     check_keys,
+    check_metadata,
     check_namespace,
     check_optional_text,
     check_text,
     check_ttl,
     decode_value,
+    encode_json,
     encode_many,
     encode_value,
     hash_token,
@@ -73,6 +95,15 @@ from authstore.registry import (
 __all__ = [
     "CACHE_CAPABILITIES",
     "ENTRY_POINT_GROUP",
+    "EPSILON",
+    "MAX_BACKUP_CODES",
+    "MAX_CODE_HASH_BYTES",
+    "MAX_EMAIL_BYTES",
+    "MAX_ID_BYTES",
+    "MAX_IP_BYTES",
+    "MAX_LIMIT",
+    "MAX_SECRET_BYTES",
+    "MAX_USER_AGENT_BYTES",
     "MAX_JSON_BYTES",
     "MAX_KEY_BYTES",
     "MAX_TEXT_BYTES",
@@ -112,17 +143,26 @@ __all__ = [
     "check_count",
     "check_key",
     "check_keys",
+    "check_metadata",
     "check_namespace",
     "check_optional_text",
     "check_text",
     "check_ttl",
     "decode_value",
+    "encode_json",
     "encode_many",
     "encode_value",
+    "fixed_window_result",
+    "from_epoch",
+    "gcra_result",
     "hash_token",
     "new_public_id",
     "new_token",
     "register_backend",
     "require_module",
+    "sliding_window_result",
+    "step_fixed_window",
+    "step_gcra",
+    "step_sliding_window",
     "unregister_backend",
 ]

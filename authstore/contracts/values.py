@@ -287,6 +287,8 @@ def new_public_id() -> str:
 
 
 def check_metadata(metadata: object) -> str:
+    """A session's metadata (None or a dict of JSON values) as compact JSON text, at most
+    ``MAX_JSON_BYTES``: what a backend stores and later gives back as a dict."""
     if metadata is None:
         return "{}"
     if not isinstance(metadata, dict):
