@@ -16,21 +16,15 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from tests.outages import free_port
+
 __all__ = ["PRIVATE_SERVERS", "PrivateServer", "private_server"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class PrivateServer:
@@ -39,7 +33,7 @@ class PrivateServer:
     def __init__(self, root: str) -> None:
         self.root = root
         self.data = os.path.join(root, "data")
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     # --- what a kind provides ---------------------------------------------------------

@@ -9,11 +9,10 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pymongo
@@ -21,16 +20,10 @@ import pytest
 
 import authstore
 from authstore.contracts.errors import BackendUnavailableError
+from tests.outages import free_port, timed, timed_async
 
 TIMEOUT = 0.5
 SLACK = 1.5  # scheduling noise on a loaded 2-core machine
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class PrivateServer:
@@ -43,7 +36,7 @@ class PrivateServer:
         if not Path(executable).exists():
             pytest.skip("secantusd-py is not installed (pip install secantusdb)")
         self.executable = executable
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -130,26 +123,6 @@ def server() -> Iterator[PrivateServer]:
     private.stop()
 
 
-def _timed(action: Callable[[], object]) -> tuple[BaseException | None, float]:
-    started = time.monotonic()
-    try:
-        action()
-    except BaseException as error:
-        return error, time.monotonic() - started
-    return None, time.monotonic() - started
-
-
-async def _timed_async(
-    action: Callable[[], Awaitable[object]],
-) -> tuple[BaseException | None, float]:
-    started = time.monotonic()
-    try:
-        await action()
-    except BaseException as error:
-        return error, time.monotonic() - started
-    return None, time.monotonic() - started
-
-
 def _eventually(action: Callable[[], object]) -> object:
     """The store recovers by itself: the first calls after a restart may still time out
     while the new server warms up on a loaded machine."""
@@ -183,7 +156,7 @@ def test_stopped_server_fails_closed_then_recovers(server: PrivateServer) -> Non
         lambda: cache.check_rate_limit("k", 1, 60),
         lambda: sessions.get(created.token),
     ):
-        _unavailable(*_timed(action))
+        _unavailable(*timed(action))
     server.start()  # same port, empty storage
     assert _eventually(lambda: cache.is_blacklisted("jti")) is False
     assert _eventually(lambda: sessions.get(created.token)) is None
@@ -199,9 +172,9 @@ def test_frozen_server_times_out(server: PrivateServer) -> None:
     sessions.count("warm")
     server.freeze()
     try:
-        _unavailable(*_timed(lambda: cache.is_blacklisted("jti")))
-        _unavailable(*_timed(lambda: cache.check_rate_limit("k", 1, 60, algorithm="gcra")))
-        _unavailable(*_timed(lambda: sessions.create("alice", ttl=60, max_sessions=2)))
+        _unavailable(*timed(lambda: cache.is_blacklisted("jti")))
+        _unavailable(*timed(lambda: cache.check_rate_limit("k", 1, 60, algorithm="gcra")))
+        _unavailable(*timed(lambda: sessions.create("alice", ttl=60, max_sessions=2)))
     finally:
         server.thaw()
     assert _eventually(lambda: cache.is_blacklisted("jti"))
@@ -217,7 +190,7 @@ def test_async_stopped_and_frozen(server: PrivateServer) -> None:
         await cache.add_to_blacklist("jti", 60)
         server.freeze()
         try:
-            _unavailable(*await _timed_async(lambda: cache.is_blacklisted("jti")))
+            _unavailable(*await timed_async(lambda: cache.is_blacklisted("jti")))
         finally:
             server.thaw()
         for _ in range(40):
@@ -229,8 +202,8 @@ def test_async_stopped_and_frozen(server: PrivateServer) -> None:
         else:
             raise AssertionError("the store did not recover after the server thawed")
         server.stop()
-        _unavailable(*await _timed_async(lambda: cache.is_blacklisted("jti")))
-        _unavailable(*await _timed_async(lambda: cache.user_tokens_revoked_at("alice")))
+        _unavailable(*await timed_async(lambda: cache.is_blacklisted("jti")))
+        _unavailable(*await timed_async(lambda: cache.user_tokens_revoked_at("alice")))
         await cache.aclose()
 
     asyncio.run(scenario())

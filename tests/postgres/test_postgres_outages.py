@@ -12,7 +12,6 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import asyncpg
@@ -21,31 +20,12 @@ import pytest
 
 import authstore
 from authstore.contracts.errors import BackendUnavailableError
+from tests.outages import timed, timed_async
 
 TIMEOUT = 0.5
 SLACK = 1.5  # scheduling noise on a loaded 2-core machine
 
 Admin = psycopg.Connection[tuple[Any, ...]]
-
-
-def _timed(action: Callable[[], object]) -> tuple[BaseException | None, float]:
-    started = time.monotonic()
-    try:
-        action()
-    except BaseException as error:
-        return error, time.monotonic() - started
-    return None, time.monotonic() - started
-
-
-async def _timed_async(
-    action: Callable[[], Awaitable[object]],
-) -> tuple[BaseException | None, float]:
-    started = time.monotonic()
-    try:
-        await action()
-    except BaseException as error:
-        return error, time.monotonic() - started
-    return None, time.monotonic() - started
 
 
 def _kill(admin: Admin, application: str) -> int:
@@ -70,13 +50,13 @@ def test_an_unreachable_server_fails_fast_sync_and_async() -> None:
     url = "postgresql://postgres@127.0.0.1:1/authstore_test?timeout=3&connect_timeout=3"
     with authstore.open_cache(url) as cache:
         for _ in range(3):
-            error, took = _timed(lambda: cache.is_blacklisted("jti"))
+            error, took = timed(lambda: cache.is_blacklisted("jti"))
             assert isinstance(error, BackendUnavailableError), error
             assert took < 1.0, took  # refused is known at once: no waiting out the timeout
 
     async def scenario() -> list[tuple[BaseException | None, float]]:
         async with authstore.open_async_cache(url) as cache:
-            return [await _timed_async(lambda: cache.is_blacklisted("jti")) for _ in range(3)]
+            return [await timed_async(lambda: cache.is_blacklisted("jti")) for _ in range(3)]
 
     for error, took in asyncio.run(scenario()):
         assert isinstance(error, BackendUnavailableError), error
@@ -94,7 +74,7 @@ def test_sync_pool_exhaustion_fails_within_the_timeout(pg_url: str) -> None:
         cache.set("k", 1)
         # the only connection is the one the runner keeps at hand: mark it busy
         with cast(Any, cache)._runner._hot_lock:
-            error, took = _timed(lambda: cache.get("k"))
+            error, took = timed(lambda: cache.get("k"))
         assert isinstance(error, BackendUnavailableError), error
         assert "no pooled connection free" in str(error)
         assert TIMEOUT * 0.9 <= took < TIMEOUT + SLACK, took
@@ -118,8 +98,8 @@ def test_async_pool_exhaustion_fails_within_the_timeout(pg_url: str, postgres_se
         try:
             pool = await cast(Any, cache)._runner._ready_pool()
             async with pool.acquire(), given.acquire():  # every connection, held elsewhere
-                own = await _timed_async(lambda: cache.get("k"))
-                client = await _timed_async(lambda: on_given.get("k"))
+                own = await timed_async(lambda: cache.get("k"))
+                client = await timed_async(lambda: on_given.get("k"))
             return own, client, await cache.get("k"), await on_given.get("k")
         finally:
             await cache.aclose()
@@ -146,10 +126,10 @@ def test_async_lock_wait_times_out_and_rolls_back(pg_url: str, admin: Admin) -> 
         try:
             await sessions.count("warm-up")
             stuck = asyncio.create_task(
-                _timed_async(lambda: sessions.create("alice", ttl=60, max_sessions=1))
+                timed_async(lambda: sessions.create("alice", ttl=60, max_sessions=1))
             )
             await asyncio.sleep(0.05)
-            queued = await _timed_async(lambda: sessions.count("bob"))
+            queued = await timed_async(lambda: sessions.count("bob"))
             blocked = await stuck
             admin.execute("COMMIT")
             return blocked, queued, await sessions.count("alice")
@@ -174,7 +154,7 @@ def test_sync_lock_wait_times_out_and_rolls_back(pg_url: str, admin: Admin) -> N
         sessions.count("warm-up")
         _hold_lock(admin, f"authstore:sessions:{namespace}:alice")
         try:
-            error, took = _timed(lambda: sessions.create("alice", ttl=60, max_sessions=2))
+            error, took = timed(lambda: sessions.create("alice", ttl=60, max_sessions=2))
         finally:
             admin.execute("COMMIT")
         assert isinstance(error, BackendUnavailableError), error
@@ -204,7 +184,7 @@ def test_sync_store_recovers_after_its_connections_are_killed(
         for worker in workers:
             worker.join()
         assert _kill(admin, application) >= 1
-        error, took = _timed(lambda: cache.is_blacklisted("jti"))
+        error, took = timed(lambda: cache.is_blacklisted("jti"))
         assert error is None or isinstance(error, BackendUnavailableError), error
         assert took < 2.0, took
         assert cache.get("k") == "v"  # the one after works, on a fresh connection
@@ -221,7 +201,7 @@ def test_async_store_recovers_after_its_connections_are_killed(pg_url: str, admi
             await cache.set("k", "v")
             await asyncio.gather(*(cache.get("k") for _ in range(20)))
             killed = _kill(admin, application)
-            first = await _timed_async(lambda: cache.is_blacklisted("jti"))
+            first = await timed_async(lambda: cache.is_blacklisted("jti"))
             return killed, first, await cache.get("k"), await cache.is_blacklisted("jti")
 
     killed, (error, took), value, listed = asyncio.run(scenario())
@@ -244,7 +224,7 @@ def test_a_transaction_killed_midway_leaves_nothing(pg_url: str, admin: Admin) -
         outcome: list[tuple[BaseException | None, float]] = []
         worker = threading.Thread(
             target=lambda: outcome.append(
-                _timed(lambda: sessions.create("alice", ttl=60, max_sessions=1))
+                timed(lambda: sessions.create("alice", ttl=60, max_sessions=1))
             )
         )
         worker.start()

@@ -23,6 +23,7 @@ from authstore import (
     open_cache,
     open_sessions,
 )
+from tests.outages import timed
 from tests.redis_topology import private_cluster, private_redis, private_sentinel
 
 TIMEOUT = 0.5
@@ -34,15 +35,6 @@ def _namespace() -> str:
     return "f" + uuid.uuid4().hex
 
 
-def _timed(call: Callable[[], Any]) -> tuple[float, BaseException | None]:
-    started = time.monotonic()
-    try:
-        call()
-    except BaseException as error:
-        return time.monotonic() - started, error
-    return time.monotonic() - started, None
-
-
 SECURITY_READS: dict[str, Callable[[Any], Any]] = {
     "is_blacklisted": lambda cache: cache.is_blacklisted("jti"),
     "user_tokens_revoked_at": lambda cache: cache.user_tokens_revoked_at("alice"),
@@ -52,7 +44,7 @@ SECURITY_READS: dict[str, Callable[[Any], Any]] = {
 
 def _assert_fails_closed_in_time(cache: Any) -> None:
     for name, read in SECURITY_READS.items():
-        elapsed, error = _timed(lambda read=read: read(cache))
+        error, elapsed = timed(lambda read=read: read(cache))
         assert isinstance(error, BackendUnavailableError), f"{name}: {error!r}"
         assert elapsed < TIMEOUT + MARGIN, f"{name} took {elapsed:.2f} s"
 
@@ -107,7 +99,7 @@ def test_killed_and_restarted_server_keeps_acknowledged_writes() -> None:
             _, token = sessions.create("alice", ttl=60)
             node.kill()
             _assert_fails_closed_in_time(cache)
-            elapsed, error = _timed(lambda: sessions.get(token))
+            error, elapsed = timed(lambda: sessions.get(token))
             assert isinstance(error, BackendUnavailableError) and elapsed < TIMEOUT + MARGIN
             started = time.monotonic()
             node.start()
@@ -205,7 +197,7 @@ def test_pool_exhaustion_is_bounded(asynchronous: bool) -> None:
             cache = open_cache(url, namespace=_namespace())
             cache.set("k", 1)
             with node.frozen():
-                elapsed, error = _timed(lambda: cache.get("k"))
+                error, elapsed = timed(lambda: cache.get("k"))
             assert isinstance(error, BackendUnavailableError)
             assert elapsed < TIMEOUT + MARGIN
             assert cache.get("k") == 1
