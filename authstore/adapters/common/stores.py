@@ -10,7 +10,7 @@ import builtins
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from authstore.adapters.common.logic import CacheLogic, MagicLinkLogic, SessionLogic, TotpLogic
 from authstore.adapters.common.ops import (
@@ -30,6 +30,7 @@ from authstore.contracts.records import (
     RateLimitAlgorithm,
     RateLimitResult,
     SessionRecord,
+    StoreKind,
     TotpState,
     Value,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "MagicLinks",
     "Sessions",
     "Totp",
+    "open_store",
 ]
 
 DEFAULT_NAMESPACE = "authstore"
@@ -517,3 +519,19 @@ class AsyncMagicLinks(_AsyncStore):
 
     async def purge_expired(self) -> int:
         return await self._runner.run(self._logic.purge_expired())
+
+
+_CLASSES: dict[StoreKind, tuple[type, type]] = {
+    StoreKind.CACHE: (Cache, AsyncCache),
+    StoreKind.SESSIONS: (Sessions, AsyncSessions),
+    StoreKind.TOTP: (Totp, AsyncTotp),
+    StoreKind.MAGIC_LINKS: (MagicLinks, AsyncMagicLinks),
+}
+
+
+def open_store(
+    kind: StoreKind, ops: object, runner: object, *, asynchronous: bool, namespace: str
+) -> Any:
+    """The store of ``kind`` in the mode asked, over a backend's ops and runner."""
+    sync_store, async_store = _CLASSES[StoreKind(kind)]
+    return (async_store if asynchronous else sync_store)(ops, runner, namespace=namespace)

@@ -10,17 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from authstore.adapters.common.stores import (
-    DEFAULT_NAMESPACE,
-    AsyncCache,
-    AsyncMagicLinks,
-    AsyncSessions,
-    AsyncTotp,
-    Cache,
-    MagicLinks,
-    Sessions,
-    Totp,
-)
+from authstore.adapters.common.stores import DEFAULT_NAMESPACE, open_store
 from authstore.adapters.memory.ops import (
     MemoryCacheOps,
     MemoryData,
@@ -68,17 +58,17 @@ class MemoryBackend:
         runner: MemoryRunner | AsyncMemoryRunner = (
             AsyncMemoryRunner(data, lock) if asynchronous else MemoryRunner(data, lock)
         )
+        ops: Any
         if kind is StoreKind.CACHE:
-            ops: Any = MemoryCacheOps(data)
-            return (AsyncCache if asynchronous else Cache)(ops, runner, namespace=namespace)  # type: ignore[arg-type]
-        stores: dict[StoreKind, tuple[Any, Any, Any]] = {
-            StoreKind.SESSIONS: (MemorySessionOps, Sessions, AsyncSessions),
-            StoreKind.TOTP: (MemoryTotpOps, Totp, AsyncTotp),
-            StoreKind.MAGIC_LINKS: (MemoryMagicLinkOps, MagicLinks, AsyncMagicLinks),
-        }
-        ops_class, sync_class, async_class = stores[kind]
-        store_class = async_class if asynchronous else sync_class
-        return store_class(ops_class(data, namespace), runner, namespace=namespace)
+            ops = MemoryCacheOps(data)
+        else:
+            per_kind = {
+                StoreKind.SESSIONS: MemorySessionOps,
+                StoreKind.TOTP: MemoryTotpOps,
+                StoreKind.MAGIC_LINKS: MemoryMagicLinkOps,
+            }
+            ops = per_kind[kind](data, namespace)
+        return open_store(kind, ops, runner, asynchronous=asynchronous, namespace=namespace)
 
     def migrate(self, url: StoreURL) -> list[str]:
         return ["memory: nothing to migrate (data lives in the process)"]

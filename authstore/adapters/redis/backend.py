@@ -6,16 +6,7 @@ import logging
 import warnings
 from typing import Any
 
-from authstore.adapters.common.stores import (
-    AsyncCache,
-    AsyncMagicLinks,
-    AsyncSessions,
-    AsyncTotp,
-    Cache,
-    MagicLinks,
-    Sessions,
-    Totp,
-)
+from authstore.adapters.common.stores import open_store
 from authstore.adapters.redis.execution import maxmemory_policies
 from authstore.adapters.redis.ops import (
     RedisCacheOps,
@@ -65,10 +56,11 @@ def warn_if_evicting(policy: str | None, where: str) -> str | None:
     return warning
 
 
-_STORES: dict[StoreKind, tuple[Any, Any, Any]] = {
-    StoreKind.SESSIONS: (RedisSessionOps, Sessions, AsyncSessions),
-    StoreKind.TOTP: (RedisTotpOps, Totp, AsyncTotp),
-    StoreKind.MAGIC_LINKS: (RedisMagicLinkOps, MagicLinks, AsyncMagicLinks),
+_OPS: dict[StoreKind, Any] = {
+    StoreKind.CACHE: lambda _namespace: RedisCacheOps(),
+    StoreKind.SESSIONS: RedisSessionOps,
+    StoreKind.TOTP: RedisTotpOps,
+    StoreKind.MAGIC_LINKS: RedisMagicLinkOps,
 }
 
 
@@ -92,13 +84,10 @@ class RedisBackend:
     def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
         settings = self.settings(url)
         runner = self.runner(settings, asynchronous=asynchronous)
-        namespace = settings.namespace
-        if kind is StoreKind.CACHE:
-            store = AsyncCache if asynchronous else Cache
-            return store(RedisCacheOps(), runner, namespace=namespace)
-        ops, sync_store, async_store = _STORES[StoreKind(kind)]
-        store = async_store if asynchronous else sync_store
-        return store(ops(namespace), runner, namespace=namespace)
+        ops = _OPS[StoreKind(kind)](settings.namespace)
+        return open_store(
+            kind, ops, runner, asynchronous=asynchronous, namespace=settings.namespace
+        )
 
     def migrate(self, url: StoreURL) -> list[str]:
         """Nothing to create (scripts load themselves); report what the server would evict."""
