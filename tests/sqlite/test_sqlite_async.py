@@ -1,0 +1,307 @@
+"""The async SQLite runner's own guarantees: operations run whole on its worker thread,
+and a caller never waits past its timeout, whether queued or cancelled, or when the
+store closes under it.
+
+A gate (an SQL function that blocks the worker until the test opens it) holds the
+worker busy, so what is queued behind it stays queued for as long as a test needs:
+no test depends on how fast anything runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+
+import authstore
+from authstore.adapters.common.ops import Op
+from authstore.adapters.sql.commands import Begin, Query
+from authstore.adapters.sqlite.aio import AsyncSQLiteRunner
+from authstore.adapters.sqlite.settings import SQLiteSettings
+from authstore.contracts.cache import AsyncCacheStore
+from authstore.contracts.errors import BackendError, BackendUnavailableError
+
+ALGORITHMS = ["fixed_window", "sliding_window", "gcra"]
+PATIENCE = 30.0
+"""How long a test waits for something that must happen before it fails instead of hanging."""
+
+
+class Gate:
+    """An SQL function ``gate()`` that blocks whichever thread runs it until ``open()``."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.left = threading.Event()
+        self._open = threading.Event()
+
+    def __call__(self) -> int:
+        self.entered.set()
+        self._open.wait(PATIENCE)
+        self.left.set()
+        return 1
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.to_thread(self.entered.wait, PATIENCE), "the gate was never reached"
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    gate = Gate()
+    yield gate
+    gate.open()  # never leave a worker blocked after a failure
+
+
+def gated() -> Op[Any]:
+    row = yield Query("SELECT gate()", fetch="one")
+    return row
+
+
+def _runner(cache: AsyncCacheStore) -> AsyncSQLiteRunner:
+    runner = cache._runner  # type: ignore[attr-defined]
+    assert isinstance(runner, AsyncSQLiteRunner)
+    return runner
+
+
+async def _install(cache: AsyncCacheStore, gate: Gate) -> AsyncSQLiteRunner:
+    """Open the worker's connection and give it the gate function."""
+    await cache.exists("warm-up")
+    runner = _runner(cache)
+    connection = runner.connection
+    assert isinstance(connection, sqlite3.Connection)
+    connection.create_function("gate", 0, gate)  # the worker is idle: safe from here
+    return runner
+
+
+async def _block(runner: AsyncSQLiteRunner, gate: Gate) -> asyncio.Task[Any]:
+    blocker = asyncio.create_task(runner.run(gated()))
+    await gate.wait_entered()
+    return blocker
+
+
+def _count(path: Path, sql: str) -> int:
+    with sqlite3.connect(path) as connection:
+        value: int = connection.execute(sql).fetchone()[0]
+    connection.close()
+    return value
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_hundred_concurrent_callers_pass_exactly_the_limit(db_url: str, algorithm: str) -> None:
+    """Two keys of different limits, their callers interleaved: each result reaches the
+    caller whose operation produced it (a result handed to the wrong caller moves hits
+    from one key's count to the other's)."""
+
+    async def scenario() -> tuple[list[bool], list[bool]]:
+        async with authstore.open_async_cache(db_url) as cache:
+            results = await asyncio.gather(
+                *(
+                    cache.check_rate_limit(
+                        "a" if i % 2 else "b", 10 if i % 2 else 3, 60, 1, algorithm
+                    )
+                    for i in range(100)
+                )
+            )
+        a = [r.allowed for i, r in enumerate(results) if i % 2 and r.limit == 10]
+        b = [r.allowed for i, r in enumerate(results) if not i % 2 and r.limit == 3]
+        return a, b
+
+    a, b = asyncio.run(scenario())
+    assert (len(a), sum(a)) == (50, 10)
+    assert (len(b), sum(b)) == (50, 3)
+
+
+def test_a_queued_operation_times_out_and_never_runs(db_url: str, gate: Gate) -> None:
+    async def scenario() -> tuple[BaseException | None, bool, object]:
+        async with authstore.open_async_cache(f"{db_url}?timeout=0.2") as cache:
+            runner = await _install(cache, gate)
+            blocker = await _block(runner, gate)
+            try:
+                await asyncio.wait_for(cache.set("late", 1), PATIENCE)
+            except Exception as error:
+                raised: BaseException | None = error
+            else:
+                raised = None
+            still_blocked = not gate.left.is_set()  # it did not wait for the worker
+            gate.open()
+            await asyncio.gather(blocker, return_exceptions=True)  # timed out too
+            return raised, still_blocked, await cache.get("late")
+
+    raised, still_blocked, late = asyncio.run(scenario())
+    assert isinstance(raised, BackendUnavailableError), raised
+    assert still_blocked
+    assert late is None  # the worker skipped it
+
+
+def test_a_cancelled_queued_operation_never_runs(db_url: str, gate: Gate) -> None:
+    async def scenario() -> object:
+        async with authstore.open_async_cache(db_url) as cache:
+            runner = await _install(cache, gate)
+            blocker = await _block(runner, gate)
+            queued = asyncio.create_task(cache.set("cancelled", 1))
+            await asyncio.sleep(0)  # queued now
+            queued.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await queued
+            gate.open()
+            await blocker
+            return await cache.get("cancelled")
+
+    assert asyncio.run(scenario()) is None
+
+
+def _two_inserts() -> Op[None]:
+    """A transaction with the gate between its two writes."""
+    yield Begin()
+    for key in ("first", "second"):
+        yield Query(
+            "INSERT INTO authstore_cache (cache_key, value) VALUES (:key, :value)",
+            {"key": key, "value": b"1"},
+        )
+        if key == "first":
+            yield Query("SELECT gate()", fetch="one")
+
+
+def test_a_caller_cancelled_mid_transaction_leaves_it_whole(
+    db_url: str, db_path: Path, gate: Gate
+) -> None:
+    async def scenario() -> bool:
+        async with authstore.open_async_cache(db_url) as cache:
+            runner = await _install(cache, gate)
+            caller = asyncio.create_task(runner.run(_two_inserts()))
+            await gate.wait_entered()
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            gate.open()
+            await cache.exists("after")  # the worker is past the transaction
+            connection = runner.connection
+            assert connection is not None
+            return bool(connection.in_transaction)
+
+    assert asyncio.run(scenario()) is False
+    rows = _count(db_path, "SELECT COUNT(*) FROM authstore_cache WHERE cache_key != 'after'")
+    assert rows in (0, 2), rows  # both writes or neither
+    assert rows == 2  # it had started: the worker finished it
+
+
+def test_a_caller_cancelled_mid_transaction_on_a_given_connection(
+    db_path: Path, gate: Gate
+) -> None:
+    async def scenario() -> tuple[int, bool]:
+        connection = await aiosqlite.connect(db_path, isolation_level=None)
+        try:
+            runner = AsyncSQLiteRunner(SQLiteSettings("", connection=connection))
+            await runner.run(_count_op())  # migrated
+            await connection.create_function("gate", 0, gate)
+            caller = asyncio.create_task(runner.run(_two_inserts()))
+            await gate.wait_entered()
+            caller.cancel()
+            gate.open()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            rows = await runner.run(_count_op())
+            in_transaction = connection.in_transaction
+            await runner.close()
+            return rows, in_transaction
+        finally:
+            await connection.close()
+
+    rows, in_transaction = asyncio.run(scenario())
+    assert not in_transaction
+    assert rows == 0  # cancelled on the caller's thread: rolled back
+
+
+def _count_op() -> Op[int]:
+    row = yield Query("SELECT COUNT(*) FROM authstore_cache", fetch="one")
+    return int(row[0])
+
+
+def test_waiting_for_a_busy_given_connection_times_out(db_path: Path, gate: Gate) -> None:
+    async def scenario() -> BaseException | None:
+        connection = await aiosqlite.connect(db_path, isolation_level=None)
+        try:
+            settings = SQLiteSettings("", connection=connection, timeout=0.2)
+            first, second = AsyncSQLiteRunner(settings), AsyncSQLiteRunner(settings)
+            await first.run(_count_op())
+            await connection.create_function("gate", 0, gate)
+            blocker = asyncio.create_task(first.run(gated()))
+            await gate.wait_entered()
+            try:
+                await asyncio.wait_for(second.run(_count_op()), PATIENCE)
+            except Exception as error:
+                raised: BaseException | None = error
+            else:
+                raised = None
+            gate.open()
+            await blocker
+            await first.close()
+            await second.close()
+            return raised
+        finally:
+            await connection.close()
+
+    assert isinstance(asyncio.run(scenario()), BackendUnavailableError)
+
+
+def test_close_lets_queued_operations_finish_then_refuses_work(db_url: str, gate: Gate) -> None:
+    async def scenario() -> tuple[list[object], BaseException | None, bool]:
+        cache = authstore.open_async_cache(db_url)
+        runner = await _install(cache, gate)
+        blocker = await _block(runner, gate)
+        queued = [asyncio.create_task(cache.incr("n")) for _ in range(20)]
+        await asyncio.sleep(0)
+        closing = asyncio.create_task(cache.aclose())
+        await asyncio.sleep(0)
+        gate.open()
+        await blocker
+        results: list[object] = list(await asyncio.gather(*queued, return_exceptions=True))
+        await asyncio.wait_for(closing, PATIENCE)
+        try:
+            await cache.get("n")
+        except BackendError as error:
+            after: BaseException | None = error
+        else:
+            after = None
+        worker = runner._worker
+        assert worker is not None and worker._thread is not None
+        return results, after, worker._thread.is_alive()
+
+    results, after, alive = asyncio.run(scenario())
+    assert sorted(results) == list(range(1, 21))  # type: ignore[type-var]
+    assert isinstance(after, BackendError) and "closed" in str(after)
+    assert not alive
+
+
+def test_bad_input_after_close_is_still_a_value_error(db_url: str) -> None:
+    async def scenario() -> None:
+        cache = authstore.open_async_cache(db_url)
+        await cache.set("k", 1)
+        await cache.aclose()
+        with pytest.raises(ValueError):
+            await cache.check_rate_limit("k", 0, 60)
+        with pytest.raises(BackendError, match="closed"):
+            await cache.get("k")
+
+    asyncio.run(scenario())
+
+
+def test_a_closed_loop_does_not_break_the_store(db_url: str) -> None:
+    """Each asyncio.run is a new loop: the store follows its caller from one to the next."""
+    cache = authstore.open_async_cache(db_url)
+
+    async def set_and_incr() -> int:
+        await cache.set("k", 1)
+        return await cache.incr("k")
+
+    assert asyncio.run(set_and_incr()) == 2
+    assert asyncio.run(set_and_incr()) == 2
+    asyncio.run(cache.aclose())
