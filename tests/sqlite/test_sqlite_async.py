@@ -273,6 +273,7 @@ def test_close_lets_queued_operations_finish_then_refuses_work(db_url: str, gate
             after = None
         worker = runner._worker
         assert worker is not None and worker._thread is not None
+        worker._thread.join(PATIENCE)  # it ends right after posting the last result
         return results, after, worker._thread.is_alive()
 
     results, after, alive = asyncio.run(scenario())
