@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -306,3 +308,18 @@ def test_a_closed_loop_does_not_break_the_store(db_url: str) -> None:
     assert asyncio.run(set_and_incr()) == 2
     assert asyncio.run(set_and_incr()) == 2
     asyncio.run(cache.aclose())
+
+
+def test_async_sqlite_needs_no_aiosqlite() -> None:
+    code = (
+        "import sys, asyncio\n"
+        "sys.modules['aiosqlite'] = None  # as if it were not installed\n"
+        "import authstore\n"
+        "async def main():\n"
+        "    async with authstore.open_async_cache('sqlite:///:memory:') as cache:\n"
+        "        await cache.set('k', 1)\n"
+        "        print(await cache.get('k'))\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["1"], result.stdout + result.stderr

@@ -171,16 +171,16 @@ def test_missing_driver_names_the_extra(tmp_path: Path) -> None:
     result = _run(
         """
         import sys
-        sys.modules["aiosqlite"] = None  # as if it were not installed
+        sys.modules["aiomcache"] = None  # as if it were not installed
         import authstore
         try:
-            authstore.open_async_cache("sqlite:///:memory:")
+            authstore.open_async_cache("memcached://127.0.0.1:11211")
         except authstore.MissingDriverError as error:
             print("MISSING", error)
         """,
         tmp_path,
     )
-    assert 'pip install "authstore[sqlite]"' in result.stdout, result.stdout + result.stderr
+    assert 'pip install "authstore[memcached]"' in result.stdout, result.stdout + result.stderr
     assert issubclass(MissingDriverError, ImportError)
 
 

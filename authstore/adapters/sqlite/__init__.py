@@ -1,4 +1,4 @@
-"""SQLite: every store over one file (stdlib sqlite3 sync, aiosqlite async).
+"""SQLite: every store over one file (stdlib sqlite3; async stores run it on a worker thread).
 
 ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite:///:memory:``;
 options ``namespace``, ``table_prefix``, ``timeout`` (seconds a writer waits for
