@@ -24,6 +24,7 @@ import pytest
 import authstore
 from authstore.adapters.common.ops import Op
 from authstore.adapters.sql.commands import Begin, Query
+from authstore.adapters.sqlite import aio
 from authstore.adapters.sqlite.aio import AsyncSQLiteRunner
 from authstore.adapters.sqlite.settings import SQLiteSettings
 from authstore.contracts.cache import AsyncCacheStore
@@ -323,3 +324,23 @@ def test_async_sqlite_needs_no_aiosqlite() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.split() == ["1"], result.stdout + result.stderr
+
+
+def test_an_idle_worker_ends_and_the_next_operation_starts_another(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aio, "IDLE_EXIT", 0.05)
+
+    async def scenario() -> tuple[bool, int]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("k", 1)
+            worker = _runner(cache)._worker
+            assert worker is not None
+            first = worker._thread
+            assert first is not None
+            await asyncio.to_thread(first.join, PATIENCE)  # idle: it ends by itself
+            ended = not first.is_alive()
+            value = await asyncio.wait_for(cache.incr("k"), PATIENCE)
+            return ended, value
+
+    assert asyncio.run(scenario()) == (True, 2)

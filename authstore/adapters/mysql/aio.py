@@ -50,6 +50,15 @@ async def _send(connection: Any, statement: Statement, multi: bool) -> Any:
     return shape(statement, results)
 
 
+class _Lease(Lease):
+    __slots__ = ("turn",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.turn: asyncio.Semaphore | None = None
+        """Held from the wait for a connection until it goes back: see ``_queue``."""
+
+
 class AsyncMySQLRunner(MySQLRunnerBase):
     """Each operation runs on a connection of its own from the pool."""
 
@@ -64,9 +73,15 @@ class AsyncMySQLRunner(MySQLRunnerBase):
         self._creating: asyncio.Lock | None = None
         self._own_pool: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Semaphore | None = None
+        """Operations wait for a connection here, first come first served, and only as
+        many at a time as the pool has connections. aiomysql's own wait is unfair: a
+        released connection wakes a waiter through a task, and an operation arriving
+        meanwhile takes the connection first, sending the waiter to the back of the
+        line again (100 callers on 10 connections: p50 9 ms, p99 1.9 s)."""
 
     async def run(self, op: Op[T]) -> T:
-        lease = Lease()
+        lease = _Lease()
         try:
             return await drive_async(
                 self._program(op), lambda statement: self._execute(lease, statement)
@@ -76,8 +91,10 @@ class AsyncMySQLRunner(MySQLRunnerBase):
                 if lease.broken:
                     lease.connection.close()  # the pool drops a closed connection
                 lease.pool.release(lease.connection)
+            if lease.turn is not None:
+                lease.turn.release()
 
-    async def _execute(self, lease: Lease, statement: Statement) -> Any:
+    async def _execute(self, lease: _Lease, statement: Statement) -> Any:
         """Takes the connection at the first statement, so bad arguments never connect.
 
         One deadline per statement, the first one's covering the wait for a connection
@@ -103,7 +120,7 @@ class AsyncMySQLRunner(MySQLRunnerBase):
                 lease.broken = True
                 raise
 
-    async def _lease(self, lease: Lease) -> None:
+    async def _lease(self, lease: _Lease) -> None:
         self._check_open()
         pool = self._pool if self._pool is not None else await self._create_pool()
         if pool is self._own_pool and self._loop is not asyncio.get_running_loop():
@@ -111,6 +128,11 @@ class AsyncMySQLRunner(MySQLRunnerBase):
                 f"{self.settings.display}: this async store's connections belong to the "
                 "event loop that first used it; open a store per event loop"
             )
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = asyncio.Semaphore(pool.maxsize)
+        await queue.acquire()
+        lease.turn = queue
         try:
             lease.connection, lease.pool = await pool.acquire(), pool
         except Exception as error:

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections import deque
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
@@ -50,6 +50,10 @@ POST_EVERY = 0.004
 posts them when it runs out of work, or once the oldest has waited this long. Each post
 wakes the event loop, which then competes with the worker for the GIL; posting per
 operation halved the throughput under 100 callers."""
+
+IDLE_EXIT = 10.0
+"""Seconds without work after which the worker thread ends (the next operation starts
+another): a store nobody closes holds no thread for ever."""
 
 
 class _Job:
@@ -73,8 +77,9 @@ class _Port:
     the operations whose deadline passed (they are queued in deadline order, so the
     timer only ever watches the oldest)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop = loop
+        self._timeout = timeout
         self._finished: deque[tuple[_Job, bool, Any]] = deque()
         self._posted = False
         self._waiting: deque[_Job] = deque()
@@ -129,7 +134,10 @@ class _Port:
                     return
                 job.abandoned = True
                 job.future.set_exception(
-                    BackendUnavailableError("sqlite: the operation did not finish in time")
+                    BackendUnavailableError(
+                        f"sqlite: no result within {self._timeout:g} s (the store's earlier "
+                        "operations, or another writer's lock, held it up)"
+                    )
                 )
             waiting.popleft()
 
@@ -150,10 +158,13 @@ class _Worker:
         loop = asyncio.get_running_loop()
         port = self._port
         if port is None or port.loop is not loop:
-            port = self._port = _Port(loop)
+            port = self._port = _Port(loop, self._timeout)
         job = _Job(op, port, loop.time() + self._timeout)
         if op is not None:
             port.watch(job)
+        self._jobs.put(job)
+        # After the put: a worker ending for idleness either sees the job or has
+        # already said so by clearing _thread (both under _start).
         if self._thread is None:
             with self._start:
                 if self._thread is None:
@@ -161,11 +172,10 @@ class _Worker:
                         target=self._work, name="authstore-sqlite", daemon=True
                     )
                     self._thread.start()
-        self._jobs.put(job)
         return job
 
     @property
-    def started(self) -> bool:
+    def running(self) -> bool:
         return self._thread is not None
 
     def _work(self) -> None:
@@ -177,7 +187,14 @@ class _Worker:
                 for port in unposted:
                     port.post()
                 unposted.clear()
-            job = jobs.get()
+            try:
+                job = jobs.get(timeout=IDLE_EXIT)
+            except Empty:
+                with self._start:
+                    if jobs.empty():
+                        self._thread = None  # the next operation starts another
+                        return
+                continue
             if job.abandoned:
                 continue
             op = job.op
@@ -252,7 +269,7 @@ class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
         if worker.closing:
             return
         worker.closing = True
-        if worker.started:
+        if worker.running:
             # Runs after the operations queued before it; it has no deadline of its own.
             await worker.submit(None).future
         else:
