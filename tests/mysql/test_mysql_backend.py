@@ -93,7 +93,7 @@ def test_settings() -> None:
     assert PASSWORD not in repr(settings) and PASSWORD not in settings.display
     assert settings.display == "mariadb://app:***@db.example:3307/auth"
     default = parse_settings(StoreURL.parse("mysql://localhost/auth"))
-    assert (default.port, default.pool_size, default.timeout) == (3306, 10, 5.0)
+    assert (default.port, default.pool_size, default.timeout) == (3306, 20, 5.0)
     tls = parse_settings(StoreURL.parse("mysql://h/db?ssl_verify=false"))
     assert isinstance(tls.ssl, ssl.SSLContext) and tls.ssl.verify_mode == ssl.CERT_NONE
     verified = parse_settings(StoreURL.parse("mysql://h/db?ssl_verify=true"))

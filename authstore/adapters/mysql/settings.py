@@ -23,7 +23,12 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 3306
-DEFAULT_POOL_SIZE = 10
+DEFAULT_POOL_SIZE = 20
+"""Per store. With 100 concurrent async callers on loopback (2 cores), 20 against 10 gave
+1.4x the throughput of rate-limit hits and a p99 of 161 ms instead of 225 (PostgreSQL;
+MariaDB 1.3x, 220 ms instead of 244); 30 gained another 12% on PostgreSQL, but four
+stores of one process at full load would then hold more than its default
+max_connections (100)."""
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = 5.0
 _URL_FORM = "mysql://user:password@host:3306/database?options (or mariadb://)"
