@@ -163,8 +163,8 @@ class _Worker:
         if op is not None:
             port.watch(job)
         self._jobs.put(job)
-        # After the put: a worker ending for idleness either sees the job or has
-        # already said so by clearing _thread (both under _start).
+        # After the put: a worker ending for idleness either sees the job, or has
+        # cleared _thread before it looked (see _work).
         if self._thread is None:
             with self._start:
                 if self._thread is None:
@@ -191,9 +191,12 @@ class _Worker:
                 job = jobs.get(timeout=IDLE_EXIT)
             except Empty:
                 with self._start:
+                    # Cleared before looking: a job put after the look finds no thread
+                    # and starts one; a job put before it is seen here.
+                    thread, self._thread = self._thread, None
                     if jobs.empty():
-                        self._thread = None  # the next operation starts another
                         return
+                    self._thread = thread
                 continue
             if job.abandoned:
                 continue
