@@ -26,7 +26,9 @@ class SQLiteSettings:
     namespace: str = DEFAULT_NAMESPACE
     tables: Tables = field(default_factory=Tables)
     timeout: float = DEFAULT_TIMEOUT
-    """How long a statement waits for another writer's lock (SQLite's busy timeout)."""
+    """How long a statement waits for another writer's lock (SQLite's busy timeout); on
+    async stores also the longest an operation's caller waits, its turn in the queue of
+    the store's worker thread included."""
     connection: Any = field(default=None, repr=False)
     """A connection the caller opened and keeps owning: never closed by authstore."""
 
