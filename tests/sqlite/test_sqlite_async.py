@@ -344,3 +344,24 @@ def test_an_idle_worker_ends_and_the_next_operation_starts_another(
             return ended, value
 
     assert asyncio.run(scenario()) == (True, 2)
+
+
+def test_an_operation_runs_whole_on_the_worker_thread(db_url: str) -> None:
+    """One thread hop per operation: every statement of a transaction (magic-link issue:
+    BEGIN, several statements, COMMIT) runs on the worker, none on the event loop."""
+
+    async def scenario() -> tuple[list[tuple[int, str]], int]:
+        async with authstore.open_async_magic_links(db_url) as links:
+            await links.peek("warm-up")
+            connection = links._runner.connection  # type: ignore[attr-defined]
+            assert isinstance(connection, sqlite3.Connection)
+            seen: list[tuple[int, str]] = []
+            connection.set_trace_callback(lambda sql: seen.append((threading.get_ident(), sql)))
+            await links.issue("u", "u@example.com", ttl=60)
+            connection.set_trace_callback(None)
+            return seen, threading.get_ident()
+
+    seen, loop_thread = asyncio.run(scenario())
+    assert seen[0][1].startswith("BEGIN") and seen[-1][1] == "COMMIT", seen
+    threads = {thread for thread, _ in seen}
+    assert len(threads) == 1 and loop_thread not in threads
