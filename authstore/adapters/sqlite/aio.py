@@ -26,7 +26,6 @@ import asyncio
 import sqlite3
 import sys
 import threading
-import time
 from collections import deque
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,10 +45,10 @@ __all__ = ["AsyncSQLiteRunner"]
 T = TypeVar("T")
 
 POST_EVERY = 0.004
-"""Seconds the worker may hold finished results while more operations wait for it: it
-posts them when it runs out of work, or once the oldest has waited this long. Each post
-wakes the event loop, which then competes with the worker for the GIL; posting per
-operation halved the throughput under 100 callers."""
+"""The worker posts finished results to the event loop when it runs out of work; while
+operations are outstanding, the loop also collects them this often (seconds). Each post
+wakes the loop, which then competes with the worker for the GIL: posting per operation
+halved the throughput under 100 callers."""
 
 IDLE_EXIT = 10.0
 """Seconds without work after which the worker thread ends (the next operation starts
@@ -75,7 +74,12 @@ class _Port:
     """The runner's side in one event loop: results arrive in batches (one wake-up of
     the loop for all the operations the worker finished meanwhile), and one timer fails
     the operations whose deadline passed (they are queued in deadline order, so the
-    timer only ever watches the oldest)."""
+    timer only ever watches the oldest).
+
+    The worker posts its results when it runs out of work; while operations are
+    outstanding the loop also collects them every POST_EVERY, so an operation that
+    runs long on the worker never holds back the results finished before it.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop = loop
@@ -84,6 +88,7 @@ class _Port:
         self._posted = False
         self._waiting: deque[_Job] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._collecting: asyncio.TimerHandle | None = None
 
     # --- the worker thread ------------------------------------------------------------
 
@@ -121,6 +126,17 @@ class _Port:
         waiting.append(job)
         if self._timer is None:
             self._timer = self.loop.call_at(job.deadline, self._expire)
+        if self._collecting is None:
+            self._collecting = self.loop.call_later(POST_EVERY, self._collect)
+
+    def _collect(self) -> None:
+        self._collecting = None
+        self._settle()
+        waiting = self._waiting
+        while waiting and waiting[0].future.done():
+            waiting.popleft()
+        if waiting:
+            self._collecting = self.loop.call_later(POST_EVERY, self._collect)
 
     def _expire(self) -> None:
         self._timer = None
@@ -181,9 +197,8 @@ class _Worker:
     def _work(self) -> None:
         runner, jobs = self.runner, self._jobs
         unposted: set[_Port] = set()
-        since = 0.0
         while True:
-            if unposted and (jobs.empty() or time.monotonic() - since > POST_EVERY):
+            if unposted and jobs.empty():
                 for port in unposted:
                     port.post()
                 unposted.clear()
@@ -211,8 +226,6 @@ class _Worker:
             except BaseException as error:  # handed to the caller, whatever it is
                 value, ok = error, False
             job.port.finish(job, ok, value)
-            if not unposted:
-                since = time.monotonic()
             unposted.add(job.port)
             if op is None:  # closed: nothing can be queued behind it any more
                 for port in unposted:
