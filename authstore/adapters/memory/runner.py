@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TypeVar
 
-from authstore.adapters.common.ops import Op, run_immediate
+from authstore.adapters.common.ops import Op, unexpected
 from authstore.adapters.memory.ops import MemoryData
 
 __all__ = ["AsyncMemoryRunner", "MemoryRunner"]
@@ -24,8 +24,15 @@ class MemoryRunner:
         self._lock = lock
 
     def run(self, op: Op[T]) -> T:
+        # run_immediate, inlined: this is every memory operation's path.
         with self._lock:
-            return run_immediate(op)
+            try:
+                command = op.send(None)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+        op.close()
+        unexpected(command)
 
     def close(self) -> None:
         """Data outlives a store: other stores of the same ``memory://NAME`` may share it."""
