@@ -175,7 +175,9 @@ class CacheLogic:
     def check_rate_limit(
         self, key: object, limit: object, window: object, cost: object, algorithm: object
     ) -> Op[RateLimitResult]:
-        kind = algorithm if type(algorithm) is RateLimitAlgorithm else _algorithm(algorithm)
+        kind = _ALGORITHMS.get(algorithm) if type(algorithm) is str else algorithm
+        if type(kind) is not RateLimitAlgorithm:
+            kind = _algorithm(algorithm)
         prefix = self._limiters[0 if kind is FIXED else 1 if kind is SLIDING else 2]
         full = prefix + check_key(key)
         hits = check_count(limit, "limit", maximum=MAX_LIMIT)

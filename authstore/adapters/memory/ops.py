@@ -75,11 +75,15 @@ class Sweeper(Generic[K]):
 
 
 class Entry:
-    __slots__ = ("expires_at", "value")
+    """A cache entry. ``swept_at`` is when its sweep is due: the time of its one live item
+    in the sweeper's heap, at or before ``expires_at`` (None when it has no item)."""
+
+    __slots__ = ("expires_at", "swept_at", "value")
 
     def __init__(self, value: Any, expires_at: float | None) -> None:
         self.value = value
         self.expires_at = expires_at
+        self.swept_at: float | None = None
 
     def live(self, now: float) -> bool:
         return self.expires_at is None or self.expires_at > now
@@ -179,14 +183,14 @@ class MemoryCacheOps:
         if entry is None:
             if data.max_entries is not None:
                 self._make_room(now)
-            table[key] = Entry(value, expires_at)
+            entry = table[key] = Entry(value, expires_at)
         else:
             entry.value = value
             entry.expires_at = expires_at
             if plain and data.max_entries is not None:
                 data.values.move_to_end(key)
         if expires_at is not None:
-            self._schedule(key, expires_at)
+            self._schedule(key, entry, expires_at)
 
     def _put(
         self, key: str, entry: Entry | None, value: Any, expires_at: float, now: float
@@ -198,18 +202,25 @@ class MemoryCacheOps:
         else:
             self._store(key, value, expires_at, now)
 
-    def _schedule(self, key: str, expires_at: float) -> None:
+    def _schedule(self, key: str, entry: Entry, expires_at: float) -> None:
+        """Make sure the entry is swept by ``expires_at``. An expiry moved later (each set of
+        a key with a TTL, each limiter hit) keeps the earlier item: the sweep then finds the
+        entry alive and reschedules it once, instead of a heap push per write."""
+        if entry.swept_at is not None and entry.swept_at <= expires_at:
+            return
+        entry.swept_at = expires_at
         data = self.data
         heap = data.cache_sweeper.heap
         heappush(heap, (expires_at, key))
         if len(heap) > 2 * (len(data.values) + len(data.guarded)) + 1024:
-            live = {
-                k: e.expires_at
-                for table in (data.values, data.guarded)
-                for k, e in table.items()
-                if e.expires_at is not None
-            }
-            data.cache_sweeper.compact(live)
+            items = []
+            for table in (data.values, data.guarded):
+                for name, live in table.items():
+                    live.swept_at = live.expires_at
+                    if live.expires_at is not None:
+                        items.append((live.expires_at, name))
+            heapq.heapify(items)
+            data.cache_sweeper.heap = items
 
     def _make_room(self, now: float) -> None:
         cap = self.data.max_entries
@@ -227,8 +238,15 @@ class MemoryCacheOps:
         for at, key in self.data.cache_sweeper.due(now):
             table = values if key in values else guarded
             entry = table.get(key)
-            if entry is not None and entry.expires_at == at:
+            if entry is None or entry.swept_at != at:
+                continue  # a stale item: the key was dropped, or is due at another time
+            expires_at = entry.expires_at
+            if expires_at is not None and expires_at <= now:
                 del table[key]
+            else:  # its expiry moved later (or went) since: due then
+                entry.swept_at = None
+                if expires_at is not None:
+                    self._schedule(key, entry, expires_at)
 
     @staticmethod
     def _expiry(now: float, ttl: float | None) -> float | None:
@@ -237,7 +255,13 @@ class MemoryCacheOps:
     # -- key/value ----------------------------------------------------------------
 
     def get(self, key: str) -> Op[bytes | None]:
-        entry = self._find(key, self.data.clock())
+        data = self.data
+        entry = data.values.get(key)  # a plain value: _find's first probe, inline
+        if entry is not None and data.max_entries is None:
+            expires_at = entry.expires_at
+            if expires_at is None or expires_at > data.clock():
+                return entry.value  # type: ignore[no-any-return]
+        entry = self._find(key, data.clock())
         return None if entry is None else entry.value
         yield  # pragma: no cover - never reached: an operation that needs no I/O
 
@@ -309,7 +333,7 @@ class MemoryCacheOps:
             return False
         entry.expires_at = self._expiry(now, ttl)
         if entry.expires_at is not None:
-            self._schedule(key, entry.expires_at)
+            self._schedule(key, entry, entry.expires_at)
         return True
 
     def ttl(self, key: str) -> Op[float | None]:

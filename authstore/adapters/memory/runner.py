@@ -22,15 +22,19 @@ class MemoryRunner:
     def __init__(self, data: MemoryData, lock: threading.Lock) -> None:
         self.data = data
         self._lock = lock
+        self._acquire, self._release = lock.acquire, lock.release
 
     def run(self, op: Op[T]) -> T:
-        # run_immediate, inlined: this is every memory operation's path.
-        with self._lock:
-            try:
-                command = op.send(None)
-            except StopIteration as done:
-                result: T = done.value
-                return result
+        # run_immediate inlined, and acquire/release rather than ``with``, whose exit
+        # costs more than the operation's lookup: this is every memory operation's path.
+        self._acquire()
+        try:
+            command = op.send(None)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        finally:
+            self._release()
         op.close()
         unexpected(command)
 
