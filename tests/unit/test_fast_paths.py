@@ -11,6 +11,7 @@ import json
 import math
 import re
 from collections import OrderedDict, UserDict
+from collections.abc import Generator
 from enum import IntEnum
 from typing import Any
 
@@ -212,3 +213,25 @@ def test_refused_hits_leave_limiter_state_as_it_was() -> None:
 def test_unknown_dict_like_values_are_refused() -> None:
     with pytest.raises(TypeError):
         encode_value(UserDict(a=1))
+
+
+def test_the_memory_runner_refuses_an_operation_that_yields() -> None:
+    """An operation that asks for I/O is closed (its cleanup runs), the runner says so,
+    and the lock is free again for the next operation."""
+    cache = authstore.open_cache("memory://")
+    runner = cache._runner  # type: ignore[attr-defined]
+    cleaned: list[str] = []
+
+    def asks_for_io() -> Generator[str, object, int]:
+        try:
+            yield "SELECT 1"
+        finally:
+            cleaned.append("closed")
+        return 1
+
+    with pytest.raises(RuntimeError, match="performs no I/O"):
+        runner.run(asks_for_io())
+    assert cleaned == ["closed"]
+    assert not runner._lock.locked()
+    cache.set("after", 1)
+    assert cache.get("after") == 1
