@@ -253,20 +253,26 @@ def _encode(value: object) -> str:
     return "".join(_chunks(value, 0))
 
 
+_encode_str = json.encoder.encode_basestring
+
+
 def _json_text(value: object, what: str) -> str:
     """Compact JSON text of a checked value: each value is walked once, without paths,
-    and again with paths only to say what is wrong."""
+    and again with paths only to say what is wrong. A top-level scalar is written as
+    the encoder writes it, without the encoder's per-call setup."""
     kind = type(value)
-    if not (
-        kind is str
-        or kind is int
-        or kind is bool
-        or (kind is float and value - value == 0.0)  # type: ignore[operator]
-        or ((kind is dict or kind is list) and _is_json(value))  # type: ignore[arg-type]
+    if kind is str:
+        return _encode_str(value)
+    if kind is int:
+        return int.__repr__(value)  # type: ignore[arg-type]
+    if kind is bool:
+        return "true" if value else "false"
+    if (kind is float and value - value == 0.0) or (  # type: ignore[operator]
+        (kind is dict or kind is list) and _is_json(value)  # type: ignore[arg-type]
     ):
-        _check_json(value, what)
-        raise AssertionError(f"{what}: _is_json and _check_json disagree")  # pragma: no cover
-    return _encode(value)
+        return _encode(value)
+    _check_json(value, what)
+    raise AssertionError(f"{what}: _is_json and _check_json disagree")  # pragma: no cover
 
 
 def encode_json(value: object, what: str = "value", max_bytes: int = MAX_JSON_BYTES) -> str:

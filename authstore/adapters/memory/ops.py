@@ -177,19 +177,17 @@ class MemoryCacheOps:
         heap = data.cache_sweeper.heap
         if heap and heap[0][0] <= now:
             self._sweep(now)
-        plain = _is_plain_value(key)
-        table = data.values if plain else data.guarded
-        entry = table.get(key)
+        entry = data.values.get(key) or data.guarded.get(key)
         if entry is None:
             if data.max_entries is not None:
                 self._make_room(now)
-            entry = table[key] = Entry(value, expires_at)
+            entry = self._table(key)[key] = Entry(value, expires_at)
         else:
             entry.value = value
             entry.expires_at = expires_at
-            if plain and data.max_entries is not None:
+            if data.max_entries is not None and key in data.values:
                 data.values.move_to_end(key)
-        if expires_at is not None:
+        if expires_at is not None and (entry.swept_at is None or entry.swept_at > expires_at):
             self._schedule(key, entry, expires_at)
 
     def _put(
