@@ -262,9 +262,9 @@ def _json_text(value: object, what: str) -> str:
     the encoder writes it, without the encoder's per-call setup."""
     kind = type(value)
     if kind is str:
-        return _encode_str(value)
+        return _encode_str(value)  # type: ignore[arg-type]
     if kind is int:
-        return int.__repr__(value)  # type: ignore[arg-type]
+        return int.__repr__(value)
     if kind is bool:
         return "true" if value else "false"
     if (kind is float and value - value == 0.0) or (  # type: ignore[operator]
