@@ -283,26 +283,27 @@ def encode_json(value: object, what: str = "value", max_bytes: int = MAX_JSON_BY
     return text
 
 
-def _json_bytes(value: object) -> bytes:
+def encode_value(value: object) -> bytes:
+    """Encode a cache value; the result round-trips to an equal value of the same type."""
+    kind = type(value)
+    if (kind is dict or kind is list) and _is_json(value):  # type: ignore[arg-type]
+        text = "".join(_chunks(value, 0))  # the common case, in one frame
+    elif value is None:
+        raise ValueError("None is not a storable value (get() returns None for a missing key)")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        raw = _BYTES_TAG + bytes(value)
+        if len(raw) > MAX_VALUE_BYTES:
+            raise ValueError(f"value is longer than {MAX_VALUE_BYTES} bytes encoded")
+        return raw
+    else:
+        text = _json_text(value, "value")
     try:
-        raw = _json_text(value, "value").encode()
+        raw = text.encode()
     except UnicodeEncodeError:
         raise ValueError("value is not valid Unicode (it holds a lone surrogate)") from None
     if len(raw) > MAX_VALUE_BYTES:
         raise ValueError(f"value is longer than {MAX_VALUE_BYTES} bytes encoded")
     return raw
-
-
-def encode_value(value: object) -> bytes:
-    """Encode a cache value; the result round-trips to an equal value of the same type."""
-    if value is None:
-        raise ValueError("None is not a storable value (get() returns None for a missing key)")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = _BYTES_TAG + bytes(value)
-        if len(raw) > MAX_VALUE_BYTES:
-            raise ValueError(f"value is longer than {MAX_VALUE_BYTES} bytes encoded")
-        return raw
-    return _json_bytes(value)
 
 
 def decode_value(raw: bytes) -> Value:
