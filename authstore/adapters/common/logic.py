@@ -37,6 +37,7 @@ from authstore.contracts.values import (
     decode_value,
     encode_many,
     encode_value,
+    hash_secret,
     hash_token,
     new_public_id,
     new_token,
@@ -268,10 +269,10 @@ class SessionLogic:
         return NewSession(record, token)
 
     def get(self, token: object) -> Op[SessionRecord | None]:
-        return (yield from self.ops.get(hash_token(token)))
+        return (yield from self.ops.get(hash_secret(token, "token")))
 
     def touch(self, token: object, ttl: object) -> Op[SessionRecord | None]:
-        token_hash, seconds = hash_token(token), check_ttl(ttl)
+        token_hash, seconds = hash_secret(token, "token"), check_ttl(ttl)
         return (yield from self.ops.touch(token_hash, seconds))
 
     def revoke(self, token: object) -> Op[bool]:
