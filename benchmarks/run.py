@@ -93,30 +93,22 @@ def memory_section() -> list[Comparison]:
         # limits has no GCRA: its fixed window is the nearest peer
         ("GCRA", "gcra", fixed, "limits MemoryStorage fixed-window (no GCRA)"),
     ]
+    outcomes = [("allowed", "ok", 100_000, plenty), ("refused", "full", 1, one)]
     for label, algorithm, peer, name in limiters:
-        short = algorithm.split("_")[0]
-        results.append(
-            compare(
-                f"memory rate limit {label}, allowed",
-                lambda a=algorithm, k=f"{short}-ok": cache.check_rate_limit(
-                    k, 100_000, 60, algorithm=a
-                ),
-                lambda p=peer: p.hit(plenty, f"peer-{type(p).__name__}-ok"),
-                name,
-                goal=goal,
+        for outcome, suffix, limit, item in outcomes:
+            ours_key = f"{algorithm.split('_')[0]}-{suffix}"
+            peer_key = f"peer-{type(peer).__name__}-{suffix}"
+            results.append(
+                compare(
+                    f"memory rate limit {label}, {outcome}",
+                    lambda a=algorithm, k=ours_key, n=limit: cache.check_rate_limit(
+                        k, n, 60, algorithm=a
+                    ),
+                    lambda p=peer, i=item, k=peer_key: p.hit(i, k),
+                    name,
+                    goal=goal,
+                )
             )
-        )
-        results.append(
-            compare(
-                f"memory rate limit {label}, refused",
-                lambda a=algorithm, k=f"{short}-full": cache.check_rate_limit(
-                    k, 1, 60, algorithm=a
-                ),
-                lambda p=peer: p.hit(one, f"peer-{type(p).__name__}-full"),
-                name,
-                goal=goal,
-            )
-        )
 
     async def async_part() -> list[Comparison]:
         acache = authstore.open_async_cache("memory://")
