@@ -12,6 +12,7 @@ import math
 import re
 from collections import OrderedDict, UserDict
 from collections.abc import Generator
+from dataclasses import FrozenInstanceError, fields
 from enum import IntEnum
 from typing import Any
 
@@ -20,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import authstore
+from authstore.contracts.records import RateLimitResult
 from authstore.contracts.values import (
     MAX_TOKEN_BYTES,
     _check_json,
@@ -255,3 +257,16 @@ def test_touched_sessions_keep_one_sweep_item_and_are_still_swept() -> None:
     now[0] += 30  # past alice's and carol's expiry: the next create sweeps both rows
     sessions.create("dave", ttl=1000)
     assert {row.record.user_id for row in data.sessions.values()} == {"bob", "dave"}
+
+
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
+def test_rate_limit_results_are_whole_frozen_records(algorithm: str) -> None:
+    cache = authstore.open_cache("memory://")
+    for _ in range(3):
+        result = cache.check_rate_limit("k", 2, 60, algorithm=algorithm)
+        same = RateLimitResult(**{f.name: getattr(result, f.name) for f in fields(result)})
+        assert result == same
+        assert hash(result) == hash(same)
+        assert repr(result) == repr(same)
+        with pytest.raises(FrozenInstanceError):
+            result.allowed = True  # type: ignore[misc]
