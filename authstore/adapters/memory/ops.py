@@ -309,7 +309,17 @@ class MemoryCacheOps:
         return deleted
 
     def exists(self, key: str) -> Op[bool]:
-        return self._find(key, self.data.clock()) is not None
+        # every token check asks this (is_blacklisted): a miss costs two probes, a live
+        # entry without LRU bookkeeping is answered inline
+        data = self.data
+        entry = data.values.get(key) or data.guarded.get(key)
+        if entry is None:
+            return False
+        if data.max_entries is None and (
+            entry.expires_at is None or entry.expires_at > data.clock()
+        ):
+            return True
+        return self._find(key, data.clock()) is not None
         yield  # pragma: no cover - never reached: an operation that needs no I/O
 
     def incr(self, key: str, delta: int, ttl: float | None) -> Op[int]:
