@@ -239,26 +239,6 @@ def test_the_memory_runner_refuses_an_operation_that_yields() -> None:
     assert cache.get("after") == 1
 
 
-def test_touched_sessions_keep_one_sweep_item_and_are_still_swept() -> None:
-    sessions = authstore.open_sessions("memory://")
-    data = sessions._runner.data  # type: ignore[attr-defined]
-    now = [1_000_000.0]
-    data.clock = lambda: now[0]
-    _, token = sessions.create("alice", ttl=10)
-    for _ in range(5):  # each touch moves the expiry later: no new heap item
-        now[0] += 1
-        assert sessions.touch(token, ttl=20) is not None
-    assert len(data.session_sweeper) == 1
-    now[0] += 10  # the first item is due; the session lives on and is rescheduled
-    sessions.create("bob", ttl=1000)
-    assert sessions.get(token) is not None
-    _, shortened = sessions.create("carol", ttl=1000)
-    assert sessions.touch(shortened, ttl=1) is not None  # earlier: scheduled at once
-    now[0] += 30  # past alice's and carol's expiry: the next create sweeps both rows
-    sessions.create("dave", ttl=1000)
-    assert {row.record.user_id for row in data.sessions.values()} == {"bob", "dave"}
-
-
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
 def test_rate_limit_results_are_whole_frozen_records(algorithm: str) -> None:
     cache = authstore.open_cache("memory://")

@@ -37,7 +37,6 @@ from authstore.contracts.values import (
     decode_value,
     encode_many,
     encode_value,
-    hash_secret,
     hash_token,
     new_public_id,
     new_token,
@@ -115,7 +114,6 @@ class CacheLogic:
             for kind in (KV, BLACKLIST, USER_REVOCATION, *LIMITER_KINDS.values())
         }
         self._kv = self._prefixes[KV]
-        self._blacklist = self._prefixes[BLACKLIST]
         self._limiters = (
             self._prefixes[LIMITER_KINDS[FIXED]],
             self._prefixes[LIMITER_KINDS[SLIDING]],
@@ -205,7 +203,7 @@ class CacheLogic:
         yield from self.ops.raise_to(full, None, seconds)
 
     def is_blacklisted(self, jti: object) -> Op[bool]:
-        return (yield from self.ops.exists(self._blacklist + check_key(jti, "jti")))
+        return (yield from self.ops.exists(self._key(BLACKLIST, jti, "jti")))
 
     def remove_from_blacklist(self, jti: object) -> Op[bool]:
         return (yield from self.ops.delete(self._key(BLACKLIST, jti, "jti")))
@@ -269,10 +267,10 @@ class SessionLogic:
         return NewSession(record, token)
 
     def get(self, token: object) -> Op[SessionRecord | None]:
-        return (yield from self.ops.get(hash_secret(token, "token")))
+        return (yield from self.ops.get(hash_token(token)))
 
     def touch(self, token: object, ttl: object) -> Op[SessionRecord | None]:
-        token_hash, seconds = hash_secret(token, "token"), check_ttl(ttl)
+        token_hash, seconds = hash_token(token), check_ttl(ttl)
         return (yield from self.ops.touch(token_hash, seconds))
 
     def revoke(self, token: object) -> Op[bool]:

@@ -113,8 +113,6 @@ class SessionRow:
     record: SessionRecord
     order: tuple[float, int]
     expires: float
-    swept_at: float = math.inf
-    """When its one item in the session sweeper comes due (at or before ``expires``)."""
 
 
 class MemoryData:
@@ -480,13 +478,8 @@ class MemorySessionOps:
     def _sweep(self, now: float) -> None:
         for at, (namespace, token_hash) in self.data.session_sweeper.due(now):
             row = self.data.sessions.get((namespace, token_hash))
-            if row is None or row.swept_at != at:
-                continue  # a stale item: the session went, or is due at another time
-            if row.expires <= now:
+            if row is not None and row.expires == at:
                 MemorySessionOps(self.data, namespace)._drop(token_hash)
-            else:  # touched since: due at its new expiry
-                row.swept_at = row.expires
-                self.data.session_sweeper.schedule((namespace, token_hash), row.expires)
 
     def _user_rows(self, user_id: str, now: float) -> list[tuple[str, SessionRow]]:
         hashes = list(self.data.user_sessions.get((self.namespace, user_id), ()))
@@ -530,9 +523,7 @@ class MemorySessionOps:
             for old_hash, _ in self._user_rows(user_id, now)[max_sessions - 1 :]:
                 self._drop(old_hash)
         order = (now, next(self.data.sequence))
-        self.data.sessions[(self.namespace, token_hash)] = SessionRow(
-            record, order, now + ttl, now + ttl
-        )
+        self.data.sessions[(self.namespace, token_hash)] = SessionRow(record, order, now + ttl)
         self.data.session_ids[(self.namespace, session_id)] = token_hash
         self.data.user_sessions.setdefault((self.namespace, user_id), set()).add(token_hash)
         self.data.session_sweeper.schedule((self.namespace, token_hash), now + ttl)
@@ -552,9 +543,7 @@ class MemorySessionOps:
         if ttl is not None:
             row.expires = now + ttl
             changes["expires_at"] = from_epoch(row.expires)
-            if row.expires < row.swept_at:  # a later expiry is rescheduled when due
-                row.swept_at = row.expires
-                self.data.session_sweeper.schedule((self.namespace, token_hash), row.expires)
+            self.data.session_sweeper.schedule((self.namespace, token_hash), row.expires)
         row.record = _replaced(row.record, changes)
         return row.record
         yield  # pragma: no cover - never reached: an operation that needs no I/O
