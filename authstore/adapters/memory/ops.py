@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from heapq import heappush
 from typing import Any, Generic, TypeVar
 
+from authstore.adapters.common import ratelimit
 from authstore.adapters.common.ops import (
     FixedWindowState,
     GcraState,
@@ -26,7 +27,6 @@ from authstore.adapters.common.ops import (
     SlidingWindowState,
     immediate,
 )
-from authstore.adapters.common.ratelimit import step_fixed_window, step_gcra, step_sliding_window
 from authstore.contracts.errors import StoreFullError
 from authstore.contracts.records import (
     MagicLinkRecord,
@@ -378,7 +378,7 @@ class MemoryCacheOps:
     def fixed_window(self, key: str, limit: int, window: float, cost: int) -> Op[FixedWindowState]:
         now = self.data.clock()
         entry = self._find(key, now)
-        allowed, count, end = step_fixed_window(
+        allowed, count, end = ratelimit.step_fixed_window(
             None if entry is None else entry.value, now, limit, window, cost
         )
         self._put(key, entry, (count, end), end, now)
@@ -390,7 +390,7 @@ class MemoryCacheOps:
     ) -> Op[SlidingWindowState]:
         now = self.data.clock()
         entry = self._find(key, now)
-        allowed, previous, current, start = step_sliding_window(
+        allowed, previous, current, start = ratelimit.step_sliding_window(
             None if entry is None else entry.value, now, limit, window, cost
         )
         self._put(key, entry, (previous, current, start), start + 2 * window, now)
@@ -400,7 +400,7 @@ class MemoryCacheOps:
     def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]:
         now = self.data.clock()
         entry = self._find(key, now)
-        allowed, anchor, units = step_gcra(
+        allowed, anchor, units = ratelimit.step_gcra(
             None if entry is None else entry.value, now, limit, window, cost
         )
         # Full again at the theoretical arrival time (now + backlog): a refused hit
