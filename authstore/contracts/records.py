@@ -38,7 +38,7 @@ class StoreKind(enum.StrEnum):
 
 def from_epoch(seconds: float) -> datetime:
     """Store clocks are epoch seconds (float); records carry aware UTC datetimes."""
-    return datetime.fromtimestamp(seconds, tz=UTC)
+    return datetime.fromtimestamp(seconds, UTC)  # positional: a keyword costs a third more
 
 
 class RateLimitAlgorithm(enum.StrEnum):

@@ -12,7 +12,9 @@ import json.scanner
 import math
 import re
 import secrets
+from _json import make_encoder
 from collections.abc import Iterable, Mapping
+from typing import NoReturn
 
 from authstore.contracts.records import JSONValue, Value
 
@@ -66,6 +68,7 @@ MAX_WINDOW = 366 * 86400
 """A rate-limit window: 1 ms to 366 days. Sliding-window state lives two windows; a
 window below 1 ms makes ``now / window`` and GCRA's interval lose all precision."""
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_sha256 = hashlib.sha256
 _BYTES_TAG = b"\x00"
 """Marks raw bytes: JSON text never starts with NUL, and an integer stays plain
 decimal text so Redis INCRBY, memcached incr and SQL arithmetic work on it."""
@@ -124,7 +127,11 @@ def check_ttl(
 
     An int is compared as an int: ``float(10**400)`` would raise OverflowError.
     """
-    if ttl is None and optional:
+    kind = type(ttl)
+    if kind is float or kind is int:  # the common case, once: NaN and inf fail the range test
+        if MIN_TTL <= ttl <= maximum:  # type: ignore[operator]
+            return float(ttl)  # type: ignore[arg-type]
+    elif ttl is None and optional:
         return None
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
         raise TypeError(f"{what} must be a number of seconds, not {type(ttl).__name__}")
@@ -153,6 +160,8 @@ def _shown(number: float) -> str:
 def check_count(value: object, what: str, *, minimum: int = 1, maximum: int = 2**53) -> int:
     """An int (never a bool or float) from ``minimum`` to ``maximum``: a rate limit's
     ``limit`` or ``cost``, an incr ``delta`` (TypeError, else ValueError)."""
+    if type(value) is int and minimum <= value <= maximum:  # the common case, once
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
     if not minimum <= value <= maximum:
@@ -202,24 +211,94 @@ def _check_json(value: object, path: str) -> None:
     )
 
 
+def _is_json(value: dict[object, object] | list[object]) -> bool:
+    """``_check_json``'s verdict on a dict or list without building any path: the fast
+    path. When it says False, ``_check_json`` finds the culprit and raises."""
+    if type(value) is dict:
+        for name in value:
+            if type(name) is not str:
+                return False
+        items: Iterable[object] = value.values()
+    else:
+        items = value
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float:
+            if item - item != 0.0:  # type: ignore[operator]  # inf - inf and NaN are NaN
+                return False
+        elif not ((kind is dict or kind is list) and _is_json(item)):  # type: ignore[arg-type]
+            return False
+    return True
+
+
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 """The C scanner itself: json.loads adds encoding detection and two regex passes."""
 
 
+def _unencodable(value: object) -> NoReturn:
+    raise TypeError(f"{type(value).__name__} is not storable")  # pragma: no cover - checked first
+
+
+_chunks = make_encoder(
+    None, _unencodable, json.encoder.encode_basestring, None, ":", ",", False, False, False
+)
+"""The C encoder, built once (``JSONEncoder.encode`` builds one per call) with the
+settings of ``_ENCODE``. No circular check: ``_is_json``/``_check_json`` walked the value."""
+
+
+def _encode(value: object) -> str:
+    return "".join(_chunks(value, 0))
+
+
+_encode_str = json.encoder.encode_basestring
+
+
+def _json_text(value: object, what: str) -> str:
+    """Compact JSON text of a checked value: each value is walked once, without paths,
+    and again with paths only to say what is wrong. A top-level scalar is written as
+    the encoder writes it, without the encoder's per-call setup."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)  # type: ignore[arg-type]
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if (kind is float and value - value == 0.0) or (  # type: ignore[operator]
+        (kind is dict or kind is list) and _is_json(value)  # type: ignore[arg-type]
+    ):
+        return _encode(value)
+    _check_json(value, what)
+    raise AssertionError(f"{what}: _is_json and _check_json disagree")  # pragma: no cover
+
+
 def encode_json(value: object, what: str = "value", max_bytes: int = MAX_JSON_BYTES) -> str:
     """JSON text of valid Unicode (no lone surrogate, in any string or dict key) of at
     most ``max_bytes`` UTF-8 bytes."""
-    _check_json(value, what)
-    text = _ENCODE(value)
+    text = _json_text(value, what)
     check_utf8(text, what, max_bytes)
     return text
 
 
-def _json_bytes(value: object) -> bytes:
-    _check_json(value, "value")
+def encode_value(value: object) -> bytes:
+    """Encode a cache value; the result round-trips to an equal value of the same type."""
+    kind = type(value)
+    if (kind is dict or kind is list) and _is_json(value):  # type: ignore[arg-type]
+        text = "".join(_chunks(value, 0))  # the common case, in one frame
+    elif value is None:
+        raise ValueError("None is not a storable value (get() returns None for a missing key)")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        raw = _BYTES_TAG + bytes(value)
+        if len(raw) > MAX_VALUE_BYTES:
+            raise ValueError(f"value is longer than {MAX_VALUE_BYTES} bytes encoded")
+        return raw
+    else:
+        text = _json_text(value, "value")
     try:
-        raw = _ENCODE(value).encode("utf-8")
+        raw = text.encode()
     except UnicodeEncodeError:
         raise ValueError("value is not valid Unicode (it holds a lone surrogate)") from None
     if len(raw) > MAX_VALUE_BYTES:
@@ -227,29 +306,23 @@ def _json_bytes(value: object) -> bytes:
     return raw
 
 
-def encode_value(value: object) -> bytes:
-    """Encode a cache value; the result round-trips to an equal value of the same type."""
-    if value is None:
-        raise ValueError("None is not a storable value (get() returns None for a missing key)")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = _BYTES_TAG + bytes(value)
-        if len(raw) > MAX_VALUE_BYTES:
-            raise ValueError(f"value is longer than {MAX_VALUE_BYTES} bytes encoded")
-        return raw
-    return _json_bytes(value)
-
-
 def decode_value(raw: bytes) -> Value:
     if raw[:1] == _BYTES_TAG:
         return bytes(raw[1:])
-    decoded = decode_json(raw)
+    text = raw.decode()
+    try:
+        decoded, end = _SCAN(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):
+        raise ValueError(f"stored value is not JSON: {text[:40]!r}")
     if decoded is None:
         raise ValueError("stored value is JSON null, which authstore never stores")
-    return decoded
+    return decoded  # type: ignore[no-any-return]
 
 
 def decode_json(raw: str | bytes) -> JSONValue:
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    text = raw.decode() if isinstance(raw, bytes) else raw
     try:
         decoded, end = _SCAN(text, 0)
     except StopIteration:
@@ -268,8 +341,15 @@ def encode_many(mapping: object) -> dict[str, bytes]:
 
 def hash_secret(secret: object, what: str) -> str:
     """SHA-256 of a high-entropy secret; such secrets need no salt or slow hash."""
+    if (
+        type(secret) is str
+        and secret.isascii()
+        and 0 < len(secret) <= MAX_TOKEN_BYTES
+        and "\x00" not in secret
+    ):  # check_text's verdict on the usual token, in one step
+        return _sha256(secret.encode()).hexdigest()
     text = check_text(secret, what, max_bytes=MAX_TOKEN_BYTES)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return _sha256(text.encode()).hexdigest()
 
 
 def hash_token(token: object) -> str:

@@ -64,12 +64,19 @@ LIMITER_KINDS = {
 }
 
 
+FIXED, SLIDING = RateLimitAlgorithm.FIXED_WINDOW, RateLimitAlgorithm.SLIDING_WINDOW
+
+
 def _id(value: object, what: str) -> str:
     return check_text(value, what, max_bytes=MAX_ID_BYTES)
 
 
 def _optional_id(value: object, what: str) -> str | None:
     return check_optional_text(value, what, max_bytes=MAX_ID_BYTES)
+
+
+_ALGORITHMS = {str(algorithm): algorithm for algorithm in RateLimitAlgorithm}
+"""Names to members without the enum's call machinery (a str argument's common case)."""
 
 
 def _algorithm(value: object) -> RateLimitAlgorithm:
@@ -79,6 +86,9 @@ def _algorithm(value: object) -> RateLimitAlgorithm:
         raise TypeError(
             f"algorithm must be a RateLimitAlgorithm or str, not {type(value).__name__}"
         )
+    member = _ALGORITHMS.get(value)
+    if member is not None:
+        return member
     try:
         return RateLimitAlgorithm(value)
     except ValueError:
@@ -98,30 +108,41 @@ class CacheLogic:
     def __init__(self, ops: CacheOps, namespace: str) -> None:
         self.ops = ops
         self.namespace = check_namespace(namespace)
+        # "{namespace}:{kind}:" built once; the hot paths add the checked key to it.
+        self._prefixes = {
+            kind: f"{self.namespace}:{kind}:"
+            for kind in (KV, BLACKLIST, USER_REVOCATION, *LIMITER_KINDS.values())
+        }
+        self._kv = self._prefixes[KV]
+        self._limiters = (
+            self._prefixes[LIMITER_KINDS[FIXED]],
+            self._prefixes[LIMITER_KINDS[SLIDING]],
+            self._prefixes[LIMITER_KINDS[RateLimitAlgorithm.GCRA]],
+        )
 
     def _key(self, kind: str, key: object, what: str = "key") -> str:
-        return f"{self.namespace}:{kind}:{check_key(key, what)}"
+        return self._prefixes[kind] + check_key(key, what)
 
     def get(self, key: object) -> Op[Value | None]:
-        raw = yield from self.ops.get(self._key(KV, key))
+        raw = yield from self.ops.get(self._kv + check_key(key))
         return None if raw is None else decode_value(raw)
 
     def set(self, key: object, value: object, ttl: object) -> Op[None]:
-        full, raw, seconds = self._key(KV, key), encode_value(value), check_ttl(ttl)
+        full, raw, seconds = self._kv + check_key(key), encode_value(value), check_ttl(ttl)
         yield from self.ops.set(full, raw, seconds)
 
     def add(self, key: object, value: object, ttl: object) -> Op[bool]:
-        full, raw, seconds = self._key(KV, key), encode_value(value), check_ttl(ttl)
+        full, raw, seconds = self._kv + check_key(key), encode_value(value), check_ttl(ttl)
         return (yield from self.ops.add(full, raw, seconds))
 
     def delete(self, key: object) -> Op[bool]:
         return (yield from self.ops.delete(self._key(KV, key)))
 
     def exists(self, key: object) -> Op[bool]:
-        return (yield from self.ops.exists(self._key(KV, key)))
+        return (yield from self.ops.exists(self._kv + check_key(key)))
 
     def incr(self, key: object, delta: object, ttl: object) -> Op[int]:
-        full = self._key(KV, key)
+        full = self._kv + check_key(key)
         step = check_count(delta, "delta", minimum=-(2**62), maximum=2**62)
         seconds = check_ttl(ttl)
         return (yield from self.ops.incr(full, step, seconds))
@@ -131,7 +152,7 @@ class CacheLogic:
         return (yield from self.ops.expire(full, seconds))
 
     def ttl(self, key: object) -> Op[float | None]:
-        return (yield from self.ops.ttl(self._key(KV, key)))
+        return (yield from self.ops.ttl(self._kv + check_key(key)))
 
     def get_many(self, keys: object) -> Op[dict[str, Value]]:
         names = {self._key(KV, k): k for k in check_keys(keys)}
@@ -153,16 +174,19 @@ class CacheLogic:
     def check_rate_limit(
         self, key: object, limit: object, window: object, cost: object, algorithm: object
     ) -> Op[RateLimitResult]:
-        kind = _algorithm(algorithm)
-        full = self._key(LIMITER_KINDS[kind], key)
+        kind = _ALGORITHMS.get(algorithm) if type(algorithm) is str else algorithm
+        if type(kind) is not RateLimitAlgorithm:
+            kind = _algorithm(algorithm)
+        prefix = self._limiters[0 if kind is FIXED else 1 if kind is SLIDING else 2]
+        full = prefix + check_key(key)
         hits = check_count(limit, "limit", maximum=MAX_LIMIT)
         seconds = check_ttl(window, "window", optional=False, maximum=MAX_WINDOW)
         assert seconds is not None
         weight = check_count(cost, "cost", maximum=hits)
-        if kind is RateLimitAlgorithm.FIXED_WINDOW:
+        if kind is FIXED:
             fixed = yield from self.ops.fixed_window(full, hits, seconds, weight)
             return ratelimit.fixed_window_result(fixed, hits, weight)
-        if kind is RateLimitAlgorithm.SLIDING_WINDOW:
+        if kind is SLIDING:
             sliding = yield from self.ops.sliding_window(full, hits, seconds, weight)
             return ratelimit.sliding_window_result(sliding, hits, seconds, weight)
         gcra = yield from self.ops.gcra(full, hits, seconds, weight)

@@ -27,6 +27,7 @@ __all__ = [
     "drive_async",
     "immediate",
     "run_immediate",
+    "unexpected",
 ]
 
 T = TypeVar("T")
@@ -69,12 +70,12 @@ def immediate(fn: Callable[P, T]) -> Callable[P, Op[T]]:
 def run_immediate(op: Op[T]) -> T:
     """Drive an operation that must not yield (no I/O)."""
     try:
-        command = next(op)
+        command = op.send(None)
     except StopIteration as done:
         result: T = done.value
         return result
     op.close()
-    _unexpected(command)
+    unexpected(command)
 
 
 C = TypeVar("C")
@@ -112,7 +113,7 @@ async def drive_async(program: Generator[C, Any, T], execute: Callable[[C], Awai
         return value
 
 
-def _unexpected(command: object) -> NoReturn:
+def unexpected(command: object) -> NoReturn:
     raise RuntimeError(f"operation yielded {command!r} to a runner that performs no I/O")
 
 

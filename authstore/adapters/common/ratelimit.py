@@ -27,6 +27,30 @@ EPSILON = 1e-9
 """Relative slack for the sliding window's weighted sum (no error accumulates there)."""
 
 
+_new = object.__new__
+
+
+def _result(
+    *, allowed: bool, remaining: int, reset_after: float, retry_after: float, limit: int
+) -> RateLimitResult:
+    """``RateLimitResult(...)`` without the frozen dataclass's ``__init__`` (five
+    ``object.__setattr__`` calls, more than half the cost of building it): the same
+    fields in the same record."""
+    result: RateLimitResult = _new(RateLimitResult)
+    result.__dict__.update(
+        allowed=allowed,
+        remaining=remaining,
+        reset_after=reset_after,
+        retry_after=retry_after,
+        limit=limit,
+    )
+    return result
+
+
+if "__slots__" in RateLimitResult.__dict__:  # pragma: no cover - no __dict__ to fill
+    _result = RateLimitResult
+
+
 def step_fixed_window(
     state: tuple[int, float] | None, now: float, limit: int, window: float, cost: int
 ) -> tuple[bool, int, float]:
@@ -84,7 +108,7 @@ def gcra_backlog(anchor: float, units: int, now: float, limit: int, window: floa
 def fixed_window_result(state: FixedWindowState, limit: int, cost: int) -> RateLimitResult:
     allowed, count, end, now = state
     reset_after = max(0.0, end - now)
-    return RateLimitResult(
+    return _result(
         allowed=allowed,
         remaining=max(0, limit - count),
         reset_after=reset_after,
@@ -115,7 +139,7 @@ def sliding_window_result(
             # wait for the next window, where this window's count decays in turn
             later = window * (1.0 - (limit - cost) / current) if current > limit - cost else 0.0
             retry_after = (window - elapsed) + later
-    return RateLimitResult(
+    return _result(
         allowed=allowed,
         remaining=max(0, math.floor(limit - estimate + EPSILON)),
         reset_after=max(0.0, reset_after),
@@ -129,7 +153,7 @@ def gcra_result(state: GcraState, limit: int, window: float, cost: int) -> RateL
     interval = window / limit
     backlog = max(0.0, gcra_backlog(anchor, units, now, limit, window))
     retry_after = 0.0 if allowed else max(0.0, backlog + cost * interval - window)
-    return RateLimitResult(
+    return _result(
         allowed=allowed,
         remaining=max(0, min(limit, math.floor((window - backlog) / interval + EPSILON * limit))),
         reset_after=backlog,

@@ -16,12 +16,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from heapq import heappush
 from typing import Any, Generic, TypeVar
 
 from authstore.adapters.common import ratelimit
 from authstore.adapters.common.ops import (
     FixedWindowState,
     GcraState,
+    Op,
     SlidingWindowState,
     immediate,
 )
@@ -51,31 +53,37 @@ class Sweeper(Generic[K]):
     """A heap of (expiry, key); stale items are skipped, the heap is rebuilt when mostly stale."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, K]] = []
+        self.heap: list[tuple[float, K]] = []
 
     def schedule(self, key: K, expires_at: float | None) -> None:
         if expires_at is not None:
-            heapq.heappush(self._heap, (expires_at, key))
+            heappush(self.heap, (expires_at, key))
 
     def due(self, now: float, limit: int = SWEEP_BATCH) -> list[tuple[float, K]]:
         found: list[tuple[float, K]] = []
-        while self._heap and self._heap[0][0] <= now and len(found) < limit:
-            found.append(heapq.heappop(self._heap))
+        while self.heap and self.heap[0][0] <= now and len(found) < limit:
+            found.append(heapq.heappop(self.heap))
         return found
 
     def compact(self, live: dict[K, float]) -> None:
-        if len(self._heap) > 2 * len(live) + 1024:
-            self._heap = [(at, key) for key, at in live.items()]
-            heapq.heapify(self._heap)
+        if len(self.heap) > 2 * len(live) + 1024:
+            self.heap = [(at, key) for key, at in live.items()]
+            heapq.heapify(self.heap)
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self.heap)
 
 
-@dataclass
 class Entry:
-    value: Any
-    expires_at: float | None
+    """A cache entry. ``swept_at`` is when its sweep is due: the time of its one live item
+    in the sweeper's heap, at or before ``expires_at`` (None when it has no item)."""
+
+    __slots__ = ("expires_at", "swept_at", "value")
+
+    def __init__(self, value: Any, expires_at: float | None) -> None:
+        self.value = value
+        self.expires_at = expires_at
+        self.swept_at: float | None = None
 
     def live(self, now: float) -> bool:
         return self.expires_at is None or self.expires_at > now
@@ -134,6 +142,9 @@ def _is_plain_value(key: str) -> bool:
 
 
 class MemoryCacheOps:
+    """Operations written as generators that return without yielding (no I/O): one
+    frame per operation, where ``@immediate`` would add a wrapping one."""
+
     def __init__(self, data: MemoryData) -> None:
         self.data = data
 
@@ -143,26 +154,71 @@ class MemoryCacheOps:
         return self.data.values if _is_plain_value(key) else self.data.guarded
 
     def _find(self, key: str, now: float) -> Entry | None:
-        table = self._table(key)
+        # A key lives in one table only (its kind decides): two dict probes cost less
+        # than parsing the kind out of the key.
+        data = self.data
+        table: dict[str, Entry] = data.values
         entry = table.get(key)
         if entry is None:
-            return None
-        if not entry.live(now):
+            table = data.guarded
+            entry = table.get(key)
+            if entry is None:
+                return None
+        elif data.max_entries is not None:
+            data.values.move_to_end(key)
+        expires_at = entry.expires_at
+        if expires_at is not None and expires_at <= now:
             del table[key]
             return None
-        if table is self.data.values and self.data.max_entries is not None:
-            self.data.values.move_to_end(key)
         return entry
 
     def _store(self, key: str, value: Any, expires_at: float | None, now: float) -> None:
-        self._sweep(now)
-        table = self._table(key)
-        if key not in table:
-            self._make_room(now)
-        table[key] = Entry(value, expires_at)
-        if table is self.data.values:
-            self.data.values.move_to_end(key)
-        self.data.cache_sweeper.schedule(key, expires_at)
+        data = self.data
+        heap = data.cache_sweeper.heap
+        if heap and heap[0][0] <= now:
+            self._sweep(now)
+        entry = data.values.get(key) or data.guarded.get(key)
+        if entry is None:
+            if data.max_entries is not None:
+                self._make_room(now)
+            entry = self._table(key)[key] = Entry(value, expires_at)
+        else:
+            entry.value = value
+            entry.expires_at = expires_at
+            if data.max_entries is not None and key in data.values:
+                data.values.move_to_end(key)
+        if expires_at is not None and (entry.swept_at is None or entry.swept_at > expires_at):
+            self._schedule(key, entry, expires_at)
+
+    def _put(
+        self, key: str, entry: Entry | None, value: Any, expires_at: float, now: float
+    ) -> None:
+        """Write limiter state: in place when the live entry keeps its expiry (nothing to
+        sweep anew), else through ``_store``."""
+        if entry is not None and entry.expires_at == expires_at:
+            entry.value = value
+        else:
+            self._store(key, value, expires_at, now)
+
+    def _schedule(self, key: str, entry: Entry, expires_at: float) -> None:
+        """Make sure the entry is swept by ``expires_at``. An expiry moved later (each set of
+        a key with a TTL, each limiter hit) keeps the earlier item: the sweep then finds the
+        entry alive and reschedules it once, instead of a heap push per write."""
+        if entry.swept_at is not None and entry.swept_at <= expires_at:
+            return
+        entry.swept_at = expires_at
+        data = self.data
+        heap = data.cache_sweeper.heap
+        heappush(heap, (expires_at, key))
+        if len(heap) > 2 * (len(data.values) + len(data.guarded)) + 1024:
+            items = []
+            for table in (data.values, data.guarded):
+                for name, live in table.items():
+                    live.swept_at = live.expires_at
+                    if live.expires_at is not None:
+                        items.append((live.expires_at, name))
+            heapq.heapify(items)
+            data.cache_sweeper.heap = items
 
     def _make_room(self, now: float) -> None:
         cap = self.data.max_entries
@@ -176,22 +232,19 @@ class MemoryCacheOps:
         )
 
     def _sweep(self, now: float) -> None:
+        values, guarded = self.data.values, self.data.guarded
         for at, key in self.data.cache_sweeper.due(now):
-            table = self._table(key)
+            table = values if key in values else guarded
             entry = table.get(key)
-            if entry is not None and entry.expires_at == at:
+            if entry is None or entry.swept_at != at:
+                continue  # a stale item: the key was dropped, or is due at another time
+            expires_at = entry.expires_at
+            if expires_at is not None and expires_at <= now:
                 del table[key]
-        if (
-            len(self.data.cache_sweeper)
-            > 2 * (len(self.data.values) + len(self.data.guarded)) + 1024
-        ):
-            live = {
-                k: e.expires_at
-                for table in (self.data.values, self.data.guarded)
-                for k, e in table.items()
-                if e.expires_at is not None
-            }
-            self.data.cache_sweeper.compact(live)
+            else:  # its expiry moved later (or went) since: due then
+                entry.swept_at = None
+                if expires_at is not None:
+                    self._schedule(key, entry, expires_at)
 
     @staticmethod
     def _expiry(now: float, ttl: float | None) -> float | None:
@@ -199,10 +252,16 @@ class MemoryCacheOps:
 
     # -- key/value ----------------------------------------------------------------
 
-    @immediate
-    def get(self, key: str) -> bytes | None:
-        entry = self._find(key, self.data.clock())
+    def get(self, key: str) -> Op[bytes | None]:
+        data = self.data
+        entry = data.values.get(key)  # a plain value: _find's first probe, inline
+        if entry is not None and data.max_entries is None:
+            expires_at = entry.expires_at
+            if expires_at is None or expires_at > data.clock():
+                return entry.value  # type: ignore[no-any-return]
+        entry = self._find(key, data.clock())
         return None if entry is None else entry.value
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
     @immediate
     def get_many(self, keys: list[str]) -> dict[str, bytes]:
@@ -210,10 +269,11 @@ class MemoryCacheOps:
         found = {key: self._find(key, now) for key in keys}
         return {key: entry.value for key, entry in found.items() if entry is not None}
 
-    @immediate
-    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+    def set(self, key: str, value: bytes, ttl: float | None) -> Op[None]:
         now = self.data.clock()
-        self._store(key, value, self._expiry(now, ttl), now)
+        self._store(key, value, None if ttl is None else now + ttl, now)
+        return
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
     @immediate
     def set_many(self, items: dict[str, bytes], ttl: float | None) -> None:
@@ -221,20 +281,20 @@ class MemoryCacheOps:
         for key, value in items.items():
             self._store(key, value, self._expiry(now, ttl), now)
 
-    @immediate
-    def add(self, key: str, value: bytes, ttl: float | None) -> bool:
+    def add(self, key: str, value: bytes, ttl: float | None) -> Op[bool]:
         now = self.data.clock()
         if self._find(key, now) is not None:
             return False
-        self._store(key, value, self._expiry(now, ttl), now)
+        self._store(key, value, None if ttl is None else now + ttl, now)
         return True
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
-    @immediate
-    def delete(self, key: str) -> bool:
+    def delete(self, key: str) -> Op[bool]:
         entry = self._find(key, self.data.clock())
         if entry is not None:
             del self._table(key)[key]
         return entry is not None
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
     @immediate
     def delete_many(self, keys: list[str]) -> int:
@@ -246,22 +306,32 @@ class MemoryCacheOps:
                 deleted += 1
         return deleted
 
-    @immediate
-    def exists(self, key: str) -> bool:
-        return self._find(key, self.data.clock()) is not None
+    def exists(self, key: str) -> Op[bool]:
+        # every token check asks this (is_blacklisted): a miss costs two probes, a live
+        # entry without LRU bookkeeping is answered inline
+        data = self.data
+        entry = data.values.get(key) or data.guarded.get(key)
+        if entry is None:
+            return False
+        if data.max_entries is None and (
+            entry.expires_at is None or entry.expires_at > data.clock()
+        ):
+            return True
+        return self._find(key, data.clock()) is not None
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
-    @immediate
-    def incr(self, key: str, delta: int, ttl: float | None) -> int:
+    def incr(self, key: str, delta: int, ttl: float | None) -> Op[int]:
         now = self.data.clock()
         entry = self._find(key, now)
         if entry is None:
-            self._store(key, str(delta).encode(), self._expiry(now, ttl), now)
+            self._store(key, str(delta).encode(), None if ttl is None else now + ttl, now)
             return delta
         current = _integer(entry.value)
         if current is None or not INT64_MIN <= current + delta <= INT64_MAX:
             raise ValueError("the cached value is not an integer, or adding delta leaves 64 bits")
         entry.value = str(current + delta).encode()
         return current + delta
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
     @immediate
     def expire(self, key: str, ttl: float | None) -> bool:
@@ -270,16 +340,17 @@ class MemoryCacheOps:
         if entry is None:
             return False
         entry.expires_at = self._expiry(now, ttl)
-        self.data.cache_sweeper.schedule(key, entry.expires_at)
+        if entry.expires_at is not None:
+            self._schedule(key, entry, entry.expires_at)
         return True
 
-    @immediate
-    def ttl(self, key: str) -> float | None:
+    def ttl(self, key: str) -> Op[float | None]:
         now = self.data.clock()
         entry = self._find(key, now)
         if entry is None:
             return None
         return math.inf if entry.expires_at is None else entry.expires_at - now
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
     @immediate
     def raise_to(self, key: str, at: float | None, ttl: float | None) -> float:
@@ -304,36 +375,39 @@ class MemoryCacheOps:
 
     # -- rate limits: the reference transitions, under the runner's lock --------------
 
-    @immediate
-    def fixed_window(self, key: str, limit: int, window: float, cost: int) -> FixedWindowState:
+    def fixed_window(self, key: str, limit: int, window: float, cost: int) -> Op[FixedWindowState]:
         now = self.data.clock()
         entry = self._find(key, now)
         allowed, count, end = ratelimit.step_fixed_window(
             None if entry is None else entry.value, now, limit, window, cost
         )
-        self._store(key, (count, end), end, now)
+        self._put(key, entry, (count, end), end, now)
         return allowed, count, end, now
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
-    @immediate
-    def sliding_window(self, key: str, limit: int, window: float, cost: int) -> SlidingWindowState:
+    def sliding_window(
+        self, key: str, limit: int, window: float, cost: int
+    ) -> Op[SlidingWindowState]:
         now = self.data.clock()
         entry = self._find(key, now)
         allowed, previous, current, start = ratelimit.step_sliding_window(
             None if entry is None else entry.value, now, limit, window, cost
         )
-        self._store(key, (previous, current, start), start + 2 * window, now)
+        self._put(key, entry, (previous, current, start), start + 2 * window, now)
         return allowed, previous, current, start, now
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
-    @immediate
-    def gcra(self, key: str, limit: int, window: float, cost: int) -> GcraState:
+    def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]:
         now = self.data.clock()
         entry = self._find(key, now)
         allowed, anchor, units = ratelimit.step_gcra(
             None if entry is None else entry.value, now, limit, window, cost
         )
-        full_at = now + ratelimit.gcra_backlog(anchor, units, now, limit, window)
-        self._store(key, (anchor, units), full_at, now)
+        # Full again at the theoretical arrival time (now + backlog): a refused hit
+        # leaves it where it was, so the entry is not rescheduled.
+        self._put(key, entry, (anchor, units), anchor + units * window / limit, now)
         return allowed, anchor, units, now
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
     @immediate
     def purge_expired(self) -> int:
@@ -348,17 +422,31 @@ class MemoryCacheOps:
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+R = TypeVar("R", SessionRecord, MagicLinkRecord)
+
+
+def _replaced(record: R, changes: dict[str, Any]) -> R:
+    """``dataclasses.replace`` for the frozen records, without its per-call field walk
+    and ``__init__``: a copy of the fields with ``changes`` (existing field names) applied."""
+    fields = getattr(record, "__dict__", None)
+    if fields is None:  # pragma: no cover - a record class with __slots__
+        return dataclasses.replace(record, **changes)
+    copy: R = object.__new__(type(record))
+    copy.__dict__.update(fields, **changes)
+    return copy
 
 
 def _integer(raw: object) -> int | None:
     """Canonical signed 64-bit decimal text only, as Redis INCRBY and SQL BIGINT read it."""
-    if not isinstance(raw, bytes):
+    if type(raw) is not bytes or not raw.isascii():
         return None
-    text = raw.decode("utf-8", "replace")
-    digits = text[1:] if text.startswith("-") else text
-    if not (digits.isdigit() and digits.isascii()) or str(int(text)) != text:
+    text = raw.decode()
+    try:
+        number = int(text)
+    except ValueError:  # not decimal, or more digits than int() reads
         return None
-    number = int(text)
+    if str(number) != text:  # "+1", " 1", "01", "1_0", "-0" are not canonical
+        return None
     return number if INT64_MIN <= number <= INT64_MAX else None
 
 
@@ -441,13 +529,12 @@ class MemorySessionOps:
         self.data.session_sweeper.schedule((self.namespace, token_hash), now + ttl)
         return record
 
-    @immediate
-    def get(self, token_hash: str) -> SessionRecord | None:
+    def get(self, token_hash: str) -> Op[SessionRecord | None]:
         row = self._live(token_hash, self.data.clock())
         return None if row is None else row.record
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
-    @immediate
-    def touch(self, token_hash: str, ttl: float | None) -> SessionRecord | None:
+    def touch(self, token_hash: str, ttl: float | None) -> Op[SessionRecord | None]:
         now = self.data.clock()
         row = self._live(token_hash, now)
         if row is None:
@@ -457,8 +544,9 @@ class MemorySessionOps:
             row.expires = now + ttl
             changes["expires_at"] = from_epoch(row.expires)
             self.data.session_sweeper.schedule((self.namespace, token_hash), row.expires)
-        row.record = dataclasses.replace(row.record, **changes)
+        row.record = _replaced(row.record, changes)
         return row.record
+        yield  # pragma: no cover - never reached: an operation that needs no I/O
 
     @immediate
     def revoke(self, token_hash: str) -> bool:
@@ -658,7 +746,7 @@ class MemoryMagicLinkOps:
         if row is None or row.record.application_id != application_id:
             return None
         row.used = True
-        row.record = dataclasses.replace(row.record, consumed_at=from_epoch(now))
+        row.record = _replaced(row.record, {"consumed_at": from_epoch(now)})
         return row.record
 
     @immediate
