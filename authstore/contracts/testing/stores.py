@@ -906,7 +906,7 @@ class MagicLinkCallerTokenContract(ContractBase):
         assert_same_link(magic_link_store.consume(token), record)
         assert magic_link_store.consume(token) is None
 
-    def test_magic_issue_hashed(self, magic_link_store: MagicLinkSubject) -> None:
+    def test_magic_hashed_issue(self, magic_link_store: MagicLinkSubject) -> None:
         token = caller_token()
         before = datetime.now(UTC)
         record = magic_link_store.issue_hashed(
