@@ -502,7 +502,8 @@ def _claiming_insert(d: Dialect, table: str, values: Mapping[str, str]) -> str:
     expired; a live, revoked or used one stays as it was and the statement changes nothing
     (no row RETURNed, no row changed), which the operation reports as TokenInUseError.
     ``values`` must end with ``expires_at``: MySQL assigns left to right and every guard
-    reads the old expiry."""
+    reads the old expiry. (MySQL's ON DUPLICATE KEY also fires on the public id's unique
+    key; ids are 128 random bits, and the same guard applies.)"""
     columns = ["namespace", "token_hash", *values]
     return d.upsert(
         table,
