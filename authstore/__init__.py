@@ -19,6 +19,7 @@ from authstore.contracts.errors import (
     MissingDriverError,
     SchemeConflictError,
     StoreFullError,
+    TokenInUseError,
     UnknownSchemeError,
     UnsupportedOperationError,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "StoreFullError",
     "StoreKind",
     "StoreURL",
+    "TokenInUseError",
     "TotpState",
     "TotpStore",
     "UnknownSchemeError",

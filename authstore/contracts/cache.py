@@ -75,8 +75,16 @@ class CacheStore(Protocol):
         """
 
     def reset_rate_limit(self, key: str) -> None: ...
-    def add_to_blacklist(self, jti: str, expires_in: float) -> None:
-        """Revoke one token id until it would have expired anyway."""
+    def add_to_blacklist(
+        self, jti: str, expires_in: float | None = None, *, expires_at: datetime | None = None
+    ) -> None:
+        """Revoke one token id until it would have expired anyway.
+
+        Give exactly one of ``expires_in`` (seconds) or ``expires_at`` (a timezone-aware
+        instant, e.g. the token's ``exp``). ``expires_at`` is turned into seconds with the
+        caller's clock, then applied on the store's clock; an instant already past stores
+        nothing. An entry's life is never shortened.
+        """
 
     def is_blacklisted(self, jti: str) -> bool:
         """Raises BackendUnavailableError when the backend is down: never a False by default."""
@@ -132,7 +140,9 @@ class AsyncCacheStore(Protocol):
         algorithm: RateLimitAlgorithm | str = RateLimitAlgorithm.FIXED_WINDOW,
     ) -> RateLimitResult: ...
     async def reset_rate_limit(self, key: str) -> None: ...
-    async def add_to_blacklist(self, jti: str, expires_in: float) -> None: ...
+    async def add_to_blacklist(
+        self, jti: str, expires_in: float | None = None, *, expires_at: datetime | None = None
+    ) -> None: ...
     async def is_blacklisted(self, jti: str) -> bool: ...
     async def remove_from_blacklist(self, jti: str) -> bool: ...
     async def revoke_user_tokens(

@@ -15,6 +15,7 @@ __all__ = [
     "MissingDriverError",
     "SchemeConflictError",
     "StoreFullError",
+    "TokenInUseError",
     "UnknownSchemeError",
     "UnsupportedOperationError",
 ]
@@ -70,3 +71,12 @@ class BackendUnavailableError(BackendError):
 
 class StoreFullError(BackendError):
     """A bounded store cannot take a new entry without dropping security state."""
+
+
+class TokenInUseError(AuthStoreError, ValueError):
+    """A caller-supplied token (or token hash) already belongs to a record that has not expired.
+
+    Raised by ``create``/``issue``/``issue_hashed`` when the token's hash is taken by a
+    live, revoked or used record: nothing is changed, so a caller token can never take
+    over, overwrite or revive another record. Only an expired record's hash may be reused.
+    """

@@ -24,10 +24,33 @@ class MagicLinkStore(Protocol):
         ip_address: str | None = None,
         user_agent: str | None = None,
         revoke_previous: bool = True,
+        token: str | None = None,
     ) -> IssuedMagicLink:
         """Store a link and return it with its secret token.
 
         With ``revoke_previous`` the user's unused links are revoked in the same step.
+        With ``token`` (a str of 32 to 512 characters) the caller's token is the link's
+        secret; only its hash is stored. If that hash belongs to a link that has not
+        expired (used or not), ``TokenInUseError`` is raised and nothing changes.
+        """
+
+    def issue_hashed(
+        self,
+        user_id: str,
+        email: str,
+        token_hash: str,
+        *,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
+    ) -> MagicLinkRecord:
+        """``issue`` for a core that hands storage only the SHA-256 of its own token.
+
+        ``token_hash`` is 64 lowercase hex characters, ``hashlib.sha256(token.encode())
+        .hexdigest()`` (ValueError otherwise); ``peek``/``consume`` then take the raw token.
+        A hash of a link that has not expired raises ``TokenInUseError``.
         """
 
     def peek(self, token: str) -> MagicLinkRecord | None:
@@ -66,7 +89,20 @@ class AsyncMagicLinkStore(Protocol):
         ip_address: str | None = None,
         user_agent: str | None = None,
         revoke_previous: bool = True,
+        token: str | None = None,
     ) -> IssuedMagicLink: ...
+    async def issue_hashed(
+        self,
+        user_id: str,
+        email: str,
+        token_hash: str,
+        *,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
+    ) -> MagicLinkRecord: ...
     async def peek(self, token: str) -> MagicLinkRecord | None: ...
     async def consume(
         self, token: str, *, application_id: str | None = None

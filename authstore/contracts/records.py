@@ -108,6 +108,11 @@ class TotpState:
     created_at: datetime
     updated_at: datetime
     enabled_at: datetime | None = None
+    backup_code_hashes: tuple[str, ...] = field(default=(), repr=False)
+    """The stored, still unused backup-code hashes, in the order given to
+    ``replace_backup_codes``; ``backup_codes_left == len(backup_code_hashes)``. A core with
+    salted hashes verifies a code against these, then calls ``use_backup_code(user_id,
+    matched_hash)``, which succeeds exactly once."""
 
 
 @dataclass(frozen=True)

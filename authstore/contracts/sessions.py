@@ -29,11 +29,16 @@ class SessionStore(Protocol):
         user_agent: str | None = None,
         metadata: Mapping[str, JSONValue] | None = None,
         max_sessions: int | None = None,
+        token: str | None = None,
     ) -> NewSession:
         """Store a session and return it with its secret token.
 
         With ``max_sessions``, the user's oldest live sessions beyond the cap are
-        revoked in the same atomic step.
+        revoked in the same atomic step. With ``token`` (a str of 32 to 512 characters,
+        ValueError/TypeError otherwise) the caller's token is the session's secret: only
+        its hash is stored, and ``get``/``touch``/``revoke``/``revoke_all(except_token=)``
+        find the session by it. If that token's hash belongs to a session that has not
+        expired (live or revoked), ``TokenInUseError`` is raised and nothing changes.
         """
 
     def get(self, token: str) -> SessionRecord | None: ...
@@ -78,6 +83,7 @@ class AsyncSessionStore(Protocol):
         user_agent: str | None = None,
         metadata: Mapping[str, JSONValue] | None = None,
         max_sessions: int | None = None,
+        token: str | None = None,
     ) -> NewSession: ...
     async def get(self, token: str) -> SessionRecord | None: ...
     async def touch(self, token: str, *, ttl: float | None = None) -> SessionRecord | None: ...

@@ -107,7 +107,7 @@ def test_migrate_is_idempotent_and_purge_reports(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'auth.db'}"
     first, second = _authstore("migrate", url), _authstore("migrate", url)
     assert first.returncode == second.returncode == 0
-    assert "applied 1" in first.stdout and "applied 0" in second.stdout
+    assert "applied 2" in first.stdout and "applied 0" in second.stdout
     purge = _authstore("purge", url)
     assert purge.returncode == 0
     assert "cache" in purge.stdout and "purged 0" in purge.stdout

@@ -7,8 +7,10 @@ before any I/O on every backend, sync or async alike.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from authstore.adapters.common import ratelimit
 from authstore.adapters.common.ops import CacheOps, MagicLinkOps, Op, SessionOps, TotpOps
@@ -25,7 +27,9 @@ from authstore.contracts.records import (
     from_epoch,
 )
 from authstore.contracts.values import (
+    MAX_TTL,
     MAX_WINDOW,
+    MIN_TTL,
     check_count,
     check_key,
     check_keys,
@@ -42,7 +46,15 @@ from authstore.contracts.values import (
     new_token,
 )
 
-__all__ = ["CacheLogic", "MagicLinkLogic", "SessionLogic", "TotpLogic"]
+__all__ = [
+    "CacheLogic",
+    "MagicLinkLogic",
+    "SessionLogic",
+    "TotpLogic",
+    "blacklist_seconds",
+    "check_caller_token",
+    "check_token_hash",
+]
 
 MAX_LIMIT = 2**31 - 1
 # Text limits in UTF-8 bytes (see the input policy in contracts.values): each fits the
@@ -54,6 +66,10 @@ MAX_USER_AGENT_BYTES = 1024
 MAX_CODE_HASH_BYTES = 512
 MAX_SECRET_BYTES = 4096
 MAX_BACKUP_CODES = 100
+# A caller-supplied token is a bearer secret: a short one could be guessed.
+MIN_CALLER_TOKEN_CHARS = 32
+MAX_CALLER_TOKEN_CHARS = 512
+_HEX = frozenset("0123456789abcdef")
 
 # Kinds of cache entry, so a user key never meets a blacklist entry or a limiter.
 KV, BLACKLIST, USER_REVOCATION = "k", "b", "u"
@@ -96,12 +112,53 @@ def _algorithm(value: object) -> RateLimitAlgorithm:
         raise ValueError(f"unknown rate-limit algorithm {value!r}; known: {known}") from None
 
 
-def _epoch(at: object) -> float:
+def _epoch(at: object, what: str = "at") -> float:
     if not isinstance(at, datetime):
-        raise TypeError(f"at must be a datetime, not {type(at).__name__}")
+        raise TypeError(f"{what} must be a datetime, not {type(at).__name__}")
     if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError("at must be timezone-aware (naive datetimes are ambiguous)")
+        raise ValueError(f"{what} must be timezone-aware (naive datetimes are ambiguous)")
     return at.timestamp()
+
+
+def check_caller_token(token: object) -> tuple[str, str]:
+    """A caller-supplied token and its stored hash: a str of 32 to 512 characters."""
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, not {type(token).__name__}")
+    if not MIN_CALLER_TOKEN_CHARS <= len(token) <= MAX_CALLER_TOKEN_CHARS:
+        raise ValueError(
+            f"token must be {MIN_CALLER_TOKEN_CHARS} to {MAX_CALLER_TOKEN_CHARS} characters"
+            f" (a short token is a guessable bearer secret), got {len(token)}"
+        )
+    return token, hash_token(token)
+
+
+def _token_or_new(token: object) -> tuple[str, str]:
+    return new_token() if token is None else check_caller_token(token)
+
+
+def check_token_hash(value: object) -> str:
+    """A token hash as ``hash_token`` makes it: SHA-256 as 64 lowercase hex characters."""
+    if not isinstance(value, str):
+        raise TypeError(f"token_hash must be a str, not {type(value).__name__}")
+    if len(value) != 64 or not _HEX.issuperset(value):
+        raise ValueError("token_hash must be a SHA-256 hex digest: 64 lowercase hex characters")
+    return value
+
+
+def blacklist_seconds(expires_in: object, expires_at: object) -> float | None:
+    """The entry's life in seconds, or None when ``expires_at`` is already past."""
+    if (expires_in is None) == (expires_at is None):
+        raise TypeError("give exactly one of expires_in or expires_at")
+    if expires_at is None:
+        return check_ttl(expires_in, "expires_in", optional=False)
+    # The caller's clock: the core checks the token's exp with it, so the entry must
+    # last as long as the core believes the token lives, whatever the store's skew.
+    seconds = _epoch(expires_at, "expires_at") - time.time()
+    if seconds <= 0:
+        return None
+    if seconds > MAX_TTL:
+        raise ValueError(f"expires_at must be at most {MAX_TTL} seconds from now")
+    return max(seconds, MIN_TTL)
 
 
 class CacheLogic:
@@ -196,9 +253,11 @@ class CacheLogic:
         check_key(key)
         yield from self.ops.delete_many([self._key(kind, key) for kind in LIMITER_KINDS.values()])
 
-    def add_to_blacklist(self, jti: object, expires_in: object) -> Op[None]:
+    def add_to_blacklist(self, jti: object, expires_in: object, expires_at: object) -> Op[None]:
         full = self._key(BLACKLIST, jti, "jti")
-        seconds = check_ttl(expires_in, "expires_in", optional=False)
+        seconds = blacklist_seconds(expires_in, expires_at)
+        if seconds is None:
+            return  # already expired for the core: nothing to revoke
         # raise_to never shortens an entry's life: a second, shorter add cannot un-revoke.
         yield from self.ops.raise_to(full, None, seconds)
 
@@ -240,6 +299,7 @@ class SessionLogic:
         user_agent: object,
         metadata: Mapping[str, JSONValue] | None,
         max_sessions: object,
+        token: object = None,
     ) -> Op[NewSession]:
         user = _id(user_id, "user_id")
         seconds = check_ttl(ttl, optional=False)
@@ -254,7 +314,7 @@ class SessionLogic:
         }
         meta = check_metadata(metadata)
         cap = None if max_sessions is None else check_count(max_sessions, "max_sessions")
-        token, token_hash = new_token()
+        secret, token_hash = _token_or_new(token)
         record = yield from self.ops.create(
             token_hash=token_hash,
             session_id=new_public_id(),
@@ -264,7 +324,7 @@ class SessionLogic:
             max_sessions=cap,
             **fields,
         )
-        return NewSession(record, token)
+        return NewSession(record, secret)
 
     def get(self, token: object) -> Op[SessionRecord | None]:
         return (yield from self.ops.get(hash_token(token)))
@@ -362,28 +422,58 @@ class MagicLinkLogic:
         ip_address: object,
         user_agent: object,
         revoke_previous: object,
+        token: object = None,
     ) -> Op[IssuedMagicLink]:
-        user = _id(user_id, "user_id")
-        address = check_text(email, "email", max_bytes=MAX_EMAIL_BYTES)
+        fields = self._fields(
+            user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
+        )
+        secret, token_hash = _token_or_new(token)
+        record = yield from self.ops.issue(token_hash=token_hash, link_id=new_public_id(), **fields)
+        return IssuedMagicLink(record, secret)
+
+    def issue_hashed(
+        self,
+        user_id: object,
+        email: object,
+        token_hash: object,
+        *,
+        ttl: object,
+        application_id: object,
+        ip_address: object,
+        user_agent: object,
+        revoke_previous: object,
+    ) -> Op[MagicLinkRecord]:
+        fields = self._fields(
+            user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
+        )
+        digest = check_token_hash(token_hash)
+        return (yield from self.ops.issue(token_hash=digest, link_id=new_public_id(), **fields))
+
+    @staticmethod
+    def _fields(
+        user_id: object,
+        email: object,
+        ttl: object,
+        application_id: object,
+        ip_address: object,
+        user_agent: object,
+        revoke_previous: object,
+    ) -> dict[str, Any]:
         seconds = check_ttl(ttl, optional=False)
         assert seconds is not None
         if not isinstance(revoke_previous, bool):
             raise TypeError("revoke_previous must be a bool")
-        token, token_hash = new_token()
-        record = yield from self.ops.issue(
-            token_hash=token_hash,
-            link_id=new_public_id(),
-            user_id=user,
-            email=address,
-            ttl=seconds,
-            application_id=_optional_id(application_id, "application_id"),
-            ip_address=check_optional_text(ip_address, "ip_address", max_bytes=MAX_IP_BYTES),
-            user_agent=check_optional_text(
+        return {
+            "user_id": _id(user_id, "user_id"),
+            "email": check_text(email, "email", max_bytes=MAX_EMAIL_BYTES),
+            "ttl": seconds,
+            "application_id": _optional_id(application_id, "application_id"),
+            "ip_address": check_optional_text(ip_address, "ip_address", max_bytes=MAX_IP_BYTES),
+            "user_agent": check_optional_text(
                 user_agent, "user_agent", max_bytes=MAX_USER_AGENT_BYTES
             ),
-            revoke_previous=revoke_previous,
-        )
-        return IssuedMagicLink(record, token)
+            "revoke_previous": revoke_previous,
+        }
 
     def peek(self, token: object) -> Op[MagicLinkRecord | None]:
         return (yield from self.ops.peek(hash_token(token)))

@@ -156,8 +156,10 @@ class Cache(_SyncStore):
     def reset_rate_limit(self, key: str) -> None:
         return self._runner.run(self._logic.reset_rate_limit(key))
 
-    def add_to_blacklist(self, jti: str, expires_in: float) -> None:
-        return self._runner.run(self._logic.add_to_blacklist(jti, expires_in))
+    def add_to_blacklist(
+        self, jti: str, expires_in: float | None = None, *, expires_at: datetime | None = None
+    ) -> None:
+        return self._runner.run(self._logic.add_to_blacklist(jti, expires_in, expires_at))
 
     def is_blacklisted(self, jti: str) -> bool:
         return self._runner.run(self._logic.is_blacklisted(jti))
@@ -238,8 +240,10 @@ class AsyncCache(_AsyncStore):
     async def reset_rate_limit(self, key: str) -> None:
         return await self._runner.run(self._logic.reset_rate_limit(key))
 
-    async def add_to_blacklist(self, jti: str, expires_in: float) -> None:
-        return await self._runner.run(self._logic.add_to_blacklist(jti, expires_in))
+    async def add_to_blacklist(
+        self, jti: str, expires_in: float | None = None, *, expires_at: datetime | None = None
+    ) -> None:
+        return await self._runner.run(self._logic.add_to_blacklist(jti, expires_in, expires_at))
 
     async def is_blacklisted(self, jti: str) -> bool:
         return await self._runner.run(self._logic.is_blacklisted(jti))
@@ -277,6 +281,7 @@ class Sessions(_SyncStore):
         user_agent: str | None = None,
         metadata: Mapping[str, JSONValue] | None = None,
         max_sessions: int | None = None,
+        token: str | None = None,
     ) -> NewSession:
         return self._runner.run(
             self._logic.create(
@@ -288,6 +293,7 @@ class Sessions(_SyncStore):
                 user_agent=user_agent,
                 metadata=metadata,
                 max_sessions=max_sessions,
+                token=token,
             )
         )
 
@@ -336,6 +342,7 @@ class AsyncSessions(_AsyncStore):
         user_agent: str | None = None,
         metadata: Mapping[str, JSONValue] | None = None,
         max_sessions: int | None = None,
+        token: str | None = None,
     ) -> NewSession:
         return await self._runner.run(
             self._logic.create(
@@ -347,6 +354,7 @@ class AsyncSessions(_AsyncStore):
                 user_agent=user_agent,
                 metadata=metadata,
                 max_sessions=max_sessions,
+                token=token,
             )
         )
 
@@ -450,11 +458,38 @@ class MagicLinks(_SyncStore):
         ip_address: str | None = None,
         user_agent: str | None = None,
         revoke_previous: bool = True,
+        token: str | None = None,
     ) -> IssuedMagicLink:
         return self._runner.run(
             self._logic.issue(
                 user_id,
                 email,
+                ttl=ttl,
+                application_id=application_id,
+                ip_address=ip_address,
+                user_agent=user_agent,
+                revoke_previous=revoke_previous,
+                token=token,
+            )
+        )
+
+    def issue_hashed(
+        self,
+        user_id: str,
+        email: str,
+        token_hash: str,
+        *,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
+    ) -> MagicLinkRecord:
+        return self._runner.run(
+            self._logic.issue_hashed(
+                user_id,
+                email,
+                token_hash,
                 ttl=ttl,
                 application_id=application_id,
                 ip_address=ip_address,
@@ -493,11 +528,38 @@ class AsyncMagicLinks(_AsyncStore):
         ip_address: str | None = None,
         user_agent: str | None = None,
         revoke_previous: bool = True,
+        token: str | None = None,
     ) -> IssuedMagicLink:
         return await self._runner.run(
             self._logic.issue(
                 user_id,
                 email,
+                ttl=ttl,
+                application_id=application_id,
+                ip_address=ip_address,
+                user_agent=user_agent,
+                revoke_previous=revoke_previous,
+                token=token,
+            )
+        )
+
+    async def issue_hashed(
+        self,
+        user_id: str,
+        email: str,
+        token_hash: str,
+        *,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
+    ) -> MagicLinkRecord:
+        return await self._runner.run(
+            self._logic.issue_hashed(
+                user_id,
+                email,
+                token_hash,
                 ttl=ttl,
                 application_id=application_id,
                 ip_address=ip_address,

@@ -95,6 +95,8 @@ class MemoryBackend:
                 data.totp,
                 data.links,
                 data.user_links,
+                data.revoked_sessions,
+                data.revoked_links,
             )
             for table in tables:
                 owned = [key for key in table if key[0] == namespace]
