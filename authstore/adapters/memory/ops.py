@@ -25,7 +25,7 @@ from authstore.adapters.common.ops import (
     SlidingWindowState,
     immediate,
 )
-from authstore.contracts.errors import StoreFullError
+from authstore.contracts.errors import StoreFullError, TokenInUseError
 from authstore.contracts.records import (
     MagicLinkRecord,
     SessionRecord,
@@ -88,7 +88,7 @@ class TotpRow:
     enabled: bool = False
     enabled_at: float | None = None
     last_step: int | None = None
-    codes: set[str] = field(default_factory=set)
+    codes: dict[str, None] = field(default_factory=dict)  # a set in the order given
     created_at: float = 0.0
     updated_at: float = 0.0
 
@@ -117,6 +117,10 @@ class MemoryData:
         self.guarded: dict[str, Entry] = {}  # security state: never evicted
         self.cache_sweeper: Sweeper[str] = Sweeper()
         self.sessions: dict[tuple[str, str], SessionRow] = {}
+        # The expiries of revoked sessions' and links' token hashes: a revoked record's
+        # hash stays taken until the record would have expired (TokenInUseError).
+        self.revoked_sessions: dict[tuple[str, str], float] = {}
+        self.revoked_links: dict[tuple[str, str], float] = {}
         self.session_ids: dict[tuple[str, str], str] = {}
         self.user_sessions: dict[tuple[str, str], set[str]] = {}
         self.session_sweeper: Sweeper[tuple[str, str]] = Sweeper()
@@ -387,11 +391,30 @@ class MemorySessionOps:
             if not owned:
                 del self.data.user_sessions[(self.namespace, row.record.user_id)]
 
+    def _revoke(self, token_hash: str, now: float) -> None:
+        """Drop a session, keeping its hash taken until it would have expired."""
+        row = self.data.sessions.get((self.namespace, token_hash))
+        if row is not None and row.expires > now:
+            self.data.revoked_sessions[(self.namespace, token_hash)] = row.expires
+        self._drop(token_hash)
+
+    def _taken(self, token_hash: str, now: float) -> bool:
+        """Whether a live or revoked, not yet expired, session holds the hash."""
+        if self._live(token_hash, now) is not None:
+            return True
+        until = self.data.revoked_sessions.get((self.namespace, token_hash))
+        if until is not None and until <= now:
+            del self.data.revoked_sessions[(self.namespace, token_hash)]
+            return False
+        return until is not None
+
     def _sweep(self, now: float) -> None:
         for at, (namespace, token_hash) in self.data.session_sweeper.due(now):
             row = self.data.sessions.get((namespace, token_hash))
             if row is not None and row.expires == at:
                 MemorySessionOps(self.data, namespace)._drop(token_hash)
+            elif self.data.revoked_sessions.get((namespace, token_hash)) == at:
+                del self.data.revoked_sessions[(namespace, token_hash)]
 
     def _user_rows(self, user_id: str, now: float) -> list[tuple[str, SessionRow]]:
         hashes = list(self.data.user_sessions.get((self.namespace, user_id), ()))
@@ -417,6 +440,8 @@ class MemorySessionOps:
     ) -> SessionRecord:
         now = self.data.clock()
         self._sweep(now)
+        if self._taken(token_hash, now):
+            raise TokenInUseError("a session that has not expired holds this token")
         moment = from_epoch(now)
         meta = decode_json(metadata)
         record = SessionRecord(
@@ -433,7 +458,7 @@ class MemorySessionOps:
         )
         if max_sessions is not None:
             for old_hash, _ in self._user_rows(user_id, now)[max_sessions - 1 :]:
-                self._drop(old_hash)
+                self._revoke(old_hash, now)
         order = (now, next(self.data.sequence))
         self.data.sessions[(self.namespace, token_hash)] = SessionRow(record, order, now + ttl)
         self.data.session_ids[(self.namespace, session_id)] = token_hash
@@ -462,9 +487,10 @@ class MemorySessionOps:
 
     @immediate
     def revoke(self, token_hash: str) -> bool:
-        row = self._live(token_hash, self.data.clock())
+        now = self.data.clock()
+        row = self._live(token_hash, now)
         if row is not None:
-            self._drop(token_hash)
+            self._revoke(token_hash, now)
         return row is not None
 
     @immediate
@@ -472,18 +498,19 @@ class MemorySessionOps:
         token_hash = self.data.session_ids.get((self.namespace, session_id))
         if token_hash is None:
             return False
-        row = self._live(token_hash, self.data.clock())
+        now = self.data.clock()
+        row = self._live(token_hash, now)
         if row is None or (user_id is not None and row.record.user_id != user_id):
             return False
-        self._drop(token_hash)
+        self._revoke(token_hash, now)
         return True
 
     @immediate
     def revoke_all(self, user_id: str, except_hash: str | None, except_id: str | None) -> int:
-        revoked = 0
-        for token_hash, row in self._user_rows(user_id, self.data.clock()):
+        revoked, now = 0, self.data.clock()
+        for token_hash, row in self._user_rows(user_id, now):
             if token_hash != except_hash and row.record.id != except_id:
-                self._drop(token_hash)
+                self._revoke(token_hash, now)
                 revoked += 1
         return revoked
 
@@ -505,6 +532,9 @@ class MemorySessionOps:
         ]
         for token_hash in dead:
             self._drop(token_hash)
+        for key, until in list(self.data.revoked_sessions.items()):
+            if key[0] == self.namespace and until <= now:
+                del self.data.revoked_sessions[key]
         return len(dead)
 
 
@@ -554,6 +584,7 @@ class MemoryTotpOps:
             created_at=from_epoch(row.created_at),
             updated_at=from_epoch(row.updated_at),
             enabled_at=None if row.enabled_at is None else from_epoch(row.enabled_at),
+            backup_code_hashes=tuple(row.codes),
         )
 
     @immediate
@@ -562,7 +593,7 @@ class MemoryTotpOps:
         row = self.data.totp.setdefault(
             (self.namespace, user_id), TotpRow(created_at=now, updated_at=now)
         )
-        row.codes = set(code_hashes)
+        row.codes = dict.fromkeys(code_hashes)
         row.updated_at = now
 
     @immediate
@@ -570,7 +601,7 @@ class MemoryTotpOps:
         row = self._row(user_id)
         if row is None or code_hash not in row.codes:
             return False
-        row.codes.discard(code_hash)
+        del row.codes[code_hash]
         return True
 
     @immediate
@@ -593,8 +624,11 @@ class MemoryMagicLinkOps:
             return None
         return row
 
-    def _drop(self, token_hash: str) -> None:
+    def _drop(self, token_hash: str, now: float | None = None) -> None:
+        """Forget a link; with ``now``, its hash stays taken until its expiry."""
         row = self.data.links.pop((self.namespace, token_hash), None)
+        if row is not None and now is not None and row.expires > now:
+            self.data.revoked_links[(self.namespace, token_hash)] = row.expires
         if row is not None:
             owned = self.data.user_links.get((self.namespace, row.record.user_id))
             if owned is not None:
@@ -606,8 +640,22 @@ class MemoryMagicLinkOps:
         hashes = list(self.data.user_links.get((self.namespace, user_id), ()))
         usable = [h for h in hashes if self._usable(h, now) is not None]
         for token_hash in hashes:
-            self._drop(token_hash)
+            self._drop(token_hash, now)
         return len(usable)
+
+    def _taken(self, token_hash: str, now: float) -> bool:
+        """Whether a link (used, revoked or not) that has not expired holds the hash."""
+        key = (self.namespace, token_hash)
+        row = self.data.links.get(key)
+        if row is not None:
+            if row.expires > now:
+                return True
+            self._drop(token_hash)
+        until = self.data.revoked_links.get(key)
+        if until is not None and until <= now:
+            del self.data.revoked_links[key]
+            return False
+        return until is not None
 
     @immediate
     def issue(
@@ -628,6 +676,10 @@ class MemoryMagicLinkOps:
             old = self.data.links.get((namespace, old_hash))
             if old is not None and old.expires == at:
                 MemoryMagicLinkOps(self.data, namespace)._drop(old_hash)
+            elif self.data.revoked_links.get((namespace, old_hash)) == at:
+                del self.data.revoked_links[(namespace, old_hash)]
+        if self._taken(token_hash, now):
+            raise TokenInUseError("a magic link that has not expired holds this token")
         # The record first: anything that can fail does so before a previous link is revoked.
         record = MagicLinkRecord(
             id=link_id,
@@ -674,5 +726,8 @@ class MemoryMagicLinkOps:
             if namespace == self.namespace and (row.used or row.expires <= now)
         ]
         for token_hash in dead:
-            self._drop(token_hash)
+            self._drop(token_hash, now)  # a used link's hash stays taken until its expiry
+        for key, until in list(self.data.revoked_links.items()):
+            if key[0] == self.namespace and until <= now:
+                del self.data.revoked_links[key]
         return len(dead)

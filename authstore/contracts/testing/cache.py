@@ -683,6 +683,37 @@ class BlacklistContract(ContractBase):
         assert cache_store.is_blacklisted("long-then-short") is True
         assert cache_store.is_blacklisted("short-then-long") is True
 
+    def test_blacklist_until_an_instant(self, cache_store: CacheSubject) -> None:
+        """``expires_at``: an absolute expiry (a token's ``exp``), in any time zone."""
+        now = datetime.now(UTC)
+        cache_store.add_to_blacklist("far", expires_at=now + timedelta(hours=1))
+        tokyo = timezone(timedelta(hours=9))
+        cache_store.add_to_blacklist("tz", expires_at=(now + timedelta(hours=1)).astimezone(tokyo))
+        cache_store.add_to_blacklist(
+            "soon", expires_at=datetime.now(UTC) + timedelta(seconds=self.short_ttl)
+        )
+        assert cache_store.is_blacklisted("far") is True
+        assert cache_store.is_blacklisted("tz") is True
+        assert cache_store.is_blacklisted("soon") is True
+        self.wait_expiry()
+        assert cache_store.is_blacklisted("soon") is False, "it lasts until the instant"
+        assert cache_store.is_blacklisted("far") is True
+        cache_store.add_to_blacklist("far", expires_at=datetime.now(UTC) + timedelta(seconds=1))
+        cache_store.add_to_blacklist("far", 0.5)
+        time.sleep(1.2)
+        assert cache_store.is_blacklisted("far") is True, "an entry's life is never shortened"
+
+    def test_blacklist_past_instant_stores_nothing(self, cache_store: CacheSubject) -> None:
+        """A token already expired for the core needs no entry: none is made, no error."""
+        past = datetime.now(UTC) - timedelta(seconds=5)
+        cache_store.add_to_blacklist("gone", expires_at=past)
+        cache_store.add_to_blacklist("gone", expires_at=datetime(2001, 1, 1, tzinfo=UTC))
+        assert cache_store.is_blacklisted("gone") is False
+        assert cache_store.remove_from_blacklist("gone") is False, "nothing was stored"
+        cache_store.add_to_blacklist("kept", LONG)
+        cache_store.add_to_blacklist("kept", expires_at=past)
+        assert cache_store.is_blacklisted("kept") is True, "a past instant un-revokes nothing"
+
     def test_blacklist_is_apart_from_keys(self, cache_store: CacheSubject) -> None:
         require(cache_store, "kv")
         cache_store.set("x", 1)
@@ -876,6 +907,25 @@ def cache_bad_cases(capabilities: frozenset[str]) -> list[BadCase]:
     if "blacklist" in capabilities:
         found += [BadCase("add_to_blacklist", (jti, 10), error) for jti, error in BAD_KEYS]
         found += cases("add_to_blacklist", BAD_REQUIRED_TTLS, "jti")
+        soon = datetime.now(UTC) + timedelta(hours=1)
+        bad_instants: Bad = [
+            (datetime(2030, 1, 1), ValueError),
+            (datetime.now() + timedelta(hours=1), ValueError),
+            ("2030-01-01T00:00:00Z", TypeError),
+            (1893456000.0, TypeError),
+            (date(2030, 1, 1), TypeError),
+            (datetime(9999, 1, 1, tzinfo=UTC), ValueError),
+        ]
+        found += cases("add_to_blacklist", bad_instants, "jti", expires_at=...)
+        found += [
+            BadCase("add_to_blacklist", ("jti", 60), TypeError, {"expires_at": soon}),
+            BadCase("add_to_blacklist", ("jti", None), TypeError, {"expires_at": None}),
+            BadCase("add_to_blacklist", ("jti",), TypeError, {}),
+        ]
+        found += [
+            BadCase("add_to_blacklist", (jti,), error, {"expires_at": soon})
+            for jti, error in BAD_KEYS
+        ]
         found += cases("is_blacklisted", BAD_KEYS)
         found += cases("remove_from_blacklist", BAD_KEYS)
     if "user_revocation" in capabilities:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import itertools
+import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from authstore.contracts.errors import TokenInUseError
 from authstore.contracts.records import (
     IssuedMagicLink,
     MagicLinkRecord,
@@ -85,6 +90,60 @@ BAD_METADATA: Bad = [
 """The last one encodes to MAX_JSON_BYTES + 4 bytes of JSON."""
 A_TOKEN = "x" * 43
 """Well-formed but unknown: for bad-input cases about another argument."""
+BAD_CALLER_TOKENS: Bad = [
+    ("t" * 31, ValueError),
+    ("", ValueError),
+    ("t" * 513, ValueError),
+    ("\U0001f600" * 200, ValueError),
+    ("\ud800" * 40, ValueError),
+    (b"t" * 40, TypeError),
+    (40, TypeError),
+    (["t" * 40], TypeError),
+]
+"""A caller-supplied token: a str of 32 to 512 characters (and at most 512 bytes)."""
+BAD_TOKEN_HASHES: Bad = [
+    ("", ValueError),
+    ("a" * 63, ValueError),
+    ("a" * 65, ValueError),
+    ("A" * 64, ValueError),
+    ("g" * 64, ValueError),
+    (" " + "a" * 63, ValueError),
+    (b"a" * 64, TypeError),
+    (None, TypeError),
+    (1, TypeError),
+]
+"""issue_hashed's token hash: exactly what hash_token gives, 64 lowercase hex characters."""
+
+
+def caller_token() -> str:
+    """A token as a core with its own token scheme would make it (not authstore's format)."""
+    return "core." + secrets.token_hex(24)
+
+
+def sha256_hex(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def outcome(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` returning its exception instead of raising it, sync or async."""
+
+    def call(store: Any) -> Any:
+        try:
+            value = fn(store)
+        except Exception as error:
+            return error
+        if not inspect.isawaitable(value):
+            return value
+
+        async def awaited() -> Any:
+            try:
+                return await value
+            except Exception as error:
+                return error
+
+        return awaited()
+
+    return call
 
 
 def enters_and_closes(view: View) -> bool:
@@ -124,7 +183,123 @@ def assert_same_session(got: SessionRecord | None, expected: SessionRecord) -> N
     assert same_times(assert_utc(got.expires_at), expected.expires_at)
 
 
-class SessionContract(ContractBase):
+class SessionCallerTokenContract(ContractBase):
+    """``create(token=...)``: a core's own session ids as secrets, stored only hashed."""
+
+    def test_session_caller_token_round_trip(self, session_store: SessionSubject) -> None:
+        token, other_token = caller_token(), caller_token()
+        record, returned = session_store.create("alice", ttl=LONG, token=token, device_id="d1")
+        assert returned == token, "NewSession.token is the caller's token"
+        assert token not in repr(record) and record.id != token
+        assert_same_session(session_store.get(token), record)
+        time.sleep(0.02)
+        touched = session_store.touch(token, ttl=7200)
+        assert touched is not None and touched.id == record.id
+        assert touched.last_seen_at > record.last_seen_at
+        other, _ = session_store.create("alice", ttl=LONG, token=other_token)
+        generated = session_store.create("alice", ttl=LONG)
+        assert session_store.count("alice") == 3
+        assert session_store.revoke_all("alice", except_token=token) == 2
+        assert session_store.get(other_token) is None and session_store.get(generated.token) is None
+        assert_same_session(session_store.get(token), touched)
+        assert session_store.revoke(token) is True
+        assert session_store.get(token) is None and session_store.touch(token) is None
+        assert session_store.revoke(token) is False
+        assert session_store.get(token.upper()) is None
+        assert other.id != record.id
+
+    def test_session_caller_token_bad_input_fails_before_io(
+        self, authstore_stores: Stores, authstore_unreachable_url: str | None
+    ) -> None:
+        targets = self.io_free_targets(
+            authstore_stores, StoreKind.SESSIONS, authstore_unreachable_url
+        )
+        found = cases("create", BAD_CALLER_TOKENS, "u", ttl=60, token=...)
+        found += cases("create", BAD_CALLER_TOKENS, "u", ttl=60, max_sessions=1, token=...)
+        assert_rejected(targets, found)
+
+    def test_session_caller_token_bad_input_changes_nothing(
+        self, session_store: SessionSubject
+    ) -> None:
+        kept, _ = session_store.create("alice", ttl=LONG)
+        for bad, error in BAD_CALLER_TOKENS:
+            with pytest.raises(error):
+                session_store.create("alice", ttl=LONG, token=bad, max_sessions=1)
+        assert [r.id for r in session_store.list("alice")] == [kept.id]
+
+    def test_session_taken_token_is_refused(self, session_store: SessionSubject) -> None:
+        """A caller token can never take over, overwrite or revive another session."""
+        live_token, revoked_token = caller_token(), caller_token()
+        live, _ = session_store.create("alice", ttl=LONG, token=live_token, device_id="first")
+        revoked, _ = session_store.create("alice", ttl=LONG, token=revoked_token)
+        assert session_store.revoke(revoked_token) is True
+        for token in (live_token, revoked_token):
+            for user, cap in (("mallory", None), ("alice", None), ("alice", 1)):
+                with pytest.raises(TokenInUseError):
+                    session_store.create(
+                        user, ttl=LONG, token=token, device_id="second", max_sessions=cap
+                    )
+        assert isinstance(TokenInUseError("x"), ValueError)
+        assert_same_session(session_store.get(live_token), live)
+        assert session_store.get(revoked_token) is None, "a revoked session stays revoked"
+        assert [r.id for r in session_store.list("alice")] == [live.id], "nothing evicted"
+        assert session_store.count("mallory") == 0
+        assert revoked.id != live.id
+
+    def test_session_taken_token_stays_taken_when_revoked_otherwise(
+        self, session_store: SessionSubject
+    ) -> None:
+        """Revoked by id, by revoke_all or by eviction: the hash is still taken."""
+        tokens = [caller_token() for _ in range(3)]
+        by_id, _ = session_store.create("alice", ttl=LONG, token=tokens[0])
+        session_store.create("bob", ttl=LONG, token=tokens[1])
+        session_store.create("carol", ttl=LONG, token=tokens[2])
+        session_store.create("carol", ttl=LONG, max_sessions=1)  # evicts tokens[2]
+        assert session_store.revoke_by_id(by_id.id) is True
+        assert session_store.revoke_all("bob") == 1
+        for token in tokens:
+            assert session_store.get(token) is None
+            with pytest.raises(TokenInUseError):
+                session_store.create("mallory", ttl=LONG, token=token)
+            assert session_store.get(token) is None
+        assert session_store.count("mallory") == 0
+
+    def test_session_expired_token_may_be_reused(self, session_store: SessionSubject) -> None:
+        token = caller_token()
+        old, _ = session_store.create("alice", ttl=self.short_ttl, token=token, device_id="old")
+        revoked_token = caller_token()
+        session_store.create("alice", ttl=self.short_ttl, token=revoked_token)
+        assert session_store.revoke(revoked_token) is True
+        self.wait_expiry()
+        new, returned = session_store.create("bob", ttl=LONG, token=token)
+        assert returned == token and new.id != old.id
+        got = session_store.get(token)
+        assert got is not None and (got.id, got.user_id, got.device_id) == (new.id, "bob", None)
+        assert session_store.revoke_by_id(old.id) is False, "the old public id is gone"
+        assert_same_session(session_store.get(token), new)
+        again, _ = session_store.create("carol", ttl=LONG, token=revoked_token)
+        assert_same_session(session_store.get(revoked_token), again)
+        assert session_store.count("alice") == 0
+
+    def test_session_concurrent_create_with_one_token(self, session_store: SessionSubject) -> None:
+        token = caller_token()
+        results = session_store.concurrently(
+            20,
+            outcome(lambda store: store.create("alice", ttl=LONG, token=token, max_sessions=50)),
+        )
+        won = [r for r in results if isinstance(r, NewSession)]
+        lost = [r for r in results if isinstance(r, TokenInUseError)]
+        assert (len(won), len(lost)) == (1, 19), results
+        assert_same_session(session_store.get(token), won[0].record)
+        assert session_store.count("alice") == 1
+        results = session_store.concurrently(
+            20, outcome(lambda store: store.create("bob", ttl=LONG, token=token))
+        )
+        assert all(isinstance(r, TokenInUseError) for r in results), results
+        assert_same_session(session_store.get(token), won[0].record)
+
+
+class SessionContract(SessionCallerTokenContract):
     def create(self, store: SessionSubject, user: str = "alice", **options: Any) -> NewSession:
         options.setdefault("ttl", LONG)
         return store.create(user, **options)
@@ -529,6 +704,34 @@ class TotpContract(ContractBase):
         assert totp_store.load("alice").backup_codes_left == 0  # type: ignore[union-attr]
         assert totp_store.use_backup_code("bob", "b1") is True
 
+    def test_totp_load_returns_unused_hashes_in_order(self, totp_store: TotpSubject) -> None:
+        """A core with salted hashes verifies against them, then uses the matched one."""
+        assert totp_store.load("nobody") is None
+        self.enrol(totp_store)
+        assert totp_store.load("alice").backup_code_hashes == ()  # type: ignore[union-attr]
+        given = [f"$2b$12$salt{index:02d}" + "x" * 40 for index in (7, 3, 11, 1, 5, 9)]
+        totp_store.replace_backup_codes("alice", given)
+        totp_store.replace_backup_codes("bob", ["b1"])
+        state = totp_store.load("alice")
+        assert state is not None and state.backup_code_hashes == tuple(given)
+        assert state.backup_codes_left == len(given)
+        assert given[0] not in repr(state), "hashes stay out of reprs"
+        assert totp_store.use_backup_code("alice", given[2]) is True
+        assert totp_store.use_backup_code("alice", given[0]) is True
+        state = totp_store.load("alice")
+        expected = (given[1], given[3], given[4], given[5])
+        assert state is not None and state.backup_code_hashes == expected
+        assert state.backup_codes_left == 4
+        totp_store.replace_backup_codes("alice", ["z", "a", "z", "m"])
+        state = totp_store.load("alice")
+        assert state is not None and state.backup_code_hashes == ("z", "a", "m")
+        for code in ("z", "a", "m"):
+            assert totp_store.use_backup_code("alice", code) is True
+        state = totp_store.load("alice")
+        assert state is not None and (state.backup_code_hashes, state.backup_codes_left) == ((), 0)
+        assert totp_store.disable("alice") is True
+        assert totp_store.load("bob").backup_code_hashes == ("b1",)  # type: ignore[union-attr]
+
     def test_totp_claim_step_strictly_increasing(self, totp_store: TotpSubject) -> None:
         self.enrol(totp_store)
         self.enrol(totp_store, "bob")
@@ -690,7 +893,155 @@ def assert_same_link(got: MagicLinkRecord | None, expected: MagicLinkRecord) -> 
     assert same_times(assert_utc(got.expires_at), expected.expires_at)
 
 
-class MagicLinkContract(ContractBase):
+class MagicLinkCallerTokenContract(ContractBase):
+    """``issue(token=...)`` and ``issue_hashed``: a core's own link tokens, stored hashed."""
+
+    def test_magic_caller_token(self, magic_link_store: MagicLinkSubject) -> None:
+        token = caller_token()
+        record, returned = magic_link_store.issue("alice", "a@example.com", ttl=LONG, token=token)
+        assert returned == token and token not in repr(record)
+        assert_same_link(magic_link_store.peek(token), record)
+        assert magic_link_store.peek(token.upper()) is None
+        assert_same_link(magic_link_store.consume(token), record)
+        assert magic_link_store.consume(token) is None
+
+    def test_magic_issue_hashed(self, magic_link_store: MagicLinkSubject) -> None:
+        token = caller_token()
+        before = datetime.now(UTC)
+        record = magic_link_store.issue_hashed(
+            "alice", "a@example.com", sha256_hex(token), ttl=600, application_id="web"
+        )
+        assert isinstance(record, MagicLinkRecord)
+        assert (record.user_id, record.email, record.application_id) == (
+            "alice",
+            "a@example.com",
+            "web",
+        )
+        assert close_to(assert_utc(record.created_at), before)
+        assert abs((record.expires_at - record.created_at).total_seconds() - 600) <= 1
+        assert_same_link(magic_link_store.peek(token), record)
+        assert magic_link_store.consume(sha256_hex(token), application_id="web") is None
+        assert magic_link_store.consume(token) is None, "bound to its application"
+        assert_same_link(magic_link_store.consume(token, application_id="web"), record)
+        assert magic_link_store.consume(token, application_id="web") is None
+        # revoke_previous applies as for issue()
+        first, second = caller_token(), caller_token()
+        magic_link_store.issue_hashed("bob", "b@example.com", sha256_hex(first), ttl=LONG)
+        magic_link_store.issue_hashed("bob", "b@example.com", sha256_hex(second), ttl=LONG)
+        assert magic_link_store.peek(first) is None and magic_link_store.peek(second) is not None
+        third = caller_token()
+        magic_link_store.issue_hashed(
+            "bob", "b@example.com", sha256_hex(third), ttl=LONG, revoke_previous=False
+        )
+        assert magic_link_store.peek(second) is not None
+        assert magic_link_store.revoke_user("bob") == 2
+
+    def test_magic_caller_token_bad_input_fails_before_io(
+        self, authstore_stores: Stores, authstore_unreachable_url: str | None
+    ) -> None:
+        targets = self.io_free_targets(
+            authstore_stores, StoreKind.MAGIC_LINKS, authstore_unreachable_url
+        )
+        digest = sha256_hex(A_TOKEN)
+        found = cases("issue", BAD_CALLER_TOKENS, "u", "a@example.com", ttl=60, token=...)
+        found += cases("issue_hashed", BAD_TOKEN_HASHES, "u", "a@example.com", ttl=60)
+        found += cases("issue_hashed", BAD_IDS, ..., "a@example.com", digest, ttl=60)
+        found += cases("issue_hashed", BAD_OPTIONAL_TEXT, "u", ..., digest, ttl=60)
+        found += cases("issue_hashed", BAD_REQUIRED_TTLS, "u", "a@example.com", digest, ttl=...)
+        found += cases(
+            "issue_hashed", BAD_OPTIONAL_IDS, "u", "a@example.com", digest, ttl=60, ip_address=...
+        )
+        bad_flags: Bad = [("yes", TypeError), (1, TypeError), (None, TypeError)]
+        found += cases(
+            "issue_hashed", bad_flags, "u", "a@example.com", digest, ttl=60, revoke_previous=...
+        )
+        assert_rejected(targets, found)
+
+    def test_magic_caller_token_bad_input_changes_nothing(
+        self, magic_link_store: MagicLinkSubject
+    ) -> None:
+        _, kept = magic_link_store.issue("alice", "a@example.com", ttl=LONG)
+        for bad, error in BAD_CALLER_TOKENS:
+            with pytest.raises(error):
+                magic_link_store.issue("alice", "a@example.com", ttl=LONG, token=bad)
+        for bad, error in BAD_TOKEN_HASHES:
+            with pytest.raises(error):
+                magic_link_store.issue_hashed("alice", "a@example.com", bad, ttl=LONG)
+        assert magic_link_store.peek(kept) is not None
+
+    def test_magic_taken_token_is_refused(self, magic_link_store: MagicLinkSubject) -> None:
+        """A link's hash, used, revoked or not, is taken until the link expires."""
+        usable, used, revoked = caller_token(), caller_token(), caller_token()
+        record, _ = magic_link_store.issue("alice", "a@example.com", ttl=LONG, token=usable)
+        magic_link_store.issue_hashed("bob", "b@example.com", sha256_hex(used), ttl=LONG)
+        assert magic_link_store.consume(used) is not None
+        magic_link_store.issue("carol", "c@example.com", ttl=LONG, token=revoked)
+        assert magic_link_store.revoke_user("carol") == 1
+        magic_link_store.purge_expired()
+        for token in (usable, used, revoked):
+            for revoke_previous in (True, False):
+                with pytest.raises(TokenInUseError):
+                    magic_link_store.issue(
+                        "mallory",
+                        "m@example.com",
+                        ttl=LONG,
+                        token=token,
+                        revoke_previous=revoke_previous,
+                    )
+                with pytest.raises(TokenInUseError):
+                    magic_link_store.issue_hashed(
+                        "alice",
+                        "m@example.com",
+                        sha256_hex(token),
+                        ttl=LONG,
+                        revoke_previous=revoke_previous,
+                    )
+        assert_same_link(magic_link_store.peek(usable), record)
+        assert magic_link_store.peek(used) is None and magic_link_store.consume(used) is None
+        assert magic_link_store.peek(revoked) is None and magic_link_store.consume(revoked) is None
+        assert magic_link_store.revoke_user("mallory") == 0
+        assert_same_link(magic_link_store.consume(usable), record)
+
+    def test_magic_expired_token_may_be_reused(self, magic_link_store: MagicLinkSubject) -> None:
+        token, used = caller_token(), caller_token()
+        magic_link_store.issue("alice", "old@example.com", ttl=self.short_ttl, token=token)
+        magic_link_store.issue_hashed("bob", "b@example.com", sha256_hex(used), ttl=self.short_ttl)
+        assert magic_link_store.consume(used) is not None
+        self.wait_expiry()
+        new, _ = magic_link_store.issue("carol", "new@example.com", ttl=LONG, token=token)
+        assert_same_link(magic_link_store.peek(token), new)
+        again = magic_link_store.issue_hashed("dave", "d@example.com", sha256_hex(used), ttl=LONG)
+        assert_same_link(magic_link_store.consume(used), again)
+
+    def test_magic_concurrent_issue_with_one_token(
+        self, magic_link_store: MagicLinkSubject
+    ) -> None:
+        token = caller_token()
+        digest = sha256_hex(token)
+        results = magic_link_store.concurrently(
+            20,
+            outcome(lambda store: store.issue_hashed("alice", "a@example.com", digest, ttl=LONG)),
+        )
+        won = [r for r in results if isinstance(r, MagicLinkRecord)]
+        lost = [r for r in results if isinstance(r, TokenInUseError)]
+        assert (len(won), len(lost)) == (1, 19), results
+        assert_same_link(magic_link_store.peek(token), won[0])
+        other = caller_token()
+        results = magic_link_store.concurrently(
+            20,
+            outcome(
+                lambda store: store.issue(
+                    "bob", "b@example.com", ttl=LONG, token=other, revoke_previous=False
+                )
+            ),
+        )
+        assert sum(1 for r in results if isinstance(r, IssuedMagicLink)) == 1, results
+        assert sum(1 for r in results if isinstance(r, TokenInUseError)) == 19, results
+        assert magic_link_store.revoke_user("bob") == 1
+        assert magic_link_store.consume(token) is not None
+
+
+class MagicLinkContract(MagicLinkCallerTokenContract):
     def issue(
         self, store: MagicLinkSubject, user: str = "alice", **options: Any
     ) -> IssuedMagicLink:
