@@ -52,7 +52,6 @@ RACERS = 20
 SECRET_KEY = "k" * 48
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """tenxyte warns that HS256 is symmetric at every JWTService construction: the tests know."""
     for item in items:
