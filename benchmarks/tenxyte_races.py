@@ -49,7 +49,7 @@ from tenxyte.core.session_service import SessionService  # noqa: E402
 from tenxyte.core.totp_service import TOTPService  # noqa: E402
 
 from tests.backends import CLEANUPS  # noqa: E402
-from tests.tenxyte.conftest import ASYNC_OPENERS, RACERS, SYNC_OPENERS, Tx, build  # noqa: E402
+from tests.tenxyte.conftest import RACERS, Tx, open_tx  # noqa: E402
 
 TRIALS = int(os.environ.get("TENXYTE_RACE_TRIALS", "5"))
 LIMIT = 5
@@ -175,16 +175,10 @@ async def stale_session(tx: Tx, s: dict[str, Any]) -> str:
     return "STILL VALID" if still else "refused"
 
 
-async def one_mode(url: str, mode: str) -> dict[str, tuple[list[int], list[int]] | tuple[str, str]]:
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
-    openers = SYNC_OPENERS if mode == "sync" else ASYNC_OPENERS
-    stores = {
-        k: o(url, namespace=namespace + ("r" if k == "refresh" else "")) for k, o in openers.items()
-    }
-    tx = build(mode, url, namespace, stores)
-    before, after = plain(tx), ours(tx)
+async def one_mode(url: str, mode: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    try:
+    async with open_tx(url, mode) as tx:
+        before, after = plain(tx), ours(tx)
         for name, (flow, _right) in FLOWS.items():
             b = [await flow(tx, before) for _ in range(TRIALS)]
             a = [await flow(tx, after) for _ in range(TRIALS)]
@@ -197,12 +191,6 @@ async def one_mode(url: str, mode: str) -> dict[str, tuple[list[int], list[int]]
             await stale_session(tx, before),
             await stale_session(tx, after),
         )
-    finally:
-        for store in stores.values():
-            if mode == "sync":
-                store.close()
-            else:
-                await store.aclose()
     return out
 
 

@@ -10,12 +10,12 @@ call ``n`` times at once (threads behind a barrier, or ``asyncio.gather``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,16 +251,17 @@ def mode(request: pytest.FixtureRequest) -> str:
     return value
 
 
-@pytest_asyncio.fixture
-async def tx(tenxyte_url: str, mode: str) -> AsyncIterator[Tx]:
+@contextlib.asynccontextmanager
+async def open_tx(url: str, mode: str, **settings: Any) -> AsyncIterator[Tx]:
+    """A ``Tx`` over new stores of ``url`` in a fresh namespace, closed on exit."""
     namespace = f"tx{uuid.uuid4().hex[:10]}"
     openers = SYNC_OPENERS if mode == "sync" else ASYNC_OPENERS
     stores = {
-        kind: opener(tenxyte_url, namespace=namespace + ("r" if kind == "refresh" else ""))
+        kind: opener(url, namespace=namespace + ("r" if kind == "refresh" else ""))
         for kind, opener in openers.items()
     }
     try:
-        yield build(mode, tenxyte_url, namespace, stores)
+        yield build(mode, url, namespace, stores, **settings)
     finally:
         for store in stores.values():
             if mode == "sync":
@@ -269,6 +270,7 @@ async def tx(tenxyte_url: str, mode: str) -> AsyncIterator[Tx]:
                 await store.aclose()
 
 
-@pytest.fixture
-def sqlite_file(tmp_path: Path) -> Path:
-    return tmp_path / "tenxyte.db"
+@pytest_asyncio.fixture
+async def tx(tenxyte_url: str, mode: str) -> AsyncIterator[Tx]:
+    async with open_tx(tenxyte_url, mode) as world:
+        yield world

@@ -50,8 +50,6 @@ from authstore.integrations.tenxyte.storage import (
     AuthstoreTokenBlacklist,
     AuthstoreTOTPStorage,
     create_session,
-    get_session,
-    revoke_all_sessions,
     revoke_user,
     session_dict,
     token_revoked,
@@ -717,14 +715,14 @@ class AuthstoreSessionService(SessionService):  # type: ignore[misc]  # tenxyte 
     ) -> None:
         _require(session_repository, AuthstoreSessionRepository, "session_repository")
         super().__init__(settings, cache_service, session_repository)
+        self._repo = session_repository
         self._b = session_repository.bound
 
     def _max_sessions(self) -> int | None:
         limit = self.settings.max_devices_per_user
         if isinstance(limit, int) and limit > 0:
             return limit
-        repository: AuthstoreSessionRepository = self.repository
-        return repository.max_sessions
+        return self._repo.max_sessions
 
     def _create(
         self, user: Any, device_id: str | None, ip_address: str | None, user_agent: str | None
@@ -756,22 +754,24 @@ class AuthstoreSessionService(SessionService):  # type: ignore[misc]  # tenxyte 
     ) -> dict[str, Any]:
         return await self._b.arun(self._create(user, device_id, ip_address, user_agent))
 
+    # The store is the truth: validation, revocation and revoke-all are the repository's.
+
     def validate_session(self, session_id: str) -> dict[str, Any] | None:
-        return self._b.run(get_session(session_id))
+        return self._repo.get(session_id)
 
     async def validate_session_async(self, session_id: str) -> dict[str, Any] | None:
-        return await self._b.arun(get_session(session_id))
+        return await self._repo.get_async(session_id)
 
     def revoke_session(self, session_id: str) -> bool:
-        return bool(self._b.run(call("sessions", "revoke", session_id)))
+        return self._repo.revoke(session_id)
 
     async def revoke_session_async(self, session_id: str) -> bool:
-        return bool(await self._b.arun(call("sessions", "revoke", session_id)))
+        return await self._repo.revoke_async(session_id)
 
     def revoke_all_sessions(self, user_id: str, except_session_id: str | None = None) -> int:
-        return self._b.run(revoke_all_sessions(user_id, except_session_id))
+        return self._repo.revoke_all_for_user(user_id, except_session_id)
 
     async def revoke_all_sessions_async(
         self, user_id: str, except_session_id: str | None = None
     ) -> int:
-        return await self._b.arun(revoke_all_sessions(user_id, except_session_id))
+        return await self._repo.revoke_all_for_user_async(user_id, except_session_id)
