@@ -166,8 +166,8 @@ def test_migrate_is_idempotent_and_indexes_every_lookup(
 ) -> None:
     prefix = fresh_prefix
     url = f"{postgres_server}?table_prefix={prefix}"
-    assert authstore.migrate(url) == ["postgresql: schema at version 1 (applied 1)"]
-    assert authstore.migrate(url) == ["postgresql: schema at version 1 (applied 0)"]
+    assert authstore.migrate(url) == ["postgresql: schema at version 2 (applied 2)"]
+    assert authstore.migrate(url) == ["postgresql: schema at version 2 (applied 0)"]
     indexes = {
         (table, definition.split(" USING ")[1])
         for table, definition in admin.execute(

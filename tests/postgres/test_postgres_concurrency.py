@@ -69,12 +69,12 @@ def test_processes_migrating_a_fresh_database_at_once(
     results = _in_processes(migrate_then_use, [(url, w, start) for w in range(PROCESSES)])
     reports = sorted(report for report, _ in results)
     assert all(used for _, used in results), results
-    assert reports == ["postgresql: schema at version 1 (applied 0)"] * (PROCESSES - 1) + [
-        "postgresql: schema at version 1 (applied 1)"
+    assert reports == ["postgresql: schema at version 2 (applied 0)"] * (PROCESSES - 1) + [
+        "postgresql: schema at version 2 (applied 2)"
     ], reports
     with psycopg.connect(postgres_server) as check:
         versions = check.execute(f"SELECT version FROM {fresh_prefix}schema_version").fetchall()
-    assert versions == [(1,)]
+    assert versions == [(1,), (2,)]
 
 
 def test_first_use_migrates_once_under_threads(postgres_server: str, fresh_prefix: str) -> None:

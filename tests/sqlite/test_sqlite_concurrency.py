@@ -84,8 +84,8 @@ def test_processes_migrating_a_fresh_file_at_once(db_url: str, db_path: Path) ->
     results = _in_processes(migrate_then_use, [(db_url, n, start) for n in range(PROCESSES)])
     reports = [report for report, _ in results]
     assert all(ok for _, ok in results), results
-    assert sorted(reports) == ["sqlite: schema at version 1 (applied 0)"] * (PROCESSES - 1) + [
-        "sqlite: schema at version 1 (applied 1)"
+    assert sorted(reports) == ["sqlite: schema at version 2 (applied 0)"] * (PROCESSES - 1) + [
+        "sqlite: schema at version 2 (applied 2)"
     ], reports
 
 

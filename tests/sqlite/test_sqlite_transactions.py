@@ -36,13 +36,13 @@ def test_constraint_failure_after_a_delete_rolls_the_delete_back(
         victim = links.issue("victim", "victim@example.com", ttl=60)
         other = links.issue("other", "other@example.com", ttl=60)
     ops = SqlMagicLinkOps(runner.dialect, Tables(), "authstore")
-    # issue(revoke_previous=True) deletes the victim's unused links, then inserts; the
-    # insert reuses another link's token hash, so the UNIQUE constraint rejects it.
+    # issue(revoke_previous=True) revokes the victim's unused links, then inserts; the
+    # insert reuses another link's public id, so the UNIQUE constraint rejects it.
     with pytest.raises(BackendError) as raised:
         runner.run(
             ops.issue(
-                token_hash=hash_token(other.token),
-                link_id="new-link",
+                token_hash=hash_token("a-fresh-token-nobody-has-used-yet-0123456789"),
+                link_id=other.record.id,
                 user_id="victim",
                 email="victim@example.com",
                 ttl=60,
@@ -187,7 +187,8 @@ def test_stores_sharing_a_given_connection_never_interleave_transactions(
     assert errors == []
     assert totp.load("u") is None  # no TOTP row, but the codes were replaced each round
     assert _count(db_path, "SELECT COUNT(*) FROM authstore_totp_backup_codes") == 1
-    assert _count(db_path, "SELECT COUNT(*) FROM authstore_magic_links") == 1
+    usable = "SELECT COUNT(*) FROM authstore_magic_links WHERE revoked_at IS NULL"
+    assert _count(db_path, usable) == 1  # revoked rows stay (their hashes taken) until expiry
     totp.close()
     links.close()
     connection.close()

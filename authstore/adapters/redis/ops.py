@@ -19,6 +19,7 @@ from typing import Any
 from authstore.adapters.common.ops import FixedWindowState, GcraState, Op, SlidingWindowState
 from authstore.adapters.common.ratelimit import EPSILON
 from authstore.adapters.redis.commands import Batch, Call, Script, lua
+from authstore.contracts.errors import TokenInUseError
 from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState, from_epoch
 
 __all__ = [
@@ -217,6 +218,8 @@ class RedisSessionOps(_TaggedOps):
             _optional(user_agent),
             metadata,
         )
+        if row is None:
+            raise TokenInUseError("a session that has not expired holds this token")
         return _session(row)
 
     def get(self, token_hash: str) -> Op[SessionRecord | None]:
@@ -267,9 +270,9 @@ class RedisTotpOps:
     def __repr__(self) -> str:
         return f"<RedisTotpOps namespace={self.namespace!r}>"
 
-    def _keys(self, user_id: str) -> tuple[str, str]:
+    def _keys(self, user_id: str) -> tuple[str, str, str]:
         tag = f"{{{self.namespace}:totp:{user_id}}}"
-        return f"{tag}:s", f"{tag}:c"
+        return f"{tag}:s", f"{tag}:c", f"{tag}:o"
 
     def _script(self, name: str, user_id: str, *args: str | bytes) -> Script:
         return Script(lua(name), self._keys(user_id), args)
@@ -289,7 +292,7 @@ class RedisTotpOps:
         row = yield self._script("totp_load", user_id)
         if row is None:
             return None
-        enabled, secret, pending, last_step, created, updated, enabled_at, codes = row
+        enabled, secret, pending, last_step, created, updated, enabled_at, codes, hashes = row
         return TotpState(
             user_id=user_id,
             enabled=enabled == b"1",
@@ -300,6 +303,7 @@ class RedisTotpOps:
             created_at=from_epoch(_epoch(created)),
             updated_at=from_epoch(_epoch(updated)),
             enabled_at=None if enabled_at is None else from_epoch(_epoch(enabled_at)),
+            backup_code_hashes=tuple(bytes(code).decode() for code in hashes),
         )
 
     def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> Op[None]:
@@ -361,6 +365,8 @@ class RedisMagicLinkOps(_TaggedOps):
             _optional(user_agent),
             "1" if revoke_previous else "0",
         )
+        if row is None:
+            raise TokenInUseError("a magic link that has not expired holds this token")
         return _link(row)
 
     def peek(self, token_hash: str) -> Op[MagicLinkRecord | None]:

@@ -24,6 +24,7 @@ from authstore.adapters.common.ratelimit import EPSILON
 from authstore.adapters.sql.commands import Begin, Query, Row
 from authstore.adapters.sql.dialect import Dialect
 from authstore.adapters.sql.schema import Tables
+from authstore.contracts.errors import TokenInUseError
 from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState, from_epoch
 
 __all__ = ["SqlCacheOps", "SqlMagicLinkOps", "SqlSessionOps", "SqlTotpOps"]
@@ -496,34 +497,67 @@ def _session(row: Row) -> SessionRecord:
     )
 
 
+def _claiming_insert(d: Dialect, table: str, values: Mapping[str, str]) -> str:
+    """An INSERT that takes over a row holding the same token hash only when that row has
+    expired; a live, revoked or used one stays as it was and the statement changes nothing
+    (no row RETURNed, no row changed), which the operation reports as TokenInUseError.
+    ``values`` must end with ``expires_at``: MySQL assigns left to right and every guard
+    reads the old expiry."""
+    columns = ["namespace", "token_hash", *values]
+    return d.upsert(
+        table,
+        columns,
+        [[":namespace", ":token_hash", *values.values()]],
+        ["namespace", "token_hash"],
+        {column: d.excluded(column) for column in values},
+        where=f"{table}.expires_at <= {d.now}",
+    )
+
+
 class SqlSessionOps(_SqlOps):
+    """A revoked session keeps its row (``revoked_at``) until it expires: its token hash
+    stays taken. Reads see only live, unrevoked rows."""
+
     def __init__(self, dialect: Dialect, tables: Tables, namespace: str) -> None:
         super().__init__(dialect, tables)
         self.namespace = namespace
         t, now = tables.sessions, dialect.now
-        self._live = f"{t}.expires_at > {now}"
+        self._live = f"{t}.expires_at > {now} AND {t}.revoked_at IS NULL"
         self._user = f"namespace = :namespace AND user_id = :user_id AND {self._live}"
         by_hash = "namespace = :namespace AND token_hash = :token_hash"
         self._by_hash = f"{by_hash} AND {self._live}"
 
-        insert = (
-            f"INSERT INTO {t} (namespace, token_hash, id, user_id, device_id, application_id, "
-            f"ip_address, user_agent, metadata, created_at, last_seen_at, expires_at) "
-            f"VALUES (:namespace, :token_hash, :session_id, :user_id, :device_id, "
-            f":application_id, :ip_address, :user_agent, :metadata, {now}, {now}, {now} + :ttl)"
+        insert = _claiming_insert(
+            dialect,
+            t,
+            {
+                "id": ":session_id",
+                "user_id": ":user_id",
+                "device_id": ":device_id",
+                "application_id": ":application_id",
+                "ip_address": ":ip_address",
+                "user_agent": ":user_agent",
+                "metadata": ":metadata",
+                "created_at": now,
+                "last_seen_at": now,
+                "revoked_at": "NULL",
+                "expires_at": f"{now} + :ttl",
+            },
         )
-        self._create = self._returning(insert, _SESSION_COLUMNS, t, by_hash)
-        # Keep the new session and the newest max_sessions - 1 others; drop the rest of the
-        # user's sessions, expired ones included. The new one is left out by its hash, not
-        # by its time, so a clock stepping back cannot evict it.
+        self._create = self._returning(
+            insert, _SESSION_COLUMNS, t, by_hash, applied="{changed} > 0"
+        )
+        # Keep the new session and the newest max_sessions - 1 others; revoke the rest of
+        # the user's live sessions. The new one is left out by its hash, not by its time,
+        # so a clock stepping back cannot evict it.
         self._evict = (
-            f"DELETE FROM {t} WHERE namespace = :namespace AND user_id = :user_id "
-            f"AND (expires_at <= {now} OR seq IN ("
+            f"UPDATE {t} SET revoked_at = {now} "
+            f"WHERE namespace = :namespace AND user_id = :user_id AND seq IN ("
             + dialect.target_rows(
                 f"SELECT seq FROM {t} WHERE {self._user} AND token_hash <> :token_hash "
                 f"ORDER BY created_at DESC, seq DESC {dialect.skip(':keep_others')}"
             )
-            + "))"
+            + ")"
         )
         self._get = f"SELECT {_SESSION_COLUMNS} FROM {t} WHERE {self._by_hash}"
         touch = (
@@ -533,7 +567,7 @@ class SqlSessionOps(_SqlOps):
         self._touch = self._returning(
             touch, _SESSION_COLUMNS, t, by_hash, applied=f"{{changed}} > 0 OR {self._live}"
         )
-        self._revoke = f"DELETE FROM {t} WHERE {self._by_hash}"
+        self._revoke = f"UPDATE {t} SET revoked_at = {now} WHERE {self._by_hash}"
         self._list = (
             f"SELECT {_SESSION_COLUMNS} FROM {t} WHERE {self._user} "
             f"ORDER BY created_at DESC, seq DESC"
@@ -572,7 +606,8 @@ class SqlSessionOps(_SqlOps):
             yield Begin()
             yield from self._lock(f"authstore:sessions:{self.namespace}:{user_id}")
         row = yield from self._run_returning(self._create, params, in_transaction=capped)
-        assert row is not None, "an INSERT always writes"
+        if row is None:
+            raise TokenInUseError("a session that has not expired holds this token")
         if capped:
             yield Query(self._evict, params, "rowcount")
         return _session(row)
@@ -594,7 +629,10 @@ class SqlSessionOps(_SqlOps):
 
     def revoke_by_id(self, session_id: str, user_id: str | None) -> Op[bool]:
         t = self.tables.sessions
-        sql = f"DELETE FROM {t} WHERE namespace = :namespace AND id = :session_id AND {self._live}"
+        sql = (
+            f"UPDATE {t} SET revoked_at = {self.dialect.now} "
+            f"WHERE namespace = :namespace AND id = :session_id AND {self._live}"
+        )
         if user_id is not None:
             sql += " AND user_id = :user_id"
         params = {"namespace": self.namespace, "session_id": session_id, "user_id": user_id}
@@ -602,7 +640,9 @@ class SqlSessionOps(_SqlOps):
         return bool(deleted)
 
     def revoke_all(self, user_id: str, except_hash: str | None, except_id: str | None) -> Op[int]:
-        sql = f"DELETE FROM {self.tables.sessions} WHERE {self._user}"
+        sql = (
+            f"UPDATE {self.tables.sessions} SET revoked_at = {self.dialect.now} WHERE {self._user}"
+        )
         if except_hash is not None:
             sql += " AND token_hash <> :except_hash"
         if except_id is not None:
@@ -663,11 +703,14 @@ class SqlTotpOps(_SqlOps):
         )
         self._delete_codes = f"DELETE FROM {codes} WHERE {user}"
         self._delete_state = f"DELETE FROM {t} WHERE {user}"
+        # One statement, so the state and its codes are one snapshot: a row per unused
+        # code (one row with a NULL code when there is none), in the order given.
         self._load = (
             f"SELECT enabled, secret, pending_secret, last_step, created_at, updated_at, "
-            f"enabled_at, (SELECT COUNT(*) FROM {codes} WHERE {codes}.namespace = {t}.namespace "
-            f"AND {codes}.user_id = {t}.user_id) FROM {t} WHERE {t}.namespace = :namespace "
-            f"AND {t}.user_id = :user_id"
+            f"enabled_at, {codes}.code_hash FROM {t} LEFT JOIN {codes} "
+            f"ON {codes}.namespace = {t}.namespace AND {codes}.user_id = {t}.user_id "
+            f"WHERE {t}.namespace = :namespace AND {t}.user_id = :user_id "
+            f"ORDER BY {codes}.code_order, {codes}.code_hash"
         )
         self._codes = codes
         self._use_code = f"DELETE FROM {codes} WHERE {user} AND code_hash = :code_hash"
@@ -693,29 +736,36 @@ class SqlTotpOps(_SqlOps):
         return bool(deleted)
 
     def load(self, user_id: str) -> Op[TotpState | None]:
-        row = yield Query(self._load, self._params(user_id), "one")
-        if row is None:
+        rows: list[Row] = yield Query(self._load, self._params(user_id), "all")
+        if not rows:
             return None
-        enabled, secret, pending, last_step, created, updated, enabled_at, codes = row
+        enabled, secret, pending, last_step, created, updated, enabled_at, _ = rows[0]
+        hashes = tuple(str(row[7]) for row in rows if row[7] is not None)
         return TotpState(
             user_id=user_id,
             enabled=bool(enabled),
             secret=_blob(secret),
             pending_secret=_blob(pending),
             last_step=None if last_step is None else int(last_step),
-            backup_codes_left=int(codes),
+            backup_codes_left=len(hashes),
             created_at=from_epoch(created),
             updated_at=from_epoch(updated),
             enabled_at=None if enabled_at is None else from_epoch(enabled_at),
+            backup_code_hashes=hashes,
         )
 
     def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> Op[None]:
         yield Begin()
         yield Query(self._delete_codes, self._params(user_id))
-        for chunk in _chunks(code_hashes):
-            values = ", ".join(f"(:namespace, :user_id, :c{i})" for i in range(len(chunk)))
-            codes = {f"c{i}": code for i, code in enumerate(chunk)}
-            sql = f"INSERT INTO {self._codes} (namespace, user_id, code_hash) VALUES {values}"
+        for start in range(0, len(code_hashes), CHUNK):
+            chunk = code_hashes[start : start + CHUNK]
+            values = ", ".join(f"(:namespace, :user_id, :c{i}, :o{i})" for i in range(len(chunk)))
+            codes: dict[str, object] = {f"c{i}": code for i, code in enumerate(chunk)}
+            codes.update({f"o{i}": start + i for i in range(len(chunk))})
+            sql = (
+                f"INSERT INTO {self._codes} (namespace, user_id, code_hash, code_order) "
+                f"VALUES {values}"
+            )
             yield Query(sql, self._params(user_id, **codes))
 
     def use_backup_code(self, user_id: str, code_hash: str) -> Op[bool]:
@@ -750,24 +800,34 @@ def _link(row: Row) -> MagicLinkRecord:
 
 
 class SqlMagicLinkOps(_SqlOps):
-    """A revoked link is deleted; a consumed one is kept (marked) until purge_expired."""
+    """A revoked or consumed link keeps its row (marked) until it expires, so its token
+    hash stays taken; purge_expired removes expired rows."""
 
     def __init__(self, dialect: Dialect, tables: Tables, namespace: str) -> None:
         super().__init__(dialect, tables)
         self.namespace = namespace
         d, t, now = dialect, tables.magic_links, dialect.now
         by_hash = "namespace = :namespace AND token_hash = :token_hash"
-        usable = f"consumed_at IS NULL AND expires_at > {now}"
-        insert = (
-            f"INSERT INTO {t} (namespace, token_hash, id, user_id, email, application_id, "
-            f"ip_address, user_agent, created_at, expires_at) VALUES (:namespace, :token_hash, "
-            f":link_id, :user_id, :email, :application_id, :ip_address, :user_agent, "
-            f"{now}, {now} + :ttl)"
+        usable = f"consumed_at IS NULL AND revoked_at IS NULL AND expires_at > {now}"
+        insert = _claiming_insert(
+            d,
+            t,
+            {
+                "id": ":link_id",
+                "user_id": ":user_id",
+                "email": ":email",
+                "application_id": ":application_id",
+                "ip_address": ":ip_address",
+                "user_agent": ":user_agent",
+                "created_at": now,
+                "consumed_at": "NULL",
+                "revoked_at": "NULL",
+                "expires_at": f"{now} + :ttl",
+            },
         )
-        self._issue = self._returning(insert, _LINK_COLUMNS, t, by_hash)
-        user = "namespace = :namespace AND user_id = :user_id AND consumed_at IS NULL"
-        self._revoke_unused = f"DELETE FROM {t} WHERE {user}"
-        self._revoke_user = f"DELETE FROM {t} WHERE {user} AND expires_at > {now}"
+        self._issue = self._returning(insert, _LINK_COLUMNS, t, by_hash, applied="{changed} > 0")
+        user = f"namespace = :namespace AND user_id = :user_id AND {usable}"
+        self._revoke_user = f"UPDATE {t} SET revoked_at = {now} WHERE {user}"
         self._peek = f"SELECT {_LINK_COLUMNS} FROM {t} WHERE {by_hash} AND {usable}"
         # One guarded UPDATE: among concurrent consumers only one finds the link unconsumed.
         consume = (
@@ -803,9 +863,11 @@ class SqlMagicLinkOps(_SqlOps):
         if revoke_previous:
             yield Begin()
             yield from self._lock(f"authstore:magic_links:{self.namespace}:{user_id}")
-            yield Query(self._revoke_unused, params)
+            yield Query(self._revoke_user, params)
         row = yield from self._run_returning(self._issue, params, in_transaction=revoke_previous)
-        assert row is not None, "an INSERT always writes"
+        if row is None:
+            # In a transaction this rolls back the revocation of the previous links too.
+            raise TokenInUseError("a magic link that has not expired holds this token")
         return _link(row)
 
     def peek(self, token_hash: str) -> Op[MagicLinkRecord | None]:
@@ -830,4 +892,4 @@ class SqlMagicLinkOps(_SqlOps):
 
     def purge_expired(self) -> Op[int]:
         now, t = self.dialect.now, self.tables.magic_links
-        return (yield from self._purge(t, "seq", f"expires_at <= {now} OR consumed_at IS NOT NULL"))
+        return (yield from self._purge(t, "seq", f"expires_at <= {now}"))

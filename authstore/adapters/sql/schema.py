@@ -88,7 +88,7 @@ Migration = tuple[int, tuple[str, ...]]
 
 def migrations(dialect: Dialect, tables: Tables) -> list[Migration]:
     """Every version in order; a new version is appended, never edited."""
-    return [(1, _version_1(dialect, tables))]
+    return [(1, _version_1(dialect, tables)), (2, _version_2(dialect, tables))]
 
 
 def _version_1(d: Dialect, t: Tables) -> tuple[str, ...]:
@@ -141,6 +141,17 @@ def _version_1(d: Dialect, t: Tables) -> tuple[str, ...]:
         f"UNIQUE (namespace, token_hash), UNIQUE (namespace, id))",
         d.create_index(f"{p}magic_links_user", t.magic_links, ["namespace", "user_id"]),
         d.create_index(f"{p}magic_links_expires", t.magic_links, ["expires_at"]),
+    )
+
+
+def _version_2(d: Dialect, t: Tables) -> tuple[str, ...]:
+    return (
+        # A revoked session or link keeps its row, so its token hash stays taken until it
+        # expires: a caller-supplied token can never revive it (TokenInUseError).
+        f"ALTER TABLE {t.sessions} ADD COLUMN revoked_at {d.real}",
+        f"ALTER TABLE {t.magic_links} ADD COLUMN revoked_at {d.real}",
+        # Backup codes come back from load() in the order replace_backup_codes got them.
+        f"ALTER TABLE {t.backup_codes} ADD COLUMN code_order {d.bigint}",
     )
 
 

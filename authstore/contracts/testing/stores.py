@@ -708,6 +708,7 @@ class TotpContract(ContractBase):
         """A core with salted hashes verifies against them, then uses the matched one."""
         assert totp_store.load("nobody") is None
         self.enrol(totp_store)
+        self.enrol(totp_store, "bob")
         assert totp_store.load("alice").backup_code_hashes == ()  # type: ignore[union-attr]
         given = [f"$2b$12$salt{index:02d}" + "x" * 40 for index in (7, 3, 11, 1, 5, 9)]
         totp_store.replace_backup_codes("alice", given)

@@ -3,6 +3,8 @@
 --   <tag>u:<user id>     sorted set: the user's token hashes by creation order (index)
 --   <tag>i:<public id>   the token hash of a public id (revoke_by_id)
 --   <tag>seq             creation counter (orders sessions created in one microsecond)
+--   <tag>r:<token hash>  a revoked session's hash, kept until the session would have
+--                        expired: a caller-supplied token can never revive it
 -- Every script that reads an index drops the members whose session is gone or over,
 -- and an index expires with the last session it lists.
 local FIELDS = {'id', 'user', 'created', 'seen', 'expires', 'device', 'app', 'ip', 'agent', 'meta'}
@@ -32,6 +34,15 @@ local function drop(hash, user)
     redis.call('DEL', prefix .. 'i:' .. public_id)
   end
   redis.call('ZREM', index_key(user), hash)
+end
+
+-- Revoke a live session: drop it, keeping its hash taken until its expiry.
+local function revoke(hash, user, now)
+  local expires = tonumber(redis.call('HGET', data_key(hash), 'expires'))
+  if expires and expires > now then
+    redis.call('SET', prefix .. 'r:' .. hash, '1', 'PXAT', ms(expires))
+  end
+  drop(hash, user)
 end
 
 -- The user's live sessions, newest first; stale members leave the index on the way.

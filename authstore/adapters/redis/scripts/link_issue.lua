@@ -1,10 +1,15 @@
 -- ARGV: prefix, token hash, public id, user, email, ttl (s), app, ip, agent ('' = none),
 -- revoke previous ('1' or '0'). The previous unused links go in the same atomic step.
+-- False, changing nothing, when the token hash belongs to a link that has not expired
+-- (usable, consumed or revoked).
 local hash, user = ARGV[2], ARGV[4]
 local now = clock()
 local expires = now + tonumber(ARGV[6])
+if status(hash, now) then
+  return false
+end
 if ARGV[10] == '1' then
-  revoke_unused(user, now, false)
+  revoke_unused(user, now)
 end
 local key = data_key(hash)
 redis.call('DEL', key)

@@ -1,2 +1,2 @@
 -- ARGV: prefix, user. How many usable links were revoked.
-return revoke_unused(ARGV[2], clock(), true)
+return revoke_unused(ARGV[2], clock())

@@ -1,17 +1,25 @@
 -- ARGV: prefix, token hash, public id, user, ttl (s), cap ('' = none), device, app, ip,
 -- agent ('' = none), metadata JSON. The new session and the eviction of the oldest
--- beyond the cap are one atomic step.
+-- beyond the cap are one atomic step. False, changing nothing, when the token hash
+-- belongs to a session that has not expired, live or revoked.
 local hash, public_id, user = ARGV[2], ARGV[3], ARGV[4]
 local ttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = clock()
 local expires = now + ttl
+local key = data_key(hash)
+if live_user(hash, now) or redis.call('EXISTS', prefix .. 'r:' .. hash) == 1 then
+  return false
+end
+local old_user = redis.call('HGET', key, 'user')
+if old_user then
+  drop(hash, old_user) -- expired, not yet reclaimed: none of it may leak into the new one
+end
 if cap then
   local others = live_hashes(user, now)
   for position = cap, #others do
-    drop(others[position], user)
+    revoke(others[position], user, now)
   end
 end
-local key = data_key(hash)
 local seq = redis.call('INCR', prefix .. 'seq')
 redis.call('HSET', key, 'id', public_id, 'user', user, 'created', now, 'seen', now,
   'expires', expires, 'meta', ARGV[11])

@@ -11,5 +11,5 @@ local user = live_user(hash, clock())
 if not user or (ARGV[4] ~= '' and user ~= ARGV[4]) then
   return 0
 end
-drop(hash, user)
+revoke(hash, user, clock())
 return 1

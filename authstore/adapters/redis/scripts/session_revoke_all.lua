@@ -2,9 +2,10 @@
 -- Returns how many live sessions were revoked.
 local user, keep_hash, keep_id = ARGV[2], ARGV[3], ARGV[4]
 local revoked = 0
-for _, hash in ipairs(live_hashes(user, clock())) do
+local now = clock()
+for _, hash in ipairs(live_hashes(user, now)) do
   if hash ~= keep_hash and redis.call('HGET', data_key(hash), 'id') ~= keep_id then
-    drop(hash, user)
+    revoke(hash, user, now)
     revoked = revoked + 1
   end
 end
