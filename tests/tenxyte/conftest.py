@@ -145,6 +145,8 @@ class Tx:
     sessions: AuthstoreSessionService
     users: Users
     mail: Mailbox
+    threads_allowed: bool = False
+    """tenxyte's own services run CPU work in threads; authstore's never do."""
 
     async def do(self, obj: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         if self.mode == "sync":
@@ -271,6 +273,18 @@ async def open_tx(url: str, mode: str, **settings: Any) -> AsyncIterator[Tx]:
 
 
 @pytest_asyncio.fixture
-async def tx(tenxyte_url: str, mode: str) -> AsyncIterator[Tx]:
+async def tx(tenxyte_url: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Tx]:
+    """In async mode ``asyncio.to_thread`` fails the test unless ``tx.threads_allowed``
+    (set by the tests of tenxyte's own services): every ``*_async`` method of the
+    integration must await the async stores, never fall back to a thread."""
     async with open_tx(tenxyte_url, mode) as world:
+        if mode == "async":
+            real = asyncio.to_thread
+
+            def guarded(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+                if not world.threads_allowed:
+                    raise AssertionError(f"asyncio.to_thread({fn!r}) in an async flow")
+                return real(fn, *args, **kwargs)
+
+            monkeypatch.setattr(asyncio, "to_thread", guarded)
         yield world

@@ -41,6 +41,7 @@ async def test_the_classes_are_tenxytes_interfaces(tx: Tx) -> None:
 
 
 async def test_tenxytes_jwt_service_over_the_blacklist(tx: Tx) -> None:
+    tx.threads_allowed = True  # tenxyte's service, not ours
     jwt = JWTService(tx.settings, tx.blacklist)
     pair = jwt.generate_new_token_pair("amy", "app1")
     assert (await tx.do(jwt, "decode_token", pair.access_token)).is_valid
@@ -58,6 +59,7 @@ async def test_tenxytes_jwt_service_over_the_blacklist(tx: Tx) -> None:
 
 
 async def test_tenxytes_totp_service_over_the_storage(tx: Tx) -> None:
+    tx.threads_allowed = True  # tenxyte's service, not ours
     totp = TOTPService(tx.settings, replay_protection=tx.replay)
     secret = pyotp.random_base32()
     assert await tx.do(tx.totp_storage, "save_totp_secret", "cid", secret)
@@ -86,6 +88,7 @@ async def test_replay_keys_are_single_use_and_unicode_blind(tx: Tx) -> None:
 
 
 async def test_tenxytes_magic_link_service_over_the_repository(tx: Tx) -> None:
+    tx.threads_allowed = True  # tenxyte's service, not ours
     links = MagicLinkService(tx.settings, tx.link_repo, tx.users, tx.mail)
     assert await tx.do(links, "request_magic_link", "gil@example.com") == (True, "")
     token = tx.mail.last_token()
@@ -97,6 +100,7 @@ async def test_tenxytes_magic_link_service_over_the_repository(tx: Tx) -> None:
 
 
 async def test_tenxytes_session_service_over_the_repository(tx: Tx) -> None:
+    tx.threads_allowed = True  # tenxyte's service, not ours
     sessions = SessionService(tx.settings, tx.cache, tx.session_repo)
     user = UserResponse(id="hugo", email="hugo@example.com")
     made = await tx.do(sessions, "create_session", user, ip_address="10.0.0.1")
