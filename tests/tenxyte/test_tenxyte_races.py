@@ -10,9 +10,14 @@ what the consume answers.
 
 from __future__ import annotations
 
+import time
+
+import pyotp
 import pytest
 from tenxyte.core.schemas import UserResponse
 
+from authstore import ConfigurationError
+from authstore.integrations.tenxyte import AuthstoreTOTPService
 from tests.tenxyte.conftest import RACERS, Tx
 from tests.tenxyte.test_tenxyte_flows import codes_from
 
@@ -65,3 +70,15 @@ async def test_one_session_revocation_counts_once(tx: Tx) -> None:
     session = await tx.do(tx.sessions, "create_session", user)
     results = await tx.race(RACERS, tx.sessions, "revoke_session", session["session_id"])
     assert sum(results) == 1
+
+
+async def test_one_code_verifies_once_through_the_replay_protection(tx: Tx) -> None:
+    """Without a TOTP store, ``verify_code`` decides with the replay protection's ``add``."""
+    service = AuthstoreTOTPService(tx.settings, replay_protection=tx.replay)
+    secret = pyotp.random_base32()
+    code = pyotp.TOTP(secret).at(time.time())
+    results = await tx.race(RACERS, service, "verify_code", secret, code, user_id="no-store")
+    assert sum(results) == 1
+    assert await tx.do(service, "verify_code", secret, code) is True  # no user: no replay check
+    with pytest.raises(ConfigurationError, match="no 'totp' store"):
+        await tx.do(AuthstoreTOTPService(tx.settings), "verify_code", secret, code, user_id="u")

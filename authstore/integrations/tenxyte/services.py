@@ -254,10 +254,11 @@ class AuthstoreTOTPService(TOTPService):  # type: ignore[misc]  # tenxyte is unt
     A TOTP code is accepted when this call claims its time step (``claim_step``: once,
     and never a step older than one already claimed); a backup code is matched with
     bcrypt against the stored hashes, then used with ``use_backup_code`` (once).
-    ``storage`` (an ``AuthstoreTOTPStorage``) serves ``verify_code`` called directly; the
-    methods that take a ``storage`` use the one given. Without ``storage``,
-    ``verify_code`` with a ``user_id`` needs an ``AuthstoreCodeReplayProtection`` (its
-    atomic ``add``, keyed by the NFKC form of the code). ``backup_code_rounds`` is
+    ``storage`` (an ``AuthstoreTOTPStorage``) serves ``verify_code`` called directly (a
+    user with no TOTP state there has no step to claim: False, fail closed); the methods
+    that take a ``storage`` use the one given. Without ``storage``, ``verify_code`` with a
+    ``user_id`` needs an ``AuthstoreCodeReplayProtection`` (its atomic ``add``, keyed by
+    the NFKC form of the code). ``backup_code_rounds`` is
     bcrypt's cost for new backup codes (tenxyte: 12).
     """
 
@@ -356,26 +357,28 @@ class AuthstoreTOTPService(TOTPService):  # type: ignore[misc]  # tenxyte is unt
         if not user_id:
             return True  # tenxyte: no user, no replay protection
         if "totp" in self._b.targets or "replay" not in self._b.targets:
-            claimed: bool = yield from call("totp", "claim_step", str(user_id), step)
-        else:
-            used_window = window if window is not None else self.valid_window
-            ttl = used_window * 30 * 2 + 60
-            claimed = yield from call("replay", "mark_code_used", str(user_id), code, ttl)
-        if not claimed:
+            return (yield from self._claim_step(user_id, step))
+        # No TOTP store: the replay protection's atomic add, whose answer decides.
+        used_window = window if window is not None else self.valid_window
+        ttl = used_window * 30 * 2 + 60
+        marked = yield from call("replay", "mark_code_used", str(user_id), code, ttl)
+        if not marked:
             logger.warning("[TOTP] Replay attack prevented for user %s", user_id)
-        return bool(claimed)
+        return bool(marked)
 
-    def _claim_flow(self, secret: str | None, code: str, user_id: str) -> Flow[bool]:
-        """A TOTP code of a user whose state is in the bound TOTP store."""
-        if not secret:
-            return False
-        step = self.matching_step(secret, code)
-        if step is None:
-            return False
+    def _claim_step(self, user_id: str, step: int) -> Flow[bool]:
+        """The atomic step: True for exactly one caller, and never for an older step."""
         claimed: bool = yield from call("totp", "claim_step", str(user_id), step)
         if not claimed:
             logger.warning("[TOTP] Replay attack prevented for user %s", user_id)
         return claimed
+
+    def _claim_flow(self, secret: str | None, code: str, user_id: str) -> Flow[bool]:
+        """A TOTP code of a user whose state is in the bound TOTP store."""
+        step = self.matching_step(secret, code) if secret else None
+        if step is None:
+            return False
+        return (yield from self._claim_step(user_id, step))
 
     def _backup_flow(self, user_id: str, code: str, hashes: tuple[str, ...]) -> Flow[bool]:
         matched = self.matching_backup_hash(code, hashes)
@@ -427,8 +430,9 @@ class AuthstoreTOTPService(TOTPService):  # type: ignore[misc]  # tenxyte is unt
         if not code:
             return False, "2FA code required."
         secret = self._decrypt_secret(data.totp_secret) if data.totp_secret else None
-        if secret and self.matching_step(secret, code) is not None:
-            if (yield from self._claim_flow(secret, code, user_id)):
+        step = self.matching_step(secret, code) if secret else None
+        if step is not None:  # a TOTP code (not a backup code): valid once
+            if (yield from self._claim_step(user_id, step)):
                 return True, ""
             return False, "Invalid 2FA code."
         if (yield from self._backup_flow(user_id, code, state.backup_code_hashes)):
