@@ -21,6 +21,9 @@ from authstore.adapters.common.logic import (
     MAX_LIMIT,
     MAX_SECRET_BYTES,
     MAX_USER_AGENT_BYTES,
+    blacklist_seconds,
+    check_caller_token,
+    check_token_hash,
 )
 from authstore.adapters.common.ratelimit import (
     EPSILON,
@@ -39,6 +42,7 @@ from authstore.contracts.errors import (
     ConfigurationError,
     MissingDriverError,
     StoreFullError,
+    TokenInUseError,
     UnsupportedOperationError,
 )
 from authstore.contracts.magic_links import AsyncMagicLinkStore, MagicLinkStore
@@ -136,10 +140,13 @@ __all__ = [
     "StoreFullError",
     "StoreKind",
     "StoreURL",
+    "TokenInUseError",
     "TotpState",
     "TotpStore",
     "UnsupportedOperationError",
     "Value",
+    "blacklist_seconds",
+    "check_caller_token",
     "check_count",
     "check_key",
     "check_keys",
@@ -147,6 +154,7 @@ __all__ = [
     "check_namespace",
     "check_optional_text",
     "check_text",
+    "check_token_hash",
     "check_ttl",
     "decode_value",
     "encode_json",

@@ -46,7 +46,15 @@ from authstore.contracts.values import (
     new_token,
 )
 
-__all__ = ["CacheLogic", "MagicLinkLogic", "SessionLogic", "TotpLogic", "check_token_hash"]
+__all__ = [
+    "CacheLogic",
+    "MagicLinkLogic",
+    "SessionLogic",
+    "TotpLogic",
+    "blacklist_seconds",
+    "check_caller_token",
+    "check_token_hash",
+]
 
 MAX_LIMIT = 2**31 - 1
 # Text limits in UTF-8 bytes (see the input policy in contracts.values): each fits the
@@ -102,7 +110,7 @@ def _epoch(at: object, what: str = "at") -> float:
     return at.timestamp()
 
 
-def _caller_token(token: object) -> tuple[str, str]:
+def check_caller_token(token: object) -> tuple[str, str]:
     """A caller-supplied token and its stored hash: a str of 32 to 512 characters."""
     if not isinstance(token, str):
         raise TypeError(f"token must be a str, not {type(token).__name__}")
@@ -115,7 +123,7 @@ def _caller_token(token: object) -> tuple[str, str]:
 
 
 def _token_or_new(token: object) -> tuple[str, str]:
-    return new_token() if token is None else _caller_token(token)
+    return new_token() if token is None else check_caller_token(token)
 
 
 def check_token_hash(value: object) -> str:
@@ -127,7 +135,7 @@ def check_token_hash(value: object) -> str:
     return value
 
 
-def _blacklist_seconds(expires_in: object, expires_at: object) -> float | None:
+def blacklist_seconds(expires_in: object, expires_at: object) -> float | None:
     """The entry's life in seconds, or None when ``expires_at`` is already past."""
     if (expires_in is None) == (expires_at is None):
         raise TypeError("give exactly one of expires_in or expires_at")
@@ -223,7 +231,7 @@ class CacheLogic:
 
     def add_to_blacklist(self, jti: object, expires_in: object, expires_at: object) -> Op[None]:
         full = self._key(BLACKLIST, jti, "jti")
-        seconds = _blacklist_seconds(expires_in, expires_at)
+        seconds = blacklist_seconds(expires_in, expires_at)
         if seconds is None:
             return  # already expired for the core: nothing to revoke
         # raise_to never shortens an entry's life: a second, shorter add cannot un-revoke.

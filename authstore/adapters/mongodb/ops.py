@@ -31,7 +31,7 @@ from authstore.adapters.mongodb.commands import (
     DuplicateKey,
     StartTransaction,
 )
-from authstore.contracts.errors import BackendError
+from authstore.contracts.errors import BackendError, TokenInUseError
 from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState, from_epoch
 
 __all__ = [
@@ -664,24 +664,40 @@ class _Scoped:
         ttl: float,
         *,
         seen: bool = False,
+        clears: tuple[str, ...] = ("r",),
         **fields: object,
     ) -> Command:
         """A new record's upsert, idempotent (a retry after an empty reply keeps its
         creation time and expiry); ``fields`` are stored as given; ``seen`` adds a
-        last-seen time ``l``, the creation time."""
-        document = {
-            "ns": _lit(self.namespace),
-            "u": _lit(user_id),
-            "i": _lit(public_id),
-            "c": {"$ifNull": ["$c", NOW]},
-            "x": {"$ifNull": ["$x", _in(ttl * 1000)]},
-            **{name: _lit(value) for name, value in fields.items()},
+        last-seen time ``l``, the creation time.
+
+        It writes only over no document, an expired one (replaced whole: ``clears``
+        are its marks, reset to null) or its own earlier attempt (same public id). A
+        document that has not expired, live, revoked or used, is left as it was: the
+        reply then carries another public id, which ``_claimed`` reports as
+        TokenInUseError."""
+        fresh = {"$or": [{"$eq": [{"$ifNull": ["$c", None]}, None]}, DEAD]}
+        take = {"$or": [fresh, {"$eq": ["$i", _lit(public_id)]}]}
+
+        def taking(field: str, value: object) -> dict[str, Any]:
+            return {"$cond": [take, value, f"${field}"]}
+
+        document: dict[str, Any] = {
+            "ns": taking("ns", _lit(self.namespace)),
+            "u": taking("u", _lit(user_id)),
+            "i": taking("i", _lit(public_id)),
+            "c": {"$cond": [fresh, NOW, "$c"]},
+            "x": {"$cond": [fresh, _in(ttl * 1000), "$x"]},
+            **{name: taking(name, _lit(value)) for name, value in fields.items()},
+            **{name: {"$cond": [fresh, None, f"${name}"]} for name in clears},
         }
-        derived: dict[str, Any] = {"e": _date("$x")}
         if seen:
-            derived["l"] = {"$ifNull": ["$l", "$c"]}
+            document["l"] = {"$cond": [fresh, NOW, "$l"]}
         return _find_and_modify(
-            collection, {"_id": key}, [{"$set": document}, {"$set": derived}], upsert=True
+            collection,
+            {"_id": key},
+            [{"$set": document}, {"$set": {"e": _date("$x")}}],
+            upsert=True,
         )
 
 
@@ -694,16 +710,31 @@ def _created(command: Command, what: str) -> Op[dict[str, Any]]:
     return dict(created)
 
 
+def _claimed(document: dict[str, Any], public_id: str, what: str) -> dict[str, Any]:
+    """The document a ``_creation`` left, if it is the new record (see there)."""
+    if document.get("i") != public_id:
+        raise TokenInUseError(f"a {what} that has not expired holds this token")
+    return document
+
+
 class MongoSessionOps(_Scoped):
     def __init__(self, collections: Collections, namespace: str) -> None:
         super().__init__(collections, namespace)
         self.name = collections.sessions
 
+    """A revoked session keeps its document (``r``, the revocation time) until it expires,
+    so its token hash stays taken; every read skips it."""
+
     def _user(self, user_id: str) -> dict[str, Any]:
-        return _live({"ns": self.namespace, "u": user_id})
+        return _live({"ns": self.namespace, "u": user_id, "r": None})
 
     def _user_matches(self, user_id: str) -> list[dict[str, Any]]:
-        return _live_matches({"ns": self.namespace, "u": user_id})
+        return _live_matches({"ns": self.namespace, "u": user_id, "r": None})
+
+    def _revoke_where(self, query: dict[str, Any], *, many: bool) -> Op[int]:
+        update = [{"$set": {"r": NOW}}]
+        reply = yield _update(self.name, [(_live({**query, "r": None}), update, False)], multi=many)
+        return _written(reply)
 
     def create(
         self,
@@ -736,7 +767,7 @@ class MongoSessionOps(_Scoped):
         )
         if max_sessions is None:
             created = yield from _upsert(command, "a session")
-            return _session(created)
+            return _session(_claimed(created, session_id, "session"))
         cap = max_sessions
 
         def capped() -> Op[SessionRecord]:
@@ -744,11 +775,18 @@ class MongoSessionOps(_Scoped):
             # the user's sessions (expired ones too). The new one is left out by its
             # _id, not its time, so a clock stepping back cannot evict it.
             yield _lock(self.collections.locks, f"s:{self.namespace}:{user_id}")
-            created = yield from _created(command, "session")
+            created = _claimed((yield from _created(command, "session")), session_id, "session")
             others = yield from _aggregate(
                 self.name,
                 [
-                    {"$match": {"ns": self.namespace, "u": user_id, "_id": {"$ne": key}}},
+                    {
+                        "$match": {
+                            "ns": self.namespace,
+                            "u": user_id,
+                            "_id": {"$ne": key},
+                            "r": None,
+                        }
+                    },
                     {"$sort": {"c": -1, "o": -1}},
                     {"$project": {"live": LIVE}},
                 ],
@@ -760,14 +798,19 @@ class MongoSessionOps(_Scoped):
                 else:
                     doomed.append(other["_id"])
             if doomed:
-                yield _delete(self.name, {"_id": {"$in": doomed}}, many=True)
+                # revoked, not deleted: their token hashes stay taken until they expire
+                yield _update(
+                    self.name,
+                    [({"_id": {"$in": doomed}}, [{"$set": {"r": NOW}}], False)],
+                    multi=True,
+                )
             return _session(created)
 
         return (yield from _transaction(capped))
 
     def get(self, token_hash: str) -> Op[SessionRecord | None]:
         found = yield from _one(self.name, self._id(token_hash))
-        return None if found is None else _session(found)
+        return None if found is None or found.get("r") is not None else _session(found)
 
     def touch(self, token_hash: str, ttl: float | None) -> Op[SessionRecord | None]:
         changes: dict[str, Any] = {"l": NOW}
@@ -775,30 +818,29 @@ class MongoSessionOps(_Scoped):
             changes["x"] = _in(ttl * 1000)
             changes["e"] = _date(_in(ttl * 1000))
         reply = yield _find_and_modify(
-            self.name, _live({"_id": self._id(token_hash)}), [{"$set": changes}]
+            self.name, _live({"_id": self._id(token_hash), "r": None}), [{"$set": changes}]
         )
         document = reply.get("value")
         return None if document is None else _session(document)
 
     def revoke(self, token_hash: str) -> Op[bool]:
-        reply = yield _delete(self.name, _live({"_id": self._id(token_hash)}), many=False)
-        return _written(reply) == 1
+        revoked = yield from self._revoke_where({"_id": self._id(token_hash)}, many=False)
+        return revoked == 1
 
     def revoke_by_id(self, session_id: str, user_id: str | None) -> Op[bool]:
         query: dict[str, Any] = {"ns": self.namespace, "i": session_id}
         if user_id is not None:
             query["u"] = user_id
-        reply = yield _delete(self.name, _live(query), many=False)
-        return _written(reply) == 1
+        revoked = yield from self._revoke_where(query, many=False)
+        return revoked == 1
 
     def revoke_all(self, user_id: str, except_hash: str | None, except_id: str | None) -> Op[int]:
-        query = self._user(user_id)
+        query: dict[str, Any] = {"ns": self.namespace, "u": user_id}
         if except_hash is not None:
             query["_id"] = {"$ne": self._id(except_hash)}
         if except_id is not None:
             query["i"] = {"$ne": except_id}
-        reply = yield _delete(self.name, query, many=True)
-        return _written(reply)
+        return (yield from self._revoke_where(query, many=True))
 
     def list(self, user_id: str) -> Op[list[SessionRecord]]:
         found = yield from _aggregate(
@@ -885,6 +927,7 @@ class MongoTotpOps(_Scoped):
             pending_secret=_blob(document.get("p")),
             last_step=None if document.get("ls") is None else int(document["ls"]),
             backup_codes_left=len(document.get("b") or ()),
+            backup_code_hashes=tuple(document.get("b") or ()),
             created_at=from_epoch(_ms(document["c"])),
             updated_at=from_epoch(_ms(document["up"])),
             enabled_at=None if document.get("ea") is None else from_epoch(_ms(document["ea"])),
@@ -925,7 +968,8 @@ def _link(document: dict[str, Any]) -> MagicLinkRecord:
 
 
 class MongoMagicLinkOps(_Scoped):
-    """A revoked link is deleted; a consumed one is kept (marked) until purge_expired."""
+    """A revoked (``r``) or consumed (``cu``) link keeps its document until it expires,
+    so its token hash stays taken; purge_expired removes expired documents."""
 
     def __init__(self, collections: Collections, namespace: str) -> None:
         super().__init__(collections, namespace)
@@ -951,40 +995,47 @@ class MongoMagicLinkOps(_Scoped):
             user_id,
             link_id,
             ttl,
+            clears=("r", "cu"),
             em=email,
             a=application_id,
             ip=ip_address,
             ua=user_agent,
         )
         if not revoke_previous:
-            return _link((yield from _upsert(command, "a magic link")))
+            created = yield from _upsert(command, "a magic link")
+            return _link(_claimed(created, link_id, "magic link"))
 
         def replacing() -> Op[MagicLinkRecord]:
             yield _lock(self.collections.locks, f"m:{self.namespace}:{user_id}")
-            unused = {"ns": self.namespace, "u": user_id, "cu": None, "_id": {"$ne": key}}
-            yield _delete(self.name, unused, many=True)
-            return _link((yield from _created(command, "magic link")))
+            yield from self._revoke({"ns": self.namespace, "u": user_id, "_id": {"$ne": key}})
+            created = yield from _created(command, "magic link")
+            # a taken hash raises here; the transaction's end undoes the revocations
+            return _link(_claimed(created, link_id, "magic link"))
 
         return (yield from _transaction(replacing))
 
+    def _revoke(self, query: dict[str, Any]) -> Op[int]:
+        usable = _live({**query, "cu": None, "r": None})
+        reply = yield _update(self.name, [(usable, [{"$set": {"r": NOW}}], False)], multi=True)
+        return _written(reply)
+
     def peek(self, token_hash: str) -> Op[MagicLinkRecord | None]:
         found = yield from _one(self.name, self._id(token_hash))
-        return None if found is None or found.get("cu") is not None else _link(found)
+        if found is None or found.get("cu") is not None or found.get("r") is not None:
+            return None
+        return _link(found)
 
     def consume(self, token_hash: str, application_id: str | None) -> Op[MagicLinkRecord | None]:
         # One guarded findAndModify: among concurrent consumers only one finds it unused.
-        query = _live({"_id": self._id(token_hash), "cu": None, "a": application_id})
+        query = _live({"_id": self._id(token_hash), "cu": None, "r": None, "a": application_id})
         reply = yield _find_and_modify(self.name, query, [{"$set": {"cu": NOW}}])
         document = reply.get("value")
         return None if document is None else _link(document)
 
     def revoke_user(self, user_id: str) -> Op[int]:
-        reply = yield _delete(
-            self.name, _live({"ns": self.namespace, "u": user_id, "cu": None}), many=True
-        )
-        return _written(reply)
+        return (yield from self._revoke({"ns": self.namespace, "u": user_id}))
 
     def purge_expired(self) -> Op[int]:
-        query = {"ns": self.namespace, "$expr": {"$or": [{"$isNumber": "$cu"}, DEAD]}}
+        query = {"ns": self.namespace, "$expr": DEAD}
         reply = yield _delete(self.name, query, many=True)
         return _written(reply)

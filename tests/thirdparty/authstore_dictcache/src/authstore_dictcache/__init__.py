@@ -32,6 +32,7 @@ from authstore.authoring import (
     StoreURL,
     UnsupportedOperationError,
     Value,
+    blacklist_seconds,
     check_key,
     check_keys,
     check_namespace,
@@ -194,9 +195,12 @@ class DictCache:
 
     # -- revocation ------------------------------------------------------------------------
 
-    def add_to_blacklist(self, jti: str, expires_in: float) -> None:
-        jti, seconds = check_key(jti, "jti"), check_ttl(expires_in, "expires_in", optional=False)
-        self._locked(lambda: self._revoke("b", jti, True, seconds))
+    def add_to_blacklist(
+        self, jti: str, expires_in: float | None = None, *, expires_at: datetime | None = None
+    ) -> None:
+        jti, seconds = check_key(jti, "jti"), blacklist_seconds(expires_in, expires_at)
+        if seconds is not None:  # None: an instant already past, nothing to revoke
+            self._locked(lambda: self._revoke("b", jti, True, seconds))
 
     def is_blacklisted(self, jti: str) -> bool:
         jti = check_key(jti, "jti")

@@ -48,14 +48,18 @@ from authstore.authoring import (
     SessionRecord,
     StoreKind,
     StoreURL,
+    TokenInUseError,
     TotpState,
     Value,
+    blacklist_seconds,
+    check_caller_token,
     check_count,
     check_key,
     check_keys,
     check_namespace,
     check_optional_text,
     check_text,
+    check_token_hash,
     check_ttl,
     decode_value,
     encode_many,
@@ -523,10 +527,13 @@ class JsonFileCache(_Store):
 
         return self._run(raise_to)
 
-    def add_to_blacklist(self, jti: str, expires_in: float) -> None:
+    def add_to_blacklist(
+        self, jti: str, expires_in: float | None = None, *, expires_at: datetime | None = None
+    ) -> None:
         full = BLACKLIST + check_key(jti, "jti")
-        seconds = check_ttl(expires_in, "expires_in", optional=False)
-        self._raise_to(full, None, seconds)
+        seconds = blacklist_seconds(expires_in, expires_at)
+        if seconds is not None:  # None: an instant already past, nothing to revoke
+            self._raise_to(full, None, seconds)
 
     def is_blacklisted(self, jti: str) -> bool:
         full = BLACKLIST + check_key(jti, "jti")
@@ -603,6 +610,19 @@ def _live_sessions(d: Data, now: float) -> dict[str, dict[str, Any]]:
     return table
 
 
+def _taken(d: Data, table: str, token_hash: str, now: float) -> bool:
+    """A revoked (or used) record's hash stays taken until the record would have expired."""
+    revoked: dict[str, float] = d.setdefault(table, {})
+    for old in [h for h, until in revoked.items() if until <= now]:
+        del revoked[old]
+    return token_hash in revoked
+
+
+def _revoke_session(d: Data, token_hash: str) -> None:
+    row = d["sessions"].pop(token_hash)
+    d.setdefault("revoked_sessions", {})[token_hash] = row["expires"]
+
+
 def _user_sessions(d: Data, user: str, now: float) -> list[tuple[str, dict[str, Any]]]:
     rows = [(h, row) for h, row in _live_sessions(d, now).items() if row["user"] == user]
     rows.sort(key=lambda item: item[1]["order"], reverse=True)
@@ -621,6 +641,7 @@ class JsonFileSessions(_Store):
         user_agent: str | None = None,
         metadata: Mapping[str, JSONValue] | None = None,
         max_sessions: int | None = None,
+        token: str | None = None,
     ) -> NewSession:
         user = _id(user_id, "user_id")
         seconds = check_ttl(ttl, optional=False)
@@ -633,13 +654,17 @@ class JsonFileSessions(_Store):
         }
         meta = _metadata(metadata)
         cap = None if max_sessions is None else check_count(max_sessions, "max_sessions")
-        token, token_hash = new_token()
+        secret, token_hash = new_token() if token is None else check_caller_token(token)
         session_id = new_public_id()
 
         def create(d: Data, now: float) -> SessionRecord:
+            if token_hash in _live_sessions(d, now) or _taken(
+                d, "revoked_sessions", token_hash, now
+            ):
+                raise TokenInUseError("a session that has not expired holds this token")
             if cap is not None:
                 for old_hash, _ in _user_sessions(d, user, now)[cap - 1 :]:
-                    del d["sessions"][old_hash]
+                    _revoke_session(d, old_hash)
             d["seq"] = d.get("seq", 0) + 1
             row = {
                 "id": session_id,
@@ -654,7 +679,7 @@ class JsonFileSessions(_Store):
             _live_sessions(d, now)[token_hash] = row
             return _session(row)
 
-        return NewSession(self._run(create), token)
+        return NewSession(self._run(create), secret)
 
     def get(self, token: str) -> SessionRecord | None:
         token_hash = hash_token(token)
@@ -681,7 +706,14 @@ class JsonFileSessions(_Store):
 
     def revoke(self, token: str) -> bool:
         token_hash = hash_token(token)
-        return self._run(lambda d, now: _live_sessions(d, now).pop(token_hash, None) is not None)
+
+        def revoke(d: Data, now: float) -> bool:
+            if token_hash not in _live_sessions(d, now):
+                return False
+            _revoke_session(d, token_hash)
+            return True
+
+        return self._run(revoke)
 
     def revoke_by_id(self, session_id: str, *, user_id: str | None = None) -> bool:
         public_id, owner = _id(session_id, "session_id"), _optional_id(user_id, "user_id")
@@ -690,7 +722,7 @@ class JsonFileSessions(_Store):
             table = _live_sessions(d, now)
             for token_hash, row in table.items():
                 if row["id"] == public_id and (owner is None or row["user"] == owner):
-                    del table[token_hash]
+                    _revoke_session(d, token_hash)
                     return True
             return False
 
@@ -707,7 +739,7 @@ class JsonFileSessions(_Store):
             revoked = 0
             for token_hash, row in _user_sessions(d, user, now):
                 if token_hash != keep_hash and row["id"] != keep_id:
-                    del d["sessions"][token_hash]
+                    _revoke_session(d, token_hash)
                     revoked += 1
             return revoked
 
@@ -725,6 +757,7 @@ class JsonFileSessions(_Store):
         def purge(d: Data, now: float) -> int:
             table = d.setdefault("sessions", {})
             before = len(table)
+            _taken(d, "revoked_sessions", "", now)  # drops the expired revocations
             return before - len(_live_sessions(d, now))
 
         return self._run(purge)
@@ -806,6 +839,7 @@ class JsonFileTotp(_Store):
                 pending_secret=None if row["pending"] is None else _unb64(row["pending"]),
                 last_step=row["last_step"],
                 backup_codes_left=len(row["codes"]),
+                backup_code_hashes=tuple(row["codes"]),
                 created_at=_at(row["created"]),
                 updated_at=_at(row["updated"]),
                 enabled_at=None if row["enabled_at"] is None else _at(row["enabled_at"]),
@@ -877,12 +911,19 @@ def _usable(d: Data, token_hash: str, now: float) -> dict[str, Any] | None:
     return row
 
 
+def _forget_link(d: Data, token_hash: str, now: float) -> None:
+    """Drop a link; until it expires its hash stays taken (in ``revoked_links``)."""
+    row = d["links"].pop(token_hash)
+    if row["expires"] > now:
+        d.setdefault("revoked_links", {})[token_hash] = row["expires"]
+
+
 def _revoke_links(d: Data, user: str, now: float) -> int:
     table = d.setdefault("links", {})
     mine = [h for h, row in table.items() if row["user"] == user]
     usable = sum(_usable(d, h, now) is not None for h in mine)
     for token_hash in mine:
-        del table[token_hash]
+        _forget_link(d, token_hash, now)
     return usable
 
 
@@ -897,25 +938,68 @@ class JsonFileMagicLinks(_Store):
         ip_address: str | None = None,
         user_agent: str | None = None,
         revoke_previous: bool = True,
+        token: str | None = None,
     ) -> IssuedMagicLink:
+        fields = self._fields(
+            user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
+        )
+        secret, token_hash = new_token() if token is None else check_caller_token(token)
+        return IssuedMagicLink(self._issue(token_hash, fields), secret)
+
+    def issue_hashed(
+        self,
+        user_id: str,
+        email: str,
+        token_hash: str,
+        *,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
+    ) -> MagicLinkRecord:
+        fields = self._fields(
+            user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
+        )
+        return self._issue(check_token_hash(token_hash), fields)
+
+    @staticmethod
+    def _fields(
+        user_id: object,
+        email: object,
+        ttl: object,
+        application_id: object,
+        ip_address: object,
+        user_agent: object,
+        revoke_previous: object,
+    ) -> dict[str, Any]:
         user = _id(user_id, "user_id")
         address = check_text(email, "email", max_bytes=MAX_EMAIL_BYTES)
         seconds = check_ttl(ttl, optional=False)
         assert seconds is not None
         if not isinstance(revoke_previous, bool):
             raise TypeError("revoke_previous must be a bool")
-        fields = {
+        return {
+            "user": user,
+            "email": address,
+            "seconds": seconds,
+            "revoke_previous": revoke_previous,
             "app": _optional_id(application_id, "application_id"),
             "ip": check_optional_text(ip_address, "ip_address", max_bytes=MAX_IP_BYTES),
             "ua": check_optional_text(user_agent, "user_agent", max_bytes=MAX_USER_AGENT_BYTES),
         }
-        token, token_hash = new_token()
+
+    def _issue(self, token_hash: str, fields: dict[str, Any]) -> MagicLinkRecord:
         link_id = new_public_id()
+        user, seconds = fields.pop("user"), fields.pop("seconds")
+        address, revoke_previous = fields.pop("email"), fields.pop("revoke_previous")
 
         def issue(d: Data, now: float) -> MagicLinkRecord:
             table = d.setdefault("links", {})
             for old in [h for h, row in table.items() if row["expires"] <= now]:
                 del table[old]
+            if token_hash in table or _taken(d, "revoked_links", token_hash, now):
+                raise TokenInUseError("a magic link that has not expired holds this token")
             if revoke_previous:
                 _revoke_links(d, user, now)
             row = {
@@ -930,7 +1014,7 @@ class JsonFileMagicLinks(_Store):
             table[token_hash] = row
             return _link(row)
 
-        return IssuedMagicLink(self._run(issue), token)
+        return self._run(issue)
 
     def peek(self, token: str) -> MagicLinkRecord | None:
         token_hash = hash_token(token)
@@ -966,7 +1050,8 @@ class JsonFileMagicLinks(_Store):
                 if row["consumed"] is not None or row["expires"] <= now
             ]
             for token_hash in dead:
-                del table[token_hash]
+                _forget_link(d, token_hash, now)  # a used link's hash stays taken
+            _taken(d, "revoked_links", "", now)  # drops the expired ones
             return len(dead)
 
         return self._run(purge)
