@@ -47,7 +47,7 @@ from authstore.integrations.tenxyte import (
 )
 from tests.backends import backend_url
 
-TENXYTE_BACKENDS = ["memory", "sqlite", "postgres", "mariadb", "redis"]
+TENXYTE_BACKENDS = ["memory", "sqlite", "postgres", "mariadb", "redis", "mongodb"]
 RACERS = 20
 SECRET_KEY = "k" * 48
 
