@@ -18,7 +18,8 @@ issued in the same second as ``revoke_all_user_tokens`` (accepted?) and a sessio
 revoked by ``revoke_all_sessions`` (still validates?).
 
 Run: ``eval "$(scripts/services env)"; python benchmarks/tenxyte_races.py [backends...]``
-(default: memory sqlite postgres mariadb redis; AUTHSTORE_TEST_*_URL name the servers).
+(default: memory sqlite postgres mariadb redis mongodb; AUTHSTORE_TEST_*_URL name the
+servers).
 Not a test: BEFORE is expected to let too many through.
 """
 
@@ -57,7 +58,18 @@ SERVERS = {
     "postgres": "AUTHSTORE_TEST_POSTGRES_URL",
     "mariadb": "AUTHSTORE_TEST_MARIADB_URL",
     "redis": "AUTHSTORE_TEST_REDIS_URL",
+    "mongodb": "AUTHSTORE_TEST_MONGODB_URL",
 }
+
+
+def _drop_mongodb(url: str, prefix: str) -> None:
+    from tests.mongodb.conftest import drop_collections
+
+    drop_collections(url, prefix)
+
+
+DROP = {**CLEANUPS, "mongodb": _drop_mongodb}
+OPTION = {"postgres": "table_prefix", "mariadb": "table_prefix", "mongodb": "collection_prefix"}
 
 
 class TenxyteLimiter:
@@ -267,10 +279,10 @@ def backend_url(name: str, folder: Path) -> tuple[str, str | None]:
     base = os.environ.get(SERVERS[name])
     if not base:
         raise SystemExit(f'{SERVERS[name]} is not set: eval "$(scripts/services env)"')
-    prefix = f"b{uuid.uuid4().hex[:8]}_" if name in CLEANUPS else None
-    if prefix is None:
+    if name not in OPTION:
         return base, None
-    return f"{base}{'&' if '?' in base else '?'}table_prefix={prefix}", prefix
+    prefix = f"b{uuid.uuid4().hex[:8]}_"
+    return f"{base}{'&' if '?' in base else '?'}{OPTION[name]}={prefix}", prefix
 
 
 def main() -> None:
@@ -280,7 +292,7 @@ def main() -> None:
     import logging
 
     logging.disable(logging.CRITICAL)
-    backends = sys.argv[1:] or ["memory", "sqlite", "postgres", "mariadb", "redis"]
+    backends = sys.argv[1:] or ["memory", "sqlite", "postgres", "mariadb", "redis", "mongodb"]
     print(
         f"{RACERS} simultaneous callers, {TRIALS} trials each; BEFORE = tenxyte's services,"
         " AFTER = authstore.integrations.tenxyte; min-max over the trials\n"
@@ -304,7 +316,7 @@ def main() -> None:
                         )
             finally:
                 if prefix is not None:
-                    CLEANUPS[name](url.split("?")[0], prefix)
+                    DROP[name](url.split("?")[0], prefix)
 
 
 if __name__ == "__main__":
