@@ -27,6 +27,7 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jwt
 from pyotp.utils import strings_equal
 from tenxyte.core.cache_service import CacheService
 from tenxyte.core.jwt_service import (
@@ -153,8 +154,6 @@ class AuthstoreJWTService(JWTService):  # type: ignore[misc]  # tenxyte is untyp
                     stacklevel=3,
                 )
             payload[key] = value
-        import jwt
-
         token = jwt.encode(payload, self.signing_key, algorithm=self.algorithm)
         return token, jti, expires_at
 
