@@ -58,6 +58,19 @@ async def test_tenxytes_jwt_service_over_the_blacklist(tx: Tx) -> None:
     assert not await tx.do(tx.blacklist, "is_blacklisted", "old-jti")
 
 
+async def test_tokens_of_either_service_decode_in_the_other(tx: Tx) -> None:
+    """Drop-in: a sub-second ``iat`` is a valid JWT NumericDate for tenxyte's own service,
+    and tenxyte's whole-second tokens decode in authstore's."""
+    tx.threads_allowed = True  # tenxyte's service, not ours
+    plain = JWTService(tx.settings, tx.blacklist)
+    ours = (await tx.do(tx.jwt, "generate_new_token_pair", "ida", "app1")).access_token
+    theirs = plain.generate_new_token_pair("ida", "app1").access_token
+    decoded = await tx.do(plain, "decode_token", ours)
+    assert decoded.is_valid and isinstance(decoded.claims["iat"], float)
+    assert decoded.iat == datetime.fromtimestamp(decoded.claims["iat"], UTC)
+    assert (await tx.do(tx.jwt, "decode_token", theirs)).is_valid
+
+
 async def test_tenxytes_totp_service_over_the_storage(tx: Tx) -> None:
     tx.threads_allowed = True  # tenxyte's service, not ours
     totp = TOTPService(tx.settings, replay_protection=tx.replay)
