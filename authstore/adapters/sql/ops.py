@@ -732,6 +732,7 @@ class SqlTotpOps(_SqlOps):
 
     def disable(self, user_id: str) -> Op[bool]:
         yield Begin()
+        yield from self._lock(f"authstore:totp:{self.namespace}:{user_id}")
         yield Query(self._delete_codes, self._params(user_id))
         deleted = yield Query(self._delete_state, self._params(user_id), "rowcount")
         return bool(deleted)
@@ -757,6 +758,9 @@ class SqlTotpOps(_SqlOps):
 
     def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> Op[None]:
         yield Begin()
+        # Under READ COMMITTED two replacements would each delete only the rows they saw
+        # and insert their own set beside the other's (or collide on the key).
+        yield from self._lock(f"authstore:totp:{self.namespace}:{user_id}")
         yield Query(self._delete_codes, self._params(user_id))
         for start in range(0, len(code_hashes), CHUNK):
             chunk = code_hashes[start : start + CHUNK]

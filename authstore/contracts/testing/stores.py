@@ -764,6 +764,17 @@ class TotpContract(ContractBase):
         assert totp_store.load("alice").last_step == 1050  # type: ignore[union-attr]
         assert results.count(True) >= 1
 
+    def test_totp_concurrent_replace_leaves_one_whole_set(self, totp_store: TotpSubject) -> None:
+        """Replacing is all or nothing: after 20 concurrent replacements exactly one
+        caller's set is left, whole and in order, and no caller got an error."""
+        self.enrol(totp_store)
+        totp_store.replace_backup_codes("alice", ["old"])
+        sets = iter([[f"set{n}-code{i}" for i in range(8)] for n in range(20)])
+        totp_store.concurrently(20, lambda store: store.replace_backup_codes("alice", next(sets)))
+        left = totp_store.load("alice").backup_code_hashes  # type: ignore[union-attr]
+        winner = left[0].split("-")[0] if left else None
+        assert list(left) == [f"{winner}-code{i}" for i in range(8)], left
+
     def test_totp_concurrent_on_two_clients(
         self, totp_store: TotpSubject, authstore_stores: Stores
     ) -> None:
