@@ -133,15 +133,33 @@ def _mariadb(url: str, namespace: str) -> bytes:
 
 
 def _redis(url: str, namespace: str) -> bytes:
+    """Every key of the namespace and its value as Redis gives it back, by type.
+
+    Not ``DUMP``: its RDB encoding LZF-compresses values, so a plaintext session id
+    inside a JSON value does not show (a planted one passed a DUMP reader).
+    """
     import redis
 
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url.split("?", 1)[0])
+    out: list[bytes] = []
     try:
-        keys = list(client.scan_iter(match=f"*{namespace}*", count=1000))
-        assert keys, "the stores wrote under their namespace"
-        return b"\n".join(key + b"=" + (client.dump(key) or b"") for key in keys)
+        for key in client.scan_iter(match=f"*{namespace}*", count=1000):
+            kind = client.type(key).decode()
+            if kind == "string":
+                parts = [client.get(key) or b""]
+            elif kind == "hash":
+                parts = [b for item in client.hgetall(key).items() for b in item]
+            elif kind == "zset":
+                parts = [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
+            elif kind == "set":
+                parts = list(client.smembers(key))
+            else:
+                parts = list(client.lrange(key, 0, -1))
+            out += [key, *parts]
     finally:
         client.close()
+    assert out, "the stores wrote under their namespace"
+    return b"\n".join(out)
 
 
 def _mongodb(url: str, namespace: str) -> bytes:
