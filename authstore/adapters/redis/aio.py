@@ -11,7 +11,14 @@ import contextlib
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive_async
-from authstore.adapters.redis.execution import RedisRunnerBase, Request, make_client, requests
+from authstore.adapters.redis.execution import (
+    RedisRunnerBase,
+    Request,
+    direct_pool,
+    make_client,
+    pack,
+    requests,
+)
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendUnavailableError
 from authstore.registry import require_module
@@ -26,6 +33,8 @@ class AsyncRedisRunner(RedisRunnerBase):
         self._redis = require_module("redis.asyncio", "Redis", "redis")
         super().__init__(settings, require_module("redis.exceptions", "Redis", "redis"))
         self._client: Any = None
+        self._pool: Any = None
+        """The client's pool when commands go straight to its connections (``direct_pool``)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Lock()
@@ -52,6 +61,7 @@ class AsyncRedisRunner(RedisRunnerBase):
                     # INFO may be disabled, or the server down: the operation says so
                     with contextlib.suppress(self.errors.RedisError):
                         self._inspect(await client.info("memory"))
+                    self._pool = direct_pool(client, self._redis.Redis)
                     self._client, self._client_loop = client, loop
         return self._client
 
@@ -69,10 +79,27 @@ class AsyncRedisRunner(RedisRunnerBase):
             ) from error
 
     async def _execute(self, request: Request) -> Any:
-        client = await self._client_here()
+        client = self._client
+        if client is None or (
+            self._client_loop is not asyncio.get_running_loop() and self.owns_client
+        ):
+            client = await self._client_here()
+        elif self._closed:
+            self._check_open()
         try:
-            if isinstance(request, tuple):
-                return await client.execute_command(*request)
+            if type(request) is tuple:
+                pool = self._pool
+                if pool is None:
+                    return await client.execute_command(*request)
+                packed = pack(request)
+                connection = await pool.get_connection()
+                try:
+                    await connection.send_packed_command(packed)
+                    reply = await connection.read_response()
+                finally:
+                    await pool.release(connection)
+                callback = client.response_callbacks.get(request[0])
+                return reply if callback is None else callback(reply)
             pipe = client.pipeline(transaction=not self._is_cluster_client(client))
             for args in request:
                 pipe.execute_command(*args)
