@@ -92,7 +92,7 @@ def pack(args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
-def direct_pool(client: Any, redis_class: type) -> Any:
+def direct_pool(client: Any, redis_class: Any) -> Any:
     """The connection pool a runner may drive itself, or None.
 
     For a plain client (one server, or a Sentinel's master) a runner takes a connection
