@@ -10,14 +10,16 @@ import asyncio
 import contextlib
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op, drive_async
+from authstore.adapters.common.ops import Op
+from authstore.adapters.redis.commands import Script
 from authstore.adapters.redis.execution import (
     RedisRunnerBase,
     Request,
+    ScriptMissing,
     direct_pool,
     make_client,
     pack,
-    requests,
+    request,
 )
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendUnavailableError
@@ -72,11 +74,30 @@ class AsyncRedisRunner(RedisRunnerBase):
                 if self._slots_loop is not loop:
                     self._slots, self._slots_loop = asyncio.Semaphore(self.settings.pool_size), loop
                 async with self._slots:  # at most pool_size operations in flight
-                    return await drive_async(requests(op), self._execute)
+                    return await self._drive(op)
         except TimeoutError as error:
             raise BackendUnavailableError(
                 f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"
             ) from error
+
+    async def _drive(self, op: Op[T]) -> T:
+        execute = self._execute
+        try:
+            command = next(op)
+            while True:
+                if type(command) is Script:
+                    try:
+                        reply = await execute(command.evalsha())
+                    except ScriptMissing:
+                        reply = await execute(command.eval())
+                else:
+                    reply = await execute(request(command))
+                command = op.send(reply)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        finally:
+            op.close()
 
     async def _execute(self, request: Request) -> Any:
         client = self._client

@@ -1,10 +1,10 @@
 """How both Redis runners execute an operation, and what they share.
 
-``requests`` turns an operation's commands into driver requests: one command's
-arguments, or a list of them for a pipeline. A script goes as EVALSHA; when the
-server has not seen it (NOSCRIPT: a restart, a failover, SCRIPT FLUSH) the same
-request goes again as EVAL, which also loads it. The sync and async runners differ
-only in calling the driver with or without ``await``; the clients are built by one
+A runner drives an operation itself: ``request`` turns a command into what the
+driver is sent, one command's arguments or a list of them for a pipeline. A script
+goes as EVALSHA; when the server has not seen it (NOSCRIPT: a restart, a failover,
+SCRIPT FLUSH) the same call goes again as EVAL, which also loads it. The sync and
+async runners differ only in calling the driver with or without ``await``; the clients are built by one
 function from the ``redis`` or the ``redis.asyncio`` module, whose APIs mirror
 each other.
 """
@@ -12,11 +12,9 @@ each other.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Generator
-from typing import Any, TypeVar
+from typing import Any
 
-from authstore.adapters.common.ops import Op
-from authstore.adapters.redis.commands import Batch, Call, Script
+from authstore.adapters.redis.commands import Batch, Call
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
 
@@ -27,10 +25,9 @@ __all__ = [
     "direct_pool",
     "make_client",
     "pack",
-    "requests",
+    "request",
 ]
 
-T = TypeVar("T")
 
 Request = tuple[Any, ...] | list[tuple[Any, ...]]
 """One command's arguments, or a pipeline's commands."""
@@ -43,28 +40,13 @@ class ScriptMissing(BackendError):
     """NOSCRIPT: the server does not have the script yet; it is sent with EVAL."""
 
 
-def requests(op: Op[T]) -> Generator[Request, Any, T]:
-    result: Any = None
-    try:
-        while True:
-            try:
-                command = op.send(result)
-            except StopIteration as done:
-                value: T = done.value
-                return value
-            if isinstance(command, Call):
-                result = yield command.args
-            elif isinstance(command, Script):
-                try:
-                    result = yield command.evalsha()
-                except ScriptMissing:
-                    result = yield command.eval()
-            elif isinstance(command, Batch):
-                result = yield [call.args for call in command.calls]
-            else:
-                raise TypeError(f"a Redis operation yielded {command!r}")
-    finally:
-        op.close()
+def request(command: Call | Batch) -> Request:
+    """What the driver is sent for a command that is not a script."""
+    if type(command) is Call:
+        return command.args
+    if type(command) is Batch:
+        return [call.args for call in command.calls]
+    raise TypeError(f"a Redis operation yielded {command!r}")
 
 
 def pack(args: tuple[Any, ...]) -> bytes:

@@ -6,14 +6,16 @@ import contextlib
 import threading
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op, drive
+from authstore.adapters.common.ops import Op
+from authstore.adapters.redis.commands import Script
 from authstore.adapters.redis.execution import (
     RedisRunnerBase,
     Request,
+    ScriptMissing,
     direct_pool,
     make_client,
     pack,
-    requests,
+    request,
 )
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.registry import require_module
@@ -53,7 +55,23 @@ class SyncRedisRunner(RedisRunnerBase):
             self._inspect(client.info("memory"))
 
     def run(self, op: Op[T]) -> T:
-        return drive(requests(op), self._execute)
+        execute = self._execute
+        try:
+            command = next(op)
+            while True:
+                if type(command) is Script:
+                    try:
+                        reply = execute(command.evalsha())
+                    except ScriptMissing:
+                        reply = execute(command.eval())
+                else:
+                    reply = execute(request(command))
+                command = op.send(reply)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        finally:
+            op.close()
 
     def _execute(self, request: Request) -> Any:
         client = self.client
