@@ -68,6 +68,10 @@ class Plan(NamedTuple):
         return _answer(self.command, answers)
 
 
+_new = tuple.__new__
+"""Makes a ``Call`` without the Python frame of its generated ``__new__``."""
+
+
 def route(command: Command, ring: Ring) -> Call | Plan:
     """The driver call a command takes, or its plan of several calls. A runner drives the
     operation itself and performs what this gives: the common commands (a store, a
@@ -76,11 +80,12 @@ def route(command: Command, ring: Ring) -> Call | Plan:
     if type(command) is Store:
         key = command.key
         args = (key, command.value, command.exptime, command.token)
-        return Call(ring.only or ring.server(key), command.verb, args)
+        return _new(Call, (ring.only or ring.server(key), command.verb, args))
     if type(command) is Get:
         if len(command.keys) == 1:
             key = command.keys[0]
-            return Call(ring.only or ring.server(key), "gets" if command.cas else "get", ([key],))
+            method = "gets" if command.cas else "get"
+            return _new(Call, (ring.only or ring.server(key), method, ([key],)))
         calls = _plan(command, ring)
         return calls[0] if len(calls) == 1 else Plan(command, calls)
     return Plan(command, _plan(command, ring))
