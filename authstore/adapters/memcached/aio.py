@@ -1,10 +1,11 @@
 """The async memcached runner: aiomcache, one pooled client per server.
 
 aiomcache speaks to one server; several servers are one client each, with keys
-routed by ``runner.Ring`` exactly as the sync runner routes them. Every call is
-bounded by ``timeout``. A call cut short (timed out or cancelled) may leave its
-reply unread on a pooled connection, where the next command would read it as its
-own: the client's idle connections are closed then, so none is reused. And a
+routed by ``runner.Ring`` exactly as the sync runner routes them. Every operation
+is bounded by ``timeout`` as a whole (``Deadlines``: one loop timer, not one per
+call). A call cut short (timed out or cancelled) may leave its reply unread on a
+pooled connection, where the next command would read it as its own: the client's
+idle connections are closed then, so none is reused. And a
 connection the server closes mid-reply raises (aiomcache 0.8 would spin on it
 forever, freezing the loop), on a client given as ``client=`` too.
 """
@@ -17,6 +18,7 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op
 from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, Plan, Ring, route
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
@@ -35,6 +37,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         self._unavailable: tuple[type[BaseException], ...] = (OSError, EOFError)
         self._driver_errors = (*self._unavailable, self._aiomcache.ClientException)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines = Deadlines(settings.timeout)
         self._methods: dict[str, Callable[..., Awaitable[Any]]] = {
             name: getattr(self, f"_{name}")
             for name in ("get", "gets", "set", "add", "cas", "set_many", "delete", "touch")
@@ -77,10 +80,12 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         ring = self._ring
         assert ring is not None
         call = self._call
+        started = None
         try:
             command = next(op)  # the argument checks run here, before any I/O
             self._check_open()
             self._ready()
+            started = self._deadlines.start()
             while True:
                 routed = route(command, ring)
                 if isinstance(routed, Plan):
@@ -91,19 +96,25 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         except StopIteration as done:
             value: T = done.value
             return value
+        except asyncio.CancelledError as error:
+            if self._deadlines.finish(started, error):
+                late = TimeoutError(f"no answer within {self.settings.timeout:g} s")
+                raise self._error(late, unavailable=True) from None
+            raise
         finally:
+            self._deadlines.finish(started, None)
             op.close()
 
     async def _call(self, call: Call) -> Any:
+        """One call; the operation as a whole is bounded by ``timeout`` (``run``)."""
         client = self._clients[call.server]
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                return await self._methods[call.method](client, call, *call.args)
+            return await self._methods[call.method](client, call, *call.args)
         except self._driver_errors as error:
             await client.close()  # closes idle connections: the one this call used too
             raise self._error(error, unavailable=self._is_unavailable(error)) from error
         except BaseException:
-            await client.close()  # cancelled mid-call
+            await client.close()  # cut short (timed out or cancelled) mid-call
             raise
 
     def _is_unavailable(self, error: BaseException) -> bool:

@@ -1,7 +1,8 @@
 """The async Redis runner: redis.asyncio, its client made in the loop that first uses it.
 
 Every operation is bounded by ``timeout`` on the client side as a whole (connection
-wait, connect and reply), so a frozen server gives BackendUnavailableError in time.
+wait, connect and reply), so a frozen server gives BackendUnavailableError in time
+(``Deadlines``: one loop timer for all operations in flight, not one per operation).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 from typing import Any, TypeVar
 
+from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op
 from authstore.adapters.redis.commands import Script
 from authstore.adapters.redis.execution import (
@@ -42,6 +44,7 @@ class AsyncRedisRunner(RedisRunnerBase):
         self._ready = asyncio.Lock()
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._slots_loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines = Deadlines(settings.timeout)
 
     async def _client_here(self) -> Any:
         """Our client belongs to one loop; a store used from a new loop starts over there
@@ -68,17 +71,26 @@ class AsyncRedisRunner(RedisRunnerBase):
         return self._client
 
     async def run(self, op: Op[T]) -> T:
+        started = self._deadlines.start()
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                loop = asyncio.get_running_loop()
-                if self._slots_loop is not loop:
-                    self._slots, self._slots_loop = asyncio.Semaphore(self.settings.pool_size), loop
-                async with self._slots:  # at most pool_size operations in flight
-                    return await self._drive(op)
+            loop = asyncio.get_running_loop()
+            if self._slots_loop is not loop:
+                self._slots, self._slots_loop = asyncio.Semaphore(self.settings.pool_size), loop
+            async with self._slots:  # at most pool_size operations in flight
+                return await self._drive(op)
+        except asyncio.CancelledError as error:
+            if self._deadlines.finish(started, error):
+                raise self._late() from None
+            raise
         except TimeoutError as error:
-            raise BackendUnavailableError(
-                f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"
-            ) from error
+            raise self._late() from error
+        finally:
+            self._deadlines.finish(started, None)
+
+    def _late(self) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"
+        )
 
     async def _drive(self, op: Op[T]) -> T:
         execute = self._execute
