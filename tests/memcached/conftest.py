@@ -13,11 +13,11 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from authstore.contracts.testing import unavailable
+from tests.outages import stopped
 
 
 @pytest.fixture(scope="session")
@@ -77,21 +77,9 @@ class PrivateMemcached:
         asynchronously, and a thread still running could answer one more request."""
         self.process.send_signal(signal.SIGSTOP)
         deadline = time.monotonic() + 5
-        while not self._stopped() and time.monotonic() < deadline:
+        while not stopped(self.process.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert self._stopped(), "memcached did not stop"
-
-    def _stopped(self) -> bool:
-        tasks = Path(f"/proc/{self.process.pid}/task")
-        if not tasks.exists():
-            return True  # no /proc here: trust the signal
-        states = []
-        for task in tasks.iterdir():
-            try:
-                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
-            except (OSError, IndexError):
-                continue
-        return all(state in ("T", "t") for state in states)
+        assert stopped(self.process.pid), "memcached did not stop"
 
     def thaw(self) -> None:
         self.process.send_signal(signal.SIGCONT)
