@@ -38,12 +38,12 @@ class Deadlines:
     def start(self) -> tuple[Task, int] | None:
         """The running task gets its deadline; None when it already has one (an
         operation inside another: the outer, earlier deadline bounds both)."""
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("an async authstore operation must run in an asyncio task")
         if task in self._due:
             return None
-        loop = task.get_loop()
         if loop is not self._loop:  # a store used from a new loop: the old one's tasks are gone
             self._loop, self._due, self._expired, self._timer = loop, {}, set(), None
         due = loop.time() + self.seconds
