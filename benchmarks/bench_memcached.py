@@ -4,8 +4,8 @@
 
 On the same server, in one run:
 - get / set (ttl): authstore against the raw driver doing the same round trip on the same
-  entry (pymemcache ``get``/``set`` of authstore's envelope + JSON decode; aiomcache
-  alike; goal 1.15x), against ``cachelib.MemcachedCache`` over a pymemcache client with
+  entry (pymemcache ``get``/``set`` of authstore's envelope, its stored expiry checked
+  and the JSON decoded; aiomcache alike; goal 1.15x), against ``cachelib.MemcachedCache`` over a pymemcache client with
   pickle serde and replies awaited (sync), and ``aiocache``'s MemcachedCache (async);
 - rate limiting: authstore's fixed and sliding windows against ``limits``'
   FixedWindowRateLimiter and SlidingWindowCounterRateLimiter on its MemcachedStorage
@@ -63,7 +63,11 @@ def _envelope(ttl: float) -> bytes:
 
 
 def _decode(raw: bytes) -> object:
-    return json.loads(raw.partition(b"\n")[2])
+    """What a reader of the envelope does: check the stored expiry, decode the JSON."""
+    header, _, body = raw.partition(b"\n")
+    if header != b"-" and float(header) <= time.time():
+        return None
+    return json.loads(body)
 
 
 def _next_count(raw: bytes) -> bytes:

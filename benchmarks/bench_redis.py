@@ -207,12 +207,23 @@ async def _async_part(url: str, namespace: str) -> list[Comparison]:
     async def raw_exists() -> bool:
         return bool(await raw.exists(jti))
 
+    async def raw_set() -> object:
+        return await raw.set(f"{namespace}:k:warm", json.dumps(PAYLOAD), px=300_000)
+
     results = [
         await compare_async(
             "redis async get (dict value)",
             lambda: cache.get("hot"),
             raw_get,
             "redis.asyncio GET + json.loads",
+            goal=RAW_GOAL,
+            count=COUNT,
+        ),
+        await compare_async(
+            "redis async set (ttl)",
+            lambda: cache.set("warm", PAYLOAD, ttl=300),
+            raw_set,
+            "redis.asyncio SET PX + json.dumps",
             goal=RAW_GOAL,
             count=COUNT,
         ),

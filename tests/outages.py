@@ -1,12 +1,14 @@
-"""What outage tests share: how long a call took and what it raised, and a free port."""
+"""What outage tests share: how long a call took and what it raised, a free port, and
+whether a frozen (SIGSTOP) server has really stopped."""
 
 from __future__ import annotations
 
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-__all__ = ["free_port", "timed", "timed_async"]
+__all__ = ["free_port", "stopped", "timed", "timed_async"]
 
 
 def timed(action: Callable[[], object]) -> tuple[BaseException | None, float]:
@@ -37,3 +39,18 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def stopped(pid: int) -> bool:
+    """Every thread of process ``pid`` is stopped: SIGSTOP is delivered asynchronously,
+    and a thread still running could answer one more request after ``kill``."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.exists():
+        return True  # no /proc here: trust the signal
+    states = []
+    for task in tasks.iterdir():
+        try:
+            states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            continue
+    return all(state in ("T", "t") for state in states)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from authstore.contracts.testing import unavailable
+from tests.outages import stopped
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +73,13 @@ class PrivateMemcached:
         return cls(port)
 
     def freeze(self) -> None:
+        """SIGSTOP, and wait until every thread has stopped: a signal is delivered
+        asynchronously, and a thread still running could answer one more request."""
         self.process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not stopped(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stopped(self.process.pid), "memcached did not stop"
 
     def thaw(self) -> None:
         self.process.send_signal(signal.SIGCONT)

@@ -20,7 +20,7 @@ import pytest
 
 import authstore
 from authstore.contracts.errors import BackendUnavailableError
-from tests.outages import free_port, timed, timed_async
+from tests.outages import free_port, stopped, timed, timed_async
 
 TIMEOUT = 0.5
 SLACK = 1.5  # scheduling noise on a loaded 2-core machine
@@ -99,16 +99,7 @@ class PrivateServer:
 
     def _stopped(self) -> bool:
         assert self.process is not None
-        tasks = Path(f"/proc/{self.process.pid}/task")
-        if not tasks.exists():
-            return True  # no /proc here: trust the signal
-        states = []
-        for task in tasks.iterdir():
-            try:
-                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
-            except (OSError, IndexError):
-                continue
-        return all(state in ("T", "t") for state in states)
+        return stopped(self.process.pid)
 
     def thaw(self) -> None:
         assert self.process is not None

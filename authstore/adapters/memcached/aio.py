@@ -1,10 +1,11 @@
 """The async memcached runner: aiomcache, one pooled client per server.
 
 aiomcache speaks to one server; several servers are one client each, with keys
-routed by ``runner.Ring`` exactly as the sync runner routes them. Every call is
-bounded by ``timeout``. A call cut short (timed out or cancelled) may leave its
-reply unread on a pooled connection, where the next command would read it as its
-own: the client's idle connections are closed then, so none is reused. And a
+routed by ``runner.Ring`` exactly as the sync runner routes them. Every operation
+is bounded by ``timeout`` as a whole (``Deadlines``: one loop timer, not one per
+call). A call cut short (timed out or cancelled) may leave its reply unread on a
+pooled connection, where the next command would read it as its own: the client's
+idle connections are closed then, so none is reused. And a
 connection the server closes mid-reply raises (aiomcache 0.8 would spin on it
 forever, freezing the loop), on a client given as ``client=`` too.
 """
@@ -14,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import types
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op
-from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, Ring, calls
+from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, Plan, Ring, route
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
@@ -34,6 +37,11 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         self._unavailable: tuple[type[BaseException], ...] = (OSError, EOFError)
         self._driver_errors = (*self._unavailable, self._aiomcache.ClientException)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines = Deadlines(settings.timeout)
+        self._methods: dict[str, Callable[..., Awaitable[Any]]] = {
+            name: getattr(self, f"_{name}")
+            for name in ("get", "gets", "set", "add", "cas", "set_many", "delete", "touch")
+        }
         client = settings.client
         if client is not None:
             if not isinstance(client, self._aiomcache.Client):
@@ -69,30 +77,44 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         }
 
     async def run(self, op: Op[T]) -> T:
-        assert self._ring is not None
-        program = calls(op, self._ring)
+        ring = self._ring
+        assert ring is not None
+        call = self._call
+        started = None
         try:
-            call = next(program)  # the argument checks run here, before any I/O
+            command = next(op)  # the argument checks run here, before any I/O
             self._check_open()
             self._ready()
+            started = self._deadlines.start()
             while True:
-                call = program.send(await self._call(call))
+                routed = route(command, ring)
+                if isinstance(routed, Plan):
+                    reply = routed.answer([await call(one) for one in routed.calls])
+                else:
+                    reply = await call(routed)
+                command = op.send(reply)
         except StopIteration as done:
             value: T = done.value
             return value
+        except asyncio.CancelledError as error:
+            if self._deadlines.finish(started, error):
+                late = TimeoutError(f"no answer within {self.settings.timeout:g} s")
+                raise self._error(late, unavailable=True) from None
+            raise
         finally:
-            program.close()
+            self._deadlines.finish(started, None)
+            op.close()
 
     async def _call(self, call: Call) -> Any:
+        """One call; the operation as a whole is bounded by ``timeout`` (``run``)."""
         client = self._clients[call.server]
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                return await getattr(self, f"_{call.method}")(client, call, *call.args)
+            return await self._methods[call.method](client, call, *call.args)
         except self._driver_errors as error:
             await client.close()  # closes idle connections: the one this call used too
             raise self._error(error, unavailable=self._is_unavailable(error)) from error
         except BaseException:
-            await client.close()  # cancelled mid-call
+            await client.close()  # cut short (timed out or cancelled) mid-call
             raise
 
     def _is_unavailable(self, error: BaseException) -> bool:
@@ -102,6 +124,10 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
     # One method per Call.method: the aiomcache call and nothing else.
 
     async def _get(self, client: Any, call: Call, keys: list[str]) -> dict[str, Any]:
+        if len(keys) == 1:
+            key = keys[0]
+            value = await client.get(key.encode())
+            return {} if value is None else {key: (value, None)}
         values = await client.multi_get(*(key.encode() for key in keys))
         return {
             key: (value, None) for key, value in zip(keys, values, strict=True) if value is not None

@@ -129,7 +129,7 @@ class Entry(NamedTuple):
 
     @property
     def chunked(self) -> bool:
-        return is_manifest(self.body)
+        return self[1][:1] == _CHUNKED
 
 
 def is_manifest(body: bytes) -> bool:
@@ -137,8 +137,9 @@ def is_manifest(body: bytes) -> bool:
 
 
 def pack(expires_at: float | None, body: bytes) -> bytes:
-    header = _NO_EXPIRY if expires_at is None else repr(expires_at).encode()
-    return header + b"\n" + body
+    if expires_at is None:
+        return _NO_EXPIRY + b"\n" + body
+    return b"%r\n%b" % (float(expires_at), body)
 
 
 def unpack(raw: object, token: object = None) -> Entry:
@@ -154,7 +155,11 @@ def unpack(raw: object, token: object = None) -> Entry:
         expires_at = None if header == _NO_EXPIRY else float(header)
     except ValueError:
         raise BackendError("memcached holds an entry authstore did not write") from None
-    return Entry(expires_at, body, token)
+    return _tuple_new(Entry, (expires_at, body, token))
+
+
+_tuple_new = tuple.__new__
+"""Makes a NamedTuple without the Python frame of its generated ``__new__``."""
 
 
 class Get(NamedTuple):

@@ -1,9 +1,9 @@
 """What the pymemcache and aiomcache runners share: which server holds a key, how a
 command becomes calls to those servers, and how driver errors become authstore's.
 
-``calls`` turns an operation's commands into per-server ``Call``s (a multi-key read
-is one call per server holding some of the keys); a runner only performs each call
-with its driver. Keys go to servers by rendezvous hashing over ``host:port`` names,
+``route`` turns an operation's command into per-server ``Call``s (a multi-key read
+is one call per server holding some of the keys); a runner drives the operation,
+performs each call with its driver and sends the answer back in. Keys go to servers by rendezvous hashing over ``host:port`` names,
 pymemcache HashClient's own scheme, so sync and async stores (and a HashClient of
 the same servers) agree on where every key lives. A server that is down is never
 dropped from the ring: its keys fail (closed) instead of moving to another server,
@@ -13,18 +13,16 @@ where a revocation would silently be missing and a rate limit would start over.
 from __future__ import annotations
 
 import collections
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
-from authstore.adapters.common.ops import Op
-from authstore.adapters.memcached.commands import Delete, Get, SetMany, Store, Touch
+from authstore.adapters.memcached.commands import Command, Delete, Get, SetMany, Store, Touch
 from authstore.adapters.memcached.settings import MemcachedSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError
 from authstore.registry import require_module
 
-__all__ = ["Call", "MemcachedRunnerBase", "Method", "Program", "calls"]
+__all__ = ["Call", "MemcachedRunnerBase", "Method", "Plan", "route"]
 
-T = TypeVar("T")
 C = TypeVar("C")
 
 Method = Literal["get", "gets", "set", "add", "cas", "set_many", "delete", "touch"]
@@ -36,9 +34,6 @@ class Call(NamedTuple):
     server: str
     method: Method
     args: tuple[Any, ...]
-
-
-Program = Generator[Call, Any, T]
 
 
 class Ring:
@@ -63,33 +58,37 @@ class Ring:
         return groups
 
 
-def calls(op: Op[T], ring: Ring) -> Program[T]:
-    """Run ``op``, yielding the calls each of its commands needs and sending it the answer."""
-    result: Any = None
-    try:
-        while True:
-            try:
-                command = op.send(result)
-            except StopIteration as done:
-                value: T = done.value
-                return value
-            kind = type(command)
-            if kind is Store:  # the common commands of one call each, without a plan
-                key = command.key
-                server = ring.only or ring.server(key)
-                args = (key, command.value, command.exptime, command.token)
-                result = yield Call(server, command.verb, args)
-            elif kind is Get and len(command.keys) == 1 and ring.only is not None:
-                result = yield Call(
-                    ring.only, "gets" if command.cas else "get", (list(command.keys),)
-                )
-            else:
-                answers = []
-                for call in _plan(command, ring):
-                    answers.append((yield call))
-                result = _answer(command, answers)
-    finally:
-        op.close()
+class Plan(NamedTuple):
+    """A command that takes several driver calls (or whose answer is not one call's)."""
+
+    command: Command
+    calls: list[Call]
+
+    def answer(self, answers: list[Any]) -> Any:
+        return _answer(self.command, answers)
+
+
+_new = tuple.__new__
+"""Makes a ``Call`` without the Python frame of its generated ``__new__``."""
+
+
+def route(command: Command, ring: Ring) -> Call | Plan:
+    """The driver call a command takes, or its plan of several calls. A runner drives the
+    operation itself and performs what this gives: the common commands (a store, a
+    one-key read) are one ``Call`` made here without a plan, whose answer the operation
+    receives as it is."""
+    if type(command) is Store:
+        key = command.key
+        args = (key, command.value, command.exptime, command.token)
+        return _new(Call, (ring.only or ring.server(key), command.verb, args))
+    if type(command) is Get:
+        if len(command.keys) == 1:
+            key = command.keys[0]
+            method = "gets" if command.cas else "get"
+            return _new(Call, (ring.only or ring.server(key), method, ([key],)))
+        calls = _plan(command, ring)
+        return calls[0] if len(calls) == 1 else Plan(command, calls)
+    return Plan(command, _plan(command, ring))
 
 
 def _plan(command: object, ring: Ring) -> list[Call]:

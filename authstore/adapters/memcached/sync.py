@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
-from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, Ring, calls
+from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, Plan, Ring, route
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
@@ -30,6 +30,18 @@ from authstore.registry import require_module
 __all__ = ["SyncMemcachedRunner"]
 
 T = TypeVar("T")
+
+_forks = [0]
+"""How many times this process is a forked child: a thread's clients made before the
+last fork are its parent's (cheaper to compare per call than ``os.getpid()``, a system
+call)."""
+
+
+def _forked() -> None:
+    _forks[0] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
@@ -70,7 +82,7 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
     def _thread_clients(self) -> dict[str, Any]:
         """This thread's clients (server name -> pymemcache Client), made on first use."""
         held: _ThreadClients | None = getattr(self._local, "held", None)
-        if held is None or held.pid != os.getpid():
+        if held is None or held.forks != _forks[0]:
             # none yet, or this is a forked child: the parent's sockets are not ours
             settings = self.settings
             options: dict[str, Any] = {
@@ -93,28 +105,36 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         return held.clients
 
     def run(self, op: Op[T]) -> T:
-        assert self._ring is not None
-        program = calls(op, self._ring)
+        ring = self._ring
+        assert ring is not None
+        call = self._call
         try:
-            call = next(program)  # the argument checks run here, before any I/O
+            command = next(op)  # the argument checks run here, before any I/O
             self._check_open()
             clients = self._clients or self._thread_clients()
             while True:
-                call = program.send(self._call(clients, call))
+                routed = route(command, ring)
+                if isinstance(routed, Plan):
+                    reply = routed.answer([call(clients, one) for one in routed.calls])
+                else:
+                    reply = call(clients, routed)
+                command = op.send(reply)
         except StopIteration as done:
             value: T = done.value
             return value
         finally:
-            program.close()
+            op.close()
 
     def _call(self, clients: dict[str, Any], call: Call) -> Any:
-        method = self._methods[call.method]
+        server = call.server
         try:
-            lock = self._locks.get(call.server)
+            if not self._locks:
+                return self._methods[call.method](clients[server], call, *call.args)
+            lock = self._locks.get(server)
             if lock is None:
-                return method(clients[call.server], call, *call.args)
+                return self._methods[call.method](clients[server], call, *call.args)
             with lock:
-                return method(clients[call.server], call, *call.args)
+                return self._methods[call.method](clients[server], call, *call.args)
         except self._driver_errors as error:
             unavailable = isinstance(error, self._unavailable)
             raise self._error(error, unavailable=unavailable) from error
@@ -164,6 +184,7 @@ class _ThreadClients:
         self.made = made
         self.clients = clients
         self.pid = os.getpid()
+        self.forks = _forks[0]
         self._errors = errors
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """The async Redis runner: redis.asyncio, its client made in the loop that first uses it.
 
 Every operation is bounded by ``timeout`` on the client side as a whole (connection
-wait, connect and reply), so a frozen server gives BackendUnavailableError in time.
+wait, connect and reply), so a frozen server gives BackendUnavailableError in time
+(``Deadlines``: one loop timer for all operations in flight, not one per operation).
 """
 
 from __future__ import annotations
@@ -10,8 +11,18 @@ import asyncio
 import contextlib
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op, drive_async
-from authstore.adapters.redis.execution import RedisRunnerBase, Request, make_client, requests
+from authstore.adapters.common.deadlines import Deadlines
+from authstore.adapters.common.ops import Op
+from authstore.adapters.redis.commands import Script
+from authstore.adapters.redis.execution import (
+    RedisRunnerBase,
+    Request,
+    ScriptMissing,
+    direct_pool,
+    make_client,
+    pack,
+    request,
+)
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendUnavailableError
 from authstore.registry import require_module
@@ -26,11 +37,14 @@ class AsyncRedisRunner(RedisRunnerBase):
         self._redis = require_module("redis.asyncio", "Redis", "redis")
         super().__init__(settings, require_module("redis.exceptions", "Redis", "redis"))
         self._client: Any = None
+        self._pool: Any = None
+        """The client's pool when commands go straight to its connections (``direct_pool``)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Lock()
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._slots_loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines = Deadlines(settings.timeout)
 
     async def _client_here(self) -> Any:
         """Our client belongs to one loop; a store used from a new loop starts over there
@@ -52,27 +66,73 @@ class AsyncRedisRunner(RedisRunnerBase):
                     # INFO may be disabled, or the server down: the operation says so
                     with contextlib.suppress(self.errors.RedisError):
                         self._inspect(await client.info("memory"))
+                    self._pool = direct_pool(client, self._redis.Redis)
                     self._client, self._client_loop = client, loop
         return self._client
 
     async def run(self, op: Op[T]) -> T:
+        started = self._deadlines.start()
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                loop = asyncio.get_running_loop()
-                if self._slots_loop is not loop:
-                    self._slots, self._slots_loop = asyncio.Semaphore(self.settings.pool_size), loop
-                async with self._slots:  # at most pool_size operations in flight
-                    return await drive_async(requests(op), self._execute)
+            loop = asyncio.get_running_loop()
+            if self._slots_loop is not loop:
+                self._slots, self._slots_loop = asyncio.Semaphore(self.settings.pool_size), loop
+            async with self._slots:  # at most pool_size operations in flight
+                return await self._drive(op)
+        except asyncio.CancelledError as error:
+            if self._deadlines.finish(started, error):
+                raise self._late() from None
+            raise
         except TimeoutError as error:
-            raise BackendUnavailableError(
-                f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"
-            ) from error
+            raise self._late() from error
+        finally:
+            self._deadlines.finish(started, None)
+
+    def _late(self) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"
+        )
+
+    async def _drive(self, op: Op[T]) -> T:
+        execute = self._execute
+        try:
+            command = next(op)
+            while True:
+                if type(command) is Script:
+                    try:
+                        reply = await execute(command.evalsha())
+                    except ScriptMissing:
+                        reply = await execute(command.eval())
+                else:
+                    reply = await execute(request(command))
+                command = op.send(reply)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        finally:
+            op.close()
 
     async def _execute(self, request: Request) -> Any:
-        client = await self._client_here()
+        client = self._client
+        if client is None or (
+            self._client_loop is not asyncio.get_running_loop() and self.owns_client
+        ):
+            client = await self._client_here()
+        elif self._closed:
+            self._check_open()
         try:
-            if isinstance(request, tuple):
-                return await client.execute_command(*request)
+            if type(request) is tuple:
+                pool = self._pool
+                if pool is None:
+                    return await client.execute_command(*request)
+                packed = pack(request)
+                connection = await pool.get_connection()
+                try:
+                    await connection.send_packed_command(packed)
+                    reply = await connection.read_response()
+                finally:
+                    await pool.release(connection)
+                callback = client.response_callbacks.get(request[0])
+                return reply if callback is None else callback(reply)
             pipe = client.pipeline(transaction=not self._is_cluster_client(client))
             for args in request:
                 pipe.execute_command(*args)

@@ -1,10 +1,10 @@
 """How both Redis runners execute an operation, and what they share.
 
-``requests`` turns an operation's commands into driver requests: one command's
-arguments, or a list of them for a pipeline. A script goes as EVALSHA; when the
-server has not seen it (NOSCRIPT: a restart, a failover, SCRIPT FLUSH) the same
-request goes again as EVAL, which also loads it. The sync and async runners differ
-only in calling the driver with or without ``await``; the clients are built by one
+A runner drives an operation itself: ``request`` turns a command into what the
+driver is sent, one command's arguments or a list of them for a pipeline. A script
+goes as EVALSHA; when the server has not seen it (NOSCRIPT: a restart, a failover,
+SCRIPT FLUSH) the same call goes again as EVAL, which also loads it. The sync and
+async runners differ only in calling the driver with or without ``await``; the clients are built by one
 function from the ``redis`` or the ``redis.asyncio`` module, whose APIs mirror
 each other.
 """
@@ -12,17 +12,22 @@ each other.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Generator
-from typing import Any, TypeVar
+from typing import Any
 
-from authstore.adapters.common.ops import Op
-from authstore.adapters.redis.commands import Batch, Call, Script
+from authstore.adapters.redis.commands import Batch, Call
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
 
-__all__ = ["Request", "RedisRunnerBase", "ScriptMissing", "make_client", "requests"]
+__all__ = [
+    "Request",
+    "RedisRunnerBase",
+    "ScriptMissing",
+    "direct_pool",
+    "make_client",
+    "pack",
+    "request",
+]
 
-T = TypeVar("T")
 
 Request = tuple[Any, ...] | list[tuple[Any, ...]]
 """One command's arguments, or a pipeline's commands."""
@@ -35,28 +40,58 @@ class ScriptMissing(BackendError):
     """NOSCRIPT: the server does not have the script yet; it is sent with EVAL."""
 
 
-def requests(op: Op[T]) -> Generator[Request, Any, T]:
-    result: Any = None
-    try:
-        while True:
-            try:
-                command = op.send(result)
-            except StopIteration as done:
-                value: T = done.value
-                return value
-            if isinstance(command, Call):
-                result = yield command.args
-            elif isinstance(command, Script):
-                try:
-                    result = yield command.evalsha()
-                except ScriptMissing:
-                    result = yield command.eval()
-            elif isinstance(command, Batch):
-                result = yield [call.args for call in command.calls]
-            else:
-                raise TypeError(f"a Redis operation yielded {command!r}")
-    finally:
-        op.close()
+def request(command: Call | Batch) -> Request:
+    """What the driver is sent for a command that is not a script."""
+    if type(command) is Call:
+        return command.args
+    if type(command) is Batch:
+        return [call.args for call in command.calls]
+    raise TypeError(f"a Redis operation yielded {command!r}")
+
+
+def pack(args: tuple[Any, ...]) -> bytes:
+    """One command in the Redis protocol (RESP), as redis-py's encoder writes it: text as
+    UTF-8, numbers as their repr; one buffer, sent with one write."""
+    parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    for arg in args:
+        kind = type(arg)
+        if kind is str:
+            data = arg.encode()
+        elif kind is bytes:
+            data = arg
+        elif kind is int or kind is float:
+            data = repr(arg).encode()
+        elif isinstance(arg, str):
+            data = str(arg).encode()
+        elif isinstance(arg, bytes | bytearray | memoryview):
+            data = bytes(arg)
+        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+            data = repr(float(arg) if isinstance(arg, float) else int(arg)).encode()
+        else:
+            raise TypeError(f"a Redis command argument is {kind.__name__}: {arg!r}")
+        append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def direct_pool(client: Any, redis_class: Any) -> Any:
+    """The connection pool a runner may drive itself, or None.
+
+    For a plain client (one server, or a Sentinel's master) a runner takes a connection
+    from the client's own pool, writes the packed command, reads the reply and gives the
+    connection back: what ``execute_command`` does, without its per-call retry closure,
+    metrics hooks and argument re-encoding (tens of microseconds). The connection still
+    applies its socket timeout and drops itself on any error mid-command, the pool still
+    bounds and checks connections, and replies go through the client's own response
+    callbacks. A cluster client, a single-connection client or one with a client-side
+    cache keeps ``execute_command``.
+    """
+    if not isinstance(client, redis_class) or getattr(client, "connection", None) is not None:
+        return None
+    pool = client.connection_pool
+    if getattr(pool, "cache", None) is not None:
+        return None
+    return pool
 
 
 def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> Any:
@@ -75,6 +110,11 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
         "retry": retry_class.Retry(no_backoff(), 0),
         "client_name": "authstore",
     }
+    if asynchronous and settings.topology != "cluster":
+        # The async runner bounds each operation as a whole (``asyncio.timeout``), and a
+        # cancelled read drops its connection; a socket timeout on top would cost a task
+        # (``wait_for``) per write and a second timer per read.
+        common["socket_timeout"] = None
     tls = dict(settings.ssl)
     if settings.topology == "cluster":
         cluster = module.cluster

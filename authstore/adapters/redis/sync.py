@@ -6,8 +6,17 @@ import contextlib
 import threading
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op, drive
-from authstore.adapters.redis.execution import RedisRunnerBase, Request, make_client, requests
+from authstore.adapters.common.ops import Op
+from authstore.adapters.redis.commands import Script
+from authstore.adapters.redis.execution import (
+    RedisRunnerBase,
+    Request,
+    ScriptMissing,
+    direct_pool,
+    make_client,
+    pack,
+    request,
+)
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.registry import require_module
 
@@ -21,6 +30,8 @@ class SyncRedisRunner(RedisRunnerBase):
         self._redis = require_module("redis", "Redis", "redis")
         super().__init__(settings, require_module("redis.exceptions", "Redis", "redis"))
         self._client: Any = None
+        self._pool: Any = None
+        """The client's pool when commands go straight to its connections (``direct_pool``)."""
         self._lock = threading.Lock()
 
     @property
@@ -34,6 +45,7 @@ class SyncRedisRunner(RedisRunnerBase):
                     if client is None:
                         client = make_client(self._redis, self.settings, asynchronous=False)
                     self._first_look(client)
+                    self._pool = direct_pool(client, self._redis.Redis)
                     self._client = client
         return self._client
 
@@ -43,13 +55,40 @@ class SyncRedisRunner(RedisRunnerBase):
             self._inspect(client.info("memory"))
 
     def run(self, op: Op[T]) -> T:
-        return drive(requests(op), self._execute)
+        execute = self._execute
+        try:
+            command = next(op)
+            while True:
+                if type(command) is Script:
+                    try:
+                        reply = execute(command.evalsha())
+                    except ScriptMissing:
+                        reply = execute(command.eval())
+                else:
+                    reply = execute(request(command))
+                command = op.send(reply)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        finally:
+            op.close()
 
     def _execute(self, request: Request) -> Any:
         client = self.client
         try:
-            if isinstance(request, tuple):
-                return client.execute_command(*request)
+            if type(request) is tuple:
+                pool = self._pool
+                if pool is None:
+                    return client.execute_command(*request)
+                packed = pack(request)
+                connection = pool.get_connection()
+                try:
+                    connection.send_packed_command((packed,))
+                    reply = connection.read_response()
+                finally:
+                    pool.release(connection)
+                callback = client.response_callbacks.get(request[0])
+                return reply if callback is None else callback(reply)
             pipe = client.pipeline(transaction=not self._is_cluster_client(client))
             for args in request:
                 pipe.execute_command(*args)

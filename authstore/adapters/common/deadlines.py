@@ -1,0 +1,82 @@
+"""Client-side deadlines for async operations: one timer per event loop, not one per
+operation.
+
+``asyncio.timeout`` schedules a timer handle per use and cancels it on the way out
+(a Python context manager, a heap push, a cancelled handle the loop sweeps later):
+several microseconds per operation, as much as the rest of a runner's work on a
+fast server. ``Deadlines`` keeps the operations in flight in a dict in deadline
+order (one timeout per runner, so the order they start in), with one loop timer at
+the earliest deadline. Past it, the operation's task is cancelled, exactly as
+``asyncio.timeout`` would, and ``finish`` tells the runner it was its deadline (so
+it reports a timeout) and not a cancellation from outside (which goes on as it is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+__all__ = ["Deadlines"]
+
+Task = asyncio.Task[Any]
+
+
+class Deadlines:
+    """Each operation ``start``s (its task gets ``seconds`` from now) and ``finish``es."""
+
+    __slots__ = ("_due", "_expired", "_loop", "_timer", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._due: dict[Task, float] = {}
+        """Tasks in flight -> their deadline (loop time), earliest first."""
+        self._expired: set[Task] = set()
+        """Tasks this cancelled: their CancelledError is a timeout."""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> tuple[Task, int] | None:
+        """The running task gets its deadline; None when it already has one (an
+        operation inside another: the outer, earlier deadline bounds both)."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("an async authstore operation must run in an asyncio task")
+        if task in self._due:
+            return None
+        if loop is not self._loop:  # a store used from a new loop: the old one's tasks are gone
+            self._loop, self._due, self._expired, self._timer = loop, {}, set(), None
+        due = loop.time() + self.seconds
+        self._due[task] = due
+        if self._timer is None:
+            self._timer = loop.call_at(due, self._fire)
+        return task, task.cancelling()
+
+    def finish(self, started: tuple[Task, int] | None, error: BaseException | None) -> bool:
+        """End the deadline; True when it expired and ``error`` is the cancellation it
+        caused (the runner reports a timeout instead)."""
+        if started is None:
+            return False
+        task, cancelling = started
+        self._due.pop(task, None)
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        # as asyncio.timeout does: withdraw our cancellation; one from outside stays
+        return task.uncancel() <= cancelling and isinstance(error, asyncio.CancelledError)
+
+    def _fire(self) -> None:
+        self._timer = None
+        loop, due = self._loop, self._due
+        assert loop is not None
+        now = loop.time()
+        while due:
+            task = next(iter(due))
+            when = due[task]
+            if when > now:
+                self._timer = loop.call_at(when, self._fire)
+                return
+            del due[task]
+            if not task.done():
+                self._expired.add(task)
+                task.cancel()
