@@ -100,11 +100,14 @@ def _keep(rows: Any) -> object:
 
 
 def _psycopg_replay(connection: Any, statement: Statement, decode: Decode) -> Callable[[], object]:
+    import psycopg
+
     text, args = statement.text, statement.args
     rows = statement.fetch in ("one", "all")
 
     def replay() -> object:
-        cursor = connection.execute(text, args)
+        # authstore's statements use the server's $1 placeholders (a raw cursor)
+        cursor = psycopg.RawCursor(connection).execute(text, args)
         return decode(cursor.fetchall()) if rows else cursor.rowcount
 
     return replay
