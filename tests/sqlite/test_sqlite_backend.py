@@ -189,6 +189,8 @@ def test_rate_limit_sql_computes_exactly_what_step_computes(
     state: Any = None
     expected: tuple[Any, ...]
     for _ in range(300):
+        if rng.random() < 0.1:  # a changed limit: GCRA's "lowered limit" arm, refused hits
+            limit = rng.choice([1, 3, 10, 1000])  # that move the row without consuming
         clock.now += rng.choice([0.0, rng.uniform(0, window / limit), rng.uniform(0, window)])
         cost = rng.randint(1, min(limit, 3))
         now = clock.now

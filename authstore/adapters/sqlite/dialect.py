@@ -16,6 +16,7 @@ class SQLiteDialect(Dialect):
     # SQLite 3.40 has no unixepoch('subsec') and julianday('now') is only millisecond
     # grained, so the store clock is the application's, read when each statement runs.
     now = ":now"
+    local = True  # see Dialect.local: the rate limiters run step_* between a read and a write
     begin = "BEGIN IMMEDIATE"  # take the write lock up front: no deadlocking lock upgrades
     blob = "BLOB"
     real = "REAL"
