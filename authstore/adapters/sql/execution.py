@@ -61,6 +61,7 @@ def statements(op: Op[T], dialect: Dialect, *, before: Program[None] | None = No
     in_transaction = False
     result: Any = None
     failure: Exception | None = None
+    compile_, clock = dialect.compile, dialect.clock
     try:
         while True:
             try:
@@ -72,14 +73,12 @@ def statements(op: Op[T], dialect: Dialect, *, before: Program[None] | None = No
             if before is not None:
                 yield from before
                 before = None
-            if isinstance(command, Begin):
-                if in_transaction:
-                    raise RuntimeError("an operation yielded Begin inside its transaction")
-                yield _control(dialect.begin)
-                in_transaction, result = True, None
-            elif isinstance(command, Query):
-                compiled = dialect.compile(command.sql)
-                arguments = dialect.arguments(compiled, command.params)
+            if isinstance(command, Query):
+                compiled = compile_(command.sql)
+                if clock is None or not compiled.clocked:
+                    arguments = compiled.pick(command.params)
+                else:
+                    arguments = dialect.arguments(compiled, command.params)
                 try:
                     result = yield Statement(compiled.text, arguments, command.fetch)
                 except Exception as error:
@@ -88,6 +87,11 @@ def statements(op: Op[T], dialect: Dialect, *, before: Program[None] | None = No
                     # Outside a transaction the operation may handle it (a setup step that
                     # retries, say); one that does not re-raises it from its yield.
                     failure, result = error, None
+            elif isinstance(command, Begin):
+                if in_transaction:
+                    raise RuntimeError("an operation yielded Begin inside its transaction")
+                yield _control(dialect.begin)
+                in_transaction, result = True, None
             else:
                 raise TypeError(f"a SQL operation yielded {command!r}")
         if in_transaction:
