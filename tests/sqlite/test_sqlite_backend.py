@@ -170,10 +170,16 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def clocked(db_path: Path, clock: FakeClock) -> tuple[SyncSQLiteRunner, SqlCacheOps]:
+@pytest.fixture(params=[True, False], ids=["step-in-python", "standard-sql"])
+def clocked(
+    request: pytest.FixtureRequest, db_path: Path, clock: FakeClock
+) -> tuple[SyncSQLiteRunner, SqlCacheOps]:
+    """SQLite decides rate limits with step_* in Python (Dialect.local); with ``local``
+    off it runs the standard-SQL UPSERTs PostgreSQL runs, so their formulas are checked
+    against step_* here too, on a clock the test controls."""
     runner = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
     runner.dialect.clock = clock
+    runner.dialect.local = request.param
     return runner, SqlCacheOps(runner.dialect, Tables())
 
 

@@ -157,6 +157,10 @@ class Dialect:
         (PostgreSQL would guess integer next to an integer column)."""
         return f"CAST(:{name} AS {self.real})"
 
+    def later(self, left: str, right: str) -> str:
+        """The larger of two non-NULL numbers (SQLite spells it ``max``)."""
+        return f"GREATEST({left}, {right})"
+
     def same(self, left: str, right: str) -> str:
         """Equality where NULL equals NULL (MySQL: ``<=>``)."""
         return f"{left} IS NOT DISTINCT FROM {right}"

@@ -363,7 +363,7 @@ class SqlCacheOps(_SqlOps):
         # A statement's clock is read when it starts: one that waited for the row's lock
         # can be older than the row's last hit. The row's clock never runs backwards, or
         # such a hit would take the sliding window back one window and forget its counts.
-        now = f"(CASE WHEN {t}.touched_at > {d.now} THEN {t}.touched_at ELSE {d.now} END)"
+        now = d.later(f"{t}.touched_at", d.now)
         in_order = t if d.assigns_in_order else None
         old = state(d, f"{t}.hits", f"{t}.previous_hits", f"{t}.mark", now, in_order)
         update = {**old, "touched_at": now}

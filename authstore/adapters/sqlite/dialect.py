@@ -32,6 +32,9 @@ class SQLiteDialect(Dialect):
     def real_parameter(self, name: str) -> str:
         return f":{name}"  # values carry their own type in SQLite
 
+    def later(self, left: str, right: str) -> str:
+        return f"max({left}, {right})"
+
     def same(self, left: str, right: str) -> str:
         return f"{left} IS {right}"
 
