@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import subprocess
 import sys
 import threading
@@ -402,3 +403,61 @@ def test_tls_options_reach_both_drivers(pg_url: str, admin: Admin) -> None:
             else:
                 with pytest.raises(BackendUnavailableError, match="SSL"):
                     call()
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
+def test_rate_limit_sql_computes_exactly_what_step_computes(
+    pg_url: str, algorithm: str, seed: int
+) -> None:
+    """PostgreSQL's UPSERTs (raw cursors, $n placeholders, floor and float8) equal
+    ratelimit.step_* bit for bit, changed limits and a clock behind the row's included.
+
+    The database clock is replaced by a bound ``:now`` (the dialect's ``clock``), so the
+    test decides every instant; a clock behind the row's last hit stands for a statement
+    that waited for the row's lock: step_* then runs at the row's clock."""
+    from authstore.adapters.common import ratelimit
+    from authstore.adapters.postgres.sync import SyncPostgresRunner
+    from authstore.adapters.sql import SqlCacheOps
+
+    runner = SyncPostgresRunner(parse_settings(StoreURL.parse(pg_url)))
+    moment = [1_700_000_000.0]
+    runner.dialect.now = ":now"
+    runner.dialect.clock = lambda: moment[0]
+    ops = SqlCacheOps(runner.dialect, runner.settings.tables)
+    rng = random.Random(seed)
+    window = rng.choice([0.1, 1.0, 7.3, 60.0])
+    limit = rng.choice([1, 3, 10, 1000])
+    key = f"ns:{algorithm[0]}:{seed}-{rng.random()}"
+    state: Any = None
+    last = moment[0]
+    try:
+        for _ in range(150):
+            if rng.random() < 0.1:
+                limit = rng.choice([1, 3, 10, 1000])
+            step = rng.choice([0.0, rng.uniform(0, window / limit), rng.uniform(0, window)])
+            ahead = round(last + step, 6)
+            clock = ahead
+            if state is not None and rng.random() < 0.15:
+                clock = round(ahead - rng.uniform(0, window), 6)
+            moment[0] = clock
+            now = last = clock if state is None else max(clock, last)
+            cost = rng.randint(1, min(limit, 3))
+            expected: tuple[Any, ...]
+            if algorithm == "fixed_window":
+                allowed, count, end = ratelimit.step_fixed_window(state, now, limit, window, cost)
+                state, expected = (count, end), (allowed, count, end, now)
+                got: Any = runner.run(ops.fixed_window(key, limit, window, cost))
+            elif algorithm == "sliding_window":
+                allowed, prev, cur, start = ratelimit.step_sliding_window(
+                    state, now, limit, window, cost
+                )
+                state, expected = (prev, cur, start), (allowed, prev, cur, start, now)
+                got = runner.run(ops.sliding_window(key, limit, window, cost))
+            else:
+                allowed, anchor, units = ratelimit.step_gcra(state, now, limit, window, cost)
+                state, expected = (anchor, units), (allowed, anchor, units, now)
+                got = runner.run(ops.gcra(key, limit, window, cost))
+            assert got == expected
+    finally:
+        runner.close()
