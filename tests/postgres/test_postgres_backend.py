@@ -25,6 +25,7 @@ from authstore.contracts.errors import (
     ConfigurationError,
 )
 from authstore.registry import StoreURL
+from tests.limiter_replay import ALGORITHMS, expected_hit, hit
 
 SECRET = "Sup3r-Secret-Pw"
 
@@ -406,7 +407,7 @@ def test_tls_options_reach_both_drivers(pg_url: str, admin: Admin) -> None:
 
 
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_rate_limit_sql_computes_exactly_what_step_computes(
     pg_url: str, algorithm: str, seed: int
 ) -> None:
@@ -416,7 +417,6 @@ def test_rate_limit_sql_computes_exactly_what_step_computes(
     The database clock is replaced by a bound ``:now`` (the dialect's ``clock``), so the
     test decides every instant; a clock behind the row's last hit stands for a statement
     that waited for the row's lock: step_* then runs at the row's clock."""
-    from authstore.adapters.common import ratelimit
     from authstore.adapters.postgres.sync import SyncPostgresRunner
     from authstore.adapters.sql import SqlCacheOps
 
@@ -443,21 +443,8 @@ def test_rate_limit_sql_computes_exactly_what_step_computes(
             moment[0] = clock
             now = last = clock if state is None else max(clock, last)
             cost = rng.randint(1, min(limit, 3))
-            expected: tuple[Any, ...]
-            if algorithm == "fixed_window":
-                allowed, count, end = ratelimit.step_fixed_window(state, now, limit, window, cost)
-                state, expected = (count, end), (allowed, count, end, now)
-                got: Any = runner.run(ops.fixed_window(key, limit, window, cost))
-            elif algorithm == "sliding_window":
-                allowed, prev, cur, start = ratelimit.step_sliding_window(
-                    state, now, limit, window, cost
-                )
-                state, expected = (prev, cur, start), (allowed, prev, cur, start, now)
-                got = runner.run(ops.sliding_window(key, limit, window, cost))
-            else:
-                allowed, anchor, units = ratelimit.step_gcra(state, now, limit, window, cost)
-                state, expected = (anchor, units), (allowed, anchor, units, now)
-                got = runner.run(ops.gcra(key, limit, window, cost))
+            state, expected = expected_hit(algorithm, state, now, limit, window, cost)
+            got = runner.run(hit(ops, algorithm, key, limit, window, cost))
             assert got == expected
     finally:
         runner.close()
