@@ -300,6 +300,25 @@ def test_an_existing_psycopg_connection_is_used_and_left_open(
         assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
+def test_a_caller_connection_with_its_own_row_and_cursor_factories_still_works(
+    postgres_server: str, table_prefix: str
+) -> None:
+    """The runner's cursors are raw ($1 placeholders) and return tuples whatever the
+    caller's connection makes by default."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(
+        postgres_server, autocommit=True, row_factory=dict_row, cursor_factory=psycopg.ClientCursor
+    ) as connection:
+        cache = authstore.open_cache("postgresql://", client=connection, table_prefix=table_prefix)
+        cache.set("k", {"a": 1})
+        assert cache.get("k") == {"a": 1}
+        assert cache.check_rate_limit("r", 1, 60, algorithm="gcra").allowed
+        assert not cache.check_rate_limit("r", 1, 60, algorithm="gcra").allowed
+        cache.close()
+        assert connection.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+
+
 def test_existing_asyncpg_pool_and_connection_are_used_and_left_open(
     postgres_server: str, table_prefix: str
 ) -> None:

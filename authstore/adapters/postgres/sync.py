@@ -219,10 +219,10 @@ class SyncPostgresRunner(PostgresRunnerBase):
         if self.owns_client and self._hot is None and self._hot_lock.acquire(blocking=False):
             if self._hot is None:
                 self._hot, self._hot_since, lease.hot = connection, time.monotonic(), True
-                self._hot_cursor = self._psycopg.RawCursor(connection)
+                self._hot_cursor = self._cursor(connection)
             else:
                 self._hot_lock.release()
-        lease.cursor = self._hot_cursor if lease.hot else self._psycopg.RawCursor(connection)
+        lease.cursor = self._hot_cursor if lease.hot else self._cursor(connection)
         if not connection.autocommit:
             # A caller's connection: autocommit for this operation only (psycopg would
             # otherwise open a transaction, one more round trip, and leave it open).
@@ -234,6 +234,14 @@ class SyncPostgresRunner(PostgresRunnerBase):
             lease.restore_autocommit = True
         assert lease.cursor is not None
         return lease.cursor
+
+    def _cursor(self, connection: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+        """A raw cursor (the dialect's $1 placeholders) returning tuples, whatever row or
+        cursor factory a caller's connection was given."""
+        cursor: psycopg.Cursor[Any] = self._psycopg.RawCursor(
+            connection, row_factory=self._psycopg.rows.tuple_row
+        )
+        return cursor
 
     def _take_hot(self, lease: _Lease) -> psycopg.Cursor[Any] | None:
         """The hot connection's cursor if it is free (never waits), else None."""
