@@ -98,9 +98,9 @@ def test_rate_limit_hit_is_a_read_and_a_write_and_a_refused_one_only_the_read(
     that changes nothing writes nothing."""
     cache = _open("cache", connection)
     cache.exists("warm-up")
-    for _ in range(2):
+    for write in ("INSERT", "UPDATE"):  # a new row, then the row as read
         sent = trace.count(lambda: cache.check_rate_limit("rl", 2, 60, algorithm=algorithm))
-        assert [s.split()[0] for s in sent] == ["SELECT", "INSERT"], sent
+        assert [s.split()[0] for s in sent] == ["SELECT", write], sent
     for _ in range(2):
         sent = trace.count(lambda: cache.check_rate_limit("rl", 2, 60, algorithm=algorithm))
         assert [s.split()[0] for s in sent] == ["SELECT"], sent
@@ -144,6 +144,38 @@ def test_rate_limit_hit_written_between_read_and_write_is_not_lost(
     assert state[0] is False, state
     assert tracer.statements[2] == "BEGIN IMMEDIATE", tracer.statements
     assert tracer.statements[-1] == "COMMIT", tracer.statements
+    ours.close()
+    other.close()
+
+
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
+def test_rate_limit_reset_between_read_and_write_is_not_undone(
+    db_path: Path, algorithm: str
+) -> None:
+    """Another connection resets the limiter after this hit read the row and before it
+    writes: the write must not bring the row back as it was before the reset."""
+    ours = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
+    theirs = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
+    ops = SqlCacheOps(ours.dialect, Tables())
+    other = Cache(SqlCacheOps(theirs.dialect, Tables()), theirs)
+    other.exists("warm-up")
+    now = 1_700_000_000.0
+    armed = [False]
+
+    def racing_clock() -> float:
+        if armed[0]:
+            armed[0] = False
+            other.reset_rate_limit("k")
+        return now
+
+    theirs.dialect.clock = lambda: now
+    ours.dialect.clock = racing_clock
+    key = f"authstore:{algorithm[0]}:k"
+    assert ours.run(getattr(ops, algorithm)(key, 2, 60.0, 1))[0] is True
+    armed[0] = True
+    assert ours.run(getattr(ops, algorithm)(key, 2, 60.0, 1))[0] is True
+    # after the reset at most this hit counts: one more hit of the limit of 2 passes
+    assert other.check_rate_limit("k", 2, 60, algorithm=algorithm).allowed
     ours.close()
     other.close()
 

@@ -334,8 +334,8 @@ class SqlCacheOps(_SqlOps):
         and a write only when the row must change.
 
         The write is guarded by the row as it was read (a compare-and-set): it applies
-        only if no one wrote the row in between, and then this hit is exactly step_* on
-        the row it read. ABA is harmless: the decision is a function of the row and the
+        only if no one wrote or deleted the row in between (or, for a row found missing,
+        inserted it), and then this hit is exactly step_* on the row it read. ABA is harmless: the decision is a function of the row and the
         clock alone, so an identical row gives an identical decision.
         """
         d, t = self.dialect, self.tables.rate_limits
@@ -346,15 +346,17 @@ class SqlCacheOps(_SqlOps):
             f"SELECT {', '.join(state)}, touched_at FROM {t} WHERE cache_key = :key"
         )
         columns = [*state, "allowed", "touched_at"]
-        # A missing row reads as NULLs: the guard then refuses any row that appeared since.
-        guard = " AND ".join(f"{t}.{column} = :old_{column}" for column in [*state, "touched_at"])
-        self._limiter_write = d.upsert(
-            t,
-            ["cache_key", *columns],
-            [[":key", *(f":{column}" for column in columns)]],
-            ["cache_key"],
-            {column: d.excluded(column) for column in columns},
-            where=guard,
+        # A row read is updated only if it is still exactly as read (deleted by a reset, it
+        # stays deleted); a row found missing is inserted only if it is still missing.
+        guard = " AND ".join(f"{column} = :old_{column}" for column in [*state, "touched_at"])
+        self._limiter_update = (
+            f"UPDATE {t} SET {', '.join(f'{column} = :{column}' for column in columns)} "
+            f"WHERE cache_key = :key AND {guard}"
+        )
+        self._limiter_insert = (
+            f"INSERT INTO {t} (cache_key, {', '.join(columns)}) "
+            f"VALUES (:key, {', '.join(f':{column}' for column in columns)}) "
+            "ON CONFLICT (cache_key) DO NOTHING"
         )
 
     def _limiter(self, state: LimiterState, columns: str) -> _Returning:
@@ -408,11 +410,14 @@ class SqlCacheOps(_SqlOps):
                 "allowed": allowed,
                 "touched_at": now,
             }
-            for index, column in enumerate(
-                ("hits", "previous_hits", "mark", "expires_at", "touched_at")
-            ):
-                params[f"old_{column}"] = None if row is None else row[index]
-            written = yield Query(self._limiter_write, params, "rowcount")
+            if row is None:
+                written = yield Query(self._limiter_insert, params, "rowcount")
+            else:
+                for index, column in enumerate(
+                    ("hits", "previous_hits", "mark", "expires_at", "touched_at")
+                ):
+                    params[f"old_{column}"] = row[index]
+                written = yield Query(self._limiter_update, params, "rowcount")
             if written:
                 return decided
             if locked:
