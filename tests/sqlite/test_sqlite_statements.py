@@ -106,40 +106,40 @@ def test_rate_limit_hit_is_a_read_and_a_write_and_a_refused_one_only_the_read(
         assert [s.split()[0] for s in sent] == ["SELECT"], sent
 
 
+@pytest.mark.parametrize("existing", [False, True], ids=["new-row", "existing-row"])
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
 def test_rate_limit_hit_written_between_read_and_write_is_not_lost(
-    db_path: Path, algorithm: str
+    db_path: Path, algorithm: str, existing: bool
 ) -> None:
-    """Another connection's hit lands after this hit read the row and before it writes:
-    the guarded write must miss and the hit be decided again under BEGIN IMMEDIATE, so a
-    limit of 1 still lets exactly one hit through."""
+    """Another connection's hit lands after this hit read the row (or found none) and
+    before it writes: the guarded write must miss and the hit be decided again under
+    BEGIN IMMEDIATE, so the limit still lets exactly that many hits through."""
     ours = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
     theirs = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
     ops = SqlCacheOps(ours.dialect, Tables())
     other = Cache(SqlCacheOps(theirs.dialect, Tables()), theirs)
     other.exists("warm-up")  # migrates, outside the race
     now = 1_700_000_000.0
+    limit = 2 if existing else 1
     armed = [False]
 
     def racing_clock() -> float:
         if armed[0]:  # read right after our read of the row, before our write
             armed[0] = False
-            assert other.check_rate_limit("k", 1, 60, algorithm=algorithm).allowed
+            assert other.check_rate_limit("k", limit, 60, algorithm=algorithm).allowed
         return now
 
     theirs.dialect.clock = lambda: now
     ours.dialect.clock = racing_clock
     tracer = Trace()
-    hit = {
-        "fixed_window": lambda: ops.fixed_window("authstore:f:k", 1, 60.0, 1),
-        "sliding_window": lambda: ops.sliding_window("authstore:s:k", 1, 60.0, 1),
-        "gcra": lambda: ops.gcra("authstore:g:k", 1, 60.0, 1),
-    }[algorithm]
-    ours.run(ops.fixed_window("authstore:f:warm", 1, 60.0, 1))
+    key = f"authstore:{algorithm[0]}:k"
+    ours.run(ops.fixed_window("authstore:f:warm", 1, 60.0, 1))  # connects, migrates
+    if existing:  # the row holds one hit when we read it
+        assert ours.run(getattr(ops, algorithm)(key, limit, 60.0, 1))[0] is True
     armed[0] = True
     assert ours.connection is not None
     ours.connection.set_trace_callback(tracer)
-    state = ours.run(hit())
+    state = ours.run(getattr(ops, algorithm)(key, limit, 60.0, 1))
     ours.connection.set_trace_callback(None)
     assert state[0] is False, state
     assert tracer.statements[2] == "BEGIN IMMEDIATE", tracer.statements
