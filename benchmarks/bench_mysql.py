@@ -73,6 +73,10 @@ def _operations(store: Any, sessions: Any, token: str) -> dict[str, Callable[[],
         "rate limit fixed window": lambda: cache.check_rate_limit(
             "login", 10**9, 60, 1, "fixed_window"
         ),
+        "rate limit sliding window": lambda: cache.check_rate_limit(
+            "login", 10**9, 60, 1, "sliding_window"
+        ),
+        "rate limit gcra": lambda: cache.check_rate_limit("login", 10**9, 60, 1, "gcra"),
         "session get": lambda: people.get(token),
     }
 
@@ -82,6 +86,10 @@ def _calls(store: Any, sessions: Any, token: str) -> dict[str, Callable[[], Any]
         "cache get": lambda: store.get("hot"),
         "cache set (ttl)": lambda: store.set("warm", {"user": "alice", "n": 3}, ttl=300),
         "rate limit fixed window": lambda: store.check_rate_limit("login", 10**9, 60),
+        "rate limit sliding window": lambda: store.check_rate_limit(
+            "login", 10**9, 60, 1, "sliding_window"
+        ),
+        "rate limit gcra": lambda: store.check_rate_limit("login", 10**9, 60, 1, "gcra"),
         "session get": lambda: sessions.get(token),
     }
 
@@ -134,6 +142,19 @@ def _sync_part(url: str) -> tuple[list[Comparison], float, dict[str, float]]:
 
             results.append(
                 compare(f"mysql sync {name}", call, replay, "raw PyMySQL", goal=GOAL, count=1000)
+            )
+        calls = _calls(cache, sessions, token)
+        for algorithm in ("sliding window", "gcra"):
+            # their commands are the longest (issue 14): within 1.3x of fixed window
+            results.append(
+                compare(
+                    f"mysql sync rate limit {algorithm} vs fixed window",
+                    calls[f"rate limit {algorithm}"],
+                    calls["rate limit fixed window"],
+                    "authstore fixed window",
+                    goal=1.3,
+                    count=1000,
+                )
             )
         started = time.perf_counter()
         for _ in range(HITS):

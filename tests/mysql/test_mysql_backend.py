@@ -19,13 +19,13 @@ import pytest
 from pymysql.constants import CLIENT
 
 import authstore
-from authstore.adapters.common import ratelimit
 from authstore.adapters.common.ops import Op
 from authstore.adapters.mysql.settings import parse_settings
 from authstore.adapters.mysql.sync import SyncMySQLRunner
 from authstore.adapters.sql import Query, SqlCacheOps
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import StoreURL
+from tests.limiter_replay import expected_hit, hit
 
 from .conftest import UNREACHABLE_URL, admin_connection, drop_tables, new_prefix, with_options
 
@@ -433,21 +433,8 @@ def test_rate_limit_sql_computes_exactly_what_step_computes(
             clock = round(moment - rng.uniform(0, window), 6)  # it waited for the lock
         now = last = clock if state is None else max(clock, last)
         cost = rng.randint(1, min(limit, 3))
-        expected: tuple[Any, ...]
-        if algorithm == "fixed_window":
-            allowed, count, end = ratelimit.step_fixed_window(state, now, limit, window, cost)
-            state, expected = (count, end), (allowed, count, end, now)
-            got: Any = runner.run(_at(clock, ops.fixed_window(key, limit, window, cost)))
-        elif algorithm == "sliding_window":
-            allowed, prev, cur, start = ratelimit.step_sliding_window(
-                state, now, limit, window, cost
-            )
-            state, expected = (prev, cur, start), (allowed, prev, cur, start, now)
-            got = runner.run(_at(clock, ops.sliding_window(key, limit, window, cost)))
-        else:
-            allowed, anchor, units = ratelimit.step_gcra(state, now, limit, window, cost)
-            state, expected = (anchor, units), (allowed, anchor, units, now)
-            got = runner.run(_at(clock, ops.gcra(key, limit, window, cost)))
+        state, expected = expected_hit(algorithm, state, now, limit, window, cost)
+        got = runner.run(_at(clock, hit(ops, algorithm, key, limit, window, cost)))
         assert got == expected
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from authstore.contracts.errors import (
     ConfigurationError,
 )
 from authstore.registry import StoreURL
+from tests.limiter_replay import ALGORITHMS, expected_hit, hit
 
 SECRET = "Sup3r-Secret-Pw"
 
@@ -298,6 +300,25 @@ def test_an_existing_psycopg_connection_is_used_and_left_open(
         assert connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
+def test_a_caller_connection_with_its_own_row_and_cursor_factories_still_works(
+    postgres_server: str, table_prefix: str
+) -> None:
+    """The runner's cursors are raw ($1 placeholders) and return tuples whatever the
+    caller's connection makes by default."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(
+        postgres_server, autocommit=True, row_factory=dict_row, cursor_factory=psycopg.ClientCursor
+    ) as connection:
+        cache = authstore.open_cache("postgresql://", client=connection, table_prefix=table_prefix)
+        cache.set("k", {"a": 1})
+        assert cache.get("k") == {"a": 1}
+        assert cache.check_rate_limit("r", 1, 60, algorithm="gcra").allowed
+        assert not cache.check_rate_limit("r", 1, 60, algorithm="gcra").allowed
+        cache.close()
+        assert connection.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+
+
 def test_existing_asyncpg_pool_and_connection_are_used_and_left_open(
     postgres_server: str, table_prefix: str
 ) -> None:
@@ -402,3 +423,47 @@ def test_tls_options_reach_both_drivers(pg_url: str, admin: Admin) -> None:
             else:
                 with pytest.raises(BackendUnavailableError, match="SSL"):
                     call()
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_rate_limit_sql_computes_exactly_what_step_computes(
+    pg_url: str, algorithm: str, seed: int
+) -> None:
+    """PostgreSQL's UPSERTs (raw cursors, $n placeholders, floor and float8) equal
+    ratelimit.step_* bit for bit, changed limits and a clock behind the row's included.
+
+    The database clock is replaced by a bound ``:now`` (the dialect's ``clock``), so the
+    test decides every instant; a clock behind the row's last hit stands for a statement
+    that waited for the row's lock: step_* then runs at the row's clock."""
+    from authstore.adapters.postgres.sync import SyncPostgresRunner
+    from authstore.adapters.sql import SqlCacheOps
+
+    runner = SyncPostgresRunner(parse_settings(StoreURL.parse(pg_url)))
+    moment = [1_700_000_000.0]
+    runner.dialect.now = ":now"
+    runner.dialect.clock = lambda: moment[0]
+    ops = SqlCacheOps(runner.dialect, runner.settings.tables)
+    rng = random.Random(seed)
+    window = rng.choice([0.1, 1.0, 7.3, 60.0])
+    limit = rng.choice([1, 3, 10, 1000])
+    key = f"ns:{algorithm[0]}:{seed}-{rng.random()}"
+    state: Any = None
+    last = moment[0]
+    try:
+        for _ in range(150):
+            if rng.random() < 0.1:
+                limit = rng.choice([1, 3, 10, 1000])
+            step = rng.choice([0.0, rng.uniform(0, window / limit), rng.uniform(0, window)])
+            ahead = round(last + step, 6)
+            clock = ahead
+            if state is not None and rng.random() < 0.15:
+                clock = round(ahead - rng.uniform(0, window), 6)
+            moment[0] = clock
+            now = last = clock if state is None else max(clock, last)
+            cost = rng.randint(1, min(limit, 3))
+            state, expected = expected_hit(algorithm, state, now, limit, window, cost)
+            got = runner.run(hit(ops, algorithm, key, limit, window, cost))
+            assert got == expected
+    finally:
+        runner.close()

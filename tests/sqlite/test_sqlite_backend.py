@@ -14,13 +14,13 @@ import aiosqlite
 import pytest
 
 import authstore
-from authstore.adapters.common import ratelimit
 from authstore.adapters.common.stores import Cache, MagicLinks, Sessions
 from authstore.adapters.sql import SqlCacheOps, SqlMagicLinkOps, SqlSessionOps, Tables
 from authstore.adapters.sqlite.settings import SQLiteSettings
 from authstore.adapters.sqlite.sync import SyncSQLiteRunner
 from authstore.contracts.errors import ConfigurationError
 from authstore.contracts.records import Value
+from tests.limiter_replay import expected_hit, hit
 
 
 def test_importing_the_backend_imports_no_async_driver() -> None:
@@ -170,10 +170,16 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def clocked(db_path: Path, clock: FakeClock) -> tuple[SyncSQLiteRunner, SqlCacheOps]:
+@pytest.fixture(params=[True, False], ids=["step-in-python", "standard-sql"])
+def clocked(
+    request: pytest.FixtureRequest, db_path: Path, clock: FakeClock
+) -> tuple[SyncSQLiteRunner, SqlCacheOps]:
+    """SQLite decides rate limits with step_* in Python (Dialect.local); with ``local``
+    off it runs the standard-SQL UPSERTs PostgreSQL runs, so their formulas are checked
+    against step_* here too, on a clock the test controls."""
     runner = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
     runner.dialect.clock = clock
+    runner.dialect.local = request.param
     return runner, SqlCacheOps(runner.dialect, Tables())
 
 
@@ -189,23 +195,13 @@ def test_rate_limit_sql_computes_exactly_what_step_computes(
     state: Any = None
     expected: tuple[Any, ...]
     for _ in range(300):
+        if rng.random() < 0.1:  # a changed limit: GCRA's "lowered limit" arm, refused hits
+            limit = rng.choice([1, 3, 10, 1000])  # that move the row without consuming
         clock.now += rng.choice([0.0, rng.uniform(0, window / limit), rng.uniform(0, window)])
         cost = rng.randint(1, min(limit, 3))
         now = clock.now
-        if algorithm == "fixed_window":
-            allowed, count, end = ratelimit.step_fixed_window(state, now, limit, window, cost)
-            state, expected = (count, end), (allowed, count, end, now)
-            got: Any = runner.run(ops.fixed_window("ns:f:k", limit, window, cost))
-        elif algorithm == "sliding_window":
-            allowed, prev, cur, start = ratelimit.step_sliding_window(
-                state, now, limit, window, cost
-            )
-            state, expected = (prev, cur, start), (allowed, prev, cur, start, now)
-            got = runner.run(ops.sliding_window("ns:s:k", limit, window, cost))
-        else:
-            allowed, anchor, units = ratelimit.step_gcra(state, now, limit, window, cost)
-            state, expected = (anchor, units), (allowed, anchor, units, now)
-            got = runner.run(ops.gcra("ns:g:k", limit, window, cost))
+        state, expected = expected_hit(algorithm, state, now, limit, window, cost)
+        got = runner.run(hit(ops, algorithm, f"ns:{algorithm[0]}:k", limit, window, cost))
         assert got == expected
     runner.close()
 

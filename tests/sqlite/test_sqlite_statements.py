@@ -77,9 +77,6 @@ def test_cache_single_record_operations_are_one_statement(
         "get_many": lambda: cache.get_many(["k", "n", "missing"]),
         "set_many": lambda: cache.set_many({"a": 1, "b": 2}, ttl=60),
         "delete_many": lambda: cache.delete_many(["a", "b"]),
-        "fixed_window": lambda: cache.check_rate_limit("rl", 5, 60, algorithm="fixed_window"),
-        "sliding_window": lambda: cache.check_rate_limit("rl", 5, 60, algorithm="sliding_window"),
-        "gcra": lambda: cache.check_rate_limit("rl", 5, 60, algorithm="gcra"),
         "reset_rate_limit": lambda: cache.reset_rate_limit("rl"),
         "add_to_blacklist": lambda: cache.add_to_blacklist("jti", 60),
         "is_blacklisted": lambda: cache.is_blacklisted("jti"),
@@ -91,6 +88,96 @@ def test_cache_single_record_operations_are_one_statement(
         sent = trace.count(action)
         assert len(sent) == 1, (name, sent)
         assert not sent[0].startswith(("BEGIN", "COMMIT")), (name, sent)
+
+
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
+def test_rate_limit_hit_is_a_read_and_a_write_and_a_refused_one_only_the_read(
+    connection: sqlite3.Connection, trace: Trace, algorithm: str
+) -> None:
+    """SQLite decides in this process (Dialect.local): no transaction, and a refused hit
+    that changes nothing writes nothing."""
+    cache = _open("cache", connection)
+    cache.exists("warm-up")
+    for write in ("INSERT", "UPDATE"):  # a new row, then the row as read
+        sent = trace.count(lambda: cache.check_rate_limit("rl", 2, 60, algorithm=algorithm))
+        assert [s.split()[0] for s in sent] == ["SELECT", write], sent
+    for _ in range(2):
+        sent = trace.count(lambda: cache.check_rate_limit("rl", 2, 60, algorithm=algorithm))
+        assert [s.split()[0] for s in sent] == ["SELECT"], sent
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-row", "existing-row"])
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
+def test_rate_limit_hit_written_between_read_and_write_is_not_lost(
+    db_path: Path, algorithm: str, existing: bool
+) -> None:
+    """Another connection's hit lands after this hit read the row (or found none) and
+    before it writes: the guarded write must miss and the hit be decided again under
+    BEGIN IMMEDIATE, so the limit still lets exactly that many hits through."""
+    ours = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
+    theirs = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
+    ops = SqlCacheOps(ours.dialect, Tables())
+    other = Cache(SqlCacheOps(theirs.dialect, Tables()), theirs)
+    other.exists("warm-up")  # migrates, outside the race
+    now = 1_700_000_000.0
+    limit = 2 if existing else 1
+    armed = [False]
+
+    def racing_clock() -> float:
+        if armed[0]:  # read right after our read of the row, before our write
+            armed[0] = False
+            assert other.check_rate_limit("k", limit, 60, algorithm=algorithm).allowed
+        return now
+
+    theirs.dialect.clock = lambda: now
+    ours.dialect.clock = racing_clock
+    tracer = Trace()
+    key = f"authstore:{algorithm[0]}:k"
+    ours.run(ops.fixed_window("authstore:f:warm", 1, 60.0, 1))  # connects, migrates
+    if existing:  # the row holds one hit when we read it
+        assert ours.run(getattr(ops, algorithm)(key, limit, 60.0, 1))[0] is True
+    armed[0] = True
+    assert ours.connection is not None
+    ours.connection.set_trace_callback(tracer)
+    state = ours.run(getattr(ops, algorithm)(key, limit, 60.0, 1))
+    ours.connection.set_trace_callback(None)
+    assert state[0] is False, state
+    assert tracer.statements[2] == "BEGIN IMMEDIATE", tracer.statements
+    assert tracer.statements[-1] == "COMMIT", tracer.statements
+    ours.close()
+    other.close()
+
+
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
+def test_rate_limit_reset_between_read_and_write_is_not_undone(
+    db_path: Path, algorithm: str
+) -> None:
+    """Another connection resets the limiter after this hit read the row and before it
+    writes: the write must not bring the row back as it was before the reset."""
+    ours = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
+    theirs = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
+    ops = SqlCacheOps(ours.dialect, Tables())
+    other = Cache(SqlCacheOps(theirs.dialect, Tables()), theirs)
+    other.exists("warm-up")
+    now = 1_700_000_000.0
+    armed = [False]
+
+    def racing_clock() -> float:
+        if armed[0]:
+            armed[0] = False
+            other.reset_rate_limit("k")
+        return now
+
+    theirs.dialect.clock = lambda: now
+    ours.dialect.clock = racing_clock
+    key = f"authstore:{algorithm[0]}:k"
+    assert ours.run(getattr(ops, algorithm)(key, 2, 60.0, 1))[0] is True
+    armed[0] = True
+    assert ours.run(getattr(ops, algorithm)(key, 2, 60.0, 1))[0] is True
+    # after the reset at most this hit counts: one more hit of the limit of 2 passes
+    assert other.check_rate_limit("k", 2, 60, algorithm=algorithm).allowed
+    ours.close()
+    other.close()
 
 
 def test_session_totp_and_link_operations_are_one_statement(
@@ -214,8 +301,10 @@ def test_async_operations_are_one_statement(db_path: Path) -> None:
             await connection.close()
 
     seen = asyncio.run(scenario())
-    for name in ("set", "incr", "gcra", "is_blacklisted", "consume"):
+    for name in ("set", "incr", "is_blacklisted", "consume"):
         assert len(seen[name]) == 1, (name, seen[name])
+    # a rate-limit hit on SQLite: a read and a guarded write, no transaction
+    assert [s.split()[0] for s in seen["gcra"]] == ["SELECT", "INSERT"], seen["gcra"]
     assert seen["issue"][0] == "BEGIN IMMEDIATE" and seen["issue"][-1] == "COMMIT"
 
 

@@ -146,7 +146,11 @@ class SyncPostgresRunner(PostgresRunnerBase):
     def __init__(self, settings: PostgresSettings, *, auto_migrate: bool = True) -> None:
         driver = require_module("psycopg", "PostgreSQL", "postgres")
         pool_module = require_module("psycopg_pool", "PostgreSQL", "postgres")
-        super().__init__(settings, "format", auto_migrate=auto_migrate)
+        # Raw cursors take the server's own $1 placeholders: psycopg neither parses nor
+        # rewrites the statement text (it re-parsed every statement past its query cache's
+        # 4,096 characters and 50 parameters, the rate limiters among them), and a
+        # parameter used several times is sent once.
+        super().__init__(settings, "numeric", auto_migrate=auto_migrate)
         self._psycopg = driver
         self._pool_module = pool_module
         self.driver_errors: tuple[type[BaseException], ...] = (driver.Error,)
@@ -215,10 +219,10 @@ class SyncPostgresRunner(PostgresRunnerBase):
         if self.owns_client and self._hot is None and self._hot_lock.acquire(blocking=False):
             if self._hot is None:
                 self._hot, self._hot_since, lease.hot = connection, time.monotonic(), True
-                self._hot_cursor = connection.cursor()
+                self._hot_cursor = self._cursor(connection)
             else:
                 self._hot_lock.release()
-        lease.cursor = self._hot_cursor if lease.hot else connection.cursor()
+        lease.cursor = self._hot_cursor if lease.hot else self._cursor(connection)
         if not connection.autocommit:
             # A caller's connection: autocommit for this operation only (psycopg would
             # otherwise open a transaction, one more round trip, and leave it open).
@@ -230,6 +234,14 @@ class SyncPostgresRunner(PostgresRunnerBase):
             lease.restore_autocommit = True
         assert lease.cursor is not None
         return lease.cursor
+
+    def _cursor(self, connection: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
+        """A raw cursor (the dialect's $1 placeholders) returning tuples, whatever row or
+        cursor factory a caller's connection was given."""
+        cursor: psycopg.Cursor[Any] = self._psycopg.RawCursor(
+            connection, row_factory=self._psycopg.rows.tuple_row
+        )
+        return cursor
 
     def _take_hot(self, lease: _Lease) -> psycopg.Cursor[Any] | None:
         """The hot connection's cursor if it is free (never waits), else None."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, Literal
 
 __all__ = ["Compiled", "Dialect", "ParamStyle"]
 
@@ -25,12 +26,33 @@ _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _COMPILED_CACHE_SIZE = 512
 
 
+def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, object]], tuple[object, ...]]:
+    """The values of ``names`` from a mapping, as a tuple, with no Python loop per call."""
+    if not names:
+        return lambda params: ()
+    if len(names) == 1:
+        (name,) = names
+        return lambda params: (params[name],)
+    picked: Callable[[Mapping[str, object]], Any] = itemgetter(*names)
+    return picked
+
+
 @dataclass(frozen=True, slots=True)
 class Compiled:
     """A statement in the driver's placeholder style and the parameter names its arguments follow."""
 
     text: str
     names: tuple[str, ...]
+    pick: Callable[[Mapping[str, object]], tuple[object, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+    """The arguments in placeholder order, from the parameters (built once per statement)."""
+    clocked: bool = field(init=False, repr=False, compare=False)
+    """Whether ``:now`` is one of the parameters."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pick", _picker(self.names))
+        object.__setattr__(self, "clocked", "now" in self.names)
 
 
 class Dialect:
@@ -42,6 +64,12 @@ class Dialect:
     clock: Callable[[], float] | None = None
     """When set, ``now`` is the bound parameter ``:now`` and this fills it at execution
     (for databases whose own clock is too coarse)."""
+
+    local = False
+    """True (SQLite): the database runs in this process, so a statement costs no round trip.
+    The rate limiters then read the row, decide with ``ratelimit.step_*`` in Python and
+    write (a compare-and-set) only when the row changes: a refused hit is one read.
+    Needs ``clock``. Elsewhere each hit is one UPSERT computing step_* in SQL."""
 
     begin = "BEGIN"
     commit = "COMMIT"
@@ -129,6 +157,10 @@ class Dialect:
         (PostgreSQL would guess integer next to an integer column)."""
         return f"CAST(:{name} AS {self.real})"
 
+    def later(self, left: str, right: str) -> str:
+        """The larger of two non-NULL numbers (SQLite spells it ``max``)."""
+        return f"GREATEST({left}, {right})"
+
     def same(self, left: str, right: str) -> str:
         """Equality where NULL equals NULL (MySQL: ``<=>``)."""
         return f"{left} IS NOT DISTINCT FROM {right}"
@@ -206,7 +238,6 @@ class Dialect:
 
     def arguments(self, compiled: Compiled, params: Mapping[str, object]) -> tuple[object, ...]:
         """The values in placeholder order; ``:now`` is read from ``clock`` at this moment."""
-        if self.clock is None or "now" not in compiled.names:
-            return tuple(params[name] for name in compiled.names)
-        now = self.clock()
-        return tuple(now if name == "now" else params[name] for name in compiled.names)
+        if self.clock is None or not compiled.clocked:
+            return compiled.pick(params)
+        return compiled.pick({**params, "now": self.clock()})

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from authstore.adapters.common.ops import Op, drive, drive_async
 from authstore.adapters.sql.commands import Begin, Fetch, Query
@@ -23,9 +22,11 @@ __all__ = ["Program", "Statement", "drive", "drive_async", "statements"]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """One statement ready for the driver: placeholders and arguments in its style."""
+class Statement(NamedTuple):
+    """One statement ready for the driver: placeholders and arguments in its style.
+
+    A named tuple: one is built per statement, and a frozen dataclass costs several
+    times as much to build."""
 
     text: str
     args: tuple[object, ...]
@@ -61,6 +62,7 @@ def statements(op: Op[T], dialect: Dialect, *, before: Program[None] | None = No
     in_transaction = False
     result: Any = None
     failure: Exception | None = None
+    compile_, clock = dialect.compile, dialect.clock
     try:
         while True:
             try:
@@ -72,14 +74,12 @@ def statements(op: Op[T], dialect: Dialect, *, before: Program[None] | None = No
             if before is not None:
                 yield from before
                 before = None
-            if isinstance(command, Begin):
-                if in_transaction:
-                    raise RuntimeError("an operation yielded Begin inside its transaction")
-                yield _control(dialect.begin)
-                in_transaction, result = True, None
-            elif isinstance(command, Query):
-                compiled = dialect.compile(command.sql)
-                arguments = dialect.arguments(compiled, command.params)
+            if isinstance(command, Query):
+                compiled = compile_(command.sql)
+                if clock is None or not compiled.clocked:
+                    arguments = compiled.pick(command.params)
+                else:
+                    arguments = dialect.arguments(compiled, command.params)
                 try:
                     result = yield Statement(compiled.text, arguments, command.fetch)
                 except Exception as error:
@@ -88,6 +88,11 @@ def statements(op: Op[T], dialect: Dialect, *, before: Program[None] | None = No
                     # Outside a transaction the operation may handle it (a setup step that
                     # retries, say); one that does not re-raises it from its yield.
                     failure, result = error, None
+            elif isinstance(command, Begin):
+                if in_transaction:
+                    raise RuntimeError("an operation yielded Begin inside its transaction")
+                yield _control(dialect.begin)
+                in_transaction, result = True, None
             else:
                 raise TypeError(f"a SQL operation yielded {command!r}")
         if in_transaction:

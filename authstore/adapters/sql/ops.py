@@ -20,7 +20,12 @@ from typing import Any
 
 from authstore.adapters.common.logic import LIMITER_KINDS
 from authstore.adapters.common.ops import FixedWindowState, GcraState, Op, SlidingWindowState
-from authstore.adapters.common.ratelimit import EPSILON
+from authstore.adapters.common.ratelimit import (
+    EPSILON,
+    step_fixed_window,
+    step_gcra,
+    step_sliding_window,
+)
 from authstore.adapters.sql.commands import Begin, Query, Row
 from authstore.adapters.sql.dialect import Dialect
 from authstore.adapters.sql.schema import Tables
@@ -234,6 +239,13 @@ def _gcra(
     }
 
 
+_Decision = tuple[bool, int, int, float, float]
+"""A hit decided in Python: allowed, then the row's hits, previous_hits, mark, expires_at."""
+_Decide = Callable[[Row | None, float], _Decision]
+_Decided = tuple[bool, int, int, float, float]
+"""allowed, hits, previous_hits, mark, and the instant the hit was decided at."""
+
+
 class SqlCacheOps(_SqlOps):
     """Cache entries in one table, rate-limit state in another; keys arrive namespaced."""
 
@@ -309,11 +321,44 @@ class SqlCacheOps(_SqlOps):
         )
         self._raise_to = self._returning(raise_to, "epoch", t, "cache_key = :key")
 
-        self._fixed_window = self._limiter(_fixed_window, "allowed, hits, mark, touched_at")
-        self._sliding_window = self._limiter(
-            _sliding_window, "allowed, previous_hits, hits, mark, touched_at"
+        if d.local:
+            self._local_limiters()
+        else:
+            self._fixed_window = self._limiter(_fixed_window, "allowed, hits, mark, touched_at")
+            self._sliding_window = self._limiter(
+                _sliding_window, "allowed, previous_hits, hits, mark, touched_at"
+            )
+            self._gcra = self._limiter(_gcra, "allowed, mark, hits, touched_at")
+
+    def _local_limiters(self) -> None:
+        """Where a statement costs no round trip (``Dialect.local``): a read, step_* itself,
+        and a write only when the row must change.
+
+        The write is guarded by the row as it was read (a compare-and-set): it applies
+        only if no one wrote or deleted the row in between (or, for a row found missing,
+        inserted it), and then this hit is exactly step_* on the row it read. ABA is harmless: the decision is a function of the row and the
+        clock alone, so an identical row gives an identical decision.
+        """
+        d, t = self.dialect, self.tables.rate_limits
+        if d.clock is None:
+            raise TypeError(f"{d!r} decides rate limits locally: it needs a clock")
+        state = ["hits", "previous_hits", "mark", "expires_at"]
+        self._limiter_read = (
+            f"SELECT {', '.join(state)}, touched_at FROM {t} WHERE cache_key = :key"
         )
-        self._gcra = self._limiter(_gcra, "allowed, mark, hits, touched_at")
+        columns = [*state, "allowed", "touched_at"]
+        # A row read is updated only if it is still exactly as read (deleted by a reset, it
+        # stays deleted); a row found missing is inserted only if it is still missing.
+        guard = " AND ".join(f"{column} = :old_{column}" for column in [*state, "touched_at"])
+        self._limiter_update = (
+            f"UPDATE {t} SET {', '.join(f'{column} = :{column}' for column in columns)} "
+            f"WHERE cache_key = :key AND {guard}"
+        )
+        self._limiter_insert = (
+            f"INSERT INTO {t} (cache_key, {', '.join(columns)}) "
+            f"VALUES (:key, {', '.join(f':{column}' for column in columns)}) "
+            "ON CONFLICT (cache_key) DO NOTHING"
+        )
 
     def _limiter(self, state: LimiterState, columns: str) -> _Returning:
         d, t = self.dialect, self.tables.rate_limits
@@ -321,7 +366,7 @@ class SqlCacheOps(_SqlOps):
         # A statement's clock is read when it starts: one that waited for the row's lock
         # can be older than the row's last hit. The row's clock never runs backwards, or
         # such a hit would take the sliding window back one window and forget its counts.
-        now = f"(CASE WHEN {t}.touched_at > {d.now} THEN {t}.touched_at ELSE {d.now} END)"
+        now = d.later(f"{t}.touched_at", d.now)
         in_order = t if d.assigns_in_order else None
         old = state(d, f"{t}.hits", f"{t}.previous_hits", f"{t}.mark", now, in_order)
         update = {**old, "touched_at": now}
@@ -330,6 +375,56 @@ class SqlCacheOps(_SqlOps):
 
     def _table(self, key: str) -> str:
         return self.tables.rate_limits if _is_limiter_key(key) else self.tables.cache
+
+    def _hit_locally(self, key: str, decide: _Decide) -> Op[_Decided]:
+        """One hit where statements are free (see ``_local_limiters``): read the row, decide
+        with step_*, write only when the row changes (a refused hit that changes nothing
+        is that one read, its snapshot the moment it happened).
+
+        The write is a compare-and-set against the row read; if another connection wrote
+        in between, the hit is decided again inside a transaction (SQLite's BEGIN
+        IMMEDIATE: no writer in between), where the guarded write cannot miss.
+        """
+        clock = self.dialect.clock
+        assert clock is not None
+        locked = False
+        while True:
+            row = yield Query(self._limiter_read, {"key": key}, "one")
+            now = clock()
+            # the row's clock never runs backwards (see _limiter)
+            if row is not None and row[4] > now:
+                now = float(row[4])
+            allowed, hits, previous, mark, expires = decide(row, now)
+            decided = allowed, hits, previous, mark, now
+            if (
+                not allowed
+                and row is not None
+                and (hits, previous, mark, expires) == tuple(row[:4])
+            ):
+                return decided  # a refused hit consumes nothing and moves nothing
+            params: dict[str, object] = {
+                "key": key,
+                "hits": hits,
+                "previous_hits": previous,
+                "mark": mark,
+                "expires_at": expires,
+                "allowed": allowed,
+                "touched_at": now,
+            }
+            if row is None:
+                written = yield Query(self._limiter_insert, params, "rowcount")
+            else:
+                for index, column in enumerate(
+                    ("hits", "previous_hits", "mark", "expires_at", "touched_at")
+                ):
+                    params[f"old_{column}"] = row[index]
+                written = yield Query(self._limiter_update, params, "rowcount")
+            if written:
+                return decided
+            if locked:
+                raise RuntimeError("the rate-limit row changed inside its write transaction")
+            yield Begin()
+            locked = True
 
     def get(self, key: str) -> Op[bytes | None]:
         row = yield Query(self._get, {"key": key}, "one")
@@ -432,6 +527,15 @@ class SqlCacheOps(_SqlOps):
         return None if row is None or row[0] is None else float(row[0])
 
     def fixed_window(self, key: str, limit: int, window: float, cost: int) -> Op[FixedWindowState]:
+        if self.dialect.local:
+
+            def decide(row: Row | None, now: float) -> _Decision:
+                state = None if row is None else (int(row[0]), float(row[2]))
+                allowed, count, end = step_fixed_window(state, now, limit, window, cost)
+                return allowed, count, 0, end, end
+
+            allowed, count, _, end, now = yield from self._hit_locally(key, decide)
+            return allowed, count, end, now
         params = {"key": key, "limit": limit, "window": window, "cost": cost}
         row = yield from self._run_returning(self._fixed_window, params)
         assert row is not None
@@ -441,6 +545,18 @@ class SqlCacheOps(_SqlOps):
     def sliding_window(
         self, key: str, limit: int, window: float, cost: int
     ) -> Op[SlidingWindowState]:
+        if self.dialect.local:
+
+            def decide(row: Row | None, now: float) -> _Decision:
+                state = None if row is None else (int(row[1]), int(row[0]), float(row[2]))
+                allowed, previous, current, start = step_sliding_window(
+                    state, now, limit, window, cost
+                )
+                # the current window's hits weigh on the next window too
+                return allowed, current, previous, start, start + 2 * window
+
+            allowed, current, previous, start, now = yield from self._hit_locally(key, decide)
+            return allowed, previous, current, start, now
         params = {
             "key": key,
             "cost": cost,
@@ -454,6 +570,16 @@ class SqlCacheOps(_SqlOps):
         return bool(allowed), int(previous), int(current), float(start), float(now)
 
     def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]:
+        if self.dialect.local:
+
+            def decide(row: Row | None, now: float) -> _Decision:
+                state = None if row is None else (float(row[2]), int(row[0]))
+                allowed, anchor, units = step_gcra(state, now, limit, window, cost)
+                # a window past the theoretical arrival time (the SQL's expiry, see _gcra)
+                return allowed, units, 0, anchor, anchor + units * window / limit + window
+
+            allowed, units, _, anchor, now = yield from self._hit_locally(key, decide)
+            return allowed, anchor, units, now
         params = {
             "key": key,
             "limit": limit,

@@ -16,6 +16,7 @@ class SQLiteDialect(Dialect):
     # SQLite 3.40 has no unixepoch('subsec') and julianday('now') is only millisecond
     # grained, so the store clock is the application's, read when each statement runs.
     now = ":now"
+    local = True  # see Dialect.local: the rate limiters run step_* between a read and a write
     begin = "BEGIN IMMEDIATE"  # take the write lock up front: no deadlocking lock upgrades
     blob = "BLOB"
     real = "REAL"
@@ -30,6 +31,9 @@ class SQLiteDialect(Dialect):
 
     def real_parameter(self, name: str) -> str:
         return f":{name}"  # values carry their own type in SQLite
+
+    def later(self, left: str, right: str) -> str:
+        return f"max({left}, {right})"
 
     def same(self, left: str, right: str) -> str:
         return f"{left} IS {right}"

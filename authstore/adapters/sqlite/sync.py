@@ -17,9 +17,12 @@ T = TypeVar("T")
 
 
 def _execute(connection: sqlite3.Connection, statement: Statement) -> Any:
+    text, args, fetch = statement
     try:
-        cursor = connection.execute(statement.text, statement.args)
+        cursor = connection.execute(text, args)
         try:
+            if fetch == "one":
+                return cursor.fetchone()  # RETURNING writes all its rows at the first step
             return statement.result(cursor.fetchall(), cursor.rowcount)
         finally:
             cursor.close()
