@@ -1,0 +1,386 @@
+"""One benchmark run: every target, every mode, raw drivers and peers, round trips on
+the wire and the 1 ms comparison through the proxy; then the report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.suite import measure, report
+from benchmarks.suite.machine import facts
+from benchmarks.suite.measure import Budget, Contender, Measurement
+from benchmarks.suite.ops import OPS, Stores, contenders, run_async, run_sync, seed
+from benchmarks.suite.peers import async_peers, sync_peers
+from benchmarks.suite.raw import open_raw
+from benchmarks.suite.targets import Target, close_stores, discover, open_stores
+
+__all__ = ["Results", "main"]
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+LATENCY_OPS = ("cache get", "fixed_window allowed", "is_blacklisted", "session get")
+DELAY = 0.0005
+"""One-way delay of the latency proxy: a 1 ms round trip."""
+CALLERS = 100
+
+
+@dataclass
+class Row:
+    backend: str
+    mode: str
+    op: str
+    measurements: list[Measurement]
+
+
+@dataclass
+class Results:
+    budget: str
+    facts: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    trips: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    latency: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}] {message}", file=sys.stderr, flush=True)
+
+
+class Proxy:
+    """The latency proxy process (benchmarks/suite/proxy.py)."""
+
+    def __init__(self, addresses: list[tuple[str, int]]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.suite.proxy", *(f"{h}:{p}" for h, p in addresses)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent.parent,
+        )
+        self.ports: dict[tuple[str, int], int] = {}
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("ready"):
+                break
+            _, target, port = line.split()
+            host, _, target_port = target.rpartition(":")
+            self.ports[(host, int(target_port))] = int(port)
+
+    def ask(self, command: str) -> str:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def delay(self, seconds: float) -> None:
+        self.ask(f"delay {seconds}")
+
+    def trips(self) -> int:
+        return int(self.ask("count").split()[0])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _row(results: Results, target: Target, mode: str, op: str, found: list[Measurement]) -> None:
+    results.rows.append(Row(target.name, mode, op, found))
+    ours = found[0]
+    others = ", ".join(
+        f"{m.label} {m.ops:,.0f}/s" if m.error is None else f"{m.label} failed" for m in found[1:]
+    )
+    state = f"{ours.ops:,.0f} ops/s" if ours.error is None else f"FAILED {ours.error}"
+    progress(f"  {target.name} {mode:<8} {op:<24} {state}{'; ' + others if others else ''}")
+
+
+def _groups(
+    target: Target,
+    ours: dict[str, Contender],
+    raws: dict[str, Contender],
+    peers: dict[str, list[Contender]],
+) -> list[tuple[str, list[Contender]]]:
+    groups = []
+    for op in OPS:
+        if op.name not in ours:
+            continue
+        group = [ours[op.name]]
+        if op.name in raws:
+            group.append(raws[op.name])
+        group += peers.get(op.name, [])
+        groups.append((op.name, group))
+    return groups
+
+
+def _store_of(stores: Stores, op_name: str) -> Any:
+    kind = next(op.store for op in OPS if op.name == op_name)
+    return getattr(stores, kind)
+
+
+def _sync(target: Target, budget: Budget, results: Results) -> None:
+    closers: list[Callable[[], Any]] = []
+    stores = open_stores(target.url, target.stores, False)
+    closers.append(lambda: close_stores(stores))
+    try:
+        run_sync(seed(stores, 1))
+        ours = contenders(stores, 1)
+        raws: dict[str, Contender] = {}
+        raw = open_raw(target, False)
+        if raw is not None:
+            closers.append(raw.close)
+            for op in OPS:
+                if op.raw and op.name in ours:
+                    try:
+                        ours[op.name].call(0)  # a script the server has not seen yet gets loaded
+                        raws[op.name] = raw.contender(
+                            _store_of(stores, op.name), ours[op.name].call
+                        )
+                    except Exception as error:
+                        results.notes.append(
+                            f"{target.name} sync {op.name}: no raw replay ({error!r:.120})"
+                        )
+        peers, notes = sync_peers(target, closers)
+        results.notes += notes
+        for op_name, group in _groups(target, ours, raws, peers):
+            _row(results, target, "sync", op_name, measure.measure_sync(group, budget))
+    finally:
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                close()
+
+
+async def _async(target: Target, budget: Budget, results: Results) -> None:
+    closers: list[Callable[[], Any]] = []
+    stores = await _open_async(target.url, target)
+    try:
+        await run_async(seed(stores, 1))
+        ours = contenders(stores, 1)
+        raws: dict[str, Contender] = {}
+        raw = open_raw(target, True)
+        if raw is not None:
+            raw = await raw
+            closers.append(raw.close)
+            for op in OPS:
+                if op.raw and op.name in ours:
+                    try:
+                        await ours[op.name].call(0)
+                        raws[op.name] = await raw.contender(
+                            _store_of(stores, op.name), ours[op.name].call
+                        )
+                    except Exception as error:
+                        results.notes.append(
+                            f"{target.name} async {op.name}: no raw replay ({error!r:.120})"
+                        )
+        peers, notes = await async_peers(target, closers)
+        results.notes += notes
+        for op_name, group in _groups(target, ours, raws, peers):
+            _row(results, target, "async", op_name, await measure.measure_async(group, budget))
+        await run_async(seed(stores, CALLERS))
+        many = contenders(stores, CALLERS)
+        for op_name, group in _groups(target, many, {}, {}):
+            found = await measure.measure_concurrent(group, budget, CALLERS)
+            _row(results, target, f"async{CALLERS}", op_name, found)
+    finally:
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                outcome = close()
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+        await close_stores(stores)
+
+
+async def _open_async(url: str, target: Target) -> Stores:
+    return open_stores(url, target.stores, True)
+
+
+def _round_trips(target: Target, proxy: Proxy, results: Results, calls: int) -> None:
+    """Round trips per call, counted by the proxy (no delay), sync then async."""
+    port = proxy.ports[target.address]
+    url = target.via(port)
+    proxy.delay(0)
+
+    def count_sync() -> None:
+        stores = open_stores(url, target.stores, False)
+        try:
+            run_sync(seed(stores, 1))
+            for name, contender in contenders(stores, 1).items():
+                for i in range(6):  # psycopg prepares on the sixth execution
+                    if contender.prepare:
+                        contender.prepare(1)
+                    contender.call(i)
+                if contender.prepare:
+                    contender.prepare(calls)
+                proxy.ask("reset")
+                for i in range(calls):
+                    contender.call(i)
+                results.trips[(target.name, "sync", name)] = proxy.trips() / calls
+        finally:
+            close_stores(stores)
+
+    async def count_async() -> None:
+        stores = open_stores(url, target.stores, True)
+        try:
+            await run_async(seed(stores, 1))
+            for name, contender in contenders(stores, 1).items():
+                for i in range(6):
+                    if contender.prepare:
+                        await contender.prepare(1)
+                    await contender.call(i)
+                if contender.prepare:
+                    await contender.prepare(calls)
+                proxy.ask("reset")
+                for i in range(calls):
+                    await contender.call(i)
+                results.trips[(target.name, "async", name)] = proxy.trips() / calls
+        finally:
+            await close_stores(stores)
+
+    count_sync()
+    asyncio.run(count_async())
+    progress(
+        f"  {target.name} round trips: "
+        + ", ".join(
+            f"{op} {trips:g}"
+            for (b, m, op), trips in results.trips.items()
+            if b == target.name and m == "sync"
+        )
+    )
+
+
+def _latency(target: Target, proxy: Proxy, budget: Budget, results: Results) -> None:
+    """Sequential sync against 100 concurrent async callers, 1 ms from the server."""
+    url = target.via(proxy.ports[target.address])
+    proxy.delay(DELAY)
+    try:
+        stores = open_stores(url, target.stores, False)
+        try:
+            run_sync(seed(stores, 1))
+            calls = contenders(stores, CALLERS)
+            sync = {
+                name: measure.measure_sync([calls[name]], budget)[0]
+                for name in LATENCY_OPS
+                if name in calls
+            }
+        finally:
+            close_stores(stores)
+
+        async def concurrent() -> dict[str, Measurement]:
+            stores = open_stores(url, target.stores, True)
+            try:
+                await run_async(seed(stores, CALLERS))
+                calls = contenders(stores, CALLERS)
+                return {
+                    name: (await measure.measure_concurrent([calls[name]], budget, CALLERS))[0]
+                    for name in LATENCY_OPS
+                    if name in calls
+                }
+            finally:
+                await close_stores(stores)
+
+        many = asyncio.run(concurrent())
+    finally:
+        proxy.delay(0)
+    for name, one in sync.items():
+        other = many[name]
+        ratio = other.ops / one.ops if one.ops and other.ops else 0.0
+        results.latency.append(
+            {
+                "backend": target.name,
+                "op": name,
+                "sync": one.ops,
+                "sync_p99": one.p99,
+                "async": other.ops,
+                "async_p50": other.p50,
+                "async_p99": other.p99,
+                "ratio": ratio,
+                "error": one.error or other.error,
+            }
+        )
+        progress(
+            f"  {target.name} at 1 ms {name:<22} sync {one.ops:,.0f}/s, async x{CALLERS} {other.ops:,.0f}/s ({ratio:.1f}x)"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="authstore against the raw drivers and the peers, every backend and mode; "
+        "writes benchmarks/results/ (report.md, results.json, charts).",
+    )
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        help="sections (memory, sqlite, postgresql, mariadb, redis, memcached, mongodb) or URLs; default: all reachable",
+    )
+    speed = parser.add_mutually_exclusive_group()
+    speed.add_argument(
+        "--quick", action="store_true", help="fewer, shorter rounds (about 3 minutes)"
+    )
+    speed.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one call per contender: checks the command works, measures nothing",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="where the report goes (default: benchmarks/results)",
+    )
+    parser.add_argument(
+        "--no-proxy", action="store_true", help="skip round-trip counting and the 1 ms comparison"
+    )
+    options = parser.parse_args(argv)
+    budget = measure.SMOKE if options.smoke else measure.QUICK if options.quick else measure.FULL
+    name = "smoke" if options.smoke else "quick" if options.quick else "full"
+    started = time.perf_counter()
+    targets, skipped = discover(options.targets)
+    results = Results(name, facts(targets), skipped=skipped)
+    for line in skipped:
+        progress(f"skipped {line}")
+    network = [t for t in targets if t.network]
+    proxy = Proxy([t.address for t in network]) if network and not options.no_proxy else None
+    try:
+        for target in targets:
+            progress(f"{target.name}: {target.server.split('?', 1)[0]}")
+            try:
+                _sync(target, budget, results)
+                asyncio.run(_async(target, budget, results))
+                if proxy is not None and target.network:
+                    _round_trips(target, proxy, results, 1 if options.smoke else 10)
+                    _latency(target, proxy, budget, results)
+            except Exception as error:
+                results.failures.append(f"{target.name}: {error!r:.300}")
+                if os.environ.get("AUTHSTORE_BENCH_DEBUG"):
+                    traceback.print_exc()
+                progress(f"  {target.name} FAILED: {error!r:.300}")
+            finally:
+                target.cleanup()
+    finally:
+        if proxy is not None:
+            proxy.close()
+    results.seconds = time.perf_counter() - started
+    path = report.write(results, options.out)
+    progress(f"report: {path} ({results.seconds:.0f} s)")
+    return 1 if results.failures else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    sys.exit(main())
