@@ -1,10 +1,16 @@
-"""Timing: contenders of one operation run in interleaved rounds; the median round decides.
+"""Timing: the contenders of one operation take turns; the median round decides.
 
 Each contender is ``call(i)`` returning a result (sync) or an awaitable (async), with an
 optional untimed ``prepare(n)`` before each round (fresh magic links to consume, say).
-A round of ``n`` calls is timed call by call (p50/p99 come from every call of every
-round); its mean is one sample, and the median sample gives ops/s. Contenders of one
-operation alternate round by round, so machine noise hits them alike.
+Warm-up calls calibrate how many calls a round holds. In a round, the contenders run
+their calls in slices that alternate (A, B, C, A, B, C, ...), so a burst of load from
+another process hits them alike. Every call is timed: p50/p99 come from all calls. A
+round's sample is its mean time per call leaving out the slowest 5% of calls (on a
+shared machine other processes take the CPU for milliseconds at a time); the median
+sample over rounds gives ops/s and the ratios.
+
+With concurrent callers, a round's sample is its wall time over its calls (nothing
+left out), and p50/p99 are the latencies the callers saw, queueing included.
 """
 
 from __future__ import annotations
@@ -34,13 +40,42 @@ class Budget:
     """Aimed duration of one round of one contender (the call count is calibrated)."""
     min_calls: int
     max_calls: int
+    slices: int
+    """How many alternating slices a round is cut into."""
+    concurrent_seconds: float
+    """Aimed duration of one round with concurrent callers."""
     concurrent_calls: int
-    """Calls per round with 100 concurrent callers (at least twice the callers)."""
+    """At most this many calls per concurrent round (at least one per caller)."""
 
 
-FULL = Budget(rounds=5, round_seconds=0.05, min_calls=5, max_calls=4000, concurrent_calls=400)
-QUICK = Budget(rounds=3, round_seconds=0.012, min_calls=3, max_calls=600, concurrent_calls=200)
-SMOKE = Budget(rounds=1, round_seconds=0.0, min_calls=1, max_calls=1, concurrent_calls=2)
+FULL = Budget(
+    rounds=7,
+    round_seconds=0.06,
+    min_calls=10,
+    max_calls=6000,
+    slices=10,
+    concurrent_seconds=0.25,
+    concurrent_calls=2000,
+)
+QUICK = Budget(
+    rounds=3,
+    round_seconds=0.02,
+    min_calls=5,
+    max_calls=1500,
+    slices=5,
+    concurrent_seconds=0.08,
+    concurrent_calls=500,
+)
+SMOKE = Budget(
+    rounds=1,
+    round_seconds=0.0,
+    min_calls=1,
+    max_calls=1,
+    slices=1,
+    concurrent_seconds=0.0,
+    concurrent_calls=2,
+)
+TRIM = 0.05
 
 
 @dataclass
@@ -59,7 +94,7 @@ class Measurement:
     kind: str
     note: str
     seconds_per_op: float = 0.0
-    """Median over rounds of the mean time per call (wall time / calls when concurrent)."""
+    """Median over rounds of the (trimmed) mean time per call, or wall time per call."""
     p50: float = 0.0
     p99: float = 0.0
     calls: int = 0
@@ -80,6 +115,13 @@ class Measurement:
         self.samples = []
 
 
+def trimmed_mean(samples: list[float]) -> float:
+    """The mean leaving out the slowest ``TRIM`` share of the calls."""
+    ordered = sorted(samples)
+    keep = len(ordered) - int(len(ordered) * TRIM)
+    return sum(ordered[:keep]) / keep
+
+
 def _calls(budget: Budget, per_call: float) -> int:
     if per_call <= 0:
         return budget.max_calls
@@ -90,48 +132,88 @@ def _failed(contender: Contender, error: BaseException) -> Measurement:
     return Measurement(contender.label, contender.kind, contender.note, error=repr(error)[:200])
 
 
+def _slices(n: int, slices: int) -> list[int]:
+    count = max(1, min(slices, n))
+    return [n // count + (1 if k < n % count else 0) for k in range(count)]
+
+
+class _Plan:
+    """Calls per contender, their slices, and the results so far."""
+
+    def __init__(self, contenders: list[Contender], budget: Budget) -> None:
+        self.contenders = contenders
+        self.budget = budget
+        self.results = [Measurement(c.label, c.kind, c.note) for c in contenders]
+        self.means: list[list[float]] = [[] for _ in contenders]
+        self.sizes: list[int] = []
+        self.counter = 0
+
+    def fail(self, index: int, error: BaseException) -> None:
+        self.sizes[index] = 0
+        self.results[index] = _failed(self.contenders[index], error)
+
+    def live(self) -> list[int]:
+        return [i for i, n in enumerate(self.sizes) if n]
+
+    def turns(self) -> list[tuple[int, int]]:
+        """(contender, calls) in alternating order for one round."""
+        cut = {i: _slices(self.sizes[i], self.budget.slices) for i in self.live()}
+        order = []
+        for k in range(self.budget.slices):
+            for i, parts in cut.items():
+                if k < len(parts):
+                    order.append((i, parts[k]))
+        return order
+
+    def done(self) -> list[Measurement]:
+        for result, series in zip(self.results, self.means, strict=True):
+            if result.error is None:
+                result.finish(series)
+        return self.results
+
+
 def measure_sync(contenders: list[Contender], budget: Budget) -> list[Measurement]:
-    results = [Measurement(c.label, c.kind, c.note) for c in contenders]
-    means: list[list[float]] = [[] for _ in contenders]
-    sizes = []
-    counter = 0
-    for contender in contenders:  # warm up and calibrate
+    plan = _Plan(contenders, budget)
+    for index, contender in enumerate(contenders):  # warm up and calibrate
+        plan.sizes.append(0)
         try:
             if contender.prepare is not None:
                 contender.prepare(3)
             started = time.perf_counter()
             for _ in range(3):
-                contender.call(counter)
-                counter += 1
-            sizes.append(_calls(budget, (time.perf_counter() - started) / 3))
+                contender.call(plan.counter)
+                plan.counter += 1
+            plan.sizes[index] = _calls(budget, (time.perf_counter() - started) / 3)
         except Exception as error:
-            sizes.append(0)
-            results[contenders.index(contender)] = _failed(contender, error)
+            plan.fail(index, error)
+    clock = time.perf_counter
     for _ in range(budget.rounds):
-        for index, contender in enumerate(contenders):
-            n = sizes[index]
-            if n == 0:
-                continue
-            result, call, clock = results[index], contender.call, time.perf_counter
+        rounds: dict[int, list[float]] = {}
+        for index in plan.live():
+            prepare = contenders[index].prepare
             try:
-                if contender.prepare is not None:
-                    contender.prepare(n)
-                samples = []
+                if prepare is not None:
+                    prepare(plan.sizes[index])
+                rounds[index] = []
+            except Exception as error:
+                plan.fail(index, error)
+        for index, n in plan.turns():
+            if index not in rounds or not plan.sizes[index]:
+                continue
+            call, samples = contenders[index].call, rounds[index]
+            try:
                 for _ in range(n):
                     started = clock()
-                    call(counter)
+                    call(plan.counter)
                     samples.append(clock() - started)
-                    counter += 1
+                    plan.counter += 1
             except Exception as error:
-                sizes[index] = 0
-                results[index] = _failed(contender, error)
-                continue
-            result.samples += samples
-            means[index].append(sum(samples) / n)
-    for result, series in zip(results, means, strict=True):
-        if result.error is None:
-            result.finish(series)
-    return results
+                plan.fail(index, error)
+        for index, samples in rounds.items():
+            if plan.sizes[index] and samples:
+                plan.results[index].samples += samples
+                plan.means[index].append(trimmed_mean(samples))
+    return plan.done()
 
 
 async def _maybe(value: Any) -> Any:
@@ -140,47 +222,47 @@ async def _maybe(value: Any) -> Any:
 
 async def measure_async(contenders: list[Contender], budget: Budget) -> list[Measurement]:
     """Sequential async: one caller awaiting each call in turn."""
-    results = [Measurement(c.label, c.kind, c.note) for c in contenders]
-    means: list[list[float]] = [[] for _ in contenders]
-    sizes = []
-    counter = 0
+    plan = _Plan(contenders, budget)
     for index, contender in enumerate(contenders):
+        plan.sizes.append(0)
         try:
             if contender.prepare is not None:
                 await _maybe(contender.prepare(3))
             started = time.perf_counter()
             for _ in range(3):
-                await contender.call(counter)
-                counter += 1
-            sizes.append(_calls(budget, (time.perf_counter() - started) / 3))
+                await contender.call(plan.counter)
+                plan.counter += 1
+            plan.sizes[index] = _calls(budget, (time.perf_counter() - started) / 3)
         except Exception as error:
-            sizes.append(0)
-            results[index] = _failed(contender, error)
+            plan.fail(index, error)
+    clock = time.perf_counter
     for _ in range(budget.rounds):
-        for index, contender in enumerate(contenders):
-            n = sizes[index]
-            if n == 0:
-                continue
-            call, clock = contender.call, time.perf_counter
+        rounds: dict[int, list[float]] = {}
+        for index in plan.live():
+            prepare = contenders[index].prepare
             try:
-                if contender.prepare is not None:
-                    await _maybe(contender.prepare(n))
-                samples = []
+                if prepare is not None:
+                    await _maybe(prepare(plan.sizes[index]))
+                rounds[index] = []
+            except Exception as error:
+                plan.fail(index, error)
+        for index, n in plan.turns():
+            if index not in rounds or not plan.sizes[index]:
+                continue
+            call, samples = contenders[index].call, rounds[index]
+            try:
                 for _ in range(n):
                     started = clock()
-                    await call(counter)
+                    await call(plan.counter)
                     samples.append(clock() - started)
-                    counter += 1
+                    plan.counter += 1
             except Exception as error:
-                sizes[index] = 0
-                results[index] = _failed(contender, error)
-                continue
-            results[index].samples += samples
-            means[index].append(sum(samples) / n)
-    for result, series in zip(results, means, strict=True):
-        if result.error is None:
-            result.finish(series)
-    return results
+                plan.fail(index, error)
+        for index, samples in rounds.items():
+            if plan.sizes[index] and samples:
+                plan.results[index].samples += samples
+                plan.means[index].append(trimmed_mean(samples))
+    return plan.done()
 
 
 async def _worker(queue: Iterator[int], call: Callable[[int], Any], samples: list[float]) -> None:
@@ -194,38 +276,39 @@ async def _worker(queue: Iterator[int], call: Callable[[int], Any], samples: lis
 async def measure_concurrent(
     contenders: list[Contender], budget: Budget, callers: int = 100
 ) -> list[Measurement]:
-    """``callers`` tasks share each round's calls; ops/s is calls over wall time, p50/p99
-    the latency each caller saw (queueing for a pooled connection included)."""
+    """``callers`` tasks share each round's calls. Round 0 (one call per caller) warms
+    up the pools and calibrates the calls per round; it is not counted."""
     results = [Measurement(c.label, c.kind, c.note) for c in contenders]
     means: list[list[float]] = [[] for _ in contenders]
+    sizes = [max(1, min(callers, budget.concurrent_calls))] * len(contenders)
     broken = [False] * len(contenders)
     counter = 0
-    n = max(budget.concurrent_calls, min(callers, budget.concurrent_calls))
-    for round_number in range(budget.rounds + 1):  # round 0 warms up (connections, pools)
+    clock = time.perf_counter
+    for round_number in range(budget.rounds + 1):
         for index, contender in enumerate(contenders):
             if broken[index]:
                 continue
-            call, clock = contender.call, time.perf_counter
+            n = sizes[index]
             samples: list[float] = []
-            start = counter
+            queue = iter(range(counter, counter + n))
             counter += n
-            queue = iter(range(start, start + n))
-
             try:
                 if contender.prepare is not None:
                     await _maybe(contender.prepare(n))
                 began = clock()
-                await asyncio.gather(
-                    *(_worker(queue, call, samples) for _ in range(min(callers, n)))
-                )
+                workers = (_worker(queue, contender.call, samples) for _ in range(min(callers, n)))
+                await asyncio.gather(*workers)
                 wall = clock() - began
             except Exception as error:
                 broken[index] = True
                 results[index] = _failed(contender, error)
                 continue
-            if round_number:
-                results[index].samples += samples
-                means[index].append(wall / n)
+            if round_number == 0:
+                wanted = int(budget.concurrent_seconds / (wall / n)) if wall > 0 else n
+                sizes[index] = max(n, min(budget.concurrent_calls, wanted))
+                continue
+            results[index].samples += samples
+            means[index].append(wall / n)
     for result, series in zip(results, means, strict=True):
         if result.error is None:
             result.finish(series)

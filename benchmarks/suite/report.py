@@ -198,14 +198,19 @@ def _markdown(results: Results, charts: list[str]) -> str:
         "- Servers: " + "; ".join(f"{k}: {v}" for k, v in facts["servers"].items()),
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in facts["packages"].items()),
         "",
-        "How it measures: each operation's contenders (authstore, the raw driver replaying the "
-        "very requests authstore sends, the peers) alternate in rounds of calibrated length; "
-        "the median round's mean time per call gives ops/s, every call's time gives p50/p99. "
-        "Sync and sequential async use one key (or one token); 100 concurrent async callers spread "
-        "over 100 keys. Round trips are counted on the wire by the proxy (a client send after the "
-        "server last spoke), averaged over 10 calls after 6 warm-up calls. The 1 ms comparison "
-        "runs through the same proxy with 0.5 ms each way. Ratios are authstore's time over the "
-        "other's: below 1 authstore is faster. The machine is shared: compare within one run.",
+        "How it measures: the contenders of one operation (authstore, the raw driver replaying "
+        "the very requests authstore sends, the peers) run in rounds of calibrated length, cut "
+        "into slices that alternate between them, so load from other processes hits them alike. "
+        "A round's sample is its mean time per call leaving out the slowest 5% of calls (this "
+        "2-core machine is shared; other processes take the CPU for milliseconds at a time); the "
+        "median sample over the rounds gives ops/s and the ratios; p50/p99 come from every call. "
+        "With 100 concurrent async callers a round's sample is its wall time over its calls, "
+        "nothing left out. Sync and sequential async use one key (or one token); 100 concurrent "
+        "callers spread over 100 keys. Round trips are counted on the wire by the proxy (a client "
+        "send after the server last spoke), averaged over 10 calls after 6 warm-up calls. The "
+        "1 ms comparison runs through the same proxy (its own process) with 0.5 ms each way. "
+        "Ratios are authstore's time over the other's: below 1 authstore is faster. Compare "
+        "numbers within one run, not across runs.",
         "",
     ]
     if results.skipped:

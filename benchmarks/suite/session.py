@@ -155,7 +155,10 @@ def _sync(target: Target, budget: Budget, results: Results) -> None:
                         results.notes.append(
                             f"{target.name} sync {op.name}: no raw replay ({error!r:.120})"
                         )
-        peers, notes = sync_peers(target, closers)
+        try:
+            peers, notes = sync_peers(target, closers)
+        except ImportError as error:  # the bench extra is not installed
+            peers, notes = {}, [f"{target.name}: peers not installed ({error})"]
         results.notes += notes
         for op_name, group in _groups(target, ours, raws, peers):
             _row(results, target, "sync", op_name, measure.measure_sync(group, budget))
@@ -187,7 +190,10 @@ async def _async(target: Target, budget: Budget, results: Results) -> None:
                         results.notes.append(
                             f"{target.name} async {op.name}: no raw replay ({error!r:.120})"
                         )
-        peers, notes = await async_peers(target, closers)
+        try:
+            peers, notes = await async_peers(target, closers)
+        except ImportError as error:
+            peers, notes = {}, [f"{target.name} async: peers not installed ({error})"]
         results.notes += notes
         for op_name, group in _groups(target, ours, raws, peers):
             _row(results, target, "async", op_name, await measure.measure_async(group, budget))
