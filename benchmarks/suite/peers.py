@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from benchmarks.suite.measure import Contender
@@ -121,9 +122,15 @@ def _pyrate(
     peers: Peers, make_bucket: Callable[[Any, str], Any], label: str, closers: Closers
 ) -> None:
     from pyrate_limiter import Duration, Limiter, Rate
+    from pyrate_limiter.limiter import SingleBucketFactory
 
-    allowed = Limiter(make_bucket([Rate(BIG, Duration.MINUTE)], "allowed"))
-    refused = Limiter(make_bucket([Rate(1, Duration.MINUTE)], "refused"))
+    # no background leak thread: it would take the interpreter lock from whichever
+    # contender runs while it works (a window of 60 s never expires in a run anyway)
+    def limiter(rates: Any, kind: str) -> Any:
+        return Limiter(SingleBucketFactory(make_bucket(rates, kind), schedule_leak=False))
+
+    allowed = limiter([Rate(BIG, Duration.MINUTE)], "allowed")
+    refused = limiter([Rate(1, Duration.MINUTE)], "refused")
     refused.try_acquire("r", blocking=False)
     closers += [allowed.close, refused.close]
     for algorithm in ("fixed_window", "sliding_window"):
@@ -156,7 +163,7 @@ def _django(peers: Peers, target: Target, closers: Closers) -> list[str]:
     from django.conf import settings
 
     if target.name == "sqlite":
-        path = target.server.split("sqlite:///", 1)[1].split("?", 1)[0]
+        path = _beside(target, "django")
         database = {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path,
@@ -285,7 +292,7 @@ def sync_peers(target: Target, closers: Closers) -> tuple[Peers, list[str]]:
     elif name == "sqlite":
         from pyrate_limiter import SQLiteBucket
 
-        path = target.server.split("sqlite:///", 1)[1].split("?", 1)[0]
+        path = _beside(target, "pyrate")
         counter = itertools.count()
 
         def bucket(rates: Any, kind: str) -> Any:
@@ -297,7 +304,7 @@ def sync_peers(target: Target, closers: Closers) -> tuple[Peers, list[str]]:
             notes, "pyrate", lambda: _pyrate(peers, bucket, "pyrate-limiter SQLiteBucket", closers)
         )
         notes.append(
-            "sqlite: pyrate-limiter SQLiteBucket on the same file (its init sets WAL and synchronous=NORMAL, as authstore)"
+            "sqlite: pyrate-limiter SQLiteBucket on a file of its own in the same folder (its init sets WAL and synchronous=NORMAL, as authstore's runner does)"
         )
         with contextlib.suppress(ImportError):
             notes += _guard(notes, "Django", lambda: _django(peers, target, closers)) or []
@@ -474,6 +481,14 @@ async def async_peers(target: Target, closers: Closers) -> tuple[Peers, list[str
         )
         notes.append("mongodb async: limits.aio MongoDBStorage")
     return peers, notes
+
+
+def _beside(target: Target, name: str) -> str:
+    """A database file of the peer's own next to authstore's: the same disk and settings,
+    but one library's writes (its WAL growth, checkpoints, a background leak thread)
+    never stall another's."""
+    path = Path(target.server.split("sqlite:///", 1)[1].split("?", 1)[0])
+    return str(path.with_name(f"{path.stem}-{name}{path.suffix}"))
 
 
 def _drop_pyrate_tables(target: Target) -> None:
