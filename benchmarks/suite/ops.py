@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import inspect
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.suite.measure import Contender
@@ -53,8 +53,7 @@ class Stores:
     totp: Any = None
     magic: Any = None
     asynchronous: bool = False
-    token: str = ""
-    refused_ready: bool = False
+    tokens: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,12 @@ def seed(stores: Stores, spread: int) -> Steps:
         for i in range(spread):
             yield stores.cache.check_rate_limit(f"r{algorithm}{i}", 1, WINDOW, algorithm=algorithm)
     if stores.sessions is not None:
-        created = yield stores.sessions.create("alice", ttl=3600, metadata={"device": "phone"})
-        stores.token = created.token
+        stores.tokens = []
+        for i in range(spread):
+            created = yield stores.sessions.create(
+                f"alice{i}", ttl=3600, metadata={"device": "phone"}
+            )
+            stores.tokens.append(created.token)
 
 
 def contenders(stores: Stores, spread: int) -> dict[str, Contender]:
@@ -120,8 +123,9 @@ def contenders(stores: Stores, spread: int) -> dict[str, Contender]:
             lambda i: sessions.create(f"user{i % 100}", ttl=3600, metadata={"device": "phone"}),
             None,
         )
-        calls["session get"] = (lambda i: sessions.get(stores.token), None)
-        calls["session touch"] = (lambda i: sessions.touch(stores.token), None)
+        tokens = stores.tokens
+        calls["session get"] = (lambda i: sessions.get(tokens[i % len(tokens)]), None)
+        calls["session touch"] = (lambda i: sessions.touch(tokens[i % len(tokens)]), None)
     if totp is not None:
         calls["claim_step"] = (lambda i: totp.claim_step(f"user{i % spread}", i + 1), None)
     if magic is not None:
@@ -129,17 +133,17 @@ def contenders(stores: Stores, spread: int) -> dict[str, Contender]:
             lambda i: magic.issue(f"user{i % 100}", "alice@example.com", ttl=600),
             None,
         )
-        tokens: collections.deque[str] = collections.deque()
+        links: collections.deque[str] = collections.deque()
 
         def issue_links(n: int) -> Steps:
             for i in range(n):
                 issued = yield magic.issue(
                     f"link{i % 100}", "alice@example.com", ttl=600, revoke_previous=False
                 )
-                tokens.append(issued.token)
+                links.append(issued.token)
 
         calls["magic-link consume"] = (
-            lambda i: magic.consume(tokens.popleft()),
+            lambda i: magic.consume(links.popleft()),
             lambda n: run(issue_links(n)),
         )
     return {
