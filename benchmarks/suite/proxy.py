@@ -4,7 +4,9 @@ one for the interpreter lock.
 
     python -m benchmarks.suite.proxy 127.0.0.1:6379 127.0.0.1:5432 ...
 
-It prints ``listen <target> <port>`` per target and ``ready``, then reads commands on
+It prints ``echo <port>`` (an echo server of its own, proxied like the targets, to
+measure the round trip the proxy really gives), ``listen <target> <port>`` per target
+and ``ready``, then reads commands on
 stdin, one per line, answering each on stdout:
 
 - ``delay <seconds>``: one-way delay for chunks forwarded from now on (0.0005 gives a
@@ -130,9 +132,23 @@ class Downstream(asyncio.Protocol):
         self.to_server.close()
 
 
+class Echo(asyncio.Protocol):
+    """Sends back what it receives: the far end of the proxy's own round-trip check."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
 async def serve(targets: list[tuple[str, int]]) -> None:
     loop = asyncio.get_running_loop()
     shared = Shared()
+    echo = await loop.create_server(Echo, "127.0.0.1", 0)
+    echo_port = echo.sockets[0].getsockname()[1]
+    print(f"echo {echo_port}", flush=True)
+    targets = [*targets, ("127.0.0.1", echo_port)]
     for host, port in targets:
         server = await loop.create_server(
             lambda t=(host, port): Downstream(t, shared), "127.0.0.1", 0

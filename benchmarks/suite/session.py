@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -48,6 +49,7 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     trips: dict[tuple[str, str, str], float] = field(default_factory=dict)
     latency: list[dict[str, Any]] = field(default_factory=list)
+    proxy_rtt: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -71,9 +73,14 @@ class Proxy:
         )
         self.ports: dict[tuple[str, int], int] = {}
         assert self.process.stdout is not None
+        self.echo = 0
+        self.delay_each_way = DELAY
         for line in self.process.stdout:
             if line.startswith("ready"):
                 break
+            if line.startswith("echo"):
+                self.echo = int(line.split()[1])
+                continue
             _, target, port = line.split()
             host, _, target_port = target.rpartition(":")
             self.ports[(host, int(target_port))] = int(port)
@@ -89,6 +96,31 @@ class Proxy:
 
     def trips(self) -> int:
         return int(self.ask("count").split()[0])
+
+    def round_trip(self, delay: float, count: int = 200) -> dict[str, float]:
+        """p50 and mean of a one-byte echo through the proxy at ``delay`` each way, and
+        straight to the echo server: what "1 ms away" really was on this machine."""
+        self.delay(delay)
+        try:
+            found = {}
+            for name, port in (
+                ("proxied", self.ports[("127.0.0.1", self.echo)]),
+                ("direct", self.echo),
+            ):
+                with socket.create_connection(("127.0.0.1", port)) as connection:
+                    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    times = []
+                    for _ in range(count):
+                        began = time.perf_counter()
+                        connection.sendall(b"x")
+                        connection.recv(1)
+                        times.append(time.perf_counter() - began)
+                times.sort()
+                found[f"{name}_p50"] = times[len(times) // 2]
+                found[f"{name}_mean"] = sum(times) / len(times)
+            return found
+        finally:
+            self.delay(0)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -272,7 +304,7 @@ def _round_trips(target: Target, proxy: Proxy, results: Results, calls: int) -> 
 def _latency(target: Target, proxy: Proxy, budget: Budget, results: Results) -> None:
     """Sequential sync against 100 concurrent async callers, 1 ms from the server."""
     url = target.via(proxy.ports[target.address])
-    proxy.delay(DELAY)
+    proxy.delay(proxy.delay_each_way)
     try:
         stores = open_stores(url, target.stores, False)
         try:
@@ -362,6 +394,20 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"skipped {line}")
     network = [t for t in targets if t.network]
     proxy = Proxy([t.address for t in network]) if network and not options.no_proxy else None
+    if proxy is not None:
+        # on a loaded machine the proxy's wake-ups come late: the report says what the
+        # round trip through it really was
+        results.proxy_rtt = proxy.round_trip(proxy.delay_each_way, 20 if options.smoke else 300)
+        results.proxy_rtt["delay_each_way"] = proxy.delay_each_way
+        progress(
+            "proxy round trip at {:.2f} ms each way: p50 {:.2f} ms, mean {:.2f} ms "
+            "(direct loopback p50 {:.2f} ms)".format(
+                proxy.delay_each_way * 1e3,
+                results.proxy_rtt["proxied_p50"] * 1e3,
+                results.proxy_rtt["proxied_mean"] * 1e3,
+                results.proxy_rtt["direct_p50"] * 1e3,
+            )
+        )
     try:
         for target in targets:
             progress(f"{target.name}: {target.server.split('?', 1)[0]}")
