@@ -262,12 +262,15 @@ def _round_trips(target: Target, proxy: Proxy, results: Results, calls: int) -> 
                     if contender.prepare:
                         contender.prepare(1)
                     contender.call(i)
-                if contender.prepare:
-                    contender.prepare(calls)
-                proxy.ask("reset")
-                for i in range(calls):
-                    contender.call(i)
-                results.trips[(target.name, "sync", name)] = proxy.trips() / calls
+                counts = []
+                for _ in range(2):  # the fewer of two: a driver's heartbeat may fall in one
+                    if contender.prepare:
+                        contender.prepare(calls)
+                    proxy.ask("reset")
+                    for i in range(calls):
+                        contender.call(i)
+                    counts.append(proxy.trips() / calls)
+                results.trips[(target.name, "sync", name)] = min(counts)
         finally:
             close_stores(stores)
 
@@ -280,12 +283,15 @@ def _round_trips(target: Target, proxy: Proxy, results: Results, calls: int) -> 
                     if contender.prepare:
                         await contender.prepare(1)
                     await contender.call(i)
-                if contender.prepare:
-                    await contender.prepare(calls)
-                proxy.ask("reset")
-                for i in range(calls):
-                    await contender.call(i)
-                results.trips[(target.name, "async", name)] = proxy.trips() / calls
+                counts = []
+                for _ in range(2):
+                    if contender.prepare:
+                        await contender.prepare(calls)
+                    proxy.ask("reset")
+                    for i in range(calls):
+                        await contender.call(i)
+                    counts.append(proxy.trips() / calls)
+                results.trips[(target.name, "async", name)] = min(counts)
         finally:
             await close_stores(stores)
 
