@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmarks.suite.measure import Contender
 from benchmarks.suite.ops import BIG, PAYLOAD
-from benchmarks.suite.targets import Target, mongo_database
+from benchmarks.suite.targets import Target, mongo_database, mysql_arguments
 
 __all__ = ["async_peers", "sync_peers"]
 
@@ -170,6 +170,29 @@ def _django(peers: Peers, target: Target, closers: Closers) -> list[str]:
             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"},
         }
         alias = "sqlite"
+    elif target.name == "mariadb":
+        import pymysql
+
+        pymysql.install_as_MySQLdb()  # Django's MySQL backend over PyMySQL, as authstore
+        arguments = mysql_arguments(target.server)
+        connection = pymysql.connect(**{**arguments, "database": None}, autocommit=True)
+        try:
+            with connection.cursor() as cursor:  # a database of this run's own
+                cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{target.tag}`")
+        finally:
+            connection.close()
+        closers.append(lambda: _drop_database(target))
+        database = {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": target.tag,
+            "USER": arguments["user"],
+            "PASSWORD": arguments["password"],
+            "HOST": arguments["host"],
+            "PORT": str(arguments["port"]),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "CONN_MAX_AGE": None,
+        }
+        alias = "mariadb"
     else:
         import psycopg
         from psycopg.conninfo import conninfo_to_dict
@@ -261,9 +284,10 @@ def _django(peers: Peers, target: Target, closers: Closers) -> list[str]:
     return [
         f"Django {django.get_version()} DatabaseCache and DB sessions on {alias}"
         + (
-            " (WAL, synchronous=NORMAL via init_command)"
+            " (a file of its own next to authstore's; WAL, synchronous=NORMAL via init_command)"
             if alias == "sqlite"
-            else " (persistent connection, CONN_MAX_AGE=None)"
+            else " (a schema or database of this run's own; persistent connection, "
+            "CONN_MAX_AGE=None)"
         )
     ]
 
@@ -312,6 +336,7 @@ def sync_peers(target: Target, closers: Closers) -> tuple[Peers, list[str]]:
         import psycopg_pool
         from pyrate_limiter import PostgresBucket
 
+        closers.append(lambda: _drop_pyrate_tables(target))  # runs last: closers go backwards
         pool = psycopg_pool.ConnectionPool(target.server, min_size=1, max_size=10, open=True)
         closers.append(pool.close)
         _guard(
@@ -324,10 +349,12 @@ def sync_peers(target: Target, closers: Closers) -> tuple[Peers, list[str]]:
                 closers,
             ),
         )
-        closers.append(lambda: _drop_pyrate_tables(target))
         notes.append(
             "postgresql: pyrate-limiter PostgresBucket over psycopg_pool (max_size 10, authstore's default)"
         )
+        with contextlib.suppress(ImportError):
+            notes += _guard(notes, "Django", lambda: _django(peers, target, closers)) or []
+    elif name == "mariadb":
         with contextlib.suppress(ImportError):
             notes += _guard(notes, "Django", lambda: _django(peers, target, closers)) or []
     elif name == "redis":
@@ -489,6 +516,17 @@ def _beside(target: Target, name: str) -> str:
     never stall another's."""
     path = Path(target.server.split("sqlite:///", 1)[1].split("?", 1)[0])
     return str(path.with_name(f"{path.stem}-{name}{path.suffix}"))
+
+
+def _drop_database(target: Target) -> None:
+    import pymysql
+
+    connection = pymysql.connect(**{**mysql_arguments(target.server), "database": None})
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{target.tag}`")
+    finally:
+        connection.close()
 
 
 def _drop_pyrate_tables(target: Target) -> None:
