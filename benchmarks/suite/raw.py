@@ -3,33 +3,44 @@ operation (not retyped), replayed on one plain connection of the same driver.
 
 The capture swaps the store's runner for one that keeps the operation instead of running
 it, then drives the operation once with the raw driver, recording every statement or
-command it sends (with their results fed back the way authstore's runner shapes them).
-The replay sends the recorded requests again and fetches the replies; it decodes
-nothing. An operation that needs a MongoDB transaction is not replayed.
+command it sends (each reply fed back shaped the way authstore's runner shapes it). The
+replay sends the recorded requests again and fetches the replies; it decodes nothing.
+An operation that needs a MongoDB transaction is not replayed.
+
+Record and replay are written once (``RawDriver``): a driver's ``execute`` returns the
+reply, or an awaitable of it for an async driver, and the steps are driven by
+``run_sync`` or ``run_async`` from ``ops``. Each driver only says how it connects, how it
+sends one request and which program turns an operation into requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from benchmarks.suite.measure import Contender
+from benchmarks.suite.ops import Steps, run_async, run_sync
 from benchmarks.suite.targets import Target, mongo_database, mysql_arguments
 
 __all__ = ["RawDriver", "open_raw"]
 
 
 class _Keep:
-    def __init__(self) -> None:
+    """Stands in for a store's runner: keeps the operation, runs nothing."""
+
+    def __init__(self, asynchronous: bool) -> None:
         self.op: Any = None
+        self.asynchronous = asynchronous
 
-    def run(self, op: Any) -> None:
+    def run(self, op: Any) -> Any:
         self.op = op
+        if self.asynchronous:
 
+            async def nothing() -> None:
+                return None
 
-class _AsyncKeep(_Keep):
-    async def run(self, op: Any) -> None:  # type: ignore[override]
-        self.op = op
+            return nothing()
+        return None
 
 
 class Unsupported(Exception):
@@ -45,243 +56,220 @@ class RawDriver:
     def __init__(self, target: Target) -> None:
         self.target = target
 
-    # --- capture ---------------------------------------------------------------------
+    def open(self) -> Any:
+        """Connect; an awaitable for async drivers."""
+        return None
 
-    def _op(self, store: Any, call: Callable[[int], Any]) -> Any:
-        runner = store._runner
-        keep = _Keep()
-        store._runner = keep
-        try:
-            call(0)
-        finally:
-            store._runner = runner
-        return keep.op, runner
-
-    async def _op_async(self, store: Any, call: Callable[[int], Any]) -> Any:
-        runner = store._runner
-        keep = _AsyncKeep()
-        store._runner = keep
-        try:
-            await call(0)
-        finally:
-            store._runner = runner
-        return keep.op, runner
-
-    def record(self, op: Any, runner: Any) -> list[Any]:
+    def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
+        """The operation as driver requests (the runner's own translation)."""
         raise NotImplementedError
 
-    def replay(self, requests: list[Any]) -> Callable[[int], Any]:
+    def execute(self, request: Any) -> Any:
+        """Send one request, return its reply (an awaitable of it for async drivers)."""
         raise NotImplementedError
 
-    def contender(self, store: Any, call: Callable[[int], Any]) -> Any:
-        """A Contender, or an awaitable of one for async drivers."""
-        if self.asynchronous:
-
-            async def build() -> Contender:
-                op, runner = await self._op_async(store, call)
-                requests = await self.record(op, runner)  # type: ignore[misc]
-                return Contender(self.label, "raw", self.replay(requests), note=_describe(requests))
-
-            return build()
-        op, runner = self._op(store, call)
-        requests = self.record(op, runner)
-        return Contender(self.label, "raw", self.replay(requests), note=_describe(requests))
+    def shaped(self, request: Any, reply: Any) -> Any:
+        """The reply as the operation expects it back (as authstore's runner shapes it)."""
+        return reply
 
     def close(self) -> Any:
         return None
 
+    def _record(self, program: Generator[Any, Any, Any], sent: list[Any]) -> Steps:
+        try:
+            request = next(program)
+            while True:
+                sent.append(request)
+                reply = yield self.execute(request)
+                request = program.send(self.shaped(request, reply))
+        except StopIteration:
+            return None
 
-def _describe(requests: list[Any]) -> str:
-    return f"{len(requests)} request(s)"
+    def _replay(self, requests: list[Any]) -> Callable[[int], Any]:
+        execute = self.execute
+        if len(requests) == 1:
+            (only,) = requests
+            return lambda i: execute(only)
+        if not self.asynchronous:
+            return lambda i: [execute(request) for request in requests]
+
+        async def all_of(i: int) -> None:
+            for request in requests:
+                await execute(request)
+
+        return all_of
+
+    def contender(self, store: Any, call: Callable[[int], Any]) -> Any:
+        """A Contender, or an awaitable of one for async drivers."""
+        sent: list[Any] = []
+
+        def made() -> Contender:
+            note = f"{len(sent)} request(s)"
+            return Contender(self.label, "raw", self._replay(sent), note=note)
+
+        runner, keep = store._runner, _Keep(self.asynchronous)
+        if not self.asynchronous:
+            store._runner = keep
+            try:
+                call(0)
+            finally:
+                store._runner = runner
+            run_sync(self._record(self.program(keep.op, runner), sent))
+            return made()
+
+        async def build() -> Contender:
+            store._runner = keep  # an async method makes its operation when awaited
+            try:
+                await call(0)
+            finally:
+                store._runner = runner
+            await run_async(self._record(self.program(keep.op, runner), sent))
+            return made()
+
+        return build()
 
 
 # --- SQL -------------------------------------------------------------------------------
 
 
-class _SqlSync(RawDriver):
-    def execute(self, statement: Any) -> tuple[list[Any], int]:
-        raise NotImplementedError
+class _Sql(RawDriver):
+    """Replies are (rows, rowcount); the operation gets ``Statement.result`` of them."""
 
-    def record(self, op: Any, runner: Any) -> list[Any]:
-        from authstore.adapters.common.ops import drive
+    def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
         from authstore.adapters.sql.execution import statements
 
-        sent: list[Any] = []
+        return statements(op, runner.dialect)
 
-        def execute(statement: Any) -> Any:
-            sent.append(statement)
-            rows, rowcount = self.execute(statement)
-            return statement.result(rows, rowcount)
-
-        drive(statements(op, runner.dialect), execute)
-        return sent
-
-    def replay(self, requests: list[Any]) -> Callable[[int], Any]:
-        execute = self.execute
-        if len(requests) == 1:
-            (only,) = requests
-            return lambda i: execute(only)
-        return lambda i: [execute(statement) for statement in requests]
+    def shaped(self, request: Any, reply: Any) -> Any:
+        rows, rowcount = reply
+        return request.result(rows, rowcount)
 
 
-class SQLiteRaw(_SqlSync):
+def _sqlite_path(target: Target) -> str:
+    return target.server.split("sqlite:///", 1)[1].split("?", 1)[0]
+
+
+class SQLiteRaw(_Sql):
     label = "sqlite3, same SQL"
 
-    def __init__(self, target: Target) -> None:
+    def open(self) -> None:
         import sqlite3
 
-        super().__init__(target)
-        path = target.server.split("sqlite:///", 1)[1].split("?", 1)[0]
-        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection = sqlite3.connect(
+            _sqlite_path(self.target), isolation_level=None, check_same_thread=False
+        )
         self.connection.execute("PRAGMA synchronous = NORMAL")  # as authstore's runner
 
-    def execute(self, statement: Any) -> tuple[list[Any], int]:
-        cursor = self.connection.execute(statement.text, statement.args)
+    def execute(self, request: Any) -> tuple[list[Any], int]:
+        cursor = self.connection.execute(request.text, request.args)
         return cursor.fetchall(), cursor.rowcount
 
     def close(self) -> None:
         self.connection.close()
 
 
-class PsycopgRaw(_SqlSync):
+class AiosqliteRaw(_Sql):
+    label = "aiosqlite, same SQL"
+    asynchronous = True
+
+    async def open(self) -> None:
+        import aiosqlite
+
+        self.connection = await aiosqlite.connect(_sqlite_path(self.target), isolation_level=None)
+        await self.connection.execute("PRAGMA synchronous = NORMAL")
+
+    async def execute(self, request: Any) -> tuple[list[Any], int]:
+        async with self.connection.execute(request.text, request.args) as cursor:
+            return list(await cursor.fetchall()), cursor.rowcount
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+class PsycopgRaw(_Sql):
     label = "psycopg connection, same SQL"
 
-    def __init__(self, target: Target) -> None:
+    def open(self) -> None:
         import psycopg
 
-        super().__init__(target)
-        self.connection = psycopg.connect(target.server, autocommit=True)
+        self.connection = psycopg.connect(self.target.server, autocommit=True)
 
-    def execute(self, statement: Any) -> tuple[list[Any], int]:
-        cursor = self.connection.execute(statement.text, statement.args)
+    def execute(self, request: Any) -> tuple[list[Any], int]:
+        cursor = self.connection.execute(request.text, request.args)
         return (cursor.fetchall() if cursor.description else []), cursor.rowcount
 
     def close(self) -> None:
         self.connection.close()
 
 
-class PyMySQLRaw(_SqlSync):
-    label = "PyMySQL connection, same SQL"
-
-    def __init__(self, target: Target) -> None:
-        import pymysql
-        from pymysql.constants import CLIENT
-
-        super().__init__(target)
-        self.connection = pymysql.connect(
-            **mysql_arguments(target.server), autocommit=True, client_flag=CLIENT.MULTI_STATEMENTS
-        )
-
-    def _results(self, statement: Any) -> list[Any]:
-        results = []
-        with self.connection.cursor() as cursor:
-            cursor.execute(statement.text, statement.args)
-            results.append((cursor.description, cursor.fetchall(), cursor.rowcount))
-            while cursor.nextset():
-                results.append((cursor.description, cursor.fetchall(), cursor.rowcount))
-        return results
-
-    def execute(self, statement: Any) -> tuple[list[Any], int]:
-        results = self._results(statement)
-        return list(results[-1][1] or ()), results[-1][2]
-
-    def record(self, op: Any, runner: Any) -> list[Any]:
-        from authstore.adapters.common.ops import drive
-        from authstore.adapters.mysql.runner import shape
-        from authstore.adapters.sql.execution import statements
-
-        sent: list[Any] = []
-
-        def execute(statement: Any) -> Any:
-            sent.append(statement)
-            return shape(statement, self._results(statement))
-
-        drive(statements(op, runner.dialect), execute)
-        return sent
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-class _SqlAsync(RawDriver):
-    asynchronous = True
-
-    async def execute(self, statement: Any) -> tuple[list[Any], int]:
-        raise NotImplementedError
-
-    async def record(self, op: Any, runner: Any) -> list[Any]:  # type: ignore[override]
-        from authstore.adapters.common.ops import drive_async
-        from authstore.adapters.sql.execution import statements
-
-        sent: list[Any] = []
-
-        async def execute(statement: Any) -> Any:
-            sent.append(statement)
-            rows, rowcount = await self.execute(statement)
-            return statement.result(rows, rowcount)
-
-        await drive_async(statements(op, runner.dialect), execute)
-        return sent
-
-    def replay(self, requests: list[Any]) -> Callable[[int], Any]:
-        execute = self.execute
-        if len(requests) == 1:
-            (only,) = requests
-            return lambda i: execute(only)
-
-        async def all_of(i: int) -> None:
-            for statement in requests:
-                await execute(statement)
-
-        return all_of
-
-
-class AiosqliteRaw(_SqlAsync):
-    label = "aiosqlite, same SQL"
-
-    async def open(self) -> None:
-        import aiosqlite
-
-        path = self.target.server.split("sqlite:///", 1)[1].split("?", 1)[0]
-        self.connection = await aiosqlite.connect(path, isolation_level=None)
-        await self.connection.execute("PRAGMA synchronous = NORMAL")
-
-    async def execute(self, statement: Any) -> tuple[list[Any], int]:
-        async with self.connection.execute(statement.text, statement.args) as cursor:
-            return list(await cursor.fetchall()), cursor.rowcount
-
-    async def close(self) -> None:  # type: ignore[override]
-        await self.connection.close()
-
-
-class AsyncpgRaw(_SqlAsync):
+class AsyncpgRaw(_Sql):
     label = "asyncpg connection, same SQL"
+    asynchronous = True
 
     async def open(self) -> None:
         import asyncpg
 
         self.connection = await asyncpg.connect(self.target.server)
 
-    async def execute(self, statement: Any) -> tuple[list[Any], int]:
-        if statement.fetch in ("one", "all"):
-            return list(await self.connection.fetch(statement.text, *statement.args)), 0
-        status = await self.connection.execute(statement.text, *statement.args)
+    async def execute(self, request: Any) -> tuple[list[Any], int]:
+        if request.fetch in ("one", "all"):
+            return list(await self.connection.fetch(request.text, *request.args)), 0
+        status = await self.connection.execute(request.text, *request.args)
         tail = status.rsplit(" ", 1)[-1]
         return [], int(tail) if tail.isdigit() else 0
 
-    async def close(self) -> None:  # type: ignore[override]
+    async def close(self) -> None:
         await self.connection.close()
 
 
+class _MySQL(_Sql):
+    """Replies are every result set of a multi-statement command, shaped as the
+    runner shapes them (the last one that returned rows)."""
+
+    def shaped(self, request: Any, reply: Any) -> Any:
+        from authstore.adapters.mysql.runner import shape
+
+        return shape(request, reply)
+
+
+class PyMySQLRaw(_MySQL):
+    label = "PyMySQL connection, same SQL"
+
+    def open(self) -> None:
+        import pymysql
+        from pymysql.constants import CLIENT
+
+        self.connection = pymysql.connect(
+            **mysql_arguments(self.target.server),
+            autocommit=True,
+            client_flag=CLIENT.MULTI_STATEMENTS,
+        )
+
+    def execute(self, request: Any) -> list[Any]:
+        results = []
+        with self.connection.cursor() as cursor:
+            cursor.execute(request.text, request.args)
+            results.append((cursor.description, cursor.fetchall(), cursor.rowcount))
+            while cursor.nextset():
+                results.append((cursor.description, cursor.fetchall(), cursor.rowcount))
+        return results
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 def _literal(connection: Any, value: object) -> str:
+    """aiomysql 0.3 cannot escape bytes with PyMySQL 1.2: an application writes them as
+    hex literals, as authstore's runner does."""
     if isinstance(value, (bytes, bytearray)):
         return f"X'{value.hex()}'"
     text: str = connection.escape(value)
     return text
 
 
-class AiomysqlRaw(_SqlAsync):
+class AiomysqlRaw(_MySQL):
     label = "aiomysql connection, same SQL"
+    asynchronous = True
 
     async def open(self) -> None:
         import aiomysql
@@ -293,52 +281,30 @@ class AiomysqlRaw(_SqlAsync):
             **arguments, autocommit=True, client_flag=CLIENT.MULTI_STATEMENTS
         )
 
-    async def _results(self, statement: Any) -> list[Any]:
+    async def execute(self, request: Any) -> list[Any]:
         results = []
+        text = request.text % tuple(_literal(self.connection, a) for a in request.args)
         async with self.connection.cursor() as cursor:
-            # aiomysql 0.3 cannot escape bytes with PyMySQL 1.2: an application writes
-            # them as hex literals, as authstore's runner does
-            await cursor.execute(
-                statement.text % tuple(_literal(self.connection, a) for a in statement.args)
-            )
+            await cursor.execute(text)
             results.append((cursor.description, await cursor.fetchall(), cursor.rowcount))
             while await cursor.nextset():
                 results.append((cursor.description, await cursor.fetchall(), cursor.rowcount))
         return results
 
-    async def execute(self, statement: Any) -> tuple[list[Any], int]:
-        results = await self._results(statement)
-        return list(results[-1][1] or ()), results[-1][2]
-
-    async def record(self, op: Any, runner: Any) -> list[Any]:  # type: ignore[override]
-        from authstore.adapters.common.ops import drive_async
-        from authstore.adapters.mysql.runner import shape
-        from authstore.adapters.sql.execution import statements
-
-        sent: list[Any] = []
-
-        async def execute(statement: Any) -> Any:
-            sent.append(statement)
-            return shape(statement, await self._results(statement))
-
-        await drive_async(statements(op, runner.dialect), execute)
-        return sent
-
-    async def close(self) -> None:  # type: ignore[override]
+    async def close(self) -> None:
         self.connection.close()
 
 
 # --- Redis -----------------------------------------------------------------------------
 
 
-class RedisRaw(RawDriver):
-    label = "redis-py, same commands"
+class _Redis(RawDriver):
+    """A request is one command's arguments, or a list of them for a MULTI pipeline."""
 
-    def __init__(self, target: Target) -> None:
-        import redis
+    def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
+        from authstore.adapters.redis.execution import requests
 
-        super().__init__(target)
-        self.client = redis.Redis.from_url(target.server)
+        return requests(op)
 
     def execute(self, request: Any) -> Any:
         if isinstance(request, tuple):
@@ -346,33 +312,22 @@ class RedisRaw(RawDriver):
         pipe = self.client.pipeline(transaction=True)
         for args in request:
             pipe.execute_command(*args)
-        return pipe.execute()
+        return pipe.execute()  # an awaitable with redis.asyncio
 
-    def record(self, op: Any, runner: Any) -> list[Any]:
-        from authstore.adapters.common.ops import drive
-        from authstore.adapters.redis.execution import requests
 
-        sent: list[Any] = []
+class RedisRaw(_Redis):
+    label = "redis-py, same commands"
 
-        def execute(request: Any) -> Any:
-            sent.append(request)
-            return self.execute(request)
+    def open(self) -> None:
+        import redis
 
-        drive(requests(op), execute)
-        return sent
-
-    def replay(self, requests: list[Any]) -> Callable[[int], Any]:
-        execute = self.execute
-        if len(requests) == 1:
-            (only,) = requests
-            return lambda i: execute(only)
-        return lambda i: [execute(request) for request in requests]
+        self.client = redis.Redis.from_url(self.target.server)
 
     def close(self) -> None:
         self.client.close()
 
 
-class AsyncRedisRaw(RawDriver):
+class AsyncRedisRaw(_Redis):
     label = "redis.asyncio, same commands"
     asynchronous = True
 
@@ -381,48 +336,15 @@ class AsyncRedisRaw(RawDriver):
 
         self.client = redis.asyncio.Redis.from_url(self.target.server)
 
-    async def execute(self, request: Any) -> Any:
-        if isinstance(request, tuple):
-            return await self.client.execute_command(*request)
-        pipe = self.client.pipeline(transaction=True)
-        for args in request:
-            pipe.execute_command(*args)
-        return await pipe.execute()
-
-    async def record(self, op: Any, runner: Any) -> list[Any]:  # type: ignore[override]
-        from authstore.adapters.common.ops import drive_async
-        from authstore.adapters.redis.execution import requests
-
-        sent: list[Any] = []
-
-        async def execute(request: Any) -> Any:
-            sent.append(request)
-            return await self.execute(request)
-
-        await drive_async(requests(op), execute)
-        return sent
-
-    def replay(self, requests: list[Any]) -> Callable[[int], Any]:
-        execute = self.execute
-        if len(requests) == 1:
-            (only,) = requests
-            return lambda i: execute(only)
-
-        async def all_of(i: int) -> None:
-            for request in requests:
-                await execute(request)
-
-        return all_of
-
-    async def close(self) -> None:  # type: ignore[override]
+    async def close(self) -> None:
         await self.client.aclose()
 
 
 # --- MongoDB ---------------------------------------------------------------------------
 
 
-def _documents(op: Any) -> Any:
-    """A program of command documents; Unsupported for transactions."""
+def _documents(op: Any) -> Generator[Any, Any, Any]:
+    """The operation's command documents; Unsupported for transactions."""
     from authstore.adapters.mongodb.commands import Command
 
     result: Any = None
@@ -440,140 +362,90 @@ def _documents(op: Any) -> Any:
 
 
 class MongoRaw(RawDriver):
+    """pymongo's ``database.command``; the async client's returns an awaitable."""
+
     label = "pymongo, same commands"
 
-    def __init__(self, target: Target) -> None:
+    def open(self) -> None:
         import pymongo
 
-        super().__init__(target)
-        address, name = mongo_database(target.server)
-        self.client: Any = pymongo.MongoClient(address)
+        self._connect(pymongo.MongoClient)
+
+    def _connect(self, kind: Any) -> None:
+        address, name = mongo_database(self.target.server)
+        self.client = kind(address)
         self.database = self.client[name]
 
-    def record(self, op: Any, runner: Any) -> list[Any]:
-        from authstore.adapters.common.ops import drive
+    def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
+        return _documents(op)
+
+    def execute(self, request: Any) -> Any:
+        return self.database.command(request)
+
+    def shaped(self, request: Any, reply: Any) -> Any:
         from authstore.adapters.mongodb.runner import check_reply
 
-        sent: list[Any] = []
+        return check_reply(reply)
 
-        def execute(document: Any) -> Any:
-            sent.append(document)
-            return check_reply(self.database.command(document))
-
-        drive(_documents(op), execute)
-        return sent
-
-    def replay(self, requests: list[Any]) -> Callable[[int], Any]:
-        command = self.database.command
-        if len(requests) == 1:
-            (only,) = requests
-            return lambda i: command(only)
-        return lambda i: [command(document) for document in requests]
-
-    def close(self) -> None:
-        self.client.close()
+    def close(self) -> Any:
+        return self.client.close()
 
 
-class AsyncMongoRaw(RawDriver):
+class AsyncMongoRaw(MongoRaw):
     label = "AsyncMongoClient, same commands"
     asynchronous = True
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # type: ignore[override]
         from pymongo import AsyncMongoClient
 
-        address, name = mongo_database(self.target.server)
-        self.client: Any = AsyncMongoClient(address)
-        self.database = self.client[name]
-
-    async def record(self, op: Any, runner: Any) -> list[Any]:  # type: ignore[override]
-        from authstore.adapters.common.ops import drive_async
-        from authstore.adapters.mongodb.runner import check_reply
-
-        sent: list[Any] = []
-
-        async def execute(document: Any) -> Any:
-            sent.append(document)
-            return check_reply(await self.database.command(document))
-
-        await drive_async(_documents(op), execute)
-        return sent
-
-    def replay(self, requests: list[Any]) -> Callable[[int], Any]:
-        command = self.database.command
-        if len(requests) == 1:
-            (only,) = requests
-            return lambda i: command(only)
-
-        async def all_of(i: int) -> None:
-            for document in requests:
-                await command(document)
-
-        return all_of
-
-    async def close(self) -> None:  # type: ignore[override]
-        await self.client.close()
+        self._connect(AsyncMongoClient)
 
 
 # --- memcached --------------------------------------------------------------------------
 
 
-class MemcachedRaw(RawDriver):
-    """pymemcache's Client doing the commands authstore sends (CAS tokens replayed as
-    recorded: a replayed ``cas`` is answered "exists", still one round trip)."""
+class _Memcached(RawDriver):
+    """The operation yields memcached commands itself; CAS tokens are replayed as
+    recorded (a replayed ``cas`` is answered "exists": still one round trip)."""
 
+    def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
+        return op  # type: ignore[no-any-return]
+
+
+class MemcachedRaw(_Memcached):
     label = "pymemcache, same commands"
 
-    def __init__(self, target: Target) -> None:
+    def open(self) -> None:
         from pymemcache.client.base import Client
 
-        super().__init__(target)
-        self.client = Client(target.address, default_noreply=False)
+        self.client = Client(self.target.address, default_noreply=False)
 
-    def execute(self, command: Any) -> Any:
+    def execute(self, request: Any) -> Any:
         from authstore.adapters.memcached.commands import Delete, Get, SetMany, Store, Touch
 
         client = self.client
-        if isinstance(command, Get):
-            if command.cas:
-                return {k: v for k in command.keys if (v := client.gets(k))[0] is not None}
-            return {k: (v, None) for k, v in client.get_many(list(command.keys)).items()}
-        if isinstance(command, Store):
-            if command.verb == "cas":
-                return bool(client.cas(command.key, command.value, command.token, command.exptime))
-            return bool(getattr(client, command.verb)(command.key, command.value, command.exptime))
-        if isinstance(command, SetMany):
-            client.set_many(dict(command.items), command.exptime)
+        if isinstance(request, Get):
+            if request.cas:
+                return {k: v for k in request.keys if (v := client.gets(k))[0] is not None}
+            return {k: (v, None) for k, v in client.get_many(list(request.keys)).items()}
+        if isinstance(request, Store):
+            if request.verb == "cas":
+                return bool(client.cas(request.key, request.value, request.token, request.exptime))
+            return bool(getattr(client, request.verb)(request.key, request.value, request.exptime))
+        if isinstance(request, SetMany):
+            client.set_many(dict(request.items), request.exptime)
             return None
-        if isinstance(command, Delete):
-            return sum(bool(client.delete(k)) for k in command.keys)
-        if isinstance(command, Touch):
-            return sum(bool(client.touch(k, command.exptime)) for k in command.keys)
-        raise Unsupported(repr(command))
-
-    def record(self, op: Any, runner: Any) -> list[Any]:
-        from authstore.adapters.common.ops import drive
-
-        sent: list[Any] = []
-
-        def execute(command: Any) -> Any:
-            sent.append(command)
-            return self.execute(command)
-
-        drive(op, execute)
-        return sent
-
-    def replay(self, requests: list[Any]) -> Callable[[int], Any]:
-        execute = self.execute
-        if len(requests) == 1:
-            (only,) = requests
-            return lambda i: execute(only)
-        return lambda i: [execute(command) for command in requests]
+        if isinstance(request, Delete):
+            return sum(bool(client.delete(k)) for k in request.keys)
+        if isinstance(request, Touch):
+            return sum(bool(client.touch(k, request.exptime)) for k in request.keys)
+        raise Unsupported(repr(request))
 
     def close(self) -> None:
         self.client.close()
 
 
-class AsyncMemcachedRaw(RawDriver):
+class AsyncMemcachedRaw(_Memcached):
     label = "aiomcache, same commands"
     asynchronous = True
 
@@ -583,86 +455,62 @@ class AsyncMemcachedRaw(RawDriver):
         host, port = self.target.address
         self.client = aiomcache.Client(host, port)
 
-    async def execute(self, command: Any) -> Any:
+    async def execute(self, request: Any) -> Any:
         from authstore.adapters.memcached.commands import Get, Store
 
         client = self.client
-        if isinstance(command, Get):
-            if command.cas:
+        if isinstance(request, Get):
+            if request.cas:
                 found = {}
-                for key in command.keys:
+                for key in request.keys:
                     value, token = await client.gets(key.encode())
                     if value is not None:
                         found[key] = (value, token)
                 return found
-            values = await client.multi_get(*(k.encode() for k in command.keys))
+            values = await client.multi_get(*(k.encode() for k in request.keys))
             return {
-                k: (v, None) for k, v in zip(command.keys, values, strict=True) if v is not None
+                k: (v, None) for k, v in zip(request.keys, values, strict=True) if v is not None
             }
-        if isinstance(command, Store):
-            key = command.key.encode()
-            if command.verb == "cas":
-                return bool(await client.cas(key, command.value, command.token, command.exptime))
-            return bool(await getattr(client, command.verb)(key, command.value, command.exptime))
-        raise Unsupported(repr(command))
+        if isinstance(request, Store):
+            key = request.key.encode()
+            if request.verb == "cas":
+                return bool(await client.cas(key, request.value, request.token, request.exptime))
+            return bool(await getattr(client, request.verb)(key, request.value, request.exptime))
+        raise Unsupported(repr(request))
 
-    async def record(self, op: Any, runner: Any) -> list[Any]:  # type: ignore[override]
-        from authstore.adapters.common.ops import drive_async
-
-        sent: list[Any] = []
-
-        async def execute(command: Any) -> Any:
-            sent.append(command)
-            return await self.execute(command)
-
-        await drive_async(op, execute)
-        return sent
-
-    def replay(self, requests: list[Any]) -> Callable[[int], Any]:
-        execute = self.execute
-        if len(requests) == 1:
-            (only,) = requests
-            return lambda i: execute(only)
-
-        async def all_of(i: int) -> None:
-            for command in requests:
-                await execute(command)
-
-        return all_of
-
-    async def close(self) -> None:  # type: ignore[override]
+    async def close(self) -> None:
         await self.client.close()
 
 
-SYNC: dict[str, type[RawDriver]] = {
-    "sqlite": SQLiteRaw,
-    "postgresql": PsycopgRaw,
-    "mariadb": PyMySQLRaw,
-    "redis": RedisRaw,
-    "mongodb": MongoRaw,
-    "memcached": MemcachedRaw,
-}
-ASYNC: dict[str, type[RawDriver]] = {
-    "sqlite": AiosqliteRaw,
-    "postgresql": AsyncpgRaw,
-    "mariadb": AiomysqlRaw,
-    "redis": AsyncRedisRaw,
-    "mongodb": AsyncMongoRaw,
-    "memcached": AsyncMemcachedRaw,
+DRIVERS: dict[tuple[str, bool], type[RawDriver]] = {
+    ("sqlite", False): SQLiteRaw,
+    ("sqlite", True): AiosqliteRaw,
+    ("postgresql", False): PsycopgRaw,
+    ("postgresql", True): AsyncpgRaw,
+    ("mariadb", False): PyMySQLRaw,
+    ("mariadb", True): AiomysqlRaw,
+    ("redis", False): RedisRaw,
+    ("redis", True): AsyncRedisRaw,
+    ("mongodb", False): MongoRaw,
+    ("mongodb", True): AsyncMongoRaw,
+    ("memcached", False): MemcachedRaw,
+    ("memcached", True): AsyncMemcachedRaw,
 }
 
 
 def open_raw(target: Target, asynchronous: bool) -> Any:
-    """The target's raw driver (an awaitable of it when async), or None (memory)."""
-    kind = (ASYNC if asynchronous else SYNC).get(target.name)
+    """The target's raw driver, connected (an awaitable of it when async), or None
+    (memory: nothing to replay)."""
+    kind = DRIVERS.get((target.name, asynchronous))
     if kind is None:
         return None
+    driver = kind(target)
+    opened = driver.open()
     if not asynchronous:
-        return kind(target)
-
-    async def opened() -> RawDriver:
-        driver = kind(target)
-        await driver.open()  # type: ignore[attr-defined]
         return driver
 
-    return opened()
+    async def connected() -> RawDriver:
+        await opened
+        return driver
+
+    return connected()

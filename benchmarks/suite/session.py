@@ -248,6 +248,7 @@ async def _open_async(url: str, target: Target) -> Stores:
 
 
 def _round_trips(target: Target, proxy: Proxy, results: Results, calls: int) -> None:
+    warm = 6 if target.name == "postgresql" else 2  # psycopg prepares on the sixth execution
     """Round trips per call, counted by the proxy (no delay), sync then async."""
     port = proxy.ports[target.address]
     url = target.via(port)
@@ -258,7 +259,7 @@ def _round_trips(target: Target, proxy: Proxy, results: Results, calls: int) -> 
         try:
             run_sync(seed(stores, 1))
             for name, contender in contenders(stores, 1).items():
-                for i in range(6):  # psycopg prepares on the sixth execution
+                for i in range(warm):
                     if contender.prepare:
                         contender.prepare(1)
                     contender.call(i)
@@ -279,7 +280,7 @@ def _round_trips(target: Target, proxy: Proxy, results: Results, calls: int) -> 
         try:
             await run_async(seed(stores, 1))
             for name, contender in contenders(stores, 1).items():
-                for i in range(6):
+                for i in range(warm):
                     if contender.prepare:
                         await contender.prepare(1)
                     await contender.call(i)
@@ -421,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
                 _sync(target, budget, results)
                 asyncio.run(_async(target, budget, results))
                 if proxy is not None and target.network:
-                    _round_trips(target, proxy, results, 1 if options.smoke else 10)
+                    _round_trips(
+                        target, proxy, results, 1 if options.smoke else 3 if options.quick else 10
+                    )
                     _latency(target, proxy, budget, results)
             except Exception as error:
                 results.failures.append(f"{target.name}: {error!r:.300}")
