@@ -19,9 +19,11 @@ import asyncio
 import inspect
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from authstore.adapters.common.ops import drive, drive_async
 
 __all__ = [
     "Budget",
@@ -172,18 +174,39 @@ class _Plan:
         return self.results
 
 
-def measure_sync(contenders: list[Contender], budget: Budget) -> list[Measurement]:
+def _slice(call: Callable[[int], Any], start: int, n: int) -> list[float]:
+    samples, clock = [], time.perf_counter
+    for i in range(start, start + n):
+        began = clock()
+        call(i)
+        samples.append(clock() - began)
+    return samples
+
+
+async def _slice_async(call: Callable[[int], Any], start: int, n: int) -> list[float]:
+    samples, clock = [], time.perf_counter
+    for i in range(start, start + n):
+        began = clock()
+        await call(i)
+        samples.append(clock() - began)
+    return samples
+
+
+Slice = Callable[[Callable[[int], Any], int, int], Any]
+
+
+def _rounds(contenders: list[Contender], budget: Budget, run: Slice) -> Generator[Any, Any, Any]:
+    """The rounds, once for both modes: each step yields a slice's samples or a prepare's
+    result (values, or awaitables the async driver awaits); errors come back in."""
     plan = _Plan(contenders, budget)
     for index, contender in enumerate(contenders):  # warm up and calibrate
         plan.sizes.append(0)
         try:
             if contender.prepare is not None:
-                contender.prepare(3)
-            started = time.perf_counter()
-            for _ in range(3):
-                contender.call(plan.counter)
-                plan.counter += 1
-            plan.sizes[index] = _calls(budget, (time.perf_counter() - started) / 3)
+                yield contender.prepare(3)
+            samples = yield run(contender.call, plan.counter, 3)
+            plan.counter += 3
+            plan.sizes[index] = _calls(budget, sum(samples) / 3)
         except Exception as error:
             plan.fail(index, error)
     clock = time.perf_counter
@@ -197,27 +220,28 @@ def measure_sync(contenders: list[Contender], budget: Budget) -> list[Measuremen
             prepare = contenders[index].prepare
             try:
                 if prepare is not None:
-                    prepare(plan.sizes[index])
+                    yield prepare(plan.sizes[index])
                 rounds[index] = []
             except Exception as error:
                 plan.fail(index, error)
         for index, n in plan.turns():
             if index not in rounds or not plan.sizes[index]:
                 continue
-            call, samples = contenders[index].call, rounds[index]
             try:
-                for _ in range(n):
-                    started = clock()
-                    call(plan.counter)
-                    samples.append(clock() - started)
-                    plan.counter += 1
+                rounds[index] += yield run(contenders[index].call, plan.counter, n)
             except Exception as error:
                 plan.fail(index, error)
+            plan.counter += n
         for index, samples in rounds.items():
             if plan.sizes[index] and samples:
                 plan.results[index].samples += samples
                 plan.means[index].append(trimmed_mean(samples))
     return plan.done()
+
+
+def measure_sync(contenders: list[Contender], budget: Budget) -> list[Measurement]:
+    results: list[Measurement] = drive(_rounds(contenders, budget, _slice), lambda step: step)
+    return results
 
 
 async def _maybe(value: Any) -> Any:
@@ -226,51 +250,10 @@ async def _maybe(value: Any) -> Any:
 
 async def measure_async(contenders: list[Contender], budget: Budget) -> list[Measurement]:
     """Sequential async: one caller awaiting each call in turn."""
-    plan = _Plan(contenders, budget)
-    for index, contender in enumerate(contenders):
-        plan.sizes.append(0)
-        try:
-            if contender.prepare is not None:
-                await _maybe(contender.prepare(3))
-            started = time.perf_counter()
-            for _ in range(3):
-                await contender.call(plan.counter)
-                plan.counter += 1
-            plan.sizes[index] = _calls(budget, (time.perf_counter() - started) / 3)
-        except Exception as error:
-            plan.fail(index, error)
-    clock = time.perf_counter
-    began = clock()
-    cap = budget.rounds * budget.round_seconds * max(1, len(plan.live())) * 3
-    for number in range(budget.rounds):
-        if number >= 3 and clock() - began > cap:  # a slow server: three rounds will do
-            break
-        rounds: dict[int, list[float]] = {}
-        for index in plan.live():
-            prepare = contenders[index].prepare
-            try:
-                if prepare is not None:
-                    await _maybe(prepare(plan.sizes[index]))
-                rounds[index] = []
-            except Exception as error:
-                plan.fail(index, error)
-        for index, n in plan.turns():
-            if index not in rounds or not plan.sizes[index]:
-                continue
-            call, samples = contenders[index].call, rounds[index]
-            try:
-                for _ in range(n):
-                    started = clock()
-                    await call(plan.counter)
-                    samples.append(clock() - started)
-                    plan.counter += 1
-            except Exception as error:
-                plan.fail(index, error)
-        for index, samples in rounds.items():
-            if plan.sizes[index] and samples:
-                plan.results[index].samples += samples
-                plan.means[index].append(trimmed_mean(samples))
-    return plan.done()
+    results: list[Measurement] = await drive_async(
+        _rounds(contenders, budget, _slice_async), _maybe
+    )
+    return results
 
 
 async def _worker(queue: Iterator[int], call: Callable[[int], Any], samples: list[float]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.suite.measure import Contender
-from benchmarks.suite.ops import BIG, PAYLOAD
+from benchmarks.suite.ops import BIG, PAYLOAD, Steps, run_async, run_sync
 from benchmarks.suite.targets import Target, mongo_database, mysql_arguments
 
 __all__ = ["async_peers", "sync_peers"]
@@ -46,37 +46,17 @@ def _add(peers: Peers, op: str, label: str, call: Callable[[int], Any], note: st
     peers.setdefault(op, []).append(Contender(label, "peer", call, note=note))
 
 
-def _limits_sync(peers: Peers, uri: str, name: str, tag: str, **options: Any) -> None:
-    from limits import RateLimitItemPerMinute, storage, strategies
-
-    store = storage.storage_from_string(uri, **options)
-    allowed, refused = RateLimitItemPerMinute(BIG), RateLimitItemPerMinute(1)
-    for algorithm, kind in (
-        ("fixed_window", strategies.FixedWindowRateLimiter),
-        ("sliding_window", strategies.SlidingWindowCounterRateLimiter),
-    ):
-        limiter = kind(store)
-        limiter.hit(refused, tag, f"r{algorithm}")
-        label = f"limits {name} {kind.__name__.removesuffix('RateLimiter')}"
-        _add(
-            peers,
-            f"{algorithm} allowed",
-            label,
-            lambda i, lim=limiter, a=algorithm: lim.hit(allowed, tag, f"a{a}"),
-        )
-        _add(
-            peers,
-            f"{algorithm} refused",
-            label,
-            lambda i, lim=limiter, a=algorithm: lim.hit(refused, tag, f"r{a}"),
-        )
-
-
-async def _limits_async(peers: Peers, uri: str, name: str, tag: str, **options: Any) -> None:
+def _limits(
+    peers: Peers, uri: str, name: str, tag: str, asynchronous: bool, **options: Any
+) -> Steps:
+    """``limits``' fixed window and sliding-window counter, sync or async (``limits.aio``):
+    yields the spending hit of each refused limiter (awaitable when async)."""
+    import limits.aio.strategies
+    import limits.strategies
     from limits import RateLimitItemPerMinute
-    from limits.aio import strategies
     from limits.storage import storage_from_string
 
+    strategies: Any = limits.aio.strategies if asynchronous else limits.strategies
     store = storage_from_string(uri, **options)
     allowed, refused = RateLimitItemPerMinute(BIG), RateLimitItemPerMinute(1)
     for algorithm, kind in (
@@ -84,8 +64,10 @@ async def _limits_async(peers: Peers, uri: str, name: str, tag: str, **options: 
         ("sliding_window", strategies.SlidingWindowCounterRateLimiter),
     ):
         limiter = kind(store)
-        await limiter.hit(refused, tag, f"r{algorithm}")
-        label = f"limits async {name} {kind.__name__.removesuffix('RateLimiter')}"
+        yield limiter.hit(refused, tag, f"r{algorithm}")
+        label = f"limits{' async' if asynchronous else ''} {name} " + kind.__name__.removesuffix(
+            "RateLimiter"
+        )
         _add(
             peers,
             f"{algorithm} allowed",
@@ -98,6 +80,14 @@ async def _limits_async(peers: Peers, uri: str, name: str, tag: str, **options: 
             label,
             lambda i, lim=limiter, a=algorithm: lim.hit(refused, tag, f"r{a}"),
         )
+
+
+def _limits_sync(peers: Peers, uri: str, name: str, tag: str, **options: Any) -> None:
+    run_sync(_limits(peers, uri, name, tag, False, **options))
+
+
+async def _limits_async(peers: Peers, uri: str, name: str, tag: str, **options: Any) -> None:
+    await run_async(_limits(peers, uri, name, tag, True, **options))
 
 
 def _cachelib(peers: Peers, cache: Any, label: str) -> None:

@@ -210,7 +210,7 @@ def _markdown(results: Results, charts: list[str]) -> str:
         "callers spread over 100 keys. Round trips are counted on the wire by the proxy (a client "
         "send after the server last spoke): the fewer of two counts over 10 calls (3 with "
         "--quick), after warm-up calls (6 on PostgreSQL: psycopg prepares a statement on its "
-        "sixth run). Sequential async SQLite, memory and the peers have no wire to count. The "
+        "sixth run); SQLite and memory have no wire, and the peers' round trips are not counted. The "
         "1 ms comparison runs through the same proxy (its own process) with 0.5 ms each way; "
         "the round trip it really gave is stated with the table. "
         "Ratios are authstore's time over the other's: below 1 authstore is faster. Compare "
