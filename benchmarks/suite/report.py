@@ -483,6 +483,8 @@ def _summary(results: Results) -> str:
 
 def write(results: Results, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
+    for stale in ("modes.png", "ratios.png", "latency.png"):  # charts of an earlier run
+        (out / stale).unlink(missing_ok=True)
     charts = (
         _charts(results, out)
         if results.budget != "smoke" or os.environ.get("AUTHSTORE_BENCH_CHARTS")

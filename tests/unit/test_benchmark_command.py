@@ -56,3 +56,16 @@ def test_smoke_run_writes_a_report(tmp_path: Path) -> None:
         lines = [line for line in block.splitlines() if line.startswith("|")]
         if lines:
             assert {line.count("|") for line in lines} == {lines[0].count("|")}, block
+
+
+def test_authstore_bench_is_the_same_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "authstore", "bench", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "python -m benchmarks" in done.stdout
+    assert "--quick" in done.stdout
