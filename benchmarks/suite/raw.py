@@ -211,6 +211,15 @@ class AsyncpgRaw(_Sql):
 
         self.connection = await asyncpg.connect(self.target.server)
 
+
+class AsyncpgPoolRaw(AsyncpgRaw):
+    label = "asyncpg pool of 10, same SQL"
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self.connection = await asyncpg.create_pool(self.target.server, min_size=10, max_size=10)
+
     async def execute(self, request: Any) -> tuple[list[Any], int]:
         if request.fetch in ("one", "all"):
             return list(await self.connection.fetch(request.text, *request.args)), 0
@@ -373,7 +382,8 @@ class MongoRaw(RawDriver):
 
     def _connect(self, kind: Any) -> None:
         address, name = mongo_database(self.target.server)
-        self.client = kind(address)
+        direct = "directconnection=true" in self.target.server.lower()  # through the proxy
+        self.client = kind(address, directConnection=True) if direct else kind(address)
         self.database = self.client[name]
 
     def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
@@ -498,10 +508,18 @@ DRIVERS: dict[tuple[str, bool], type[RawDriver]] = {
 }
 
 
-def open_raw(target: Target, asynchronous: bool) -> Any:
+POOLED: dict[str, type[RawDriver]] = {
+    "postgresql": AsyncpgPoolRaw,
+    "redis": AsyncRedisRaw,  # redis.asyncio's client has its own pool (unbounded)
+    "mongodb": AsyncMongoRaw,  # AsyncMongoClient pools (maxPoolSize 100)
+}
+"""Async drivers many callers can share, for 100 concurrent callers."""
+
+
+def open_raw(target: Target, asynchronous: bool, *, pooled: bool = False) -> Any:
     """The target's raw driver, connected (an awaitable of it when async), or None
-    (memory: nothing to replay)."""
-    kind = DRIVERS.get((target.name, asynchronous))
+    (memory: nothing to replay; with ``pooled``, a target without a pooled driver here)."""
+    kind = POOLED.get(target.name) if pooled else DRIVERS.get((target.name, asynchronous))
     if kind is None:
         return None
     driver = kind(target)

@@ -29,6 +29,8 @@ __all__ = ["Results", "main"]
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 LATENCY_OPS = ("cache get", "fixed_window allowed", "is_blacklisted", "session get")
+RAW_AT_DISTANCE = ("cache get", "is_blacklisted", "session get")
+"""Reads: a replayed request is the same key for every caller, harmless only for reads."""
 DELAY = 0.0005
 """One-way delay of the latency proxy: a 1 ms round trip."""
 CALLERS = 100
@@ -325,25 +327,37 @@ def _latency(target: Target, proxy: Proxy, budget: Budget, results: Results) -> 
         finally:
             close_stores(stores)
 
-        async def concurrent() -> dict[str, Measurement]:
+        async def concurrent() -> dict[str, list[Measurement]]:
             stores = open_stores(url, target.stores, True)
+            raw = open_raw(target.server_via(proxy.ports[target.address]), True, pooled=True)
+            raw = await raw if raw is not None else None
             try:
                 await run_async(seed(stores, CALLERS))
                 calls = contenders(stores, CALLERS)
-                return {
-                    name: (await measure.measure_concurrent([calls[name]], budget, CALLERS))[0]
-                    for name in LATENCY_OPS
-                    if name in calls
-                }
+                found = {}
+                for name in LATENCY_OPS:
+                    if name not in calls:
+                        continue
+                    group = [calls[name]]
+                    if raw is not None and name in RAW_AT_DISTANCE:
+                        with contextlib.suppress(Exception):
+                            group.append(
+                                await raw.contender(_store_of(stores, name), calls[name].call)
+                            )
+                    found[name] = await measure.measure_concurrent(group, budget, CALLERS)
+                return found
             finally:
                 await close_stores(stores)
+                if raw is not None:
+                    await raw.close()
 
         many = asyncio.run(concurrent())
     finally:
         proxy.delay(0)
     for name, one in sync.items():
-        other = many[name]
+        other, *raws = many[name]
         ratio = other.ops / one.ops if one.ops and other.ops else 0.0
+        pooled = raws[0] if raws and raws[0].error is None else None
         results.latency.append(
             {
                 "backend": target.name,
@@ -354,11 +368,15 @@ def _latency(target: Target, proxy: Proxy, budget: Budget, results: Results) -> 
                 "async_p50": other.p50,
                 "async_p99": other.p99,
                 "ratio": ratio,
+                "raw": pooled.label if pooled else "",
+                "raw_async": pooled.ops if pooled else 0.0,
+                "raw_async_p99": pooled.p99 if pooled else 0.0,
                 "error": one.error or other.error,
             }
         )
         progress(
             f"  {target.name} at 1 ms {name:<22} sync {one.ops:,.0f}/s, async x{CALLERS} {other.ops:,.0f}/s ({ratio:.1f}x)"
+            + (f"; {pooled.label} x{CALLERS} {pooled.ops:,.0f}/s" if pooled else "")
         )
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -77,6 +78,15 @@ class Target:
         if self.name == "mongodb":
             url += "&directConnection=true"
         return url
+
+    def server_via(self, port: int) -> Target:
+        """This target with its server (what raw drivers use) behind the proxy."""
+        parts = urllib.parse.urlsplit(self.server)
+        user, at, _ = parts.netloc.rpartition("@")
+        server = urllib.parse.urlunsplit(parts._replace(netloc=f"{user}{at}127.0.0.1:{port}"))
+        if self.name == "mongodb":
+            server += ("&" if "?" in server else "?") + "directConnection=true"
+        return dataclasses.replace(self, server=server, cleanups=[])
 
     def cleanup(self) -> None:
         for step in reversed(self.cleanups):
