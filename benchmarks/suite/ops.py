@@ -66,7 +66,8 @@ class Op:
     Issuing a magic link also revokes the user's previous ones: a transaction."""
     raw: bool = True
     """The raw driver can replay its round trip (not for writes a replay cannot repeat:
-    a second insert of the same token hash, a second consume)."""
+    a second insert of the same token hash, a second consume, a second claim of the same
+    step, which is refused without writing while authstore's calls claim new steps)."""
 
 
 OPS: list[Op] = [
@@ -78,7 +79,7 @@ OPS: list[Op] = [
     Op("session create", "sessions", raw=False),
     Op("session get", "sessions"),
     Op("session touch", "sessions"),
-    Op("claim_step", "totp"),
+    Op("claim_step", "totp", raw=False),
     Op("magic-link issue", "magic", single=False, raw=False),
     Op("magic-link consume", "magic", raw=False),
 ]
