@@ -301,7 +301,11 @@ def sync_peers(target: Target, closers: Closers) -> tuple[Peers, list[str]]:
                 peers, SimpleCache(threshold=10**6, default_timeout=0), "cachelib SimpleCache"
             ),
         )
-        _guard(notes, "limits_sync", lambda: _limits_sync(peers, "memory://", "MemoryStorage", tag))
+        _guard(
+            notes,
+            f"{name} limits_sync",
+            lambda: _limits_sync(peers, "memory://", "MemoryStorage", tag),
+        )
         notes.append("memory: cachelib SimpleCache (threshold 10^6), limits MemoryStorage")
     elif name == "sqlite":
         from pyrate_limiter import SQLiteBucket
@@ -321,7 +325,7 @@ def sync_peers(target: Target, closers: Closers) -> tuple[Peers, list[str]]:
             "sqlite: pyrate-limiter SQLiteBucket on a file of its own in the same folder (its init sets WAL and synchronous=NORMAL, as authstore's runner does)"
         )
         with contextlib.suppress(ImportError):
-            notes += _guard(notes, "Django", lambda: _django(peers, target, closers)) or []
+            notes += _guard(notes, f"{name} Django", lambda: _django(peers, target, closers)) or []
     elif name == "postgresql":
         import psycopg_pool
         from pyrate_limiter import PostgresBucket
@@ -343,10 +347,10 @@ def sync_peers(target: Target, closers: Closers) -> tuple[Peers, list[str]]:
             "postgresql: pyrate-limiter PostgresBucket over psycopg_pool (max_size 10, authstore's default)"
         )
         with contextlib.suppress(ImportError):
-            notes += _guard(notes, "Django", lambda: _django(peers, target, closers)) or []
+            notes += _guard(notes, f"{name} Django", lambda: _django(peers, target, closers)) or []
     elif name == "mariadb":
         with contextlib.suppress(ImportError):
-            notes += _guard(notes, "Django", lambda: _django(peers, target, closers)) or []
+            notes += _guard(notes, f"{name} Django", lambda: _django(peers, target, closers)) or []
     elif name == "redis":
         import redis
         from cachelib import RedisCache
