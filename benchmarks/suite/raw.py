@@ -211,15 +211,6 @@ class AsyncpgRaw(_Sql):
 
         self.connection = await asyncpg.connect(self.target.server)
 
-
-class AsyncpgPoolRaw(AsyncpgRaw):
-    label = "asyncpg pool of 10, same SQL"
-
-    async def open(self) -> None:
-        import asyncpg
-
-        self.connection = await asyncpg.create_pool(self.target.server, min_size=10, max_size=10)
-
     async def execute(self, request: Any) -> tuple[list[Any], int]:
         if request.fetch in ("one", "all"):
             return list(await self.connection.fetch(request.text, *request.args)), 0
@@ -229,6 +220,15 @@ class AsyncpgPoolRaw(AsyncpgRaw):
 
     async def close(self) -> None:
         await self.connection.close()
+
+
+class AsyncpgPoolRaw(AsyncpgRaw):
+    label = "asyncpg pool of 10, same SQL"
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self.connection = await asyncpg.create_pool(self.target.server, min_size=10, max_size=10)
 
 
 class _MySQL(_Sql):

@@ -49,6 +49,7 @@ def test_smoke_run_writes_a_report(tmp_path: Path) -> None:
         row for row in results["rows"] if row["backend"] == "sqlite" and row["mode"] == "sync"
     ]
     assert any(m["kind"] == "raw" for row in sqlite_raw for m in row["measurements"])
+    assert [note for note in results["notes"] if "no raw replay" in note] == []
     goals = {goal["goal"] for goal in results["goals"]}
     assert any("SQLite within 1.3x" in goal for goal in goals)
     # each row of a markdown table has as many cells as its header
