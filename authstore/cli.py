@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -33,6 +34,9 @@ OWNERS = {"Session": "sessions", "Totp": "totp", "MagicLink": "magic_links"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:
+        return _bench(arguments[1:])
     parser = argparse.ArgumentParser(prog="authstore", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="run the contract suite against a store URL")
@@ -41,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("-k", metavar="EXPRESSION", help="only the tests pytest -k selects")
     commands.add_parser("migrate", help="create or upgrade the schema").add_argument("url")
     commands.add_parser("purge", help="delete expired entries now").add_argument("url")
-    args = parser.parse_args(argv)
+    commands.add_parser(
+        "bench", help="the benchmark report (python -m benchmarks; a source checkout)"
+    )
+    args = parser.parse_args(arguments)
     try:
         if args.command == "check":
             return _check(args.url, args.verbose, args.k)
@@ -59,6 +66,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AuthStoreError as error:
         print(f"authstore: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _bench(arguments: list[str]) -> int:
+    """``authstore bench ...`` is ``python -m benchmarks ...`` run from the checkout the
+    package comes from: the suite is not installed with the package."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "__main__.py").exists():
+        print(
+            "authstore: the benchmarks live in the source repository: "
+            "run python -m benchmarks from a checkout",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    command = [sys.executable, "-m", "benchmarks", *arguments]
+    return subprocess.call(command, cwd=root)  # noqa: S603 - our interpreter, our module
 
 
 def _purge(url: str) -> int:

@@ -1,5 +1,9 @@
 """authstore's performance goals (DESIGN.md section 8), measured as ratios in one run.
 
+The full report (every backend, mode and operation, raw drivers, peers, round trips,
+the 1 ms comparison, charts) is ``python -m benchmarks``; this script keeps the older
+per-backend sections (bench_*.py), which print their comparisons.
+
     python benchmarks/run.py            # every section whose backend is reachable
     python benchmarks/run.py memory     # one section
 

@@ -1,0 +1,3 @@
+"""The benchmark command (``python -m benchmarks``): every backend, every mode, the raw
+drivers and the peers in one run, round trips counted on the wire, a latency proxy for
+the 1 ms comparison, and a markdown report with charts in ``benchmarks/results/``."""
