@@ -230,11 +230,12 @@ def _namespace_filters(tables: Tables, namespace: str) -> list[tuple[str, str, d
         # NS:kind:key, and the per-user lock rows of a dialect's transaction_lock
         # (MySQL: authstore:sessions:NS:user in the cache table, expired at once)
         "(cache_key LIKE :prefix ESCAPE '!' OR cache_key LIKE :sessions ESCAPE '!' "
-        "OR cache_key LIKE :links ESCAPE '!')",
+        "OR cache_key LIKE :links ESCAPE '!' OR cache_key LIKE :totp ESCAPE '!')",
         {
             "prefix": f"{escaped}:%",
             "sessions": f"authstore:sessions:{escaped}:%",
             "links": f"authstore:magic!_links:{escaped}:%",
+            "totp": f"authstore:totp:{escaped}:%",
         },
     )
     by_column = ("namespace = :namespace", {"namespace": namespace})
