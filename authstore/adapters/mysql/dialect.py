@@ -50,6 +50,12 @@ class MySQLDialect(Dialect):
     now = "CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE)"
     returning = False
     assigns_in_order = True
+    # An operation's own transaction runs at READ COMMITTED: its writers are serialized
+    # by the user's lock row (transaction_lock), and without REPEATABLE READ's gap locks
+    # two users' link issues or capped session creates no longer deadlock on the gaps of
+    # the user index (100 concurrent issues for 100 users: about 100 deadlocks before).
+    # Single-command operations keep the session's REPEATABLE READ.
+    begin = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;\nBEGIN"
     # Affected rows count CHANGED rows (the connections do not set CLIENT.FOUND_ROWS):
     # ON DUPLICATE KEY UPDATE then says 1 inserted, 2 updated, 0 left as it was, which
     # add() needs; the reads after a write say where a matched row may be unchanged.

@@ -50,7 +50,7 @@ _BINARY_TEXT = frozenset({253, 254})
 _PLACEHOLDER = re.compile(r"%%|%s")
 _SEPARATOR = ";\n"
 """How the dialect joins the statements of one command (see ``batch_parts``)."""
-_CONTROL = {"BEGIN": True, "COMMIT": False, "ROLLBACK": False}
+_CONTROL = {MySQLDialect.begin: True, "BEGIN": True, "COMMIT": False, "ROLLBACK": False}
 
 
 def session_setup(timeout: float) -> str:
@@ -91,7 +91,7 @@ def connection_options(settings: MySQLSettings) -> dict[str, Any]:
 class Lease:
     """One operation's hold on one connection, taken at its first statement."""
 
-    __slots__ = ("broken", "connection", "in_transaction", "multi", "pool")
+    __slots__ = ("begun", "broken", "connection", "first", "in_transaction", "multi", "pool")
 
     def __init__(self) -> None:
         self.connection: Any = None
@@ -103,6 +103,10 @@ class Lease:
         """A statement failed on it: its state is unknown (an open transaction, a
         half-read reply, a session lock), so an owned connection is closed."""
         self.in_transaction = False
+        self.begun: Statement | None = None
+        """The transaction's BEGIN, until its second statement starts."""
+        self.first: Statement | None = None
+        """The transaction's first statement after BEGIN."""
 
 
 def batch_parts(statement: Statement) -> list[Statement]:
@@ -235,14 +239,36 @@ class MySQLRunnerBase(SqlRunnerBase[MySQLSettings, MySQLDialect]):
         opens = _CONTROL.get(statement.text)
         if opens is not None:
             lease.in_transaction = opens
+        if opens:
+            lease.begun, lease.first = statement, None
+        elif opens is None and lease.begun is not None:
+            if lease.first is None:
+                lease.first = statement
+            else:  # the first statement went through: a deadlock now loses its work
+                lease.begun = None
+        else:
+            lease.begun = None
 
     # --- errors -----------------------------------------------------------------------
 
-    def _retry(self, lease: Lease, error: BaseException, attempt: int) -> bool:
-        if lease.in_transaction or attempt >= DEADLOCK_RETRIES:
-            return False
-        deadlock: bool = isinstance(error, self._errors.MySQLError) and _errno(error) == _DEADLOCK
-        return deadlock
+    def _retry(
+        self, lease: Lease, statement: Statement, error: BaseException, attempt: int
+    ) -> tuple[Statement, ...] | None:
+        """What to send again after ``statement`` failed, or None to give up.
+
+        InnoDB rolls a deadlock's victim back whole. A statement that is its own
+        transaction is sent again; so is a transaction's first statement (typically the
+        user's lock row, where concurrent first inserts deadlock), after its BEGIN: the
+        rolled-back transaction held nothing else. Later in a transaction it cannot be."""
+        if attempt >= DEADLOCK_RETRIES:
+            return None
+        if not (isinstance(error, self._errors.MySQLError) and _errno(error) == _DEADLOCK):
+            return None
+        if not lease.in_transaction:
+            return (statement,)
+        if lease.begun is not None and lease.first is statement:
+            return (lease.begun, statement)
+        return None
 
     def _failure(self, lease: Lease, error: BaseException) -> BackendError:
         lease.broken = True

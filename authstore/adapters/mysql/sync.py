@@ -121,13 +121,17 @@ class SyncMySQLRunner(MySQLRunnerBase):
         self._check_usable(lease)
         self._track(lease, statement)
         attempt = 0
+        sends: tuple[Statement, ...] = (statement,)
         while True:
             try:
+                for earlier in sends[:-1]:
+                    _send(lease.connection, earlier, lease.multi)
                 return _send(lease.connection, statement, lease.multi)
             except Exception as error:
-                if not self._retry(lease, error, attempt):
+                again = self._retry(lease, statement, error, attempt)
+                if again is None:
                     raise self._failure(lease, error) from error
-                attempt += 1
+                attempt, sends = attempt + 1, again
             except BaseException:
                 lease.broken = True
                 raise
