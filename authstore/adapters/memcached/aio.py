@@ -72,7 +72,9 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         size = self.settings.pool_size
         self._loop = loop
         self._clients = {
-            node_name(host, port): safe(host, port, pool_size=size, pool_minsize=1)
+            # aiomcache opens a connection beyond pool_minsize only when it holds none:
+            # with a smaller minimum every caller would queue on one connection.
+            node_name(host, port): safe(host, port, pool_size=size, pool_minsize=size)
             for host, port in self.settings.servers
         }
 
