@@ -192,7 +192,10 @@ class PsycopgRaw(_Sql):
     def open(self) -> None:
         import psycopg
 
-        self.connection = psycopg.connect(self.target.server, autocommit=True)
+        # authstore's sync runner sends PostgreSQL's own $1 placeholders (raw cursors)
+        self.connection = psycopg.connect(
+            self.target.server, autocommit=True, cursor_factory=psycopg.RawCursor
+        )
 
     def execute(self, request: Any) -> tuple[list[Any], int]:
         cursor = self.connection.execute(request.text, request.args)
@@ -311,9 +314,22 @@ class _Redis(RawDriver):
     """A request is one command's arguments, or a list of them for a MULTI pipeline."""
 
     def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
-        from authstore.adapters.redis.execution import requests
+        from authstore.adapters.redis.commands import Script
+        from authstore.adapters.redis.execution import request
 
-        return requests(op)
+        def requests() -> Generator[Any, Any, Any]:
+            # the runners' translation: a script as EVALSHA (authstore loaded it already)
+            try:
+                command = next(op)
+                while True:
+                    reply = yield (
+                        command.evalsha() if type(command) is Script else request(command)
+                    )
+                    command = op.send(reply)
+            except StopIteration as done:
+                return done.value
+
+        return requests()
 
     def execute(self, request: Any) -> Any:
         if isinstance(request, tuple):
