@@ -70,3 +70,26 @@ def test_authstore_bench_is_the_same_command() -> None:
     assert done.returncode == 0, done.stderr
     assert "python -m benchmarks" in done.stdout
     assert "--quick" in done.stdout
+
+
+def test_smoke_run_replays_the_raw_driver_on_the_servers(tmp_path: Path) -> None:
+    """The raw replays rebuild authstore's own requests from its runners' internals: a
+    runner change must not silently turn "vs raw driver" into "no raw replay"."""
+    command = [sys.executable, "-m", "benchmarks", "--smoke", "--no-proxy", "redis", "postgresql"]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [note for note in results["notes"] if "no raw replay" in note] == []
+    replayed = {
+        (row["backend"], row["mode"])
+        for row in results["rows"]
+        for m in row["measurements"]
+        if m["kind"] == "raw" and m["error"] is None
+    }
+    assert replayed >= {(b, m) for b in ("redis", "postgresql") for m in ("sync", "async")}
