@@ -250,3 +250,22 @@ def test_rate_limit_results_are_whole_frozen_records(algorithm: str) -> None:
         assert repr(result) == repr(same)
         with pytest.raises(FrozenInstanceError):
             result.allowed = True  # type: ignore[misc]
+
+
+def test_sliding_touches_keep_the_session_sweep_bounded() -> None:
+    """Each touch with a ttl moves the session's expiry and leaves its earlier sweep item
+    stale; the heap is rebuilt from the live sessions before it grows without bound."""
+    sessions = authstore.open_sessions("memory://")
+    data = sessions._runner.data  # type: ignore[attr-defined]
+    token = sessions.create("alice", ttl=60).token
+    revoked = sessions.create("bob", ttl=60).token
+    sessions.revoke(revoked)
+    for _ in range(5000):
+        sessions.touch(token, ttl=60)
+    assert len(data.session_sweeper) <= 2 * 2 + 1024 + 1
+    now = [data.clock() + 3600]
+    data.clock = lambda: now[0]
+    sessions.create("carol", ttl=60)  # a write sweeps what is due: both old sessions
+    assert sessions.get(token) is None
+    assert ("authstore", hash_secret(token, "token")) not in data.sessions
+    assert not data.revoked_sessions

@@ -70,6 +70,12 @@ class Sweeper(Generic[K]):
             self.heap = [(at, key) for key, at in live.items()]
             heapq.heapify(self.heap)
 
+    def rebuild_if_stale(self, live: int, items: Callable[[], list[tuple[float, K]]]) -> None:
+        """Rebuild from ``items`` (the live due times) once the heap is mostly stale."""
+        if len(self.heap) > 2 * live + 1024:
+            self.heap = items()
+            heapq.heapify(self.heap)
+
     def __len__(self) -> int:
         return len(self.heap)
 
@@ -504,6 +510,19 @@ class MemorySessionOps:
             elif self.data.revoked_sessions.get((namespace, token_hash)) == at:
                 del self.data.revoked_sessions[(namespace, token_hash)]
 
+    def _compact_sweeper(self) -> None:
+        """A sliding touch leaves its earlier sweep item stale: without a rebuild a
+        session touched a million times would hold a million heap items."""
+        data = self.data
+
+        def items() -> list[tuple[float, tuple[str, str]]]:
+            due = [(row.expires, key) for key, row in data.sessions.items()]
+            return due + [(until, key) for key, until in data.revoked_sessions.items()]
+
+        data.session_sweeper.rebuild_if_stale(
+            len(data.sessions) + len(data.revoked_sessions), items
+        )
+
     def _user_rows(self, user_id: str, now: float) -> list[tuple[str, SessionRow]]:
         hashes = list(self.data.user_sessions.get((self.namespace, user_id), ()))
         rows = [(h, self._live(h, now)) for h in hashes]
@@ -569,6 +588,7 @@ class MemorySessionOps:
             row.expires = now + ttl
             changes["expires_at"] = from_epoch(row.expires)
             self.data.session_sweeper.schedule((self.namespace, token_hash), row.expires)
+            self._compact_sweeper()
         row.record = _replaced(row.record, changes)
         return row.record
         yield  # pragma: no cover - never reached: an operation that needs no I/O
