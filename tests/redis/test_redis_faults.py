@@ -74,13 +74,18 @@ def test_frozen_server_sync_and_async() -> None:
         with node.frozen():
             _assert_fails_closed_in_time(cache)
         assert cache.is_blacklisted("jti")  # the same store, after the thaw
+        # a connection left with an unread reply must never serve the next command: the
+        # frozen reads above answered 1 (revoked), which a stale read would return here
+        assert not cache.is_blacklisted("never-revoked")
 
         loop = asyncio.new_event_loop()
         try:
             for elapsed, error in loop.run_until_complete(async_reads()):
                 assert isinstance(error, BackendUnavailableError), repr(error)
                 assert elapsed < TIMEOUT + MARGIN
+            assert not loop.run_until_complete(acache.is_blacklisted("never-revoked"))
             assert loop.run_until_complete(acache.is_blacklisted("jti"))
+            assert not loop.run_until_complete(acache.is_blacklisted("never-revoked"))
             loop.run_until_complete(acache.aclose())
         finally:
             loop.close()
