@@ -110,18 +110,13 @@ def _postgres(url: str, namespace: str) -> bytes:
 
 
 def _mariadb(url: str, namespace: str) -> bytes:
-    from tests.mysql.conftest import admin_connection
+    from tests.mysql.conftest import admin_connection, table_names
 
     prefix = _table_prefix(url)
     connection = admin_connection(url.split("?", 1)[0])
     try:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND LEFT(table_name, %s) = %s",
-                (len(prefix), prefix),
-            )
-            names = [name for (name,) in cursor.fetchall()]
+            names = table_names(cursor, prefix)
             assert len(names) >= 6, names
             dump = []
             for name in names:

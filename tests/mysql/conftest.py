@@ -69,16 +69,21 @@ def with_options(url: str, **options: object) -> str:
     return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
+def table_names(cursor: Any, prefix: str) -> list[str]:
+    """The tables of the connection's database whose names start with ``prefix``."""
+    cursor.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND LEFT(table_name, %s) = %s",
+        (len(prefix), prefix),
+    )
+    return [name for (name,) in cursor.fetchall()]
+
+
 def drop_tables(url: str, prefix: str) -> None:
     connection = admin_connection(url)
     try:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = DATABASE() AND LEFT(table_name, %s) = %s",
-                (len(prefix), prefix),
-            )
-            for (name,) in cursor.fetchall():
+            for name in table_names(cursor, prefix):
                 cursor.execute(f"DROP TABLE IF EXISTS `{name}`")
     finally:
         connection.close()

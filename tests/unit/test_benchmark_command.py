@@ -11,21 +11,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _smoke(out: Path, sections: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m benchmarks --smoke`` over ``sections``, its files written to ``out``."""
+    command = [sys.executable, "-m", "benchmarks", "--smoke", "--no-proxy", *sections]
+    done = subprocess.run(
+        [*command, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def test_smoke_run_writes_a_report(tmp_path: Path) -> None:
     sys.path.insert(0, str(ROOT))
     try:
         from benchmarks.suite.ops import OPS
     finally:
         sys.path.remove(str(ROOT))
-    command = [sys.executable, "-m", "benchmarks", "--smoke", "--no-proxy", "memory", "sqlite"]
-    done = subprocess.run(
-        [*command, "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _smoke(tmp_path, ["memory", "sqlite"], timeout=110)
     assert "memory sync" in done.stderr  # progress goes to stderr
     report = (tmp_path / "report.md").read_text()
     for heading in ("# authstore benchmark report", "## Goals", "## memory", "## sqlite"):
@@ -75,15 +81,7 @@ def test_authstore_bench_is_the_same_command() -> None:
 def test_smoke_run_replays_the_raw_driver_on_the_servers(tmp_path: Path) -> None:
     """The raw replays rebuild authstore's own requests from its runners' internals: a
     runner change must not silently turn "vs raw driver" into "no raw replay"."""
-    command = [sys.executable, "-m", "benchmarks", "--smoke", "--no-proxy", "redis", "postgresql"]
-    done = subprocess.run(
-        [*command, "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    _smoke(tmp_path, ["redis", "postgresql"], timeout=300)
     results = json.loads((tmp_path / "results.json").read_text())
     assert [note for note in results["notes"] if "no raw replay" in note] == []
     replayed = {
