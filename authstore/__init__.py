@@ -36,6 +36,7 @@ from authstore.contracts.records import (
 )
 from authstore.contracts.sessions import AsyncSessionStore, SessionStore
 from authstore.contracts.totp import AsyncTotpStore, TotpStore
+from authstore.limits import Limit, parse_limit, parse_limits
 from authstore.registry import (
     StoreURL,
     known_schemes,
@@ -64,6 +65,7 @@ __all__ = [
     "CacheStore",
     "ConfigurationError",
     "IssuedMagicLink",
+    "Limit",
     "MagicLinkRecord",
     "MagicLinkStore",
     "MissingDriverError",
@@ -91,5 +93,7 @@ __all__ = [
     "open_magic_links",
     "open_sessions",
     "open_totp",
+    "parse_limit",
+    "parse_limits",
     "register_backend",
 ]

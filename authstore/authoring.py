@@ -18,7 +18,6 @@ from authstore.adapters.common.logic import (
     MAX_EMAIL_BYTES,
     MAX_ID_BYTES,
     MAX_IP_BYTES,
-    MAX_LIMIT,
     MAX_SECRET_BYTES,
     MAX_USER_AGENT_BYTES,
     blacklist_seconds,
@@ -64,6 +63,7 @@ from authstore.contracts.totp import AsyncTotpStore, TotpStore
 from authstore.contracts.values import (
     MAX_JSON_BYTES,
     MAX_KEY_BYTES,
+    MAX_LIMIT,
     MAX_TEXT_BYTES,
     MAX_TTL,
     MAX_VALUE_BYTES,

@@ -21,6 +21,7 @@ from authstore.contracts.records import JSONValue, Value
 __all__ = [
     "MAX_JSON_BYTES",
     "MAX_KEY_BYTES",
+    "MAX_LIMIT",
     "MAX_TEXT_BYTES",
     "MAX_TTL",
     "MAX_VALUE_BYTES",
@@ -47,6 +48,8 @@ __all__ = [
 # backend column is a MySQL/MariaDB VARBINARY sized in bytes, and a PostgreSQL
 # VARCHAR(n) of n characters holds any n bytes of UTF-8.
 MAX_KEY_BYTES = 1024
+MAX_LIMIT = 2**31 - 1
+"""A rate limit's ``limit``: fits a signed 32-bit column and a Lua number exactly."""
 MAX_TEXT_BYTES = 4096
 MAX_TOKEN_BYTES = 512
 MAX_JSON_BYTES = 64 * 1024

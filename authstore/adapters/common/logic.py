@@ -27,6 +27,7 @@ from authstore.contracts.records import (
     from_epoch,
 )
 from authstore.contracts.values import (
+    MAX_LIMIT,
     MAX_TTL,
     MAX_WINDOW,
     MIN_TTL,
@@ -56,7 +57,6 @@ __all__ = [
     "check_token_hash",
 ]
 
-MAX_LIMIT = 2**31 - 1
 # Text limits in UTF-8 bytes (see the input policy in contracts.values): each fits the
 # narrowest column that holds it (sql.schema; MySQL's VARBINARY counts bytes).
 MAX_ID_BYTES = 255
