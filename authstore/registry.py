@@ -353,6 +353,7 @@ def register_backend(
 
 
 def unregister_backend(scheme: str) -> None:
+    """Forget a scheme registered with ``register_backend`` (tests, plugins reloading)."""
     _registry.unregister(scheme.lower())
 
 

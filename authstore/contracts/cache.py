@@ -37,13 +37,21 @@ class CacheStore(Protocol):
     namespace: str
     capabilities: frozenset[str]
 
-    def get(self, key: str) -> Value | None: ...
-    def set(self, key: str, value: Value, ttl: float | None = None) -> None: ...
+    def get(self, key: str) -> Value | None:
+        """The value with its exact type, or None when missing or expired."""
+
+    def set(self, key: str, value: Value, ttl: float | None = None) -> None:
+        """Store a value; without ``ttl`` any previous expiry is cleared."""
+
     def add(self, key: str, value: Value, ttl: float | None = None) -> bool:
         """Set only if absent (or expired); True when this call stored the value."""
 
-    def delete(self, key: str) -> bool: ...
-    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> bool:
+        """True when a live key was removed."""
+
+    def exists(self, key: str) -> bool:
+        """True for a live key; an expired one is absent whether or not it was deleted."""
+
     def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
         """Add ``delta`` to an integer value; a missing key starts at 0 and gets ``ttl``.
 
@@ -59,8 +67,12 @@ class CacheStore(Protocol):
     def get_many(self, keys: Iterable[str]) -> dict[str, Value]:
         """The keys that exist, with their values; missing keys are left out."""
 
-    def set_many(self, mapping: Mapping[str, Value], ttl: float | None = None) -> None: ...
-    def delete_many(self, keys: Iterable[str]) -> int: ...
+    def set_many(self, mapping: Mapping[str, Value], ttl: float | None = None) -> None:
+        """``set`` for several keys, all with the same ``ttl``."""
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """How many live keys were removed."""
+
     def check_rate_limit(
         self,
         key: str,
@@ -74,7 +86,9 @@ class CacheStore(Protocol):
         Exactly ``limit`` unit hits pass per window under any concurrency.
         """
 
-    def reset_rate_limit(self, key: str) -> None: ...
+    def reset_rate_limit(self, key: str) -> None:
+        """Forget the state of every algorithm's limiter for ``key``."""
+
     def add_to_blacklist(
         self, jti: str, expires_in: float | None = None, *, expires_at: datetime | None = None
     ) -> None:
@@ -89,7 +103,9 @@ class CacheStore(Protocol):
     def is_blacklisted(self, jti: str) -> bool:
         """Raises BackendUnavailableError when the backend is down: never a False by default."""
 
-    def remove_from_blacklist(self, jti: str) -> bool: ...
+    def remove_from_blacklist(self, jti: str) -> bool:
+        """Un-revoke a token id; True when a live entry was removed."""
+
     def revoke_user_tokens(
         self, user_id: str, at: datetime | None = None, expires_in: float | None = None
     ) -> datetime:
@@ -99,11 +115,15 @@ class CacheStore(Protocol):
         tokens. Returns the instant now in force.
         """
 
-    def user_tokens_revoked_at(self, user_id: str) -> datetime | None: ...
+    def user_tokens_revoked_at(self, user_id: str) -> datetime | None:
+        """The instant in force (aware UTC, sub-second), or None. Fails closed."""
+
     def purge_expired(self) -> int:
         """Physically delete what has expired; reads never depend on it."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store's connections; later calls raise an AuthStoreError."""
+
     def __enter__(self) -> CacheStore: ...
     def __exit__(
         self,

@@ -12,6 +12,9 @@ __all__ = ["AsyncMagicLinkStore", "MagicLinkStore"]
 
 @runtime_checkable
 class MagicLinkStore(Protocol):
+    """Single-use sign-in links: only token hashes are stored; a used, revoked or expired
+    link is never returned again."""
+
     namespace: str
 
     def issue(
@@ -63,9 +66,17 @@ class MagicLinkStore(Protocol):
         returns None and leaves the link usable.
         """
 
-    def revoke_user(self, user_id: str) -> int: ...
-    def purge_expired(self) -> int: ...
-    def close(self) -> None: ...
+    def revoke_user(self, user_id: str) -> int:
+        """Revoke the user's usable links (live, unconsumed, unrevoked); returns how many."""
+
+    def purge_expired(self) -> int:
+        """Physically delete expired links (used ones are kept until they expire, so
+        their token hash stays taken); returns how many it deleted, 0 where the backend
+        expires entries by itself (Redis, memcached)."""
+
+    def close(self) -> None:
+        """Release the store's connections; later calls raise an AuthStoreError."""
+
     def __enter__(self) -> MagicLinkStore: ...
     def __exit__(
         self,
@@ -77,6 +88,8 @@ class MagicLinkStore(Protocol):
 
 @runtime_checkable
 class AsyncMagicLinkStore(Protocol):
+    """The async twin of MagicLinkStore: same names, same meaning."""
+
     namespace: str
 
     async def issue(

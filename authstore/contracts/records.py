@@ -30,6 +30,8 @@ Value: TypeAlias = "bool | int | float | str | bytes | list[JSONValue] | dict[st
 
 
 class StoreKind(enum.StrEnum):
+    """The four contracts; ``Backend.open`` receives one."""
+
     CACHE = "cache"
     SESSIONS = "sessions"
     TOTP = "totp"
@@ -42,6 +44,8 @@ def from_epoch(seconds: float) -> datetime:
 
 
 class RateLimitAlgorithm(enum.StrEnum):
+    """The limiters of ``check_rate_limit``; its ``algorithm`` also takes their values."""
+
     FIXED_WINDOW = "fixed_window"
     """At most ``limit`` hits per window starting at the first hit; a 2x burst fits at a boundary."""
     SLIDING_WINDOW = "sliding_window"

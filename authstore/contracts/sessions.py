@@ -41,11 +41,15 @@ class SessionStore(Protocol):
         expired (live or revoked), ``TokenInUseError`` is raised and nothing changes.
         """
 
-    def get(self, token: str) -> SessionRecord | None: ...
+    def get(self, token: str) -> SessionRecord | None:
+        """The live session of this token, or None (expired, revoked or unknown)."""
+
     def touch(self, token: str, *, ttl: float | None = None) -> SessionRecord | None:
         """Record activity; with ``ttl`` the expiry slides to now + ttl."""
 
-    def revoke(self, token: str) -> bool: ...
+    def revoke(self, token: str) -> bool:
+        """True when a live session was revoked."""
+
     def revoke_by_id(self, session_id: str, *, user_id: str | None = None) -> bool:
         """Revoke by public id; with ``user_id`` only if the session is that user's."""
 
@@ -54,9 +58,17 @@ class SessionStore(Protocol):
     ) -> int:
         """Revoke every live session of a user but the one named; returns how many."""
 
-    def count(self, user_id: str) -> int: ...
-    def purge_expired(self) -> int: ...
-    def close(self) -> None: ...
+    def count(self, user_id: str) -> int:
+        """How many live sessions the user has."""
+
+    def purge_expired(self) -> int:
+        """Physically delete expired sessions (revoked ones are kept until they expire,
+        so their token hash stays taken); returns how many it deleted, 0 where the backend
+        expires entries by itself (Redis, memcached)."""
+
+    def close(self) -> None:
+        """Release the store's connections; later calls raise an AuthStoreError."""
+
     def __enter__(self) -> SessionStore: ...
     def __exit__(
         self,
@@ -70,6 +82,8 @@ class SessionStore(Protocol):
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
+    """The async twin of SessionStore: same names, same meaning."""
+
     namespace: str
 
     async def create(

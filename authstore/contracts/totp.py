@@ -26,7 +26,9 @@ class TotpStore(Protocol):
     def disable(self, user_id: str) -> bool:
         """Forget the secrets, the backup codes and the replay state."""
 
-    def load(self, user_id: str) -> TotpState | None: ...
+    def load(self, user_id: str) -> TotpState | None:
+        """The user's state, or None when there is none (never enrolled, or disabled)."""
+
     def replace_backup_codes(self, user_id: str, code_hashes: Iterable[str]) -> None:
         """Store new backup code hashes in place of all previous ones."""
 
@@ -36,7 +38,9 @@ class TotpStore(Protocol):
     def claim_step(self, user_id: str, step: int) -> bool:
         """Accept a TOTP time step only if it is later than the last one claimed."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store's connections; later calls raise an AuthStoreError."""
+
     def __enter__(self) -> TotpStore: ...
     def __exit__(
         self,
@@ -48,6 +52,8 @@ class TotpStore(Protocol):
 
 @runtime_checkable
 class AsyncTotpStore(Protocol):
+    """The async twin of TotpStore: same names, same meaning."""
+
     namespace: str
 
     async def save_pending(self, user_id: str, secret: bytes) -> None: ...

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_KEY_BYTES",
     "MAX_LIMIT",
     "MAX_TEXT_BYTES",
+    "MAX_TOKEN_BYTES",
     "MAX_TTL",
     "MAX_VALUE_BYTES",
     "MAX_WINDOW",
@@ -34,6 +35,7 @@ __all__ = [
     "check_namespace",
     "check_optional_text",
     "check_text",
+    "check_token",
     "check_ttl",
     "decode_value",
     "encode_json",
@@ -126,7 +128,8 @@ def check_utf8(text: str, what: str, max_bytes: int) -> int:
 def check_ttl(
     ttl: object, what: str = "ttl", *, optional: bool = True, maximum: int = MAX_TTL
 ) -> float | None:
-    """Seconds from MIN_TTL to ``maximum``; None or inf mean no expiry when allowed.
+    """Seconds from MIN_TTL (1 ms) to ``maximum`` as a float. When ``optional``, None
+    and ``math.inf`` both mean "no expiry" and return None; otherwise they are errors.
 
     An int is compared as an int: ``float(10**400)`` would raise OverflowError.
     """
@@ -161,8 +164,10 @@ def _shown(number: float) -> str:
 
 
 def check_count(value: object, what: str, *, minimum: int = 1, maximum: int = 2**53) -> int:
-    """An int (never a bool or float) from ``minimum`` to ``maximum``: a rate limit's
-    ``limit`` or ``cost``, an incr ``delta`` (TypeError, else ValueError)."""
+    """An int (never a bool or float) from ``minimum`` to ``maximum`` (TypeError, else
+    ValueError). The ranges the contracts use: ``limit`` 1 to MAX_LIMIT (2**31-1),
+    ``cost`` 1 to ``limit``, incr ``delta`` -2**62 to 2**62, ``max_sessions`` 1 to 2**53
+    (the defaults), a TOTP ``step`` 0 to 2**62."""
     if type(value) is int and minimum <= value <= maximum:  # the common case, once
         return value
     if isinstance(value, bool) or not isinstance(value, int):
@@ -310,6 +315,8 @@ def encode_value(value: object) -> bytes:
 
 
 def decode_value(raw: bytes) -> Value:
+    """The value ``encode_value`` encoded, with its exact type (``1``, ``1.0``, ``True``,
+    ``"1"`` and ``b"1"`` stay distinct). ValueError for bytes it did not make."""
     if raw[:1] == _BYTES_TAG:
         return bytes(raw[1:])
     text = raw.decode()
@@ -355,7 +362,16 @@ def hash_secret(secret: object, what: str) -> str:
     return _sha256(text.encode()).hexdigest()
 
 
+def check_token(token: object, what: str = "token") -> str:
+    """A bearer token as ``get``/``touch``/``revoke``/``peek``/``consume`` take it: a str
+    of 1 to MAX_TOKEN_BYTES (512) UTF-8 bytes, valid Unicode, no NUL. Any such text is
+    a valid lookup (it simply finds nothing); returns it unchanged."""
+    return check_text(token, what, max_bytes=MAX_TOKEN_BYTES)
+
+
 def hash_token(token: object) -> str:
+    """What a backend stores and looks up in place of a session or link token: the
+    SHA-256 hex digest (64 lowercase hex characters) of the token, after ``check_token``."""
     return hash_secret(token, "token")
 
 
@@ -366,6 +382,8 @@ def new_token() -> tuple[str, str]:
 
 
 def new_public_id() -> str:
+    """A session's or link's public id (128 random bits, URL-safe): safe to show and to
+    pass to ``revoke_by_id``, never usable as the secret."""
     return secrets.token_urlsafe(16)
 
 

@@ -146,9 +146,9 @@ def test_session_totp_and_link_operations(mysql_url: str, trace: Trace) -> None:
                 lambda: links.issue("u", "u@example.com", ttl=60),
                 (6, 7),
             ),
-            "totp.replace_backup_codes (lock, delete, insert)": (
+            "totp.replace_backup_codes (lock, delete, state check, insert)": (
                 lambda: totp.replace_backup_codes("u", ["a"]),
-                (5, 6),
+                (6, 7),
             ),
             "totp.disable (lock, delete, delete)": (lambda: totp.disable("u"), (5, 6)),
         }

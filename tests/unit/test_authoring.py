@@ -50,3 +50,53 @@ def test_public_helpers_have_docstrings() -> None:
     helpers = [StoreURL.reader, Options.text, Options.done, Options.integer, Options.seconds]
     helpers += [getattr(authoring, name) for name in authoring.__all__ if name.startswith("check_")]
     assert [h.__qualname__ for h in helpers if not (h.__doc__ or "").strip()] == []
+
+
+def test_the_module_docstring_is_the_stores_reference() -> None:
+    # Regenerate with authoring.stores_reference() when a protocol changes.
+    assert authoring.stores_reference() in (authoring.__doc__ or "")
+
+
+def test_every_name_is_documented() -> None:
+    doc = authoring.__doc__ or ""
+    undocumented = []
+    for name in [*authoring.__all__, *authoring.TYPES]:
+        value = getattr(authoring, name)
+        if isinstance(value, (int, float, str, frozenset)):
+            # constants: the docstring states each one's exact value or where it applies
+            if name not in doc and name not in {"CACHE_CAPABILITIES", "ENTRY_POINT_GROUP"}:
+                undocumented.append(name)
+        elif (callable(value) and not (getattr(value, "__doc__", None) or "").strip()) or (
+            name in authoring.TYPES and name not in doc
+        ):
+            undocumented.append(name)
+    assert undocumented == []
+
+
+def test_help_reads_as_a_reference() -> None:
+    import pydoc
+
+    text = pydoc.render_doc(authoring, renderer=pydoc.plaintext)
+    assert len(text.splitlines()) < 600
+    for noise in ("inherited from builtins", "inherited from typing.Protocol", "__weakref__"):
+        assert noise not in text, noise
+    for name in authoring.TYPES:
+        assert name in text, name
+        assert name not in authoring.__all__, name  # their own help() documents them
+
+
+def test_every_type_is_importable_and_typed_as_a_re_export() -> None:
+    code = "from authstore.authoring import " + ", ".join(authoring.TYPES)
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_check_token_is_the_token_argument_rule() -> None:
+    import pytest
+
+    assert authoring.check_token("t" * 512) == "t" * 512
+    for bad in ("", "x" * 513, "a\x00b", "\ud800"):
+        with pytest.raises(ValueError):
+            authoring.check_token(bad)
+    with pytest.raises(TypeError):
+        authoring.check_token(b"token")
+    assert authoring.hash_token("abc") == authoring.hash_token(authoring.check_token("abc"))

@@ -106,6 +106,9 @@ def gcra_backlog(anchor: float, units: int, now: float, limit: int, window: floa
 
 
 def fixed_window_result(state: FixedWindowState, limit: int, cost: int) -> RateLimitResult:
+    """What a caller sees after a fixed-window hit, from the state your operation returns:
+    ``(allowed, count in the window after this hit, window end, store now)``, instants in
+    epoch seconds on the store's clock; ``count`` excludes a refused hit's cost."""
     allowed, count, end, now = state
     reset_after = max(0.0, end - now)
     return _result(
@@ -120,6 +123,9 @@ def fixed_window_result(state: FixedWindowState, limit: int, cost: int) -> RateL
 def sliding_window_result(
     state: SlidingWindowState, limit: int, window: float, cost: int
 ) -> RateLimitResult:
+    """What a caller sees after a sliding-window hit, from ``(allowed, previous window's
+    count, current window's count after this hit, current window's start, store now)``;
+    windows are aligned to multiples of ``window`` since the epoch."""
     allowed, previous, current, start, now = state
     elapsed = min(max(now - start, 0.0), window)
     estimate = previous * (1.0 - elapsed / window) + current
@@ -149,6 +155,8 @@ def sliding_window_result(
 
 
 def gcra_result(state: GcraState, limit: int, window: float, cost: int) -> RateLimitResult:
+    """What a caller sees after a GCRA hit, from ``(allowed, anchor, units, store now)``:
+    the theoretical arrival time is ``anchor + units * window / limit`` (see ``step_gcra``)."""
     allowed, anchor, units, now = state
     interval = window / limit
     backlog = max(0.0, gcra_backlog(anchor, units, now, limit, window))

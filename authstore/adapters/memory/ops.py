@@ -697,12 +697,11 @@ class MemoryTotpOps:
 
     @immediate
     def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> None:
-        now = self.data.clock()
-        row = self.data.totp.setdefault(
-            (self.namespace, user_id), TotpRow(created_at=now, updated_at=now)
-        )
+        row = self._row(user_id)
+        if row is None:  # codes belong to a TOTP state: none without one
+            return
         row.codes = dict.fromkeys(code_hashes)
-        row.updated_at = now
+        row.updated_at = self.data.clock()
 
     @immediate
     def use_backup_code(self, user_id: str, code_hash: str) -> bool:

@@ -934,7 +934,9 @@ class MongoTotpOps(_Scoped):
         )
 
     def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> Op[None]:
-        yield from self._write(self._upsert_fields(user_id, {"b": _lit(code_hashes)}))
+        # Codes belong to a TOTP state: no upsert, so a user without one gets none.
+        update = [{"$set": {"b": _lit(code_hashes), "up": NOW}}]
+        yield _update(self.name, [({"_id": self._id(user_id)}, update, False)])
 
     def use_backup_code(self, user_id: str, code_hash: str) -> Op[bool]:
         # One $pull guarded by the code's presence: only one caller can remove it.

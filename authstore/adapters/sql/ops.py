@@ -830,6 +830,7 @@ class SqlTotpOps(_SqlOps):
         )
         self._delete_codes = f"DELETE FROM {codes} WHERE {user}"
         self._delete_state = f"DELETE FROM {t} WHERE {user}"
+        self._has_state = f"SELECT 1 FROM {t} WHERE {user}"
         # One statement, so the state and its codes are one snapshot: a row per unused
         # code (one row with a NULL code when there is none), in the order given.
         self._load = (
@@ -888,6 +889,10 @@ class SqlTotpOps(_SqlOps):
         # and insert their own set beside the other's (or collide on the key).
         yield from self._lock(f"authstore:totp:{self.namespace}:{user_id}")
         yield Query(self._delete_codes, self._params(user_id))
+        # Codes belong to a TOTP state: a user without one (never enrolled, or disabled)
+        # gets none, so no code can be used, or show up at a later enrolment.
+        if not code_hashes or (yield Query(self._has_state, self._params(user_id), "one")) is None:
+            return
         for start in range(0, len(code_hashes), CHUNK):
             chunk = code_hashes[start : start + CHUNK]
             values = ", ".join(f"(:namespace, :user_id, :c{i}, :o{i})" for i in range(len(chunk)))

@@ -264,7 +264,7 @@ class ContractBase:
         pytest-asyncio is active (async fixtures then share it), else on a loop thread."""
         loop: RunnerLoop | None = None
         if authstore_mode == "async" and request.config.pluginmanager.has_plugin("asyncio"):
-            loop = RunnerLoop(request.getfixturevalue("_function_scoped_runner"))
+            loop = RunnerLoop(_pytest_asyncio_runner(request))
         stores = Stores(authstore_factory, authstore_mode, loop)
         yield stores
         stores.close()
@@ -387,4 +387,19 @@ class ContractBase:
                 problems.append(f"{name} answered {answer!r}")
         assert not problems, "a down backend must raise BackendUnavailableError:\n" + "\n".join(
             problems
+        )
+
+
+def _pytest_asyncio_runner(request: pytest.FixtureRequest) -> Any:
+    """pytest-asyncio's function-scoped ``asyncio.Runner`` (a fixture since 1.1)."""
+    try:
+        return request.getfixturevalue("_function_scoped_runner")
+    except pytest.FixtureLookupError:
+        from importlib.metadata import version
+
+        pytest.fail(
+            "authstore's contract suite runs async stores on pytest-asyncio's loop and needs "
+            f"pytest-asyncio >= 1.1 (installed: {version('pytest-asyncio')}); upgrade it, or "
+            "run without it (-p no:asyncio) to use the suite's own loop thread",
+            pytrace=False,
         )

@@ -668,12 +668,8 @@ class TotpContract(ContractBase):
         assert totp_store.claim_step("alice", 100) is True
         totp_store.save_pending("alice", b"pending")
         assert totp_store.disable("alice") is True
-        state = totp_store.load("alice")
-        assert state is None or (
-            not state.enabled
-            and (state.secret, state.pending_secret, state.last_step, state.backup_codes_left)
-            == (None, None, None, 0)
-        ), state
+        assert totp_store.load("alice") is None, "disable leaves no state"
+        assert totp_store.disable("alice") is False, "nothing left to disable"
         assert totp_store.use_backup_code("alice", "h1") is False
         assert totp_store.enable("alice") is False, "the pending secret is gone too"
         self.enrol(totp_store, secret=b"again")
@@ -681,6 +677,20 @@ class TotpContract(ContractBase):
         assert state is not None
         assert (state.secret, state.last_step, state.backup_codes_left) == (b"again", None, 0)
         assert totp_store.use_backup_code("alice", "h2") is False
+
+    def test_totp_backup_codes_belong_to_a_state(self, totp_store: TotpSubject) -> None:
+        totp_store.replace_backup_codes("nobody", ["n1"])
+        assert totp_store.load("nobody") is None, "replacing codes creates no TOTP state"
+        assert totp_store.use_backup_code("nobody", "n1") is False
+        totp_store.save_pending("nobody", b"secret")
+        state = totp_store.load("nobody")
+        assert state is not None and state.backup_code_hashes == (), "no code shows up later"
+        totp_store.replace_backup_codes("nobody", ["n2"])  # a pending state holds codes
+        assert totp_store.load("nobody").backup_code_hashes == ("n2",)  # type: ignore[union-attr]
+        assert totp_store.disable("nobody") is True
+        totp_store.replace_backup_codes("nobody", ["n3"])
+        assert totp_store.load("nobody") is None
+        assert totp_store.use_backup_code("nobody", "n3") is False
 
     def test_totp_backup_codes(self, totp_store: TotpSubject) -> None:
         self.enrol(totp_store)

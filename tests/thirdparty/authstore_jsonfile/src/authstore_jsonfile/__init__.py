@@ -856,8 +856,9 @@ class JsonFileTotp(_Store):
             raise ValueError(f"at most {MAX_BACKUP_CODES} backup codes")
 
         def replace(d: Data, now: float) -> None:
-            row = _totp_row(d, user, now)
-            row["codes"], row["updated"] = hashes, now
+            row = d.get("totp", {}).get(user)
+            if row is not None:  # codes belong to a TOTP state: none without one
+                row["codes"], row["updated"] = hashes, now
 
         self._run(replace)
 
