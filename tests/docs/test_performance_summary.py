@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is a top-level package of the checkout
 try:
@@ -37,3 +39,37 @@ def test_a_page_without_markers_is_left_alone(tmp_path: Path) -> None:
     assert not replace_summary(page, f"{START}\nx\n{END}")
     assert page.read_text(encoding="utf-8") == "# Performance\n"
     assert not replace_summary(tmp_path / "missing.md", f"{START}\nx\n{END}")
+
+
+def test_a_full_run_writes_its_summary_into_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``write`` of a full run into the default folder rewrites the page's block; a run
+    with a smaller budget leaves it alone (both folders redirected to tmp_path)."""
+    from benchmarks.suite import report
+    from benchmarks.suite.session import Results
+
+    page = tmp_path / "performance.md"
+    page.write_text(f"# Performance\n\n{START}\nold\n{END}\n\nafter\n", encoding="utf-8")
+    monkeypatch.setattr(report, "SUMMARY_PAGE", page)
+    monkeypatch.setattr(report, "DEFAULT_OUT", tmp_path / "results")
+    facts = {
+        "date": "today",
+        "cpu": "a CPU",
+        "cores": 2,
+        "load": "0.1 0.1 0.1",
+        "platform": "Linux",
+        "python": "3",
+        "servers": {},
+        "packages": {},
+    }
+
+    report.write(Results("quick", facts), tmp_path / "results")
+    assert "\nold\n" in page.read_text(encoding="utf-8")
+
+    report.write(Results("full", facts), tmp_path / "results")
+    text = page.read_text(encoding="utf-8")
+    assert "\nold\n" not in text
+    assert "Last full run: today on a CPU" in text
+    assert "(../benchmarks/results/report.md)" in text  # relative to docs/
+    assert text.startswith("# Performance\n\n") and text.endswith(f"{END}\n\nafter\n")
