@@ -192,3 +192,11 @@ def test_localhost_urls_become_the_test_servers(
     assert "timeout=2&namespace=docs" in code
     assert re.search(r"namespace=docs\w+", code)
     assert re.search(r'namespace="app-docs\w+"', code)
+
+
+def test_sql_urls_get_a_table_prefix_of_their_own(
+    local_servers: Callable[[str], str], server_url: Callable[[str], str]
+) -> None:
+    code = local_servers('open_sessions("postgresql://app:secret@localhost:5432/app")')
+    assert server_url("postgres") in code
+    assert re.search(r"namespace=docs\w+&table_prefix=docs\w+_", code)
