@@ -69,7 +69,7 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         if not resolved.is_relative_to(ROOT) or not resolved.exists():
             raise PluginError(f"{source}: the link {target!r} names no file of the repository")
         if resolved == README:
-            url = get_relative_url("", page.url) or "./"
+            url = get_relative_url("", page.url).rstrip("/") + "/"  # the home page
         else:
             name = resolved.relative_to(ROOT).as_posix()
             _copied.add(name)
