@@ -6,7 +6,7 @@ the same command, on the same server in one run.
 - Rate limiting: authstore's fixed window against ``limits`` FixedWindowRateLimiter,
   authstore's sliding window (and GCRA) against ``limits`` MovingWindowRateLimiter,
   both over ``limits.storage.MongoDBStorage`` (and its async twin over motor). Goal:
-  at least as fast (ratio <= 1, DESIGN.md section 8).
+  at least as fast (ratio <= 1).
 - Raw driver: pymongo (sync) and AsyncMongoClient (async) sending the very command
   authstore sends (captured from the operation, not retyped) with a plain
   ``database.command``, decoding what it reads the way authstore's records need

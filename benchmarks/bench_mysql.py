@@ -8,7 +8,7 @@ not retyped) on one plain autocommit connection with the same flags: PyMySQL's
 read, as it must be), and aiomysql's. A rate-limit hit is one command of four
 statements (BEGIN; upsert; SELECT; COMMIT) on both sides: one round trip each.
 authstore pays for its pool, its argument checks and its decoding on top. Goal: at
-most 1.15x (DESIGN.md section 8). The server comes from AUTHSTORE_TEST_MARIADB_URL
+most 1.15x (docs/performance.md lists the goals). The server comes from AUTHSTORE_TEST_MARIADB_URL
 (default: the local authstore_test database); tables get a throwaway prefix.
 """
 
@@ -145,7 +145,7 @@ def _sync_part(url: str) -> tuple[list[Comparison], float, dict[str, float]]:
             )
         calls = _calls(cache, sessions, token)
         for algorithm in ("sliding window", "gcra"):
-            # their commands are the longest (issue 14): within 1.3x of fixed window
+            # their commands are the longest: within 1.3x of fixed window
             results.append(
                 compare(
                     f"mysql sync rate limit {algorithm} vs fixed window",

@@ -8,7 +8,7 @@ authstore sets (psycopg: the server's statement_timeout; asyncpg: command_timeou
 using each driver's plainest call: psycopg's ``execute().fetchall()``, asyncpg's
 ``fetch()``, and decodes the JSON it reads, as the SQLite section does ("same lookup
 + decode"). authstore pays for its argument checks, its records (aware datetimes), its
-operation machinery and its pool on top. Goal: at most 1.15x (DESIGN.md section 8). Lines marked "pool" compare
+operation machinery and its pool on top. Goal: at most 1.15x. Lines marked "pool" compare
 with the same statement through the driver's own pool, the way an application uses a
 raw driver (no goal: context). Then 2000 rate-limit hits over 100 users: sequential
 sync against 100 concurrent async callers.
@@ -41,7 +41,7 @@ from authstore.contracts.records import JSONValue
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/authstore_test"
 GOAL = 1.15
 LIMITER_GOAL = 1.3
-"""Sliding window and GCRA against fixed window, same store (issue 14)."""
+"""Sliding window and GCRA against fixed window, same store."""
 TIMEOUT = 5.0
 HITS = 2000
 CALLERS = 100
@@ -170,7 +170,7 @@ def _sync_part(url: str) -> tuple[list[Comparison], float]:
                 )
             )
         for algorithm in ("sliding window", "gcra"):
-            # their statements are the longest (issue 14): within 1.3x of fixed window
+            # their statements are the longest: within 1.3x of fixed window
             results.append(
                 compare(
                     f"postgres sync rate limit {algorithm} vs fixed window",

@@ -6,7 +6,7 @@ On one server (AUTHSTORE_TEST_REDIS_URL, default redis://127.0.0.1:6379/15), in 
 run, interleaved rounds:
 - the raw driver doing the same round trip: redis-py's GET/SET/EXISTS, or EVALSHA of
   the very script authstore sends (same keys, same arguments), decoding what it reads
-  the way an application would (JSON). Goal: at most 1.15x (DESIGN.md section 8);
+  the way an application would (JSON). Goal: at most 1.15x;
 - the peers, same operation on the same server: ``limits`` RedisStorage (fixed window
   and sliding-window counter, sync and async with redis-py), ``cachelib`` RedisCache and
   ``aiocache`` RedisCache (get/set). Goal: at most 1.0x. Peers run with their defaults

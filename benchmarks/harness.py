@@ -21,7 +21,7 @@ class Comparison:
     """Median seconds per operation, the reference."""
     reference: str
     goal: float | None
-    """Highest acceptable ratio ours/theirs, when DESIGN.md sets one."""
+    """Highest acceptable ratio ours/theirs, when a performance goal sets one."""
 
     @property
     def ratio(self) -> float:

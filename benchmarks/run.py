@@ -1,4 +1,4 @@
-"""authstore's performance goals (DESIGN.md section 8), measured as ratios in one run.
+"""authstore's performance goals, measured as ratios in one run.
 
 The full report (every backend, mode and operation, raw drivers, peers, round trips,
 the 1 ms comparison, charts) is ``python -m benchmarks``; this script keeps the older
@@ -34,8 +34,7 @@ import authstore
 
 def memory_section() -> list[Comparison]:
     """The library's own CPU cost: the memory store has no I/O, so every microsecond is
-    checks, encoding, the operation generator and the lock. Goal (issue 14, DESIGN.md
-    section 8): within 1.5x of cachelib / limits on their memory stores."""
+    checks, encoding, the operation generator and the lock. Goal: within 1.5x of cachelib / limits on their memory stores."""
     from aiocache import SimpleMemoryCache
     from cachelib import SimpleCache
     from limits import RateLimitItemPerMinute, storage, strategies

@@ -1,4 +1,4 @@
-"""No bearer secret rests in plaintext, caller-supplied ones included (issue 11).
+"""No bearer secret rests in plaintext, caller-supplied ones included.
 
 A core with its own token scheme hands authstore its session ids and magic-link tokens
 (``create(token=)``, ``issue(token=)``) or only their hashes (``issue_hashed``). Each test

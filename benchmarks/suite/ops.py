@@ -62,7 +62,7 @@ class Op:
     store: str
     """Which store the call uses: cache, sessions, totp or magic."""
     single: bool = True
-    """A single-record operation: one round trip on a network backend (DESIGN.md s. 8).
+    """A single-record operation: one round trip on a network backend.
     Issuing a magic link also revokes the user's previous ones: a transaction."""
     raw: bool = True
     """The raw driver can replay its round trip (not for writes a replay cannot repeat:

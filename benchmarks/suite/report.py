@@ -1,5 +1,5 @@
 """The report: ``report.md`` (tables, goals met or missed), ``results.json`` (every
-number), PNG charts, and the README's summary between its benchmark markers."""
+number), PNG charts, and the summary between the benchmark markers of docs/performance.md."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from benchmarks.suite.ops import OPS
 if TYPE_CHECKING:
     from benchmarks.suite.session import Results, Row
 
-__all__ = ["goals", "write"]
+__all__ = ["goals", "replace_summary", "write"]
 
-README = Path(__file__).resolve().parent.parent.parent / "README.md"
+SUMMARY_PAGE = Path(__file__).resolve().parent.parent.parent / "docs" / "performance.md"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results"
 START, END = "<!-- benchmark summary: start -->", "<!-- benchmark summary: end -->"
 ONE_TRIP = ("postgresql", "mariadb", "redis", "mongodb")
@@ -64,7 +64,7 @@ def _find(results: Results, backend: str, mode: str, op: str) -> Any:
 
 
 def goals(results: Results) -> list[dict[str, Any]]:
-    """Each goal of issue 14 / DESIGN.md section 8: met, missed, or not measured."""
+    """Each performance goal: met, missed, or not measured."""
     ratios = _ratios(results)
     out: list[dict[str, Any]] = []
 
@@ -222,7 +222,7 @@ def _markdown(results: Results, charts: list[str]) -> str:
     if results.failures:
         lines += ["Failures: " + "; ".join(results.failures), ""]
     lines += [
-        "## Goals (issue 14, DESIGN.md section 8)",
+        "## Goals",
         "",
         "| goal | limit | checks | result | worst / misses |",
         "|---|---|---|---|---|",
@@ -467,7 +467,7 @@ def _summary(results: Results) -> str:
         f"Last full run: {facts['date']} on {facts['cpu']} ({facts['cores']} cores, load average "
         f"{facts['load'].split()[0]} at the start: the machine was shared), {facts['python']}; "
         "the full report with every operation, the raw-driver and peer ratios and charts: "
-        "[benchmarks/results/report.md](benchmarks/results/report.md).",
+        "[benchmarks/results/report.md](../benchmarks/results/report.md).",
         "",
         "| backend | " + " | ".join(f"{op} sync / async x100 ops/s" for op in HEADLINE) + " |",
         "|---|" + "---:|" * len(HEADLINE),
@@ -485,6 +485,19 @@ def _summary(results: Results) -> str:
     return "\n".join(lines)
 
 
+def replace_summary(page: Path, summary: str) -> bool:
+    """Put ``summary`` (markers included) in place of the block between the markers of
+    ``page``; False, and nothing written, when the page or either marker is missing."""
+    if not page.exists():
+        return False
+    text = page.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        return False
+    pattern = re.escape(START) + ".*?" + re.escape(END)
+    page.write_text(re.sub(pattern, lambda _: summary, text, flags=re.S), encoding="utf-8")
+    return True
+
+
 def write(results: Results, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("modes.png", "ratios.png", "latency.png"):  # charts of an earlier run
@@ -497,14 +510,6 @@ def write(results: Results, out: Path) -> Path:
     path = out / "report.md"
     path.write_text(_markdown(results, charts) + "\n")
     (out / "results.json").write_text(json.dumps(_json(results), indent=1, default=str) + "\n")
-    if out.resolve() == DEFAULT_OUT.resolve() and results.budget == "full" and README.exists():
-        text = README.read_text()
-        if START in text and END in text:
-            text = re.sub(
-                re.escape(START) + ".*?" + re.escape(END),
-                lambda _: _summary(results),
-                text,
-                flags=re.S,
-            )
-            README.write_text(text)
+    if out.resolve() == DEFAULT_OUT.resolve() and results.budget == "full":
+        replace_summary(SUMMARY_PAGE, _summary(results))
     return path

@@ -142,7 +142,7 @@ def test_no_stale_reply_after_a_timeout(private_memcached: PrivateMemcached) -> 
 
 def test_recovers_after_a_restart(private_memcached: PrivateMemcached) -> None:
     """A restarted memcached is empty: the store reconnects by itself (and what it held is
-    gone, which is why the README asks for memcached sized never to evict)."""
+    gone, which is why docs/backends.md asks for memcached sized never to evict)."""
     url = _url(private_memcached)
     with authstore.open_cache(url) as cache:
         cache.set("k", 1)

@@ -1,4 +1,4 @@
-"""The hot paths' shortcuts decide exactly as the full checks do (issue 14).
+"""The hot paths' shortcuts decide exactly as the full checks do.
 
 Each fast path (the JSON walk without paths, the C encoder built once, the one-step
 checks of TTLs, counts and tokens, the memory sweeper's single item per entry) must
