@@ -194,8 +194,9 @@ email / ip_address /     MAX_EMAIL_BYTES (320) / MAX_IP_BYTES (64) /
 code_hash                1 to MAX_CODE_HASH_BYTES (512); at most MAX_BACKUP_CODES (100)
 TOTP secret              bytes, 1 to MAX_SECRET_BYTES (4096)
 metadata                 check_metadata: a dict of JSON values, at most MAX_JSON_BYTES
-                         (65,536) encoded
-cache value              encode_value: at most MAX_VALUE_BYTES (4 MiB) encoded
+                         (65,536) encoded, nested at most MAX_JSON_DEPTH (64) deep
+cache value              encode_value: at most MAX_VALUE_BYTES (4 MiB) encoded; lists
+                         and dicts nested at most MAX_JSON_DEPTH (64) deep
 other text               check_text: 1 to MAX_TEXT_BYTES (4096) bytes
 namespace                check_namespace: 1 to 64 of A-Z a-z 0-9 _ . -
 
@@ -272,6 +273,7 @@ from authstore.contracts.totp import AsyncTotpStore as AsyncTotpStore
 from authstore.contracts.totp import TotpStore as TotpStore
 from authstore.contracts.values import (
     MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
     MAX_KEY_BYTES,
     MAX_LIMIT,
     MAX_TEXT_BYTES,
@@ -356,6 +358,7 @@ __all__ = [
     "MAX_ID_BYTES",
     "MAX_IP_BYTES",
     "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_KEY_BYTES",
     "MAX_LIMIT",
     "MAX_SECRET_BYTES",

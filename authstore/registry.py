@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -93,16 +94,24 @@ class StoreURL:
         if "://" not in url:
             raise ConfigurationError("a store URL looks like scheme://..., e.g. sqlite:///auth.db")
         scheme, rest = url.split("://", 1)
-        rest, _, query = rest.partition("?")
-        netloc, slash, path = rest.partition("/")
-        userinfo, _, hostlist = netloc.rpartition("@")
+        try:
+            userinfo, hostlist, slash, path, query = _split(rest)
+        except _AmbiguousURL:
+            raise ConfigurationError(
+                f"ambiguous store URL {scheme.lower()}://...: an '@' could end the password "
+                "or belong to an option; percent-encode '@', '/' and '?' in the password "
+                "(%40, %2F, %3F) and '@' in options"
+            ) from None
         username, _, password = userinfo.partition(":")
         try:
             options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
             hosts = tuple(_host(part) for part in hostlist.split(",") if part)
         except ValueError as error:
-            redacted = cls(scheme=scheme.lower(), path=path).redacted()
-            raise ConfigurationError(f"malformed store URL {redacted}: {error}") from None
+            redacted = cls(scheme=scheme.lower(), path=slash + path).redacted()
+            # A fragment of the text is shown only when the URL holds no userinfo at all:
+            # an unencoded '/', '?' or '@' in a password must never reach a message.
+            detail = str(error) if "@" not in url else "a host, port or option is malformed"
+            raise ConfigurationError(f"malformed store URL {redacted}: {detail}") from None
         return cls(
             scheme=scheme.lower(),
             hosts=hosts,
@@ -148,6 +157,43 @@ def _secret_option(name: str) -> bool:
 
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+_HOSTLIST = re.compile(r"[A-Za-z0-9._%\-:,\[\]]+")
+_QUERY_LIKE = re.compile(r"\?[^@]*=")
+
+
+class _AmbiguousURL(ValueError):
+    """An '@' that may end a password or sit in an option value: guessing could show a
+    piece of the password as a host or an option, so the caller must percent-encode."""
+
+
+def _split(rest: str) -> tuple[str, str, str, str, str]:
+    """userinfo, host list, '/' or '', path, query of what follows ``scheme://``.
+
+    A password written without percent-encoding may hold '/', '?' or '@' (base64 holds
+    '/'): the userinfo ends at the last '@' that is followed by a host list. Without
+    an authority (``sqlite:///a@b.db``) an '@' is part of the path.
+    """
+    userinfo = ""
+    if not rest.startswith("/"):
+        for at in (i for i in range(len(rest) - 1, -1, -1) if rest[i] == "@"):
+            end = len(rest)
+            for stop in "/?":
+                found = rest.find(stop, at)
+                end = found if found != -1 and found < end else end
+            if _HOSTLIST.fullmatch(rest[at + 1 : end]):
+                if _QUERY_LIKE.search(rest[:at]):
+                    raise _AmbiguousURL
+                userinfo, rest = rest[:at], rest[at + 1 :]
+                break
+    rest, _, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    if not userinfo and "@" in netloc:  # a host list the pattern does not know (IDN)
+        userinfo, _, netloc = netloc.rpartition("@")
+    elif not userinfo and netloc and "@" in path:
+        raise _AmbiguousURL
+    return userinfo, netloc, slash, path, query
 
 
 def _host(part: str) -> tuple[str, int | None]:

@@ -20,6 +20,7 @@ from authstore.contracts.records import JSONValue, Value
 
 __all__ = [
     "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_KEY_BYTES",
     "MAX_LIMIT",
     "MAX_TEXT_BYTES",
@@ -56,6 +57,11 @@ MAX_TEXT_BYTES = 4096
 MAX_TOKEN_BYTES = 512
 MAX_JSON_BYTES = 64 * 1024
 """Session metadata, encoded: well inside a MySQL MEDIUMTEXT and a 16 MiB BSON document."""
+MAX_JSON_DEPTH = 64
+"""Lists and dicts nested in a cache value or session metadata, the outermost counted:
+a value that deep is checked, encoded and decoded from any call stack (Python's limit
+is about 1,000 frames: 3,000 levels raised RecursionError, 950 could be stored but
+not read back from a deeper stack)."""
 MAX_VALUE_BYTES = 4 * 1024 * 1024
 """A cache value, encoded. Below MariaDB's default 16 MiB max_allowed_packet even when
 every byte is escaped (x2), and MongoDB's 16 MiB document."""
@@ -174,7 +180,7 @@ def check_count(value: object, what: str, *, minimum: int = 1, maximum: int = 2*
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
     if not minimum <= value <= maximum:
         raise ValueError(f"{what} must be between {minimum} and {maximum}, got {value}")
-    return value
+    return int(value)  # an IntEnum or int subclass becomes a plain int for every driver
 
 
 def check_text(value: object, what: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str:
@@ -195,7 +201,7 @@ def check_optional_text(value: object, what: str, *, max_bytes: int = MAX_TEXT_B
     return None if value is None else check_text(value, what, max_bytes=max_bytes)
 
 
-def _check_json(value: object, path: str) -> None:
+def _check_json(value: object, path: str, depth: int = 1) -> None:
     kind = type(value)
     if value is None or kind is str or kind is bool or kind is int:
         return
@@ -203,15 +209,18 @@ def _check_json(value: object, path: str) -> None:
         if not math.isfinite(value):  # type: ignore[arg-type]
             raise ValueError(f"{path}: NaN and infinity are not JSON")
         return
+    if (kind is list or kind is dict) and depth > MAX_JSON_DEPTH:
+        root = path.partition("[")[0]
+        raise ValueError(f"{root}: lists and dicts nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, list) and kind is list:
         for index, item in enumerate(value):
-            _check_json(item, f"{path}[{index}]")
+            _check_json(item, f"{path}[{index}]", depth + 1)
         return
     if isinstance(value, dict) and kind is dict:
         for name, entry in value.items():
             if type(name) is not str:
                 raise TypeError(f"{path}: dict keys must be str, not {type(name).__name__}")
-            _check_json(entry, f"{path}[{name!r}]")
+            _check_json(entry, f"{path}[{name!r}]", depth + 1)
         return
     raise TypeError(
         f"{path}: {kind.__name__} is not storable; use JSON types (dict, list, str, int, "
@@ -219,9 +228,11 @@ def _check_json(value: object, path: str) -> None:
     )
 
 
-def _is_json(value: dict[object, object] | list[object]) -> bool:
+def _is_json(value: dict[object, object] | list[object], depth: int = 1) -> bool:
     """``_check_json``'s verdict on a dict or list without building any path: the fast
     path. When it says False, ``_check_json`` finds the culprit and raises."""
+    if depth > MAX_JSON_DEPTH:
+        return False
     if type(value) is dict:
         for name in value:
             if type(name) is not str:
@@ -236,7 +247,7 @@ def _is_json(value: dict[object, object] | list[object]) -> bool:
         if kind is float:
             if item - item != 0.0:  # type: ignore[operator]  # inf - inf and NaN are NaN
                 return False
-        elif not ((kind is dict or kind is list) and _is_json(item)):  # type: ignore[arg-type]
+        elif not ((kind is dict or kind is list) and _is_json(item, depth + 1)):  # type: ignore[arg-type]
             return False
     return True
 

@@ -199,3 +199,86 @@ def test_importing_authstore_imports_no_third_party_module() -> None:
         Path(authstore.__file__).parent.parent,
     )
     assert "FOREIGN []" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "password", "hosts", "path"),
+    [
+        (
+            "redis://:Zq1234/x+5678==@127.0.0.1:6379/0",
+            "Zq1234/x+5678==",
+            [("127.0.0.1", 6379)],
+            "/0",
+        ),
+        ("redis://bob:p?ss@host:6379/0", "p?ss", [("host", 6379)], "/0"),
+        ("redis://bob:a@b@h:1/0", "a@b", [("h", 1)], "/0"),
+        ("postgresql://u:x/y@h1:5432,h2:5433/db", "x/y", [("h1", 5432), ("h2", 5433)], "/db"),
+    ],
+)
+def test_unencoded_password_characters_stay_in_the_password(
+    text: str, password: str, hosts: list[tuple[str, int]], path: str
+) -> None:
+    # base64 passwords hold '/', '+' and '='; people paste them without percent-encoding
+    url = StoreURL.parse(text)
+    assert (url.password, list(url.hosts), url.path) == (password, hosts, path)
+    assert password not in repr(url) and password not in url.redacted()
+
+
+def test_an_at_sign_outside_the_authority_is_not_userinfo() -> None:
+    assert StoreURL.parse("sqlite:////tmp/a@b.db").path == "//tmp/a@b.db"
+    url = StoreURL.parse("redis://host:1/0?client_name=a%40b.com")
+    assert (url.password, url.hosts) == (None, (("host", 1),))
+    assert dict(url.options) == {"client_name": "a@b.com"}
+    # Unencoded, an '@' in an option could as well end a password holding '?' and '=':
+    # refused with a message that repeats nothing of the URL past its scheme.
+    for text in ("redis://host:1/0?client_name=a@b.com", "redis://bob:p/w?x=y@h/0"):
+        with pytest.raises(ConfigurationError, match="percent-encode") as caught:
+            StoreURL.parse(text)
+        assert "host" not in str(caught.value) and "p/w" not in str(caught.value)
+
+
+PASSWORD_CHARS = "abcdefXYZ0123456789/+=?#@:%!$&'()*;,[]~._-"
+
+
+def _fragments(secret: str, size: int = 4) -> set[str]:
+    return {secret[i : i + size] for i in range(len(secret) - size + 1)}
+
+
+def test_no_part_of_any_password_reaches_a_message() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    templates = [
+        "redis://bob:{}@127.0.0.1:6379/0",
+        "redis://:{}@127.0.0.1:notaport/0",
+        "postgresql://bob:{}@db.example:5432/app?bogus=1",
+        "mysql://bob:{}@h1,h2:x/app",
+        "mongodb://bob:{}@h/db?readPreference=secondary",
+        "redisx://bob:{}@h/0",
+    ]
+
+    @settings(
+        max_examples=300,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(st.text(PASSWORD_CHARS, min_size=8, max_size=40), st.sampled_from(templates))
+    def check(password: str, template: str) -> None:
+        text = template.format(password)
+        # fragments the template itself shows (a host, a scheme) prove nothing
+        secret = _fragments(password) - _fragments(template.replace("{}", "\x00"))
+        shown: list[str] = []
+        try:
+            url = StoreURL.parse(text)
+            shown += [repr(url), str(url)]
+            open_cache(url, connect_timeout=0.01).close()
+        except (ConfigurationError, UnknownSchemeError, ValueError, TypeError) as error:
+            shown.append(str(error))
+        except authstore.AuthStoreError as error:  # a backend that could not connect
+            shown.append(str(error))
+        leaked = sorted(f for f in secret for message in shown if f in message)
+        assert not leaked, (text, shown)
+
+    check()

@@ -190,3 +190,24 @@ def test_value_and_metadata_sizes() -> None:
     assert len(check_metadata({"k": "x" * (MAX_JSON_BYTES - 8)})) == MAX_JSON_BYTES
     with pytest.raises(ValueError):
         check_metadata({"k": "x" * (MAX_JSON_BYTES - 7)})
+
+
+def test_nesting_is_limited_before_python_runs_out_of_stack() -> None:
+    import sys
+
+    from authstore import open_cache
+    from authstore.contracts.testing.base import nested
+    from authstore.contracts.values import MAX_JSON_DEPTH
+
+    with open_cache("memory://") as cache:
+        for too_deep in (nested(MAX_JSON_DEPTH + 1), nested(3000), nested(100_000, dict)):
+            with pytest.raises(ValueError, match="nested deeper than 64 levels"):
+                cache.set("k", too_deep)  # never RecursionError
+        deepest = nested(MAX_JSON_DEPTH, dict)
+        cache.set("k", deepest)
+
+        def read_from_depth(frames: int) -> object:
+            return cache.get("k") if frames == 0 else read_from_depth(frames - 1)
+
+        # what was accepted reads back from a stack nearly at Python's limit
+        assert read_from_depth(sys.getrecursionlimit() - 150) == deepest

@@ -61,6 +61,15 @@ def require(store: CacheSubject, capability: str) -> None:
         pytest.skip(f"the cache does not declare the {capability!r} capability")
 
 
+def nested(depth: int, container: type[list[Any]] | type[dict[str, Any]] = list) -> Any:
+    """``depth`` lists (or dicts under the key "d") nested in each other, built without
+    recursion: the input policy's nesting limit at its edge."""
+    value: Any = [] if container is list else {}
+    for _ in range(depth - 1):
+        value = [value] if container is list else {"d": value}
+    return value
+
+
 def same_value(left: object, right: object) -> bool:
     """Equal with the same types all the way down: 1 != 1.0 != True, b"1" != "1"."""
     if type(left) is not type(right):

@@ -7,6 +7,7 @@ mixins it needs, or keeps ``CacheContract`` and lets the declared gaps skip.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import math
 import time
@@ -37,12 +38,19 @@ from authstore.contracts.testing.base import (
     assert_rejected,
     assert_utc,
     cases,
+    nested,
     require,
     same_value,
 )
 from authstore.contracts.testing.harness import CacheSubject, Stores
 from authstore.contracts.testing.migrate import MigrateContract
-from authstore.contracts.values import MAX_TTL, MAX_VALUE_BYTES, MAX_WINDOW, MIN_TTL
+from authstore.contracts.values import (
+    MAX_JSON_DEPTH,
+    MAX_TTL,
+    MAX_VALUE_BYTES,
+    MAX_WINDOW,
+    MIN_TTL,
+)
 
 __all__ = [
     "BatchContract",
@@ -862,9 +870,19 @@ BAD_VALUES: Bad = [
     ({"a": {"b": "x\ud83d"}}, ValueError),
     (b"x" * MAX_VALUE_BYTES, ValueError),
     ("x" * MAX_VALUE_BYTES, ValueError),
+    (nested(MAX_JSON_DEPTH + 1), ValueError),
+    (nested(3000), ValueError),
 ]
 """Values are valid Unicode (no lone surrogate anywhere in them) of at most
-MAX_VALUE_BYTES encoded."""
+MAX_VALUE_BYTES encoded, lists and dicts nested at most MAX_JSON_DEPTH deep."""
+
+
+class _Limits(enum.IntEnum):
+    """A settings-style IntEnum of limits: an int subclass every backend must take."""
+
+    LOGIN = 2
+
+
 BAD_ITERABLES: Bad = [
     ("abc", TypeError),
     (b"abc", TypeError),
@@ -1017,9 +1035,18 @@ class CacheBadInputContract(ContractBase):
             ttl_within(cache_store, wide, MAX_TTL - 60, MAX_TTL)
             assert cache_store.expire(wide, MAX_TTL) is True
             cache_store.set("brief", "v", ttl=MIN_TTL)
+            deep = nested(MAX_JSON_DEPTH)
+            cache_store.set("deep", deep)
+            assert cache_store.get("deep") == deep
             assert cache_store.add("long", 1, ttl=MAX_TTL) is True
         if "incr" in capabilities:
             assert cache_store.incr("n", 2**62, ttl=MAX_TTL) == 2**62
+        if "fixed_window" in capabilities:
+            # an int subclass (IntEnum, a settings type) counts as the int it is
+            hits = [
+                cache_store.check_rate_limit("enum", _Limits.LOGIN, 60).allowed for _ in range(3)
+            ]
+            assert hits == [True, True, False]
         if "blacklist" in capabilities:
             cache_store.add_to_blacklist(wide, MAX_TTL)
             assert cache_store.is_blacklisted(wide) is True

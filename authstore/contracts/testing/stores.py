@@ -37,6 +37,7 @@ from authstore.contracts.testing.base import (
     assert_utc,
     cases,
     close_to,
+    nested,
     same_value,
 )
 from authstore.contracts.testing.cache import CacheContract
@@ -47,7 +48,7 @@ from authstore.contracts.testing.harness import (
     TotpSubject,
     View,
 )
-from authstore.contracts.values import MAX_JSON_BYTES, MAX_TTL, MIN_TTL
+from authstore.contracts.values import MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_TTL, MIN_TTL
 
 __all__ = ["MagicLinkContract", "SessionContract", "StoreContract", "TotpContract"]
 
@@ -86,6 +87,7 @@ BAD_METADATA: Bad = [
     ({"\udfff": 1}, ValueError),
     ({"a": ["ok", {"b": "x\udc00"}]}, ValueError),
     ({"k": "\U0001f600" * (MAX_JSON_BYTES // 4 - 1)}, ValueError),
+    (nested(MAX_JSON_DEPTH + 1, dict), ValueError),
 ]
 """The last one encodes to MAX_JSON_BYTES + 4 bytes of JSON."""
 A_TOKEN = "x" * 43
@@ -598,6 +600,10 @@ class SessionContract(SessionCallerTokenContract):
         lifetime = (record.expires_at - record.created_at).total_seconds()
         assert abs(lifetime - MAX_TTL) <= 1, lifetime
         assert_same_session(session_store.get(token), record)
+        deep = nested(MAX_JSON_DEPTH, dict)
+        nested_record, nested_token = session_store.create("deep", ttl=60, metadata=deep)
+        assert nested_record.metadata == deep
+        assert session_store.get(nested_token).metadata == deep  # type: ignore[union-attr]
         [listed] = session_store.list(WIDE_ID)
         assert_same_session(listed, record)
         assert session_store.count(WIDE_ID) == 1
