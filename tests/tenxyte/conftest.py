@@ -201,7 +201,7 @@ def build(mode: str, url: str, namespace: str, stores: dict[str, Any], **setting
     def pair(kind: str) -> tuple[Any, Any]:
         return (stores[kind], None) if mode == "sync" else (None, stores[kind])
 
-    blacklist = AuthstoreTokenBlacklist(*pair("cache"))
+    blacklist = AuthstoreTokenBlacklist(*pair("cache"), revocation_ttl=86400)
     session_repo = AuthstoreSessionRepository(*pair("sessions"))
     totp_storage = AuthstoreTOTPStorage(*pair("totp"))
     link_repo = AuthstoreMagicLinkRepository(*pair("links"))

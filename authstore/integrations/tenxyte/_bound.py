@@ -78,8 +78,9 @@ class Bound:
             return getattr(target.obj, step.method)(*step.args, **step.kwargs)
         if target.sync is None:
             raise ConfigurationError(
-                f"{self._owner} was given no sync {step.target} store (its async methods need"
-                f" the async store, its sync methods the sync one)"
+                f"{self._owner} was given only an async {step.target} store: its sync methods"
+                " need a sync store (its async methods use the async one, or the sync one in"
+                " a worker thread)"
             )
         return getattr(target.sync, step.method)(*step.args, **step.kwargs)
 
@@ -93,10 +94,9 @@ class Bound:
             sync = getattr(target.obj, step.method)
             return asyncio.to_thread(sync, *step.args, **step.kwargs)
         if target.aio is None:
-            raise ConfigurationError(
-                f"{self._owner} was given no async {step.target} store (its async methods need"
-                f" the async store, its sync methods the sync one)"
-            )
+            # Only a sync store: what tenxyte does for an object without ``*_async``
+            # methods, a worker thread per call, so its async services work over it.
+            return asyncio.to_thread(getattr(target.sync, step.method), *step.args, **step.kwargs)
         awaitable: Awaitable[Any] = getattr(target.aio, step.method)(*step.args, **step.kwargs)
         return awaitable
 

@@ -50,6 +50,7 @@ from authstore.integrations.tenxyte.storage import (
     AuthstoreSessionRepository,
     AuthstoreTokenBlacklist,
     AuthstoreTOTPStorage,
+    _optional_str,
     create_session,
     revoke_user,
     session_dict,
@@ -590,7 +591,7 @@ class AuthstoreMagicLinkService(MagicLinkService):  # type: ignore[misc]  # tenx
             str(user_email),
             self._hash_token(raw_token),
             ttl=float(self.expiry_minutes) * 60,
-            application_id=application_id,
+            application_id=_optional_str(application_id),  # ids are strings, as in storage
             ip_address=ip_address or None,
             user_agent=device_info or None,
             revoke_previous=True,
@@ -623,7 +624,8 @@ class AuthstoreMagicLinkService(MagicLinkService):  # type: ignore[misc]  # tenx
         link = yield from call("links", "peek", token)
         if link is None:
             return MagicLinkResult(success=False, error="Invalid or expired magic link.")
-        if application_id and link.application_id and link.application_id != application_id:
+        app = _optional_str(application_id)
+        if app and link.application_id and link.application_id != app:
             return MagicLinkResult(
                 success=False, error="Magic link is not valid for this application."
             )

@@ -17,24 +17,30 @@ stores give (``consume``, ``claim_step``, ``use_backup_code``, ``add``,
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import hashlib
 import math
+import re
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenxyte.core.cache_service import CacheService
 from tenxyte.core.magic_link_service import MagicLinkToken
 from tenxyte.core.totp_service import TOTPUserData
 
 from authstore.contracts.cache import AsyncCacheStore, CacheStore
+from authstore.contracts.errors import ConfigurationError
 from authstore.contracts.magic_links import AsyncMagicLinkStore, MagicLinkStore
 from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState
 from authstore.contracts.sessions import AsyncSessionStore, SessionStore
 from authstore.contracts.totp import AsyncTotpStore, TotpStore
-from authstore.contracts.values import MAX_TTL
+from authstore.contracts.values import MAX_TTL, check_ttl
 from authstore.integrations.tenxyte._bound import Bound, Flow, Pair, call
+
+if TYPE_CHECKING:
+    from authstore.crypto import SecretBox
 
 __all__ = [
     "AuthstoreCacheService",
@@ -43,6 +49,7 @@ __all__ = [
     "AuthstoreSessionRepository",
     "AuthstoreTOTPStorage",
     "AuthstoreTokenBlacklist",
+    "TotpSecrets",
     "session_dict",
 ]
 
@@ -251,8 +258,10 @@ class AuthstoreTokenBlacklist:
 
     ``blacklist_token`` keeps the entry until the token's own ``expires_at`` (on the
     core's clock); ``revoke_all_user_tokens`` records the instant with microseconds and
-    keeps it ``revocation_ttl`` seconds (None: forever; give at least the longest token
-    lifetime). ``is_user_revoked`` compares instants exactly: a token issued after the
+    keeps it ``revocation_ttl`` seconds. ``revocation_ttl`` is required: the longest
+    lifetime of a token the core issues (tenxyte's refresh token lifetime), after which
+    no token the revocation covers can still be valid; None keeps every revocation
+    forever and must be chosen explicitly. ``is_user_revoked`` compares instants exactly: a token issued after the
     revocation is valid even within the same second, provided its ``iat`` carries
     sub-second precision (``AuthstoreJWTService`` issues such tokens).
     """
@@ -262,10 +271,10 @@ class AuthstoreTokenBlacklist:
         cache: CacheStore | None = None,
         async_cache: AsyncCacheStore | None = None,
         *,
-        revocation_ttl: float | None = None,
+        revocation_ttl: float | None,
     ) -> None:
         self._b = _bound(self, "cache", cache, async_cache)
-        self.revocation_ttl = revocation_ttl
+        self.revocation_ttl = check_ttl(revocation_ttl, "revocation_ttl")
 
     @property
     def bound(self) -> Bound:
@@ -478,6 +487,80 @@ def _load_user_data(user_id: str) -> Flow[TOTPUserData | None]:
     return user_data(user_id, state)
 
 
+_FERNET = re.compile(rb"gAAAAA[A-Za-z0-9_\-]{50,}={0,2}")
+"""A Fernet token (what tenxyte stores with ``TENXYTE_TOTP_ENCRYPTION_KEY``): version
+byte 0x80, then a timestamp, IV, ciphertext and HMAC, in URL-safe base64."""
+
+
+class TotpSecrets:
+    """What ``AuthstoreTOTPStorage`` does to a TOTP secret on its way to and from the store.
+
+    With a ``box`` (``authstore.crypto.SecretBox``) the secret is sealed for its user
+    with AES-GCM and opened on load. Without one, only ciphertext is stored (a Fernet
+    token from tenxyte's ``TENXYTE_TOTP_ENCRYPTION_KEY``): a secret that is not one is
+    refused before any I/O, unless ``allow_plaintext`` says the caller accepts plaintext
+    TOTP secrets at rest.
+    """
+
+    def __init__(self, box: SecretBox | None = None, *, allow_plaintext: bool = False) -> None:
+        self.box, self.allow_plaintext = box, allow_plaintext
+
+    def seal(self, user_id: str, secret: bytes) -> bytes:
+        if self.box is not None:
+            return self.box.encrypt(user_id, secret)
+        if not (self.allow_plaintext or _FERNET.fullmatch(secret)):
+            raise ConfigurationError(
+                "AuthstoreTOTPStorage refuses a TOTP secret that is not ciphertext: set "
+                "tenxyte's TENXYTE_TOTP_ENCRYPTION_KEY (a Fernet key), give the storage "
+                "box=authstore.crypto.SecretBox(...), or pass allow_plaintext_secrets=True"
+            )
+        return secret
+
+    def open(self, user_id: str, state: TotpState | None) -> TotpState | None:
+        box = self.box
+        if box is None or state is None:
+            return state
+        return dataclasses.replace(
+            state,
+            secret=None if state.secret is None else box.decrypt(user_id, state.secret),
+            pending_secret=None
+            if state.pending_secret is None
+            else box.decrypt(user_id, state.pending_secret),
+        )
+
+
+class _SealedTotp:
+    """A sync TOTP store whose secrets pass through ``TotpSecrets``; the rest as is."""
+
+    def __init__(self, store: TotpStore, secrets: TotpSecrets) -> None:
+        self._store, self._secrets = store, secrets
+
+    def save_pending(self, user_id: str, secret: bytes) -> None:
+        self._store.save_pending(user_id, self._secrets.seal(user_id, secret))
+
+    def load(self, user_id: str) -> TotpState | None:
+        return self._secrets.open(user_id, self._store.load(user_id))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class _AsyncSealedTotp:
+    """The async twin of ``_SealedTotp``: the sealing is CPU work, done before awaiting."""
+
+    def __init__(self, store: AsyncTotpStore, secrets: TotpSecrets) -> None:
+        self._store, self._secrets = store, secrets
+
+    async def save_pending(self, user_id: str, secret: bytes) -> None:
+        await self._store.save_pending(user_id, self._secrets.seal(user_id, secret))
+
+    async def load(self, user_id: str) -> TotpState | None:
+        return self._secrets.open(user_id, await self._store.load(user_id))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def _save_secret(user_id: str, encrypted_secret: str) -> Flow[bool]:
     if not isinstance(encrypted_secret, str):
         raise TypeError(f"encrypted_secret must be a str, not {type(encrypted_secret).__name__}")
@@ -496,10 +579,28 @@ class AuthstoreTOTPStorage:
     ``save_totp_secret`` starts enrolment (the secret becomes active on ``enable_2fa``);
     ``load_user_data`` returns the stored backup-code hashes (tenxyte verifies its
     bcrypt hashes itself). ``email`` is not stored: it is "" in ``TOTPUserData``.
+
+    Secrets are stored as ciphertext only (see ``TotpSecrets``): tenxyte's Fernet
+    ciphertext as given, or any secret sealed with ``box``; a plaintext secret is a
+    ``ConfigurationError`` unless ``allow_plaintext_secrets=True``. Without an async
+    store, the ``*_async`` methods run the sync store in a worker thread.
     """
 
-    def __init__(self, totp: TotpStore | None = None, async_totp: AsyncTotpStore | None = None):
-        self._b = _bound(self, "totp", totp, async_totp)
+    def __init__(
+        self,
+        totp: TotpStore | None = None,
+        async_totp: AsyncTotpStore | None = None,
+        *,
+        box: SecretBox | None = None,
+        allow_plaintext_secrets: bool = False,
+    ):
+        secrets = TotpSecrets(box, allow_plaintext=allow_plaintext_secrets)
+        self._b = _bound(
+            self,
+            "totp",
+            None if totp is None else _SealedTotp(totp, secrets),
+            None if async_totp is None else _AsyncSealedTotp(async_totp, secrets),
+        )
 
     @property
     def bound(self) -> Bound:
