@@ -42,6 +42,10 @@ from authstore.contracts.testing.base import (
 )
 from authstore.contracts.testing.harness import CacheSubject, Stores
 from authstore.contracts.testing.migrate import MigrateContract
+from authstore.contracts.testing.ratelimit_groups import (
+    RateLimitGroupContract,
+    RateLimitPeekContract,
+)
 from authstore.contracts.values import MAX_TTL, MAX_VALUE_BYTES, MAX_WINDOW, MIN_TTL
 
 __all__ = [
@@ -1067,6 +1071,8 @@ class CacheContract(
     FixedWindowContract,
     SlidingWindowContract,
     GcraContract,
+    RateLimitGroupContract,
+    RateLimitPeekContract,
     BlacklistContract,
     UserRevocationContract,
     CacheBadInputContract,
