@@ -85,6 +85,7 @@ from authstore.contracts.values import (
     new_public_id,
     new_token,
 )
+from authstore.limits import Limit, LimitsLike, parse_limits
 from authstore.registry import (
     ENTRY_POINT_GROUP,
     Backend,
@@ -127,6 +128,8 @@ __all__ = [
     "ConfigurationError",
     "IssuedMagicLink",
     "JSONValue",
+    "Limit",
+    "LimitsLike",
     "MagicLinkRecord",
     "MagicLinkStore",
     "MissingDriverError",
@@ -166,6 +169,7 @@ __all__ = [
     "hash_token",
     "new_public_id",
     "new_token",
+    "parse_limits",
     "register_backend",
     "require_module",
     "sliding_window_result",

@@ -321,7 +321,7 @@ class CacheLogic:
 
     def peek_rate_limits(self, key: object, limits: object, cost: object) -> Op[RateLimitResult]:
         full, group, weight = self._group(key, limits, cost)
-        body, _, clock = yield from self.ops.read_record(full)
+        body, _, clock = yield from self.ops.read_record(full, writing=False)
         now, states = ratelimit.decode_group(body, group, clock)
         return ratelimit.peek_group(group, states, now, weight)
 

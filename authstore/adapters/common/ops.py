@@ -156,9 +156,10 @@ class CacheOps(Protocol):
         ``ratelimit.step_*`` takes (None when there is none), and the store's now;
         one read that writes, creates and extends nothing."""
 
-    def read_record(self, key: str) -> Op[tuple[bytes | None, object, float]]:
+    def read_record(self, key: str, writing: bool = True) -> Op[tuple[bytes | None, object, float]]:
         """A record's live body (None: none), a token for ``replace_record``, and the
-        store's now, read together."""
+        store's now, read together. Without ``writing`` (a peek) the clock may be
+        anything when there is no record, and the read must create nothing."""
 
     def replace_record(self, key: str, token: object, body: bytes, ttl: float) -> Op[bool]:
         """Store ``body`` for ``ttl`` seconds only if the record is still what

@@ -328,7 +328,7 @@ class MemcachedCacheOps:
             return _DECODE[algorithm](entry.body.split()), now
         return None, now
 
-    def read_record(self, key: str) -> Op[tuple[bytes | None, object, float]]:
+    def read_record(self, key: str, writing: bool = True) -> Op[tuple[bytes | None, object, float]]:
         """The token is the entry read with its CAS token (None: no entry at all)."""
         target = memcached_key(key)
         found = yield Get((target,), True)

@@ -427,7 +427,7 @@ class MemoryCacheOps:
         return (None if entry is None else entry.value), now
 
     @immediate
-    def read_record(self, key: str) -> tuple[bytes | None, object, float]:
+    def read_record(self, key: str, writing: bool = True) -> tuple[bytes | None, object, float]:
         now = self.data.clock()
         entry = self._find(key, now)
         body = None if entry is None else entry.value

@@ -638,10 +638,11 @@ class MongoCacheOps:
         state = limiter_state(algorithm, [found[field] for field in fields])
         return state, float(found["now"])
 
-    def read_record(self, key: str) -> Op[tuple[bytes | None, object, float]]:
+    def read_record(self, key: str, writing: bool = True) -> Op[tuple[bytes | None, object, float]]:
         """The document as it is, live or not, with the server's clock; the token is its
-        body and expiry, what ``replace_record`` compares. A missing document is created
-        as an expired placeholder first, so the read always returns the clock."""
+        body and expiry, what ``replace_record`` compares. Before a write, a missing
+        document is created as an expired placeholder, so the read returns the clock
+        (an aggregate over no document returns nothing); a peek creates nothing."""
         pipeline: list[dict[str, Any]] = [
             {"$match": {"_id": key}},
             {"$project": {"v": 1, "x": 1, "now": NOW}},
@@ -657,6 +658,8 @@ class MongoCacheOps:
                     (body, expiry),
                     now / 1000,
                 )
+            if not writing:
+                return None, None, 0.0
             yield from _placeholder(self.name, key, {"x": 0})
         raise BackendError("MongoDB: a rate-limit group kept finding its document gone")
 

@@ -157,7 +157,7 @@ class RedisCacheOps:
             return (int(reply[1]), reply[2] / 1000), 0.0
         return limiter_state(algorithm, reply[1:-1]), reply[-1] / MICRO
 
-    def read_record(self, key: str) -> Op[tuple[bytes | None, object, float]]:
+    def read_record(self, key: str, writing: bool = True) -> Op[tuple[bytes | None, object, float]]:
         body, now = yield Script(lua("record_read"), (key,), ())
         return body, body, now / MICRO
 

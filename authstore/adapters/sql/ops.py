@@ -632,7 +632,7 @@ class SqlCacheOps(_SqlOps):
         }[algorithm]
         return limiter_state(algorithm, values), now
 
-    def read_record(self, key: str) -> Op[tuple[bytes | None, object, float]]:
+    def read_record(self, key: str, writing: bool = True) -> Op[tuple[bytes | None, object, float]]:
         row = yield Query(self._read_record, {"key": key}, "one")
         body = None if row[0] is None else bytes(row[0])
         return body, body, float(row[1])
