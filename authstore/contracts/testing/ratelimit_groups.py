@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from authstore.contracts.records import RateLimitAlgorithm, RateLimitResult, StoreKind
 from authstore.contracts.testing.base import (
@@ -65,6 +68,10 @@ def _entries(store: CacheSubject, url: str | None) -> int | None:
     if not isinstance(backend, NamespaceCleaner):
         return None
     return backend.count_namespace(parsed, store.namespace)
+
+
+def _peek_once(store: Any, algorithm: RateLimitAlgorithm) -> Any:
+    return store.peek_rate_limit("k", 1, 60, algorithm)
 
 
 def _race(
@@ -203,6 +210,21 @@ class RateLimitGroupContract(ContractBase):
             assert len(allowed) == 10, (algorithm, len(allowed))
             assert sorted(r.remaining for r in allowed) == list(range(10)), algorithm
             assert not cache_store.check_rate_limits(algorithm.value, group).allowed
+
+    def test_group_fails_closed_when_unreachable(
+        self, authstore_stores: Stores, authstore_unreachable_url: str | None
+    ) -> None:
+        """A group hit or peek on a backend that is down raises, never answers "allowed"."""
+        store = self.unreachable(authstore_stores, StoreKind.CACHE, authstore_unreachable_url)
+        require(store, GROUPS)
+        calls: dict[str, Callable[[Any], Any]] = {
+            "check_rate_limits": lambda s: s.check_rate_limits("k", "1/minute;5/hour")
+        }
+        if PEEK in store.capabilities:
+            calls["peek_rate_limits"] = lambda s: s.peek_rate_limits("k", "1/minute;5/hour")
+            for algorithm in _algorithms(store):
+                calls[f"peek {algorithm.value}"] = partial(_peek_once, algorithm=algorithm)
+        self.fails_closed(store, calls)
 
     def test_group_bad_input_fails_before_io(
         self, authstore_stores: Stores, authstore_unreachable_url: str | None
