@@ -103,6 +103,16 @@ def group_bad_cases(capabilities: frozenset[str]) -> list[BadCase]:
     return found
 
 
+def _rejected_before_io(
+    contract: ContractBase, stores: Stores, unreachable_url: str | None, capability: str
+) -> None:
+    """Bad input to ``capability``'s methods raises ValueError/TypeError on an open, a
+    closed and an unreachable store alike: the checks come before any I/O."""
+    targets = contract.io_free_targets(stores, StoreKind.CACHE, unreachable_url)
+    require(targets[0][1], capability)
+    assert_rejected(targets, group_bad_cases(frozenset({capability})))
+
+
 class RateLimitGroupContract(ContractBase):
     capability = GROUPS
 
@@ -229,9 +239,7 @@ class RateLimitGroupContract(ContractBase):
     def test_group_bad_input_fails_before_io(
         self, authstore_stores: Stores, authstore_unreachable_url: str | None
     ) -> None:
-        targets = self.io_free_targets(authstore_stores, StoreKind.CACHE, authstore_unreachable_url)
-        require(targets[0][1], GROUPS)
-        assert_rejected(targets, group_bad_cases(targets[0][1].capabilities - {PEEK}))
+        _rejected_before_io(self, authstore_stores, authstore_unreachable_url, GROUPS)
 
 
 class RateLimitPeekContract(ContractBase):
@@ -323,6 +331,4 @@ class RateLimitPeekContract(ContractBase):
     def test_peek_bad_input_fails_before_io(
         self, authstore_stores: Stores, authstore_unreachable_url: str | None
     ) -> None:
-        targets = self.io_free_targets(authstore_stores, StoreKind.CACHE, authstore_unreachable_url)
-        require(targets[0][1], PEEK)
-        assert_rejected(targets, group_bad_cases(targets[0][1].capabilities - {GROUPS}))
+        _rejected_before_io(self, authstore_stores, authstore_unreachable_url, PEEK)
