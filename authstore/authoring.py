@@ -65,6 +65,12 @@ CacheStore (async twin: AsyncCacheStore)
         How many live keys were removed.
     check_rate_limit(key, limit, window, cost=1, algorithm='fixed_window')
         Count a hit of weight ``cost``; a refused hit consumes nothing.
+    check_rate_limits(key, limits, cost=1)
+        One hit of ``cost`` on several limits of ``key`` in one atomic step: allowed
+    peek_rate_limit(key, limit, window, algorithm='fixed_window', cost=1)
+        What ``check_rate_limit`` would answer now, consuming, creating and extending
+    peek_rate_limits(key, limits, cost=1)
+        ``peek_rate_limit`` for a group's state (see ``check_rate_limits``).
     reset_rate_limit(key)
         Forget the state of every algorithm's limiter for ``key``.
     add_to_blacklist(jti, expires_in=None, *, expires_at=None)
@@ -299,6 +305,7 @@ from authstore.contracts.values import (
     new_public_id,
     new_token,
 )
+from authstore.limits import parse_limits
 from authstore.registry import (
     ENTRY_POINT_GROUP,
     register_backend,
@@ -325,6 +332,8 @@ TYPES = (
     "GcraState",
     "IssuedMagicLink",
     "JSONValue",
+    "Limit",
+    "LimitsLike",
     "MagicLinkRecord",
     "MagicLinkStore",
     "MissingDriverError",
@@ -392,6 +401,7 @@ __all__ = [
     "hash_token",
     "new_public_id",
     "new_token",
+    "parse_limits",
     "register_backend",
     "require_module",
     "sliding_window_result",

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from authstore.contracts.records import RateLimitAlgorithm, RateLimitResult, Value
+from authstore.limits import LimitsLike
 
 __all__ = ["AsyncCacheStore", "CacheStore", "CACHE_CAPABILITIES"]
 
@@ -19,6 +20,8 @@ CACHE_CAPABILITIES = frozenset(
         "fixed_window",
         "sliding_window",
         "gcra",
+        "rate_limit_groups",
+        "rate_limit_peek",
         "blacklist",
         "user_revocation",
     }
@@ -85,6 +88,32 @@ class CacheStore(Protocol):
 
         Exactly ``limit`` unit hits pass per window under any concurrency.
         """
+
+    def check_rate_limits(self, key: str, limits: LimitsLike, cost: int = 1) -> RateLimitResult:
+        """One hit of ``cost`` on several limits of ``key`` in one atomic step: allowed
+        only if every limit allows it; refused, nothing is consumed in any of them.
+
+        ``limits``: ``"100/day;10/minute"``, a Limit, or several. A group keeps its own
+        state (one record per key and set of limits), apart from ``check_rate_limit``'s
+        on the same key, and ``reset_rate_limit`` leaves it alone. The result is the
+        binding limit's (``limit`` says which): refused, the refusing limit with the
+        longest ``retry_after``; allowed, the one with the fewest ``remaining``.
+        """
+
+    def peek_rate_limit(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        algorithm: RateLimitAlgorithm | str = RateLimitAlgorithm.FIXED_WINDOW,
+        cost: int = 1,
+    ) -> RateLimitResult:
+        """What ``check_rate_limit`` would answer now, consuming, creating and extending
+        nothing: ``allowed`` (would a hit of ``cost`` pass), ``remaining`` (units left
+        now), ``reset_after`` and ``retry_after`` as a hit would see them."""
+
+    def peek_rate_limits(self, key: str, limits: LimitsLike, cost: int = 1) -> RateLimitResult:
+        """``peek_rate_limit`` for a group's state (see ``check_rate_limits``)."""
 
     def reset_rate_limit(self, key: str) -> None:
         """Forget the state of every algorithm's limiter for ``key``."""
@@ -158,6 +187,20 @@ class AsyncCacheStore(Protocol):
         window: float,
         cost: int = 1,
         algorithm: RateLimitAlgorithm | str = RateLimitAlgorithm.FIXED_WINDOW,
+    ) -> RateLimitResult: ...
+    async def check_rate_limits(
+        self, key: str, limits: LimitsLike, cost: int = 1
+    ) -> RateLimitResult: ...
+    async def peek_rate_limit(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        algorithm: RateLimitAlgorithm | str = RateLimitAlgorithm.FIXED_WINDOW,
+        cost: int = 1,
+    ) -> RateLimitResult: ...
+    async def peek_rate_limits(
+        self, key: str, limits: LimitsLike, cost: int = 1
     ) -> RateLimitResult: ...
     async def reset_rate_limit(self, key: str) -> None: ...
     async def add_to_blacklist(

@@ -215,6 +215,9 @@ def test_one_round_trip_per_single_record_operation(
                 "hits", 100, 60, algorithm="sliding_window"
             ),
             "gcra": lambda: cache.check_rate_limit("hits", 100, 60, algorithm="gcra"),
+            "peek_rate_limit": lambda: cache.peek_rate_limit("hits", 100, 60),
+            "peek_rate_limit gcra": lambda: cache.peek_rate_limit("hits", 100, 60, "gcra"),
+            "peek_rate_limits": lambda: cache.peek_rate_limits("hits", "2/hour;5/day"),
             "session create": lambda: sessions.create("bob", ttl=LONG),
             "session get": lambda: sessions.get(new.token),
             "session touch": lambda: sessions.touch(new.token, ttl=LONG),
@@ -243,6 +246,27 @@ def test_one_round_trip_per_single_record_operation(
     assert client.admin.command("ping")["ok"] == 1, "a given client is never closed"
 
 
+def test_a_group_hit_is_two_round_trips(listened: tuple[str, Commands, Any]) -> None:
+    """A group hit reads its document with the clock (an aggregate), then updates it
+    only if unchanged; the first hit creates an expired placeholder in between (an
+    aggregate over no document has no clock to return). A refused hit is the read."""
+    given, commands, client = listened
+    cache = authstore.open_cache(given, client=client)
+    cache.get("warm")  # indexes
+    sent = []
+    for _ in range(4):
+        commands.sent.clear()
+        cache.check_rate_limits("k", "3/hour;5/day")
+        sent.append(commands.names())
+    assert sent == [
+        ["aggregate", "update", "aggregate", "update"],
+        ["aggregate", "update"],
+        ["aggregate", "update"],
+        ["aggregate"],
+    ], sent
+    cache.close()
+
+
 def test_hot_paths_address_one_document_by_id(listened: tuple[str, Commands, Any]) -> None:
     """Shard-friendly: each hot-path command names its document by _id, so a cluster
     sharded on _id routes it to one shard (no scatter-gather)."""
@@ -254,6 +278,9 @@ def test_hot_paths_address_one_document_by_id(listened: tuple[str, Commands, Any
     commands.sent.clear()
     cache.check_rate_limit("k", 5, 60)
     cache.check_rate_limit("k", 5, 60)
+    cache.check_rate_limits("k", "5/minute;9/hour")
+    cache.peek_rate_limits("k", "5/minute;9/hour")
+    cache.peek_rate_limit("k", 5, 60)
     cache.is_blacklisted("jti")
     cache.revoke_user_tokens("alice")
     sessions.get(session.token)

@@ -9,6 +9,7 @@ which the server runs in one round trip. The tables below are the documentation:
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,6 +59,7 @@ def test_cache_operations(mysql_url: str, trace: Trace) -> None:
     with authstore.open_cache(mysql_url, namespace="counted") as cache:
         cache.exists("warm-up")  # connects, sets the session up, migrates
         cache.set("n", 1)
+        group = f"group-{uuid.uuid4().hex}"
         expected: dict[str, tuple[Callable[[], object], tuple[int, int]]] = {
             "get": (lambda: cache.get("n"), ONE),
             "set": (lambda: cache.set("k", {"a": 1}, ttl=60), ONE),
@@ -91,6 +93,13 @@ def test_cache_operations(mysql_url: str, trace: Trace) -> None:
             ),
             "add_to_blacklist": (lambda: cache.add_to_blacklist("jti", 60), WRITE_THEN_READ),
             "revoke_user_tokens": (lambda: cache.revoke_user_tokens("u"), WRITE_THEN_READ),
+            "peek_rate_limit": (lambda: cache.peek_rate_limit("rl", 5, 60), ONE),
+            "peek_rate_limit gcra": (lambda: cache.peek_rate_limit("rl", 5, 60, "gcra"), ONE),
+            "peek_rate_limits": (lambda: cache.peek_rate_limits(group, "2/hour;5/day"), ONE),
+            # a group hit: the record and the clock read, then a compare-and-set
+            "group hit creates": (lambda: cache.check_rate_limits(group, "2/hour;5/day"), (2, 2)),
+            "group hit": (lambda: cache.check_rate_limits(group, "2/hour;5/day"), (2, 2)),
+            "group hit refused": (lambda: cache.check_rate_limits(group, "2/hour;5/day"), ONE),
         }
         for name, (action, counts) in expected.items():
             assert trace.during(action) == counts, name

@@ -13,6 +13,7 @@ import asyncio
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
 
@@ -130,6 +131,9 @@ def test_cache_operations_are_one_round_trip(open_traced: Any) -> None:
             ),
             "gcra": lambda: cache.check_rate_limit("rl", 10**6, 60, algorithm="gcra"),
             "reset_rate_limit": lambda: cache.reset_rate_limit("rl"),
+            "peek_rate_limit": lambda: cache.peek_rate_limit("rl", 10**6, 60),
+            "peek_rate_limit gcra": lambda: cache.peek_rate_limit("rl", 10**6, 60, "gcra"),
+            "peek_rate_limits": lambda: cache.peek_rate_limits("rl", "1000000/minute;10/day"),
             "add_to_blacklist": lambda: cache.add_to_blacklist("jti", 60),
             "is_blacklisted": lambda: cache.is_blacklisted("jti"),
             "remove_from_blacklist": lambda: cache.remove_from_blacklist("jti"),
@@ -137,6 +141,19 @@ def test_cache_operations_are_one_round_trip(open_traced: Any) -> None:
             "user_tokens_revoked_at": lambda: cache.user_tokens_revoked_at("u"),
         },
     )
+
+
+def test_a_group_hit_is_two_round_trips(open_traced: Any) -> None:
+    """A group hit reads the record with the clock, then compare-and-sets it (no
+    transaction); a refused hit is the read alone."""
+    cache, trace = open_traced("cache")
+    allowed, refused = f"g-{uuid.uuid4().hex}", f"g-{uuid.uuid4().hex}"
+    for _ in range(WARM_UP + 1):  # the first hit creates the record (add), the rest UPDATE
+        cache.check_rate_limits(allowed, "1000000/minute;1000000/day")
+        cache.check_rate_limits(refused, "1/hour;5/day")
+    hit = trace.round_trips(lambda: cache.check_rate_limits(allowed, "1000000/minute;1000000/day"))
+    assert len(hit) == 2 and not any("BEGIN" in trip for trip in hit), hit
+    assert len(trace.round_trips(lambda: cache.check_rate_limits(refused, "1/hour;5/day"))) == 1
 
 
 def test_session_totp_and_link_operations_are_one_round_trip(open_traced: Any) -> None:

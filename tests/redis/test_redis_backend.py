@@ -339,6 +339,10 @@ OPERATIONS: dict[str, list[tuple[str, Callable[[Any, dict[str, Any]], Any]]]] = 
             lambda s, c: s.check_rate_limit("r", 100, 60, algorithm="sliding_window"),
         ),
         ("gcra", lambda s, c: s.check_rate_limit("r", 100, 60, algorithm="gcra")),
+        ("peek_rate_limit", lambda s, c: s.peek_rate_limit("r", 100, 60)),
+        ("peek_sliding_window", lambda s, c: s.peek_rate_limit("r", 100, 60, "sliding_window")),
+        ("peek_gcra", lambda s, c: s.peek_rate_limit("r", 100, 60, "gcra")),
+        ("peek_rate_limits", lambda s, c: s.peek_rate_limits("r", "100/minute;1000/day")),
         ("reset_rate_limit", lambda s, c: s.reset_rate_limit("r")),
         ("add_to_blacklist", lambda s, c: s.add_to_blacklist("j", 60)),
         ("is_blacklisted", lambda s, c: s.is_blacklisted("j")),
@@ -418,6 +422,35 @@ def test_one_round_trip_per_operation_async(single_url: str, kind: str) -> None:
 
     counts = asyncio.run(main())
     assert counts == dict.fromkeys(counts, 1)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_group_hit_is_two_round_trips(single_url: str, asynchronous: bool) -> None:
+    """A group hit reads the record with the clock, then compare-and-sets it: two
+    scripts, whatever the number of limits; a refused hit is the read alone."""
+    from authstore.contracts.testing.harness import open_store
+
+    group = "2/minute;10/hour;100/day"
+
+    async def main() -> list[int]:
+        client, counter = _counting_client(single_url, asynchronous)
+        store = open_store("redis://", "cache", asynchronous, client=client, namespace=_namespace())  # type: ignore[arg-type]
+        counts = []
+        for key in ("warm-up", "k", "k", "k"):  # the first pass loads the scripts
+            before = counter.sent
+            result = store.check_rate_limits(key, group)
+            if asyncio.iscoroutine(result):
+                await result
+            counts.append(counter.sent - before)
+        if asynchronous:
+            await store.aclose()
+            await client.aclose()
+        else:
+            store.close()
+            client.close()
+        return counts[1:]
+
+    assert asyncio.run(main()) == [2, 2, 1]
 
 
 # --- outages ------------------------------------------------------------------------------

@@ -148,6 +148,61 @@ def test_rate_limit_hit_written_between_read_and_write_is_not_lost(
     other.close()
 
 
+def test_group_hit_is_a_read_and_a_guarded_write_and_a_refused_one_only_the_read(
+    connection: sqlite3.Connection, trace: Trace
+) -> None:
+    cache = _open("cache", connection)
+    cache.exists("warm-up")
+    for write in ("INSERT", "UPDATE"):  # the record created where none is live, then replaced
+        sent = trace.count(lambda: cache.check_rate_limits("g", "2/minute;5/hour"))
+        assert [s.split()[0] for s in sent] == ["SELECT", write], sent
+    sent = trace.count(lambda: cache.check_rate_limits("g", "2/minute;5/hour"))
+    assert [s.split()[0] for s in sent] == ["SELECT"], sent
+    for peek in (
+        lambda: cache.peek_rate_limits("g", "2/minute;5/hour"),
+        lambda: cache.peek_rate_limit("g", 2, 60, "gcra"),
+    ):
+        sent = trace.count(peek)
+        assert [s.split()[0] for s in sent] == ["SELECT"], sent
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-record", "existing-record"])
+def test_group_hit_written_between_read_and_write_is_not_lost(
+    db_path: Path, existing: bool
+) -> None:
+    """Another connection's group hit lands after this one read the record (or found
+    none) and before it writes: the compare-and-set misses, the hit is decided again
+    on the record as it now is, and exactly ``limit`` hits pass in all."""
+    ours = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
+    theirs = SyncSQLiteRunner(SQLiteSettings(str(db_path)))
+    cache = Cache(SqlCacheOps(ours.dialect, Tables()), ours)
+    other = Cache(SqlCacheOps(theirs.dialect, Tables()), theirs)
+    other.exists("warm-up")  # migrates, outside the race
+    group = "2/minute;5/hour" if existing else "1/minute;5/hour"
+    if existing:
+        assert other.check_rate_limits("k", group).allowed
+    calls = [0]
+    real_clock = ours.dialect.clock
+    assert real_clock is not None
+
+    def racing_clock() -> float:
+        # read by the statement about to run: the first is our read of the record, the
+        # second our write; the other hit lands between the two
+        calls[0] += 1
+        if calls[0] == 2:
+            assert other.check_rate_limits("k", group).allowed
+        return real_clock()
+
+    cache.exists("warm-up")
+    ours.dialect.clock = racing_clock
+    mine = cache.check_rate_limits("k", group)
+    assert calls[0] >= 3, "the race did not run (the hit was not decided again)"
+    assert mine.allowed is False, mine
+    assert not other.check_rate_limits("k", group).allowed
+    ours.close()
+    other.close()
+
+
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
 def test_rate_limit_reset_between_read_and_write_is_not_undone(
     db_path: Path, algorithm: str

@@ -7,6 +7,8 @@ before any I/O on every backend, sync or async alike.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -14,6 +16,7 @@ from typing import Any
 
 from authstore.adapters.common import ratelimit
 from authstore.adapters.common.ops import CacheOps, MagicLinkOps, Op, SessionOps, TotpOps
+from authstore.contracts.errors import BackendUnavailableError
 from authstore.contracts.records import (
     IssuedMagicLink,
     JSONValue,
@@ -46,14 +49,17 @@ from authstore.contracts.values import (
     new_public_id,
     new_token,
 )
+from authstore.limits import Limit, parse_limits
 
 __all__ = [
+    "GROUP_ATTEMPTS",
     "CacheLogic",
     "MagicLinkLogic",
     "SessionLogic",
     "TotpLogic",
     "blacklist_seconds",
     "check_caller_token",
+    "check_group",
     "check_token_hash",
 ]
 
@@ -72,7 +78,7 @@ MAX_CALLER_TOKEN_CHARS = 512
 _HEX = frozenset("0123456789abcdef")
 
 # Kinds of cache entry, so a user key never meets a blacklist entry or a limiter.
-KV, BLACKLIST, USER_REVOCATION = "k", "b", "u"
+KV, BLACKLIST, USER_REVOCATION, LIMIT_GROUP = "k", "b", "u", "r"
 LIMITER_KINDS = {
     RateLimitAlgorithm.FIXED_WINDOW: "f",
     RateLimitAlgorithm.SLIDING_WINDOW: "s",
@@ -110,6 +116,26 @@ def _algorithm(value: object) -> RateLimitAlgorithm:
     except ValueError:
         known = ", ".join(a.value for a in RateLimitAlgorithm)
         raise ValueError(f"unknown rate-limit algorithm {value!r}; known: {known}") from None
+
+
+GROUP_ATTEMPTS = 256
+"""Compare-and-set conflicts a group hit tolerates before it gives up. Every conflict
+is another client's successful hit, so with N clients on one group N attempts suffice."""
+
+
+def check_group(limits: object) -> tuple[Limit, ...]:
+    """A group's limits in canonical order (longest window first, duplicates dropped):
+    the same limits given in any order or form are one group with one record."""
+    parsed = parse_limits(limits)  # type: ignore[arg-type]
+    return tuple(sorted(set(parsed), key=lambda x: (-x.window, x.limit, x.algorithm)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _group_tag(limits: tuple[Limit, ...]) -> str:
+    """8 hex digits of the group's signature: with the kind and a 1024-byte key it fits
+    the longest key every backend takes (SQL's 1100-byte column)."""
+    signature = ratelimit.group_signature(limits).encode()
+    return hashlib.sha256(signature).hexdigest()[:8]
 
 
 def _epoch(at: object, what: str = "at") -> float:
@@ -228,9 +254,10 @@ class CacheLogic:
         full = [self._key(KV, k) for k in check_keys(keys)]
         return (yield from self.ops.delete_many(full)) if full else 0
 
-    def check_rate_limit(
+    def _limiter(
         self, key: object, limit: object, window: object, cost: object, algorithm: object
-    ) -> Op[RateLimitResult]:
+    ) -> tuple[RateLimitAlgorithm, str, int, float, int]:
+        """Checked arguments of one limiter: its algorithm, full key, limit, window, cost."""
         kind = _ALGORITHMS.get(algorithm) if type(algorithm) is str else algorithm
         if type(kind) is not RateLimitAlgorithm:
             kind = _algorithm(algorithm)
@@ -239,7 +266,22 @@ class CacheLogic:
         hits = check_count(limit, "limit", maximum=MAX_LIMIT)
         seconds = check_ttl(window, "window", optional=False, maximum=MAX_WINDOW)
         assert seconds is not None
-        weight = check_count(cost, "cost", maximum=hits)
+        return kind, full, hits, seconds, check_count(cost, "cost", maximum=hits)
+
+    def _group(
+        self, key: object, limits: object, cost: object
+    ) -> tuple[str, tuple[Limit, ...], int]:
+        """Checked arguments of a group: its record's full key, its limits, the cost."""
+        checked = check_key(key)
+        group = check_group(limits)
+        smallest = min(limit.limit for limit in group)
+        weight = check_count(cost, "cost", maximum=smallest)
+        return f"{self.namespace}:{LIMIT_GROUP}:{_group_tag(group)}:{checked}", group, weight
+
+    def check_rate_limit(
+        self, key: object, limit: object, window: object, cost: object, algorithm: object
+    ) -> Op[RateLimitResult]:
+        kind, full, hits, seconds, weight = self._limiter(key, limit, window, cost, algorithm)
         if kind is FIXED:
             fixed = yield from self.ops.fixed_window(full, hits, seconds, weight)
             return ratelimit.fixed_window_result(fixed, hits, weight)
@@ -248,6 +290,40 @@ class CacheLogic:
             return ratelimit.sliding_window_result(sliding, hits, seconds, weight)
         gcra = yield from self.ops.gcra(full, hits, seconds, weight)
         return ratelimit.gcra_result(gcra, hits, seconds, weight)
+
+    def peek_rate_limit(
+        self, key: object, limit: object, window: object, algorithm: object, cost: object
+    ) -> Op[RateLimitResult]:
+        kind, full, hits, seconds, weight = self._limiter(key, limit, window, cost, algorithm)
+        state, now = yield from self.ops.read_limiter(full, kind)
+        return ratelimit.peek(kind, state, now, hits, seconds, weight)
+
+    def check_rate_limits(self, key: object, limits: object, cost: object) -> Op[RateLimitResult]:
+        """Every limit of the group, in one compare-and-set of the group's record: read
+        it and the store's clock, decide with ``step_*``, write only if the record is
+        still as read (else decide again). A refused hit writes nothing."""
+        full, group, weight = self._group(key, limits, cost)
+        for _ in range(GROUP_ATTEMPTS):
+            body, token, clock = yield from self.ops.read_record(full)
+            now, states = ratelimit.decode_group(body, group, clock)
+            allowed, after, until, result = ratelimit.step_group(group, states, now, weight)
+            if not allowed:
+                return result
+            record = ratelimit.encode_group(now, after)
+            if (
+                yield from self.ops.replace_record(full, token, record, max(until - clock, MIN_TTL))
+            ):
+                return result
+        raise BackendUnavailableError(
+            f"rate-limit group: {GROUP_ATTEMPTS} writes in a row lost to other clients "
+            "(contention); nothing was consumed"
+        )
+
+    def peek_rate_limits(self, key: object, limits: object, cost: object) -> Op[RateLimitResult]:
+        full, group, weight = self._group(key, limits, cost)
+        body, _, clock = yield from self.ops.read_record(full, writing=False)
+        now, states = ratelimit.decode_group(body, group, clock)
+        return ratelimit.peek_group(group, states, now, weight)
 
     def reset_rate_limit(self, key: object) -> Op[None]:
         check_key(key)

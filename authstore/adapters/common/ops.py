@@ -13,7 +13,12 @@ import functools
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
 
-from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState
+from authstore.contracts.records import (
+    MagicLinkRecord,
+    RateLimitAlgorithm,
+    SessionRecord,
+    TotpState,
+)
 
 __all__ = [
     "AsyncRunner",
@@ -144,6 +149,23 @@ class CacheOps(Protocol):
         self, key: str, limit: int, window: float, cost: int
     ) -> Op[SlidingWindowState]: ...
     def gcra(self, key: str, limit: int, window: float, cost: int) -> Op[GcraState]: ...
+    def read_limiter(
+        self, key: str, algorithm: RateLimitAlgorithm
+    ) -> Op[tuple[tuple[Any, ...] | None, float]]:
+        """The state ``check_rate_limit`` keeps for ``algorithm`` at ``key``, in the form
+        ``ratelimit.step_*`` takes (None when there is none), and the store's now;
+        one read that writes, creates and extends nothing."""
+
+    def read_record(self, key: str, writing: bool = True) -> Op[tuple[bytes | None, object, float]]:
+        """A record's live body (None: none), a token for ``replace_record``, and the
+        store's now, read together. Without ``writing`` (a peek) the clock may be
+        anything when there is no record, and the read must create nothing."""
+
+    def replace_record(self, key: str, token: object, body: bytes, ttl: float) -> Op[bool]:
+        """Store ``body`` for ``ttl`` seconds only if the record is still what
+        ``read_record`` gave ``token`` for (no live record: still none), atomically;
+        False, writing nothing, when another write came in between."""
+
     def purge_expired(self) -> Op[int]: ...
 
 

@@ -7,13 +7,27 @@ transitions, run as-is by the memory backend and mirrored by SQL and Lua.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from authstore.adapters.common.ops import FixedWindowState, GcraState, SlidingWindowState
-from authstore.contracts.records import RateLimitResult
+from authstore.contracts.records import RateLimitAlgorithm, RateLimitResult
+from authstore.limits import Limit
 
 __all__ = [
     "EPSILON",
+    "LimiterState",
+    "binding",
+    "decode_group",
+    "encode_group",
+    "group_signature",
+    "limiter_state",
+    "peek",
+    "peek_group",
+    "step_group",
+    "transition",
     "gcra_backlog",
     "fixed_window_result",
     "gcra_result",
@@ -168,3 +182,137 @@ def gcra_result(state: GcraState, limit: int, window: float, cost: int) -> RateL
         retry_after=retry_after,
         limit=limit,
     )
+
+
+# --- one limiter as a pure transition, peeks and groups -------------------------------
+
+LimiterState = tuple[Any, ...]
+"""A limiter's state in the form ``step_*`` takes: fixed (count, window end), sliding
+(previous, current, current start), GCRA (anchor, units)."""
+Transition = tuple[bool, LimiterState, float, RateLimitResult]
+"""allowed, the state after the hit (unchanged when refused), the instant past which
+that state no longer matters, and the caller's result."""
+
+
+def transition(
+    algorithm: RateLimitAlgorithm,
+    state: LimiterState | None,
+    now: float,
+    limit: int,
+    window: float,
+    cost: int,
+) -> Transition:
+    """One hit of ``cost`` on ``state`` at ``now``: ``step_*`` and its result, nothing stored."""
+    if algorithm is RateLimitAlgorithm.FIXED_WINDOW:
+        allowed, count, end = step_fixed_window(state, now, limit, window, cost)
+        result = fixed_window_result((allowed, count, end, now), limit, cost)
+        return allowed, (count, end), end, result
+    if algorithm is RateLimitAlgorithm.SLIDING_WINDOW:
+        allowed, previous, current, start = step_sliding_window(state, now, limit, window, cost)
+        sliding = (allowed, previous, current, start, now)
+        result = sliding_window_result(sliding, limit, window, cost)
+        return allowed, (previous, current, start), start + 2 * window, result
+    allowed, anchor, units = step_gcra(state, now, limit, window, cost)
+    result = gcra_result((allowed, anchor, units, now), limit, window, cost)
+    return allowed, (anchor, units), anchor + units * window / limit + window, result
+
+
+def peek(
+    algorithm: RateLimitAlgorithm,
+    state: LimiterState | None,
+    now: float,
+    limit: int,
+    window: float,
+    cost: int,
+) -> RateLimitResult:
+    """What a hit of ``cost`` would get now, and the units left now, computed from
+    ``state`` without storing anything: the transition of the hit (for ``allowed`` and
+    ``retry_after``) and of no hit at all (for ``remaining`` and ``reset_after``)."""
+    allowed, _, _, hit = transition(algorithm, state, now, limit, window, cost)
+    _, _, _, idle = transition(algorithm, state, now, limit, window, 0)
+    return _result(
+        allowed=allowed,
+        remaining=idle.remaining,
+        reset_after=idle.reset_after,
+        retry_after=hit.retry_after,
+        limit=limit,
+    )
+
+
+def binding(results: Sequence[RateLimitResult]) -> RateLimitResult:
+    """The result that decides a group: the refusing limit that makes the caller wait
+    longest, or when all allow, the one with the fewest units left (then the one
+    that takes longest to reset)."""
+    refused = [result for result in results if not result.allowed]
+    if refused:
+        return max(refused, key=lambda result: result.retry_after)
+    return min(results, key=lambda result: (result.remaining, -result.reset_after))
+
+
+def step_group(
+    limits: Sequence[Limit], states: Sequence[LimiterState | None], now: float, cost: int
+) -> tuple[bool, list[LimiterState], float, RateLimitResult]:
+    """A hit on every limit of a group at once: allowed only if each allows it, and
+    then every state moves; refused, no state moves. Returns allowed, the new states,
+    the instant past which none matters any more, and the binding result."""
+    steps = [
+        transition(limit.algorithm, state, now, limit.limit, limit.window, cost)
+        for limit, state in zip(limits, states, strict=True)
+    ]
+    allowed = all(step[0] for step in steps)
+    result = binding([step[3] for step in steps])
+    if not allowed:
+        return False, [], now, result
+    return True, [step[1] for step in steps], max(step[2] for step in steps), result
+
+
+def peek_group(
+    limits: Sequence[Limit], states: Sequence[LimiterState | None], now: float, cost: int
+) -> RateLimitResult:
+    """What a group hit of ``cost`` would get now, nothing stored (see ``peek``)."""
+    return binding(
+        [
+            peek(limit.algorithm, state, now, limit.limit, limit.window, cost)
+            for limit, state in zip(limits, states, strict=True)
+        ]
+    )
+
+
+def group_signature(limits: Sequence[Limit]) -> str:
+    """What identifies a group's record: its limits, canonical and in order."""
+    return ";".join(f"{limit.limit}/{limit.window!r}/{limit.algorithm.value}" for limit in limits)
+
+
+def encode_group(touched: float, states: Sequence[LimiterState]) -> bytes:
+    """A group's record: the last hit's clock and each limit's state (JSON keeps floats
+    exact: it writes their shortest repr)."""
+    return json.dumps([touched, [list(state) for state in states]]).encode()
+
+
+_DECODERS: dict[RateLimitAlgorithm, Callable[[Sequence[Any]], LimiterState]] = {
+    RateLimitAlgorithm.FIXED_WINDOW: lambda s: (int(s[0]), float(s[1])),
+    RateLimitAlgorithm.SLIDING_WINDOW: lambda s: (int(s[0]), int(s[1]), float(s[2])),
+    RateLimitAlgorithm.GCRA: lambda s: (float(s[0]), int(s[1])),
+}
+
+
+def limiter_state(algorithm: RateLimitAlgorithm, values: Sequence[Any]) -> LimiterState:
+    """Stored values (numbers, decimal text or bytes) in step_*'s order, as its state."""
+    return _DECODERS[algorithm](values)
+
+
+def decode_group(
+    body: bytes | None, limits: Sequence[Limit], now: float
+) -> tuple[float, list[LimiterState | None]]:
+    """The clock to decide at (never before the record's last hit, so a sliding window
+    never steps back) and each limit's state; no record (or one of another shape) is
+    a group no hit has reached yet."""
+    if body is None:
+        return now, [None] * len(limits)
+    touched, states = json.loads(body)
+    if len(states) != len(limits):
+        return now, [None] * len(limits)
+    decoded: list[LimiterState | None] = [
+        limiter_state(limit.algorithm, state) for limit, state in zip(limits, states, strict=True)
+    ]
+    return max(now, float(touched)), decoded

@@ -34,6 +34,7 @@ from authstore.contracts.records import (
     TotpState,
     Value,
 )
+from authstore.limits import LimitsLike
 
 __all__ = [
     "AsyncCache",
@@ -153,6 +154,22 @@ class Cache(_SyncStore):
     ) -> RateLimitResult:
         return self._runner.run(self._logic.check_rate_limit(key, limit, window, cost, algorithm))
 
+    def check_rate_limits(self, key: str, limits: LimitsLike, cost: int = 1) -> RateLimitResult:
+        return self._runner.run(self._logic.check_rate_limits(key, limits, cost))
+
+    def peek_rate_limit(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        algorithm: RateLimitAlgorithm | str = FIXED,
+        cost: int = 1,
+    ) -> RateLimitResult:
+        return self._runner.run(self._logic.peek_rate_limit(key, limit, window, algorithm, cost))
+
+    def peek_rate_limits(self, key: str, limits: LimitsLike, cost: int = 1) -> RateLimitResult:
+        return self._runner.run(self._logic.peek_rate_limits(key, limits, cost))
+
     def reset_rate_limit(self, key: str) -> None:
         return self._runner.run(self._logic.reset_rate_limit(key))
 
@@ -236,6 +253,28 @@ class AsyncCache(_AsyncStore):
         return await self._runner.run(
             self._logic.check_rate_limit(key, limit, window, cost, algorithm)
         )
+
+    async def check_rate_limits(
+        self, key: str, limits: LimitsLike, cost: int = 1
+    ) -> RateLimitResult:
+        return await self._runner.run(self._logic.check_rate_limits(key, limits, cost))
+
+    async def peek_rate_limit(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        algorithm: RateLimitAlgorithm | str = FIXED,
+        cost: int = 1,
+    ) -> RateLimitResult:
+        return await self._runner.run(
+            self._logic.peek_rate_limit(key, limit, window, algorithm, cost)
+        )
+
+    async def peek_rate_limits(
+        self, key: str, limits: LimitsLike, cost: int = 1
+    ) -> RateLimitResult:
+        return await self._runner.run(self._logic.peek_rate_limits(key, limits, cost))
 
     async def reset_rate_limit(self, key: str) -> None:
         return await self._runner.run(self._logic.reset_rate_limit(key))

@@ -17,11 +17,12 @@ compared on reads, so all clients of one memcached must keep their clocks in syn
 
 from __future__ import annotations
 
+import functools
 import math
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from authstore.adapters.common import ratelimit
 from authstore.adapters.common.ops import (
@@ -49,6 +50,7 @@ from authstore.adapters.memcached.commands import (
 from authstore.adapters.memory.ops import INT64_MAX, INT64_MIN
 from authstore.adapters.memory.ops import _integer as integer_value
 from authstore.contracts.errors import BackendUnavailableError
+from authstore.contracts.records import RateLimitAlgorithm
 
 __all__ = ["CAS_ATTEMPTS", "MemcachedCacheOps"]
 
@@ -61,6 +63,13 @@ R = TypeVar("R")
 Clock = Callable[[], float]
 Step = Callable[[S | None, float], tuple[R, S, float]]
 """(state or None, now) -> (what the caller gets, the new state, when it expires)."""
+
+
+_DECODE: dict[RateLimitAlgorithm, Callable[[list[bytes]], Any]] = {
+    algorithm: functools.partial(ratelimit.limiter_state, algorithm)
+    for algorithm in RateLimitAlgorithm
+}
+"""Each limiter's stored fields (decimal text) as the state ``ratelimit.step_*`` takes."""
 
 
 def _namespace(full: str) -> str:
@@ -310,6 +319,33 @@ class MemcachedCacheOps:
                 return result
         raise self._give_up()
 
+    def read_limiter(
+        self, key: str, algorithm: RateLimitAlgorithm
+    ) -> Op[tuple[tuple[Any, ...] | None, float]]:
+        live = yield from self._live([memcached_key(key)])
+        now = self.clock()
+        for entry in live.values():
+            return _DECODE[algorithm](entry.body.split()), now
+        return None, now
+
+    def read_record(self, key: str, writing: bool = True) -> Op[tuple[bytes | None, object, float]]:
+        """The token is the entry read with its CAS token (None: no entry at all)."""
+        target = memcached_key(key)
+        found = yield Get((target,), True)
+        entry = unpack(*found[target]) if found else None
+        now = self.clock()
+        return (entry.body if entry is not None and entry.live(now) else None), entry, now
+
+    def replace_record(self, key: str, token: object, body: bytes, ttl: float) -> Op[bool]:
+        """``add`` where there was no entry, else ``cas`` on the one read."""
+        assert token is None or isinstance(token, Entry)
+        now = self.clock()
+        expires_at = now + ttl
+        store = self._write(
+            memcached_key(key), token, pack(expires_at, body), exptime(expires_at, now)
+        )
+        return bool((yield store))
+
     def fixed_window(self, key: str, limit: int, window: float, cost: int) -> Op[FixedWindowState]:
         def step(
             state: tuple[int, float] | None, now: float
@@ -318,7 +354,7 @@ class MemcachedCacheOps:
             return (allowed, count, end, now), (count, end), end
 
         return self._transition(
-            key, lambda f: (int(f[0]), float(f[1])), step, lambda s: f"{s[0]} {s[1]!r}"
+            key, _DECODE[RateLimitAlgorithm.FIXED_WINDOW], step, lambda s: f"{s[0]} {s[1]!r}"
         )
 
     def sliding_window(
@@ -338,7 +374,7 @@ class MemcachedCacheOps:
 
         return self._transition(
             key,
-            lambda f: (int(f[0]), int(f[1]), float(f[2])),
+            _DECODE[RateLimitAlgorithm.SLIDING_WINDOW],
             step,
             lambda s: f"{s[0]} {s[1]} {s[2]!r}",
         )
@@ -352,7 +388,7 @@ class MemcachedCacheOps:
             return (allowed, anchor, units, now), (anchor, units), full_at
 
         return self._transition(
-            key, lambda f: (float(f[0]), int(f[1])), step, lambda s: f"{s[0]!r} {s[1]}"
+            key, _DECODE[RateLimitAlgorithm.GCRA], step, lambda s: f"{s[0]!r} {s[1]}"
         )
 
     @immediate

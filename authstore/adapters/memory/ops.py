@@ -420,6 +420,30 @@ class MemoryCacheOps:
         yield  # pragma: no cover - never reached: an operation that needs no I/O
 
     @immediate
+    def read_limiter(self, key: str, algorithm: object) -> tuple[Any, float]:
+        """The limiters above keep the reference state as it is."""
+        now = self.data.clock()
+        entry = self._find(key, now)
+        return (None if entry is None else entry.value), now
+
+    @immediate
+    def read_record(self, key: str, writing: bool = True) -> tuple[bytes | None, object, float]:
+        now = self.data.clock()
+        entry = self._find(key, now)
+        body = None if entry is None else entry.value
+        return body, body, now
+
+    @immediate
+    def replace_record(self, key: str, token: object, body: bytes, ttl: float) -> bool:
+        """Under the runner's lock nothing comes between the read and this write."""
+        now = self.data.clock()
+        entry = self._find(key, now)
+        if (None if entry is None else entry.value) != token:
+            return False
+        self._store(key, body, now + ttl, now)
+        return True
+
+    @immediate
     def purge_expired(self) -> int:
         now = self.data.clock()
         purged = 0

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import FixedWindowState, GcraState, Op, SlidingWindowState
-from authstore.adapters.common.ratelimit import EPSILON
+from authstore.adapters.common.ratelimit import EPSILON, limiter_state
 from authstore.adapters.mongodb.commands import (
     Abort,
     Command,
@@ -32,7 +32,13 @@ from authstore.adapters.mongodb.commands import (
     StartTransaction,
 )
 from authstore.contracts.errors import BackendError, TokenInUseError
-from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState, from_epoch
+from authstore.contracts.records import (
+    MagicLinkRecord,
+    RateLimitAlgorithm,
+    SessionRecord,
+    TotpState,
+    from_epoch,
+)
 
 __all__ = [
     "Collections",
@@ -58,6 +64,12 @@ TRANSACTION_ATTEMPTS = 200
 """Conflicting transactions retry with a short random pause; the timeout bounds them too."""
 CHUNK = 1000
 BATCH = 10_000
+_LIMITER_FIELDS: dict[RateLimitAlgorithm, tuple[str, ...]] = {
+    RateLimitAlgorithm.FIXED_WINDOW: ("c", "end"),
+    RateLimitAlgorithm.SLIDING_WINDOW: ("p", "c", "s"),
+    RateLimitAlgorithm.GCRA: ("a", "u"),
+}
+"""Each limiter document's state fields in the order ``ratelimit.step_*`` takes them."""
 
 _CANONICAL_INTEGER = re.compile(rb"-?(0|[1-9][0-9]{0,18})")
 
@@ -612,6 +624,54 @@ class MongoCacheOps:
         # the bucket is full again a window after now at the latest
         doc = yield from self._limiter(key, steps, state, window, {"a": 0.0, "u": 0})
         return bool(doc["ok"]), float(doc["a"]), int(doc["u"]), float(doc["k"])
+
+    def read_limiter(
+        self, key: str, algorithm: RateLimitAlgorithm
+    ) -> Op[tuple[tuple[Any, ...] | None, float]]:
+        """A one-stage aggregate: the state and the clock the limiter would use (never
+        before the last hit ``k``). A placeholder reads as the state step_* starts from."""
+        fields = _LIMITER_FIELDS[algorithm]
+        project = dict.fromkeys(fields, 1) | {"now": {"$max": ["$k", NOW_S]}}
+        found = yield from _one(self.name, key, project)
+        if found is None or any(found.get(field) is None for field in fields):
+            return None, 0.0  # no state: what a hit would see does not depend on the clock
+        state = limiter_state(algorithm, [found[field] for field in fields])
+        return state, float(found["now"])
+
+    def read_record(self, key: str, writing: bool = True) -> Op[tuple[bytes | None, object, float]]:
+        """The document as it is, live or not, with the server's clock; the token is its
+        body and expiry, what ``replace_record`` compares. Before a write, a missing
+        document is created as an expired placeholder, so the read returns the clock
+        (an aggregate over no document returns nothing); a peek creates nothing."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"_id": key}},
+            {"$project": {"v": 1, "x": 1, "now": NOW}},
+        ]
+        for _ in range(UPSERT_ATTEMPTS):
+            found = yield from _aggregate(self.name, pipeline)
+            if found:
+                document = found[0]
+                now, expiry, body = document["now"], document.get("x"), document.get("v")
+                live = body is not None and (expiry is None or expiry > now)
+                return (
+                    (bytes(body) if body is not None and live else None),
+                    (body, expiry),
+                    now / 1000,
+                )
+            if not writing:
+                return None, None, 0.0
+            yield from _placeholder(self.name, key, {"x": 0})
+        raise BackendError("MongoDB: a rate-limit group kept finding its document gone")
+
+    def replace_record(self, key: str, token: object, body: bytes, ttl: float) -> Op[bool]:
+        assert isinstance(token, tuple)
+        old_body, old_expiry = token
+        query: dict[str, Any] = {"_id": key, "x": old_expiry}
+        query["v"] = {"$exists": False} if old_body is None else old_body
+        reply = yield _update(
+            self.name, [(query, [{"$replaceWith": self._entry(body, ttl)}], False)]
+        )
+        return _written(reply) == 1
 
     def purge_expired(self) -> Op[int]:
         reply = yield _delete(self.name, {"$expr": DEAD}, many=True)

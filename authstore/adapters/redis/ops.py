@@ -16,11 +16,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from authstore.adapters.common.logic import LIMITER_KINDS
 from authstore.adapters.common.ops import FixedWindowState, GcraState, Op, SlidingWindowState
-from authstore.adapters.common.ratelimit import EPSILON
+from authstore.adapters.common.ratelimit import EPSILON, limiter_state
 from authstore.adapters.redis.commands import Batch, Call, Script, lua
 from authstore.contracts.errors import TokenInUseError
-from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState, from_epoch
+from authstore.contracts.records import (
+    MagicLinkRecord,
+    RateLimitAlgorithm,
+    SessionRecord,
+    TotpState,
+    from_epoch,
+)
 
 __all__ = [
     "RedisCacheOps",
@@ -138,6 +145,26 @@ class RedisCacheOps:
         reply = yield Script(lua("gcra"), (key,), (limit, repr(window), cost, slack))
         allowed, anchor, units, now = reply
         return allowed == 1, anchor / MICRO, int(units), now / MICRO
+
+    def read_limiter(
+        self, key: str, algorithm: RateLimitAlgorithm
+    ) -> Op[tuple[tuple[Any, ...] | None, float]]:
+        reply = yield Script(lua("limiter_read"), (key,), (LIMITER_KINDS[algorithm],))
+        if reply[0] == 0:
+            return None, 0.0  # no state: what a hit would see does not depend on the clock
+        if algorithm is RateLimitAlgorithm.FIXED_WINDOW:
+            # the window's end relative to the server's now, as fixed_window gives it
+            return (int(reply[1]), reply[2] / 1000), 0.0
+        return limiter_state(algorithm, reply[1:-1]), reply[-1] / MICRO
+
+    def read_record(self, key: str, writing: bool = True) -> Op[tuple[bytes | None, object, float]]:
+        body, now = yield Script(lua("record_read"), (key,), ())
+        return body, body, now / MICRO
+
+    def replace_record(self, key: str, token: object, body: bytes, ttl: float) -> Op[bool]:
+        expected = (b"0", b"") if token is None else (b"1", bytes(token))  # type: ignore[call-overload]
+        written = yield Script(lua("record_replace"), (key,), (*expected, body, milliseconds(ttl)))
+        return bool(written == 1)
 
     def purge_expired(self) -> Op[int]:
         """Redis expires every cache entry and limiter itself: nothing is left to purge."""

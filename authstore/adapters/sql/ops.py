@@ -22,6 +22,7 @@ from authstore.adapters.common.logic import LIMITER_KINDS
 from authstore.adapters.common.ops import FixedWindowState, GcraState, Op, SlidingWindowState
 from authstore.adapters.common.ratelimit import (
     EPSILON,
+    limiter_state,
     step_fixed_window,
     step_gcra,
     step_sliding_window,
@@ -30,7 +31,13 @@ from authstore.adapters.sql.commands import Begin, Query, Row
 from authstore.adapters.sql.dialect import Dialect
 from authstore.adapters.sql.schema import Tables
 from authstore.contracts.errors import TokenInUseError
-from authstore.contracts.records import MagicLinkRecord, SessionRecord, TotpState, from_epoch
+from authstore.contracts.records import (
+    MagicLinkRecord,
+    RateLimitAlgorithm,
+    SessionRecord,
+    TotpState,
+    from_epoch,
+)
 
 __all__ = ["SqlCacheOps", "SqlMagicLinkOps", "SqlSessionOps", "SqlTotpOps"]
 
@@ -321,6 +328,23 @@ class SqlCacheOps(_SqlOps):
         )
         self._raise_to = self._returning(raise_to, "epoch", t, "cache_key = :key")
 
+        # A record kept whole (a rate-limit group) and the store's clock in one read; the
+        # scalar subquery gives a row (with a NULL body) when there is no record.
+        self._read_record = (
+            f"SELECT (SELECT value FROM {t} WHERE cache_key = :key AND {live}), {now}"
+        )
+        # Compare-and-set: the live record still holds the body read (a record read as
+        # missing is created with ``add``, which writes only where none is live).
+        self._replace_record = (
+            f"UPDATE {t} SET value = :value, expires_at = {now} + :ttl "
+            f"WHERE cache_key = :key AND value = :old AND {live}"
+        )
+        limits = tables.rate_limits
+        self._read_limiter = (
+            f"SELECT hits, previous_hits, mark, touched_at, {now} FROM {limits} "
+            f"WHERE cache_key = :key AND {self._live[limits]}"
+        )
+
         if d.local:
             self._local_limiters()
         else:
@@ -591,6 +615,34 @@ class SqlCacheOps(_SqlOps):
         assert row is not None
         allowed, anchor, units, now = row
         return bool(allowed), float(anchor), int(units), float(now)
+
+    def read_limiter(
+        self, key: str, algorithm: RateLimitAlgorithm
+    ) -> Op[tuple[tuple[Any, ...] | None, float]]:
+        row = yield Query(self._read_limiter, {"key": key}, "one")
+        if row is None:
+            return None, 0.0  # no state: what a hit would see does not depend on the clock
+        hits, previous, mark, touched, now = row
+        # the row's clock never runs backwards (see _limiter)
+        now = max(float(now), float(touched))
+        values = {
+            RateLimitAlgorithm.FIXED_WINDOW: (hits, mark),
+            RateLimitAlgorithm.SLIDING_WINDOW: (previous, hits, mark),
+            RateLimitAlgorithm.GCRA: (mark, hits),
+        }[algorithm]
+        return limiter_state(algorithm, values), now
+
+    def read_record(self, key: str, writing: bool = True) -> Op[tuple[bytes | None, object, float]]:
+        row = yield Query(self._read_record, {"key": key}, "one")
+        body = None if row[0] is None else bytes(row[0])
+        return body, body, float(row[1])
+
+    def replace_record(self, key: str, token: object, body: bytes, ttl: float) -> Op[bool]:
+        if token is None:
+            return (yield from self.add(key, body, ttl))
+        params = {"key": key, "value": body, "old": token, "ttl": ttl}
+        written = yield Query(self._replace_record, params, "rowcount")
+        return bool(written)
 
     def purge_expired(self) -> Op[int]:
         t, limits, now = self.tables.cache, self.tables.rate_limits, self.dialect.now

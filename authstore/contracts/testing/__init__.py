@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     )
     from authstore.contracts.testing.harness import StoreFactory
     from authstore.contracts.testing.migrate import MigrateContract
+    from authstore.contracts.testing.ratelimit_groups import (
+        RateLimitGroupContract,
+        RateLimitPeekContract,
+    )
     from authstore.contracts.testing.stores import (
         MagicLinkContract,
         SessionContract,
@@ -57,6 +61,8 @@ __all__ = [
     "KeyValueContract",
     "MagicLinkContract",
     "MigrateContract",
+    "RateLimitGroupContract",
+    "RateLimitPeekContract",
     "SessionContract",
     "SlidingWindowContract",
     "StoreContract",
@@ -84,6 +90,8 @@ _LAZY = {
     "TotpContract": "stores",
     "StoreFactory": "harness",
     "MigrateContract": "migrate",
+    "RateLimitGroupContract": "ratelimit_groups",
+    "RateLimitPeekContract": "ratelimit_groups",
 }
 
 _strict_option: bool | None = None

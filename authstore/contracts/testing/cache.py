@@ -44,6 +44,10 @@ from authstore.contracts.testing.base import (
 )
 from authstore.contracts.testing.harness import CacheSubject, Stores
 from authstore.contracts.testing.migrate import MigrateContract
+from authstore.contracts.testing.ratelimit_groups import (
+    RateLimitGroupContract,
+    RateLimitPeekContract,
+)
 from authstore.contracts.values import (
     MAX_JSON_DEPTH,
     MAX_TTL,
@@ -1094,6 +1098,8 @@ class CacheContract(
     FixedWindowContract,
     SlidingWindowContract,
     GcraContract,
+    RateLimitGroupContract,
+    RateLimitPeekContract,
     BlacklistContract,
     UserRevocationContract,
     CacheBadInputContract,

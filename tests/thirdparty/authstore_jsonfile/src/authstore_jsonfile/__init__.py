@@ -41,6 +41,8 @@ from authstore.authoring import (
     ConfigurationError,
     IssuedMagicLink,
     JSONValue,
+    Limit,
+    LimitsLike,
     MagicLinkRecord,
     NewSession,
     RateLimitAlgorithm,
@@ -67,6 +69,7 @@ from authstore.authoring import (
     hash_token,
     new_public_id,
     new_token,
+    parse_limits,
 )
 
 __all__ = ["JsonFileBackend", "backend"]
@@ -374,6 +377,40 @@ def _gcra(
 
 
 STEPS = {FIXED: _fixed_window, SLIDING: _sliding_window, GCRA: _gcra}
+GROUP = "r:"
+
+
+def _binding(results: list[RateLimitResult]) -> RateLimitResult:
+    """A group's result: the refusing limit that makes the caller wait longest, or when
+    all allow, the one with the fewest units left (then the longest to reset)."""
+    refused = [result for result in results if not result.allowed]
+    if refused:
+        return max(refused, key=lambda result: result.retry_after)
+    return min(results, key=lambda result: (result.remaining, -result.reset_after))
+
+
+def _peek(
+    step: Any, state: list[Any] | None, now: float, limit: int, window: float, cost: int
+) -> RateLimitResult:
+    """A hit of ``cost`` computed and thrown away: its decision and wait, and the units
+    left now (the same step with no cost)."""
+    hit, idle = step(state, now, limit, window, cost)[0], step(state, now, limit, window, 0)[0]
+    return RateLimitResult(
+        allowed=hit.allowed,
+        remaining=idle.remaining,
+        reset_after=idle.reset_after,
+        retry_after=hit.retry_after,
+        limit=limit,
+    )
+
+
+def _group(key: object, limits: object, cost: object) -> tuple[str, list[Limit], int]:
+    """The group's entry, its limits in canonical order, the checked cost."""
+    name = check_key(key)
+    group = sorted(set(parse_limits(limits)), key=lambda x: (-x.window, x.limit, x.algorithm))  # type: ignore[arg-type]
+    weight = check_count(cost, "cost", maximum=min(limit.limit for limit in group))
+    signature = ";".join(f"{x.limit}/{x.window!r}/{x.algorithm.value}" for x in group)
+    return f"{GROUP}{signature}:{name}", group, weight
 
 
 class JsonFileCache(_Store):
@@ -499,6 +536,57 @@ class JsonFileCache(_Store):
             return result
 
         return self._run(check)
+
+    def peek_rate_limit(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        algorithm: RateLimitAlgorithm | str = RateLimitAlgorithm.FIXED_WINDOW,
+        cost: int = 1,
+    ) -> RateLimitResult:
+        kind = LIMITERS[_algorithm(algorithm)]
+        full = kind + check_key(key)
+        hits = check_count(limit, "limit", maximum=MAX_LIMIT)
+        seconds = check_ttl(window, "window", optional=False, maximum=MAX_WINDOW)
+        assert seconds is not None
+        weight = check_count(cost, "cost", maximum=hits)
+
+        def peek(d: Data, now: float) -> RateLimitResult:
+            return _peek(STEPS[kind], _live(d, full, now), now, hits, seconds, weight)
+
+        return self._run(peek)
+
+    def check_rate_limits(self, key: str, limits: LimitsLike, cost: int = 1) -> RateLimitResult:
+        """Every limit's state in one entry, all decided under the file's lock."""
+        full, group, weight = _group(key, limits, cost)
+
+        def check(d: Data, now: float) -> RateLimitResult:
+            states = _live(d, full, now) or [None] * len(group)
+            steps = [
+                STEPS[LIMITERS[x.algorithm]](state, now, x.limit, x.window, weight)
+                for x, state in zip(group, states, strict=True)
+            ]
+            results = [result for result, _, _ in steps]
+            if all(result.allowed for result in results):
+                _put(d, full, [state for _, state, _ in steps], max(at for _, _, at in steps))
+            return _binding(results)
+
+        return self._run(check)
+
+    def peek_rate_limits(self, key: str, limits: LimitsLike, cost: int = 1) -> RateLimitResult:
+        full, group, weight = _group(key, limits, cost)
+
+        def peek(d: Data, now: float) -> RateLimitResult:
+            states = _live(d, full, now) or [None] * len(group)
+            return _binding(
+                [
+                    _peek(STEPS[LIMITERS[x.algorithm]], state, now, x.limit, x.window, weight)
+                    for x, state in zip(group, states, strict=True)
+                ]
+            )
+
+        return self._run(peek)
 
     def reset_rate_limit(self, key: str) -> None:
         name = check_key(key)
