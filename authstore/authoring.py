@@ -154,6 +154,9 @@ NewSession(record, token), IssuedMagicLink(record, token)
 RateLimitResult(allowed, remaining, reset_after, retry_after, limit)
     Unpacks as ``allowed, remaining, reset_after``; build it with the ``*_result``
     functions. RateLimitAlgorithm: ``fixed_window``, ``sliding_window``, ``gcra``.
+Limit(limit, window, algorithm), LimitsLike
+    One checked limit, and what ``check_rate_limits``/``peek_rate_limits`` take: text
+    (``"100/day;10/minute"``), a Limit or several; ``parse_limits`` makes the tuple.
 Value, JSONValue
     What a cache stores: a JSON value other than None, or bytes (never pickle).
 from_epoch(seconds) turns a store's epoch float into an aware UTC datetime.
@@ -305,6 +308,8 @@ from authstore.contracts.values import (
     new_public_id,
     new_token,
 )
+from authstore.limits import Limit as Limit
+from authstore.limits import LimitsLike as LimitsLike
 from authstore.limits import parse_limits
 from authstore.registry import (
     ENTRY_POINT_GROUP,
