@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from authstore.adapters.common.ops import Op
+from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
 from authstore.adapters.mongodb.commands import Conflict, DuplicateKey
 from authstore.adapters.mongodb.ops import create_indexes
 from authstore.adapters.mongodb.settings import MongoSettings
@@ -24,6 +25,8 @@ T = TypeVar("T")
 DUPLICATE_KEY = 11000
 _UNAVAILABLE_CODES = frozenset({6, 7, 89, 91, 189, 9001, 10107, 11600, 11602, 13435, 13436})
 """Host unreachable/not found, network timeout, shutdown in progress, not primary ..."""
+_REFUSED_CODES = {13: AUTHENTICATION, 18: AUTHENTICATION}
+"""Unauthorized (a user without the rights authstore needs), AuthenticationFailed."""
 
 
 def check_reply(reply: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +52,15 @@ def translate(error: BaseException, where: str, in_transaction: bool) -> BaseExc
     import pymongo.errors as errors
 
     code = getattr(error, "code", None)
+    refusal = _REFUSED_CODES.get(code) if isinstance(code, int) else None
+    if refusal is None and isinstance(error, errors.ConnectionFailure) and tls_failure(error):
+        refusal = TLS
+    if refusal is not None:
+        details = getattr(error, "details", None)
+        text = details.get("errmsg") if isinstance(details, dict) else None
+        refusal_error = refused(refusal, "mongodb", where, str(text or error))
+        refusal_error.__cause__ = error
+        return refusal_error
     labelled = getattr(error, "has_error_label", None)
     transient = callable(labelled) and labelled("TransientTransactionError")
     mapped: BackendError
