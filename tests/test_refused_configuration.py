@@ -318,7 +318,8 @@ def test_security_reads_raise_one_class(
             with pytest.raises(BackendConfigurationError) as caught:
                 read()
             _check(caught.value, refusal)
-            ours = [r for r in caplog.records if r.name == f"authstore.{refusal.backend}"]
+            package = {"postgresql": "postgres"}.get(refusal.backend, refusal.backend)
+            ours = [r for r in caplog.records if r.name == f"authstore.{package}"]
             assert [r.getMessage() for r in ours] == [str(caught.value)]
             drivers = [
                 f"{r.name}: {r.getMessage()}"

@@ -31,6 +31,9 @@ _SUMMARY = {
     UnknownDatabaseError: "unknown database",
     TLSVerificationError: "TLS verification failed",
 }
+_PACKAGES = {"postgresql": "postgres"}
+"""Loggers are named after the adapter package (``authstore.postgres``), as the
+``authstore.backend`` attribute of the instrumentation is."""
 _TLS_WORDS = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "WRONG_VERSION_NUMBER")
 
 
@@ -58,7 +61,7 @@ def refused(
     detail = one_line(driver_text, secrets)
     summary = _SUMMARY.get(kind, "configuration refused")
     error = kind(backend, where, f"{summary} ({detail})" if detail else summary)
-    logging.getLogger(f"authstore.{backend}").warning("%s", error)
+    logging.getLogger(f"authstore.{_PACKAGES.get(backend, backend)}").warning("%s", error)
     return error
 
 
