@@ -57,6 +57,9 @@ class Refusal:
     url: str
     kind: type[BackendConfigurationError]
     secrets: tuple[str, ...]
+    driver_error: bool = True
+    """Whether the driver raised (it becomes the __cause__): aiomysql goes on without the
+    TLS a URL asks for, and authstore refuses the connection itself."""
 
     @property
     def display(self) -> str:
@@ -184,6 +187,7 @@ CASES = [
     "mariadb-wrong-password",
     "mariadb-no-rights-on-database",
     "mariadb-unknown-database",
+    "mariadb-tls-required",
     "redis-wrong-password",
     "redis-acl-user-wrong-password",
     "redis-no-password",
@@ -213,6 +217,13 @@ def _case(name: str, request: pytest.FixtureRequest) -> Refusal:
         return Refusal(
             "postgresql", f"postgresql://{path}?{TIMEOUT}{extra}", kind, (wrong, PASSWORD)
         )
+    if name == "mariadb-tls-required":
+        # the shared MariaDB has no TLS: asking for it must fail, sync and async alike
+        shared = StoreURL.parse(request.getfixturevalue("server_url")("mariadb"))
+        path = f"{_userinfo(shared)}{_hosts(shared)}/authstore_test"
+        wrong_ca = "/etc/ssl/certs/ca-certificates.crt"
+        url = f"mysql://{path}?ssl_ca={wrong_ca}&{TIMEOUT}"
+        return Refusal("mysql", url, TLSVerificationError, (), driver_error=False)
     if name == "mariadb-unknown-database":
         # as the shared server's administrator, who may see every database (a user
         # without rights on it is refused access instead: the next case)
@@ -280,7 +291,8 @@ def _check(error: BaseException, refusal: Refusal) -> None:
     assert "{" not in message, "a raw server reply leaked into the message"
     assert error.backend == refusal.backend
     assert error.reason in ("authentication", "unknown_database", "tls")
-    assert error.__cause__ is not None, "the driver's error is the __cause__"
+    if refusal.driver_error:
+        assert error.__cause__ is not None, "the driver's error is the __cause__"
     chain: BaseException | None = error
     while chain is not None:
         for secret in refusal.secrets:

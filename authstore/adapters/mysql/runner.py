@@ -228,6 +228,12 @@ class MySQLRunnerBase(SqlRunnerBase[MySQLSettings, MySQLDialect]):
         connection = lease.connection
         flags = int(getattr(connection, "client_flag", 0))
         lease.multi = bool(flags & self._client_flags.MULTI_STATEMENTS)
+        server = int(getattr(connection, "server_capabilities", 0))
+        if self.settings.ssl is not None and not server & self._client_flags.SSL:
+            # PyMySQL refuses this itself; aiomysql silently goes on without TLS
+            lease.broken = True  # never used: closed rather than pooled
+            text = "the server does not offer TLS, which the URL requires"
+            raise refused(TLS, "mysql", self.settings.display, text)
         if self.owns_client:
             return
         if not connection.get_autocommit():
