@@ -343,8 +343,10 @@ def test_security_reads_raise_one_class(
         stores.close()
 
 
-def test_cli_exits_3(refusal: Refusal, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["migrate", refusal.url]) == 3
+@pytest.mark.parametrize("command", ["migrate", "check"])
+def test_cli_exits_3(refusal: Refusal, command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """3, not 4 (unavailable): a script must not retry a refused password."""
+    assert main([command, refusal.url]) == 3
     err = capsys.readouterr().err
     assert err.startswith(f"authstore: configuration error: {refusal.backend} at ")
     for secret in refusal.secrets:

@@ -27,7 +27,7 @@ UNKNOWN_DATABASE: type[BackendConfigurationError] = UnknownDatabaseError
 TLS: type[BackendConfigurationError] = TLSVerificationError
 
 _SUMMARY = {
-    AuthenticationFailedError: "authentication failed",
+    AuthenticationFailedError: "access denied",
     UnknownDatabaseError: "unknown database",
     TLSVerificationError: "TLS verification failed",
 }
