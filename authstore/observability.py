@@ -250,6 +250,8 @@ class _ObservedRunnerBase:
 
     def __getattr__(self, name: str) -> Any:
         """Everything else (pool, client, settings...) is the wrapped runner's."""
+        if name == "_runner":  # not set yet (a copy in the making): no recursion
+            raise AttributeError(name)
         return getattr(self._runner, name)
 
     def __repr__(self) -> str:
