@@ -1,8 +1,8 @@
 """``authstore``: check a deployment's backend against the contract suite, migrate, purge.
 
 Exit codes scripts can rely on: 0 success; 1 contract failures; 2 usage error;
-3 configuration error (bad URL, unknown scheme, missing driver); 4 backend
-unavailable.
+3 configuration error (bad URL, unknown scheme, missing driver; credentials, database
+or TLS the backend refused: retrying will not help); 4 backend unavailable.
 """
 
 from __future__ import annotations

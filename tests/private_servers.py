@@ -196,6 +196,27 @@ class PrivatePostgres(PrivateServer):
         with psycopg.connect(self.url, connect_timeout=2, autocommit=True) as connection:
             connection.execute("SELECT 1")
 
+    def require_password(self, password: str, database: str = "authstore_test") -> None:
+        """From now on TCP clients must log in with ``password`` (scram-sha-256) as the
+        postgres user; the unix socket in ``root`` stays trusted. Creates ``database``.
+        After this ``ping()`` (no password) fails: call it before, not after."""
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=2, autocommit=True) as connection:
+            connection.execute(f"ALTER USER postgres PASSWORD '{password}'")
+            connection.execute(f'CREATE DATABASE "{database}"')
+            with open(os.path.join(self.data, "pg_hba.conf"), "w") as rules:
+                rules.write("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
+            connection.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the postmaster reloads asynchronously
+            try:
+                self.ping()
+            except psycopg.OperationalError:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the private PostgreSQL still accepts TCP clients without password")
+
 
 class PrivateMariaDB(PrivateServer):
     """``mariadb-install-db`` and ``mariadbd`` (Debian's), root without a password."""

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 __all__ = [
     "AuthStoreError",
+    "AuthenticationFailedError",
+    "BackendConfigurationError",
     "BackendError",
     "BackendUnavailableError",
     "ConfigurationError",
     "MissingDriverError",
     "SchemeConflictError",
     "StoreFullError",
+    "TLSVerificationError",
     "TokenInUseError",
+    "UnknownDatabaseError",
     "UnknownSchemeError",
     "UnsupportedOperationError",
 ]
@@ -67,6 +71,47 @@ class BackendUnavailableError(BackendError):
     Security checks raise this instead of answering: a revoked token is never
     accepted because the server is down.
     """
+
+
+class BackendConfigurationError(ConfigurationError, BackendError):
+    """The backend answered and refused the configuration: credentials, database or TLS.
+
+    Retrying will not help, so this is never a ``BackendUnavailableError``: the CLI exits
+    3 and an application should alert rather than answer "try again". Security reads
+    raise it too. Every backend raises the same subclass for the same cause, with the
+    message ``<backend> at <redacted URL>: <what was refused>`` (no password, no raw
+    server reply); the driver's error stays the ``__cause__``.
+    """
+
+    reason = "configuration"
+    """A stable word for the cause (``authentication``, ``unknown_database``, ``tls``)."""
+
+    def __init__(self, backend: str, where: str, detail: str) -> None:
+        self.backend = backend
+        self.where = where
+        """The redacted URL (or ``scheme:// client=<given>``)."""
+        self.detail = detail
+        super().__init__(f"{backend} at {where}: {detail}")
+
+
+class AuthenticationFailedError(BackendConfigurationError):
+    """The server refused the credentials: a wrong password, an unknown user, no
+    password where one is required, or a user without the rights authstore needs."""
+
+    reason = "authentication"
+
+
+class UnknownDatabaseError(BackendConfigurationError):
+    """The database (or schema) the URL names does not exist on the server."""
+
+    reason = "unknown_database"
+
+
+class TLSVerificationError(BackendConfigurationError):
+    """The TLS handshake failed on verification: an untrusted or wrong CA file, a
+    certificate for another host name, an expired certificate, or TLS the server lacks."""
+
+    reason = "tls"
 
 
 class StoreFullError(BackendError):

@@ -12,6 +12,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+from authstore import observability
 from authstore.adapters.common.logic import CacheLogic, MagicLinkLogic, SessionLogic, TotpLogic
 from authstore.adapters.common.ops import (
     AsyncRunner,
@@ -54,7 +55,8 @@ FIXED = RateLimitAlgorithm.FIXED_WINDOW
 
 class _SyncStore:
     def __init__(self, runner: Runner, namespace: str) -> None:
-        self._runner = runner
+        # observability: the runner itself unless instrumentation is enabled (once per store)
+        self._runner = observability.observe(runner, _kind_of(self), asynchronous=False)
         self.namespace = namespace
 
     def close(self) -> None:
@@ -77,7 +79,8 @@ class _SyncStore:
 
 class _AsyncStore:
     def __init__(self, runner: AsyncRunner, namespace: str) -> None:
-        self._runner = runner
+        # observability: the runner itself unless instrumentation is enabled (once per store)
+        self._runner = observability.observe(runner, _kind_of(self), asynchronous=True)
         self.namespace = namespace
 
     async def aclose(self) -> None:
@@ -628,6 +631,15 @@ _CLASSES: dict[StoreKind, tuple[type, type]] = {
     StoreKind.TOTP: (Totp, AsyncTotp),
     StoreKind.MAGIC_LINKS: (MagicLinks, AsyncMagicLinks),
 }
+
+
+def _kind_of(store: object) -> str:
+    """The store kind's name (``cache``, ``sessions`` ...) of a store, for observability."""
+    for cls in type(store).__mro__:
+        for kind, classes in _CLASSES.items():
+            if cls in classes:
+                return kind.value
+    return "store"
 
 
 def open_store(

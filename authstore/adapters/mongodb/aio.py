@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from authstore.adapters.common.ops import Op
 from authstore.adapters.mongodb.commands import Abort, Command, Commit, StartTransaction
 from authstore.adapters.mongodb.ops import Pause
-from authstore.adapters.mongodb.runner import Execution, MongoRunnerBase, check_reply, translate
+from authstore.adapters.mongodb.runner import Execution, MongoRunnerBase, check_reply
 from authstore.adapters.mongodb.settings import MongoSettings
 from authstore.registry import require_module
 
@@ -59,7 +59,7 @@ class AsyncMongoRunner(MongoRunnerBase):
                                     session = reply
                             except Exception as failure:
                                 in_transaction = session is not None and session.in_transaction
-                                error = translate(failure, self._where(), in_transaction)
+                                error = self._translate(failure, in_transaction)
                                 reply = None
                             command = execution.step(reply, error)
                     finally:
@@ -67,7 +67,7 @@ class AsyncMongoRunner(MongoRunnerBase):
                             # within the timeout (see the sync runner)
                             await _settled(session.end_session())
         except (self._pymongo.errors.PyMongoError, TimeoutError) as failure:
-            raise translate(failure, self._where(), False) from failure
+            raise self._translate(failure) from failure
         return execution.result  # type: ignore[return-value]
 
     async def _execute(self, command: Any, session: Any) -> Any:

@@ -89,9 +89,7 @@ class MongoBackend:
                     else:
                         found += collection.count_documents(where)
         except runner._pymongo.errors.PyMongoError as failure:
-            from authstore.adapters.mongodb.runner import translate
-
-            raise translate(failure, runner._where(), False) from failure
+            raise runner._translate(failure) from failure
         finally:
             runner.close()
         return found

@@ -8,10 +8,12 @@ operations that use a transaction.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 from authstore.adapters.common.ops import Op
+from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
 from authstore.adapters.mongodb.commands import Conflict, DuplicateKey
 from authstore.adapters.mongodb.ops import create_indexes
 from authstore.adapters.mongodb.settings import MongoSettings
@@ -24,6 +26,10 @@ T = TypeVar("T")
 DUPLICATE_KEY = 11000
 _UNAVAILABLE_CODES = frozenset({6, 7, 89, 91, 189, 9001, 10107, 11600, 11602, 13435, 13436})
 """Host unreachable/not found, network timeout, shutdown in progress, not primary ..."""
+_REFUSED_CODES = {13: AUTHENTICATION, 18: AUTHENTICATION}
+"""Unauthorized (a user without the rights authstore needs), AuthenticationFailed."""
+_SELECTION_TIMEOUTS = frozenset({"ServerSelectionTimeoutError", "TimeoutError"})
+_SERVER_ERROR = re.compile(r"'errmsg': '(?P<errmsg>[^']*)', 'code': (?P<code>\d+)")
 
 
 def check_reply(reply: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +55,20 @@ def translate(error: BaseException, where: str, in_transaction: bool) -> BaseExc
     import pymongo.errors as errors
 
     code = getattr(error, "code", None)
+    details = getattr(error, "details", None)
+    text = details.get("errmsg") if isinstance(details, dict) else None
+    if code is None and isinstance(error, errors.ServerSelectionTimeoutError):
+        # The server's refusal of the handshake, kept by the driver only as text.
+        found = _SERVER_ERROR.search(str(error))
+        if found:
+            code, text = int(found["code"]), found["errmsg"]
+    refusal = _REFUSED_CODES.get(code) if isinstance(code, int) else None
+    if refusal is None and isinstance(error, errors.ConnectionFailure) and tls_failure(error):
+        refusal = TLS
+    if refusal is not None:
+        refusal_error = refused(refusal, "mongodb", where, str(text or error))
+        refusal_error.__cause__ = error
+        return refusal_error
     labelled = getattr(error, "has_error_label", None)
     transient = callable(labelled) and labelled("TransientTransactionError")
     mapped: BackendError
@@ -159,3 +179,17 @@ class MongoRunnerBase:
 
     def _where(self) -> str:
         return self.settings.display
+
+    def _translate(self, failure: BaseException, in_transaction: bool = False) -> BaseException:
+        """``translate``, where a timeout is the server refusing the handshake when the
+        driver's view of the servers says so: the async runner's own deadline can end an
+        operation before pymongo's server selection reports that refusal."""
+        if isinstance(failure, TimeoutError) or type(failure).__name__ in _SELECTION_TIMEOUTS:
+            description = getattr(getattr(self, "_client", None), "topology_description", None)
+            servers = description.server_descriptions().values() if description else ()
+            for server in servers:
+                code = getattr(server.error, "code", None)
+                if code in _REFUSED_CODES:
+                    failure = server.error
+                    break
+        return translate(failure, self._where(), in_transaction)

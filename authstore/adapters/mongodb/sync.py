@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from authstore.adapters.common.ops import Op
 from authstore.adapters.mongodb.commands import Abort, Command, Commit, StartTransaction
 from authstore.adapters.mongodb.ops import Pause
-from authstore.adapters.mongodb.runner import Execution, MongoRunnerBase, check_reply, translate
+from authstore.adapters.mongodb.runner import Execution, MongoRunnerBase, check_reply
 from authstore.adapters.mongodb.settings import MongoSettings
 from authstore.registry import require_module
 
@@ -44,7 +44,7 @@ class SyncMongoRunner(MongoRunnerBase):
                                 session = reply
                         except Exception as failure:
                             in_transaction = session is not None and session.in_transaction
-                            reply, error = None, translate(failure, self._where(), in_transaction)
+                            reply, error = None, self._translate(failure, in_transaction)
                         command = execution.step(reply, error)
                 finally:
                     if session is not None:
@@ -52,7 +52,7 @@ class SyncMongoRunner(MongoRunnerBase):
                         # that stopped answering must not wait past it
                         session.end_session()
         except self._pymongo.errors.PyMongoError as failure:
-            raise translate(failure, self._where(), False) from failure
+            raise self._translate(failure) from failure
         return execution.result  # type: ignore[return-value]
 
     def _execute(self, command: Any, session: Any) -> Any:

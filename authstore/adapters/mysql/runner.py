@@ -15,6 +15,13 @@ import weakref
 from typing import Any
 
 from authstore.adapters.common.ops import Op
+from authstore.adapters.common.refusals import (
+    AUTHENTICATION,
+    TLS,
+    UNKNOWN_DATABASE,
+    refused,
+    tls_failure,
+)
 from authstore.adapters.mysql.dialect import MySQLDialect
 from authstore.adapters.mysql.settings import MySQLSettings
 from authstore.adapters.sql.commands import Query
@@ -45,6 +52,13 @@ were rolled back too, and the runner cannot restart the operation."""
 # errors (2000-2999) are all about the connection.
 _UNAVAILABLE = frozenset({1040, 1053, 1205, 1213, 1290, 1317, 1792, 1836, 1927, 1969, 3024, 4031})
 _DEADLOCK = 1213
+# Server error numbers of a refused configuration: access denied (1044 to the database,
+# 1045 wrong user or password, 1142/1143 a command or column the user may not use,
+# 1227 a privilege, 1698 no password where one is required), an unknown database
+# (1049); 2026 is the client's TLS error.
+_REFUSED = {1044: AUTHENTICATION, 1045: AUTHENTICATION, 1142: AUTHENTICATION}
+_REFUSED.update({1143: AUTHENTICATION, 1227: AUTHENTICATION, 1698: AUTHENTICATION})
+_REFUSED.update({1049: UNKNOWN_DATABASE, 2026: TLS})
 _BINARY_TEXT = frozenset({253, 254})
 """VAR_STRING and STRING: the VARBINARY key columns come back as bytes; blobs are 252."""
 _PLACEHOLDER = re.compile(r"%%|%s")
@@ -214,6 +228,12 @@ class MySQLRunnerBase(SqlRunnerBase[MySQLSettings, MySQLDialect]):
         connection = lease.connection
         flags = int(getattr(connection, "client_flag", 0))
         lease.multi = bool(flags & self._client_flags.MULTI_STATEMENTS)
+        server = int(getattr(connection, "server_capabilities", 0))
+        if self.settings.ssl is not None and not server & self._client_flags.SSL:
+            # PyMySQL refuses this itself; aiomysql silently goes on without TLS
+            lease.broken = True  # never used: closed rather than pooled
+            text = "the server does not offer TLS, which the URL requires"
+            raise refused(TLS, "mysql", self.settings.display, text)
         if self.owns_client:
             return
         if not connection.get_autocommit():
@@ -277,6 +297,13 @@ class MySQLRunnerBase(SqlRunnerBase[MySQLSettings, MySQLDialect]):
     def translate(self, error: BaseException, *, connecting: bool = False) -> BackendError:
         """A driver error as authstore's; the driver's stays the ``__cause__``."""
         number = _errno(error) if isinstance(error, self._errors.MySQLError) else None
+        refusal = _REFUSED.get(number) if number is not None else None
+        if refusal is None and tls_failure(error):
+            refusal = TLS
+        if refusal is not None:
+            settings = self.settings
+            text = error.args[1] if number is not None and len(error.args) > 1 else str(error)
+            return refused(refusal, "mysql", settings.display, str(text), [settings.password])
         unavailable = (
             connecting
             or isinstance(error, (OSError, self._errors.InterfaceError))

@@ -7,17 +7,30 @@ how an operation becomes statements and transactions is ``sql.execution``'s.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from authstore.adapters.common.refusals import (
+    AUTHENTICATION,
+    TLS,
+    UNKNOWN_DATABASE,
+    refused,
+    tls_failure,
+)
 from authstore.adapters.postgres.dialect import PostgresDialect
 from authstore.adapters.postgres.settings import PostgresSettings
 from authstore.adapters.sql.dialect import ParamStyle
 from authstore.adapters.sql.runner import SqlRunnerBase
-from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
+from authstore.contracts.errors import (
+    BackendConfigurationError,
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+)
 
 __all__ = [
     "HOT_TURNOVER",
@@ -48,6 +61,29 @@ _UNAVAILABLE_CODES = frozenset({"55P03", "55006", "25006"})
 # Of those, the ones after which the connection itself is gone: connection exceptions,
 # and an administrator's or a crash's shutdown, or a server not yet accepting connections.
 _LOST_CODES = frozenset({"57P01", "57P02", "57P03"})
+
+# A refused configuration: invalid authorization (28000: no pg_hba.conf entry, unknown
+# role; 28P01: wrong password), insufficient privilege, an unknown database or schema.
+_REFUSED_CODES = {"28000": AUTHENTICATION, "28P01": AUTHENTICATION, "42501": AUTHENTICATION}
+_REFUSED_CODES.update({"3D000": UNKNOWN_DATABASE, "3F000": UNKNOWN_DATABASE})
+# libpq reports a failed connect without a SQLSTATE: its (English) text says why.
+_REFUSED_TEXTS = (
+    (re.compile(r'database "[^"]*" does not exist'), UNKNOWN_DATABASE),
+    (
+        re.compile(
+            r"password authentication failed|no password supplied|SCRAM authentication|"
+            r'pg_hba\.conf|role "[^"]*" does not exist|permission denied for database'
+        ),
+        AUTHENTICATION,
+    ),
+    (
+        re.compile(
+            r"server does not support SSL|rejected SSL upgrade|root certificate file|"
+            r"server certificate for"
+        ),
+        TLS,
+    ),
+)
 
 
 def is_unavailable_state(sqlstate: str | None) -> bool:
@@ -126,5 +162,24 @@ class PostgresRunnerBase(SqlRunnerBase[PostgresSettings, PostgresDialect]):
         return f"postgresql ({self.settings.display}): {text}"
 
     def _error(self, error: BaseException, *, unavailable: bool) -> BackendError:
+        refusal = self._refusal(error)
+        if refusal is not None:
+            return refused(
+                refusal, "postgresql", self.settings.display, str(error), [self.settings.password]
+            )
         kind = BackendUnavailableError if unavailable else BackendError
         return kind(self._message(error))
+
+    @staticmethod
+    def _refusal(error: BaseException) -> type[BackendConfigurationError] | None:
+        """The kind of refused configuration ``error`` is, or None: retrying will not help."""
+        sqlstate: str | None = getattr(error, "sqlstate", None)
+        if sqlstate:
+            return _REFUSED_CODES.get(sqlstate)
+        if tls_failure(error):
+            return TLS
+        text = str(error)
+        for pattern, kind in _REFUSED_TEXTS:
+            if pattern.search(text):
+                return kind
+        return None

@@ -8,6 +8,7 @@ connection it took.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -65,6 +66,35 @@ def connect_kwargs(settings: PostgresSettings) -> dict[str, Any]:
             )
     kwargs.update(settings.credentials("dbname"))
     return kwargs
+
+
+_POOL_PREFIX = "authstore-"
+_POOL_CONNECT_LINES = frozenset(
+    {"error connecting in %r: %s", "reconnection attempt in pool %r failed after %s sec"}
+)
+
+
+class _OwnConnectFailures(logging.Filter):
+    """Drops psycopg_pool's lines about a failed connect of authstore's own pools: the
+    runner raises that failure to the operation (a refused configuration is also logged
+    once on ``authstore.postgres``), so the pool's two lines per attempt only repeat
+    it. Other pools' lines, and the pool's other lines, pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (
+            record.msg in _POOL_CONNECT_LINES
+            and isinstance(args, tuple)
+            and str(args[0]).startswith(_POOL_PREFIX)
+        )
+
+
+_POOL_FILTER = _OwnConnectFailures()
+
+
+def _quiet_pool_connect_failures() -> None:
+    """Install the filter on psycopg_pool's logger once (adding it twice is a no-op)."""
+    logging.getLogger("psycopg.pool").addFilter(_POOL_FILTER)
 
 
 class _Health:
@@ -310,9 +340,10 @@ class SyncPostgresRunner(PostgresRunnerBase):
                     # Short, so retries after an outage stay frequent: once it gives up,
                     # the next operation starts a fresh attempt.
                     reconnect_timeout=max(10.0, 2 * settings.connect_timeout),
-                    name=f"authstore-{id(self):x}",
+                    name=f"{_POOL_PREFIX}{id(self):x}",
                     open=False,
                 )
+                _quiet_pool_connect_failures()
                 pool.open(wait=False)
                 self._pool = pool
             return self._pool

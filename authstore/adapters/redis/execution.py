@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
 from authstore.adapters.redis.commands import Batch, Call
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
@@ -221,8 +222,10 @@ class RedisRunnerBase:
             errors.TryAgainError,
             errors.SlotNotCoveredError,
         )
-        if isinstance(error, errors.AuthenticationError):
-            return BackendError(message)
+        if isinstance(error, errors.AuthenticationError | errors.NoPermissionError):
+            return refused(AUTHENTICATION, "redis", self.settings.display, text)
+        if isinstance(error, errors.ConnectionError) and tls_failure(error):
+            return refused(TLS, "redis", self.settings.display, text)
         if isinstance(error, (*unavailable, TimeoutError, ConnectionError)) or text.startswith(
             _UNAVAILABLE_REPLIES
         ):
