@@ -39,7 +39,21 @@ async def acache(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"visits": await cache.aincr("visits")})
 
 
+def stores_view(request: HttpRequest) -> HttpResponse:
+    from authstore.integrations.django import get_stores
+
+    return JsonResponse({"seen": get_stores().cache.exists("seen")})
+
+
+async def astores_view(request: HttpRequest) -> HttpResponse:
+    from authstore.integrations.django import aget_stores
+
+    return JsonResponse({"seen": await (await aget_stores()).cache.exists("seen")})
+
+
 urlpatterns = [
+    path("stores", stores_view),
+    path("astores", astores_view),
     path("login", login),
     path("whoami", whoami),
     path("logout", logout),

@@ -305,6 +305,23 @@ def test_session_deleted_while_loaded_is_not_written_back(
     assert not SessionStore().exists(key)
 
 
+def test_views_reach_the_stores_and_an_outage_is_503(configured: tuple[str, str, str]) -> None:
+    from django.test import Client, override_settings
+
+    client = Client()
+    assert client.get("/stores").json() == {"seen": False}
+    assert client.get("/astores").json() == {"seen": False}
+    dead = f"redis://:pw-secret@127.0.0.1:{free_port()}/0?timeout=1"
+    middleware = ["authstore.integrations.django.middleware.BackendUnavailableMiddleware"]
+    with override_settings(AUTHSTORE={"URL": dead}, MIDDLEWARE=middleware):
+        client = Client()  # a client loads the middleware at its first request
+        for path in ("/stores", "/astores"):
+            answer = client.get(path)
+            assert answer.status_code == 503
+            assert answer["Retry-After"] == "5"
+            assert b"pw-secret" not in answer.content and b"127.0.0.1" not in answer.content
+
+
 # -- checks and commands ----------------------------------------------------------------
 
 
