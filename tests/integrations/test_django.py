@@ -335,6 +335,16 @@ def test_checks_pass_on_a_good_setting(configured: tuple[str, str, str]) -> None
     assert run_checks() == []
 
 
+def test_checks_report_an_unknown_store_option() -> None:
+    with django_settings("memory://unused", "c1"):
+        from django.test import override_settings
+
+        with override_settings(AUTHSTORE={"URL": "memory://n", "OPTIONS": {"bogus": 1}}):
+            found = run_checks()
+    assert {f.id for f in found} == {"authstore.E003"}
+    assert "bogus" in found[0].msg
+
+
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [
