@@ -61,24 +61,18 @@ def check_backends(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
         except ConfigurationError:
             continue  # check_settings reports it
         except BackendUnavailableError as error:
-            found.append(
-                checks.Warning(
-                    f"{kind.value}: backend unavailable: {error}",
-                    hint="Start the server, or check the URL's host and port.",
-                    obj=SETTING,
-                    id="authstore.W001",
-                )
-            )
+            found.append(_warning(f"{kind.value}: backend unavailable: {error}", UNREACHABLE))
         except AuthStoreError as error:
-            found.append(
-                checks.Warning(
-                    f"{kind.value}: {type(error).__name__}: {error}",
-                    hint="Run manage.py authstore_migrate if the schema is missing.",
-                    obj=SETTING,
-                    id="authstore.W002",
-                )
-            )
+            found.append(_warning(f"{kind.value}: {type(error).__name__}: {error}", FAILING))
     return found
+
+
+UNREACHABLE = ("authstore.W001", "Start the server, or check the URL's host and port.")
+FAILING = ("authstore.W002", "Run manage.py authstore_migrate if the schema is missing.")
+
+
+def _warning(message: str, what: tuple[str, str]) -> Any:
+    return checks.Warning(message, hint=what[1], obj=SETTING, id=what[0])
 
 
 def _probe(kind: StoreKind, spec: StoreSpec, timeout: float) -> None:
