@@ -195,6 +195,34 @@ async def test_cache_async_api_shares_the_data(configured: tuple[str, str, str])
     assert cache.get("shared") is None
 
 
+def test_cache_add_and_incr_stay_atomic_under_threads(configured: tuple[str, str, str]) -> None:
+    from django.core.cache import caches
+
+    from tests.tenxyte.conftest import race_threads
+
+    cache = caches["authstore"]
+    assert sum(race_threads(30, lambda: caches["authstore"].add("once", "x"))) == 1
+    cache.set("count", 0)
+    race_threads(30, lambda: caches["authstore"].incr("count"))
+    assert cache.get("count") == 30
+
+
+@pytest.mark.asyncio
+async def test_cache_aadd_and_aincr_stay_atomic_under_tasks(
+    configured: tuple[str, str, str],
+) -> None:
+    import asyncio
+
+    from django.core.cache import caches
+
+    cache = caches["authstore"]
+    added = await asyncio.gather(*(cache.aadd("once", "x") for _ in range(30)))
+    assert sum(added) == 1
+    await cache.aset("count", 0)
+    await asyncio.gather(*(cache.aincr("count") for _ in range(30)))
+    assert await cache.aget("count") == 30
+
+
 def test_cache_from_an_async_view_under_the_sync_client(
     configured: tuple[str, str, str],
 ) -> None:
