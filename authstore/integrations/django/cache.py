@@ -92,6 +92,7 @@ class AuthstoreCache(BaseCache):
         }
         self._location = location
         self._options = options
+        self._stores: SharedStores | None = None
 
     # -- the store ------------------------------------------------------------------------
 
@@ -109,7 +110,11 @@ class AuthstoreCache(BaseCache):
         return checked_spec(url, options)
 
     def _shared(self) -> SharedStores:
-        return shared_stores({StoreKind.CACHE: self.spec()})
+        """The stores of this cache, found once (settings do not change while serving; a
+        test that changes them gets new backend objects from Django)."""
+        if self._stores is None:
+            self._stores = shared_stores({StoreKind.CACHE: self.spec()})
+        return self._stores
 
     def _run(self, flow: Flow[Any]) -> Any:
         return run_sync(flow, self._shared().sync().cache)

@@ -132,6 +132,9 @@ class SharedStores:
         self._async: dict[asyncio.AbstractEventLoop, StoreSet] = {}
 
     def sync(self) -> StoreSet:
+        stores = self._sync
+        if stores is not None:
+            return stores
         with self._lock:
             if self._sync is None:
                 self._sync = open_store_set(self.specs)
@@ -150,8 +153,8 @@ class SharedStores:
         return stores
 
     def close(self) -> None:
-        """Close the sync stores; async ones of other loops are dropped (their loop closes
-        their connections)."""
+        """Close the sync stores (the next use opens them again); async ones of other
+        loops are dropped (their loop closes their connections)."""
         with self._lock:
             stores, self._sync = self._sync, None
             self._async.clear()
