@@ -175,17 +175,26 @@ def shared_stores(specs: Mapping[StoreKind, StoreSpec]) -> SharedStores:
         return found
 
 
+_app: SharedStores | None = None
+
+
 def app_stores() -> SharedStores:
-    """The stores of ``settings.AUTHSTORE``."""
-    try:
-        return shared_stores(store_specs())
-    except ConfigurationError as error:
-        raise ImproperlyConfigured(f"settings.{SETTING}: {error}") from None
+    """The stores of ``settings.AUTHSTORE``, read once (again after a settings change)."""
+    global _app
+    found = _app
+    if found is None:
+        try:
+            found = _app = shared_stores(store_specs())
+        except ConfigurationError as error:
+            raise ImproperlyConfigured(f"settings.{SETTING}: {error}") from None
+    return found
 
 
 def forget_all() -> None:
     """Close every store opened from settings (a test changed the settings)."""
+    global _app
     with _lock:
+        _app = None
         opened = list(_shared.values())
         _shared.clear()
     for stores in opened:
