@@ -77,8 +77,9 @@ def settings_for(url: str, **overrides: Any) -> Settings:
 async def running(settings: Settings) -> AsyncIterator[Service]:
     outbox: list[tuple[str, str]] = []
 
-    async def mailer(email: str, token: str) -> None:
-        outbox.append((email, token))
+    async def mailer(email: str, link: str) -> None:
+        assert link.startswith(f"{settings.link_url}#token=")
+        outbox.append((email, link.partition("#token=")[2]))
 
     app = create_app(settings, mailer)
     async with app.router.lifespan_context(app):
@@ -255,26 +256,58 @@ async def test_one_mfa_token_finishes_one_sign_in_under_concurrency(service: Ser
     assert await service.auth.stores.sessions.count(user) == 2
 
 
+async def enrolled(svc: Service, user: str) -> pyotp.TOTP:
+    """``user`` signed in with 2FA on (the first code confirmed enrolment)."""
+    await svc.sign_in(user)
+    totp = pyotp.TOTP((await svc.client.post("/2fa/enrol")).json()["secret"])
+    code = totp.generate_otp(int(time.time()) // 30)
+    assert (await svc.client.post("/2fa/confirm", json={"code": code})).status_code == 200
+    return totp
+
+
+async def mfa_token(svc: Service, user: str) -> str:
+    verify = await svc.client.post("/auth/magic-link/verify", json={"token": await svc.link(user)})
+    token: str = verify.json()["mfa_token"]
+    return token
+
+
 async def test_second_factor_guessing_is_rate_limited(example_url: str) -> None:
     async with running(settings_for(example_url, totp_limit=(3, 300))) as svc:
         user = "judy@example.com"
-        await svc.sign_in(user)
-        totp = pyotp.TOTP((await svc.client.post("/2fa/enrol")).json()["secret"])
-        step = int(time.time()) // 30
-        assert (
-            await svc.client.post("/2fa/confirm", json={"code": totp.generate_otp(step)})
-        ).status_code == 200
-        verify = await svc.client.post(
-            "/auth/magic-link/verify", json={"token": await svc.link(user)}
-        )
-        body = {"mfa_token": verify.json()["mfa_token"], "code": "not-a-backup-code"}
+        totp = await enrolled(svc, user)
+        body = {"mfa_token": await mfa_token(svc, user), "code": "not-a-backup-code"}
         statuses = [
-            (await svc.client.post("/auth/2fa/verify", json=body)).status_code for _ in range(3)
+            (await svc.client.post("/auth/2fa/verify", json=body)).status_code for _ in range(4)
         ]
-        assert statuses == [401, 401, 429]  # the confirm used one attempt of three
-        body["code"] = totp.generate_otp(step + 1)
+        assert statuses == [401, 401, 401, 429]  # the good confirm code did not count
+        body["code"] = totp.generate_otp(int(time.time()) // 30 + 1)
         refused = await svc.client.post("/auth/2fa/verify", json=body)
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+
+
+async def test_good_codes_never_spend_the_failed_attempt_limit(example_url: str) -> None:
+    async with running(settings_for(example_url, totp_limit=(2, 300))) as svc:
+        user = "kim@example.com"
+        await enrolled(svc, user)
+        codes = [f"good{i}" for i in range(6)]
+        await svc.auth.stores.totp.replace_backup_codes(user, [hash_backup_code(c) for c in codes])
+        for code in codes:  # six good sign-ins in a row, with a limit of two failures
+            body = {"mfa_token": await mfa_token(svc, user), "code": code}
+            assert (await svc.client.post("/auth/2fa/verify", json=body)).status_code == 200
+
+
+async def test_concurrent_wrong_codes_are_checked_exactly_limit_times(example_url: str) -> None:
+    async with running(settings_for(example_url, totp_limit=(4, 300))) as svc:
+        user = "lou@example.com"
+        await enrolled(svc, user)
+        token = await mfa_token(svc, user)
+        responses = await asyncio.gather(
+            *(
+                svc.client.post("/auth/2fa/verify", json={"mfa_token": token, "code": f"bad{i}"})
+                for i in range(30)
+            )
+        )
+        assert sorted(r.status_code for r in responses) == [401] * 4 + [429] * 26
 
 
 async def test_logout_blacklists_the_token_and_ends_its_session(service: Service) -> None:

@@ -1,8 +1,8 @@
-"""The README's framework snippets are the examples' code, and its crypto snippet runs.
+"""The examples' README shows the examples' code, and README.md's crypto snippet runs.
 
-A README block preceded by ``<!-- snippet: PATH#NAME -->`` must equal the region of PATH
+A block preceded by ``<!-- snippet: PATH#NAME -->`` must equal the region of PATH
 between ``# [readme:NAME]`` and ``# [/readme:NAME]`` (dedented): the examples' tests run
-that code, so the README cannot drift from something tested. A block preceded by
+that code, so the docs cannot drift from something tested. A block preceded by
 ``<!-- snippet: run:NAME -->`` is executed here.
 """
 
@@ -16,10 +16,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SNIPPET = re.compile(r"<!-- snippet: (?P<target>\S+) -->\n```python\n(?P<code>.*?)```", re.S)
+DOCS = ("README.md", "examples/README.md")
 EXPECTED = {
     "examples/fastapi_app/app.py#fastapi-lifespan",
     "examples/fastapi_app/app.py#fastapi-verify",
     "examples/authflows.py#authflows-verify",
+    "examples/authflows.py#authflows-failed-attempts",
     "examples/django_app/settings.py#django-settings",
     "examples/django_app/stores.py#django-stores",
     "examples/django_app/views.py#django-verify",
@@ -29,9 +31,10 @@ EXPECTED = {
 
 def snippets() -> dict[str, str]:
     found: dict[str, str] = {}
-    for match in SNIPPET.finditer((ROOT / "README.md").read_text(encoding="utf-8")):
-        assert match["target"] not in found, f"README: snippet {match['target']} twice"
-        found[match["target"]] = match["code"]
+    for doc in DOCS:
+        for match in SNIPPET.finditer((ROOT / doc).read_text(encoding="utf-8")):
+            assert match["target"] not in found, f"{doc}: snippet {match['target']} twice"
+            found[match["target"]] = match["code"]
     return found
 
 
@@ -53,7 +56,7 @@ def test_a_readme_snippet_is_the_examples_code(target: str) -> None:
     path, _, name = target.partition("#")
     expected = region(ROOT / path, name)
     assert snippets()[target] == expected, (
-        f"README.md's snippet {target} differs from the example's code; paste this:\n{expected}"
+        f"the docs' snippet {target} differs from the example's code; paste this:\n{expected}"
     )
 
 
