@@ -20,6 +20,8 @@ from django.core import mail  # noqa: E402  (after django.setup)
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django_app import stores  # noqa: E402
 
+from tests.outages import free_port  # noqa: E402
+
 
 @pytest.fixture
 def configured(example_url: str) -> Iterator[None]:
@@ -175,3 +177,35 @@ def test_a_store_that_is_down_fails_closed() -> None:
             client.post("/auth/magic-link", {"email": "p@x.io"}, "application/json").status_code
             == 503
         )
+
+
+@pytest.mark.usefixtures("configured")
+def test_a_mail_that_fails_stores_no_link_and_keeps_the_previous_one() -> None:
+    client = Client()
+    earlier = link(client, "max@example.com")
+    smtp_down = {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": free_port(),
+        "EMAIL_USE_TLS": False,
+        "EMAIL_TIMEOUT": 5,
+    }
+    with override_settings(**smtp_down):
+        refused = client.post("/auth/magic-link", {"email": "max@example.com"}, "application/json")
+    assert refused.status_code == 503 and refused["Retry-After"] == "60"
+    assert refused.json() == {"detail": "could not send the sign-in mail"}
+    verify = client.post("/auth/magic-link/verify", {"token": earlier}, "application/json")
+    assert verify.status_code == 200  # the failed request revoked nothing
+
+
+@pytest.mark.usefixtures("configured")
+def test_token_route_and_json_errors() -> None:
+    client = Client()
+    assert client.post("/auth/token").status_code == 401
+    sign_in(client, "nat@example.com")
+    access = client.post("/auth/token").json()["access_token"]
+    assert client.get("/me", headers=bearer(access)).json() == {"user_id": "nat@example.com"}
+    missing = client.get("/no-such-route")
+    assert missing.status_code == 404 and missing.json() == {"detail": "not found"}
+    assert client.get("/auth/token").json() == {"detail": "method not allowed"}
+    assert client.get("/").status_code == 200 and b"<!doctype html>" in client.get("/").content

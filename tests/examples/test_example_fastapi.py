@@ -17,8 +17,10 @@ from authflows import Auth, Settings, hash_backup_code
 from example_keys import JWT_SECRET, TOTP_KEYS
 from fastapi import FastAPI
 from fastapi_app.app import create_app
+from fastapi_app.mail import SmtpMailer
 
 from authstore.crypto import DecryptionError
+from tests.outages import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -397,3 +399,25 @@ async def test_a_store_that_is_down_fails_closed() -> None:
         assert verify.status_code == 503
         svc.client.cookies.set("session", "x" * 43)
         assert (await svc.client.get("/session")).status_code == 503
+
+
+async def test_a_mail_that_fails_stores_no_link_and_keeps_the_previous_one(
+    service: Service,
+) -> None:
+    earlier = await service.link("max@example.com")
+    service.auth.mailer = SmtpMailer("127.0.0.1", free_port(), starttls=False, timeout=5)
+    refused = await service.client.post("/auth/magic-link", json={"email": "max@example.com"})
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "60"
+    assert refused.json() == {"detail": "could not send the sign-in mail"}
+    verify = await service.client.post("/auth/magic-link/verify", json={"token": earlier})
+    assert verify.status_code == 200  # the failed request revoked nothing
+
+
+async def test_errors_are_json(service: Service) -> None:
+    for response in (
+        await service.client.get("/no-such-route"),
+        await service.client.put("/auth/magic-link"),
+        await service.client.post("/auth/magic-link", json={}),
+    ):
+        assert response.headers["content-type"] == "application/json", response
+        assert "detail" in response.json()
