@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -421,3 +423,42 @@ async def test_errors_are_json(service: Service) -> None:
     ):
         assert response.headers["content-type"] == "application/json", response
         assert "detail" in response.json()
+
+
+class SmtpSink:
+    """A minimal SMTP server on loopback keeping each message it receives (no TLS, no login)."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 sink\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                self.messages.append(await reader.readuntil(b"\r\n.\r\n"))
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                break
+            writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+
+async def test_the_smtp_mailer_sends_a_link_that_signs_in(service: Service) -> None:
+    sink = SmtpSink()
+    server = await asyncio.start_server(sink.session, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        service.auth.mailer = SmtpMailer("127.0.0.1", port, starttls=False, sender="a@b.test")
+        sent = await service.client.post("/auth/magic-link", json={"email": "sam@example.com"})
+        assert sent.status_code == 202, sent.text
+    (raw,) = sink.messages
+    mail = email.message_from_bytes(raw, policy=email.policy.default)
+    assert mail["To"] == "sam@example.com" and mail["From"] == "a@b.test"
+    body = mail.get_body()
+    assert body is not None
+    token = str(body.get_content()).partition("#token=")[2].split()[0]
+    verify = await service.client.post("/auth/magic-link/verify", json={"token": token})
+    assert verify.status_code == 200 and verify.json()["user_id"] == "sam@example.com"
