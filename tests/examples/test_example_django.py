@@ -209,3 +209,32 @@ def test_token_route_and_json_errors() -> None:
     assert missing.status_code == 404 and missing.json() == {"detail": "not found"}
     assert client.get("/auth/token").json() == {"detail": "method not allowed"}
     assert client.get("/").status_code == 200 and b"<!doctype html>" in client.get("/").content
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("configured")
+async def test_concurrent_wrong_codes_are_checked_exactly_limit_times() -> None:
+    client, user, json = AsyncClient(), "olga@example.com", "application/json"
+
+    async def verify_a_new_link() -> Any:
+        sent = await client.post("/auth/magic-link", {"email": user}, content_type=json)
+        assert sent.status_code == 202
+        return await client.post(
+            "/auth/magic-link/verify", {"token": mailed_token(user)}, content_type=json
+        )
+
+    assert (await verify_a_new_link()).status_code == 200  # the session cookie is kept
+    secret = (await client.post("/2fa/enrol")).json()["secret"]
+    code = pyotp.TOTP(secret).generate_otp(int(time.time()) // 30)
+    confirmed = await client.post("/2fa/confirm", {"code": code}, content_type=json)
+    assert confirmed.status_code == 200
+    mfa_token = (await verify_a_new_link()).json()["mfa_token"]
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/auth/2fa/verify", {"mfa_token": mfa_token, "code": f"bad{i}"}, content_type=json
+            )
+            for i in range(25)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [401] * 10 + [429] * 15  # totp_limit 10

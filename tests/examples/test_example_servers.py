@@ -6,7 +6,8 @@ loopback port, over SQLite, PostgreSQL and Redis. The sign-in link is read from 
 process's console output (the console mail backend), and every flow is driven with
 httpx over TCP: link, landing page, session cookie over plain HTTP
 (``AUTH_COOKIE_SECURE=0``), access token, TOTP enrolment with its QR code, sign-in with
-a code, devices, revoking a device, JSON errors, 429 with Retry-After.
+a code, devices, revoking a device, JSON errors, 429 with Retry-After (wrong codes and
+link requests).
 """
 
 from __future__ import annotations
@@ -112,6 +113,16 @@ def test_every_flow_over_http(
             assert laptop.delete(f"/sessions/{phone_session}").json() == {"revoked": True}
             assert phone.get("/session").status_code == 401
             assert laptop.delete(f"/sessions/{phone_session}").status_code == 404
+
+        mfa = laptop.post(
+            "/auth/magic-link/verify", json={"token": sign_in_link(server, laptop, user)}
+        ).json()["mfa_token"]
+        guesses = [
+            laptop.post("/auth/2fa/verify", json={"mfa_token": mfa, "code": f"guess{i}"})
+            for i in range(5)
+        ]  # the default limit: 5 wrong codes per user per 5 minutes, the confirm's one included
+        assert [g.status_code for g in guesses] == [401, 401, 401, 401, 429]
+        assert 1 <= int(guesses[-1].headers["retry-after"]) <= 300
 
         for _ in range(5):  # the default limit: 5 links per address per 10 minutes
             sign_in_link(server, laptop, "bob@example.com")
