@@ -9,24 +9,32 @@ What each flow guarantees comes from the store it calls: a magic link is consume
 among any number of concurrent requests, a TOTP time step or a backup code is accepted
 once, a rate limit lets exactly ``limit`` attempts through, a blacklist or revocation
 check raises (503 in the apps) when the backend is down instead of answering "valid".
+Second-factor codes are limited by failed attempts only (``Auth.failed_attempts``): a
+user who types good codes is never locked out, a guesser gets exactly ``limit`` wrong
+guesses per window, however many requests run at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import os
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pyotp
+import segno
 
 from authstore import (
     AsyncCacheStore,
@@ -39,6 +47,7 @@ from authstore.crypto import AsyncSecretBox, KeyRing
 
 TOTP_PERIOD = 30
 BACKUP_CODES = 10
+log = logging.getLogger("authflows")
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,13 @@ class Settings:
     ip_limit: tuple[int, float] = (100, 60)
     """Login requests and link verifications per client IP."""
     totp_limit: tuple[int, float] = (5, 300)
-    """Second-factor attempts per user."""
+    """Failed second-factor attempts (wrong codes) per user; good codes are not counted."""
+    link_url: str = "http://127.0.0.1:8000/sign-in"
+    """Where the mailed link points; the token follows in the fragment (``#token=...``).
+
+    Configured, never taken from the request's Host header: a forged Host would make
+    the mail carry the victim's token to the forger's site.
+    """
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -73,6 +88,8 @@ class Settings:
             "totp_keys": os.environ["AUTH_TOTP_KEYS"],
             "cookie_secure": os.environ.get("AUTH_COOKIE_SECURE", "1") != "0",
         }
+        if "AUTH_LINK_URL" in os.environ:
+            values["link_url"] = os.environ["AUTH_LINK_URL"]
         values.update(overrides)
         return cls(**values)
 
@@ -86,7 +103,11 @@ class Stores:
 
 
 Mailer = Callable[[str, str], Awaitable[None]]
-"""``await mailer(email, token)`` sends the sign-in link carrying ``token``."""
+"""``await mailer(email, link)`` sends the sign-in ``link``; raises ``MailNotSent`` on failure."""
+
+
+class MailNotSent(Exception):
+    """The mail backend refused or could not be reached; the link was not stored."""
 
 
 class AuthError(Exception):
@@ -103,6 +124,13 @@ class TooManyRequests(AuthError):
     def __init__(self, retry_after: float) -> None:
         seconds = max(1, math.ceil(retry_after))
         super().__init__(429, "too many attempts", {"Retry-After": str(seconds)})
+
+
+class WrongCode(AuthError):
+    """A second-factor code that did not match (or was already used): a failed attempt."""
+
+    def __init__(self) -> None:
+        super().__init__(401, "wrong code")
 
 
 @dataclass(frozen=True)
@@ -150,20 +178,31 @@ class Auth:
     # -- magic links ---------------------------------------------------------------
 
     async def request_link(self, email: str, ip: str, user_agent: str | None) -> None:
-        """Mail a sign-in link; the same answer whether or not the address is known."""
+        """Mail a sign-in link; the same answer whether or not the address is known.
+
+        The mail goes out before the link is stored: a mail that fails stores nothing, so
+        no live link exists that nobody received and the previous link still works. The
+        rate-limit hits stay spent, as they also guard the mail server.
+        """
         email = normalize_email(email)
         await self.limit(f"ip:{ip}", self.settings.ip_limit)
         await self.limit(f"login:{email}", self.settings.login_limit)
         user_id = email  # a real app looks the user up (or signs them up) here
-        _, token = await self.stores.links.issue(
+        token = secrets.token_urlsafe(32)
+        try:
+            await self.mailer(email, f"{self.settings.link_url}#token={token}")
+        except MailNotSent as error:
+            log.warning("sign-in mail to %s not sent: %s", email, error)
+            raise AuthError(503, "could not send the sign-in mail", {"Retry-After": "60"}) from None
+        await self.stores.links.issue(
             user_id,
             email,
             ttl=self.settings.magic_link_ttl,
             application_id=self.settings.application_id,
             ip_address=ip,
             user_agent=user_agent,
+            token=token,
         )
-        await self.mailer(email, token)
 
     async def verify_link(self, token: str, ip: str, user_agent: str | None) -> Login | MfaRequired:
         await self.limit(f"ip:{ip}", self.settings.ip_limit)
@@ -270,6 +309,36 @@ class Auth:
 
     # -- TOTP ----------------------------------------------------------------------
 
+    # [readme:authflows-failed-attempts]
+    @asynccontextmanager
+    async def failed_attempts(self, key: str, rule: tuple[int, float]) -> AsyncIterator[None]:
+        """Admit a code check while fewer than ``limit`` checks failed in this window.
+
+        Only a ``WrongCode`` raised in the body counts. The check takes a slot first
+        (one atomic ``incr``) and gives it back unless the code was wrong, so exactly
+        ``limit`` wrong codes are checked per window however many requests run at once
+        (reading the count, checking, then counting a failure would let every
+        concurrent request through the read). Windows are aligned to the clock (the key
+        names the window), so a slot given back never lands in a later window. The
+        cost: while a good code is being checked it holds a slot, so with the budget
+        nearly spent a concurrent guess may get 429 a moment early.
+        """
+        limit, window = rule
+        index = int(time.time() // window)
+        slot = f"failed:{key}:{index}"
+        if await self.stores.cache.incr(slot, 1, ttl=2 * window) > limit:
+            raise TooManyRequests((index + 1) * window - time.time())
+        try:
+            yield
+        except WrongCode:
+            raise  # the slot stays taken: a failed attempt
+        except Exception:
+            await self.stores.cache.incr(slot, -1)
+            raise
+        await self.stores.cache.incr(slot, -1)
+
+    # [/readme:authflows-failed-attempts]
+
     async def enrol(self, user_id: str) -> tuple[str, str]:
         """A new pending secret (encrypted at rest) and its otpauth:// URI for the QR code."""
         secret = pyotp.random_base32()
@@ -283,13 +352,13 @@ class Auth:
 
     async def confirm(self, user_id: str, code: str) -> list[str]:
         """Turn 2FA on with a first good code; returns the backup codes, shown once."""
-        await self.limit(f"totp:{user_id}", self.settings.totp_limit)
         state = await self.stores.totp.load(user_id)
         if state is None or state.pending_secret is None:
             raise AuthError(400, "no enrolment pending")
         secret = await self.box.decrypt(user_id, state.pending_secret)
-        if not await self._claim_code(user_id, secret, code):
-            raise AuthError(401, "wrong code")
+        async with self.failed_attempts(f"totp:{user_id}", self.settings.totp_limit):
+            if not await self._claim_code(user_id, secret, code):
+                raise WrongCode
         await self.stores.totp.enable(user_id)
         codes = [secrets.token_hex(5) for _ in range(BACKUP_CODES)]
         await self.stores.totp.replace_backup_codes(user_id, [hash_backup_code(c) for c in codes])
@@ -307,18 +376,19 @@ class Auth:
         finished = f"mfa-finished:{claims.jti}"
         if await self.stores.cache.exists(finished):
             raise AuthError(401, "this sign-in is already finished")
-        await self.limit(f"totp:{claims.user_id}", self.settings.totp_limit)
         state = await self.stores.totp.load(claims.user_id)
         if state is None or not state.enabled or state.secret is None:
             raise AuthError(401, "2FA is not enabled")
         code = code.strip().replace(" ", "")
-        if len(code) == 6 and code.isdigit():
-            secret = await self.box.decrypt(claims.user_id, state.secret)
-            good = await self._claim_code(claims.user_id, secret, code)
-        else:
-            good = await self.stores.totp.use_backup_code(claims.user_id, hash_backup_code(code))
-        if not good:
-            raise AuthError(401, "wrong code")
+        async with self.failed_attempts(f"totp:{claims.user_id}", self.settings.totp_limit):
+            if len(code) == 6 and code.isdigit():
+                secret = await self.box.decrypt(claims.user_id, state.secret)
+                good = await self._claim_code(claims.user_id, secret, code)
+            else:
+                hashed = hash_backup_code(code)
+                good = await self.stores.totp.use_backup_code(claims.user_id, hashed)
+            if not good:
+                raise WrongCode
         if not await self.stores.cache.add(finished, True, max(1.0, claims.expires - time.time())):
             raise AuthError(401, "this sign-in is already finished")
         return await self.start_session(claims.user_id, ip, user_agent)
@@ -331,6 +401,18 @@ class Auth:
             if hmac.compare_digest(totp.generate_otp(step), code):
                 return await self.stores.totp.claim_step(user_id, step)
         return False
+
+
+@cache
+def page() -> str:
+    """The HTML front both apps serve at ``/`` and ``/sign-in``: one page, vanilla JS."""
+    return (Path(__file__).parent / "web" / "index.html").read_text(encoding="utf-8")
+
+
+def enrolment(secret: str, uri: str) -> dict[str, str]:
+    """What the enrol routes answer: the secret, its URI and the URI as a QR code (SVG)."""
+    qr = segno.make(uri, error="m").svg_data_uri(scale=5, border=2)
+    return {"secret": secret, "otpauth_uri": uri, "qr_svg": qr}
 
 
 def normalize_email(email: str) -> str:

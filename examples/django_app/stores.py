@@ -10,11 +10,12 @@ see the async interface they expect.
 
 from __future__ import annotations
 
+import smtplib
 import threading
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
-from authflows import Auth, Settings, Stores
+from authflows import Auth, MailNotSent, Settings, Stores
 from django.conf import settings
 from django.core.mail import send_mail
 from django.core.signals import setting_changed
@@ -44,10 +45,16 @@ class Threaded:
         return attribute
 
 
-async def mail_link(email: str, token: str) -> None:
-    body = f"Sign in: {getattr(settings, 'AUTH_LINK_URL', 'https://example.test/sign-in#')}{token}"
-    await sync_to_async(send_mail)("Your sign-in link", body, None, [email])
+async def mail_link(email: str, link: str) -> None:
+    """Send the link with Django's ``EMAIL_BACKEND`` (the console one in this example)."""
+    body = f"Sign in: {link}\n\nThe link works once, for 15 minutes.\n"
+    try:
+        await sync_to_async(send_mail)("Your sign-in link", body, None, [email])
+    except (smtplib.SMTPException, OSError) as error:
+        raise MailNotSent(str(error)) from error
 
+
+# -- glue: the stores, opened once per process (authstore.integrations.django will do it) --
 
 _lock = threading.Lock()
 _auth: Auth | None = None
@@ -83,6 +90,7 @@ def django_settings() -> Settings:
         jwt_secret=settings.AUTH_JWT_SECRET,
         totp_keys=settings.AUTH_TOTP_KEYS,
         cookie_secure=settings.AUTH_COOKIE_SECURE,
+        link_url=settings.AUTH_LINK_URL,
         **getattr(settings, "AUTH_OPTIONS", {}),
     )
 
@@ -102,3 +110,5 @@ def _reload(setting: str, **_: object) -> None:
 
 
 setting_changed.connect(_reload)
+
+# -- end of glue ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from authflows import AuthError, Claims, Login, MfaRequired
+from authflows import AuthError, Claims, Login, MfaRequired, enrolment, page
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -16,6 +16,9 @@ from django_app.stores import get_auth
 
 COOKIE = "session"
 View = Callable[..., Coroutine[Any, Any, HttpResponse]]
+
+
+# -- glue: error answers (authstore.integrations.django will provide the 503 one) ---------
 
 
 def endpoint(method: str) -> Callable[[View], View]:
@@ -40,6 +43,25 @@ def endpoint(method: str) -> Callable[[View], View]:
         return wrapper
 
     return decorate
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return JsonResponse({"detail": "not found"}, status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"detail": "internal server error"}, status=500)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return JsonResponse({"detail": "bad request"}, status=400)
+
+
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return JsonResponse({"detail": "forbidden"}, status=403)
+
+
+# -- end of glue ----------------------------------------------------------------------
 
 
 def body(request: HttpRequest, *names: str) -> list[str]:
@@ -114,6 +136,12 @@ async def second_factor(request: HttpRequest) -> HttpResponse:
     return signed_in(await get_auth().second_factor(mfa_token, code, *client(request)))
 
 
+@endpoint("POST")
+async def refresh(request: HttpRequest) -> HttpResponse:
+    access_token = get_auth().access_token(await session(request))
+    return JsonResponse({"access_token": access_token, "token_type": "bearer"})
+
+
 @endpoint("GET")
 async def whoami(request: HttpRequest) -> HttpResponse:
     current = await session(request)
@@ -144,8 +172,7 @@ async def revoke_others(request: HttpRequest) -> HttpResponse:
 
 @endpoint("POST")
 async def enrol(request: HttpRequest) -> HttpResponse:
-    secret, uri = await get_auth().enrol((await session(request)).user_id)
-    return JsonResponse({"secret": secret, "otpauth_uri": uri})
+    return JsonResponse(enrolment(*await get_auth().enrol((await session(request)).user_id)))
 
 
 @endpoint("POST")
@@ -169,3 +196,9 @@ async def logout_everywhere(request: HttpRequest) -> HttpResponse:
     response = JsonResponse({"sessions_revoked": revoked})
     response.delete_cookie(COOKIE)
     return response
+
+
+@endpoint("GET")
+async def html_front(request: HttpRequest) -> HttpResponse:
+    """The HTML front (shared with the FastAPI example); the link lands on ``/sign-in``."""
+    return HttpResponse(page(), content_type="text/html; charset=utf-8")

@@ -1,11 +1,8 @@
 """A passwordless-plus-2FA login service on FastAPI and authstore's async stores.
 
-Run it (from the ``examples`` folder)::
-
-    AUTHSTORE_URL=sqlite:///auth.db AUTH_JWT_SECRET=... AUTH_TOTP_KEYS="k1:$(head -c32 /dev/urandom | base64)" \
-        uvicorn fastapi_app.app:create_app --factory
-
-Routes: ``POST /auth/magic-link`` (mail a link, rate-limited: 429 with Retry-After),
+How to install and run it: ``examples/README.md``. ``GET /`` is a small HTML front over
+the JSON routes; the sign-in mail goes to the console unless ``AUTH_MAIL=smtp``
+(``fastapi_app/mail.py``). JSON routes: ``POST /auth/magic-link`` (mail a link, rate-limited: 429 with Retry-After),
 ``POST /auth/magic-link/verify`` (single use: a session cookie and an access token, or
 an ``mfa_token``), ``POST /auth/2fa/verify`` (TOTP or backup code), ``POST /auth/token``
 (a new access token for the cookie's session), ``GET /session``, ``GET /me`` (bearer),
@@ -15,7 +12,6 @@ an ``mfa_token``), ``POST /auth/2fa/verify`` (TOTP or backup code), ``POST /auth
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -29,9 +25,11 @@ from authflows import (
     MfaRequired,
     Settings,
     Stores,
+    enrolment,
+    page,
 )
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
 from authstore import (
@@ -42,16 +40,13 @@ from authstore import (
     open_async_sessions,
     open_async_totp,
 )
+from fastapi_app.mail import mailer_from_env
 
 COOKIE = "session"
-log = logging.getLogger("fastapi_app")
-
-
-async def log_mailer(email: str, token: str) -> None:
-    log.info("sign-in link for %s: https://example.test/sign-in#%s", email, token)
-
-
 router = APIRouter()
+
+
+# -- glue: error answers (authstore.integrations.fastapi will provide the 503 one) --------
 
 
 async def auth_error(request: Request, error: AuthError) -> JSONResponse:
@@ -61,6 +56,20 @@ async def auth_error(request: Request, error: AuthError) -> JSONResponse:
 async def unavailable(request: Request, error: BackendUnavailableError) -> JSONResponse:
     # fail closed: no answer is better than "not revoked" from a store that is down
     return JSONResponse({"detail": "try again later"}, 503, headers={"Retry-After": "5"})
+
+
+async def server_error(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "internal server error"}, 500)
+
+
+def add_error_answers(app: FastAPI) -> None:
+    """Every error is a JSON ``{"detail": ...}``: FastAPI's own 404/405/422 already are."""
+    app.add_exception_handler(AuthError, auth_error)  # type: ignore[arg-type]
+    app.add_exception_handler(BackendUnavailableError, unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, server_error)
+
+
+# -- end of glue ----------------------------------------------------------------------
 
 
 def auth(request: Request) -> Auth:
@@ -182,8 +191,7 @@ async def revoke_others(current: Session, request: Request) -> dict[str, int]:
 
 @router.post("/2fa/enrol")
 async def enrol(current: Session, request: Request) -> dict[str, str]:
-    secret, uri = await auth(request).enrol(current.user_id)
-    return {"secret": secret, "otpauth_uri": uri}
+    return enrolment(*await auth(request).enrol(current.user_id))
 
 
 @router.post("/2fa/confirm")
@@ -205,9 +213,19 @@ async def logout_everywhere(claims: Bearer, request: Request, response: Response
     return {"sessions_revoked": revoked}
 
 
-def create_app(settings: Settings | None = None, mailer: Mailer = log_mailer) -> FastAPI:
-    settings = settings or Settings.from_env()
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+@router.get("/sign-in", response_class=HTMLResponse, include_in_schema=False)
+async def html_front() -> HTMLResponse:
+    """The HTML front (shared with the Django example); the link lands on ``/sign-in``."""
+    return HTMLResponse(page())
 
+
+def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -> FastAPI:
+    """The app; ``settings`` default to the environment, ``mailer`` to ``AUTH_MAIL``."""
+    settings = settings or Settings.from_env()
+    mailer = mailer or mailer_from_env()
+
+    # -- glue: the stores, opened once (authstore.integrations.fastapi: a lifespan helper) --
     # [readme:fastapi-lifespan]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -224,7 +242,6 @@ def create_app(settings: Settings | None = None, mailer: Mailer = log_mailer) ->
     app = FastAPI(lifespan=lifespan)
     # [/readme:fastapi-lifespan]
 
-    app.add_exception_handler(AuthError, auth_error)  # type: ignore[arg-type]
-    app.add_exception_handler(BackendUnavailableError, unavailable)  # type: ignore[arg-type]
+    add_error_answers(app)
     app.include_router(router)
     return app

@@ -20,6 +20,8 @@ from django.core import mail  # noqa: E402  (after django.setup)
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 from django_app import stores  # noqa: E402
 
+from tests.outages import free_port  # noqa: E402
+
 
 @pytest.fixture
 def configured(example_url: str) -> Iterator[None]:
@@ -39,10 +41,13 @@ def configured(example_url: str) -> Iterator[None]:
 def link(client: Client, email: str) -> str:
     response = client.post("/auth/magic-link", {"email": email}, content_type="application/json")
     assert response.status_code == 202, response.content
+    return mailed_token(email)
+
+
+def mailed_token(email: str) -> str:
     message = mail.outbox.pop()
     assert message.to == [email]
-    token: str = message.body.rsplit("#", 1)[1]
-    return token
+    return message.body.partition("#token=")[2].split()[0]
 
 
 def sign_in(client: Client, email: str, device: Client | None = None) -> dict[str, Any]:
@@ -88,7 +93,7 @@ async def test_fifty_concurrent_verifications_of_one_link_sign_in_once() -> None
         "/auth/magic-link", {"email": "carol@example.com"}, content_type="application/json"
     )
     assert response.status_code == 202
-    token = mail.outbox.pop().body.rsplit("#", 1)[1]
+    token = mailed_token("carol@example.com")
     responses = await asyncio.gather(
         *(
             client.post(
@@ -172,3 +177,64 @@ def test_a_store_that_is_down_fails_closed() -> None:
             client.post("/auth/magic-link", {"email": "p@x.io"}, "application/json").status_code
             == 503
         )
+
+
+@pytest.mark.usefixtures("configured")
+def test_a_mail_that_fails_stores_no_link_and_keeps_the_previous_one() -> None:
+    client = Client()
+    earlier = link(client, "max@example.com")
+    smtp_down = {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": free_port(),
+        "EMAIL_USE_TLS": False,
+        "EMAIL_TIMEOUT": 5,
+    }
+    with override_settings(**smtp_down):
+        refused = client.post("/auth/magic-link", {"email": "max@example.com"}, "application/json")
+    assert refused.status_code == 503 and refused["Retry-After"] == "60"
+    assert refused.json() == {"detail": "could not send the sign-in mail"}
+    verify = client.post("/auth/magic-link/verify", {"token": earlier}, "application/json")
+    assert verify.status_code == 200  # the failed request revoked nothing
+
+
+@pytest.mark.usefixtures("configured")
+def test_token_route_and_json_errors() -> None:
+    client = Client()
+    assert client.post("/auth/token").status_code == 401
+    sign_in(client, "nat@example.com")
+    access = client.post("/auth/token").json()["access_token"]
+    assert client.get("/me", headers=bearer(access)).json() == {"user_id": "nat@example.com"}
+    missing = client.get("/no-such-route")
+    assert missing.status_code == 404 and missing.json() == {"detail": "not found"}
+    assert client.get("/auth/token").json() == {"detail": "method not allowed"}
+    assert client.get("/").status_code == 200 and b"<!doctype html>" in client.get("/").content
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("configured")
+async def test_concurrent_wrong_codes_are_checked_exactly_limit_times() -> None:
+    client, user, json = AsyncClient(), "olga@example.com", "application/json"
+
+    async def verify_a_new_link() -> Any:
+        sent = await client.post("/auth/magic-link", {"email": user}, content_type=json)
+        assert sent.status_code == 202
+        return await client.post(
+            "/auth/magic-link/verify", {"token": mailed_token(user)}, content_type=json
+        )
+
+    assert (await verify_a_new_link()).status_code == 200  # the session cookie is kept
+    secret = (await client.post("/2fa/enrol")).json()["secret"]
+    code = pyotp.TOTP(secret).generate_otp(int(time.time()) // 30)
+    confirmed = await client.post("/2fa/confirm", {"code": code}, content_type=json)
+    assert confirmed.status_code == 200
+    mfa_token = (await verify_a_new_link()).json()["mfa_token"]
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/auth/2fa/verify", {"mfa_token": mfa_token, "code": f"bad{i}"}, content_type=json
+            )
+            for i in range(25)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [401] * 10 + [429] * 15  # totp_limit 10

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,8 +19,10 @@ from authflows import Auth, Settings, hash_backup_code
 from example_keys import JWT_SECRET, TOTP_KEYS
 from fastapi import FastAPI
 from fastapi_app.app import create_app
+from fastapi_app.mail import SmtpMailer
 
 from authstore.crypto import DecryptionError
+from tests.outages import free_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -77,8 +81,9 @@ def settings_for(url: str, **overrides: Any) -> Settings:
 async def running(settings: Settings) -> AsyncIterator[Service]:
     outbox: list[tuple[str, str]] = []
 
-    async def mailer(email: str, token: str) -> None:
-        outbox.append((email, token))
+    async def mailer(email: str, link: str) -> None:
+        assert link.startswith(f"{settings.link_url}#token=")
+        outbox.append((email, link.partition("#token=")[2]))
 
     app = create_app(settings, mailer)
     async with app.router.lifespan_context(app):
@@ -255,26 +260,58 @@ async def test_one_mfa_token_finishes_one_sign_in_under_concurrency(service: Ser
     assert await service.auth.stores.sessions.count(user) == 2
 
 
+async def enrolled(svc: Service, user: str) -> pyotp.TOTP:
+    """``user`` signed in with 2FA on (the first code confirmed enrolment)."""
+    await svc.sign_in(user)
+    totp = pyotp.TOTP((await svc.client.post("/2fa/enrol")).json()["secret"])
+    code = totp.generate_otp(int(time.time()) // 30)
+    assert (await svc.client.post("/2fa/confirm", json={"code": code})).status_code == 200
+    return totp
+
+
+async def mfa_token(svc: Service, user: str) -> str:
+    verify = await svc.client.post("/auth/magic-link/verify", json={"token": await svc.link(user)})
+    token: str = verify.json()["mfa_token"]
+    return token
+
+
 async def test_second_factor_guessing_is_rate_limited(example_url: str) -> None:
     async with running(settings_for(example_url, totp_limit=(3, 300))) as svc:
         user = "judy@example.com"
-        await svc.sign_in(user)
-        totp = pyotp.TOTP((await svc.client.post("/2fa/enrol")).json()["secret"])
-        step = int(time.time()) // 30
-        assert (
-            await svc.client.post("/2fa/confirm", json={"code": totp.generate_otp(step)})
-        ).status_code == 200
-        verify = await svc.client.post(
-            "/auth/magic-link/verify", json={"token": await svc.link(user)}
-        )
-        body = {"mfa_token": verify.json()["mfa_token"], "code": "not-a-backup-code"}
+        totp = await enrolled(svc, user)
+        body = {"mfa_token": await mfa_token(svc, user), "code": "not-a-backup-code"}
         statuses = [
-            (await svc.client.post("/auth/2fa/verify", json=body)).status_code for _ in range(3)
+            (await svc.client.post("/auth/2fa/verify", json=body)).status_code for _ in range(4)
         ]
-        assert statuses == [401, 401, 429]  # the confirm used one attempt of three
-        body["code"] = totp.generate_otp(step + 1)
+        assert statuses == [401, 401, 401, 429]  # the good confirm code did not count
+        body["code"] = totp.generate_otp(int(time.time()) // 30 + 1)
         refused = await svc.client.post("/auth/2fa/verify", json=body)
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+
+
+async def test_good_codes_never_spend_the_failed_attempt_limit(example_url: str) -> None:
+    async with running(settings_for(example_url, totp_limit=(2, 300))) as svc:
+        user = "kim@example.com"
+        await enrolled(svc, user)
+        codes = [f"good{i}" for i in range(6)]
+        await svc.auth.stores.totp.replace_backup_codes(user, [hash_backup_code(c) for c in codes])
+        for code in codes:  # six good sign-ins in a row, with a limit of two failures
+            body = {"mfa_token": await mfa_token(svc, user), "code": code}
+            assert (await svc.client.post("/auth/2fa/verify", json=body)).status_code == 200
+
+
+async def test_concurrent_wrong_codes_are_checked_exactly_limit_times(example_url: str) -> None:
+    async with running(settings_for(example_url, totp_limit=(4, 300))) as svc:
+        user = "lou@example.com"
+        await enrolled(svc, user)
+        token = await mfa_token(svc, user)
+        responses = await asyncio.gather(
+            *(
+                svc.client.post("/auth/2fa/verify", json={"mfa_token": token, "code": f"bad{i}"})
+                for i in range(30)
+            )
+        )
+        assert sorted(r.status_code for r in responses) == [401] * 4 + [429] * 26
 
 
 async def test_logout_blacklists_the_token_and_ends_its_session(service: Service) -> None:
@@ -364,3 +401,64 @@ async def test_a_store_that_is_down_fails_closed() -> None:
         assert verify.status_code == 503
         svc.client.cookies.set("session", "x" * 43)
         assert (await svc.client.get("/session")).status_code == 503
+
+
+async def test_a_mail_that_fails_stores_no_link_and_keeps_the_previous_one(
+    service: Service,
+) -> None:
+    earlier = await service.link("max@example.com")
+    service.auth.mailer = SmtpMailer("127.0.0.1", free_port(), starttls=False, timeout=5)
+    refused = await service.client.post("/auth/magic-link", json={"email": "max@example.com"})
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "60"
+    assert refused.json() == {"detail": "could not send the sign-in mail"}
+    verify = await service.client.post("/auth/magic-link/verify", json={"token": earlier})
+    assert verify.status_code == 200  # the failed request revoked nothing
+
+
+async def test_errors_are_json(service: Service) -> None:
+    for response in (
+        await service.client.get("/no-such-route"),
+        await service.client.put("/auth/magic-link"),
+        await service.client.post("/auth/magic-link", json={}),
+    ):
+        assert response.headers["content-type"] == "application/json", response
+        assert "detail" in response.json()
+
+
+class SmtpSink:
+    """A minimal SMTP server on loopback keeping each message it receives (no TLS, no login)."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 sink\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                self.messages.append(await reader.readuntil(b"\r\n.\r\n"))
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                break
+            writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+
+async def test_the_smtp_mailer_sends_a_link_that_signs_in(service: Service) -> None:
+    sink = SmtpSink()
+    server = await asyncio.start_server(sink.session, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        service.auth.mailer = SmtpMailer("127.0.0.1", port, starttls=False, sender="a@b.test")
+        sent = await service.client.post("/auth/magic-link", json={"email": "sam@example.com"})
+        assert sent.status_code == 202, sent.text
+    (raw,) = sink.messages
+    mail = email.message_from_bytes(raw, policy=email.policy.default)
+    assert mail["To"] == "sam@example.com" and mail["From"] == "a@b.test"
+    body = mail.get_body()
+    assert body is not None
+    token = str(body.get_content()).partition("#token=")[2].split()[0]
+    verify = await service.client.post("/auth/magic-link/verify", json={"token": token})
+    assert verify.status_code == 200 and verify.json()["user_id"] == "sam@example.com"
