@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from authstore.contracts.testing import StoreContract
 
 

@@ -29,7 +29,9 @@ def _hit_limit(job: tuple[str, float]) -> int:
     url, start_at = job
     with authstore.open_cache(url) as cache:
         _start_together(start_at)
-        return sum(bool(cache.check_rate_limit("login", LIMIT, 60.0)) for _ in range(HITS_PER_PROCESS))
+        return sum(
+            bool(cache.check_rate_limit("login", LIMIT, 60.0)) for _ in range(HITS_PER_PROCESS)
+        )
 
 
 def _consume(job: tuple[str, float, list[str]]) -> int:
@@ -64,9 +66,7 @@ def test_rate_limit_is_exact_across_processes(tmp_path: Path) -> None:
 def test_magic_link_is_consumed_once_across_processes(tmp_path: Path) -> None:
     url = f"dbmstore://{tmp_path}?namespace=procs"
     with authstore.open_magic_links(url) as links:
-        tokens = [
-            links.issue(f"user{n}", "user@example.com", ttl=60).token for n in range(LINKS)
-        ]
+        tokens = [links.issue(f"user{n}", "user@example.com", ttl=60).token for n in range(LINKS)]
     with _pool() as pool:
         consumed = pool.map(_consume, [(url, _soon(), tokens)] * PROCESSES)
     assert sum(consumed) == LINKS

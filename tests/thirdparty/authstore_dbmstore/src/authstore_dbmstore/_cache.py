@@ -32,7 +32,6 @@ from authstore.authoring import (
     step_gcra,
     step_sliding_window,
 )
-
 from authstore_dbmstore._files import AsyncBase, Db, SyncBase, live
 
 EXPIRY = struct.Struct("<d")  # a cache entry is its expiry (inf: none) then encode_value's bytes
@@ -220,10 +219,16 @@ class DbmCache(SyncBase):
                 result = fixed_window_result((allowed, count, end, now), limit, cost)
             elif kind is RateLimitAlgorithm.SLIDING_WINDOW:
                 allowed, previous, current, start = step_sliding_window(
-                    None if state is None else (state[0], state[1], state[2]), now, limit, span, cost
+                    None if state is None else (state[0], state[1], state[2]),
+                    now,
+                    limit,
+                    span,
+                    cost,
                 )
                 new_state, expires = [previous, current, start], start + 2 * span
-                result = sliding_window_result((allowed, previous, current, start, now), limit, span, cost)
+                result = sliding_window_result(
+                    (allowed, previous, current, start, now), limit, span, cost
+                )
             else:
                 allowed, anchor, units = step_gcra(
                     None if state is None else (state[0], state[1]), now, limit, span, cost
@@ -288,7 +293,9 @@ class DbmCache(SyncBase):
             expires = None if seconds is None else db.now + seconds
             if live(old, db.now) and old is not None:
                 instant = max(instant, old["at_us"])  # never moved backwards
-                expires = None if expires is None or old["exp"] is None else max(expires, old["exp"])
+                expires = (
+                    None if expires is None or old["exp"] is None else max(expires, old["exp"])
+                )
             db.put("u:" + user_id, {"at_us": instant, "exp": expires})
             return instant
 
@@ -307,7 +314,7 @@ class DbmCache(SyncBase):
     def purge_expired(self) -> int:
         def purge(db: Db) -> int:
             expired = []
-            for name in db.keys():
+            for name in db.names():
                 if name.startswith("c:"):
                     if _entry(db, name[2:]) is None:
                         expired.append(name)

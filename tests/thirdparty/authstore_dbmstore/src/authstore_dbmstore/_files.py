@@ -45,7 +45,9 @@ class Place:
         timeout = options.seconds("timeout", 5.0)
         options.done()
         if url.hosts or url.username or url.password:
-            raise ConfigurationError(f"dbmstore at {label}: takes no host or user, use dbmstore:///dir")
+            raise ConfigurationError(
+                f"dbmstore at {label}: takes no host or user, use dbmstore:///dir"
+            )
         directory = os.path.normpath(url.path) if url.path else ""
         if not directory.startswith("/") or directory == "/":
             raise ConfigurationError(f"dbmstore at {label}: the path must be an absolute directory")
@@ -72,7 +74,9 @@ class Place:
         """Hold the directory's exclusive flock (a fresh descriptor, so threads exclude too)."""
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            descriptor = os.open(os.path.join(self.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+            descriptor = os.open(
+                os.path.join(self.directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600
+            )
         except OSError as error:
             raise self.unavailable(f"cannot open the lock in {self.directory}", error) from error
         try:
@@ -100,7 +104,7 @@ class Place:
         """One atomic operation: lock, open the namespace's file, yield it, close, unlock."""
         with self.locked():
             try:
-                handle = dbm.dumb.open(self.base, "c", 0o600)
+                handle = dbm.dumb.open(self.base, "c", 0o600)  # noqa: SIM115 - closed below, errors wrapped
             except (OSError, ValueError, SyntaxError) as error:
                 raise self.unavailable("cannot open the data file", error) from error
             db = Db(handle, self)
@@ -110,7 +114,9 @@ class Place:
                 try:
                     handle.close()
                 except OSError as error:
-                    raise BackendError(f"dbmstore at {self.label}: cannot write the index") from error
+                    raise BackendError(
+                        f"dbmstore at {self.label}: cannot write the index"
+                    ) from error
 
     def remove_files(self) -> None:
         """Delete the namespace's file set (``clear_namespace``)."""
@@ -121,7 +127,9 @@ class Place:
                 except FileNotFoundError:
                     pass
                 except OSError as error:
-                    raise BackendError(f"dbmstore at {self.label}: cannot remove {suffix} file") from error
+                    raise BackendError(
+                        f"dbmstore at {self.label}: cannot remove {suffix} file"
+                    ) from error
 
     def count_keys(self) -> int:
         """How many keys the namespace's file holds (``count_namespace``)."""
@@ -129,7 +137,7 @@ class Place:
             if not os.path.exists(self.base + ".dat"):
                 return 0
         with self.transaction() as db:
-            return len(db.keys())
+            return len(db.names())
 
 
 class Db:
@@ -141,7 +149,9 @@ class Db:
         self.now = time.time()
 
     def _fail(self, error: Exception) -> BackendError:
-        failure = BackendError(f"dbmstore at {self._place.label}: data file unreadable or unwritable")
+        failure = BackendError(
+            f"dbmstore at {self._place.label}: data file unreadable or unwritable"
+        )
         failure.__cause__ = error
         return failure
 
@@ -182,9 +192,9 @@ class Db:
         except OSError as error:
             raise self._fail(error) from error
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         try:
-            return [key.decode() for key in self._handle.keys()]
+            return [key.decode() for key in self._handle]
         except (OSError, UnicodeDecodeError) as error:
             raise self._fail(error) from error
 

@@ -22,7 +22,6 @@ from authstore.authoring import (
     new_public_id,
     new_token,
 )
-
 from authstore_dbmstore._files import AsyncBase, Db, SyncBase, live
 
 
@@ -179,11 +178,11 @@ class DbmMagicLinks(SyncBase):
     def purge_expired(self) -> int:
         def purge(db: Db) -> int:
             deleted = 0
-            for name in db.keys():
+            for name in db.names():
                 if name.startswith("m:") and not live(db.record(name), db.now):
                     db.delete(name)
                     deleted += 1
-            for name in db.keys():
+            for name in db.names():
                 if name.startswith("mu:"):
                     index = db.record(name)
                     kept = [h for h in (index["hashes"] if index else []) if db.raw("m:" + h)]
@@ -250,7 +249,9 @@ class AsyncDbmMagicLinks(AsyncBase[DbmMagicLinks]):
     async def peek(self, token: str) -> MagicLinkRecord | None:
         return await self._call(self._sync.peek, token)
 
-    async def consume(self, token: str, *, application_id: str | None = None) -> MagicLinkRecord | None:
+    async def consume(
+        self, token: str, *, application_id: str | None = None
+    ) -> MagicLinkRecord | None:
         return await self._call(self._sync.consume, token, application_id=application_id)
 
     async def revoke_user(self, user_id: str) -> int:

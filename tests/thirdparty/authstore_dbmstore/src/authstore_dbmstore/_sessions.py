@@ -20,14 +20,12 @@ from authstore.authoring import (
     check_metadata,
     check_optional_text,
     check_text,
-    check_token,
     check_ttl,
     from_epoch,
     hash_token,
     new_public_id,
     new_token,
 )
-
 from authstore_dbmstore._files import AsyncBase, Db, SyncBase, live
 
 COUNTER = "s#"  # creation order: strictly increasing, never a clock
@@ -217,7 +215,7 @@ class DbmSessions(SyncBase):
     def purge_expired(self) -> int:
         def purge(db: Db) -> int:
             deleted = 0
-            for name in db.keys():
+            for name in db.names():
                 if name.startswith("s:"):
                     row = db.record(name)
                     if row is not None and not live(row, db.now):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from authstore.authoring import StoreKind
-
 from authstore_dbmstore._cache import AsyncDbmCache, DbmCache
 from authstore_dbmstore._files import Place
 from authstore_dbmstore._links import AsyncDbmMagicLinks, DbmMagicLinks

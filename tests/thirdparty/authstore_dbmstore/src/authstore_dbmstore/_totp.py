@@ -16,7 +16,6 @@ from authstore.authoring import (
     check_text,
     from_epoch,
 )
-
 from authstore_dbmstore._files import AsyncBase, Db, SyncBase
 
 
