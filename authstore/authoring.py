@@ -67,8 +67,11 @@ CacheStore (async twin: AsyncCacheStore)
         Count a hit of weight ``cost``; a refused hit consumes nothing.
     check_rate_limits(key, limits, cost=1)
         One hit of ``cost`` on several limits of ``key`` in one atomic step: allowed
+        only if every limit allows it; refused, nothing is consumed in any of them.
     peek_rate_limit(key, limit, window, algorithm='fixed_window', cost=1)
         What ``check_rate_limit`` would answer now, consuming, creating and extending
+        nothing: ``allowed`` (would a hit of ``cost`` pass), ``remaining`` (units left
+        now), ``reset_after`` and ``retry_after`` as a hit would see them.
     peek_rate_limits(key, limits, cost=1)
         ``peek_rate_limit`` for a group's state (see ``check_rate_limits``).
     reset_rate_limit(key)
@@ -76,11 +79,13 @@ CacheStore (async twin: AsyncCacheStore)
     add_to_blacklist(jti, expires_in=None, *, expires_at=None)
         Revoke one token id until it would have expired anyway.
     is_blacklisted(jti)
-        Raises BackendUnavailableError when the backend is down: never a False by default.
+        Raises BackendUnavailableError when the backend is down: never a False by
+        default.
     remove_from_blacklist(jti)
         Un-revoke a token id; True when a live entry was removed.
     revoke_user_tokens(user_id, at=None, expires_in=None)
-        Revoke every token of a user issued before ``at`` (default: now on the store's clock).
+        Revoke every token of a user issued before ``at`` (default: now on the store's
+        clock).
     user_tokens_revoked_at(user_id)
         The instant in force (aware UTC, sub-second), or None. Fails closed.
     purge_expired()
@@ -103,7 +108,9 @@ SessionStore (async twin: AsyncSessionStore)
     count(user_id)
         How many live sessions the user has.
     purge_expired()
-        Physically delete expired sessions (revoked ones are kept until they expire,
+        Physically delete expired sessions (revoked ones are kept until they expire, so
+        their token hash stays taken); returns how many it deleted, 0 where the backend
+        expires entries by itself (Redis, memcached).
     close()
         Release the store's connections; later calls raise an AuthStoreError.
     list(user_id)
@@ -133,11 +140,14 @@ MagicLinkStore (async twin: AsyncMagicLinkStore)
     peek(token)
         The link if it is still usable, without using it.
     consume(token, *, application_id=None)
-        Use the link: among any number of concurrent callers exactly one gets the record.
+        Use the link: among any number of concurrent callers exactly one gets the
+        record.
     revoke_user(user_id)
         Revoke the user's usable links (live, unconsumed, unrevoked); returns how many.
     purge_expired()
-        Physically delete expired links (used ones are kept until they expire, so
+        Physically delete expired links (used ones are kept until they expire, so their
+        token hash stays taken); returns how many it deleted, 0 where the backend
+        expires entries by itself (Redis, memcached).
     close()
         Release the store's connections; later calls raise an AuthStoreError.
 
@@ -192,6 +202,13 @@ cost                     check_count(cost, "cost", maximum=limit): 1 to limit
 delta (incr)             check_count(delta, "delta", minimum=-2**62, maximum=2**62)
 max_sessions             check_count(max_sessions, "max_sessions"): 1 to 2**53, or None
 TOTP step                0 to 2**62
+algorithm                check_algorithm: a RateLimitAlgorithm or its value (TypeError
+                         for 1 or None, ValueError for an unknown name)
+revoke_previous          check_flag: a real bool (TypeError for 1, "yes", None)
+at (revoke_user_tokens)  check_instant: an aware datetime (TypeError for a str, float
+                         or date; ValueError when naive)
+code_hashes              an iterable of str, never a single str (TypeError); duplicates
+                         are dropped before the MAX_BACKUP_CODES count
 token (get, touch,       check_token: 1 to MAX_TOKEN_BYTES (512) UTF-8 bytes; then
   revoke, peek, consume) store and look up hash_token(token), never the token
 caller token             check_caller_token: MIN_CALLER_TOKEN_CHARS (32) to
@@ -225,6 +242,7 @@ TokenInUseError          a create/issue with a hash a live, revoked or used reco
 from __future__ import annotations
 
 import inspect
+import textwrap
 
 from authstore.adapters.common.logic import (
     MAX_BACKUP_CODES,
@@ -237,7 +255,10 @@ from authstore.adapters.common.logic import (
     MAX_USER_AGENT_BYTES,
     MIN_CALLER_TOKEN_CHARS,
     blacklist_seconds,
+    check_algorithm,
     check_caller_token,
+    check_flag,
+    check_instant,
     check_token_hash,
 )
 from authstore.adapters.common.ops import FixedWindowState as FixedWindowState
@@ -385,8 +406,11 @@ __all__ = [
     "MIN_CALLER_TOKEN_CHARS",
     "MIN_TTL",
     "blacklist_seconds",
+    "check_algorithm",
     "check_caller_token",
     "check_count",
+    "check_flag",
+    "check_instant",
     "check_key",
     "check_keys",
     "check_metadata",
@@ -429,10 +453,12 @@ def stores_reference() -> str:
             parameters = list(inspect.signature(member).parameters.values())[1:]
             shown = _parameters(parameters)
             doc = inspect.getdoc(member)
-            summary = doc.splitlines()[0] if doc else ""
+            summary = " ".join(doc.split("\n\n")[0].split()) if doc else ""
             lines.append(f"    {name}({shown})")
             if summary:
-                lines.append(f"        {summary}")
+                lines.append(
+                    textwrap.fill(summary, 88, initial_indent=" " * 8, subsequent_indent=" " * 8)
+                )
     return "\n".join(lines) + "\n"
 
 

@@ -146,6 +146,26 @@ def _epoch(at: object, what: str = "at") -> float:
     return at.timestamp()
 
 
+def check_algorithm(value: object) -> RateLimitAlgorithm:
+    """``check_rate_limit``'s ``algorithm``: a RateLimitAlgorithm or its value as a str
+    (``"fixed_window"``, ``"sliding_window"``, ``"gcra"``). TypeError for any other type
+    (1, None), ValueError for an unknown name."""
+    return _algorithm(value)
+
+
+def check_instant(value: object, what: str = "at") -> float:
+    """An aware datetime as epoch seconds (``revoke_user_tokens``' ``at``). TypeError for
+    anything but a datetime (a str, a float, a date), ValueError for a naive one."""
+    return _epoch(value, what)
+
+
+def check_flag(value: object, what: str) -> bool:
+    """A real bool (``issue``'s ``revoke_previous``): TypeError for 1, "yes" or None."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be a bool, not {type(value).__name__}")
+    return value
+
+
 def check_caller_token(token: object) -> tuple[str, str]:
     """A caller-supplied token and its stored hash: a str of 32 to 512 characters."""
     if not isinstance(token, str):
@@ -537,8 +557,7 @@ class MagicLinkLogic:
     ) -> dict[str, Any]:
         seconds = check_ttl(ttl, optional=False)
         assert seconds is not None
-        if not isinstance(revoke_previous, bool):
-            raise TypeError("revoke_previous must be a bool")
+        check_flag(revoke_previous, "revoke_previous")
         return {
             "user_id": _id(user_id, "user_id"),
             "email": check_text(email, "email", max_bytes=MAX_EMAIL_BYTES),
