@@ -12,8 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from authstore.adapters.common.stores import AsyncCache
-
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
@@ -30,10 +28,6 @@ def test_every_python_block_compiles(page: str) -> None:
         compile(code, f"{page}[{number}]", "exec")
 
 
-@pytest.mark.skipif(
-    not hasattr(AsyncCache, "check_rate_limits"),
-    reason="check_rate_limits arrives with the limits branch",  # the app has two limits
-)
 @pytest.mark.asyncio
 async def test_the_minimal_fastapi_app_runs(server_url: Callable[[str], str]) -> None:
     code = blocks("fastapi.md")[0]

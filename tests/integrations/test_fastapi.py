@@ -19,15 +19,12 @@ import pytest
 from fastapi import FastAPI
 
 from authstore import AsyncCacheStore, BackendUnavailableError, open_async_cache
-from authstore.adapters.common.stores import AsyncCache
 from authstore.integrations.fastapi import RateLimit, rate_limit_headers
 from tests.backends import backend_url
 from tests.integrations.fastapi_app import make_app
 from tests.outages import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-NO_MULTI = not hasattr(AsyncCache, "check_rate_limits")
-MULTI_REASON = "check_rate_limits arrives with the limits branch"
 
 
 @contextlib.asynccontextmanager
@@ -158,7 +155,6 @@ async def _until_up(client: httpx.AsyncClient, server: subprocess.Popen[bytes]) 
     raise AssertionError("uvicorn did not answer")
 
 
-@pytest.mark.skipif(NO_MULTI, reason=MULTI_REASON)
 @pytest.mark.asyncio
 async def test_several_limits_in_one_step(integration_url: str) -> None:
     async with serving(make_app(integration_url, "3/minute;5/hour")) as client:
@@ -169,7 +165,6 @@ async def test_several_limits_in_one_step(integration_url: str) -> None:
         assert [a.headers["RateLimit-Limit"] for a in answers] == ["3", "3", "3", "3"]
 
 
-@pytest.mark.skipif(NO_MULTI, reason=MULTI_REASON)
 @pytest.mark.asyncio
 async def test_several_limits_race(integration_url: str) -> None:
     async with serving(make_app(integration_url, "10/minute;1000/day")) as client:
