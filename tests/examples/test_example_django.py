@@ -84,6 +84,20 @@ def test_sign_in_session_token_single_use_and_rate_limit() -> None:
     assert mail.outbox == []
 
 
+@pytest.mark.usefixtures("configured")
+def test_one_per_ip_budget_for_requesting_and_verifying_links() -> None:
+    client = Client()
+    with override_settings(AUTH_OPTIONS={"ip_limit": (3, 60)}):
+        token = link(client, "ivy@example.com")
+        verify = {"path": "/auth/magic-link/verify", "content_type": "application/json"}
+        assert client.post(data={"token": token}, **verify).status_code == 200
+        assert client.post(data={"token": "x" * 43}, **verify).status_code == 401
+        refused = client.post("/auth/magic-link", {"email": "joe@example.com"}, "application/json")
+        assert refused.status_code == 429 and 1 <= int(refused["Retry-After"]) <= 60
+        assert mail.outbox == []  # no link mailed for the refused request
+        assert client.post(data={"token": token}, **verify).status_code == 429
+
+
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("configured")
 async def test_fifty_concurrent_verifications_of_one_link_sign_in_once() -> None:
