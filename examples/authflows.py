@@ -2,8 +2,9 @@
 
 Both example apps (``fastapi_app``, ``django_app``) are thin HTTP layers over these
 coroutines, so the security logic exists once. Every flow takes a ``Stores`` bundle of
-async stores: FastAPI opens async stores in its lifespan; Django hands sync stores
-wrapped by ``asgiref.sync_to_async`` (see ``django_app/stores.py``).
+async stores, opened by authstore's integrations: FastAPI's in its lifespan
+(``open_app_stores``), Django's per event loop (``aget_stores``, see
+``django_app/stores.py``).
 
 What each flow guarantees comes from the store it calls: a magic link is consumed once
 among any number of concurrent requests, a TOTP time step or a backup code is accepted
