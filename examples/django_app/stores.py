@@ -1,23 +1,41 @@
-"""authstore in Django: the flows over the async stores of ``settings.AUTHSTORE``.
+"""authstore in Django: the flows over the stores of ``settings.AUTHSTORE``.
 
-``authstore.integrations.django`` (in ``INSTALLED_APPS``) opens the stores: the views
-are async and take ``await aget_stores()``, the async stores of the running event
-loop. Django runs an async view in the server's loop under ASGI (one set of stores for
-the process) but in a new loop per request under WSGI (``runserver``) and in its test
-clients, and an async store's connections belong to the loop that opened them; the
-integration keeps one set per loop and closes the sets of loops that have ended.
+``authstore.integrations.django`` (in ``INSTALLED_APPS``) opens the stores, once per
+process: ``get_stores()``, the **sync** stores, thread-safe. Django runs an async view
+in the server's event loop under ASGI but in a new loop per request under WSGI
+(``runserver``) and in its test clients, and an async store's connections belong to
+the loop that opened them, so async stores (``aget_stores()``) would open new
+connections for every request under ``runserver``.
+The views (async) reach the sync stores through ``sync_to_async``: each store call
+runs in a worker thread, and the flows (``authflows``, shared with the FastAPI
+example) see the async interface they expect.
 """
 
 from __future__ import annotations
 
 import smtplib
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from authflows import Auth, MailNotSent, Settings, Stores
 from django.conf import settings
 from django.core.mail import send_mail
 
-from authstore.integrations.django import aget_stores
+from authstore import AsyncCacheStore, AsyncMagicLinkStore, AsyncSessionStore, AsyncTotpStore
+from authstore.integrations.django import get_stores
+
+
+class Threaded:
+    """The async face of a sync store: ``await store.get(...)`` runs ``get`` in a thread."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if callable(attribute):
+            return sync_to_async(attribute, thread_sensitive=False)
+        return attribute
 
 
 async def mail_link(email: str, link: str) -> None:
@@ -30,10 +48,15 @@ async def mail_link(email: str, link: str) -> None:
 
 
 # [readme:django-stores]
-async def get_auth() -> Auth:
-    """The flows over the async stores of ``settings.AUTHSTORE`` for this event loop."""
-    opened = await aget_stores()
-    stores = Stores(opened.cache, opened.sessions, opened.totp, opened.magic_links)
+def get_auth() -> Auth:
+    """The flows over the sync stores of ``settings.AUTHSTORE``, each call in a thread."""
+    opened = get_stores()  # opened at first use, shared by the process
+    stores = Stores(
+        cast(AsyncCacheStore, Threaded(opened.cache)),
+        cast(AsyncSessionStore, Threaded(opened.sessions)),
+        cast(AsyncTotpStore, Threaded(opened.totp)),
+        cast(AsyncMagicLinkStore, Threaded(opened.magic_links)),
+    )
     return Auth(flow_settings(), stores, mail_link)
 
 

@@ -34,7 +34,7 @@ def endpoint(method: str, limit_per_ip: bool = False) -> Callable[[View], View]:
             if request.method != method:
                 return JsonResponse({"detail": "method not allowed"}, status=405)
             try:
-                auth = await get_auth()
+                auth = get_auth()
                 if limit_per_ip:
                     await auth.limit(f"ip:{client(request)[0]}", auth.settings.ip_limit)
                 return await view(request, auth, *args, **kwargs)

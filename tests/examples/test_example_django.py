@@ -183,7 +183,7 @@ def test_a_store_that_is_down_fails_closed() -> None:
         AUTH_COOKIE_SECURE=False,
     ):
         client = Client()
-        token = asyncio.run(stores.get_auth())._mint("pat@example.com", "access", 60)
+        token = stores.get_auth()._mint("pat@example.com", "access", 60)
         me = client.get("/me", headers=bearer(token))
         assert me.status_code == 503 and me["Retry-After"] == "5"  # never a 200
         assert (
