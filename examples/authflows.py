@@ -2,8 +2,9 @@
 
 Both example apps (``fastapi_app``, ``django_app``) are thin HTTP layers over these
 coroutines, so the security logic exists once. Every flow takes a ``Stores`` bundle of
-async stores: FastAPI opens async stores in its lifespan; Django hands sync stores
-wrapped by ``asgiref.sync_to_async`` (see ``django_app/stores.py``).
+async stores, opened by authstore's integrations: FastAPI's in its lifespan
+(``open_app_stores``), Django's per event loop (``aget_stores``, see
+``django_app/stores.py``).
 
 What each flow guarantees comes from the store it calls: a magic link is consumed once
 among any number of concurrent requests, a TOTP time step or a backup code is accepted
@@ -70,7 +71,8 @@ class Settings:
     login_limit: tuple[int, float] = (5, 600)
     """Magic links requested per email address: (limit, window seconds)."""
     ip_limit: tuple[int, float] = (100, 60)
-    """Login requests and link verifications per client IP."""
+    """Login requests and link verifications per client IP, one budget for both; counted
+    by the HTTP layer (FastAPI: authstore's ``RateLimit`` dependency, with headers)."""
     totp_limit: tuple[int, float] = (5, 300)
     """Failed second-factor attempts (wrong codes) per user; good codes are not counted."""
     link_url: str = "http://127.0.0.1:8000/sign-in"
@@ -185,7 +187,6 @@ class Auth:
         rate-limit hits stay spent, as they also guard the mail server.
         """
         email = normalize_email(email)
-        await self.limit(f"ip:{ip}", self.settings.ip_limit)
         await self.limit(f"login:{email}", self.settings.login_limit)
         user_id = email  # a real app looks the user up (or signs them up) here
         token = secrets.token_urlsafe(32)
@@ -205,7 +206,6 @@ class Auth:
         )
 
     async def verify_link(self, token: str, ip: str, user_agent: str | None) -> Login | MfaRequired:
-        await self.limit(f"ip:{ip}", self.settings.ip_limit)
         link = await self.stores.links.consume(token, application_id=self.settings.application_id)
         if link is None:  # unknown, expired, revoked, already used or for another app
             raise AuthError(401, "invalid or expired link")

@@ -12,8 +12,6 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-example-key-change-me
 DEBUG = False
 ALLOWED_HOSTS = ["*"]  # the mailed link comes from AUTH_LINK_URL, never from the Host header
 ROOT_URLCONF = "django_app.urls"
-INSTALLED_APPS: list[str] = []
-MIDDLEWARE: list[str] = []  # no CSRF middleware: JSON bodies and SameSite=Lax cookies
 DATABASES: dict[str, object] = {}  # authstore keeps every piece of auth state
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -37,7 +35,11 @@ EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = os.environ.get("MAIL_FROM", "auth@localhost")
 
 # [readme:django-settings]
-AUTHSTORE_URL = os.environ.get("AUTHSTORE_URL", "sqlite:///auth.db")
+INSTALLED_APPS = ["authstore.integrations.django"]  # the stores, checks, manage.py commands
+MIDDLEWARE = [  # no CSRF middleware: JSON bodies and SameSite=Lax cookies
+    "authstore.integrations.django.middleware.BackendUnavailableMiddleware",  # 503, not 500
+]
+AUTHSTORE = {"URL": os.environ.get("AUTHSTORE_URL", "sqlite:///auth.db")}
 AUTH_JWT_SECRET = os.environ.get("AUTH_JWT_SECRET", "")
 AUTH_TOTP_KEYS = os.environ.get("AUTH_TOTP_KEYS", "")  # "id:base64key,...", newest last
 AUTH_COOKIE_SECURE = os.environ.get("AUTH_COOKIE_SECURE", "1") != "0"

@@ -7,22 +7,26 @@ import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from authflows import AuthError, Claims, Login, MfaRequired, enrolment, page
+from authflows import Auth, AuthError, Claims, Login, MfaRequired, enrolment, page
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from authstore import BackendUnavailableError, SessionRecord
+from authstore import SessionRecord
 from django_app.stores import get_auth
 
 COOKIE = "session"
 View = Callable[..., Coroutine[Any, Any, HttpResponse]]
 
 
-# -- glue: error answers (authstore.integrations.django will provide the 503 one) ---------
+def endpoint(method: str, limit_per_ip: bool = False) -> Callable[[View], View]:
+    """One HTTP method; the view gets the flows as ``auth``. An AuthError becomes a JSON
+    answer; a store that is down raises BackendUnavailableError, which the integration's
+    middleware answers 503 with Retry-After (fail closed: the view did not finish).
 
-
-def endpoint(method: str) -> Callable[[View], View]:
-    """One HTTP method; AuthError and a store that is down become JSON error answers."""
+    ``limit_per_ip``: count the request against ``Settings.ip_limit`` of its client IP,
+    one budget for requesting and verifying links. authstore's Django integration has
+    no rate-limit decorator, so this is the app's own ``check_rate_limit`` call.
+    """
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
@@ -30,15 +34,15 @@ def endpoint(method: str) -> Callable[[View], View]:
             if request.method != method:
                 return JsonResponse({"detail": "method not allowed"}, status=405)
             try:
-                return await view(request, *args, **kwargs)
+                auth = get_auth()
+                if limit_per_ip:
+                    await auth.limit(f"ip:{client(request)[0]}", auth.settings.ip_limit)
+                return await view(request, auth, *args, **kwargs)
             except AuthError as error:
-                status, detail, headers = error.status, error.detail, error.headers
-            except BackendUnavailableError:  # fail closed: no answer rather than "valid"
-                status, detail, headers = 503, "try again later", {"Retry-After": "5"}
-            response = JsonResponse({"detail": detail}, status=status)
-            for name, value in headers.items():
-                response[name] = value
-            return response
+                response = JsonResponse({"detail": error.detail}, status=error.status)
+                for name, value in error.headers.items():
+                    response[name] = value
+                return response
 
         return wrapper
 
@@ -61,9 +65,6 @@ def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpR
     return JsonResponse({"detail": "forbidden"}, status=403)
 
 
-# -- end of glue ----------------------------------------------------------------------
-
-
 def body(request: HttpRequest, *names: str) -> list[str]:
     try:
         data = json.loads(request.body or b"{}")
@@ -79,18 +80,18 @@ def client(request: HttpRequest) -> tuple[str, str | None]:
     return request.META.get("REMOTE_ADDR") or "unknown", request.headers.get("user-agent")
 
 
-async def session(request: HttpRequest) -> SessionRecord:
-    return await get_auth().check_session(request.COOKIES.get(COOKIE))
+async def session(request: HttpRequest, auth: Auth) -> SessionRecord:
+    return await auth.check_session(request.COOKIES.get(COOKIE))
 
 
-async def bearer(request: HttpRequest) -> Claims:
+async def bearer(request: HttpRequest, auth: Auth) -> Claims:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise AuthError(401, "bearer token required", {"WWW-Authenticate": "Bearer"})
-    return await get_auth().check_token(token)
+    return await auth.check_token(token)
 
 
-def signed_in(login: Login) -> JsonResponse:
+def signed_in(login: Login, auth: Auth) -> JsonResponse:
     response = JsonResponse(
         {
             "user_id": login.user_id,
@@ -102,7 +103,7 @@ def signed_in(login: Login) -> JsonResponse:
     response.set_cookie(
         COOKIE,
         login.session_token,
-        max_age=int(get_auth().settings.session_ttl),
+        max_age=int(auth.settings.session_ttl),
         httponly=True,
         secure=settings.AUTH_COOKIE_SECURE,
         samesite="Lax",
@@ -110,95 +111,95 @@ def signed_in(login: Login) -> JsonResponse:
     return response
 
 
-@endpoint("POST")
-async def request_link(request: HttpRequest) -> HttpResponse:
+@endpoint("POST", limit_per_ip=True)
+async def request_link(request: HttpRequest, auth: Auth) -> HttpResponse:
     (email,) = body(request, "email")
-    await get_auth().request_link(email, *client(request))
+    await auth.request_link(email, *client(request))
     return JsonResponse({"sent": True}, status=202)
 
 
 # [readme:django-verify]
-@endpoint("POST")
-async def verify_link(request: HttpRequest) -> HttpResponse:
+@endpoint("POST", limit_per_ip=True)
+async def verify_link(request: HttpRequest, auth: Auth) -> HttpResponse:
     (token,) = body(request, "token")
-    result = await get_auth().verify_link(token, *client(request))
+    result = await auth.verify_link(token, *client(request))
     if isinstance(result, MfaRequired):
         return JsonResponse({"mfa_required": True, "mfa_token": result.mfa_token})
-    return signed_in(result)
+    return signed_in(result, auth)
 
 
 # [/readme:django-verify]
 
 
 @endpoint("POST")
-async def second_factor(request: HttpRequest) -> HttpResponse:
+async def second_factor(request: HttpRequest, auth: Auth) -> HttpResponse:
     mfa_token, code = body(request, "mfa_token", "code")
-    return signed_in(await get_auth().second_factor(mfa_token, code, *client(request)))
+    return signed_in(await auth.second_factor(mfa_token, code, *client(request)), auth)
 
 
 @endpoint("POST")
-async def refresh(request: HttpRequest) -> HttpResponse:
-    access_token = get_auth().access_token(await session(request))
+async def refresh(request: HttpRequest, auth: Auth) -> HttpResponse:
+    access_token = auth.access_token(await session(request, auth))
     return JsonResponse({"access_token": access_token, "token_type": "bearer"})
 
 
 @endpoint("GET")
-async def whoami(request: HttpRequest) -> HttpResponse:
-    current = await session(request)
+async def whoami(request: HttpRequest, auth: Auth) -> HttpResponse:
+    current = await session(request, auth)
     return JsonResponse({"user_id": current.user_id, "session_id": current.id})
 
 
 @endpoint("GET")
-async def me(request: HttpRequest) -> HttpResponse:
-    return JsonResponse({"user_id": (await bearer(request)).user_id})
+async def me(request: HttpRequest, auth: Auth) -> HttpResponse:
+    return JsonResponse({"user_id": (await bearer(request, auth)).user_id})
 
 
 @endpoint("GET")
-async def devices(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(await get_auth().devices(await session(request)), safe=False)
+async def devices(request: HttpRequest, auth: Auth) -> HttpResponse:
+    return JsonResponse(await auth.devices(await session(request, auth)), safe=False)
 
 
 @endpoint("DELETE")
-async def revoke_device(request: HttpRequest, session_id: str) -> HttpResponse:
-    if not await get_auth().revoke_device(await session(request), session_id):
+async def revoke_device(request: HttpRequest, auth: Auth, session_id: str) -> HttpResponse:
+    if not await auth.revoke_device(await session(request, auth), session_id):
         raise AuthError(404, "no such session")
     return JsonResponse({"revoked": True})
 
 
 @endpoint("POST")
-async def revoke_others(request: HttpRequest) -> HttpResponse:
-    return JsonResponse({"revoked": await get_auth().revoke_other_devices(await session(request))})
+async def revoke_others(request: HttpRequest, auth: Auth) -> HttpResponse:
+    return JsonResponse({"revoked": await auth.revoke_other_devices(await session(request, auth))})
 
 
 @endpoint("POST")
-async def enrol(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(enrolment(*await get_auth().enrol((await session(request)).user_id)))
+async def enrol(request: HttpRequest, auth: Auth) -> HttpResponse:
+    return JsonResponse(enrolment(*await auth.enrol((await session(request, auth)).user_id)))
 
 
 @endpoint("POST")
-async def confirm(request: HttpRequest) -> HttpResponse:
-    current = await session(request)
+async def confirm(request: HttpRequest, auth: Auth) -> HttpResponse:
+    current = await session(request, auth)
     (code,) = body(request, "code")
-    return JsonResponse({"backup_codes": await get_auth().confirm(current.user_id, code)})
+    return JsonResponse({"backup_codes": await auth.confirm(current.user_id, code)})
 
 
 @endpoint("POST")
-async def logout(request: HttpRequest) -> HttpResponse:
-    await get_auth().logout(await bearer(request))
+async def logout(request: HttpRequest, auth: Auth) -> HttpResponse:
+    await auth.logout(await bearer(request, auth))
     response = JsonResponse({"logged_out": True})
     response.delete_cookie(COOKIE)
     return response
 
 
 @endpoint("POST")
-async def logout_everywhere(request: HttpRequest) -> HttpResponse:
-    revoked = await get_auth().logout_everywhere((await bearer(request)).user_id)
+async def logout_everywhere(request: HttpRequest, auth: Auth) -> HttpResponse:
+    revoked = await auth.logout_everywhere((await bearer(request, auth)).user_id)
     response = JsonResponse({"sessions_revoked": revoked})
     response.delete_cookie(COOKIE)
     return response
 
 
 @endpoint("GET")
-async def html_front(request: HttpRequest) -> HttpResponse:
+async def html_front(request: HttpRequest, auth: Auth) -> HttpResponse:
     """The HTML front (shared with the FastAPI example); the link lands on ``/sign-in``."""
     return HttpResponse(page(), content_type="text/html; charset=utf-8")

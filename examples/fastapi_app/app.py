@@ -32,30 +32,17 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
-from authstore import (
-    BackendUnavailableError,
-    SessionRecord,
-    open_async_cache,
-    open_async_magic_links,
-    open_async_sessions,
-    open_async_totp,
-)
+from authstore import RateLimitResult, SessionRecord
+from authstore.integrations.fastapi import RateLimit, add_exception_handlers, open_app_stores
+from authstore.limits import Limit
 from fastapi_app.mail import mailer_from_env
 
 COOKIE = "session"
 router = APIRouter()
 
 
-# -- glue: error answers (authstore.integrations.fastapi will provide the 503 one) --------
-
-
 async def auth_error(request: Request, error: AuthError) -> JSONResponse:
     return JSONResponse({"detail": error.detail}, error.status, headers=error.headers)
-
-
-async def unavailable(request: Request, error: BackendUnavailableError) -> JSONResponse:
-    # fail closed: no answer is better than "not revoked" from a store that is down
-    return JSONResponse({"detail": "try again later"}, 503, headers={"Retry-After": "5"})
 
 
 async def server_error(request: Request, error: Exception) -> JSONResponse:
@@ -63,13 +50,12 @@ async def server_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def add_error_answers(app: FastAPI) -> None:
-    """Every error is a JSON ``{"detail": ...}``: FastAPI's own 404/405/422 already are."""
+    """Every error is a JSON ``{"detail": ...}``: FastAPI's own 404/405/422 already are,
+    and ``add_exception_handlers`` answers 503 for a store that is down (fail closed:
+    no answer is better than "not revoked" from a store that could not be asked)."""
     app.add_exception_handler(AuthError, auth_error)  # type: ignore[arg-type]
-    app.add_exception_handler(BackendUnavailableError, unavailable)  # type: ignore[arg-type]
+    add_exception_handlers(app)
     app.add_exception_handler(Exception, server_error)
-
-
-# -- end of glue ----------------------------------------------------------------------
 
 
 def auth(request: Request) -> Auth:
@@ -92,8 +78,15 @@ async def bearer(request: Request) -> Claims:
     return await auth(request).check_token(token)
 
 
+async def per_client_ip(request: Request, response: Response) -> RateLimitResult:
+    """``Settings.ip_limit``: one budget per client IP for requesting and verifying links."""
+    limiter: RateLimit = request.app.state.ip_limit
+    return await limiter(request, response)
+
+
 Session = Annotated[SessionRecord, Depends(session)]
 Bearer = Annotated[Claims, Depends(bearer)]
+PerClientIp = Depends(per_client_ip)
 
 
 def signed_in(request: Request, response: Response, login: Login) -> dict[str, Any]:
@@ -131,14 +124,14 @@ class SecondFactorIn(BaseModel):
     code: str
 
 
-@router.post("/auth/magic-link", status_code=202)
+@router.post("/auth/magic-link", status_code=202, dependencies=[PerClientIp])
 async def request_link(body: EmailIn, request: Request) -> dict[str, bool]:
     await auth(request).request_link(body.email, *client(request))
     return {"sent": True}
 
 
 # [readme:fastapi-verify]
-@router.post("/auth/magic-link/verify")
+@router.post("/auth/magic-link/verify", dependencies=[PerClientIp])
 async def verify_link(body: TokenIn, request: Request, response: Response) -> dict[str, Any]:
     result = await auth(request).verify_link(body.token, *client(request))
     if isinstance(result, MfaRequired):
@@ -225,21 +218,19 @@ def create_app(settings: Settings | None = None, mailer: Mailer | None = None) -
     settings = settings or Settings.from_env()
     mailer = mailer or mailer_from_env()
 
-    # -- glue: the stores, opened once (authstore.integrations.fastapi: a lifespan helper) --
     # [readme:fastapi-lifespan]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.authstore_url  # one URL, four async stores, opened once
-        async with (
-            open_async_cache(url) as cache,
-            open_async_sessions(url) as sessions,
-            open_async_totp(url) as totp,
-            open_async_magic_links(url) as links,
-        ):
-            app.state.auth = Auth(settings, Stores(cache, sessions, totp, links), mailer)
+        # one URL, four async stores, opened once; not probed at startup: while a store
+        # is down the app starts and answers 503 until it is back
+        async with open_app_stores(settings.authstore_url, check=False) as opened:
+            app.state.authstore = opened  # where RateLimit finds the cache
+            stores = Stores(opened.cache, opened.sessions, opened.totp, opened.magic_links)
+            app.state.auth = Auth(settings, stores, mailer)
             yield
 
     app = FastAPI(lifespan=lifespan)
+    app.state.ip_limit = RateLimit(Limit(*settings.ip_limit), scope="ip")
     # [/readme:fastapi-lifespan]
 
     add_error_answers(app)

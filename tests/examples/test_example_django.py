@@ -26,7 +26,7 @@ from tests.outages import free_port  # noqa: E402
 @pytest.fixture
 def configured(example_url: str) -> Iterator[None]:
     with override_settings(
-        AUTHSTORE_URL=example_url,
+        AUTHSTORE={"URL": example_url},
         AUTH_JWT_SECRET=JWT_SECRET,
         AUTH_TOTP_KEYS=TOTP_KEYS,
         AUTH_COOKIE_SECURE=False,
@@ -35,7 +35,6 @@ def configured(example_url: str) -> Iterator[None]:
     ):
         mail.outbox = []
         yield
-    assert stores._auth is None  # the settings change closed the stores
 
 
 def link(client: Client, email: str) -> str:
@@ -83,6 +82,20 @@ def test_sign_in_session_token_single_use_and_rate_limit() -> None:
     refused = client.post("/auth/magic-link", {"email": "bob@example.com"}, "application/json")
     assert refused.status_code == 429 and 1 <= int(refused["Retry-After"]) <= 60
     assert mail.outbox == []
+
+
+@pytest.mark.usefixtures("configured")
+def test_one_per_ip_budget_for_requesting_and_verifying_links() -> None:
+    client = Client()
+    with override_settings(AUTH_OPTIONS={"ip_limit": (3, 60)}):
+        token = link(client, "ivy@example.com")
+        verify = {"path": "/auth/magic-link/verify", "content_type": "application/json"}
+        assert client.post(data={"token": token}, **verify).status_code == 200
+        assert client.post(data={"token": "x" * 43}, **verify).status_code == 401
+        refused = client.post("/auth/magic-link", {"email": "joe@example.com"}, "application/json")
+        assert refused.status_code == 429 and 1 <= int(refused["Retry-After"]) <= 60
+        assert mail.outbox == []  # no link mailed for the refused request
+        assert client.post(data={"token": token}, **verify).status_code == 429
 
 
 @pytest.mark.asyncio
@@ -164,7 +177,7 @@ def test_totp_enrol_confirm_verify_and_backup_code() -> None:
 def test_a_store_that_is_down_fails_closed() -> None:
     down = "postgresql://postgres@127.0.0.1:1/authstore_test?connect_timeout=2&timeout=2"
     with override_settings(
-        AUTHSTORE_URL=down,
+        AUTHSTORE={"URL": down},
         AUTH_JWT_SECRET=JWT_SECRET,
         AUTH_TOTP_KEYS=TOTP_KEYS,
         AUTH_COOKIE_SECURE=False,

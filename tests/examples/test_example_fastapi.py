@@ -151,6 +151,27 @@ async def test_login_requests_are_rate_limited_with_retry_after(example_url: str
         assert other.status_code == 202  # the limit is per address
 
 
+async def test_one_per_ip_budget_for_requesting_and_verifying_links(example_url: str) -> None:
+    """authstore's RateLimit on both link routes: one budget, with its headers, then 429."""
+    async with running(settings_for(example_url, ip_limit=(3, 60))) as svc:
+        sent = await svc.client.post("/auth/magic-link", json={"email": "ivy@example.com"})
+        assert sent.status_code == 202
+        assert sent.headers["ratelimit-limit"] == "3"
+        assert sent.headers["ratelimit-remaining"] == "2"
+        assert 1 <= int(sent.headers["ratelimit-reset"]) <= 60
+        token = svc.outbox.pop()[1]
+        verify = await svc.client.post("/auth/magic-link/verify", json={"token": token})
+        assert verify.status_code == 200 and verify.headers["ratelimit-remaining"] == "1"
+        bad = await svc.client.post("/auth/magic-link/verify", json={"token": "x" * 43})
+        assert bad.status_code == 401  # a wrong link spends the budget too
+        refused = await svc.client.post("/auth/magic-link", json={"email": "joe@example.com"})
+        assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+        assert refused.headers["ratelimit-remaining"] == "0"
+        assert svc.outbox == []  # no link mailed for the refused request
+        again = await svc.client.post("/auth/magic-link/verify", json={"token": token})
+        assert again.status_code == 429  # refused before the link is even looked at
+
+
 async def test_devices_list_revoke_one_revoke_others(service: Service) -> None:
     phone, laptop, tablet = (service.device(n) for n in ("phone", "laptop", "tablet"))
     async with phone, laptop, tablet:
