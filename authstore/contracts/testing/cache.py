@@ -42,6 +42,7 @@ from authstore.contracts.testing.base import (
 )
 from authstore.contracts.testing.harness import CacheSubject, Stores
 from authstore.contracts.testing.migrate import MigrateContract
+from authstore.contracts.testing.races import CacheRaceContract
 from authstore.contracts.values import MAX_TTL, MAX_VALUE_BYTES, MAX_WINDOW, MIN_TTL
 
 __all__ = [
@@ -1070,5 +1071,6 @@ class CacheContract(
     BlacklistContract,
     UserRevocationContract,
     CacheBadInputContract,
+    CacheRaceContract,
 ):
     """The whole cache contract; capabilities a store does not declare skip."""
