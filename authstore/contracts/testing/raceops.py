@@ -13,7 +13,8 @@ import asyncio
 import inspect
 import sys
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, MutableSequence, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +32,9 @@ __all__ = [
     "IN_USE",
     "LONG",
     "OPERATIONS",
+    "RACE_LIMIT",
     "RACE_TIMEOUT",
+    "WARM_UPS",
     "Params",
     "child_init",
     "child_run",
@@ -51,9 +54,17 @@ Operation = Callable[[Any, int, Params], Any]
 """``(store, hit index across all clients, params) -> answer`` (awaitable on async stores)."""
 
 
+RACE_LIMIT = 2**16
+RACE_WINDOW = 2.0**24
+"""A limit no race reaches, over 194 days: every hit is allowed and must see its own
+count (remaining goes down by one per hit, never twice the same). A lost update shows
+for as long as the race lasts, not only until a small limit is reached. GCRA gives
+back one unit per 256 s (a power of two: its arithmetic stays exact)."""
+
+
 def _limit(algorithm: str) -> Operation:
     def hit(store: Any, index: int, params: Params) -> Any:
-        return store.check_rate_limit("hot", params["limit"], LONG, 1, algorithm)
+        return store.check_rate_limit("hot", RACE_LIMIT, RACE_WINDOW, 1, algorithm)
 
     return hit
 
@@ -86,6 +97,25 @@ OPERATIONS: dict[str, Operation] = {
     ),
 }
 
+UNKNOWN_TOKEN = "w" * 43
+WARM_UPS: dict[str, Callable[[Any], Any]] = {
+    "incr": lambda store: store.exists("warm-up"),
+    "fixed_window": lambda store: store.check_rate_limit("warm-up", 1, LONG),
+    "sliding_window": lambda store: store.check_rate_limit("warm-up", 1, LONG, 1, "sliding_window"),
+    "gcra": lambda store: store.check_rate_limit("warm-up", 1, LONG, 1, "gcra"),
+    "blacklist": lambda store: store.is_blacklisted("warm-up"),
+    "user_revocation": lambda store: store.user_tokens_revoked_at("warm-up"),
+    "consume": lambda store: store.peek(UNKNOWN_TOKEN),
+    "claim_step": lambda store: store.load("warm-up"),
+    "use_backup_code": lambda store: store.load("warm-up"),
+    "max_sessions": lambda store: store.count("warm-up"),
+    "create_with_token": lambda store: store.count("warm-up"),
+    "issue_with_token": lambda store: store.peek(UNKNOWN_TOKEN),
+}
+"""A harmless read each client makes before the start line: connections are open and
+workers started, so the hits of all clients overlap instead of the first ones
+finishing while the last client still connects."""
+
 
 def summary(answer: Any) -> Any:
     """A picklable stand-in for an answer: what the race checks need, no more."""
@@ -98,44 +128,75 @@ def summary(answer: Any) -> Any:
     return repr(answer)
 
 
-def _sync_hits(store: Any, operation: Operation, indexes: range, params: Params) -> list[Any]:
-    answers = []
-    for index in indexes:
-        try:
-            answers.append(summary(operation(store, index, params)))
-        except TokenInUseError:
-            answers.append(IN_USE)
-    return answers
+ROUND = 4
+"""Hits an async client fires at once on its loop, between two looks at the others' progress."""
+OVERRUN = 50
+"""A client that has fired its quota goes on while another has not (so every client's
+hits overlap the others'), up to this many quotas."""
 
 
-async def _async_hits(store: Any, operation: Operation, indexes: range, params: Params) -> list[Any]:
-    """All of one client's hits at once on its loop, as an async app would send them."""
+MIN_RACE = 0.1
+"""Seconds every client goes on firing at least: a fast in-process backend fires its
+quota in a millisecond, too short for threads to interleave reliably."""
 
-    async def one(index: int) -> Any:
-        try:
-            return summary(await operation(store, index, params))
-        except TokenInUseError:
-            return IN_USE
 
-    return list(await asyncio.gather(*(one(index) for index in indexes)))
+def _more(progress: Sequence[int], number: int, quota: int, until: float) -> bool:
+    """Client ``number`` fires more hits: its quota is not reached, or another client's
+    is not (the slowest client's hits always meet the others' hits), or the race is
+    younger than MIN_RACE."""
+    done = progress[number]
+    if done < quota:
+        return True
+    return done < OVERRUN * quota and (min(progress) < quota or time.monotonic() < until)
+
+
+def _indexes(progress: Sequence[int], number: int, count: int) -> range:
+    """The next ``count`` hit indexes of client ``number``; clients never share one."""
+    clients, start = len(progress), progress[number]
+    return range(number + clients * start, number + clients * (start + count), clients)
+
+
+def _answer(operation: Operation, store: Any, index: int, params: Params) -> Any:
+    try:
+        return summary(operation(store, index, params))
+    except TokenInUseError:
+        return IN_USE
+
+
+async def _async_answer(operation: Operation, store: Any, index: int, params: Params) -> Any:
+    try:
+        return summary(await operation(store, index, params))
+    except TokenInUseError:
+        return IN_USE
 
 
 def run_hits(
     open_store: Callable[[], Any],
     asynchronous: bool,
     name: str,
-    indexes: range,
+    number: int,
+    progress: MutableSequence[int],
+    quota: int,
     params: Params,
     ready: Callable[[], None],
 ) -> list[Any]:
-    """One client: open a store of its own, wait for the others (``ready``), fire the hits
-    ``indexes``, close. An async client runs on an event loop of its own in this thread."""
-    operation = OPERATIONS[name]
+    """Client ``number``: open a store of its own, warm it up, wait for the other clients
+    (``ready``), then fire hits until it and every other client have fired ``quota``
+    (``progress`` holds every client's count); close. An async client runs on an
+    event loop of its own in this thread and fires ``ROUND`` hits at once."""
+    operation, warm_up = OPERATIONS[name], WARM_UPS[name]
+    answers: list[Any] = []
     if not asynchronous:
         store = open_store()
         try:
+            warm_up(store)
             ready()
-            return _sync_hits(store, operation, indexes, params)
+            until = time.monotonic() + MIN_RACE
+            while _more(progress, number, quota, until):
+                (index,) = _indexes(progress, number, 1)
+                answers.append(_answer(operation, store, index, params))
+                progress[number] += 1
+            return answers
         finally:
             store.close()
 
@@ -144,8 +205,18 @@ def run_hits(
         if inspect.isawaitable(store):
             store = await store
         try:
-            await asyncio.to_thread(ready)  # the loop stays free while the others start
-            return await _async_hits(store, operation, indexes, params)
+            await warm_up(store)
+            ready()  # blocks the loop: it has nothing else to do, and wakes as fast as a thread
+            until = time.monotonic() + MIN_RACE
+            while _more(progress, number, quota, until):
+                batch = _indexes(progress, number, ROUND)
+                answers.extend(
+                    await asyncio.gather(
+                        *(_async_answer(operation, store, index, params) for index in batch)
+                    )
+                )
+                progress[number] += ROUND
+            return answers
         finally:
             await store.aclose()
 
@@ -172,12 +243,14 @@ def fast_switching() -> Iterator[None]:
 
 _start_line: Any = None
 """The processes' shared barrier, handed to each child when the pool starts it."""
+_progress: Any = None
+"""The processes' hit counts (shared memory), likewise."""
 
 
-def child_init(barrier: Any) -> None:
-    """Pool initializer: keep the barrier every race of this pool starts at."""
-    global _start_line
-    _start_line = barrier
+def child_init(barrier: Any, progress: Any) -> None:
+    """Pool initializer: keep what every race of this pool shares."""
+    global _start_line, _progress
+    _start_line, _progress = barrier, progress
 
 
 def child_run(
@@ -186,7 +259,8 @@ def child_run(
     kind: str,
     asynchronous: bool,
     name: str,
-    indexes: range,
+    number: int,
+    quota: int,
     params: Params,
 ) -> list[Any]:
     """A child process's client: opens the store by URL (the registry and its entry
@@ -199,8 +273,12 @@ def child_run(
     def ready() -> None:
         _start_line.wait(RACE_TIMEOUT)
 
-    with fast_switching():
-        return run_hits(make, asynchronous, name, indexes, params, ready)
+    try:
+        with fast_switching():
+            return run_hits(make, asynchronous, name, number, _progress, quota, params, ready)
+    except BaseException:
+        _start_line.abort()  # the other children stop waiting for this one
+        raise
 
 
 def start_line(parties: int) -> threading.Barrier:
