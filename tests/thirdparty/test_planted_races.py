@@ -187,7 +187,9 @@ def run_planted(tmp_path: Path, backend: str, bug: str, attempt: int) -> set[str
     done = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=300, cwd=TESTS.parent
     )
-    assert done.returncode == 1, f"expected test failures, got exit {done.returncode}:\n{done.stdout}"
+    assert done.returncode == 1, (
+        f"expected test failures, got exit {done.returncode}:\n{done.stdout}"
+    )
     return set(re.findall(r"^FAILED \S+::(\S+?)(?: - |$)", done.stdout, re.MULTILINE))
 
 

@@ -130,24 +130,26 @@ def summary(answer: Any) -> Any:
 
 ROUND = 4
 """Hits an async client fires at once on its loop, between two looks at the others' progress."""
-OVERRUN = 50
+OVERRUN = 10
 """A client that has fired its quota goes on while another has not (so every client's
 hits overlap the others'), up to this many quotas."""
 
 
 MIN_RACE = 0.1
-"""Seconds every client goes on firing at least: a fast in-process backend fires its
-quota in a millisecond, too short for threads to interleave reliably."""
+"""Seconds every client in one process goes on firing at least: a fast in-process
+backend fires its quota in a millisecond, too short for threads to interleave
+reliably (processes run truly in parallel: CHILD_MIN_RACE for them)."""
+CHILD_MIN_RACE = 0.03
 
 
 def _more(progress: Sequence[int], number: int, quota: int, until: float) -> bool:
-    """Client ``number`` fires more hits: its quota is not reached, or another client's
-    is not (the slowest client's hits always meet the others' hits), or the race is
-    younger than MIN_RACE."""
+    """Client ``number`` fires more hits: its quota is not reached, or the race is
+    younger than its minimum, or another client's quota is not reached (the slowest
+    client's hits always meet the others' hits; up to OVERRUN quotas)."""
     done = progress[number]
-    if done < quota:
+    if done < quota or time.monotonic() < until:
         return True
-    return done < OVERRUN * quota and (min(progress) < quota or time.monotonic() < until)
+    return done < OVERRUN * quota and min(progress) < quota
 
 
 def _indexes(progress: Sequence[int], number: int, count: int) -> range:
@@ -178,7 +180,8 @@ def run_hits(
     progress: MutableSequence[int],
     quota: int,
     params: Params,
-    ready: Callable[[], None],
+    ready: Callable[[], object],
+    min_race: float = MIN_RACE,
 ) -> list[Any]:
     """Client ``number``: open a store of its own, warm it up, wait for the other clients
     (``ready``), then fire hits until it and every other client have fired ``quota``
@@ -191,7 +194,7 @@ def run_hits(
         try:
             warm_up(store)
             ready()
-            until = time.monotonic() + MIN_RACE
+            until = time.monotonic() + min_race
             while _more(progress, number, quota, until):
                 (index,) = _indexes(progress, number, 1)
                 answers.append(_answer(operation, store, index, params))
@@ -207,7 +210,7 @@ def run_hits(
         try:
             await warm_up(store)
             ready()  # blocks the loop: it has nothing else to do, and wakes as fast as a thread
-            until = time.monotonic() + MIN_RACE
+            until = time.monotonic() + min_race
             while _more(progress, number, quota, until):
                 batch = _indexes(progress, number, ROUND)
                 answers.extend(
@@ -275,7 +278,9 @@ def child_run(
 
     try:
         with fast_switching():
-            return run_hits(make, asynchronous, name, number, _progress, quota, params, ready)
+            return run_hits(
+                make, asynchronous, name, number, _progress, quota, params, ready, CHILD_MIN_RACE
+            )
     except BaseException:
         _start_line.abort()  # the other children stop waiting for this one
         raise

@@ -444,6 +444,4 @@ class TotpRaceContract(_RaceTests):
 
 
 class MagicLinkRaceContract(_RaceTests):
-    test_magic_race_across_clients, test_magic_race_across_processes = _race_tests(
-        MAGIC_LINK_RACES
-    )
+    test_magic_race_across_clients, test_magic_race_across_processes = _race_tests(MAGIC_LINK_RACES)
