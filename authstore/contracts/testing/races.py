@@ -36,7 +36,13 @@ import pytest
 
 from authstore.contracts.records import StoreKind
 from authstore.contracts.testing.base import ContractBase, require
-from authstore.contracts.testing.harness import Mode, StoreFactory, Stores, url_factory
+from authstore.contracts.testing.harness import (
+    Mode,
+    StoreFactory,
+    Stores,
+    run_threads,
+    url_factory,
+)
 from authstore.contracts.testing.raceops import (
     IN_USE,
     LONG,
@@ -278,12 +284,7 @@ def across_clients(
         for n in range(clients)
     ]
     with fast_switching():
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(RACE_TIMEOUT)
-    if any(thread.is_alive() for thread in threads):
-        raise TimeoutError(f"{race.name}: {clients} clients took more than {RACE_TIMEOUT} s")
+        run_threads(threads, f"{race.name}: {clients} clients")
     if errors:
         raise errors[0]
     return [answer for part in answers for answer in part]
