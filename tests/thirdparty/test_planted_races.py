@@ -153,7 +153,7 @@ CROSS_PROCESS = {"sqlite", "jsonfile"}
 
 ATTEMPTS = 3
 """A race is a matter of scheduling: a run of the suite catches each plant here most
-times (measured: every run for sqlite and jsonfile, about 9 runs in 10 for dictcache's
+times (measured: nearly every run for sqlite and jsonfile, about 9 runs in 10 for dictcache's
 in-process async race on a loaded two-core machine); a test must fail in one of
 ATTEMPTS runs."""
 

@@ -30,6 +30,8 @@ from authstore.contracts.records import (
 
 __all__ = [
     "IN_USE",
+    "IO_MIN_RACE",
+    "MIN_RACE",
     "LONG",
     "OPERATIONS",
     "RACE_LIMIT",
@@ -136,10 +138,13 @@ hits overlap the others'), up to this many quotas."""
 
 
 MIN_RACE = 0.1
-"""Seconds every client in one process goes on firing at least: a fast in-process
-backend fires its quota in a millisecond, too short for threads to interleave
-reliably (processes run truly in parallel: CHILD_MIN_RACE for them)."""
-CHILD_MIN_RACE = 0.03
+"""Seconds every client in one process goes on firing at least when the backend's data
+lives in the process: it fires its quota in a millisecond, too short for threads to
+interleave reliably in its Python code."""
+IO_MIN_RACE = 0.03
+"""The same for clients of a backend that does I/O: they interleave at every round trip."""
+CHILD_MIN_RACE = 0.0
+"""Processes run truly in parallel: waiting for the slowest one is overlap enough."""
 
 
 def _more(progress: Sequence[int], number: int, quota: int, until: float) -> bool:
