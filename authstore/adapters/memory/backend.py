@@ -28,6 +28,9 @@ __all__ = ["MemoryBackend"]
 
 class MemoryBackend:
     name = "memory"
+    shared_across_processes = False
+    """Its data lives in the process that opened it (the contract suite skips its
+    cross-process races); ``memory://NAME`` is shared by the stores of one process."""
 
     def __init__(self) -> None:
         self._named: dict[str, tuple[MemoryData, threading.Lock]] = {}

@@ -44,6 +44,7 @@ from authstore.contracts.testing.base import (
 )
 from authstore.contracts.testing.harness import CacheSubject, Stores
 from authstore.contracts.testing.migrate import MigrateContract
+from authstore.contracts.testing.races import CacheRaceContract
 from authstore.contracts.testing.ratelimit_groups import (
     RateLimitGroupContract,
     RateLimitPeekContract,
@@ -1103,5 +1104,6 @@ class CacheContract(
     BlacklistContract,
     UserRevocationContract,
     CacheBadInputContract,
+    CacheRaceContract,
 ):
     """The whole cache contract; capabilities a store does not declare skip."""

@@ -45,6 +45,7 @@ __all__ = [
     "TotpSubject",
     "View",
     "open_store",
+    "run_threads",
     "url_factory",
 ]
 
@@ -193,6 +194,16 @@ class RunnerLoop:
 Loop = LoopThread | RunnerLoop
 
 
+def run_threads(threads: list[threading.Thread], what: str) -> None:
+    """Start every thread, then wait for all; a TimeoutError names ``what`` if one hangs."""
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(CALL_TIMEOUT)
+    if any(thread.is_alive() for thread in threads):
+        raise TimeoutError(f"{what} took more than {CALL_TIMEOUT} s")
+
+
 def _raise_first(results: list[Any], errors: list[BaseException | None]) -> list[Any]:
     failed = [e for e in errors if e is not None]
     if failed:
@@ -263,12 +274,7 @@ class View:
                 errors[index] = error
 
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(CALL_TIMEOUT)
-        if any(thread.is_alive() for thread in threads):
-            raise TimeoutError(f"concurrent store calls took more than {CALL_TIMEOUT} s")
+        run_threads(threads, "concurrent store calls")
         return _raise_first(results, errors)
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ import pytest
 pytest.register_assert_rewrite(
     *(
         f"authstore.contracts.testing.{name}"
-        for name in ("base", "cache", "harness", "migrate", "stores", "suite")
+        for name in ("base", "cache", "harness", "migrate", "races", "stores", "suite")
     )
 )
 

@@ -48,6 +48,11 @@ from authstore.contracts.testing.harness import (
     TotpSubject,
     View,
 )
+from authstore.contracts.testing.races import (
+    MagicLinkRaceContract,
+    SessionRaceContract,
+    TotpRaceContract,
+)
 from authstore.contracts.values import MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_TTL, MIN_TTL
 
 __all__ = ["MagicLinkContract", "SessionContract", "StoreContract", "TotpContract"]
@@ -301,7 +306,7 @@ class SessionCallerTokenContract(ContractBase):
         assert_same_session(session_store.get(token), won[0].record)
 
 
-class SessionContract(SessionCallerTokenContract):
+class SessionContract(SessionCallerTokenContract, SessionRaceContract):
     def create(self, store: SessionSubject, user: str = "alice", **options: Any) -> NewSession:
         options.setdefault("ttl", LONG)
         return store.create(user, **options)
@@ -612,7 +617,7 @@ class SessionContract(SessionCallerTokenContract):
         session_store.create(WIDE_ID, ttl=MIN_TTL)
 
 
-class TotpContract(ContractBase):
+class TotpContract(TotpRaceContract):
     def enrol(self, store: TotpSubject, user: str = "alice", secret: bytes = b"ciphertext") -> None:
         store.save_pending(user, secret)
         assert store.enable(user) is True
@@ -1069,7 +1074,7 @@ class MagicLinkCallerTokenContract(ContractBase):
         assert magic_link_store.consume(token) is not None
 
 
-class MagicLinkContract(MagicLinkCallerTokenContract):
+class MagicLinkContract(MagicLinkCallerTokenContract, MagicLinkRaceContract):
     def issue(
         self, store: MagicLinkSubject, user: str = "alice", **options: Any
     ) -> IssuedMagicLink:

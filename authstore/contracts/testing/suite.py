@@ -56,7 +56,7 @@ class TestAuthStore(StoreContract):
         request.node.user_properties.append((LEFT_BEHIND, left))
 
     def fresh_namespace(self, initial: str) -> str:
-        """``t`` or ``o``, then RUN, then a random part: every key of one run is findable."""
+        """``t``, ``o`` or ``p``, then RUN, then a random part: every key of one run is findable."""
         namespace = f"{initial}{RUN}{uuid.uuid4().hex[:20]}"
         self._namespaces.append(namespace)
         return namespace

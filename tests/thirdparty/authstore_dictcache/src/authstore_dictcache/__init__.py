@@ -300,6 +300,7 @@ class DictCacheBackend:
     """What the ``authstore.backends`` entry point names."""
 
     name = "dictcache"
+    shared_across_processes = False  # a process-local data set: no cross-process races
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
