@@ -225,8 +225,8 @@ class RateLimitGroupContract(ContractBase):
         self, authstore_stores: Stores, authstore_unreachable_url: str | None
     ) -> None:
         """A group hit or peek on a backend that is down raises, never answers "allowed"."""
+        require(authstore_stores.cache(), GROUPS)  # a capability skip before any URL question
         store = self.unreachable(authstore_stores, StoreKind.CACHE, authstore_unreachable_url)
-        require(store, GROUPS)
         calls: dict[str, Callable[[Any], Any]] = {
             "check_rate_limits": lambda s: s.check_rate_limits("k", "1/minute;5/hour")
         }
