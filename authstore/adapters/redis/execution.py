@@ -12,6 +12,7 @@ each other.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from authstore.adapters.redis.commands import Batch, Call
@@ -23,7 +24,9 @@ __all__ = [
     "RedisRunnerBase",
     "ScriptMissing",
     "direct_pool",
+    "get_connection_args",
     "make_client",
+    "owned_clients",
     "pack",
     "request",
 ]
@@ -94,6 +97,27 @@ def direct_pool(client: Any, redis_class: Any) -> Any:
     return pool
 
 
+def get_connection_args(pool: Any) -> tuple[str, ...]:
+    """What a runner passes to ``pool.get_connection()``, found once per pool.
+
+    redis-py before 5.3 requires a command name (its pools ignore it); 5.3 made it
+    optional and later releases warn when one is passed. Nothing otherwise.
+    """
+    if pool is None:
+        return ()
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        return ("",)
+    return ()
+
+
+def owned_clients(client: Any) -> list[Any]:
+    """What closing a client we made must close: the client and, for a Sentinel's master
+    client, its clients of the sentinels (redis-py leaves those open)."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return [client, *getattr(manager, "sentinels", ())]
+
+
 def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> Any:
     """A client for the URL's topology; ``module`` is ``redis`` or ``redis.asyncio``.
 
@@ -156,7 +180,8 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
         pool = module.BlockingConnectionPool(
             max_connections=settings.pool_size, timeout=settings.timeout, **connection
         )
-    return module.Redis(connection_pool=pool)
+    # from_pool: the client owns its pool, so closing the client closes its connections
+    return module.Redis.from_pool(pool)
 
 
 def maxmemory_policies(info: Any) -> set[str]:
