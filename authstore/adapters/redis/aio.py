@@ -117,14 +117,14 @@ class AsyncRedisRunner(RedisRunnerBase):
             op.close()
 
     async def _execute(self, request: Request) -> Any:
-        client = self._client
-        if client is None or (
-            self._client_loop is not asyncio.get_running_loop() and self.owns_client
-        ):
-            client = await self._client_here()
-        elif self._closed:
-            self._check_open()
         try:
+            client = self._client
+            if client is None or (
+                self._client_loop is not asyncio.get_running_loop() and self.owns_client
+            ):
+                client = await self._client_here()  # a cluster client connects here
+            elif self._closed:
+                self._check_open()
             if type(request) is tuple:
                 pool = self._pool
                 if pool is None:
@@ -142,7 +142,7 @@ class AsyncRedisRunner(RedisRunnerBase):
             for args in request:
                 pipe.execute_command(*args)
             return await pipe.execute()
-        except self.errors.RedisError as error:
+        except self.driver_errors as error:
             raise self._translate(error) from error
 
     async def close(self) -> None:

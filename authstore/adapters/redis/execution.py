@@ -204,6 +204,10 @@ class RedisRunnerBase:
         self.settings = settings
         self.errors = errors
         """``redis.exceptions``: the driver's errors (shared by its sync and async APIs)."""
+        self.driver_errors: tuple[type[Exception], ...] = (
+            errors.RedisError,
+            errors.RedisClusterException,  # not a RedisError: "cannot be connected", ...
+        )
         self.cluster = settings.topology == "cluster"
         self._closed = False
 
@@ -248,8 +252,13 @@ class RedisRunnerBase:
         )
         if isinstance(error, errors.AuthenticationError):
             return BackendError(message)
-        if isinstance(error, (*unavailable, TimeoutError, ConnectionError)) or text.startswith(
-            _UNAVAILABLE_REPLIES
+        unreachable_cluster = isinstance(error, errors.RedisClusterException) and (
+            "cannot be connected" in text
+        )
+        if (
+            isinstance(error, (*unavailable, TimeoutError, ConnectionError))
+            or text.startswith(_UNAVAILABLE_REPLIES)
+            or unreachable_cluster
         ):
             return BackendUnavailableError(message)
         return BackendError(message)

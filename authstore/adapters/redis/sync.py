@@ -79,8 +79,8 @@ class SyncRedisRunner(RedisRunnerBase):
             op.close()
 
     def _execute(self, request: Request) -> Any:
-        client = self.client
         try:
+            client = self.client  # a cluster client connects here: it can be down
             if type(request) is tuple:
                 pool = self._pool
                 if pool is None:
@@ -98,7 +98,7 @@ class SyncRedisRunner(RedisRunnerBase):
             for args in request:
                 pipe.execute_command(*args)
             return pipe.execute()
-        except self.errors.RedisError as error:
+        except self.driver_errors as error:
             raise self._translate(error) from error
 
     def close(self) -> None:
