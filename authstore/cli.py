@@ -250,7 +250,8 @@ class _Tally:
         if counts["unproven"]:
             return False, f"NOT TESTED: {reasons['unproven']}"
         if counts["passed"]:
-            where = ", ".join(sorted(self.unreachable_urls)[:2]) or "an unreachable URL"
+            urls = sorted(self.unreachable_urls) or ["an unreachable URL"]
+            where = urls[0] + (" (a twin per test)" if len(urls) > 1 else "")
             return True, f"ok   {counts['passed']} passed, on {where}"
         if counts["not applicable"]:
             return True, f"n/a  {reasons['not applicable']}"
