@@ -57,6 +57,7 @@ from authstore.registry import (
 )
 
 __version__ = "0.1.0"
+"""The one place the version is written: pyproject.toml reads it from here."""
 
 __all__ = [
     "AsyncCacheStore",

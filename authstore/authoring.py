@@ -334,6 +334,7 @@ from authstore.limits import LimitsLike as LimitsLike
 from authstore.limits import parse_limits
 from authstore.registry import (
     ENTRY_POINT_GROUP,
+    loopback_twin,
     register_backend,
     require_module,
     unregister_backend,
@@ -342,6 +343,7 @@ from authstore.registry import Backend as Backend
 from authstore.registry import NamespaceCleaner as NamespaceCleaner
 from authstore.registry import Options as Options
 from authstore.registry import StoreURL as StoreURL
+from authstore.registry import UnreachableTwin as UnreachableTwin
 
 TYPES = (
     "AsyncCacheStore",
@@ -377,6 +379,7 @@ TYPES = (
     "TokenInUseError",
     "TotpState",
     "TotpStore",
+    "UnreachableTwin",
     "UnsupportedOperationError",
     "Value",
 )
@@ -428,6 +431,7 @@ __all__ = [
     "from_epoch",
     "gcra_result",
     "hash_token",
+    "loopback_twin",
     "new_public_id",
     "new_token",
     "parse_limits",

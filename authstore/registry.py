@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import math
 import re
+import secrets
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from authstore.contracts.errors import (
     MissingDriverError,
     SchemeConflictError,
     UnknownSchemeError,
+    UnsupportedOperationError,
 )
 from authstore.contracts.records import StoreKind
 
@@ -37,8 +40,10 @@ __all__ = [
     "NamespaceCleaner",
     "Options",
     "StoreURL",
+    "UnreachableTwin",
     "backend_for",
     "known_schemes",
+    "loopback_twin",
     "migrate",
     "open_async_cache",
     "open_async_magic_links",
@@ -50,6 +55,7 @@ __all__ = [
     "open_totp",
     "register_backend",
     "require_module",
+    "unreachable_url",
     "unregister_backend",
 ]
 
@@ -289,6 +295,9 @@ class Backend(Protocol):
     def migrate(self, url: StoreURL) -> list[str]:
         """Create or upgrade what the stores need; return what was done."""
 
+    # Optional methods, each its own protocol: ``NamespaceCleaner`` (clear_namespace,
+    # count_namespace) and ``UnreachableTwin`` (unreachable_url).
+
 
 @runtime_checkable
 class NamespaceCleaner(Protocol):
@@ -304,6 +313,63 @@ class NamespaceCleaner(Protocol):
 
     def count_namespace(self, url: StoreURL, namespace: str) -> int:
         """How many entries (rows, keys, documents) ``namespace`` holds at ``url``."""
+
+
+@runtime_checkable
+class UnreachableTwin(Protocol):
+    """Optional backend method: how ``authstore check`` proves fail-closed on a deployment.
+
+    The contract's fail-closed tests open stores on a URL that is the deployment's
+    twin in every option but cannot be reached, and require every security read there
+    to raise BackendUnavailableError. A backend without this method leaves them
+    untested unless the operator passes ``authstore check --unreachable-url``.
+    """
+
+    def unreachable_url(self, url: StoreURL) -> StoreURL | None:
+        """A URL like ``url`` (same options and credentials) whose stores open without
+        I/O but whose every operation fails as an outage would: for a network backend,
+        ``loopback_twin(url)``. None declares that the backend does no I/O (its data
+        lives in the process), so it cannot be down and fail-closed does not apply.
+        Raise UnsupportedOperationError, saying why, when no twin of ``url`` exists."""
+
+
+def loopback_twin(url: StoreURL, **options: str) -> StoreURL:
+    """``url`` with each host replaced by 127.0.0.1 on a port found closed just now
+    (connections are refused at once), user, password, path and options kept;
+    ``options`` are added (a short timeout, say)."""
+    ports: list[int] = []
+    while len(ports) < max(1, len(url.hosts)):
+        port = _closed_port()
+        if port not in ports:
+            ports.append(port)
+    hosts = tuple(("127.0.0.1", port) for port in ports)
+    twin = StoreURL(url.scheme, hosts, url.username, url.password, url.path, url.options)
+    return twin.with_options(options)
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on, below Linux's ephemeral range (32768 and up):
+    a client's own source port can then never be it (a TCP self-connect would answer)."""
+    for _ in range(100):
+        port = 20000 + secrets.randbelow(12768)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: someone may listen there
+            return port
+    raise OSError("no free loopback port found between 20000 and 32767")
+
+
+def unreachable_url(url: str | StoreURL) -> StoreURL | None:
+    """The backend's unreachable twin of ``url`` (see ``UnreachableTwin``); None when the
+    backend does no I/O. UnsupportedOperationError says why there is none."""
+    backend, parsed = backend_for(url)
+    if not isinstance(backend, UnreachableTwin):
+        raise UnsupportedOperationError(
+            f"the {parsed.scheme}:// backend declares no unreachable_url()"
+        )
+    return backend.unreachable_url(parsed)
 
 
 def require_module(module: str, backend: str, extra: str) -> Any:

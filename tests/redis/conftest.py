@@ -8,11 +8,23 @@ of its own, so they share the servers safely.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
 
-TOPOLOGIES = ("redis", "redis_cluster", "redis_sentinel", "redis_tls", "redis_unix")
+ALL_TOPOLOGIES = ("redis", "redis_cluster", "redis_sentinel", "redis_tls", "redis_unix")
+TOPOLOGIES = tuple(
+    name
+    for name in os.environ.get("AUTHSTORE_TEST_REDIS_TOPOLOGIES", ",".join(ALL_TOPOLOGIES)).split(
+        ","
+    )
+    if name
+)
+"""AUTHSTORE_TEST_REDIS_TOPOLOGIES=redis,redis_cluster narrows a run (scripts/lowest)."""
+unknown = set(TOPOLOGIES) - set(ALL_TOPOLOGIES)
+if unknown:
+    raise ValueError(f"AUTHSTORE_TEST_REDIS_TOPOLOGIES: unknown {sorted(unknown)}")
 
 
 @pytest.fixture(scope="module", params=TOPOLOGIES)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from authstore.contracts.testing import StoreContract
+from authstore.registry import StoreURL, unreachable_url
 
 
 class TestRedis(StoreContract):
@@ -14,6 +15,10 @@ class TestRedis(StoreContract):
         return redis_url
 
     @pytest.fixture
-    def authstore_unreachable_url(self) -> str:
-        # Nothing listens on port 1: connections are refused at once.
-        return "redis://127.0.0.1:1/0?timeout=1"
+    def authstore_unreachable_url(self, redis_url: str) -> StoreURL:
+        # The backend's own twin (what `authstore check` uses): the same topology and
+        # options on closed loopback ports, so a cluster or Sentinel client that cannot
+        # connect must fail closed too; a unix socket in a missing directory.
+        twin = unreachable_url(redis_url)
+        assert twin is not None
+        return twin

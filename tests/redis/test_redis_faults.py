@@ -9,6 +9,7 @@ same store works again without being reopened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -225,3 +226,42 @@ def test_pool_exhaustion_is_bounded(asynchronous: bool) -> None:
             await store.aclose()
 
         asyncio.run(main())
+
+
+def _incoming_connections(nodes: list[Any]) -> list[int]:
+    """Clients connected to each node, the admin connection asking included."""
+    counts = []
+    for node in nodes:
+        with node.client() as admin:
+            counts.append(len(admin.client_list()))
+    return counts
+
+
+@pytest.mark.parametrize("topology", ["single", "sentinel"])
+def test_closing_a_store_closes_its_connections(topology: str) -> None:
+    """After close()/aclose() the servers see no connection of the store, sync and async:
+    a client built over a pool it did not own left its connection open, and a Sentinel
+    client its connections to the sentinels."""
+    with contextlib.ExitStack() as stack:
+        if topology == "single":
+            node = stack.enter_context(private_redis())
+            url, nodes = node.url, [node]
+        else:
+            sentinel = stack.enter_context(private_sentinel())
+            url, nodes = sentinel.url, [sentinel.master, sentinel.sentinel]
+        before = _incoming_connections(nodes)
+
+        cache = open_cache(url, namespace=_namespace())
+        cache.set("k", 1)
+        assert _incoming_connections(nodes) != before
+        cache.close()
+        assert _incoming_connections(nodes) == before, "sync"
+
+        async def use_and_close() -> None:
+            acache = open_async_cache(url, namespace=_namespace())
+            await acache.set("k", 1)
+            assert _incoming_connections(nodes) != before
+            await acache.aclose()
+
+        asyncio.run(use_and_close())
+        assert _incoming_connections(nodes) == before, "async"

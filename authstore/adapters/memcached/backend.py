@@ -9,7 +9,7 @@ from authstore.adapters.memcached.ops import MemcachedCacheOps
 from authstore.adapters.memcached.settings import parse_settings
 from authstore.contracts.errors import UnsupportedOperationError
 from authstore.contracts.records import StoreKind
-from authstore.registry import StoreURL
+from authstore.registry import StoreURL, loopback_twin
 
 __all__ = ["MemcachedBackend", "backend"]
 
@@ -42,6 +42,10 @@ class MemcachedBackend:
     def migrate(self, url: StoreURL) -> list[str]:
         parse_settings(url)
         return ["memcached: nothing to migrate (no schema)"]
+
+    def unreachable_url(self, url: StoreURL) -> StoreURL:
+        """The same URL on closed loopback ports (``authstore check`` proves fail-closed there)."""
+        return loopback_twin(url)
 
 
 backend = MemcachedBackend()

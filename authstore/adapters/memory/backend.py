@@ -76,6 +76,11 @@ class MemoryBackend:
     def migrate(self, url: StoreURL) -> list[str]:
         return ["memory: nothing to migrate (data lives in the process)"]
 
+    def unreachable_url(self, url: StoreURL) -> None:
+        """None: the data lives in this process, so the store cannot be down and
+        fail-closed does not apply (``authstore check`` says so)."""
+        return None
+
     def _namespace_entries(self, url: StoreURL, namespace: str, delete: bool) -> int:
         name = url.hosts[0][0] if url.hosts else ""
         with self._lock:

@@ -6,7 +6,7 @@ from typing import Any
 
 from authstore.adapters.mongodb.settings import MongoSettings, parse_settings
 from authstore.contracts.records import StoreKind
-from authstore.registry import StoreURL
+from authstore.registry import StoreURL, loopback_twin
 
 __all__ = ["MongoBackend", "backend"]
 
@@ -19,6 +19,11 @@ _COLLECTIONS = {
 ALL_KINDS = ("cache", "sessions", "totp", "magic_links", "locks")
 
 
+UNREACHABLE_TIMEOUT = 0.5
+"""Seconds: pymongo retries a refused server until its selection timeout, so the
+unreachable twin waits this long, not the deployment's timeout, per operation."""
+
+
 class MongoBackend:
     """Opening a store connects nothing; its runner creates the indexes on first use.
 
@@ -29,6 +34,16 @@ class MongoBackend:
 
     def settings(self, url: StoreURL) -> MongoSettings:
         return parse_settings(url)
+
+    def unreachable_url(self, url: StoreURL) -> StoreURL:
+        """The same database, options and credentials on a closed loopback port, with a
+        short timeout; a mongodb+srv:// URL becomes mongodb:// (no DNS to look up)."""
+        options = {
+            name: value for name, value in url.options.items() if not name.lower().startswith("srv")
+        }
+        timeout = min(self.settings(url).timeout, UNREACHABLE_TIMEOUT)
+        twin = StoreURL("mongodb", url.hosts, url.username, url.password, url.path, options)
+        return loopback_twin(twin, timeout=str(timeout))
 
     def runner(
         self,

@@ -6,7 +6,7 @@ from typing import Any
 
 from authstore.adapters.mysql.settings import MySQLSettings, parse_settings
 from authstore.adapters.sql.backend import SqlBackend
-from authstore.registry import StoreURL
+from authstore.registry import StoreURL, loopback_twin
 
 __all__ = ["MySQLBackend", "backend"]
 
@@ -26,6 +26,10 @@ class MySQLBackend(SqlBackend):
         from authstore.adapters.mysql.sync import SyncMySQLRunner
 
         return SyncMySQLRunner(settings, auto_migrate=auto_migrate)
+
+    def unreachable_url(self, url: StoreURL) -> StoreURL:
+        """The same URL on closed loopback ports (``authstore check`` proves fail-closed there)."""
+        return loopback_twin(url)
 
 
 backend = MySQLBackend()

@@ -6,7 +6,7 @@ from typing import Any
 
 from authstore.adapters.postgres.settings import PostgresSettings, parse_settings
 from authstore.adapters.sql.backend import SqlBackend
-from authstore.registry import StoreURL
+from authstore.registry import StoreURL, loopback_twin
 
 __all__ = ["PostgresBackend", "backend"]
 
@@ -27,6 +27,10 @@ class PostgresBackend(SqlBackend):
         from authstore.adapters.postgres.sync import SyncPostgresRunner
 
         return SyncPostgresRunner(settings, auto_migrate=auto_migrate)
+
+    def unreachable_url(self, url: StoreURL) -> StoreURL:
+        """The same URL on closed loopback ports (``authstore check`` proves fail-closed there)."""
+        return loopback_twin(url)
 
 
 backend = PostgresBackend()

@@ -19,7 +19,9 @@ from authstore.adapters.redis.execution import (
     Request,
     ScriptMissing,
     direct_pool,
+    get_connection_args,
     make_client,
+    owned_clients,
     pack,
     request,
 )
@@ -39,6 +41,8 @@ class AsyncRedisRunner(RedisRunnerBase):
         self._client: Any = None
         self._pool: Any = None
         """The client's pool when commands go straight to its connections (``direct_pool``)."""
+        self._pool_args: tuple[str, ...] = ()
+        """What ``get_connection`` takes from this redis-py version (``get_connection_args``)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Lock()
@@ -67,6 +71,7 @@ class AsyncRedisRunner(RedisRunnerBase):
                     with contextlib.suppress(self.errors.RedisError):
                         self._inspect(await client.info("memory"))
                     self._pool = direct_pool(client, self._redis.Redis)
+                    self._pool_args = get_connection_args(self._pool)
                     self._client, self._client_loop = client, loop
         return self._client
 
@@ -112,20 +117,20 @@ class AsyncRedisRunner(RedisRunnerBase):
             op.close()
 
     async def _execute(self, request: Request) -> Any:
-        client = self._client
-        if client is None or (
-            self._client_loop is not asyncio.get_running_loop() and self.owns_client
-        ):
-            client = await self._client_here()
-        elif self._closed:
-            self._check_open()
         try:
+            client = self._client
+            if client is None or (
+                self._client_loop is not asyncio.get_running_loop() and self.owns_client
+            ):
+                client = await self._client_here()  # a cluster client connects here
+            elif self._closed:
+                self._check_open()
             if type(request) is tuple:
                 pool = self._pool
                 if pool is None:
                     return await client.execute_command(*request)
                 packed = pack(request)
-                connection = await pool.get_connection()
+                connection = await pool.get_connection(*self._pool_args)
                 try:
                     await connection.send_packed_command(packed)
                     reply = await connection.read_response()
@@ -137,7 +142,7 @@ class AsyncRedisRunner(RedisRunnerBase):
             for args in request:
                 pipe.execute_command(*args)
             return await pipe.execute()
-        except self.errors.RedisError as error:
+        except self.driver_errors as error:
             raise self._translate(error) from error
 
     async def close(self) -> None:
@@ -147,6 +152,11 @@ class AsyncRedisRunner(RedisRunnerBase):
             return
         try:
             if self._client_loop is asyncio.get_running_loop():
-                await asyncio.wait_for(client.aclose(), self.settings.timeout)
+                await asyncio.wait_for(_close_all(owned_clients(client)), self.settings.timeout)
         except Exception:  # noqa: S110 - a store that cannot say goodbye is closed all the same
             pass
+
+
+async def _close_all(clients: list[Any]) -> None:
+    for client in clients:
+        await client.aclose()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+import uuid
 import warnings
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from authstore.adapters.common.stores import open_store
 from authstore.adapters.redis.execution import maxmemory_policies
@@ -16,7 +20,7 @@ from authstore.adapters.redis.ops import (
 )
 from authstore.adapters.redis.settings import RedisSettings, parse_settings
 from authstore.contracts.records import StoreKind
-from authstore.registry import StoreURL
+from authstore.registry import StoreURL, loopback_twin
 
 __all__ = ["EVICTING_POLICIES", "RedisBackend", "backend", "eviction_warning", "warn_if_evicting"]
 
@@ -89,6 +93,15 @@ class RedisBackend:
             kind, ops, runner, asynchronous=asynchronous, namespace=settings.namespace
         )
 
+    def unreachable_url(self, url: StoreURL) -> StoreURL:
+        """The same URL on closed loopback ports (the same Sentinel service name, TLS
+        options and credentials); for a unix socket, a socket in a missing directory."""
+        if url.scheme == "redis+unix":
+            missing = Path(tempfile.gettempdir()) / f"authstore-unreachable-{uuid.uuid4().hex}"
+            path = quote(str(missing / "redis.sock"))
+            return StoreURL(url.scheme, (), url.username, url.password, path, url.options)
+        return loopback_twin(url)
+
     def migrate(self, url: StoreURL) -> list[str]:
         """Nothing to create (scripts load themselves); report what the server would evict."""
         settings = self.settings(url)
@@ -96,7 +109,7 @@ class RedisBackend:
         try:
             info = runner.client.info("memory")
             persistence = runner.client.info("persistence")
-        except runner.errors.RedisError as error:
+        except runner.driver_errors as error:
             raise runner._translate(error) from error
         finally:
             runner.close()
@@ -141,7 +154,7 @@ class RedisBackend:
                 if delete and batch:
                     client.unlink(*batch)
             return found
-        except runner.errors.RedisError as error:
+        except runner.driver_errors as error:
             raise runner._translate(error) from error
         finally:
             runner.close()

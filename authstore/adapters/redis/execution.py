@@ -12,6 +12,7 @@ each other.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
@@ -24,7 +25,9 @@ __all__ = [
     "RedisRunnerBase",
     "ScriptMissing",
     "direct_pool",
+    "get_connection_args",
     "make_client",
+    "owned_clients",
     "pack",
     "request",
 ]
@@ -95,6 +98,27 @@ def direct_pool(client: Any, redis_class: Any) -> Any:
     return pool
 
 
+def get_connection_args(pool: Any) -> tuple[str, ...]:
+    """What a runner passes to ``pool.get_connection()``, found once per pool.
+
+    redis-py before 5.3 requires a command name (its pools ignore it); 5.3 made it
+    optional and later releases warn when one is passed. Nothing otherwise.
+    """
+    if pool is None:
+        return ()
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    if parameter is not None and parameter.default is inspect.Parameter.empty:
+        return ("",)
+    return ()
+
+
+def owned_clients(client: Any) -> list[Any]:
+    """What closing a client we made must close: the client and, for a Sentinel's master
+    client, its clients of the sentinels (redis-py leaves those open)."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return [client, *getattr(manager, "sentinels", ())]
+
+
 def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> Any:
     """A client for the URL's topology; ``module`` is ``redis`` or ``redis.asyncio``.
 
@@ -157,7 +181,8 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
         pool = module.BlockingConnectionPool(
             max_connections=settings.pool_size, timeout=settings.timeout, **connection
         )
-    return module.Redis(connection_pool=pool)
+    # from_pool: the client owns its pool, so closing the client closes its connections
+    return module.Redis.from_pool(pool)
 
 
 def maxmemory_policies(info: Any) -> set[str]:
@@ -180,6 +205,10 @@ class RedisRunnerBase:
         self.settings = settings
         self.errors = errors
         """``redis.exceptions``: the driver's errors (shared by its sync and async APIs)."""
+        self.driver_errors: tuple[type[Exception], ...] = (
+            errors.RedisError,
+            errors.RedisClusterException,  # not a RedisError: "cannot be connected", ...
+        )
         self.cluster = settings.topology == "cluster"
         self._closed = False
 
@@ -226,8 +255,13 @@ class RedisRunnerBase:
             return refused(AUTHENTICATION, "redis", self.settings.display, text)
         if isinstance(error, errors.ConnectionError) and tls_failure(error):
             return refused(TLS, "redis", self.settings.display, text)
-        if isinstance(error, (*unavailable, TimeoutError, ConnectionError)) or text.startswith(
-            _UNAVAILABLE_REPLIES
+        unreachable_cluster = isinstance(error, errors.RedisClusterException) and (
+            "cannot be connected" in text
+        )
+        if (
+            isinstance(error, (*unavailable, TimeoutError, ConnectionError))
+            or text.startswith(_UNAVAILABLE_REPLIES)
+            or unreachable_cluster
         ):
             return BackendUnavailableError(message)
         return BackendError(message)

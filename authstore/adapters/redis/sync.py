@@ -13,7 +13,9 @@ from authstore.adapters.redis.execution import (
     Request,
     ScriptMissing,
     direct_pool,
+    get_connection_args,
     make_client,
+    owned_clients,
     pack,
     request,
 )
@@ -32,6 +34,8 @@ class SyncRedisRunner(RedisRunnerBase):
         self._client: Any = None
         self._pool: Any = None
         """The client's pool when commands go straight to its connections (``direct_pool``)."""
+        self._pool_args: tuple[str, ...] = ()
+        """What ``get_connection`` takes from this redis-py version (``get_connection_args``)."""
         self._lock = threading.Lock()
 
     @property
@@ -46,6 +50,7 @@ class SyncRedisRunner(RedisRunnerBase):
                         client = make_client(self._redis, self.settings, asynchronous=False)
                     self._first_look(client)
                     self._pool = direct_pool(client, self._redis.Redis)
+                    self._pool_args = get_connection_args(self._pool)
                     self._client = client
         return self._client
 
@@ -74,14 +79,14 @@ class SyncRedisRunner(RedisRunnerBase):
             op.close()
 
     def _execute(self, request: Request) -> Any:
-        client = self.client
         try:
+            client = self.client  # a cluster client connects here: it can be down
             if type(request) is tuple:
                 pool = self._pool
                 if pool is None:
                     return client.execute_command(*request)
                 packed = pack(request)
-                connection = pool.get_connection()
+                connection = pool.get_connection(*self._pool_args)
                 try:
                     connection.send_packed_command((packed,))
                     reply = connection.read_response()
@@ -93,11 +98,12 @@ class SyncRedisRunner(RedisRunnerBase):
             for args in request:
                 pipe.execute_command(*args)
             return pipe.execute()
-        except self.errors.RedisError as error:
+        except self.driver_errors as error:
             raise self._translate(error) from error
 
     def close(self) -> None:
         self._closed = True
         client, self._client = self._client, None
         if client is not None and self.owns_client:
-            client.close()
+            for owned in owned_clients(client):
+                owned.close()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from authstore.adapters.sql.backend import SqlBackend
-from authstore.adapters.sqlite.settings import SQLiteSettings, parse_settings
+from authstore.adapters.sqlite.settings import MEMORY, SQLiteSettings, parse_settings
 from authstore.registry import StoreURL
 
 __all__ = ["SQLiteBackend", "backend"]
@@ -28,6 +29,16 @@ class SQLiteBackend(SqlBackend):
         from authstore.adapters.sqlite.sync import SyncSQLiteRunner
 
         return SyncSQLiteRunner(settings, auto_migrate=auto_migrate)
+
+    def unreachable_url(self, url: StoreURL) -> StoreURL | None:
+        """A database file "inside" the deployment's own file (or in its missing
+        directory): SQLite can never open it, as on a lost or unreadable volume.
+        None for ``:memory:``, which does no I/O."""
+        database = parse_settings(url).database
+        if database == MEMORY:
+            return None
+        path = "/" + quote(f"{database}/unreachable.db")
+        return StoreURL(url.scheme, (), None, None, path, url.options)
 
 
 backend = SQLiteBackend()

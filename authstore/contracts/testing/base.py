@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
@@ -28,6 +28,9 @@ from authstore.contracts.testing.harness import (
     open_store,
 )
 from authstore.contracts.values import MAX_TTL, MAX_WINDOW, MIN_TTL
+
+if TYPE_CHECKING:
+    from authstore.registry import StoreURL
 
 __all__ = [
     "BAD_COUNTS",
@@ -326,7 +329,7 @@ class ContractBase:
 
     @staticmethod
     def io_free_targets(
-        stores: Stores, kind: StoreKind, unreachable_url: str | None
+        stores: Stores, kind: StoreKind, unreachable_url: str | StoreURL | None
     ) -> list[tuple[str, Any]]:
         """Stores on which bad input must fail with ValueError/TypeError.
 
@@ -351,34 +354,40 @@ class ContractBase:
             )
         return targets
 
-    def unreachable(self, stores: Stores, kind: StoreKind, url: str | None) -> Any:
+    def unreachable(self, stores: Stores, kind: StoreKind, url: str | StoreURL | None) -> Any:
         """A store on the backend's ``authstore_unreachable_url``.
 
         Without one: a skip when the class declares ``backend_does_io = False``; else a
         skip when not strict and a failure in strict mode that names the fixture to add.
         """
         if url is None:
-            if not self.backend_does_io:
-                pytest.skip(
-                    f"{type(self).__name__} declares backend_does_io = False: "
-                    "a backend without I/O cannot be down"
-                )
             from authstore.contracts.testing import is_strict
 
-            message = (
-                f"fail-closed is unproven: {type(self).__name__} defines no "
-                "authstore_unreachable_url fixture. Add one returning a URL of this backend "
-                "that opens without I/O but cannot be reached, e.g.\n"
-                "    @pytest.fixture\n"
-                "    def authstore_unreachable_url(self) -> str:\n"
-                '        return "mybackend://127.0.0.1:1/"\n'
-                "or, only if the backend does no I/O at all (in-process data), set the "
-                "class attribute backend_does_io = False"
-            )
+            applicable, message = self.no_unreachable_url()
+            if not applicable:
+                pytest.skip(message)
             if is_strict():
                 pytest.fail(message, pytrace=False)
             pytest.skip(message)
         return stores.open(kind, partial(open_store, url, namespace="unreachable"))
+
+    def no_unreachable_url(self) -> tuple[bool, str]:
+        """Why a test has no unreachable URL: (whether fail-closed applies, the message)."""
+        if not self.backend_does_io:
+            return False, (
+                f"{type(self).__name__} declares backend_does_io = False: "
+                "a backend without I/O cannot be down"
+            )
+        return True, (
+            f"fail-closed is unproven: {type(self).__name__} defines no "
+            "authstore_unreachable_url fixture. Add one returning a URL of this backend "
+            "that opens without I/O but cannot be reached, e.g.\n"
+            "    @pytest.fixture\n"
+            "    def authstore_unreachable_url(self) -> str:\n"
+            '        return "mybackend://127.0.0.1:1/"\n'
+            "or, only if the backend does no I/O at all (in-process data), set the "
+            "class attribute backend_does_io = False"
+        )
 
     @staticmethod
     def fails_closed(store: Any, calls: dict[str, Callable[[Any], Any]]) -> None:

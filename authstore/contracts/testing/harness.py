@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import threading
 from collections.abc import Callable
-from typing import Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import pytest
 
@@ -29,6 +29,9 @@ from authstore.contracts.magic_links import MagicLinkStore
 from authstore.contracts.records import StoreKind
 from authstore.contracts.sessions import SessionStore
 from authstore.contracts.totp import TotpStore
+
+if TYPE_CHECKING:
+    from authstore.registry import StoreURL
 
 __all__ = [
     "CALL_TIMEOUT",
@@ -57,7 +60,7 @@ CALL_TIMEOUT = 60.0
 """A hung store fails the test instead of hanging the run."""
 
 
-def open_store(url: str, kind: StoreKind, asynchronous: bool, **options: Any) -> Any:
+def open_store(url: str | StoreURL, kind: StoreKind, asynchronous: bool, **options: Any) -> Any:
     """The registry's ``open_*`` function for ``kind`` and mode, called with ``options``."""
     from authstore import registry
 

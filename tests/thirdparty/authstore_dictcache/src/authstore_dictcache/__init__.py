@@ -325,6 +325,11 @@ class DictCacheBackend:
     def migrate(self, url: StoreURL) -> list[str]:
         return ["dictcache: nothing to migrate"]
 
+    # Optional (authstore.authoring.UnreachableTwin): `authstore check` proves fail-closed
+    # on this URL: the same data set, offline.
+    def unreachable_url(self, url: StoreURL) -> StoreURL:
+        return url.with_options({"offline": "1"})
+
     # Optional (authstore.authoring.NamespaceCleaner): `authstore check` clears each
     # test's namespace with these and reports what is left behind.
     def _entries(self, url: StoreURL, namespace: str, delete: bool) -> int:

@@ -1235,6 +1235,11 @@ class JsonFileBackend:
             return [f"jsonfile: {file.path} exists; nothing to migrate"]
         return [f"jsonfile: created {file.path}"]
 
+    # Optional (authstore.authoring.UnreachableTwin): `authstore check` proves fail-closed
+    # on this URL: the same file, offline.
+    def unreachable_url(self, url: StoreURL) -> StoreURL:
+        return url.with_options({"offline": "1"})
+
     # Optional (authstore.authoring.NamespaceCleaner), for `authstore check`.
     def clear_namespace(self, url: StoreURL, namespace: str) -> None:
         self._file(url).transact(5.0, lambda root: root.pop(namespace, None))
