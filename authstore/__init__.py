@@ -18,6 +18,7 @@ from authstore.contracts.errors import (
     ConfigurationError,
     MissingDriverError,
     SchemeConflictError,
+    StoreClosedError,
     StoreFullError,
     TokenInUseError,
     UnknownSchemeError,
@@ -36,6 +37,7 @@ from authstore.contracts.records import (
 )
 from authstore.contracts.sessions import AsyncSessionStore, SessionStore
 from authstore.contracts.totp import AsyncTotpStore, TotpStore
+from authstore.groups import AsyncStoreGroup, StoreGroup, open_async_stores, open_stores
 from authstore.registry import (
     StoreURL,
     known_schemes,
@@ -57,6 +59,7 @@ __all__ = [
     "AsyncCacheStore",
     "AsyncMagicLinkStore",
     "AsyncSessionStore",
+    "AsyncStoreGroup",
     "AsyncTotpStore",
     "AuthStoreError",
     "BackendError",
@@ -73,7 +76,9 @@ __all__ = [
     "SchemeConflictError",
     "SessionRecord",
     "SessionStore",
+    "StoreClosedError",
     "StoreFullError",
+    "StoreGroup",
     "StoreKind",
     "StoreURL",
     "TokenInUseError",
@@ -86,10 +91,12 @@ __all__ = [
     "open_async_cache",
     "open_async_magic_links",
     "open_async_sessions",
+    "open_async_stores",
     "open_async_totp",
     "open_cache",
     "open_magic_links",
     "open_sessions",
+    "open_stores",
     "open_totp",
     "register_backend",
 ]

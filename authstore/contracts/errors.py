@@ -14,6 +14,7 @@ __all__ = [
     "ConfigurationError",
     "MissingDriverError",
     "SchemeConflictError",
+    "StoreClosedError",
     "StoreFullError",
     "TokenInUseError",
     "UnknownSchemeError",
@@ -66,6 +67,14 @@ class BackendUnavailableError(BackendError):
 
     Security checks raise this instead of answering: a revoked token is never
     accepted because the server is down.
+    """
+
+
+class StoreClosedError(BackendError):
+    """An operation on a store (or a group of stores) after ``close()``/``aclose()``.
+
+    A closed store never connects again. It is a BackendError so code that fails
+    closed on backend errors (deny the request) does so here too.
     """
 
 

@@ -65,7 +65,13 @@ class MagicLinkStore(Protocol):
 
     def revoke_user(self, user_id: str) -> int: ...
     def purge_expired(self) -> int: ...
-    def close(self) -> None: ...
+    def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks)."""
+
+    def close(self) -> None:
+        """Release the store's connections; every later call raises StoreClosedError."""
+
     def __enter__(self) -> MagicLinkStore: ...
     def __exit__(
         self,
@@ -109,7 +115,13 @@ class AsyncMagicLinkStore(Protocol):
     ) -> MagicLinkRecord | None: ...
     async def revoke_user(self, user_id: str) -> int: ...
     async def purge_expired(self) -> int: ...
-    async def aclose(self) -> None: ...
+    async def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks)."""
+
+    async def aclose(self) -> None:
+        """Release the store's connections; every later call raises StoreClosedError."""
+
     async def __aenter__(self) -> AsyncMagicLinkStore: ...
     async def __aexit__(
         self,

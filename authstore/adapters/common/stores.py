@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
 
 from authstore.adapters.common.logic import CacheLogic, MagicLinkLogic, SessionLogic, TotpLogic
 from authstore.adapters.common.ops import (
     AsyncRunner,
     CacheOps,
+    HealthOps,
     MagicLinkOps,
+    Op,
     Runner,
     SessionOps,
     TotpOps,
 )
 from authstore.contracts.cache import CACHE_CAPABILITIES
+from authstore.contracts.errors import StoreClosedError, UnsupportedOperationError
 from authstore.contracts.records import (
     IssuedMagicLink,
     JSONValue,
@@ -44,6 +48,7 @@ __all__ = [
     "MagicLinks",
     "Sessions",
     "Totp",
+    "SharedStores",
     "open_store",
 ]
 
@@ -51,13 +56,62 @@ DEFAULT_NAMESPACE = "authstore"
 FIXED = RateLimitAlgorithm.FIXED_WINDOW
 
 
-class _SyncStore:
-    def __init__(self, runner: Runner, namespace: str) -> None:
-        self._runner = runner
-        self.namespace = namespace
+class _ClosedRunner:
+    """What a closed store runs on: every operation raises StoreClosedError, sync or async,
+    before any I/O (the operation is discarded unstarted)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def _refuse(self, op: Op[Any]) -> NoReturn:
+        op.close()
+        raise StoreClosedError(f"{self.where}: this store is closed; open a new one")
+
+    def run(self, op: Op[Any]) -> Any:
+        self._refuse(op)
 
     def close(self) -> None:
-        self._runner.close()
+        """Closing twice is allowed."""
+
+    def __repr__(self) -> str:
+        return f"<closed {self.where}>"
+
+
+class _AsyncClosedRunner(_ClosedRunner):
+    async def run(self, op: Op[Any]) -> Any:
+        self._refuse(op)
+
+    async def close(self) -> None:  # type: ignore[override]
+        """Closing twice is allowed."""
+
+
+def _where(runner: object) -> str:
+    """Where a runner's store is, for the closed error: its redacted URL when it has one."""
+    display = getattr(getattr(runner, "settings", None), "display", None)
+    return str(display) if display else repr(runner)
+
+
+class _SyncStore:
+    def __init__(self, runner: Runner, namespace: str, health: HealthOps) -> None:
+        self._runner = runner
+        self._health = health
+        self._owns_runner = True
+        """False in a group (``open_stores``): the group closes the shared runner once."""
+        self.namespace = namespace
+
+    def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer."""
+        return self._runner.run(self._health.ping())
+
+    def close(self) -> None:
+        """Refuse every later operation; close the connections unless a group shares them."""
+        runner = self._runner
+        if isinstance(runner, _ClosedRunner):
+            return
+        self._runner = _ClosedRunner(_where(runner))
+        if self._owns_runner:
+            runner.close()
 
     def __enter__(self) -> Self:
         return self
@@ -75,14 +129,36 @@ class _SyncStore:
 
 
 class _AsyncStore:
-    def __init__(self, runner: AsyncRunner, namespace: str) -> None:
+    def __init__(self, runner: AsyncRunner, namespace: str, health: HealthOps) -> None:
         self._runner = runner
+        self._health = health
+        self._owns_runner = True
+        """False in a group (``open_async_stores``): the group closes the shared runner once."""
+        self.connect_on_enter = False
+        """``connect=eager``: ``async with`` pings before the block runs."""
         self.namespace = namespace
 
+    async def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer."""
+        return await self._runner.run(self._health.ping())
+
     async def aclose(self) -> None:
-        await self._runner.close()
+        """Refuse every later operation; close the connections unless a group shares them."""
+        runner = self._runner
+        if isinstance(runner, _ClosedRunner):
+            return
+        self._runner = _AsyncClosedRunner(_where(runner))
+        if self._owns_runner:
+            await runner.close()
 
     async def __aenter__(self) -> Self:
+        if self.connect_on_enter:
+            try:
+                await self.ping()
+            except BaseException:
+                await self.aclose()
+                raise
         return self
 
     async def __aexit__(
@@ -107,7 +183,7 @@ class Cache(_SyncStore):
         capabilities: frozenset[str] = CACHE_CAPABILITIES,
     ) -> None:
         self._logic = CacheLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, ops)
         self.capabilities = capabilities
 
     def get(self, key: str) -> Value | None:
@@ -189,7 +265,7 @@ class AsyncCache(_AsyncStore):
         capabilities: frozenset[str] = CACHE_CAPABILITIES,
     ) -> None:
         self._logic = CacheLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, ops)
         self.capabilities = capabilities
 
     async def get(self, key: str) -> Value | None:
@@ -268,7 +344,7 @@ class Sessions(_SyncStore):
         self, ops: SessionOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = SessionLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, ops)
 
     def create(
         self,
@@ -329,7 +405,7 @@ class AsyncSessions(_AsyncStore):
         self, ops: SessionOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = SessionLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, ops)
 
     async def create(
         self,
@@ -388,7 +464,7 @@ class AsyncSessions(_AsyncStore):
 class Totp(_SyncStore):
     def __init__(self, ops: TotpOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE) -> None:
         self._logic = TotpLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, ops)
 
     def save_pending(self, user_id: str, secret: bytes) -> None:
         return self._runner.run(self._logic.save_pending(user_id, secret))
@@ -417,7 +493,7 @@ class AsyncTotp(_AsyncStore):
         self, ops: TotpOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = TotpLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, ops)
 
     async def save_pending(self, user_id: str, secret: bytes) -> None:
         return await self._runner.run(self._logic.save_pending(user_id, secret))
@@ -446,7 +522,7 @@ class MagicLinks(_SyncStore):
         self, ops: MagicLinkOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = MagicLinkLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, ops)
 
     def issue(
         self,
@@ -516,7 +592,7 @@ class AsyncMagicLinks(_AsyncStore):
         self, ops: MagicLinkOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = MagicLinkLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, ops)
 
     async def issue(
         self,
@@ -597,3 +673,41 @@ def open_store(
     """The store of ``kind`` in the mode asked, over a backend's ops and runner."""
     sync_store, async_store = _CLASSES[StoreKind(kind)]
     return (async_store if asynchronous else sync_store)(ops, runner, namespace=namespace)
+
+
+@dataclass
+class SharedStores:
+    """Stores of several kinds over one runner (one client or pool), as a backend's
+    ``open_group`` returns them: the stores do not close the runner, its owner does
+    (``authstore.open_stores``'s group, or the one store ``sole()`` hands it to)."""
+
+    stores: dict[StoreKind, Any]
+    runner: Any
+    refused: dict[StoreKind, UnsupportedOperationError] = field(default_factory=dict)
+    """Kinds asked for that the backend does not hold, with the error it gives for them."""
+
+    @classmethod
+    def over(
+        cls,
+        runner: object,
+        ops: Mapping[StoreKind, object],
+        *,
+        asynchronous: bool,
+        namespace: str,
+    ) -> SharedStores:
+        """One store per entry of ``ops`` (kind -> that kind's ops), all over ``runner``."""
+        stores = {
+            kind: open_store(kind, kind_ops, runner, asynchronous=asynchronous, namespace=namespace)
+            for kind, kind_ops in ops.items()
+        }
+        for store in stores.values():
+            store._owns_runner = False
+        return cls(stores, runner)
+
+    def sole(self, kind: StoreKind) -> Any:
+        """The store of ``kind`` when it was the only one asked for: it owns the runner."""
+        if kind in self.refused:
+            raise self.refused[kind]
+        store = self.stores[kind]
+        store._owns_runner = True
+        return store

@@ -18,6 +18,7 @@ from authstore.adapters.redis.execution import (
     RedisRunnerBase,
     Request,
     ScriptMissing,
+    closing_calls,
     direct_pool,
     make_client,
     pack,
@@ -145,8 +146,11 @@ class AsyncRedisRunner(RedisRunnerBase):
         client, self._client = self._client, None
         if client is None or not self.owns_client:
             return
-        try:
-            if self._client_loop is asyncio.get_running_loop():
-                await asyncio.wait_for(client.aclose(), self.settings.timeout)
-        except Exception:  # noqa: S110 - a store that cannot say goodbye is closed all the same
-            pass
+        self._pool = None
+        if self._client_loop is not asyncio.get_running_loop():
+            return  # its connections belong to another loop, which alone can close them
+        for close in closing_calls(client, asynchronous=True):
+            try:
+                await asyncio.wait_for(close(), self.settings.timeout)
+            except Exception:  # noqa: S112 - a store that cannot say goodbye is closed all the same
+                continue

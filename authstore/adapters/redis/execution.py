@@ -16,12 +16,18 @@ from typing import Any
 
 from authstore.adapters.redis.commands import Batch, Call
 from authstore.adapters.redis.settings import RedisSettings
-from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
+from authstore.contracts.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    StoreClosedError,
+)
 
 __all__ = [
     "Request",
     "RedisRunnerBase",
     "ScriptMissing",
+    "closing_calls",
     "direct_pool",
     "make_client",
     "pack",
@@ -92,6 +98,21 @@ def direct_pool(client: Any, redis_class: Any) -> Any:
     if getattr(pool, "cache", None) is not None:
         return None
     return pool
+
+
+def closing_calls(client: Any, *, asynchronous: bool) -> list[Any]:
+    """What closes a client authstore made, in order: the client, then its pool (a client
+    given its pool, as ``make_client`` makes them, leaves the pool's connections open
+    when closed), then a Sentinel master's sentinel clients. Each call returns None
+    (sync) or an awaitable (async)."""
+    calls = [client.aclose if asynchronous else client.close]
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        calls.append(pool.disconnect)
+        manager = getattr(pool, "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", ()):
+            calls.append(sentinel.aclose if asynchronous else sentinel.close)
+    return calls
 
 
 def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> Any:
@@ -191,7 +212,7 @@ class RedisRunnerBase:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendError("this Redis store is closed")
+            raise StoreClosedError("this Redis store is closed")
 
     def _inspect(self, info: Any) -> None:
         """At first use: warn when the server may evict security state under memory

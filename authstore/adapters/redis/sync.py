@@ -12,6 +12,7 @@ from authstore.adapters.redis.execution import (
     RedisRunnerBase,
     Request,
     ScriptMissing,
+    closing_calls,
     direct_pool,
     make_client,
     pack,
@@ -97,7 +98,9 @@ class SyncRedisRunner(RedisRunnerBase):
             raise self._translate(error) from error
 
     def close(self) -> None:
-        self._closed = True
-        client, self._client = self._client, None
+        with self._lock:
+            self._closed = True
+            client, self._client, self._pool = self._client, None, None
         if client is not None and self.owns_client:
-            client.close()
+            for close in closing_calls(client, asynchronous=False):
+                close()
