@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn, Protocol, Self
 
 from authstore.adapters.common.logic import CacheLogic, MagicLinkLogic, SessionLogic, TotpLogic
 from authstore.adapters.common.ops import (
@@ -56,16 +56,41 @@ DEFAULT_NAMESPACE = "authstore"
 FIXED = RateLimitAlgorithm.FIXED_WINDOW
 
 
-class _ClosedRunner:
-    """What a closed store runs on: every operation raises StoreClosedError, sync or async,
-    before any I/O (the operation is discarded unstarted)."""
+class _ClosedOps:
+    """The ops of a closed store: every operation raises StoreClosedError when it reaches
+    the backend, after the logic's argument checks (bad input stays a ValueError or
+    TypeError, as on an open store)."""
 
     def __init__(self, where: str) -> None:
         self.where = where
 
+    def error(self) -> StoreClosedError:
+        return StoreClosedError(f"{self.where}: this store is closed; open a new one")
+
+    def __getattr__(self, name: str) -> Any:
+        def refused(*args: Any, **kwargs: Any) -> Op[Any]:
+            raise self.error()
+            yield  # pragma: no cover - makes this a generator function
+
+        return refused
+
+
+class _ClosedRunner:
+    """What a closed store runs on: it starts the operation (its checks run, then its
+    closed ops raise) and never does I/O; an operation that needed no backend (an empty
+    batch) is refused all the same."""
+
+    def __init__(self, ops: _ClosedOps) -> None:
+        self.ops = ops
+
     def _refuse(self, op: Op[Any]) -> NoReturn:
-        op.close()
-        raise StoreClosedError(f"{self.where}: this store is closed; open a new one")
+        try:
+            next(op)
+        except StopIteration:
+            pass
+        finally:
+            op.close()
+        raise self.ops.error()
 
     def run(self, op: Op[Any]) -> Any:
         self._refuse(op)
@@ -74,7 +99,7 @@ class _ClosedRunner:
         """Closing twice is allowed."""
 
     def __repr__(self) -> str:
-        return f"<closed {self.where}>"
+        return f"<closed {self.ops.where}>"
 
 
 class _AsyncClosedRunner(_ClosedRunner):
@@ -85,16 +110,29 @@ class _AsyncClosedRunner(_ClosedRunner):
         """Closing twice is allowed."""
 
 
-def _where(runner: object) -> str:
-    """Where a runner's store is, for the closed error: its redacted URL when it has one."""
-    display = getattr(getattr(runner, "settings", None), "display", None)
-    return str(display) if display else repr(runner)
+class _Retiring:
+    """What both store bases do on close: later operations meet closed ops and a closed
+    runner, and the error names where the store was (its redacted URL when known)."""
+
+    _checked: _Checked
+
+    def _retire(self, runner: object) -> _ClosedOps:
+        display = getattr(getattr(runner, "settings", None), "display", None)
+        ops = _ClosedOps(str(display) if display else repr(runner))
+        self._checked.ops = ops
+        return ops
 
 
-class _SyncStore:
-    def __init__(self, runner: Runner, namespace: str, health: HealthOps) -> None:
+class _Checked(Protocol):
+    """A store's logic (``CacheLogic``, ...): the checks, over the backend's ``ops``."""
+
+    ops: Any
+
+
+class _SyncStore(_Retiring):
+    def __init__(self, runner: Runner, namespace: str, checked: _Checked) -> None:
         self._runner = runner
-        self._health = health
+        self._checked = checked
         self._owns_runner = True
         """False in a group (``open_stores``): the group closes the shared runner once."""
         self.namespace = namespace
@@ -102,14 +140,15 @@ class _SyncStore:
     def ping(self) -> None:
         """One round trip to the backend within the store's timeout; raises
         BackendUnavailableError when it does not answer."""
-        return self._runner.run(self._health.ping())
+        ops: HealthOps = self._checked.ops
+        return self._runner.run(ops.ping())
 
     def close(self) -> None:
         """Refuse every later operation; close the connections unless a group shares them."""
         runner = self._runner
         if isinstance(runner, _ClosedRunner):
             return
-        self._runner = _ClosedRunner(_where(runner))
+        self._runner = _ClosedRunner(self._retire(runner))
         if self._owns_runner:
             runner.close()
 
@@ -128,10 +167,10 @@ class _SyncStore:
         return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
 
 
-class _AsyncStore:
-    def __init__(self, runner: AsyncRunner, namespace: str, health: HealthOps) -> None:
+class _AsyncStore(_Retiring):
+    def __init__(self, runner: AsyncRunner, namespace: str, checked: _Checked) -> None:
         self._runner = runner
-        self._health = health
+        self._checked = checked
         self._owns_runner = True
         """False in a group (``open_async_stores``): the group closes the shared runner once."""
         self.connect_on_enter = False
@@ -141,14 +180,15 @@ class _AsyncStore:
     async def ping(self) -> None:
         """One round trip to the backend within the store's timeout; raises
         BackendUnavailableError when it does not answer."""
-        return await self._runner.run(self._health.ping())
+        ops: HealthOps = self._checked.ops
+        return await self._runner.run(ops.ping())
 
     async def aclose(self) -> None:
         """Refuse every later operation; close the connections unless a group shares them."""
         runner = self._runner
         if isinstance(runner, _ClosedRunner):
             return
-        self._runner = _AsyncClosedRunner(_where(runner))
+        self._runner = _AsyncClosedRunner(self._retire(runner))
         if self._owns_runner:
             await runner.close()
 
@@ -183,7 +223,7 @@ class Cache(_SyncStore):
         capabilities: frozenset[str] = CACHE_CAPABILITIES,
     ) -> None:
         self._logic = CacheLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, ops)
+        super().__init__(runner, self._logic.namespace, self._logic)
         self.capabilities = capabilities
 
     def get(self, key: str) -> Value | None:
@@ -265,7 +305,7 @@ class AsyncCache(_AsyncStore):
         capabilities: frozenset[str] = CACHE_CAPABILITIES,
     ) -> None:
         self._logic = CacheLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, ops)
+        super().__init__(runner, self._logic.namespace, self._logic)
         self.capabilities = capabilities
 
     async def get(self, key: str) -> Value | None:
@@ -344,7 +384,7 @@ class Sessions(_SyncStore):
         self, ops: SessionOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = SessionLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, ops)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     def create(
         self,
@@ -405,7 +445,7 @@ class AsyncSessions(_AsyncStore):
         self, ops: SessionOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = SessionLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, ops)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     async def create(
         self,
@@ -464,7 +504,7 @@ class AsyncSessions(_AsyncStore):
 class Totp(_SyncStore):
     def __init__(self, ops: TotpOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE) -> None:
         self._logic = TotpLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, ops)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     def save_pending(self, user_id: str, secret: bytes) -> None:
         return self._runner.run(self._logic.save_pending(user_id, secret))
@@ -493,7 +533,7 @@ class AsyncTotp(_AsyncStore):
         self, ops: TotpOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = TotpLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, ops)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     async def save_pending(self, user_id: str, secret: bytes) -> None:
         return await self._runner.run(self._logic.save_pending(user_id, secret))
@@ -522,7 +562,7 @@ class MagicLinks(_SyncStore):
         self, ops: MagicLinkOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = MagicLinkLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, ops)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     def issue(
         self,
@@ -592,7 +632,7 @@ class AsyncMagicLinks(_AsyncStore):
         self, ops: MagicLinkOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = MagicLinkLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, ops)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     async def issue(
         self,

@@ -11,6 +11,7 @@ each other.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "ScriptMissing",
     "closing_calls",
     "direct_pool",
+    "drop_connections",
     "make_client",
     "pack",
     "request",
@@ -113,6 +115,36 @@ def closing_calls(client: Any, *, asynchronous: bool) -> list[Any]:
         for sentinel in getattr(manager, "sentinels", ()):
             calls.append(sentinel.aclose if asynchronous else sentinel.close)
     return calls
+
+
+def drop_connections(client: Any) -> None:
+    """Close an async client's sockets without its event loop (closed, or not running):
+    what its own ``aclose`` would do, which that loop can no longer run. Reaches into
+    redis-py's pools and asyncio's transports; only for clients left behind by a store
+    that moved to another loop."""
+    pool = getattr(client, "connection_pool", None)
+    pools = [pool] if pool is not None else []
+    manager = getattr(pool, "sentinel_manager", None)
+    pools += [sentinel.connection_pool for sentinel in getattr(manager, "sentinels", ())]
+    connections: list[Any] = []
+    for each in pools:
+        connections += getattr(each, "_available_connections", [])
+        connections += getattr(each, "_in_use_connections", [])
+    nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", {})
+    for node in nodes.values():
+        connections += getattr(node, "_connections", [])
+    for connection in connections:
+        writer = getattr(connection, "_writer", None)
+        if writer is None:
+            continue
+        transport = writer.transport
+        with contextlib.suppress(RuntimeError):  # a closed loop cannot schedule the rest
+            transport.abort()
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            sock.close()
+            transport._sock = None
+        connection._reader = connection._writer = None
 
 
 def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> Any:
