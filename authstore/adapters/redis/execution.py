@@ -161,7 +161,7 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
         "socket_timeout": settings.timeout,
         "socket_connect_timeout": settings.connect_timeout,
         "retry": retry_class.Retry(no_backoff(), 0),
-        "client_name": "authstore",
+        "client_name": settings.client_name,
     }
     if asynchronous and settings.topology != "cluster":
         # The async runner bounds each operation as a whole (``asyncio.timeout``), and a
@@ -180,6 +180,7 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
             "password": settings.sentinel_password,
             "socket_timeout": settings.timeout,
             "socket_connect_timeout": settings.connect_timeout,
+            "client_name": settings.client_name,
         }
         if settings.tls:
             common.update(ssl=True, **tls)
