@@ -102,7 +102,7 @@ def _ping(url: str, timeout: float | None) -> int:
     from authstore.groups import open_stores
 
     logging.getLogger("psycopg").addHandler(logging.NullHandler())  # its pool logs retries
-    options = {} if timeout is None else {"timeout": timeout}
+    options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     started = time.perf_counter()
     try:
         with open_stores(url, **options) as stores:

@@ -47,6 +47,7 @@ from authstore.contracts.testing.harness import (
     TotpSubject,
     View,
 )
+from authstore.contracts.testing.health import HealthContract
 from authstore.contracts.values import MAX_JSON_BYTES, MAX_TTL, MIN_TTL
 
 __all__ = ["MagicLinkContract", "SessionContract", "StoreContract", "TotpContract"]
@@ -1271,5 +1272,7 @@ class MagicLinkContract(MagicLinkCallerTokenContract):
         assert magic_link_store.revoke_user(WIDE_ID) in (0, 1)
 
 
-class StoreContract(CacheContract, SessionContract, TotpContract, MagicLinkContract):
+class StoreContract(
+    CacheContract, SessionContract, TotpContract, MagicLinkContract, HealthContract
+):
     """All four contracts; store kinds a backend does not offer skip."""
