@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from authstore.adapters.common.stores import AsyncContext
 from authstore.contracts.cache import AsyncCacheStore, CacheStore
 from authstore.contracts.errors import ConfigurationError, UnsupportedOperationError
 from authstore.contracts.magic_links import AsyncMagicLinkStore, MagicLinkStore
@@ -129,12 +130,10 @@ class StoreGroup(_Group[CacheStore, SessionStore, TotpStore, MagicLinkStore]):
 
 
 class AsyncStoreGroup(
-    _Group[AsyncCacheStore, AsyncSessionStore, AsyncTotpStore, AsyncMagicLinkStore]
+    _Group[AsyncCacheStore, AsyncSessionStore, AsyncTotpStore, AsyncMagicLinkStore], AsyncContext
 ):
     """Async stores over one pool; ``async with`` closes them and the pool once (and,
     with ``connect=eager``, pings first)."""
-
-    connect_on_enter = False
 
     async def ping(self) -> None:
         """One round trip on the shared pool (BackendUnavailableError when it fails)."""
@@ -151,23 +150,6 @@ class AsyncStoreGroup(
         finally:
             if self._runner is not None:
                 await self._runner.close()
-
-    async def __aenter__(self) -> Self:
-        if self.connect_on_enter:
-            try:
-                await self.ping()
-            except BaseException:
-                await self.aclose()
-                raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _kinds(kinds: Iterable[StoreKind | str] | None) -> tuple[StoreKind, ...]:

@@ -41,6 +41,7 @@ from authstore.contracts.records import (
 
 __all__ = [
     "AsyncCache",
+    "AsyncContext",
     "AsyncMagicLinks",
     "AsyncSessions",
     "AsyncTotp",
@@ -167,7 +168,37 @@ class _SyncStore(_Retiring):
         return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
 
 
-class _AsyncStore(_Retiring):
+class AsyncContext:
+    """``async with``: with ``connect=eager`` (``connect_on_enter``) a ping first, closing
+    again if it fails; ``aclose()`` on the way out. Async stores and groups share it."""
+
+    connect_on_enter = False
+
+    async def ping(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        if self.connect_on_enter:
+            try:
+                await self.ping()
+            except BaseException:
+                await self.aclose()
+                raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class _AsyncStore(_Retiring, AsyncContext):
     def __init__(self, runner: AsyncRunner, namespace: str, checked: _Checked) -> None:
         self._runner = runner
         self._checked = checked
@@ -191,23 +222,6 @@ class _AsyncStore(_Retiring):
         self._runner = _AsyncClosedRunner(self._retire(runner))
         if self._owns_runner:
             await runner.close()
-
-    async def __aenter__(self) -> Self:
-        if self.connect_on_enter:
-            try:
-                await self.ping()
-            except BaseException:
-                await self.aclose()
-                raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
