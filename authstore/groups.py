@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from authstore.adapters.common.stores import AsyncContext
 from authstore.contracts.cache import AsyncCacheStore, CacheStore
+from authstore.contracts.context import AsyncContext
 from authstore.contracts.errors import ConfigurationError, UnsupportedOperationError
 from authstore.contracts.magic_links import AsyncMagicLinkStore, MagicLinkStore
 from authstore.contracts.records import StoreKind

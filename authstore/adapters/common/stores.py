@@ -25,6 +25,7 @@ from authstore.adapters.common.ops import (
     TotpOps,
 )
 from authstore.contracts.cache import CACHE_CAPABILITIES
+from authstore.contracts.context import AsyncContext
 from authstore.contracts.errors import StoreClosedError, UnsupportedOperationError
 from authstore.contracts.records import (
     IssuedMagicLink,
@@ -41,7 +42,6 @@ from authstore.contracts.records import (
 
 __all__ = [
     "AsyncCache",
-    "AsyncContext",
     "AsyncMagicLinks",
     "AsyncSessions",
     "AsyncTotp",
@@ -118,9 +118,13 @@ class _Retiring:
     _checked: _Checked
 
     def _retire(self, runner: object) -> _ClosedOps:
+        """New calls get a logic over closed ops; operations already under way keep the
+        logic (and ops) they started with, and finish."""
         display = getattr(getattr(runner, "settings", None), "display", None)
         ops = _ClosedOps(str(display) if display else repr(runner))
-        self._checked.ops = ops
+        retired = type(self._checked)(ops, self._checked.namespace)
+        self._checked = retired
+        self.__dict__["_logic"] = retired  # the store classes' name for it
         return ops
 
 
@@ -128,6 +132,9 @@ class _Checked(Protocol):
     """A store's logic (``CacheLogic``, ...): the checks, over the backend's ``ops``."""
 
     ops: Any
+    namespace: str
+
+    def __init__(self, ops: Any, namespace: str) -> None: ...
 
 
 class _SyncStore(_Retiring):
@@ -166,36 +173,6 @@ class _SyncStore(_Retiring):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
-
-
-class AsyncContext:
-    """``async with``: with ``connect=eager`` (``connect_on_enter``) a ping first, closing
-    again if it fails; ``aclose()`` on the way out. Async stores and groups share it."""
-
-    connect_on_enter = False
-
-    async def ping(self) -> None:
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        if self.connect_on_enter:
-            try:
-                await self.ping()
-            except BaseException:
-                await self.aclose()
-                raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class _AsyncStore(_Retiring, AsyncContext):
