@@ -20,6 +20,7 @@ from authstore.contracts.errors import (
     ConfigurationError,
     MissingDriverError,
     SchemeConflictError,
+    StoreClosedError,
     StoreFullError,
     TLSVerificationError,
     TokenInUseError,
@@ -40,6 +41,7 @@ from authstore.contracts.records import (
 )
 from authstore.contracts.sessions import AsyncSessionStore, SessionStore
 from authstore.contracts.totp import AsyncTotpStore, TotpStore
+from authstore.groups import AsyncStoreGroup, StoreGroup, open_async_stores, open_stores
 from authstore.limits import Limit, parse_limit, parse_limits
 from authstore.registry import (
     StoreURL,
@@ -63,6 +65,7 @@ __all__ = [
     "AsyncCacheStore",
     "AsyncMagicLinkStore",
     "AsyncSessionStore",
+    "AsyncStoreGroup",
     "AsyncTotpStore",
     "AuthStoreError",
     "AuthenticationFailedError",
@@ -82,7 +85,9 @@ __all__ = [
     "SchemeConflictError",
     "SessionRecord",
     "SessionStore",
+    "StoreClosedError",
     "StoreFullError",
+    "StoreGroup",
     "StoreKind",
     "StoreURL",
     "TLSVerificationError",
@@ -97,10 +102,12 @@ __all__ = [
     "open_async_cache",
     "open_async_magic_links",
     "open_async_sessions",
+    "open_async_stores",
     "open_async_totp",
     "open_cache",
     "open_magic_links",
     "open_sessions",
+    "open_stores",
     "open_totp",
     "parse_limit",
     "parse_limits",

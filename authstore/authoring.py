@@ -90,8 +90,11 @@ CacheStore (async twin: AsyncCacheStore)
         The instant in force (aware UTC, sub-second), or None. Fails closed.
     purge_expired()
         Physically delete what has expired; reads never depend on it.
+    ping()
+        One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks).
     close()
-        Release the store's connections; later calls raise an AuthStoreError.
+        Release the store's connections; every later call raises StoreClosedError.
 SessionStore (async twin: AsyncSessionStore)
     create(user_id, *, ttl, device_id=None, application_id=None, ip_address=None, user_agent=None, metadata=None, max_sessions=None, token=None)
         Store a session and return it with its secret token.
@@ -111,8 +114,11 @@ SessionStore (async twin: AsyncSessionStore)
         Physically delete expired sessions (revoked ones are kept until they expire, so
         their token hash stays taken); returns how many it deleted, 0 where the backend
         expires entries by itself (Redis, memcached).
+    ping()
+        One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks).
     close()
-        Release the store's connections; later calls raise an AuthStoreError.
+        Release the store's connections; every later call raises StoreClosedError.
     list(user_id)
         Live sessions of a user, newest first.
 TotpStore (async twin: AsyncTotpStore)
@@ -130,8 +136,11 @@ TotpStore (async twin: AsyncTotpStore)
         True exactly once per stored code, even under concurrency.
     claim_step(user_id, step)
         Accept a TOTP time step only if it is later than the last one claimed.
+    ping()
+        One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks).
     close()
-        Release the store's connections; later calls raise an AuthStoreError.
+        Release the store's connections; every later call raises StoreClosedError.
 MagicLinkStore (async twin: AsyncMagicLinkStore)
     issue(user_id, email, *, ttl, application_id=None, ip_address=None, user_agent=None, revoke_previous=True, token=None)
         Store a link and return it with its secret token.
@@ -148,8 +157,11 @@ MagicLinkStore (async twin: AsyncMagicLinkStore)
         Physically delete expired links (used ones are kept until they expire, so their
         token hash stays taken); returns how many it deleted, 0 where the backend
         expires entries by itself (Redis, memcached).
+    ping()
+        One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks).
     close()
-        Release the store's connections; later calls raise an AuthStoreError.
+        Release the store's connections; every later call raises StoreClosedError.
 
 Records (frozen; datetimes are timezone-aware UTC; ids are str)
 ---------------------------------------------------------------

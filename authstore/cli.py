@@ -3,11 +3,14 @@
 Exit codes scripts can rely on: 0 success; 1 contract failures; 2 usage error;
 3 configuration error (bad URL, unknown scheme, missing driver; credentials, database
 or TLS the backend refused: retrying will not help); 4 backend unavailable.
+``authstore ping URL`` is a readiness probe: 0 answered, 4 unavailable, 3 misconfigured,
+one line printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -63,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands.add_parser("migrate", help="create or upgrade the schema").add_argument("url")
     commands.add_parser("purge", help="delete expired entries now").add_argument("url")
+    ping = commands.add_parser(
+        "ping",
+        help="readiness probe: exit 0 when the backend answers, 4 when not, 3 if misconfigured",
+    )
+    ping.add_argument("url")
+    ping.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="the store's timeout option for this probe"
+    )
     commands.add_parser(
         "bench", help="the benchmark report (python -m benchmarks; a source checkout)"
     )
@@ -81,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 unreachable=args.unreachable_url,
                 strict=args.strict,
             )
+        if args.command == "ping":
+            return _ping(args.url, args.timeout)
         if args.command == "migrate":
             for line in migrate(args.url):
                 print(line)
@@ -110,6 +123,30 @@ def _bench(arguments: list[str]) -> int:
         return EXIT_USAGE
     command = [sys.executable, "-m", "benchmarks", *arguments]
     return subprocess.call(command, cwd=root)  # noqa: S603 - our interpreter, our module
+
+
+def _ping(url: str, timeout: float | None) -> int:
+    """One round trip on the URL's pool (``open_stores``: memcached has only the cache),
+    and one line on stdout or stderr, whatever the driver's message looked like."""
+    from authstore.groups import open_stores
+
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())  # its pool logs retries
+    options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    started = time.perf_counter()
+    try:
+        with open_stores(url, **options) as stores:
+            stores.ping()
+    except AuthStoreError as error:
+        code, what = EXIT_FAILED, type(error).__name__
+        if isinstance(error, ConfigurationError):
+            code, what = EXIT_CONFIG, "configuration error"
+        elif isinstance(error, BackendUnavailableError):
+            code, what = EXIT_UNAVAILABLE, "backend unavailable"
+        print(f"authstore: {what}: {' '.join(str(error).split())}", file=sys.stderr)
+        return code
+    elapsed = (time.perf_counter() - started) * 1000
+    print(f"authstore: {StoreURL.parse(url).redacted()} answered in {elapsed:.1f} ms")
+    return EXIT_OK
 
 
 def _purge(url: str) -> int:

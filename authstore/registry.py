@@ -42,6 +42,7 @@ __all__ = [
     "StoreURL",
     "UnreachableTwin",
     "backend_for",
+    "connect_eagerly",
     "known_schemes",
     "loopback_twin",
     "migrate",
@@ -474,11 +475,48 @@ def backend_for(url: str | StoreURL) -> tuple[Backend, StoreURL]:
     return _registry.get(parsed.scheme), parsed
 
 
+CONNECT_MODES = ("lazy", "eager")
+
+
+def connect_eagerly(url: StoreURL) -> tuple[StoreURL, bool]:
+    """Take the ``connect`` option (``lazy``, the default, or ``eager``) out of ``url``:
+    every backend honours it the same way, so none of them reads it."""
+    mode = url.options.get("connect", "lazy")
+    if mode not in CONNECT_MODES:
+        shown = mode if isinstance(mode, str) else type(mode).__name__
+        raise ConfigurationError(f"option connect={shown!r} must be lazy or eager")
+    if "connect" not in url.options:
+        return url, False
+    options = {name: value for name, value in url.options.items() if name != "connect"}
+    return StoreURL(url.scheme, url.hosts, url.username, url.password, url.path, options), (
+        mode == "eager"
+    )
+
+
 def _open(
     url: str | StoreURL, kind: StoreKind, asynchronous: bool, options: Mapping[str, Any]
 ) -> Any:
+    """A store of ``kind``; with ``connect=eager`` a sync store pings here (closing itself
+    if that fails) and an async one when ``async with`` enters it."""
     backend, parsed = backend_for(url)
-    return backend.open(parsed.with_options(options), kind, asynchronous=asynchronous)
+    parsed, eager = connect_eagerly(parsed.with_options(options))
+    store = backend.open(parsed, kind, asynchronous=asynchronous)
+    if not eager:
+        return store
+    if asynchronous:
+        if not hasattr(store, "connect_on_enter"):
+            raise ConfigurationError(
+                f"{parsed.redacted()}: this backend's async stores cannot connect eagerly; "
+                "await store.ping() at startup instead"
+            )
+        store.connect_on_enter = True
+        return store
+    try:
+        store.ping()
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def open_cache(url: str | StoreURL, **options: Any) -> CacheStore:

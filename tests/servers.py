@@ -27,6 +27,10 @@ PROBE_TIMEOUT = 3.0
 CONTAINER_READY_TIMEOUT = 60.0
 
 
+DOCKER_SOCKET = "/var/run/docker.sock"
+"""Where docker-py looks for the engine when DOCKER_HOST is not set."""
+
+
 class Unavailable(Exception):
     """The server cannot be had here; the message says why and how to get it."""
 
@@ -334,8 +338,14 @@ class ServerPool:
                 f'for it; run `eval "$(scripts/services up {server.service})"`'
             )
         try:
+            if not os.environ.get("DOCKER_HOST") and not os.path.exists(DOCKER_SOCKET):
+                raise FileNotFoundError(DOCKER_SOCKET)  # docker-py would leak its socket
             docker = importlib.import_module("docker")
-            docker.from_env().ping()
+            engine = docker.from_env(version="1.41")  # no version request in the constructor
+            try:
+                engine.ping()
+            finally:
+                engine.close()  # its socket: an unclosed one is a ResourceWarning (an error)
         except Exception as error:
             how = (
                 f"set {server.env} or start Docker"

@@ -150,8 +150,12 @@ class CacheStore(Protocol):
     def purge_expired(self) -> int:
         """Physically delete what has expired; reads never depend on it."""
 
+    def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks)."""
+
     def close(self) -> None:
-        """Release the store's connections; later calls raise an AuthStoreError."""
+        """Release the store's connections; every later call raises StoreClosedError."""
 
     def __enter__(self) -> CacheStore: ...
     def __exit__(
@@ -213,7 +217,13 @@ class AsyncCacheStore(Protocol):
     ) -> datetime: ...
     async def user_tokens_revoked_at(self, user_id: str) -> datetime | None: ...
     async def purge_expired(self) -> int: ...
-    async def aclose(self) -> None: ...
+    async def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks)."""
+
+    async def aclose(self) -> None:
+        """Release the store's connections; every later call raises StoreClosedError."""
+
     async def __aenter__(self) -> AsyncCacheStore: ...
     async def __aexit__(
         self,

@@ -16,6 +16,7 @@ __all__ = [
     "ConfigurationError",
     "MissingDriverError",
     "SchemeConflictError",
+    "StoreClosedError",
     "StoreFullError",
     "TLSVerificationError",
     "TokenInUseError",
@@ -112,6 +113,14 @@ class TLSVerificationError(BackendConfigurationError):
     certificate for another host name, an expired certificate, or TLS the server lacks."""
 
     reason = "tls"
+
+
+class StoreClosedError(BackendError):
+    """An operation on a store (or a group of stores) after ``close()``/``aclose()``.
+
+    A closed store never connects again. It is a BackendError so code that fails
+    closed on backend errors (deny the request) does so here too.
+    """
 
 
 class StoreFullError(BackendError):

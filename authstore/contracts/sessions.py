@@ -66,8 +66,12 @@ class SessionStore(Protocol):
         so their token hash stays taken); returns how many it deleted, 0 where the backend
         expires entries by itself (Redis, memcached)."""
 
+    def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks)."""
+
     def close(self) -> None:
-        """Release the store's connections; later calls raise an AuthStoreError."""
+        """Release the store's connections; every later call raises StoreClosedError."""
 
     def __enter__(self) -> SessionStore: ...
     def __exit__(
@@ -108,7 +112,13 @@ class AsyncSessionStore(Protocol):
     ) -> int: ...
     async def count(self, user_id: str) -> int: ...
     async def purge_expired(self) -> int: ...
-    async def aclose(self) -> None: ...
+    async def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks)."""
+
+    async def aclose(self) -> None:
+        """Release the store's connections; every later call raises StoreClosedError."""
+
     async def __aenter__(self) -> AsyncSessionStore: ...
     async def __aexit__(
         self,

@@ -38,8 +38,12 @@ class TotpStore(Protocol):
     def claim_step(self, user_id: str, step: int) -> bool:
         """Accept a TOTP time step only if it is later than the last one claimed."""
 
+    def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks)."""
+
     def close(self) -> None:
-        """Release the store's connections; later calls raise an AuthStoreError."""
+        """Release the store's connections; every later call raises StoreClosedError."""
 
     def __enter__(self) -> TotpStore: ...
     def __exit__(
@@ -63,7 +67,13 @@ class AsyncTotpStore(Protocol):
     async def replace_backup_codes(self, user_id: str, code_hashes: Iterable[str]) -> None: ...
     async def use_backup_code(self, user_id: str, code_hash: str) -> bool: ...
     async def claim_step(self, user_id: str, step: int) -> bool: ...
-    async def aclose(self) -> None: ...
+    async def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks)."""
+
+    async def aclose(self) -> None:
+        """Release the store's connections; every later call raises StoreClosedError."""
+
     async def __aenter__(self) -> AsyncTotpStore: ...
     async def __aexit__(
         self,

@@ -532,12 +532,13 @@ def test_closing_an_async_store_lets_running_operations_finish(mysql_url: str) -
     async def scenario() -> tuple[Any, Any]:
         store = authstore.open_async_cache(mysql_url, namespace="closing")
         await store.set("k", "v")
-        running = asyncio.ensure_future(store._runner.run(_slow_read()))
+        runner = store._runner  # a closed store runs on a closed runner: keep the real one
+        running = asyncio.ensure_future(runner.run(_slow_read()))
         await asyncio.sleep(0.05)
         await store.aclose()  # waits for the running operation's connection
         with pytest.raises(BackendError, match="closed"):
             await store.get("k")
-        return await running, store._runner._pool
+        return await running, runner._pool
 
     row, pool = asyncio.run(scenario())
     assert row == (1,) and pool is None

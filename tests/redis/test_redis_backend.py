@@ -317,7 +317,7 @@ def _counting_client(url: str, asynchronous: bool) -> tuple[Any, _Counter]:
     pool = module.ConnectionPool(
         connection_class=connection_class, host=host, port=port, db=settings.db
     )
-    return module.Redis(connection_pool=pool), counter
+    return module.Redis.from_pool(pool), counter  # closing the client closes the pool
 
 
 OPERATIONS: dict[str, list[tuple[str, Callable[[Any, dict[str, Any]], Any]]]] = {

@@ -41,7 +41,7 @@ def not_strict(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_honest_jsonfile_fails_closed(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_gate=HONEST)
     result = pytester.runpytest_subprocess("-k", "fails_closed", "--authstore-strict")
-    result.assert_outcomes(passed=10)
+    result.assert_outcomes(passed=12)  # four stores, ping and a rate-limit group, sync and async
 
 
 def test_planted_fail_open_blacklist_fails_the_run(pytester: pytest.Pytester) -> None:

@@ -23,6 +23,7 @@ from authstore.contracts.records import (
 __all__ = [
     "AsyncRunner",
     "CacheOps",
+    "HealthOps",
     "MagicLinkOps",
     "Op",
     "Runner",
@@ -122,7 +123,13 @@ def unexpected(command: object) -> NoReturn:
     raise RuntimeError(f"operation yielded {command!r} to a runner that performs no I/O")
 
 
-class CacheOps(Protocol):
+class HealthOps(Protocol):
+    def ping(self) -> Op[None]:
+        """One cheap round trip to the backend (what ``store.ping()`` runs); a backend
+        family writes it once, on the base its four ops classes share."""
+
+
+class CacheOps(HealthOps, Protocol):
     def get(self, key: str) -> Op[bytes | None]: ...
     def get_many(self, keys: list[str]) -> Op[dict[str, bytes]]: ...
     def set(self, key: str, value: bytes, ttl: float | None) -> Op[None]: ...
@@ -169,7 +176,7 @@ class CacheOps(Protocol):
     def purge_expired(self) -> Op[int]: ...
 
 
-class SessionOps(Protocol):
+class SessionOps(HealthOps, Protocol):
     def create(
         self,
         *,
@@ -201,7 +208,7 @@ class SessionOps(Protocol):
     def purge_expired(self) -> Op[int]: ...
 
 
-class TotpOps(Protocol):
+class TotpOps(HealthOps, Protocol):
     def save_pending(self, user_id: str, secret: bytes) -> Op[None]: ...
     def enable(self, user_id: str) -> Op[bool]: ...
     def disable(self, user_id: str) -> Op[bool]: ...
@@ -213,7 +220,7 @@ class TotpOps(Protocol):
     def claim_step(self, user_id: str, step: int) -> Op[bool]: ...
 
 
-class MagicLinkOps(Protocol):
+class MagicLinkOps(HealthOps, Protocol):
     def issue(
         self,
         *,

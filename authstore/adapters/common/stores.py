@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Protocol, Self
 
 from authstore import observability
 from authstore.adapters.common.logic import CacheLogic, MagicLinkLogic, SessionLogic, TotpLogic
 from authstore.adapters.common.ops import (
     AsyncRunner,
     CacheOps,
+    HealthOps,
     MagicLinkOps,
+    Op,
     Runner,
     SessionOps,
     TotpOps,
 )
 from authstore.contracts.cache import CACHE_CAPABILITIES
+from authstore.contracts.context import AsyncContext
+from authstore.contracts.errors import StoreClosedError, UnsupportedOperationError
 from authstore.contracts.records import (
     IssuedMagicLink,
     JSONValue,
@@ -46,6 +51,7 @@ __all__ = [
     "MagicLinks",
     "Sessions",
     "Totp",
+    "SharedStores",
     "open_store",
 ]
 
@@ -53,14 +59,109 @@ DEFAULT_NAMESPACE = "authstore"
 FIXED = RateLimitAlgorithm.FIXED_WINDOW
 
 
-class _SyncStore:
-    def __init__(self, runner: Runner, namespace: str) -> None:
-        # observability: the runner itself unless instrumentation is enabled (once per store)
-        self._runner = observability.observe(runner, _kind_of(self), asynchronous=False)
-        self.namespace = namespace
+class _ClosedOps:
+    """The ops of a closed store: every operation raises StoreClosedError when it reaches
+    the backend, after the logic's argument checks (bad input stays a ValueError or
+    TypeError, as on an open store)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def error(self) -> StoreClosedError:
+        return StoreClosedError(f"{self.where}: this store is closed; open a new one")
+
+    def __getattr__(self, name: str) -> Any:
+        def refused(*args: Any, **kwargs: Any) -> Op[Any]:
+            raise self.error()
+            yield  # pragma: no cover - makes this a generator function
+
+        return refused
+
+
+class _ClosedRunner:
+    """What a closed store runs on: it starts the operation (its checks run, then its
+    closed ops raise) and never does I/O; an operation that needed no backend (an empty
+    batch) is refused all the same."""
+
+    def __init__(self, ops: _ClosedOps) -> None:
+        self.ops = ops
+
+    def _refuse(self, op: Op[Any]) -> NoReturn:
+        try:
+            next(op)
+        except StopIteration:
+            pass
+        finally:
+            op.close()
+        raise self.ops.error()
+
+    def run(self, op: Op[Any]) -> Any:
+        self._refuse(op)
 
     def close(self) -> None:
-        self._runner.close()
+        """Closing twice is allowed."""
+
+    def __repr__(self) -> str:
+        return f"<closed {self.ops.where}>"
+
+
+class _AsyncClosedRunner(_ClosedRunner):
+    async def run(self, op: Op[Any]) -> Any:
+        self._refuse(op)
+
+    async def close(self) -> None:  # type: ignore[override]
+        """Closing twice is allowed."""
+
+
+class _Retiring:
+    """What both store bases do on close: later operations meet closed ops and a closed
+    runner, and the error names where the store was (its redacted URL when known)."""
+
+    _checked: _Checked
+
+    def _retire(self, runner: object) -> _ClosedOps:
+        """New calls get a logic over closed ops; operations already under way keep the
+        logic (and ops) they started with, and finish."""
+        display = getattr(getattr(runner, "settings", None), "display", None)
+        ops = _ClosedOps(str(display) if display else repr(runner))
+        retired = type(self._checked)(ops, self._checked.namespace)
+        self._checked = retired
+        self.__dict__["_logic"] = retired  # the store classes' name for it
+        return ops
+
+
+class _Checked(Protocol):
+    """A store's logic (``CacheLogic``, ...): the checks, over the backend's ``ops``."""
+
+    ops: Any
+    namespace: str
+
+    def __init__(self, ops: Any, namespace: str) -> None: ...
+
+
+class _SyncStore(_Retiring):
+    def __init__(self, runner: Runner, namespace: str, checked: _Checked) -> None:
+        # observability: the runner itself unless instrumentation is enabled (once per store)
+        self._runner = observability.observe(runner, _kind_of(self), asynchronous=False)
+        self._checked = checked
+        self._owns_runner = True
+        """False in a group (``open_stores``): the group closes the shared runner once."""
+        self.namespace = namespace
+
+    def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer."""
+        ops: HealthOps = self._checked.ops
+        return self._runner.run(ops.ping())
+
+    def close(self) -> None:
+        """Refuse every later operation; close the connections unless a group shares them."""
+        runner = self._runner
+        if isinstance(runner, _ClosedRunner):
+            return
+        self._runner = _ClosedRunner(self._retire(runner))
+        if self._owns_runner:
+            runner.close()
 
     def __enter__(self) -> Self:
         return self
@@ -77,25 +178,31 @@ class _SyncStore:
         return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
 
 
-class _AsyncStore:
-    def __init__(self, runner: AsyncRunner, namespace: str) -> None:
+class _AsyncStore(_Retiring, AsyncContext):
+    def __init__(self, runner: AsyncRunner, namespace: str, checked: _Checked) -> None:
         # observability: the runner itself unless instrumentation is enabled (once per store)
         self._runner = observability.observe(runner, _kind_of(self), asynchronous=True)
+        self._checked = checked
+        self._owns_runner = True
+        """False in a group (``open_async_stores``): the group closes the shared runner once."""
+        self.connect_on_enter = False
+        """``connect=eager``: ``async with`` pings before the block runs."""
         self.namespace = namespace
 
+    async def ping(self) -> None:
+        """One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer."""
+        ops: HealthOps = self._checked.ops
+        return await self._runner.run(ops.ping())
+
     async def aclose(self) -> None:
-        await self._runner.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        """Refuse every later operation; close the connections unless a group shares them."""
+        runner = self._runner
+        if isinstance(runner, _ClosedRunner):
+            return
+        self._runner = _AsyncClosedRunner(self._retire(runner))
+        if self._owns_runner:
+            await runner.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
@@ -111,7 +218,7 @@ class Cache(_SyncStore):
         capabilities: frozenset[str] = CACHE_CAPABILITIES,
     ) -> None:
         self._logic = CacheLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, self._logic)
         self.capabilities = capabilities
 
     def get(self, key: str) -> Value | None:
@@ -209,7 +316,7 @@ class AsyncCache(_AsyncStore):
         capabilities: frozenset[str] = CACHE_CAPABILITIES,
     ) -> None:
         self._logic = CacheLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, self._logic)
         self.capabilities = capabilities
 
     async def get(self, key: str) -> Value | None:
@@ -310,7 +417,7 @@ class Sessions(_SyncStore):
         self, ops: SessionOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = SessionLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     def create(
         self,
@@ -371,7 +478,7 @@ class AsyncSessions(_AsyncStore):
         self, ops: SessionOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = SessionLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     async def create(
         self,
@@ -430,7 +537,7 @@ class AsyncSessions(_AsyncStore):
 class Totp(_SyncStore):
     def __init__(self, ops: TotpOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE) -> None:
         self._logic = TotpLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     def save_pending(self, user_id: str, secret: bytes) -> None:
         return self._runner.run(self._logic.save_pending(user_id, secret))
@@ -459,7 +566,7 @@ class AsyncTotp(_AsyncStore):
         self, ops: TotpOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = TotpLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     async def save_pending(self, user_id: str, secret: bytes) -> None:
         return await self._runner.run(self._logic.save_pending(user_id, secret))
@@ -488,7 +595,7 @@ class MagicLinks(_SyncStore):
         self, ops: MagicLinkOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = MagicLinkLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     def issue(
         self,
@@ -558,7 +665,7 @@ class AsyncMagicLinks(_AsyncStore):
         self, ops: MagicLinkOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
         self._logic = MagicLinkLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace)
+        super().__init__(runner, self._logic.namespace, self._logic)
 
     async def issue(
         self,
@@ -648,3 +755,41 @@ def open_store(
     """The store of ``kind`` in the mode asked, over a backend's ops and runner."""
     sync_store, async_store = _CLASSES[StoreKind(kind)]
     return (async_store if asynchronous else sync_store)(ops, runner, namespace=namespace)
+
+
+@dataclass
+class SharedStores:
+    """Stores of several kinds over one runner (one client or pool), as a backend's
+    ``open_group`` returns them: the stores do not close the runner, its owner does
+    (``authstore.open_stores``'s group, or the one store ``sole()`` hands it to)."""
+
+    stores: dict[StoreKind, Any]
+    runner: Any
+    refused: dict[StoreKind, UnsupportedOperationError] = field(default_factory=dict)
+    """Kinds asked for that the backend does not hold, with the error it gives for them."""
+
+    @classmethod
+    def over(
+        cls,
+        runner: object,
+        ops: Mapping[StoreKind, object],
+        *,
+        asynchronous: bool,
+        namespace: str,
+    ) -> SharedStores:
+        """One store per entry of ``ops`` (kind -> that kind's ops), all over ``runner``."""
+        stores = {
+            kind: open_store(kind, kind_ops, runner, asynchronous=asynchronous, namespace=namespace)
+            for kind, kind_ops in ops.items()
+        }
+        for store in stores.values():
+            store._owns_runner = False
+        return cls(stores, runner)
+
+    def sole(self, kind: StoreKind) -> Any:
+        """The store of ``kind`` when it was the only one asked for: it owns the runner."""
+        if kind in self.refused:
+            raise self.refused[kind]
+        store = self.stores[kind]
+        store._owns_runner = True
+        return store

@@ -20,7 +20,14 @@ from typing import Any, TypeVar
 
 from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op
-from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, Plan, Ring, route
+from authstore.adapters.memcached.runner import (
+    METHODS,
+    Call,
+    MemcachedRunnerBase,
+    Plan,
+    Ring,
+    route,
+)
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
@@ -39,8 +46,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines = Deadlines(settings.timeout)
         self._methods: dict[str, Callable[..., Awaitable[Any]]] = {
-            name: getattr(self, f"_{name}")
-            for name in ("get", "gets", "set", "add", "cas", "set_many", "delete", "touch")
+            name: getattr(self, f"_{name}") for name in METHODS
         }
         client = settings.client
         if client is not None:
@@ -170,6 +176,9 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     async def _touch(self, client: Any, call: Call, key: str, exp: int) -> bool:
         return bool(await client.touch(key.encode(), exp))
+
+    async def _version(self, client: Any, call: Call) -> None:
+        await client.version()
 
     async def close(self) -> None:
         self._closed = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authstore.adapters.common.stores import AsyncCache, Cache
+from authstore.adapters.common.stores import SharedStores
 from authstore.adapters.memcached.ops import MemcachedCacheOps
 from authstore.adapters.memcached.settings import parse_settings
 from authstore.contracts.errors import UnsupportedOperationError
@@ -16,28 +16,52 @@ __all__ = ["MemcachedBackend", "backend"]
 _ELSEWHERE = "memory://, sqlite://, postgresql://, mysql://, redis://, mongodb://"
 
 
+def _refusal(kind: StoreKind) -> UnsupportedOperationError:
+    return UnsupportedOperationError(
+        f"memcached holds only the cache store, not {kind.value}: it evicts entries "
+        f"when full, so it must not hold sessions, TOTP secrets or magic links. "
+        f"Open the {kind.value} store on a backend that has it: {_ELSEWHERE}"
+    )
+
+
 class MemcachedBackend:
     """Opening a store connects nothing: the runner connects on first use."""
 
     name = "memcached"
 
-    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
-        kind = StoreKind(kind)
-        if kind is not StoreKind.CACHE:
-            raise UnsupportedOperationError(
-                f"memcached holds only the cache store, not {kind.value}: it evicts entries "
-                f"when full, so it must not hold sessions, TOTP secrets or magic links. "
-                f"Open the {kind.value} store on a backend that has it: {_ELSEWHERE}"
-            )
+    def open_group(
+        self, url: StoreURL, kinds: tuple[StoreKind, ...], *, asynchronous: bool
+    ) -> SharedStores:
+        """The cache over one client; every other kind asked for is refused, with why."""
+        refused: dict[StoreKind, UnsupportedOperationError] = {
+            kind: _refusal(kind) for kind in map(StoreKind, kinds) if kind is not StoreKind.CACHE
+        }
+        if StoreKind.CACHE not in kinds:
+            raise next(iter(refused.values()))
         settings = parse_settings(url)
-        ops = MemcachedCacheOps()
+        runner: Any
         if asynchronous:
             from authstore.adapters.memcached.aio import AsyncMemcachedRunner
 
-            return AsyncCache(ops, AsyncMemcachedRunner(settings), namespace=settings.namespace)
-        from authstore.adapters.memcached.sync import SyncMemcachedRunner
+            runner = AsyncMemcachedRunner(settings)
+        else:
+            from authstore.adapters.memcached.sync import SyncMemcachedRunner
 
-        return Cache(ops, SyncMemcachedRunner(settings), namespace=settings.namespace)
+            runner = SyncMemcachedRunner(settings)
+        shared = SharedStores.over(
+            runner,
+            {StoreKind.CACHE: MemcachedCacheOps()},
+            asynchronous=asynchronous,
+            namespace=settings.namespace,
+        )
+        shared.refused = refused
+        return shared
+
+    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+        kind = StoreKind(kind)
+        if kind is not StoreKind.CACHE:
+            raise _refusal(kind)
+        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
 
     def migrate(self, url: StoreURL) -> list[str]:
         parse_settings(url)

@@ -200,4 +200,8 @@ class Touch(NamedTuple):
     exptime: int
 
 
-Command = Get | Store | SetMany | Delete | Touch
+class Version(NamedTuple):
+    """Ask every server its version (a ping); the runner answers None."""
+
+
+Command = Get | Store | SetMany | Delete | Touch | Version

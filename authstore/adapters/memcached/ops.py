@@ -41,6 +41,7 @@ from authstore.adapters.memcached.commands import (
     SetMany,
     Store,
     Touch,
+    Version,
     exptime,
     is_manifest,
     memcached_key,
@@ -80,6 +81,9 @@ class MemcachedCacheOps:
     def __init__(self, clock: Clock = time.time, chunk_bytes: int = CHUNK_BYTES) -> None:
         self.clock = clock
         self.chunk_bytes = chunk_bytes
+
+    def ping(self) -> Op[None]:
+        yield Version()
 
     # -- reading and writing entries ---------------------------------------------------
 

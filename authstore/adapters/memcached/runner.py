@@ -16,16 +16,35 @@ import collections
 from collections.abc import Iterable
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
-from authstore.adapters.memcached.commands import Command, Delete, Get, SetMany, Store, Touch
+from authstore.adapters.memcached.commands import (
+    Command,
+    Delete,
+    Get,
+    SetMany,
+    Store,
+    Touch,
+    Version,
+)
 from authstore.adapters.memcached.settings import MemcachedSettings
-from authstore.contracts.errors import BackendError, BackendUnavailableError
+from authstore.contracts.errors import BackendError, BackendUnavailableError, StoreClosedError
 from authstore.registry import require_module
 
 __all__ = ["Call", "MemcachedRunnerBase", "Method", "Plan", "route"]
 
 C = TypeVar("C")
 
-Method = Literal["get", "gets", "set", "add", "cas", "set_many", "delete", "touch"]
+Method = Literal["get", "gets", "set", "add", "cas", "set_many", "delete", "touch", "version"]
+METHODS: tuple[Method, ...] = (
+    "get",
+    "gets",
+    "set",
+    "add",
+    "cas",
+    "set_many",
+    "delete",
+    "touch",
+    "version",
+)
 
 
 class Call(NamedTuple):
@@ -41,6 +60,7 @@ class Ring:
 
     def __init__(self, servers: Iterable[str]) -> None:
         names = list(servers)
+        self.names = tuple(names)
         self.only = names[0] if len(names) == 1 else None
         rendezvous = require_module("pymemcache.client.rendezvous", "memcached", "memcached")
         self._hash = rendezvous.RendezvousHash(nodes=names)
@@ -116,6 +136,8 @@ def _plan(command: object, ring: Ring) -> list[Call]:
             Call(ring.server(key), "touch", (key, command.exptime))
             for key in dict.fromkeys(command.keys)
         ]
+    if isinstance(command, Version):
+        return [Call(server, "version", ()) for server in ring.names]
     raise TypeError(f"a memcached operation yielded {command!r}")
 
 
@@ -130,7 +152,7 @@ def _answer(command: object, answers: list[Any]) -> Any:
         return found
     if isinstance(command, Store):
         return answers[0]
-    if isinstance(command, SetMany):
+    if isinstance(command, SetMany | Version):
         return None
     return sum(map(bool, answers))
 
@@ -157,7 +179,7 @@ class MemcachedRunnerBase(Generic[C]):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendError("this memcached store is closed")
+            raise StoreClosedError("this memcached store is closed")
 
     def _error(self, error: BaseException, *, unavailable: bool) -> BackendError:
         kind = BackendUnavailableError if unavailable else BackendError

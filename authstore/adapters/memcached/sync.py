@@ -22,7 +22,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
-from authstore.adapters.memcached.runner import Call, MemcachedRunnerBase, Plan, Ring, route
+from authstore.adapters.memcached.runner import (
+    METHODS,
+    Call,
+    MemcachedRunnerBase,
+    Plan,
+    Ring,
+    route,
+)
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
@@ -60,8 +67,7 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         self._made: weakref.WeakSet[_ThreadClients] = weakref.WeakSet()  # closed with the runner
         self._made_lock = threading.Lock()
         self._methods: dict[str, Callable[..., Any]] = {
-            name: getattr(self, f"_{name}")
-            for name in ("get", "gets", "set", "add", "cas", "set_many", "delete", "touch")
+            name: getattr(self, f"_{name}") for name in METHODS
         }
         client = settings.client
         if client is None:
@@ -168,6 +174,9 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     def _touch(self, client: Any, call: Call, key: str, exp: int) -> bool:
         return client.touch(key, expire=exp, noreply=False) is True
+
+    def _version(self, client: Any, call: Call) -> None:
+        client.version()
 
     def close(self) -> None:
         with self._made_lock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from authstore.adapters.common.stores import DEFAULT_NAMESPACE, open_store
+from authstore.adapters.common.stores import DEFAULT_NAMESPACE, SharedStores
 from authstore.adapters.memory.ops import (
     MemoryCacheOps,
     MemoryData,
@@ -49,7 +49,11 @@ class MemoryBackend:
                 )
             return shared
 
-    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+    def open_group(
+        self, url: StoreURL, kinds: tuple[StoreKind, ...], *, asynchronous: bool
+    ) -> SharedStores:
+        """Stores of ``kinds`` over one data set: ``memory://`` too gives the group one
+        state, shared by its stores (and only by them)."""
         options = url.reader()
         namespace = options.text("namespace", DEFAULT_NAMESPACE)
         max_entries = options.optional_integer("max_entries", minimum=1)
@@ -61,17 +65,22 @@ class MemoryBackend:
         runner: MemoryRunner | AsyncMemoryRunner = (
             AsyncMemoryRunner(data, lock) if asynchronous else MemoryRunner(data, lock)
         )
-        ops: Any
-        if kind is StoreKind.CACHE:
-            ops = MemoryCacheOps(data)
-        else:
-            per_kind = {
-                StoreKind.SESSIONS: MemorySessionOps,
-                StoreKind.TOTP: MemoryTotpOps,
-                StoreKind.MAGIC_LINKS: MemoryMagicLinkOps,
-            }
-            ops = per_kind[kind](data, namespace)
-        return open_store(kind, ops, runner, asynchronous=asynchronous, namespace=namespace)
+        per_kind = {
+            StoreKind.SESSIONS: MemorySessionOps,
+            StoreKind.TOTP: MemoryTotpOps,
+            StoreKind.MAGIC_LINKS: MemoryMagicLinkOps,
+        }
+        ops: dict[StoreKind, Any] = {}
+        for kind in map(StoreKind, kinds):
+            if kind is StoreKind.CACHE:
+                ops[kind] = MemoryCacheOps(data)
+            else:
+                ops[kind] = per_kind[kind](data, namespace)
+        return SharedStores.over(runner, ops, asynchronous=asynchronous, namespace=namespace)
+
+    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+        kind = StoreKind(kind)
+        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
 
     def migrate(self, url: StoreURL) -> list[str]:
         return ["memory: nothing to migrate (data lives in the process)"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authstore.adapters.common.stores import SharedStores
 from authstore.adapters.mongodb.settings import MongoSettings, parse_settings
 from authstore.contracts.records import StoreKind
 from authstore.registry import StoreURL, loopback_twin
@@ -61,13 +62,24 @@ class MongoBackend:
 
         return SyncMongoRunner(settings, kinds, auto_migrate=auto_migrate)
 
-    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
-        from authstore.adapters.mongodb.stores import make_store
+    def open_group(
+        self, url: StoreURL, kinds: tuple[StoreKind, ...], *, asynchronous: bool
+    ) -> SharedStores:
+        """Stores of ``kinds`` over one MongoClient (one pool per server it talks to)."""
+        from authstore.adapters.mongodb.stores import make_ops
 
         settings = self.settings(url)
+        kinds = tuple(StoreKind(kind) for kind in kinds)
+        collections = tuple(dict.fromkeys(name for kind in kinds for name in _COLLECTIONS[kind]))
+        runner = self.runner(settings, collections, asynchronous=asynchronous)
+        ops = {kind: make_ops(kind, settings) for kind in kinds}
+        return SharedStores.over(
+            runner, ops, asynchronous=asynchronous, namespace=settings.namespace
+        )
+
+    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
         kind = StoreKind(kind)
-        runner = self.runner(settings, _COLLECTIONS[kind], asynchronous=asynchronous)
-        return make_store(kind, runner, settings, asynchronous=asynchronous)
+        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
 
     def migrate(self, url: StoreURL) -> list[str]:
         from authstore.adapters.mongodb.ops import create_indexes

@@ -347,7 +347,14 @@ def _value_of(document: dict[str, Any]) -> bytes:
     return bytes(document["v"])
 
 
-class MongoCacheOps:
+class _Health:
+    """The ping every Mongo store shares: the ``ping`` command on the store's database."""
+
+    def ping(self) -> Op[None]:
+        yield Command({"ping": 1})
+
+
+class MongoCacheOps(_Health):
     """One collection: ``_id`` is the full key (namespace and kind included)."""
 
     def __init__(self, collections: Collections) -> None:
@@ -701,7 +708,7 @@ def _session(document: dict[str, Any]) -> SessionRecord:
     )
 
 
-class _Scoped:
+class _Scoped(_Health):
     """Sessions, TOTP state and magic links: ``_id`` is ``namespace:hash`` or
     ``namespace:user``; ``ns`` and ``u`` serve the per-user queries."""
 

@@ -17,7 +17,7 @@ from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls
 from authstore.adapters.mongodb.commands import Conflict, DuplicateKey
 from authstore.adapters.mongodb.ops import create_indexes
 from authstore.adapters.mongodb.settings import MongoSettings
-from authstore.contracts.errors import BackendError, BackendUnavailableError
+from authstore.contracts.errors import BackendError, BackendUnavailableError, StoreClosedError
 
 __all__ = ["Execution", "MongoRunnerBase", "check_reply", "translate"]
 
@@ -175,7 +175,7 @@ class MongoRunnerBase:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendError("this MongoDB store is closed")
+            raise StoreClosedError("this MongoDB store is closed")
 
     def _where(self) -> str:
         return self.settings.display

@@ -14,11 +14,18 @@ from authstore.adapters.mongodb.ops import (
 from authstore.adapters.mongodb.settings import MongoSettings
 from authstore.contracts.records import StoreKind
 
-__all__ = ["make_store"]
+__all__ = ["make_ops", "make_store"]
 
 
 def make_store(kind: StoreKind, runner: Any, settings: MongoSettings, *, asynchronous: bool) -> Any:
     """``runner`` is a Runner, or an AsyncRunner when ``asynchronous``."""
+    ops = make_ops(kind, settings)
+    namespace = settings.namespace
+    return open_store(kind, ops, runner, asynchronous=asynchronous, namespace=namespace)
+
+
+def make_ops(kind: StoreKind, settings: MongoSettings) -> object:
+    """The Mongo ops of one store kind."""
     collections, namespace = settings.collections, settings.namespace
     ops: Any
     if kind is StoreKind.CACHE:
@@ -30,4 +37,4 @@ def make_store(kind: StoreKind, runner: Any, settings: MongoSettings, *, asynchr
             StoreKind.MAGIC_LINKS: MongoMagicLinkOps,
         }
         ops = per_kind[kind](collections, namespace)
-    return open_store(kind, ops, runner, asynchronous=asynchronous, namespace=namespace)
+    return ops

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from authstore.contracts.errors import BackendError, BackendUnavailableError
+from authstore.contracts.errors import BackendUnavailableError, StoreClosedError
 
 __all__ = ["ConnectionPool", "OneConnection", "SyncConnections", "socket_readable"]
 
@@ -83,7 +83,7 @@ class ConnectionPool(Generic[C]):
         with self._ready:
             while True:
                 if self._closed:
-                    raise BackendError(f"{self._name}: this store is closed")
+                    raise StoreClosedError(f"{self._name}: this store is closed")
                 if self._idle:
                     connection, since = self._idle.pop()
                     break
@@ -180,7 +180,7 @@ class OneConnection(Generic[C]):
 
     def acquire(self) -> C:
         if self._closed:
-            raise BackendError(f"{self._name}: this store is closed")
+            raise StoreClosedError(f"{self._name}: this store is closed")
         if not self._lock.acquire(timeout=self._timeout):
             raise BackendUnavailableError(
                 f"{self._name}: the given connection stayed busy for {self._timeout:g} s"

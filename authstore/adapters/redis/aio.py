@@ -18,10 +18,11 @@ from authstore.adapters.redis.execution import (
     RedisRunnerBase,
     Request,
     ScriptMissing,
+    closing_calls,
     direct_pool,
+    drop_connections,
     get_connection_args,
     make_client,
-    owned_clients,
     pack,
     request,
 )
@@ -72,8 +73,27 @@ class AsyncRedisRunner(RedisRunnerBase):
                         self._inspect(await client.info("memory"))
                     self._pool = direct_pool(client, self._redis.Redis)
                     self._pool_args = get_connection_args(self._pool)
+                    old, old_loop = self._client, self._client_loop
                     self._client, self._client_loop = client, loop
+                    if old is not None and self.owns_client:
+                        self._let_go(old, old_loop)
         return self._client
+
+    def _let_go(self, client: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Close a client of another event loop: on that loop when it still runs (another
+        thread), else at once, without it (a closed loop can no longer close anything)."""
+        if loop is not None and loop.is_running():
+            closing = self._close_client(client)
+            asyncio.run_coroutine_threadsafe(closing, loop)
+        else:
+            drop_connections(client)
+
+    async def _close_client(self, client: Any) -> None:
+        for close in closing_calls(client, asynchronous=True):
+            try:
+                await asyncio.wait_for(close(), self.settings.timeout)
+            except Exception:  # noqa: S112 - a store that cannot say goodbye is closed all the same
+                continue
 
     async def run(self, op: Op[T]) -> T:
         started = self._deadlines.start()
@@ -150,13 +170,8 @@ class AsyncRedisRunner(RedisRunnerBase):
         client, self._client = self._client, None
         if client is None or not self.owns_client:
             return
-        try:
-            if self._client_loop is asyncio.get_running_loop():
-                await asyncio.wait_for(_close_all(owned_clients(client)), self.settings.timeout)
-        except Exception:  # noqa: S110 - a store that cannot say goodbye is closed all the same
-            pass
-
-
-async def _close_all(clients: list[Any]) -> None:
-    for client in clients:
-        await client.aclose()
+        self._pool = None
+        if self._client_loop is asyncio.get_running_loop():
+            await self._close_client(client)
+        else:
+            self._let_go(client, self._client_loop)

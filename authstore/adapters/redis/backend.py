@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from authstore.adapters.common.stores import open_store
+from authstore.adapters.common.stores import SharedStores
 from authstore.adapters.redis.execution import maxmemory_policies
 from authstore.adapters.redis.ops import (
     RedisCacheOps,
@@ -85,13 +85,20 @@ class RedisBackend:
 
         return SyncRedisRunner(settings)
 
-    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+    def open_group(
+        self, url: StoreURL, kinds: tuple[StoreKind, ...], *, asynchronous: bool
+    ) -> SharedStores:
+        """Stores of ``kinds`` over one client and its pool (every topology)."""
         settings = self.settings(url)
         runner = self.runner(settings, asynchronous=asynchronous)
-        ops = _OPS[StoreKind(kind)](settings.namespace)
-        return open_store(
-            kind, ops, runner, asynchronous=asynchronous, namespace=settings.namespace
+        ops = {StoreKind(kind): _OPS[StoreKind(kind)](settings.namespace) for kind in kinds}
+        return SharedStores.over(
+            runner, ops, asynchronous=asynchronous, namespace=settings.namespace
         )
+
+    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+        kind = StoreKind(kind)
+        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
 
     def unreachable_url(self, url: StoreURL) -> StoreURL:
         """The same URL on closed loopback ports (the same Sentinel service name, TLS

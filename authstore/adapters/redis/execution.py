@@ -11,6 +11,7 @@ each other.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 from typing import Any
@@ -18,16 +19,22 @@ from typing import Any
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
 from authstore.adapters.redis.commands import Batch, Call
 from authstore.adapters.redis.settings import RedisSettings
-from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
+from authstore.contracts.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    StoreClosedError,
+)
 
 __all__ = [
     "Request",
     "RedisRunnerBase",
     "ScriptMissing",
+    "closing_calls",
     "direct_pool",
     "get_connection_args",
+    "drop_connections",
     "make_client",
-    "owned_clients",
     "pack",
     "request",
 ]
@@ -112,11 +119,49 @@ def get_connection_args(pool: Any) -> tuple[str, ...]:
     return ()
 
 
-def owned_clients(client: Any) -> list[Any]:
-    """What closing a client we made must close: the client and, for a Sentinel's master
-    client, its clients of the sentinels (redis-py leaves those open)."""
-    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
-    return [client, *getattr(manager, "sentinels", ())]
+def closing_calls(client: Any, *, asynchronous: bool) -> list[Any]:
+    """What closes a client authstore made, in order: the client, then its pool (a client
+    given its pool, as ``make_client`` makes them, leaves the pool's connections open
+    when closed), then a Sentinel master's sentinel clients. Each call returns None
+    (sync) or an awaitable (async)."""
+    calls = [client.aclose if asynchronous else client.close]
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        calls.append(pool.disconnect)
+        manager = getattr(pool, "sentinel_manager", None)
+        for sentinel in getattr(manager, "sentinels", ()):
+            calls.append(sentinel.aclose if asynchronous else sentinel.close)
+    return calls
+
+
+def drop_connections(client: Any) -> None:
+    """Close an async client's sockets without its event loop (closed, or not running):
+    what its own ``aclose`` would do, which that loop can no longer run. Reaches into
+    redis-py's pools and asyncio's transports; only for clients left behind by a store
+    that moved to another loop."""
+    pool = getattr(client, "connection_pool", None)
+    pools = [pool] if pool is not None else []
+    manager = getattr(pool, "sentinel_manager", None)
+    pools += [sentinel.connection_pool for sentinel in getattr(manager, "sentinels", ())]
+    connections: list[Any] = []
+    for each in pools:
+        connections += getattr(each, "_available_connections", [])
+        connections += getattr(each, "_in_use_connections", [])
+    nodes = getattr(getattr(client, "nodes_manager", None), "nodes_cache", {})
+    for node in nodes.values():
+        connections += getattr(node, "_connections", [])
+    for connection in connections:
+        writer = getattr(connection, "_writer", None)
+        if writer is None:
+            continue
+        transport = writer.transport
+        with contextlib.suppress(RuntimeError):  # a closed loop cannot schedule the rest
+            transport.abort()
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            sock.close()
+            transport._sock = None
+        connection._reader = connection._writer = None
 
 
 def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> Any:
@@ -133,7 +178,7 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
         "socket_timeout": settings.timeout,
         "socket_connect_timeout": settings.connect_timeout,
         "retry": retry_class.Retry(no_backoff(), 0),
-        "client_name": "authstore",
+        "client_name": settings.client_name,
     }
     if asynchronous and settings.topology != "cluster":
         # The async runner bounds each operation as a whole (``asyncio.timeout``), and a
@@ -152,6 +197,7 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
             "password": settings.sentinel_password,
             "socket_timeout": settings.timeout,
             "socket_connect_timeout": settings.connect_timeout,
+            "client_name": settings.client_name,
         }
         if settings.tls:
             common.update(ssl=True, **tls)
@@ -221,7 +267,7 @@ class RedisRunnerBase:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise BackendError("this Redis store is closed")
+            raise StoreClosedError("this Redis store is closed")
 
     def _inspect(self, info: Any) -> None:
         """At first use: warn when the server may evict security state under memory

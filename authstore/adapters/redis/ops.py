@@ -62,7 +62,14 @@ def _optional(value: str | None) -> str:
     return NONE if value is None else value
 
 
-class RedisCacheOps:
+class _Health:
+    """The ping every Redis store shares (one PING on the store's client)."""
+
+    def ping(self) -> Op[None]:
+        yield Call(("PING",))
+
+
+class RedisCacheOps(_Health):
     """Keys arrive namespaced (``namespace:kind:key``) and are used as they are."""
 
     def __init__(self, *, cluster: bool = False) -> None:
@@ -197,7 +204,7 @@ def _session(row: Sequence[Any]) -> SessionRecord:
     )
 
 
-class _TaggedOps:
+class _TaggedOps(_Health):
     """Ops whose keys all sit under one hash tag per namespace and store kind."""
 
     kind = ""
@@ -290,7 +297,7 @@ class RedisSessionOps(_TaggedOps):
 # --- TOTP -------------------------------------------------------------------------------
 
 
-class RedisTotpOps:
+class RedisTotpOps(_Health):
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
 

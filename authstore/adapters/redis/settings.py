@@ -35,6 +35,7 @@ _SSL_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 _CERT_REQS = ("required", "optional", "none")
 _CONNECTION_OPTIONS = (
     "db",
+    "client_name",
     "pool_size",
     "connect_timeout",
     "username",
@@ -66,6 +67,8 @@ class RedisSettings:
     timeout: float = DEFAULT_TIMEOUT
     """Bounds each operation on the client side (socket reads, waiting for a connection)."""
     connect_timeout: float = DEFAULT_TIMEOUT
+    client_name: str = "authstore"
+    """CLIENT SETNAME of every connection (CLIENT LIST shows which app holds which)."""
     client: Any = field(default=None, repr=False)
     """A client the caller opened and keeps owning: never closed by authstore."""
     display: str = "redis://"
@@ -87,6 +90,9 @@ def parse_settings(url: StoreURL) -> RedisSettings:
     timeout = options.seconds("timeout", DEFAULT_TIMEOUT)
     connect_timeout = options.seconds("connect_timeout", timeout)
     pool_size = options.integer("pool_size", DEFAULT_POOL_SIZE, minimum=1)
+    client_name = options.text("client_name", "authstore")
+    if not client_name or any(c.isspace() or not c.isprintable() for c in client_name):
+        raise ConfigurationError("option client_name must be non-empty, without spaces")
     username = _one_of(url.username, options.optional_text("username"), "username")
     password = _one_of(url.password, options.optional_text("password"), "password")
     sentinel_password = options.optional_text("sentinel_password")
@@ -160,6 +166,7 @@ def parse_settings(url: StoreURL) -> RedisSettings:
         pool_size=pool_size,
         timeout=timeout,
         connect_timeout=connect_timeout,
+        client_name=client_name,
         client=client,
         display=display if client is None else f"{url.scheme}:// client=<given>",
     )

@@ -12,10 +12,10 @@ from authstore.adapters.redis.execution import (
     RedisRunnerBase,
     Request,
     ScriptMissing,
+    closing_calls,
     direct_pool,
     get_connection_args,
     make_client,
-    owned_clients,
     pack,
     request,
 )
@@ -102,8 +102,9 @@ class SyncRedisRunner(RedisRunnerBase):
             raise self._translate(error) from error
 
     def close(self) -> None:
-        self._closed = True
-        client, self._client = self._client, None
+        with self._lock:
+            self._closed = True
+            client, self._client, self._pool = self._client, None, None
         if client is not None and self.owns_client:
-            for owned in owned_clients(client):
-                owned.close()
+            for close in closing_calls(client, asynchronous=False):
+                close()

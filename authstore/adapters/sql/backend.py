@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from authstore.adapters.common.stores import SharedStores
 from authstore.adapters.sql.schema import clear_namespace, count_namespace, migrate
-from authstore.adapters.sql.stores import make_store
+from authstore.adapters.sql.stores import make_ops
 from authstore.contracts.records import StoreKind
 from authstore.registry import StoreURL
 
@@ -29,17 +30,23 @@ class SqlBackend:
         """A Runner, or an AsyncRunner when ``asynchronous``; it has a ``dialect``."""
         raise NotImplementedError
 
-    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+    def open_group(
+        self, url: StoreURL, kinds: tuple[StoreKind, ...], *, asynchronous: bool
+    ) -> SharedStores:
+        """Stores of ``kinds`` over one runner: one pool (or one connection, SQLite)."""
         settings = self.settings(url)
         runner = self.runner(settings, asynchronous=asynchronous)
-        return make_store(
-            kind,
-            runner,
-            asynchronous=asynchronous,
-            dialect=runner.dialect,
-            tables=settings.tables,
-            namespace=settings.namespace,
+        ops = {
+            StoreKind(kind): make_ops(kind, runner.dialect, settings.tables, settings.namespace)
+            for kind in kinds
+        }
+        return SharedStores.over(
+            runner, ops, asynchronous=asynchronous, namespace=settings.namespace
         )
+
+    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+        kind = StoreKind(kind)
+        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
 
     def migrate(self, url: StoreURL) -> list[str]:
         settings = self.settings(url)

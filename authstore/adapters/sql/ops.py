@@ -86,6 +86,10 @@ class _SqlOps:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.dialect.name} prefix={self.tables.prefix!r}>"
 
+    def ping(self) -> Op[None]:
+        """``SELECT 1``: the first one also creates the schema, as any first operation."""
+        yield Query("SELECT 1", {}, "one")
+
     def _returning(
         self, write: str, columns: str, table: str, where: str, applied: str | None = None
     ) -> _Returning:

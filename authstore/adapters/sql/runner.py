@@ -13,7 +13,7 @@ from authstore.adapters.common.ops import Op
 from authstore.adapters.sql.dialect import Dialect
 from authstore.adapters.sql.execution import Program, statements
 from authstore.adapters.sql.schema import Tables, migrate
-from authstore.contracts.errors import BackendError
+from authstore.contracts.errors import StoreClosedError
 
 __all__ = ["SqlRunnerBase", "SqlSettings"]
 
@@ -74,4 +74,4 @@ class SqlRunnerBase(Generic[S, D]):
     def _check_open(self) -> None:
         """Called before taking a connection: a closed runner never connects again."""
         if self._closed:
-            raise BackendError(f"this {self.database} store is closed")
+            raise StoreClosedError(f"this {self.database} store is closed")

@@ -11,7 +11,7 @@ from authstore.adapters.sql.ops import SqlCacheOps, SqlMagicLinkOps, SqlSessionO
 from authstore.adapters.sql.schema import Tables
 from authstore.contracts.records import StoreKind
 
-__all__ = ["make_store"]
+__all__ = ["make_ops", "make_store"]
 
 _OpsFactory = Callable[[Dialect, Tables, str], object]
 
@@ -21,6 +21,11 @@ _OPS: dict[StoreKind, _OpsFactory] = {
     StoreKind.TOTP: SqlTotpOps,
     StoreKind.MAGIC_LINKS: SqlMagicLinkOps,
 }
+
+
+def make_ops(kind: StoreKind, dialect: Dialect, tables: Tables, namespace: str) -> object:
+    """The SQL ops of one store kind."""
+    return _OPS[StoreKind(kind)](dialect, tables, namespace)
 
 
 def make_store(
@@ -33,5 +38,5 @@ def make_store(
     namespace: str,
 ) -> Any:
     """``runner`` is a Runner, or an AsyncRunner when ``asynchronous``."""
-    ops = _OPS[StoreKind(kind)](dialect, tables, namespace)
+    ops = make_ops(kind, dialect, tables, namespace)
     return open_store(kind, ops, runner, asynchronous=asynchronous, namespace=namespace)

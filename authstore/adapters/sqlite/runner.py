@@ -17,7 +17,12 @@ from authstore.adapters.sql.execution import Program, statements
 from authstore.adapters.sql.schema import migrate
 from authstore.adapters.sqlite.dialect import SQLiteDialect
 from authstore.adapters.sqlite.settings import MEMORY, SQLiteSettings
-from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
+from authstore.contracts.errors import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    StoreClosedError,
+)
 
 __all__ = ["SQLiteRunnerBase", "translate_error"]
 
@@ -162,7 +167,7 @@ class SQLiteRunnerBase(Generic[C]):
     def _check_open(self) -> None:
         """Called before connecting: a closed runner never opens a connection again."""
         if self._closed:
-            raise BackendError("this SQLite store is closed")
+            raise StoreClosedError("this SQLite store is closed")
 
     def _take_broken(self) -> C | None:
         """After a failure: a connection still inside a transaction (its rollback failed)

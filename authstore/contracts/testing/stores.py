@@ -48,6 +48,7 @@ from authstore.contracts.testing.harness import (
     TotpSubject,
     View,
 )
+from authstore.contracts.testing.health import HealthContract
 from authstore.contracts.testing.races import (
     MagicLinkRaceContract,
     SessionRaceContract,
@@ -1292,5 +1293,7 @@ class MagicLinkContract(MagicLinkCallerTokenContract, MagicLinkRaceContract):
         assert magic_link_store.revoke_user(WIDE_ID) in (0, 1)
 
 
-class StoreContract(CacheContract, SessionContract, TotpContract, MagicLinkContract):
+class StoreContract(
+    CacheContract, SessionContract, TotpContract, MagicLinkContract, HealthContract
+):
     """All four contracts; store kinds a backend does not offer skip."""

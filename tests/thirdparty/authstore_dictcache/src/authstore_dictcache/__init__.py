@@ -249,6 +249,10 @@ class DictCache:
 
         return self._locked(purge)
 
+    def ping(self) -> None:
+        """No server to reach: the data set answers unless it is offline (or closed)."""
+        self._locked(lambda: None)
+
     def close(self) -> None:
         self._closed = True
 

@@ -218,6 +218,10 @@ class _Store:
 
         return self._file.transact(self._timeout, step)
 
+    def ping(self) -> None:
+        """One locked read-and-write of the file, as any operation (the file answers)."""
+        self._run(lambda _data, _now: None)
+
     def close(self) -> None:
         self._closed = True
 
