@@ -157,7 +157,7 @@ def test_check_proves_fail_closed_on_the_backends_twin(
     result = _authstore("check", *url, "-k", FAIL_CLOSED, "--strict")
     assert result.returncode == 0, result.stdout + result.stderr
     row = _fail_closed_row(result.stdout)
-    assert row.startswith("ok   8 passed, on "), row
+    assert row.startswith("ok   12 passed, on "), row  # 4 stores, ping and a group, sync and async
     assert "127.0.0.1" in row or "sqlite:///" in row, row
     assert "SKIPPED" not in result.stdout
 
@@ -168,7 +168,7 @@ def test_check_says_fail_closed_does_not_apply_to_memory() -> None:
     result = _authstore("check", "memory://", "-k", FAIL_CLOSED, "--strict")
     assert result.returncode == 0, result.stdout + result.stderr
     assert _fail_closed_row(result.stdout).startswith("n/a  not applicable: "), result.stdout
-    assert "SKIPPED (8) not applicable: the memory:// backend does no I/O" in result.stdout
+    assert "SKIPPED (12) not applicable: the memory:// backend does no I/O" in result.stdout
     assert "test_cache_fails_closed_when_unreachable[sync, async]" in result.stdout
 
 
