@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import drive, drive_async
 from authstore.contracts.errors import ConfigurationError
 from authstore.contracts.records import StoreKind
+from authstore.groups import open_async_stores, open_stores
 from authstore.registry import (
     backend_for,
     open_async_cache,
@@ -111,6 +112,8 @@ class StoreSet:
     sessions: Any = None
     totp: Any = None
     magic_links: Any = None
+    groups: list[Any] = field(default_factory=list)
+    """The ``open_stores`` groups behind them: one pool per distinct URL and options."""
 
     def opened(self) -> list[tuple[StoreKind, Any]]:
         return [
@@ -118,21 +121,29 @@ class StoreSet:
         ]
 
     def close(self) -> None:
-        for _, store in self.opened():
+        for group in self.groups:
             with contextlib.suppress(Exception):
-                store.close()
+                group.close()
 
     async def aclose(self) -> None:
-        for _, store in self.opened():
+        for group in self.groups:
             with contextlib.suppress(Exception):
-                await store.aclose()
+                await group.aclose()
 
 
 def _open_set(specs: Mapping[StoreKind, StoreSpec], asynchronous: bool) -> StoreSet:
+    """Kinds that share a URL and options share one group, so one pool."""
     stores = StoreSet()
+    kinds_of: dict[StoreSpec, list[StoreKind]] = {}
+    for kind, spec in specs.items():
+        kinds_of.setdefault(spec, []).append(kind)
+    opener = open_async_stores if asynchronous else open_stores
     try:
-        for kind, spec in specs.items():
-            setattr(stores, kind.value, open_one(kind, spec, asynchronous=asynchronous))
+        for spec, kinds in kinds_of.items():
+            group = opener(spec.url, kinds=tuple(kinds), **dict(spec.options))
+            stores.groups.append(group)
+            for kind in kinds:
+                setattr(stores, kind.value, getattr(group, kind.value))
     except BaseException:
         if not asynchronous:
             stores.close()  # async stores connect at first use: nothing to close yet
@@ -141,12 +152,12 @@ def _open_set(specs: Mapping[StoreKind, StoreSpec], asynchronous: bool) -> Store
 
 
 def open_store_set(specs: Mapping[StoreKind, StoreSpec]) -> StoreSet:
-    """The sync stores of ``specs``, each opened from its own URL."""
+    """The sync stores of ``specs``: one ``open_stores`` group (one pool) per URL."""
     return _open_set(specs, asynchronous=False)
 
 
 def open_async_store_set(specs: Mapping[StoreKind, StoreSpec]) -> StoreSet:
-    """The async stores of ``specs``, each opened from its own URL."""
+    """The async stores of ``specs``: one ``open_async_stores`` group (one pool) per URL."""
     return _open_set(specs, asynchronous=True)
 
 
@@ -158,17 +169,7 @@ def specs_for(
     return {StoreKind(kind): spec for kind in kinds}
 
 
-PROBE_KEY = "authstore-startup-check"
-PROBE_USER = "authstore-startup-check"
-
-
 def probe(kind: StoreKind) -> Flow[None]:
-    """A cheap read that needs the backend to answer (and its tables to exist)."""
-    if kind is StoreKind.CACHE:
-        yield from call("exists", PROBE_KEY)
-    elif kind is StoreKind.SESSIONS:
-        yield from call("count", PROBE_USER)
-    elif kind is StoreKind.TOTP:
-        yield from call("load", PROBE_USER)
-    else:
-        yield from call("peek", PROBE_KEY + "-" * (32 - len(PROBE_KEY)))
+    """The startup check of a store of ``kind``: its ``ping`` (one round trip within its
+    timeout; on SQL the tables are created by it, as by any first operation)."""
+    yield from call("ping")

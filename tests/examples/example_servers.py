@@ -111,6 +111,8 @@ def serve(app: str, store_url: str, **env: str) -> Iterator[Server]:
             process.kill()
             process.wait()
         reader.join(5)
+        if process.stdout is not None:
+            process.stdout.close()  # the pipe is ours to close (ResourceWarning otherwise)
 
 
 def _wait_until_up(server: Server) -> None:

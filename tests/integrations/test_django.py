@@ -19,6 +19,7 @@ from authstore.registry import unregister_backend
 from tests import test_tokens_at_rest as at_rest
 from tests.integrations.django_setup import django_settings
 from tests.outages import free_port
+from tests.tenxyte.conftest import race_threads
 
 
 @pytest.fixture
@@ -197,8 +198,6 @@ async def test_cache_async_api_shares_the_data(configured: tuple[str, str, str])
 
 def test_cache_add_and_incr_stay_atomic_under_threads(configured: tuple[str, str, str]) -> None:
     from django.core.cache import caches
-
-    from tests.tenxyte.conftest import race_threads
 
     cache = caches["authstore"]
     assert sum(race_threads(30, lambda: caches["authstore"].add("once", "x"))) == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -122,6 +122,13 @@ def cli_url(spec: StoreSpec) -> str:
     return spec.url + ("&" if "?" in spec.url else "?") + "&".join(extra)
 
 
+async def _closing_at_loop_end(stores: StoreSet) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await stores.aclose()
+
+
 class SharedStores:
     """The stores of one set of specs: one sync set per process, one async set per loop."""
 
@@ -130,6 +137,7 @@ class SharedStores:
         self._lock = threading.Lock()
         self._sync: StoreSet | None = None
         self._async: dict[asyncio.AbstractEventLoop, StoreSet] = {}
+        self._keepers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
 
     def sync(self) -> StoreSet:
         stores = self._sync
@@ -142,12 +150,24 @@ class SharedStores:
 
     async def aio(self) -> StoreSet:
         loop = asyncio.get_running_loop()
+        created = False
         with self._lock:
             stores = self._async.get(loop)
             ended = [old for old in self._async if old.is_closed()]
             left = [self._async.pop(old) for old in ended]
+            for old in ended:
+                self._keepers.pop(old, None)
             if stores is None:
                 stores = self._async[loop] = open_async_store_set(self.specs)
+                created = True
+        if created:
+            # Under WSGI or Django's sync client every request runs in a loop of its own
+            # (asgiref), which ends with shutdown_asyncgens: this generator's finally then
+            # closes the loop's stores on that loop, before it closes, so no connection
+            # outlives it. Under ASGI the loop lives as long as the server.
+            keeper = _closing_at_loop_end(stores)
+            await keeper.__anext__()
+            self._keepers[loop] = keeper
         for old_set in left:  # their loop is gone: they close without awaiting it
             await old_set.aclose()
         return stores
@@ -158,6 +178,7 @@ class SharedStores:
         with self._lock:
             stores, self._sync = self._sync, None
             self._async.clear()
+            self._keepers.clear()
         if stores is not None:
             stores.close()
 
