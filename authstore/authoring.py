@@ -17,6 +17,11 @@ Backend
     ``open(url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> store`` (raise
     UnsupportedOperationError for a kind you lack) and ``migrate(url) -> list[str]``
     (idempotent; returns what it did).
+UnreachableTwin
+    An optional method of the backend object: ``unreachable_url(url) -> StoreURL | None``,
+    the same backend at a place that cannot answer (closed loopback ports, a missing
+    directory; ``loopback_twin(url)`` makes the first). ``authstore check`` and the
+    packaged suite open the fail-closed tests' stores there; None: no I/O to fail.
 NamespaceCleaner
     Optional methods of the backend object, used by ``authstore check``:
     ``clear_namespace(url, namespace)`` deletes every entry of every store kind in the

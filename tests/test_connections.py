@@ -349,7 +349,8 @@ def test_close_gives_every_connection_back(counted: Counted, mode: str) -> None:
         during = asyncio.run(main())
     after = _settled(counted.count, baseline)
     assert during > baseline, "the counter does not see the store's connections"
-    assert after == baseline, f"{after - baseline} connection(s) left open after close"
+    # <=: a connection of an earlier test may finish closing meanwhile; a leak adds one
+    assert after <= baseline, f"{after - baseline} connection(s) left open after close"
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -371,7 +372,8 @@ def test_closing_a_group_gives_every_connection_back(counted: Counted, mode: str
 
         asyncio.run(main())
     after = _settled(counted.count, baseline)
-    assert after == baseline, f"{after - baseline} connection(s) left open after close"
+    # <=: a connection of an earlier test may finish closing meanwhile; a leak adds one
+    assert after <= baseline, f"{after - baseline} connection(s) left open after close"
 
 
 # --- one URL, one pool ------------------------------------------------------------------

@@ -114,7 +114,19 @@ def local_servers(server_url: Callable[[str], str]) -> Iterator[Callable[[str], 
 
 
 def run_page(page: Path, rewrite: Callable[[str], str]) -> None:
-    """Run the page's blocks in order in one namespace; fail naming the first that raises."""
+    """Run the page's blocks in order in one namespace; fail naming the first that raises.
+    Process-wide switches a page flips (observability.enable()) are put back afterwards."""
+    from authstore import observability
+
+    was_enabled = observability.enabled()
+    try:
+        _run_blocks(page, rewrite)
+    finally:
+        if observability.enabled() and not was_enabled:
+            observability.disable()
+
+
+def _run_blocks(page: Path, rewrite: Callable[[str], str]) -> None:
     namespace: dict[str, object] = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
     for block in blocks(page):
         if block.skip_reason is not None:

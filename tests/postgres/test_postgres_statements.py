@@ -219,7 +219,7 @@ def test_multi_row_operations_are_one_transaction(open_traced: Any) -> None:
             "totp.replace_backup_codes",
             totp_trace,
             lambda: totp.replace_backup_codes("u", ["a", "b"]),
-            3,
+            4,  # lock, delete, state check, insert
         ),
         ("totp.disable", totp_trace, lambda: totp.disable("u"), 3),
         (

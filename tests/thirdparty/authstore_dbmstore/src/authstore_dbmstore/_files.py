@@ -219,6 +219,10 @@ class SyncBase:
         with self._place.transaction() as db:
             return operation(db)
 
+    def ping(self) -> None:
+        """One locked open of the namespace's file: BackendUnavailableError if it cannot."""
+        self._run(lambda db: None)
+
     def close(self) -> None:
         self._closed = True
 
@@ -244,6 +248,9 @@ class AsyncBase(Generic[S]):
 
     async def _call(self, method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.to_thread(method, *args, **kwargs)
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(self._sync.ping)
 
     async def aclose(self) -> None:
         self._sync.close()
