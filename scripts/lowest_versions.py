@@ -21,9 +21,24 @@ REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*
 """name, optional [extras], then the version specifiers up to any ``;`` marker (PEP 508,
 as far as pyproject uses it: the standard library has no parser for it)."""
 
-NOT_RUNTIME = {"all", "test", "lint", "bench", "tenxyte"}
-"""Extras that are not the drivers' runtime floors: aggregates and the project's own
-tools; ``tenxyte`` is an integration pinned to one minor release, tested by its own suite."""
+NOT_RUNTIME = {
+    "all",
+    "test",
+    "lint",
+    "bench",
+    "docs",
+    "tenxyte",
+    "fastapi",
+    "django",
+    "examples",
+    "contract",
+    "otel",
+}
+"""Extras that are not the drivers' runtime floors: aggregates, the project's own tools,
+and the integrations (tenxyte, pinned to one minor release; FastAPI, Django, the
+examples, OpenTelemetry and a backend author's pytest-asyncio), which their own suites
+test at current versions. This step proves what the contract suite needs: the drivers,
+the crypto helper and pytest for ``authstore check``."""
 
 
 def runtime_extras(pyproject: dict[str, object]) -> list[str]:
