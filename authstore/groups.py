@@ -18,11 +18,10 @@ closes them all.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, TypeVar
 
 from authstore.contracts.cache import AsyncCacheStore, CacheStore
-from authstore.contracts.context import AsyncContext
+from authstore.contracts.context import AsyncContext, SyncContext
 from authstore.contracts.errors import ConfigurationError, UnsupportedOperationError
 from authstore.contracts.magic_links import AsyncMagicLinkStore, MagicLinkStore
 from authstore.contracts.records import StoreKind
@@ -98,7 +97,7 @@ class _Group(Generic[C, S, T, L]):
         return f"<{type(self).__name__} {self._where} kinds={kinds}{state}>"
 
 
-class StoreGroup(_Group[CacheStore, SessionStore, TotpStore, MagicLinkStore]):
+class StoreGroup(_Group[CacheStore, SessionStore, TotpStore, MagicLinkStore], SyncContext):
     """Sync stores over one pool; a context manager that closes them and the pool once."""
 
     def ping(self) -> None:
@@ -116,17 +115,6 @@ class StoreGroup(_Group[CacheStore, SessionStore, TotpStore, MagicLinkStore]):
         finally:
             if self._runner is not None:
                 self._runner.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class AsyncStoreGroup(

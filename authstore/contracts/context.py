@@ -1,11 +1,29 @@
-"""The ``async with`` of async stores and groups, written once."""
+"""The ``with`` and ``async with`` of stores and groups, each written once."""
 
 from __future__ import annotations
 
 from types import TracebackType
 from typing import Self
 
-__all__ = ["AsyncContext"]
+__all__ = ["AsyncContext", "SyncContext"]
+
+
+class SyncContext:
+    """``with``: returns itself, ``close()`` on the way out. Sync stores and groups share it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class AsyncContext:

@@ -10,8 +10,7 @@ import builtins
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
-from typing import Any, NoReturn, Protocol, Self
+from typing import Any, NoReturn, Protocol
 
 from authstore import observability
 from authstore.adapters.common.logic import CacheLogic, MagicLinkLogic, SessionLogic, TotpLogic
@@ -26,7 +25,7 @@ from authstore.adapters.common.ops import (
     TotpOps,
 )
 from authstore.contracts.cache import CACHE_CAPABILITIES
-from authstore.contracts.context import AsyncContext
+from authstore.contracts.context import AsyncContext, SyncContext
 from authstore.contracts.errors import StoreClosedError, UnsupportedOperationError
 from authstore.contracts.records import (
     IssuedMagicLink,
@@ -139,7 +138,7 @@ class _Checked(Protocol):
     def __init__(self, ops: Any, namespace: str) -> None: ...
 
 
-class _SyncStore(_Retiring):
+class _SyncStore(_Retiring, SyncContext):
     def __init__(self, runner: Runner, namespace: str, checked: _Checked) -> None:
         # observability: the runner itself unless instrumentation is enabled (once per store)
         self._runner = observability.observe(runner, _kind_of(self), asynchronous=False)
@@ -162,17 +161,6 @@ class _SyncStore(_Retiring):
         self._runner = _ClosedRunner(self._retire(runner))
         if self._owns_runner:
             runner.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
