@@ -34,7 +34,11 @@ class TestMongoDBMotor(StoreContract):
     def authstore_factory(self, mongo_server: str, fresh_prefix: str) -> Iterator[StoreFactory]:
         namespace = "t" + uuid.uuid4().hex
         address = mongo_server.split("?", 1)[0]
+        # the test server is a Python implementation: under a 200-way race of
+        # transactions on a loaded machine, write-conflict retries can outlast the
+        # default 5 s (an unavailable answer, never a wrong one); races test exactness
         url = f"mongodb:///{database_of(mongo_server)}?collection_prefix={fresh_prefix}"
+        url += "&timeout=20"
         clients: list[Any] = []
 
         def make(kind: StoreKind, asynchronous: bool) -> Any:
