@@ -8,6 +8,7 @@ with a message naming the server. pytester runs the contract plugin in isolated 
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -16,6 +17,50 @@ from authstore.contracts.testing import unavailable
 from tests.servers import SERVERS, ServerPool, Unavailable
 
 pytest_plugins = ["pytester", "tests.backends"]
+
+SERIAL = (
+    "tests/test_faults.py",
+    "tests/test_load.py",
+    "tests/test_connections.py",
+    "tests/test_redis_topology.py",
+    "tests/test_refused_configuration.py",
+    "tests/*/test_*_outages.py",
+    "tests/*/test_*_faults.py",
+    "tests/*/test_*_deadlocks.py",
+    "tests/*/test_*_abandoned_transactions.py",
+    "tests/redis/test_redis_backend.py",
+    "tests/mysql/test_mysql_backend.py",
+    "tests/memcached/*",
+    "tests/examples/*",
+    "tests/integrations/*",
+    "tests/contract/test_plugin.py",
+    "tests/unit/test_cli.py",
+    "tests/unit/test_cli_ping.py",
+    "tests/unit/test_watchdog.py",
+    "tests/thirdparty/test_jsonfile_processes.py",
+)
+"""Tests that freeze, kill or restart servers, count connections, start servers or apps
+on ports, or bound how long a call may take: they run alone (marked ``serial``).
+``scripts/test`` runs everything else first on four pytest-xdist workers (the suite
+mostly waits on servers and expiries), then these in one process, where a neighbour's
+load cannot make a timing bound fail or a connection count move."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "serial: runs alone, after the parallel part of scripts/test (see SERIAL)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        try:
+            path = item.path.relative_to(root).as_posix()
+        except ValueError:
+            continue
+        if any(fnmatch.fnmatch(path, pattern) for pattern in SERIAL):
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture(scope="session")
