@@ -19,9 +19,10 @@ import pytest
 import authstore
 from authstore.adapters.common.ops import Op
 from authstore.adapters.mysql import aio, sync
+from authstore.adapters.mysql.dialect import MySQLDialect
 from authstore.adapters.mysql.runner import DEADLOCK_RETRIES
 from authstore.adapters.sql import Begin, Query
-from authstore.adapters.sql.execution import Statement
+from authstore.adapters.sql.execution import TRANSACTION_RETRIES, Statement
 from authstore.contracts.errors import BackendError, BackendUnavailableError
 
 from .conftest import UNREACHABLE_URL, admin_connection, with_options
@@ -293,7 +294,7 @@ class Deadlocks:
     def wrap(self, real: Any) -> Any:
         def send(connection: Any, statement: Statement, multi: bool) -> Any:
             self.sent += 1
-            if self.count and statement.text not in ("BEGIN", "ROLLBACK"):
+            if self.count and statement.text not in ("BEGIN", "ROLLBACK", MySQLDialect.begin):
                 self.count -= 1
                 raise pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
             return real(connection, statement, multi)
@@ -317,18 +318,23 @@ def test_a_deadlocked_command_is_sent_again_a_bounded_number_of_times(
         cache.check_rate_limit("dl2", 1, 60)
 
 
-def test_a_deadlock_inside_an_operations_transaction_is_not_retried(
+def test_a_deadlock_inside_an_operations_transaction_is_replayed_a_bounded_number_of_times(
     mysql_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its earlier statements were rolled back too: only the caller can start over."""
+    """InnoDB rolled the whole transaction back: it is replayed (see
+    test_mysql_deadlocks.py), at most TRANSACTION_RETRIES times."""
     with authstore.open_sessions(mysql_url, namespace="deadlock") as sessions:
         sessions.count("warm-up")
         deadlocks = Deadlocks(0)
         monkeypatch.setattr(sync, "_send", deadlocks.wrap(sync._send))
-        deadlocks.count = 1
+        deadlocks.count = 2
+        sessions.create("u", ttl=60, max_sessions=2)
+        assert sessions.count("u") == 1
+        deadlocks.count = TRANSACTION_RETRIES + 2
         with pytest.raises(BackendUnavailableError, match="Deadlock"):
             sessions.create("u", ttl=60, max_sessions=2)
-        assert sessions.count("u") == 0
+        deadlocks.count = 0
+        assert sessions.count("u") == 1
 
 
 def test_async_deadlock_retry(mysql_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -121,17 +121,13 @@ class SyncMySQLRunner(MySQLRunnerBase):
         self._check_usable(lease)
         self._track(lease, statement)
         attempt = 0
-        sends: tuple[Statement, ...] = (statement,)
         while True:
             try:
-                for earlier in sends[:-1]:
-                    _send(lease.connection, earlier, lease.multi)
                 return _send(lease.connection, statement, lease.multi)
             except Exception as error:
-                again = self._retry(lease, statement, error, attempt)
-                if again is None:
+                if not self._retry(lease, error, attempt):
                     raise self._failure(lease, error) from error
-                attempt, sends = attempt + 1, again
+                attempt += 1
             except BaseException:
                 lease.broken = True
                 raise
