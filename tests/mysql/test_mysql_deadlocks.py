@@ -209,7 +209,13 @@ def test_two_hundred_threads_issue_one_token(mysql_url: str) -> None:
         def one(user: int) -> Any:
             barrier.wait()
             try:
-                return links.issue(f"u{user % 7}", "u@example.com", ttl=60, token=token)
+                return links.issue(
+                    f"u{user % 7}",
+                    "u@example.com",
+                    ttl=60,
+                    token=token,
+                    revoke_previous=user % 3 > 0,  # also the one-command issue
+                )
             except BaseException as error:
                 return error
 
@@ -227,7 +233,13 @@ def test_two_hundred_tasks_issue_one_token(mysql_url: str) -> None:
             await links.peek(token)
             return await asyncio.gather(
                 *(
-                    links.issue(f"u{user % 7}", "u@example.com", ttl=60, token=token)
+                    links.issue(
+                        f"u{user % 7}",
+                        "u@example.com",
+                        ttl=60,
+                        token=token,
+                        revoke_previous=user % 3 > 0,
+                    )
                     for user in range(RACERS)
                 ),
                 return_exceptions=True,

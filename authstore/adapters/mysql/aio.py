@@ -119,6 +119,7 @@ class AsyncMySQLRunner(MySQLRunnerBase):
             except BaseException:  # cancelled mid-reply: the connection is unusable
                 lease.broken = True
                 raise
+            await asyncio.sleep(self._pause(attempt))  # deadlocked: the others go first
 
     async def _lease(self, lease: _Lease) -> None:
         self._check_open()

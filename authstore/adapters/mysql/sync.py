@@ -7,6 +7,7 @@ an operation that yields Begin keeps its one connection for the whole transactio
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authstore.adapters.common.ops import Op
@@ -131,6 +132,7 @@ class SyncMySQLRunner(MySQLRunnerBase):
             except BaseException:
                 lease.broken = True
                 raise
+            time.sleep(self._pause(attempt))  # deadlocked: the others go first
 
     def _lease(self, lease: Lease) -> None:
         self._check_open()
