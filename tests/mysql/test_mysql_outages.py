@@ -302,20 +302,28 @@ class Deadlocks:
         return send
 
 
+def cache_timeout(store: Any) -> float:
+    return float(store._runner.settings.timeout)
+
+
 def test_a_deadlocked_command_is_sent_again_a_bounded_number_of_times(
     cache: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """InnoDB rolls a deadlock's victim back whole: a command that is its own
     transaction is safely sent again; the limit and the error stay exact."""
     cache.get("k")
-    deadlocks = Deadlocks(DEADLOCK_RETRIES)
+    deadlocks = Deadlocks(5)
     monkeypatch.setattr(sync, "_send", deadlocks.wrap(sync._send))
     assert cache.check_rate_limit("dl", 1, 60).allowed
-    assert deadlocks.sent == DEADLOCK_RETRIES + 1
+    assert deadlocks.sent == 5 + 1
     assert not cache.check_rate_limit("dl", 1, 60).allowed  # counted once
-    deadlocks.count = DEADLOCK_RETRIES + 1
+    deadlocks.count, deadlocks.sent = 10**6, 0
+    started = time.monotonic()
     with pytest.raises(BackendUnavailableError, match="Deadlock"):
         cache.check_rate_limit("dl2", 1, 60)
+    # at most DEADLOCK_RETRIES times, and not past the timeout (random pauses between)
+    assert deadlocks.sent <= DEADLOCK_RETRIES + 1
+    assert time.monotonic() - started < cache_timeout(cache) + 0.2
 
 
 def test_a_deadlock_inside_an_operations_transaction_is_replayed_a_bounded_number_of_times(
