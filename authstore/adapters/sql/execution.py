@@ -125,8 +125,11 @@ def statements(
             elif isinstance(command, Begin):
                 if in_transaction:
                     raise RuntimeError("an operation yielded Begin inside its transaction")
-                yield _control(dialect.begin)
+                # Open from the moment BEGIN is sent: a caller cancelled while BEGIN waits
+                # (SQLite's BEGIN IMMEDIATE on a busy database) may leave it to begin later
+                # on the driver's thread; the ROLLBACK queued behind it then ends it.
                 in_transaction, result = True, None
+                yield _control(dialect.begin)
             else:
                 raise TypeError(f"a SQL operation yielded {command!r}")
         if in_transaction:
