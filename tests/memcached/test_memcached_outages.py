@@ -255,26 +255,37 @@ def test_no_call_fails_on_a_stale_connection_after_a_restart_sync(
             restarted.stop()
 
 
+@pytest.mark.parametrize("client", ["own", "given"])
 def test_no_call_fails_on_a_stale_connection_after_a_restart_async(
-    private_memcached: PrivateMemcached,
+    private_memcached: PrivateMemcached, client: str
 ) -> None:
     """The restart happens while the event loop is busy (blocked here): the loop never
     saw the connections close, and aiomcache's own check (the reader at EOF) passes
-    them; the socket itself is readable, so they are replaced before use."""
+    them; the socket itself is readable, so they are replaced before use. Also on a
+    caller's aiomcache client."""
+    import aiomcache
 
     async def scenario() -> None:
-        url = f"{_url(private_memcached)}&pool_size=4"
-        async with authstore.open_async_cache(url) as cache:
-            await asyncio.gather(*(cache.set("k", 1) for _ in range(8)))
-            restarted = _restart(private_memcached)  # blocks the loop
-            try:
+        given = None
+        if client == "given":
+            given = aiomcache.Client("127.0.0.1", private_memcached.port, pool_size=4)
+            store = authstore.open_async_cache("memcached://", client=given)
+        else:
+            store = authstore.open_async_cache(f"{_url(private_memcached)}&pool_size=4")
+        restarted = private_memcached
+        try:
+            async with store as cache:
+                await asyncio.gather(*(cache.set("k", 1) for _ in range(8)))
+                restarted = _restart(private_memcached)  # blocks the loop
                 assert await asyncio.gather(*(cache.get("k") for _ in range(8))) == [None] * 8
                 restarted = _restart(restarted)
                 hits = await asyncio.gather(
                     *(cache.check_rate_limit("login", 100, 60) for _ in range(8))
                 )
                 assert sorted(hit.remaining for hit in hits) == list(range(92, 100))
-            finally:
-                restarted.stop()
+        finally:
+            restarted.stop()
+            if given is not None:
+                await given.close()
 
     asyncio.run(scenario())
