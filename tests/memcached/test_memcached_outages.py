@@ -9,8 +9,10 @@ timeout never leaves a reply behind that a later call would read as its own.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -208,3 +210,82 @@ def test_a_connection_closed_mid_reply_raises(
     except subprocess.TimeoutExpired:
         pytest.fail("the event loop froze on a connection closed mid-reply")
     assert "RAISED ConnectionResetError" in done.stdout, done.stdout + done.stderr
+
+
+def _restart(server: PrivateMemcached) -> PrivateMemcached:
+    """Killed and started again on its port: every pooled connection is now stale."""
+    port = server.port
+    server.stop()
+    return PrivateMemcached.on_port(port)
+
+
+def test_no_call_fails_on_a_stale_connection_after_a_restart_sync(
+    private_memcached: PrivateMemcached,
+) -> None:
+    """Each thread holds its own connection: after a restart, none of them fails its
+    first call (each stale socket is seen readable, at EOF, before anything is sent on
+    it), and each rate-limit hit counts once."""
+    threads = 4
+    barrier = threading.Barrier(threads)
+
+    def each_thread(action: Callable[[], Any]) -> list[Any]:
+        def one(_: int) -> Any:
+            barrier.wait()  # one call on each of the pool's threads
+            try:
+                return action()
+            except BaseException as error:
+                return error
+
+        return list(pool.map(one, range(threads)))
+
+    with (
+        authstore.open_cache(_url(private_memcached)) as cache,
+        ThreadPoolExecutor(threads) as pool,
+    ):
+        each_thread(lambda: cache.set("k", 1))
+        restarted = _restart(private_memcached)
+        try:
+            assert each_thread(lambda: cache.get("k")) == [None] * threads
+            hits = each_thread(lambda: cache.check_rate_limit("login", 100, 60).remaining)
+            assert sorted(hits) == [96, 97, 98, 99]
+            restarted = _restart(restarted)
+            hits = each_thread(lambda: cache.check_rate_limit("login", 100, 60).remaining)
+            assert sorted(hits) == [96, 97, 98, 99]  # counted once each, on the new server
+        finally:
+            restarted.stop()
+
+
+@pytest.mark.parametrize("client", ["own", "given"])
+def test_no_call_fails_on_a_stale_connection_after_a_restart_async(
+    private_memcached: PrivateMemcached, client: str
+) -> None:
+    """The restart happens while the event loop is busy (blocked here): the loop never
+    saw the connections close, and aiomcache's own check (the reader at EOF) passes
+    them; the socket itself is readable, so they are replaced before use. Also on a
+    caller's aiomcache client."""
+    import aiomcache
+
+    async def scenario() -> None:
+        given = None
+        if client == "given":
+            given = aiomcache.Client("127.0.0.1", private_memcached.port, pool_size=4)
+            store = authstore.open_async_cache("memcached://", client=given)
+        else:
+            store = authstore.open_async_cache(f"{_url(private_memcached)}&pool_size=4")
+        restarted = private_memcached
+        try:
+            async with store as cache:
+                await asyncio.gather(*(cache.set("k", 1) for _ in range(8)))
+                restarted = _restart(private_memcached)  # blocks the loop
+                assert await asyncio.gather(*(cache.get("k") for _ in range(8))) == [None] * 8
+                restarted = _restart(restarted)
+                hits = await asyncio.gather(
+                    *(cache.check_rate_limit("login", 100, 60) for _ in range(8))
+                )
+                assert sorted(hit.remaining for hit in hits) == list(range(92, 100))
+        finally:
+            restarted.stop()
+            if given is not None:
+                await given.close()
+
+    asyncio.run(scenario())

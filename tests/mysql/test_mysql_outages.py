@@ -19,9 +19,10 @@ import pytest
 import authstore
 from authstore.adapters.common.ops import Op
 from authstore.adapters.mysql import aio, sync
+from authstore.adapters.mysql.dialect import MySQLDialect
 from authstore.adapters.mysql.runner import DEADLOCK_RETRIES
 from authstore.adapters.sql import Begin, Query
-from authstore.adapters.sql.execution import Statement
+from authstore.adapters.sql.execution import TRANSACTION_RETRIES, Statement
 from authstore.contracts.errors import BackendError, BackendUnavailableError
 
 from .conftest import UNREACHABLE_URL, admin_connection, with_options
@@ -293,12 +294,16 @@ class Deadlocks:
     def wrap(self, real: Any) -> Any:
         def send(connection: Any, statement: Statement, multi: bool) -> Any:
             self.sent += 1
-            if self.count and statement.text not in ("BEGIN", "ROLLBACK"):
+            if self.count and statement.text not in ("BEGIN", "ROLLBACK", MySQLDialect.begin):
                 self.count -= 1
                 raise pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
             return real(connection, statement, multi)
 
         return send
+
+
+def cache_timeout(store: Any) -> float:
+    return float(store._runner.settings.timeout)
 
 
 def test_a_deadlocked_command_is_sent_again_a_bounded_number_of_times(
@@ -307,28 +312,37 @@ def test_a_deadlocked_command_is_sent_again_a_bounded_number_of_times(
     """InnoDB rolls a deadlock's victim back whole: a command that is its own
     transaction is safely sent again; the limit and the error stay exact."""
     cache.get("k")
-    deadlocks = Deadlocks(DEADLOCK_RETRIES)
+    deadlocks = Deadlocks(5)
     monkeypatch.setattr(sync, "_send", deadlocks.wrap(sync._send))
     assert cache.check_rate_limit("dl", 1, 60).allowed
-    assert deadlocks.sent == DEADLOCK_RETRIES + 1
+    assert deadlocks.sent == 5 + 1
     assert not cache.check_rate_limit("dl", 1, 60).allowed  # counted once
-    deadlocks.count = DEADLOCK_RETRIES + 1
+    deadlocks.count, deadlocks.sent = 10**6, 0
+    started = time.monotonic()
     with pytest.raises(BackendUnavailableError, match="Deadlock"):
         cache.check_rate_limit("dl2", 1, 60)
+    # at most DEADLOCK_RETRIES times, and not past the timeout (random pauses between)
+    assert deadlocks.sent <= DEADLOCK_RETRIES + 1
+    assert time.monotonic() - started < cache_timeout(cache) + 0.2
 
 
-def test_a_deadlock_inside_an_operations_transaction_is_not_retried(
+def test_a_deadlock_inside_an_operations_transaction_is_replayed_a_bounded_number_of_times(
     mysql_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its earlier statements were rolled back too: only the caller can start over."""
+    """InnoDB rolled the whole transaction back: it is replayed (see
+    test_mysql_deadlocks.py), at most TRANSACTION_RETRIES times."""
     with authstore.open_sessions(mysql_url, namespace="deadlock") as sessions:
         sessions.count("warm-up")
         deadlocks = Deadlocks(0)
         monkeypatch.setattr(sync, "_send", deadlocks.wrap(sync._send))
-        deadlocks.count = 1
+        deadlocks.count = 2
+        sessions.create("u", ttl=60, max_sessions=2)
+        assert sessions.count("u") == 1
+        deadlocks.count = TRANSACTION_RETRIES + 2
         with pytest.raises(BackendUnavailableError, match="Deadlock"):
             sessions.create("u", ttl=60, max_sessions=2)
-        assert sessions.count("u") == 0
+        deadlocks.count = 0
+        assert sessions.count("u") == 1
 
 
 def test_async_deadlock_retry(mysql_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,7 @@ from authstore.adapters.memcached.runner import (
     route,
 )
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
+from authstore.adapters.mysql.pool import socket_readable
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 
@@ -58,6 +59,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
             # the same fix on the caller's client (this instance only): a server closing
             # the connection mid-reply must raise, not freeze the event loop
             client._execute_simple_command = types.MethodType(_execute_simple_command, client)
+            client._pool.acquire = types.MethodType(_acquire_fresh, client._pool)
             self._use({"client": client})
         else:
             self._ring = Ring(node_name(host, port) for host, port in settings.servers)
@@ -199,10 +201,42 @@ async def _execute_simple_command(self: Any, conn: Any, raw_command: bytes) -> b
     return line[:-2]
 
 
+def _stale(connection: Any) -> bool:
+    """Whether an idle pooled connection was closed by the server (a restart, an idle
+    timeout): its reader saw EOF, or its socket has something to read that the event
+    loop has not read yet (a loop busy since the server closed it). memcached never
+    sends anything unasked, so anything to read means the connection is unusable."""
+    if connection.reader.at_eof() or connection.reader.exception() is not None:
+        return True
+    sock = connection.writer.get_extra_info("socket")
+    return sock is None or socket_readable(sock)
+
+
+async def _acquire_fresh(pool: Any) -> Any:
+    """aiomcache's ``MemcachePool.acquire``, passing over stale connections (closed,
+    then replaced by new ones) before anything is sent on them: a call, a write too,
+    is then sent once, on a live connection, and never sent again after a failure, when
+    it may have been applied. At most one more than the pool holds are passed over (a
+    server that closes every new connection, full say, fails the call instead)."""
+    acquire = type(pool).acquire
+    for _ in range(pool._maxsize + 1):
+        connection = await acquire(pool)
+        if not _stale(connection):
+            return connection
+        pool._in_use.discard(connection)
+        pool._do_close(connection)
+    return await acquire(pool)
+
+
 @functools.cache
 def _safe_client_class(aiomcache: Any) -> Any:
     class SafeClient(aiomcache.Client):  # type: ignore[misc]
-        """aiomcache's Client with ``_execute_simple_command`` that raises at EOF."""
+        """aiomcache's Client with ``_execute_simple_command`` that raises at EOF, and a
+        pool that passes over stale connections (``_acquire_fresh``)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._pool.acquire = types.MethodType(_acquire_fresh, self._pool)
 
     SafeClient._execute_simple_command = _execute_simple_command
     return SafeClient

@@ -31,6 +31,7 @@ from authstore.adapters.memcached.runner import (
     route,
 )
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
+from authstore.adapters.mysql.pool import socket_readable
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 
@@ -135,15 +136,28 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         server = call.server
         try:
             if not self._locks:
-                return self._methods[call.method](clients[server], call, *call.args)
+                return self._invoke(clients[server], call)
             lock = self._locks.get(server)
             if lock is None:
-                return self._methods[call.method](clients[server], call, *call.args)
-            with lock:
-                return self._methods[call.method](clients[server], call, *call.args)
+                return self._invoke(clients[server], call)
+            with lock:  # the check too: another thread's reply may be on its way
+                return self._invoke(clients[server], call)
         except self._driver_errors as error:
             unavailable = isinstance(error, self._unavailable)
             raise self._error(error, unavailable=unavailable) from error
+
+    def _invoke(self, client: Any, call: Call) -> Any:
+        """The call, on a connection checked first: an idle memcached connection is
+        never sent anything, so a socket with something to read has been closed by the
+        server (a restart, an idle timeout). It is closed and the call goes out on a new
+        one that pymemcache makes. Nothing was sent on the stale one, so even a write
+        is sent once: never retried after a failure, when it may have been applied (a
+        CAS of a rate limit sent twice would count twice). A pymemcache PooledClient
+        given as ``client=`` has no single socket to check."""
+        sock = getattr(client, "sock", None)
+        if sock is not None and socket_readable(sock):
+            client.close()
+        return self._methods[call.method](client, call, *call.args)
 
     # One method per Call.method: the pymemcache call and nothing else.
 

@@ -102,27 +102,24 @@ class AsyncMySQLRunner(MySQLRunnerBase):
         self._check_usable(lease)
         self._track(lease, statement)
         attempt = 0
-        sends: tuple[Statement, ...] = (statement,)
         while True:
             try:
                 async with asyncio.timeout(self._budget(lease)):
                     if lease.connection is None:
                         await self._lease(lease)
-                    for earlier in sends[:-1]:
-                        await _send(lease.connection, earlier, lease.multi)
                     return await _send(lease.connection, statement, lease.multi)
             except TimeoutError as error:
                 raise self._timed_out(lease) from error
             except (BackendError, ConfigurationError):
                 raise
             except Exception as error:
-                again = self._retry(lease, statement, error, attempt)
-                if again is None:
+                if not self._retry(lease, error, attempt):
                     raise self._failure(lease, error) from error
-                attempt, sends = attempt + 1, again
+                attempt += 1
             except BaseException:  # cancelled mid-reply: the connection is unusable
                 lease.broken = True
                 raise
+            await asyncio.sleep(self._pause(attempt))  # deadlocked: the others go first
 
     async def _lease(self, lease: _Lease) -> None:
         self._check_open()

@@ -10,7 +10,9 @@ stay one round trip and one transaction (``MySQLDialect.write_then_read``).
 from __future__ import annotations
 
 import math
+import random
 import re
+import time
 import weakref
 from typing import Any
 
@@ -25,7 +27,7 @@ from authstore.adapters.common.refusals import (
 from authstore.adapters.mysql.dialect import MySQLDialect
 from authstore.adapters.mysql.settings import MySQLSettings
 from authstore.adapters.sql.commands import Query
-from authstore.adapters.sql.execution import Statement
+from authstore.adapters.sql.execution import TRANSACTION_RETRIES, Statement
 from authstore.adapters.sql.runner import SqlRunnerBase
 from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
 from authstore.registry import require_module
@@ -40,11 +42,12 @@ __all__ = [
 ]
 
 
-DEADLOCK_RETRIES = 3
+DEADLOCK_RETRIES = TRANSACTION_RETRIES
 """InnoDB rolls a deadlock's victim back whole; a statement that is its own transaction
-(autocommit, or a BEGIN ... COMMIT batch) is then sent again, at most this often.
-Inside an operation's own transaction the error goes to the caller: earlier statements
-were rolled back too, and the runner cannot restart the operation."""
+(autocommit, or a BEGIN ... COMMIT batch) is then sent again, at most this often and
+within the operation's timeout (200 concurrent one-command link issues for one token
+deadlocked up to 4 times in a row). Inside an operation's own transaction,
+``execution.statements`` replays the whole transaction instead (``_rolled_back``)."""
 
 # Server error numbers that say "not now" rather than "wrong": too many connections,
 # shutdown, lock wait timeout, deadlock, read-only server (a failover), query
@@ -105,9 +108,10 @@ def connection_options(settings: MySQLSettings) -> dict[str, Any]:
 class Lease:
     """One operation's hold on one connection, taken at its first statement."""
 
-    __slots__ = ("begun", "broken", "connection", "first", "in_transaction", "multi", "pool")
+    __slots__ = ("broken", "connection", "in_transaction", "multi", "pool", "started")
 
     def __init__(self) -> None:
+        self.started = time.monotonic()
         self.connection: Any = None
         self.pool: Any = None
         """Where the connection goes back (the runner's pool may be gone by then)."""
@@ -117,10 +121,6 @@ class Lease:
         """A statement failed on it: its state is unknown (an open transaction, a
         half-read reply, a session lock), so an owned connection is closed."""
         self.in_transaction = False
-        self.begun: Statement | None = None
-        """The transaction's BEGIN, until its second statement starts."""
-        self.first: Statement | None = None
-        """The transaction's first statement after BEGIN."""
 
 
 def batch_parts(statement: Statement) -> list[Statement]:
@@ -180,6 +180,7 @@ class MySQLRunnerBase(SqlRunnerBase[MySQLSettings, MySQLDialect]):
         self._errors = require_module("pymysql.err", "MySQL", "mysql")
         self._client_flags = require_module("pymysql.constants.CLIENT", "MySQL", "mysql")
         self._session = Statement(session_setup(settings.timeout), (), "none")
+        self.retry_within = settings.timeout
         # connection -> (the server thread its session was set up on, multi-statements)
         self._sessions: weakref.WeakKeyDictionary[Any, tuple[int, bool]] = (
             weakref.WeakKeyDictionary()
@@ -254,44 +255,43 @@ class MySQLRunnerBase(SqlRunnerBase[MySQLSettings, MySQLDialect]):
             raise BackendUnavailableError(f"{self.settings.display}: the connection failed")
 
     def _track(self, lease: Lease, statement: Statement) -> None:
-        """Whether the operation's own transaction is open (a deadlock then cannot be
-        retried statement by statement)."""
+        """Whether the operation's own transaction is open (a deadlock is then not
+        retried statement by statement: the transaction is replayed)."""
         opens = _CONTROL.get(statement.text)
         if opens is not None:
             lease.in_transaction = opens
-        if opens:
-            lease.begun, lease.first = statement, None
-        elif opens is None and lease.begun is not None:
-            if lease.first is None:
-                lease.first = statement
-            else:  # the first statement went through: a deadlock now loses its work
-                lease.begun = None
-        else:
-            lease.begun = None
 
     # --- errors -----------------------------------------------------------------------
 
-    def _retry(
-        self, lease: Lease, statement: Statement, error: BaseException, attempt: int
-    ) -> tuple[Statement, ...] | None:
-        """What to send again after ``statement`` failed, or None to give up.
+    def _retry(self, lease: Lease, error: BaseException, attempt: int) -> bool:
+        """Whether to send a statement again after it failed with ``error``.
 
-        InnoDB rolls a deadlock's victim back whole. A statement that is its own
-        transaction is sent again; so is a transaction's first statement (typically the
-        user's lock row, where concurrent first inserts deadlock), after its BEGIN: the
-        rolled-back transaction held nothing else. Later in a transaction it cannot be."""
-        if attempt >= DEADLOCK_RETRIES:
-            return None
-        if not (isinstance(error, self._errors.MySQLError) and _errno(error) == _DEADLOCK):
-            return None
-        if not lease.in_transaction:
-            return (statement,)
-        if lease.begun is not None and lease.first is statement:
-            return (lease.begun, statement)
-        return None
+        InnoDB rolls a deadlock's victim back whole: a statement that is its own
+        transaction is sent again. Inside the operation's transaction the error goes on
+        to ``execution.statements``, which replays the transaction."""
+        if attempt >= DEADLOCK_RETRIES or lease.in_transaction:
+            return False
+        if time.monotonic() - lease.started >= self.retry_within:
+            return False
+        return isinstance(error, self._errors.MySQLError) and _errno(error) == _DEADLOCK
+
+    @staticmethod
+    def _pause(attempt: int) -> float:
+        """Seconds to wait before sending a deadlocked statement again: random, growing
+        to at most 50 ms. Sent again at once, the same contenders deadlocked each other
+        again and again: 200 concurrent one-command link issues for one token, 5 of them
+        30 times in a row."""
+        return random.uniform(0.0, min(0.05, 0.002 * 2**attempt))  # noqa: S311 - a jitter
+
+    def _rolled_back(self, error: BaseException) -> bool:
+        cause = error.__cause__
+        return isinstance(cause, self._errors.MySQLError) and _errno(cause) == _DEADLOCK
 
     def _failure(self, lease: Lease, error: BaseException) -> BackendError:
-        lease.broken = True
+        # A deadlock's victim was rolled back whole and its reply read: the connection
+        # stays usable (for the replay of its transaction, or the pool)
+        deadlock = isinstance(error, self._errors.MySQLError) and _errno(error) == _DEADLOCK
+        lease.broken = not deadlock
         return self.translate(error)
 
     def translate(self, error: BaseException, *, connecting: bool = False) -> BackendError:

@@ -7,6 +7,7 @@ an operation that yields Begin keeps its one connection for the whole transactio
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authstore.adapters.common.ops import Op
@@ -121,20 +122,17 @@ class SyncMySQLRunner(MySQLRunnerBase):
         self._check_usable(lease)
         self._track(lease, statement)
         attempt = 0
-        sends: tuple[Statement, ...] = (statement,)
         while True:
             try:
-                for earlier in sends[:-1]:
-                    _send(lease.connection, earlier, lease.multi)
                 return _send(lease.connection, statement, lease.multi)
             except Exception as error:
-                again = self._retry(lease, statement, error, attempt)
-                if again is None:
+                if not self._retry(lease, error, attempt):
                     raise self._failure(lease, error) from error
-                attempt, sends = attempt + 1, again
+                attempt += 1
             except BaseException:
                 lease.broken = True
                 raise
+            time.sleep(self._pause(attempt))  # deadlocked: the others go first
 
     def _lease(self, lease: Lease) -> None:
         self._check_open()

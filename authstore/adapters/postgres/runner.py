@@ -62,6 +62,10 @@ _UNAVAILABLE_CODES = frozenset({"55P03", "55006", "25006"})
 # and an administrator's or a crash's shutdown, or a server not yet accepting connections.
 _LOST_CODES = frozenset({"57P01", "57P02", "57P03"})
 
+# The transaction was rolled back whole and the connection is fine: a deadlock's victim,
+# a serialization failure. The operation's transaction is replayed.
+_ROLLED_BACK_CODES = frozenset({"40P01", "40001"})
+
 # A refused configuration: invalid authorization (28000: no pg_hba.conf entry, unknown
 # role; 28P01: wrong password), insufficient privilege, an unknown database or schema.
 _REFUSED_CODES = {"28000": AUTHENTICATION, "28P01": AUTHENTICATION, "42501": AUTHENTICATION}
@@ -128,6 +132,7 @@ class PostgresRunnerBase(SqlRunnerBase[PostgresSettings, PostgresDialect]):
         self, settings: PostgresSettings, paramstyle: ParamStyle, *, auto_migrate: bool
     ) -> None:
         super().__init__(settings, PostgresDialect(paramstyle), auto_migrate=auto_migrate)
+        self.retry_within = settings.timeout
         self._hot_since = 0.0
         self._waiting = 0
         """Operations waiting for a pooled connection: a freed hot one goes to them."""
@@ -151,6 +156,9 @@ class PostgresRunnerBase(SqlRunnerBase[PostgresSettings, PostgresDialect]):
             and not self._closed
             and time.monotonic() - self._hot_since < HOT_TURNOVER
         )
+
+    def _rolled_back(self, error: BaseException) -> bool:
+        return getattr(error.__cause__, "sqlstate", None) in _ROLLED_BACK_CODES
 
     def _message(self, error: BaseException) -> str:
         """A driver error's text with the password scrubbed out (drivers may echo

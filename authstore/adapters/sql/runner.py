@@ -47,6 +47,9 @@ class SqlRunnerBase(Generic[S, D]):
         self.dialect = dialect
         self._prepared = not auto_migrate
         self._closed = False
+        self.retry_within = 0.0
+        """Seconds after an operation's start during which a transaction the database
+        rolled back whole (``_rolled_back``) is replayed (see ``execution.statements``)."""
 
     def __repr__(self) -> str:
         return (
@@ -62,9 +65,21 @@ class SqlRunnerBase(Generic[S, D]):
         """What runs once before the first operation; a database may add to it."""
         yield from migrate(self.dialect, self.settings.tables)
 
+    def _rolled_back(self, error: BaseException) -> bool:
+        """Whether ``error`` (translated, the driver's as its cause) says the database
+        rolled the operation's transaction back whole and nothing else is wrong: a
+        deadlock's victim, a serialization failure. Such a transaction is replayed."""
+        return False
+
     def _program(self, op: Op[T]) -> Program[T]:
         before = None if self._prepared else self._prepare()
-        return statements(op, self.dialect, before=before)
+        return statements(
+            op,
+            self.dialect,
+            before=before,
+            rolled_back=self._rolled_back,
+            retry_within=self.retry_within,
+        )
 
     def _prepare(self) -> Program[None]:
         # Its own program, so the migration commits before the operation starts.
