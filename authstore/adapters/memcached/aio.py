@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op
+from authstore.adapters.common.sockets import socket_readable
 from authstore.adapters.memcached.runner import (
     METHODS,
     Call,
@@ -29,7 +30,6 @@ from authstore.adapters.memcached.runner import (
     route,
 )
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
-from authstore.adapters.mysql.pool import socket_readable
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
+from authstore.adapters.common.sockets import socket_readable
 from authstore.adapters.memcached.runner import (
     METHODS,
     Call,
@@ -31,7 +32,6 @@ from authstore.adapters.memcached.runner import (
     route,
 )
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
-from authstore.adapters.mysql.pool import socket_readable
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 

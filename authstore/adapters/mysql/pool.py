@@ -10,7 +10,6 @@ another store's transaction.
 from __future__ import annotations
 
 import contextlib
-import select
 import threading
 import time
 import weakref
@@ -19,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from authstore.contracts.errors import BackendUnavailableError, StoreClosedError
 
-__all__ = ["ConnectionPool", "OneConnection", "SyncConnections", "socket_readable"]
+__all__ = ["ConnectionPool", "OneConnection", "SyncConnections"]
 
 C = TypeVar("C")
 
@@ -32,24 +31,6 @@ class SyncConnections(Protocol[C]):
     def acquire(self) -> C: ...
     def release(self, connection: C, *, reuse: bool) -> None: ...
     def close(self) -> None: ...
-
-
-def socket_readable(sock: Any) -> bool:
-    """Whether an idle connection's socket has something to read. An idle MySQL
-    connection gets nothing, so anything (EOF after a KILL, a wait_timeout or a
-    restart; MySQL's "disconnected for inactivity" packet) means it is unusable.
-    A non-blocking poll: no round trip."""
-    if sock is None:
-        return True
-    try:
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
-    except (OSError, ValueError):
-        return True
 
 
 class ConnectionPool(Generic[C]):

@@ -11,12 +11,12 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authstore.adapters.common.ops import Op
+from authstore.adapters.common.sockets import socket_readable
 from authstore.adapters.mysql.pool import (
     STALE_AFTER,
     ConnectionPool,
     OneConnection,
     SyncConnections,
-    socket_readable,
 )
 from authstore.adapters.mysql.runner import (
     Lease,

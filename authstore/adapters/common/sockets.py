@@ -1,0 +1,28 @@
+"""A check of idle pooled connections, shared by the backends whose servers never
+send anything unasked (MySQL, memcached): a stale connection is found before a byte of
+a request is sent on it, so nothing is ever sent twice."""
+
+from __future__ import annotations
+
+import select
+from typing import Any
+
+__all__ = ["socket_readable"]
+
+
+def socket_readable(sock: Any) -> bool:
+    """Whether an idle connection's socket has something to read. MySQL and memcached
+    send nothing unasked, so anything on an idle connection (EOF after a KILL, a
+    wait_timeout or a restart; MySQL's "disconnected for inactivity" packet) means it
+    is unusable. A non-blocking poll: no round trip."""
+    if sock is None:
+        return True
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+    except (OSError, ValueError):
+        return True
