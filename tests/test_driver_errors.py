@@ -263,23 +263,27 @@ def _installed(modules: tuple[str, ...]) -> bool:
 
 
 def driver_exceptions(adapter: Adapter) -> list[type[BaseException]]:
-    """Every exception class the driver defines, found by walking ``__subclasses__``."""
-    for name in adapter.modules:
-        importlib.import_module(name)
+    """Every exception class the driver defines (found by walking ``__subclasses__``)
+    and every one its modules export (a stdlib class a driver raises as its own, such
+    as ``ssl.SSLCertVerificationError`` in ``pymongo.errors``). ``asyncio.CancelledError``
+    and other non-``Exception`` classes are not errors: cancellation must propagate."""
     found: set[type[BaseException]] = set()
+    for name in adapter.modules:
+        module = importlib.import_module(name)
+        found.update(
+            value
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, Exception)
+        )
     stack: list[type[BaseException]] = [BaseException]
+    walked: set[type[BaseException]] = set()
     while stack:
         for sub in stack.pop().__subclasses__():
-            if sub not in found:
-                found.add(sub)
+            if sub not in walked:
+                walked.add(sub)
                 stack.append(sub)
-    mine = [
-        cls
-        for cls in found
-        if cls.__module__.split(".")[0] in adapter.roots
-        and not issubclass(cls, Warning)
-        and _name(cls) not in NOT_ERRORS
-    ]
+    found.update(cls for cls in walked if cls.__module__.split(".")[0] in adapter.roots)
+    mine = [cls for cls in found if not issubclass(cls, Warning) and _name(cls) not in NOT_ERRORS]
     return sorted(mine, key=_name)
 
 
