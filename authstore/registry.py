@@ -101,6 +101,14 @@ class StoreURL:
         if "://" not in url:
             raise ConfigurationError("a store URL looks like scheme://..., e.g. sqlite:///auth.db")
         scheme, rest = url.split("://", 1)
+        if not _SCHEME.fullmatch(scheme):
+            # Not repeated: text before the first "://" may be a password holding "://"
+            # whose URL lost its scheme or one of its slashes (//user:pw..., redis:/user:pw...).
+            raise ConfigurationError(
+                "malformed store URL: it must start with a scheme (a letter, then letters, "
+                "digits, '+', '-' or '.') and '://', e.g. sqlite:///auth.db or "
+                "redis://host:6379/0; percent-encode ':', '/' and '@' in a password"
+            )
         try:
             userinfo, hostlist, slash, path, query = _split(rest)
         except _AmbiguousURL:
@@ -110,20 +118,27 @@ class StoreURL:
                 "(%40, %2F, %3F) and '@' in options"
             ) from None
         username, _, password = userinfo.partition(":")
+        # No message below repeats any text of the URL: in "redis://user:pass" (no host)
+        # the password reads as a port and its tail as the path, and an unencoded '/',
+        # '?' or '@' in a password moves parts of it into the host list or the options.
+        where = f"malformed store URL {scheme.lower()}://..."
         try:
             options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
-            hosts = tuple(_host(part) for part in hostlist.split(",") if part)
-        except ValueError as error:
-            redacted = cls(scheme=scheme.lower(), path=slash + path).redacted()
-            # A fragment of the text is shown only when the URL holds no userinfo at all:
-            # an unencoded '/', '?' or '@' in a password must never reach a message.
-            detail = str(error) if "@" not in url else "a host, port or option is malformed"
-            raise ConfigurationError(f"malformed store URL {redacted}: {detail}") from None
+        except ValueError:
+            raise ConfigurationError(
+                f"{where}: an option is not name=value (options are ?name=value&name=value)"
+            ) from None
+        parts = [part for part in hostlist.split(",") if part]
+        hosts = tuple(_host(scheme, number, part) for number, part in enumerate(parts, 1))
         return cls(
             scheme=scheme.lower(),
             hosts=hosts,
-            username=unquote(username) if username else None,
-            password=unquote(password) if userinfo and ":" in userinfo else None,
+            username=_unquote_secret(username, scheme, "user name") if username else None,
+            password=(
+                _unquote_secret(password, scheme, "password")
+                if userinfo and ":" in userinfo
+                else None
+            ),
             path=slash + path if path or slash else "",
             options=options,
         )
@@ -158,6 +173,19 @@ class StoreURL:
         return Options(self)
 
 
+def _unquote_secret(text: str, scheme: str, what: str) -> str:
+    """``text`` percent-decoded as UTF-8; a ConfigurationError (showing none of it) when
+    its escapes are not UTF-8: replacing them would send another password than the one
+    written (two such passwords would even be the same)."""
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise ConfigurationError(
+            f"malformed store URL {scheme.lower()}://...: the {what} has a %-escape that is "
+            "not UTF-8 (write the characters as UTF-8, e.g. %C3%A9 for \u00e9)"
+        ) from None
+
+
 def _secret_option(name: str) -> bool:
     return any(word in name.lower() for word in ("password", "secret", "token", "key"))
 
@@ -166,6 +194,8 @@ def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+"""RFC 3986's scheme syntax."""
 _HOSTLIST = re.compile(r"[A-Za-z0-9._%\-:,\[\]]+")
 _QUERY_LIKE = re.compile(r"\?[^@]*=")
 
@@ -203,14 +233,20 @@ def _split(rest: str) -> tuple[str, str, str, str, str]:
     return userinfo, netloc, slash, path, query
 
 
-def _host(part: str) -> tuple[str, int | None]:
+def _host(scheme: str, number: int, part: str) -> tuple[str, int | None]:
+    """Host ``number`` of the list, as (host, port); its text is never shown (above)."""
     if part.startswith("["):
         host, _, rest = part[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
     else:
         host, _, port = part.partition(":")
-    if port and not port.isdigit():
-        raise ValueError(f"port {port!r} is not a number")
+    if port and not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        which = "the host" if number == 1 else f"host {number}"
+        raise ConfigurationError(
+            f"malformed store URL {scheme.lower()}://...: the port of {which} is not a "
+            "number from 0 to 65535 (a URL without a host, e.g. redis://user:password, "
+            "reads its password as a port; percent-encode '@', '/' and '?' in a password)"
+        )
     return unquote(host), int(port) if port else None
 
 
@@ -276,6 +312,14 @@ class Options:
         """Raise ConfigurationError naming every option nobody read: a misspelt
         option must never be ignored silently. Call it after the last read."""
         if self._left:
+            if any(_secret_option(name) for name in self._url.options):
+                # an unencoded '&' in a password option's value starts a new "option"
+                # holding the rest of the password: the names are not shown
+                raise ConfigurationError(
+                    f"{len(self._left)} unknown option(s) for {self._url.scheme}:// (names "
+                    "not shown: this URL holds a secret option, and an unencoded '&' in its "
+                    "value would make the rest of it an option name; percent-encode it as %26)"
+                )
             names = ", ".join(sorted(self._left))
             raise ConfigurationError(f"unknown option(s) for {self._url.scheme}://: {names}")
 

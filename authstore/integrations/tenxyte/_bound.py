@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from authstore.adapters.common.ops import drive, drive_async
 from authstore.contracts.errors import ConfigurationError
 
-__all__ = ["Bound", "Call", "Flow", "call"]
+__all__ = ["Bound", "Call", "Flow", "call", "check_twins"]
 
 T = TypeVar("T")
 
@@ -59,12 +59,58 @@ class Suffixed:
     obj: object
 
 
+def _process_data(store: object) -> tuple[str, object] | None:
+    """Where a store keeps its data when that is inside this process, else None:
+    ``("memory", data set)`` for a memory store, ``("sqlite", None)`` for a SQLite
+    ``:memory:`` database (private to the store that opened it)."""
+    from authstore.adapters.memory.runner import AsyncMemoryRunner, MemoryRunner
+
+    runner = getattr(store, "_runner", None)
+    runner = getattr(runner, "_runner", runner)  # observability's wrapper, when enabled
+    if isinstance(runner, AsyncMemoryRunner):
+        runner = runner._sync
+    if isinstance(runner, MemoryRunner):
+        return "memory", runner.data
+    settings = getattr(runner, "settings", None)
+    if (
+        type(runner).__module__.startswith("authstore.adapters.sqlite.")
+        and getattr(settings, "database", None) == ":memory:"
+    ):
+        return "sqlite", None
+    return None
+
+
+def check_twins(owner: str, name: str, pair: Pair) -> None:
+    """Refuse a sync and an async store that cannot see each other's data.
+
+    ``memory://`` without a name (or two names) and SQLite's ``:memory:`` give every
+    store data of its own: a token blacklisted through the sync store would stay valid
+    through the async one. Stores of one named ``memory://NAME`` share their data."""
+    if pair.sync is None or pair.aio is None:
+        return
+    sync, aio = _process_data(pair.sync), _process_data(pair.aio)
+    if sync is None and aio is None:
+        return
+    if sync is not None and aio is not None and sync[0] == "memory" and sync[1] is aio[1]:
+        return  # one memory://NAME
+    raise ConfigurationError(
+        f"{owner} was given a sync and an async {name} store over separate in-process "
+        "data (memory:// without a name, or SQLite :memory:, opens new data for each "
+        "store): what one of them records, a revoked token say, the other would never "
+        "see. Open both from one named URL, e.g. memory://auth (or a SQLite file), or "
+        "give only one of them"
+    )
+
+
 class Bound:
     """Targets by name; ``run`` drives a flow synchronously, ``arun`` asynchronously."""
 
     def __init__(self, owner: str, targets: Mapping[str, Pair | Suffixed]) -> None:
         self._owner = owner
         self.targets: dict[str, Pair | Suffixed] = dict(targets)
+        for name, target in self.targets.items():
+            if isinstance(target, Pair):
+                check_twins(owner, name, target)
 
     def _target(self, name: str) -> Pair | Suffixed:
         try:
