@@ -227,16 +227,6 @@ FIXED_ELSEWHERE: dict[tuple[str, str], str] = {
         for key in ("redis-sync", "redis-async", "redis-cluster-sync", "redis-cluster-async")
         for cls, why in _REDIS_UNMAPPED.items()
     },
-    ("postgres-sync", "psycopg.Warning"): (
-        "postgres: psycopg.Warning unmapped (not a psycopg.Error); fixed on branch sql21"
-    ),
-    ("postgres-async", "asyncpg.pgproto.pgproto.BufferError"): (
-        "postgres: asyncpg.pgproto.BufferError unmapped (not in driver_errors); "
-        "fixed on branch sql21"
-    ),
-    ("sqlite", "sqlite3.Warning"): (
-        "sqlite: sqlite3.Warning unmapped (not a sqlite3.Error); fixed on branch sql21"
-    ),
 }
 """(adapter, class) -> why the case is an expected failure until another branch merges."""
 

@@ -120,6 +120,7 @@ class AsyncPostgresRunner(PostgresRunnerBase):
             asyncpg.PostgresError,
             asyncpg.InterfaceError,
             asyncpg.exceptions.InternalClientError,
+            asyncpg.pgproto.pgproto.BufferError,  # a malformed message from the server
             OSError,
             TimeoutError,
         )

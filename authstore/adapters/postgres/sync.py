@@ -183,7 +183,8 @@ class SyncPostgresRunner(PostgresRunnerBase):
         super().__init__(settings, "numeric", auto_migrate=auto_migrate)
         self._psycopg = driver
         self._pool_module = pool_module
-        self.driver_errors: tuple[type[BaseException], ...] = (driver.Error,)
+        # the DB-API Warning is raised, not warned: an error like the rest
+        self.driver_errors: tuple[type[BaseException], ...] = (driver.Error, driver.Warning)
         self.watchdog = WATCHDOG
         self.statement_deadline = settings.timeout + watchdog_margin(settings.timeout)
         """Seconds a statement may wait for its answer: the server's statement_timeout

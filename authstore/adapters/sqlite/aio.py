@@ -23,7 +23,6 @@ instead, one statement at a time under a lock shared by every store given it.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import sys
 import threading
 from collections import deque
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.sql.execution import Statement, drive_async
-from authstore.adapters.sqlite.runner import SQLiteRunnerBase, translate_error
+from authstore.adapters.sqlite.runner import SQLITE_ERRORS, SQLiteRunnerBase, translate_error
 from authstore.adapters.sqlite.settings import SQLiteSettings
 from authstore.adapters.sqlite.sync import SyncSQLiteRunner
 from authstore.contracts.errors import BackendUnavailableError
@@ -314,7 +313,7 @@ class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
         try:
             async with connection.execute(statement.text, statement.args) as cursor:
                 return statement.result(list(await cursor.fetchall()), cursor.rowcount)
-        except sqlite3.Error as error:  # aiosqlite raises the sqlite3 exceptions themselves
+        except SQLITE_ERRORS as error:  # aiosqlite raises the sqlite3 exceptions themselves
             raise translate_error(error) from error
 
     async def _close_given(self) -> None:

@@ -6,6 +6,7 @@ how an operation becomes statements and transactions is ``sql.execution``'s.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -69,6 +70,11 @@ _SHARED_LOCKS = _SharedLocks()
 # Primary result codes (the low byte of extended ones) that mean "not reachable now".
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CANTOPEN = 5, 6, 14
 _UNAVAILABLE = {_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CANTOPEN}
+
+
+SQLITE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, sqlite3.Warning)
+"""What sqlite3 (and aiosqlite, which raises sqlite3's own) raises: the DB-API
+``Warning`` (e.g. two statements in one execute) is an error too, not a warning."""
 
 
 def translate_error(error: BaseException, *, connecting: bool = False) -> BackendError:

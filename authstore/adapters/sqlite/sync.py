@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
 from authstore.adapters.sql.execution import Statement, drive
-from authstore.adapters.sqlite.runner import SQLiteRunnerBase, translate_error
+from authstore.adapters.sqlite.runner import SQLITE_ERRORS, SQLiteRunnerBase, translate_error
 from authstore.adapters.sqlite.settings import SQLiteSettings
 
 __all__ = ["SyncSQLiteRunner"]
@@ -26,14 +26,14 @@ def _execute(connection: sqlite3.Connection, statement: Statement) -> Any:
             return statement.result(cursor.fetchall(), cursor.rowcount)
         finally:
             cursor.close()
-    except sqlite3.Error as error:
+    except SQLITE_ERRORS as error:
         raise translate_error(error) from error
 
 
 def _close(connection: sqlite3.Connection) -> None:
     try:
         connection.close()
-    except sqlite3.Error as error:
+    except SQLITE_ERRORS as error:
         raise translate_error(error) from error
 
 
@@ -69,7 +69,7 @@ class SyncSQLiteRunner(SQLiteRunnerBase[sqlite3.Connection]):
                 isolation_level=None,
                 check_same_thread=False,
             )
-        except sqlite3.Error as error:
+        except SQLITE_ERRORS as error:
             raise translate_error(error, connecting=True) from error
         self._connection = connection
         return connection
