@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -547,3 +548,35 @@ def test_closing_an_async_store_lets_running_operations_finish(mysql_url: str) -
 def _slow_read() -> Op[Any]:
     row = yield Query("SELECT SLEEP(0.2) + 1", fetch="one")
     return row
+
+
+def test_a_password_beyond_latin1_signs_in_sync_and_async(
+    admin: pymysql.Connection[Any], mysql_server: str, fresh_prefix: str
+) -> None:
+    """Both drivers encode a str password as latin-1: one outside it raised
+    UnicodeEncodeError (its repr holding the password). The server, like the mysql
+    client, takes the UTF-8 bytes: such a user signs in, sync and async."""
+    from urllib.parse import quote, urlsplit
+
+    password = "Pässwörd-ключ-🔑"
+    user = f"u{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(mysql_server)
+    database = parts.path.lstrip("/")
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE USER '{user}'@'%%' IDENTIFIED BY %s", (password,))
+        cursor.execute(f"GRANT ALL ON `{database}`.* TO '{user}'@'%'")
+    try:
+        url = f"{parts.scheme}://{user}:{quote(password)}@{parts.hostname}:{parts.port or 3306}"
+        url = with_options(f"{url}/{database}", table_prefix=fresh_prefix)
+        with authstore.open_cache(url) as store:
+            store.set("k", 1)
+            assert store.get("k") == 1
+
+        async def main() -> Any:
+            async with authstore.open_async_cache(url) as store:
+                return await store.get("k")
+
+        assert asyncio.run(main()) == 1
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP USER '{user}'@'%'")

@@ -96,7 +96,10 @@ def connection_options(settings: MySQLSettings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "user": settings.user,
-        "password": settings.password or "",
+        # both drivers send the password encoded as latin-1 (a non-latin-1 character
+        # raised UnicodeEncodeError, its repr holding the password); the server, like
+        # the mysql client, expects UTF-8: this string's latin-1 bytes are its UTF-8
+        "password": (settings.password or "").encode("utf-8").decode("latin-1"),
         "charset": "utf8mb4",
         "autocommit": True,
         "connect_timeout": settings.connect_timeout,
