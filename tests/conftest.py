@@ -30,7 +30,7 @@ SERIAL = (
     "tests/*/test_*_abandoned_transactions.py",
     "tests/redis/test_redis_backend.py",
     "tests/mysql/test_mysql_backend.py",
-    "tests/memcached/*",
+    "tests/memcached/test_memcached_backend.py",
     "tests/examples/*",
     "tests/integrations/*",
     "tests/contract/test_plugin.py",
@@ -38,9 +38,15 @@ SERIAL = (
     "tests/unit/test_cli_ping.py",
     "tests/unit/test_watchdog.py",
     "tests/thirdparty/test_jsonfile_processes.py",
+    "tests/thirdparty/test_planted_races.py",
+    "tests/mongodb/*",
+    "tests/postgres/test_postgres_concurrency.py::test_one_connection_serves_many_*",
 )
 """Tests that freeze, kill or restart servers, count connections, start servers or apps
-on ports, or bound how long a call may take: they run alone (marked ``serial``).
+on ports, bound how long a call may take, need a race to interleave (a planted bug must
+be caught), or load the MongoDB test server (a single-threaded Python stand-in that a
+busy neighbour slows past the default timeout): they run alone (marked ``serial``).
+A pattern matches a test file or a test id.
 ``scripts/test`` runs everything else first on four pytest-xdist workers (the suite
 mostly waits on servers and expiries), then these in one process, where a neighbour's
 load cannot make a timing bound fail or a connection count move."""
@@ -59,7 +65,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             path = item.path.relative_to(root).as_posix()
         except ValueError:
             continue
-        if any(fnmatch.fnmatch(path, pattern) for pattern in SERIAL):
+        test_id = f"{path}::{item.name}"
+        if any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(test_id, p) for p in SERIAL):
             item.add_marker(pytest.mark.serial)
 
 
