@@ -15,11 +15,11 @@ Three things both runners do alike, in ``MongoRunnerBase``:
   handed on only after that.
 - After a pause of more than ``STALE_AFTER`` seconds the pooled connections may belong
   to a server that has restarted since: an operation whose first command is not safe to
-  resend (a write, a transaction) sends a ``ping`` first (async only: pymongo's sync
-  pool itself polls a connection idle for a second before reusing it). A ping, or a read, that fails
+  resend (a write, a transaction) sends a ``ping`` first. A ping, or a read, that fails
   on a closed connection (not a timeout) is sent once more: its failure made the driver
-  drop the pool's stale connections, so the retry gets a new one. A write is never sent
-  twice.
+  drop the pool's stale connections, so the retry gets a new one. A write is sent again
+  only when the driver refused to send it (a connection it knew closed), never when it
+  may have reached the server.
 - ``Turns``: the per-name locks behind ``Exclusive``.
 """
 
@@ -64,12 +64,16 @@ _REFUSED_CODES = {13: AUTHENTICATION, 18: AUTHENTICATION}
 """Unauthorized (a user without the rights authstore needs), AuthenticationFailed."""
 _SELECTION_TIMEOUTS = frozenset({"ServerSelectionTimeoutError", "TimeoutError"})
 _SERVER_ERROR = re.compile(r"'errmsg': '(?P<errmsg>[^']*)', 'code': (?P<code>\d+)")
-STALE_AFTER = 1.0
-"""Seconds without an answer after which pooled connections may be stale."""
+STALE_AFTER = 0.25
+"""Seconds without an answer after which pooled connections may be stale: a server can
+not be killed and answer again in less. pymongo's async pool does not see a closed
+connection that sits idle (it stops reading between replies), and its sync pool polls
+only connections idle for a second."""
 _RESENDABLE = frozenset({"find", "aggregate", "count", "ping", "listIndexes", "createIndexes"})
 """Commands that change nothing (authstore's pipelines have no $out or $merge stage) or
 that are idempotent (createIndexes): safe to send again after a closed connection."""
 _PING = Command({"ping": 1})
+_UNSENT = ": Connection is closed"
 
 
 def resendable(command: object) -> bool:
@@ -87,6 +91,14 @@ def closed_connection(error: BaseException) -> bool:
         and not isinstance(cause, errors.ServerSelectionTimeoutError)
         and not getattr(cause, "timeout", False)
     )
+
+
+def unsent(error: BaseException) -> bool:
+    """The driver refused to write on a connection it already knew closed: nothing of
+    the command left the client. pymongo's async transport raises OSError("Connection
+    is closed") before writing, and its AutoReconnect keeps only that text."""
+    cause = error.__cause__ if isinstance(error, BackendError) else error
+    return closed_connection(error) and _UNSENT in str(cause)
 
 
 def check_reply(reply: dict[str, Any]) -> dict[str, Any]:
@@ -245,9 +257,6 @@ class Run:
 class MongoRunnerBase:
     """Settings, the collections' indexes created on the first operation, closing."""
 
-    pings_after_idle = True
-    """Whether a write after a pause is preceded by a ping (see the module's text)."""
-
     def __init__(
         self, settings: MongoSettings, kinds: Iterable[str], *, auto_migrate: bool
     ) -> None:
@@ -279,11 +288,7 @@ class MongoRunnerBase:
             result: T = finished.value
             return result
         self._check_open()
-        if (
-            self.pings_after_idle
-            and time.monotonic() - self._answered_at > STALE_AFTER
-            and not resendable(command)
-        ):
+        if time.monotonic() - self._answered_at > STALE_AFTER and not resendable(command):
             yield from self._resent(_PING)
         if not self._prepared:
             yield from create_indexes(self.settings.collections, self.kinds)
@@ -291,10 +296,10 @@ class MongoRunnerBase:
         in_transaction = False
         while True:
             try:
-                if in_transaction or not resendable(command):
+                if in_transaction or not isinstance(command, Command):
                     reply = yield command
                 else:
-                    reply = yield from self._resent(command)
+                    reply = yield from self._resent(command, anything=resendable(command))
                 self._answered_at = time.monotonic()
             except Exception as error:
                 try:
@@ -314,12 +319,13 @@ class MongoRunnerBase:
                 return result
 
     @staticmethod
-    def _resent(command: Command) -> Op[Any]:
-        """``command``'s reply; sent once more when its connection was found closed."""
+    def _resent(command: Any, *, anything: bool = True) -> Op[Any]:
+        """``command``'s reply; sent once more when its connection was found closed,
+        and, unless ``anything`` (a command safe to resend), only when it was not sent."""
         try:
             return (yield command)
         except Exception as error:
-            if not closed_connection(error):
+            if not (unsent(error) if not anything else closed_connection(error)):
                 raise
         return (yield command)
 

@@ -39,8 +39,6 @@ WAKE_MARGIN = 0.005
 
 
 class SyncMongoRunner(MongoRunnerBase):
-    pings_after_idle = False  # pymongo's sync pool polls a connection idle for 1 s
-
     def __init__(
         self, settings: MongoSettings, kinds: Iterable[str], *, auto_migrate: bool = True
     ) -> None:
