@@ -88,4 +88,4 @@ def server() -> Iterator[PrivateServer]:
     private = PrivateServer()
     private.start()
     yield private
-    private.stop()
+    private.close()

@@ -9,6 +9,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 from tests.outages import free_port, stopped
 
-__all__ = ["PrivateServer", "secantusd"]
+__all__ = ["FRESH", "PrivateServer", "SessionServer", "secantusd"]
 
 
 def secantusd() -> str | None:
@@ -42,6 +44,10 @@ class PrivateServer:
         self.executable = executable
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.folder = tempfile.mkdtemp(prefix="authstore-secantusd-")
+        """Its working folder and TMPDIR (the :memory: storage lives there)."""
+        self.config = os.path.join(self.folder, "secantusd.toml")
+        Path(self.config).write_text("")  # no secantusd.toml from ~/.secantus or /etc
 
     @property
     def url(self) -> str:
@@ -51,6 +57,8 @@ class PrivateServer:
         self.process = subprocess.Popen(
             [
                 self.executable,
+                "--config",
+                self.config,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -63,6 +71,8 @@ class PrivateServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            cwd=self.folder,
+            env={**os.environ, "TMPDIR": self.folder},
         )
         deadline = time.monotonic() + 30
         while True:
@@ -94,6 +104,13 @@ class PrivateServer:
                 self.process.wait(10)
             self.process = None
 
+    def close(self) -> None:
+        """Gone for good: killed (a clean shutdown takes secantusd seconds, and there is
+        nothing to keep) and its folder deleted."""
+        if self.process is not None:
+            self.kill()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     def freeze(self) -> None:
         """SIGSTOP, and wait until every thread of the server has stopped."""
         assert self.process is not None and self.process.poll() is None
@@ -122,3 +139,59 @@ class PrivateServer:
     def thaw(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGCONT)
+
+
+FRESH = "AUTHSTORE_TEST_MONGODB_FRESH"
+"""1: every test session starts its own fresh secantusd; 0: it uses
+AUTHSTORE_TEST_MONGODB_URL as it is; unset: fresh when that URL is unset or names a
+secantusdb (the shared stand-in scripts/services starts), and secantusd-py is here."""
+
+
+class SessionServer:
+    """The MongoDB server of one test session (tests/conftest.py): a private secantusd
+    started on first use, so every run starts from an empty server in a known state.
+
+    The shared stand-in slows down over a long life and wedges under abandoned
+    transactions, and other runs may be using it at the same time: neither dropping its
+    databases nor restarting it is safe then. A private server costs under a second to
+    start and nothing to stop (SIGKILL: it is in memory). A real MongoDB named by
+    AUTHSTORE_TEST_MONGODB_URL is used as it is."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._decided = False
+        self._server: PrivateServer | None = None
+
+    def url(self, configured: str | None) -> str | None:
+        """The fresh server's URL, or None: use ``configured``."""
+        with self._lock:
+            if not self._decided:
+                self._decided = True
+                if _fresh_wanted(configured):
+                    server = PrivateServer()
+                    server.start()
+                    self._server = server
+            return None if self._server is None else self._server.url
+
+    def close(self) -> None:
+        with self._lock:
+            if self._server is not None:
+                self._server.close()
+                self._server = None
+
+
+def _fresh_wanted(configured: str | None) -> bool:
+    setting = os.environ.get(FRESH, "")
+    if setting == "0" or secantusd() is None:
+        return False
+    if setting == "1" or not configured:
+        return True
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        configured, serverSelectionTimeoutMS=3000
+    )
+    try:
+        return "secantusVersion" in client.admin.command("buildInfo")
+    except pymongo.errors.PyMongoError:
+        return False  # its own probe reports it (tests/servers.py)
+    finally:
+        client.close()

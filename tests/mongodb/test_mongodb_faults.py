@@ -27,7 +27,7 @@ def calm() -> Iterator[PrivateServer]:
     private = PrivateServer()
     private.start()
     yield private
-    private.stop()
+    private.close()
 
 
 def _block_next(server: PrivateServer, command: str, seconds: float) -> None:
