@@ -17,9 +17,8 @@ Three things both runners do alike, in ``MongoRunnerBase``:
   to a server that has restarted since: an operation whose first command is not safe to
   resend (a write, a transaction) sends a ``ping`` first. A ping, or a read, that fails
   on a closed connection (not a timeout) is sent once more: its failure made the driver
-  drop the pool's stale connections, so the retry gets a new one. A write is sent again
-  only when the driver refused to send it (a connection it knew closed), never when it
-  may have reached the server.
+  drop the pool's stale connections, so the retry gets a new one. A write is never
+  sent twice.
 - ``Turns``: the per-name locks behind ``Exclusive``.
 """
 
@@ -73,7 +72,6 @@ _RESENDABLE = frozenset({"find", "aggregate", "count", "ping", "listIndexes", "c
 """Commands that change nothing (authstore's pipelines have no $out or $merge stage) or
 that are idempotent (createIndexes): safe to send again after a closed connection."""
 _PING = Command({"ping": 1})
-_UNSENT = ": Connection is closed"
 
 
 def resendable(command: object) -> bool:
@@ -91,14 +89,6 @@ def closed_connection(error: BaseException) -> bool:
         and not isinstance(cause, errors.ServerSelectionTimeoutError)
         and not getattr(cause, "timeout", False)
     )
-
-
-def unsent(error: BaseException) -> bool:
-    """The driver refused to write on a connection it already knew closed: nothing of
-    the command left the client. pymongo's async transport raises OSError("Connection
-    is closed") before writing, and its AutoReconnect keeps only that text."""
-    cause = error.__cause__ if isinstance(error, BackendError) else error
-    return closed_connection(error) and _UNSENT in str(cause)
 
 
 def check_reply(reply: dict[str, Any]) -> dict[str, Any]:
@@ -296,11 +286,14 @@ class MongoRunnerBase:
         in_transaction = False
         while True:
             try:
-                if in_transaction or not isinstance(command, Command):
+                if not isinstance(command, Command):
                     reply = yield command
                 else:
-                    reply = yield from self._resent(command, anything=resendable(command))
-                self._answered_at = time.monotonic()
+                    if in_transaction or not resendable(command):
+                        reply = yield command  # a write is never sent twice
+                    else:
+                        reply = yield from self._resent(command)
+                    self._answered_at = time.monotonic()
             except Exception as error:
                 try:
                     command = op.throw(error)
@@ -319,13 +312,13 @@ class MongoRunnerBase:
                 return result
 
     @staticmethod
-    def _resent(command: Any, *, anything: bool = True) -> Op[Any]:
-        """``command``'s reply; sent once more when its connection was found closed,
-        and, unless ``anything`` (a command safe to resend), only when it was not sent."""
+    def _resent(command: Command) -> Op[Any]:
+        """The reply of ``command`` (safe to resend); sent once more when its
+        connection was found closed."""
         try:
             return (yield command)
         except Exception as error:
-            if not (unsent(error) if not anything else closed_connection(error)):
+            if not closed_connection(error):
                 raise
         return (yield command)
 
