@@ -61,7 +61,7 @@ def test_timed_out_transaction_is_aborted(calm: PrivateServer) -> None:
         _block_next(calm, "aggregate", 1.5)
         error, took = timed(lambda: sessions.create("alice", ttl=60, max_sessions=2))
         assert isinstance(error, BackendUnavailableError), repr(error)
-        assert took < 0.5 + SLACK, f"took {took:.2f} s"
+        assert took < 0.5 + 3 * SLACK, f"took {took:.2f} s"
         # the kill runs in the background; the next create waits for its turn
         created = sessions.create("alice", ttl=60, max_sessions=2)
         assert sessions.get(created.token) is not None
@@ -80,7 +80,7 @@ def test_async_cancelled_transaction_is_aborted(calm: PrivateServer) -> None:
             _block_next(calm, "aggregate", 1.5)
             error, took = await timed_async(lambda: sessions.create("bob", ttl=60, max_sessions=2))
             assert isinstance(error, BackendUnavailableError), repr(error)
-            assert took < 0.5 + SLACK, f"took {took:.2f} s"
+            assert took < 0.5 + 3 * SLACK, f"took {took:.2f} s"
             # cancelled from outside: the same
             _block_next(calm, "aggregate", 1.5)
             task = asyncio.ensure_future(sessions.create("bob", ttl=60, max_sessions=2))
