@@ -34,6 +34,17 @@ def secantusd() -> str | None:
     return shutil.which("secantusd-py") or (str(beside) if beside.exists() else None)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: Linux sends it SIGKILL when the test process dies, so a
+    killed or crashed run leaves no server behind (elsewhere, nothing happens)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class PrivateServer:
     """secantusd-py in a subprocess on a free port, with in-memory storage."""
 
@@ -73,6 +84,7 @@ class PrivateServer:
             stderr=subprocess.DEVNULL,
             cwd=self.folder,
             env={**os.environ, "TMPDIR": self.folder},
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 30
         while True:
