@@ -15,6 +15,8 @@ from typing import Any
 import pymongo
 import pytest
 
+from tests.mongodb.private import PrivateServer
+
 UNREACHABLE_URL = "mongodb://127.0.0.1:1/authstore_test?timeout=0.25"
 """Nothing listens on port 1: server selection fails within the timeout."""
 
@@ -78,3 +80,12 @@ def admin(mongo_server: str) -> Iterator[pymongo.database.Database[dict[str, Any
     )
     yield client[database_of(mongo_server)]
     client.close()
+
+
+@pytest.fixture
+def server() -> Iterator[PrivateServer]:
+    """A private secantusd of this test alone, for freezing, killing and restarting."""
+    private = PrivateServer()
+    private.start()
+    yield private
+    private.close()

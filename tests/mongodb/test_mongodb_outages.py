@@ -6,112 +6,16 @@ recovers by itself once a server answers again."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import pymongo
-import pytest
+from collections.abc import Callable
 
 import authstore
 from authstore.contracts.errors import BackendUnavailableError
-from tests.outages import free_port, stopped, timed, timed_async
+from tests.mongodb.private import PrivateServer
+from tests.outages import timed, timed_async
 
 TIMEOUT = 0.5
 SLACK = 1.5  # scheduling noise on a loaded 2-core machine
-
-
-class PrivateServer:
-    """secantusd-py in a subprocess on a free port, with in-memory storage."""
-
-    def __init__(self) -> None:
-        executable = shutil.which("secantusd-py") or str(
-            Path(sys.executable).with_name("secantusd-py")
-        )
-        if not Path(executable).exists():
-            pytest.skip("secantusd-py is not installed (pip install secantusdb)")
-        self.executable = executable
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/authstore_test"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.executable,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--storage-path",
-                ":memory:",
-                "--log-level",
-                "ERROR",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-                self.url, serverSelectionTimeoutMS=500
-            )
-            try:
-                client.admin.command("ping")
-                # the answer came from our process, not from another server that
-                # took the port while ours failed to bind it
-                assert self.process.poll() is None, "the private server exited"
-                return
-            except pymongo.errors.PyMongoError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-            finally:
-                client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            os.kill(self.process.pid, signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-            self.process = None
-
-    def freeze(self) -> None:
-        """SIGSTOP, and wait until every thread of the server has stopped."""
-        assert self.process is not None and self.process.poll() is None
-        os.kill(self.process.pid, signal.SIGSTOP)
-        deadline = time.monotonic() + 5
-        while not self._stopped() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert self._stopped(), "the server did not stop"
-
-    def _stopped(self) -> bool:
-        assert self.process is not None
-        return stopped(self.process.pid)
-
-    def thaw(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
-
-
-@pytest.fixture
-def server() -> Iterator[PrivateServer]:
-    private = PrivateServer()
-    private.start()
-    yield private
-    private.stop()
 
 
 def _eventually(action: Callable[[], object]) -> object:

@@ -7,6 +7,10 @@ cannot fire in a process that does not run. The watchdog arms a deadline per
 statement; past it, it shuts the connection's socket down, the blocked read returns
 at once with an error, and the runner reports a timeout and discards the connection.
 
+A deadline can also run a callable instead (``arm(key, seconds, action)``): the sync
+MongoDB runner wakes pymongo's server selection, which otherwise sleeps in 0.5 s steps
+past the operation's deadline.
+
 One thread per process (``WATCHDOG``), started on first use and asleep until the
 earliest deadline: arming and disarming is a dict update under a lock, and a wake-up
 only when a deadline comes before the one it sleeps until.
@@ -20,7 +24,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 __all__ = ["WATCHDOG", "Watchdog", "shutdown_socket", "watchdog_margin"]
 
@@ -52,7 +56,7 @@ class Watchdog:
         self._name = name
         self._lock = threading.Lock()
         self._condition = threading.Condition(self._lock)
-        self._armed: dict[Hashable, tuple[float, int]] = {}
+        self._armed: dict[Hashable, tuple[float, int | Callable[[], object]]] = {}
         self._thread: threading.Thread | None = None
         self._wake_at = math.inf
         """When the thread wakes next (inf: asleep until armed)."""
@@ -60,8 +64,9 @@ class Watchdog:
         self.fired = 0
         """How many sockets it shut down (for tests and diagnostics)."""
 
-    def arm(self, key: Hashable, seconds: float, fd: int) -> None:
-        """Shut ``fd`` down unless ``disarm(key)`` comes within ``seconds``."""
+    def arm(self, key: Hashable, seconds: float, fd: int | Callable[[], object]) -> None:
+        """Shut ``fd`` down unless ``disarm(key)`` comes within ``seconds``; a callable
+        is called instead (under the watchdog's lock: it must return at once)."""
         deadline = time.monotonic() + seconds
         with self._lock:
             if self._closed:
@@ -98,12 +103,16 @@ class Watchdog:
                     self._condition.wait(None if earliest is None else earliest - now)
                     self._wake_at = -math.inf  # awake: arm() need not notify
                     continue
-                for key, (deadline, fd) in list(self._armed.items()):
+                for key, (deadline, target) in list(self._armed.items()):
                     if deadline <= now:
                         # Under the lock: the owner cannot disarm and give the
                         # connection to another operation while its socket goes down.
                         del self._armed[key]
-                        shutdown_socket(fd)
+                        if callable(target):
+                            with contextlib.suppress(Exception):
+                                target()
+                        else:
+                            shutdown_socket(target)
                         self.fired += 1
 
 

@@ -6,14 +6,28 @@ session calls go through ``_settled``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
-from authstore.adapters.mongodb.commands import Abort, Command, Commit, StartTransaction
+from authstore.adapters.mongodb.commands import (
+    Abort,
+    Command,
+    Commit,
+    Exclusive,
+    StartTransaction,
+)
 from authstore.adapters.mongodb.ops import Pause
-from authstore.adapters.mongodb.runner import Execution, MongoRunnerBase, check_reply
+from authstore.adapters.mongodb.runner import (
+    Execution,
+    MongoRunnerBase,
+    Run,
+    Turns,
+    check_reply,
+    mark_dirty,
+)
 from authstore.adapters.mongodb.settings import MongoSettings
 from authstore.registry import require_module
 
@@ -34,6 +48,8 @@ class AsyncMongoRunner(MongoRunnerBase):
         self._pymongo = require_module("pymongo", "mongodb", "mongodb")
         self._client: Any = settings.client
         self._database: Any = None if self._client is None else self._client[settings.database]
+        self._turns = Turns(asyncio.Lock)
+        self._abandoned: set[asyncio.Task[None]] = set()
 
     def _connect(self) -> Any:
         """authstore's own client is made on first use, inside the running loop."""
@@ -46,31 +62,30 @@ class AsyncMongoRunner(MongoRunnerBase):
 
     async def run(self, op: Op[T]) -> T:
         execution = Execution(self._program(op))
-        session: Any = None
+        run = Run()
         try:
-            async with asyncio.timeout(self.timeout):
-                with self._pymongo.timeout(self.timeout):
-                    try:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    with self._pymongo.timeout(self.timeout):
                         command = execution.step()
                         while not execution.done:
                             try:
-                                reply, error = await self._execute(command, session), None
-                                if isinstance(command, StartTransaction):
-                                    session = reply
+                                reply, error = await self._execute(command, run), None
+                                run.executed(command, reply)
                             except Exception as failure:
-                                in_transaction = session is not None and session.in_transaction
-                                error = self._translate(failure, in_transaction)
+                                error = self._translate(failure, run.in_transaction)
                                 reply = None
                             command = execution.step(reply, error)
-                    finally:
-                        if session is not None:
-                            # within the timeout (see the sync runner)
-                            await _settled(session.end_session())
+            finally:
+                # outside both timeouts (a task it starts must not inherit pymongo's
+                # expired deadline); nothing here waits for the server
+                await self._finish(run)
         except (self._pymongo.errors.PyMongoError, TimeoutError) as failure:
             raise self._translate(failure) from failure
         return execution.result  # type: ignore[return-value]
 
-    async def _execute(self, command: Any, session: Any) -> Any:
+    async def _execute(self, command: Any, run: Run) -> Any:
+        session = run.session
         if isinstance(command, Command):
             database = self._connect()
             return check_reply(await database.command(command.document, session=session))
@@ -86,12 +101,54 @@ class AsyncMongoRunner(MongoRunnerBase):
                 await session.abort_transaction()
         elif isinstance(command, Pause):
             await asyncio.sleep(command.seconds)
+        elif isinstance(command, Exclusive):
+            lock = self._turns.join(command.name)
+            try:
+                await lock.acquire()
+            except BaseException:
+                self._turns.leave(command.name, held=False)
+                raise
+            run.held.append(command.name)
         else:
             raise TypeError(f"a MongoDB operation yielded {command!r}")
         return None
 
+    async def _finish(self, run: Run) -> None:
+        """End the operation's session; one that may still be in its transaction is
+        killed in a task of its own (see the runner module), its turns handed on after."""
+        if run.session is None or not run.open:
+            if run.session is not None:
+                await _settled(run.session.end_session())  # no transaction: no I/O
+            self._hand_on(run.held)
+            return
+        task = asyncio.get_running_loop().create_task(self._kill(run))
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+
+    async def _kill(self, run: Run) -> None:
+        session = run.session
+        try:
+            async with asyncio.timeout(self.timeout):
+                with self._pymongo.timeout(self.timeout):
+                    # failing that, the server ends it after its transaction lifetime
+                    with contextlib.suppress(self._pymongo.errors.PyMongoError):
+                        await self._client.admin.command({"killSessions": [session.session_id]})
+                    mark_dirty(session)
+                    await _settled(session.end_session())
+        except Exception:  # noqa: S110 - best effort in the background, nobody to tell
+            pass
+        finally:
+            self._hand_on(run.held)
+
+    def _hand_on(self, held: list[str]) -> None:
+        for name in held:
+            self._turns.leave(name, held=True)
+        held.clear()
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._abandoned:  # the kills of abandoned transactions, within the timeout
+                await asyncio.gather(*self._abandoned, return_exceptions=True)
             if self.owns_client and self._client is not None:
                 await self._client.close()

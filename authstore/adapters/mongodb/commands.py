@@ -5,7 +5,9 @@ Every command is a raw database command document (``findAndModify``, ``update``,
 by one call: ``database.command(document)`` or ``await database.command(document)``.
 Multi-document steps (session eviction, a magic link revoking its predecessors) yield
 ``StartTransaction`` ... ``Commit``; a transaction that loses a write conflict gets
-``Conflict`` thrown in, and the operation starts over.
+``Conflict`` thrown in, and the operation starts over. Such a transaction first yields
+``Exclusive``: operations of one store on the same user take turns in the process
+instead of conflicting on the server.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from typing import Any
 
 from authstore.contracts.errors import BackendError
 
-__all__ = ["Abort", "Command", "Commit", "Conflict", "DuplicateKey", "StartTransaction"]
+__all__ = [
+    "Abort",
+    "Command",
+    "Commit",
+    "Conflict",
+    "DuplicateKey",
+    "Exclusive",
+    "StartTransaction",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +38,16 @@ class Command:
 @dataclass(frozen=True, slots=True)
 class StartTransaction:
     """Later commands run in one transaction until ``Commit`` or ``Abort``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusive:
+    """Until the operation ends, no other operation of this runner holding the same
+    ``name`` runs (the runner waits for it within the timeout). Concurrent transactions
+    on one user's records then queue in the process instead of conflicting on the server,
+    each conflict costing a retry: contention degrades to waiting."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from authstore.adapters.mongodb.commands import (
     Commit,
     Conflict,
     DuplicateKey,
+    Exclusive,
     StartTransaction,
 )
 from authstore.contracts.errors import BackendError, TokenInUseError
@@ -263,8 +264,14 @@ def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + CHUNK]
 
 
-def _transaction(steps: Callable[[], Op[T]]) -> Op[T]:
-    """Run ``steps`` in a transaction, again from the start when it loses a conflict."""
+def _transaction(steps: Callable[[], Op[T]], lock: str) -> Op[T]:
+    """Run ``steps`` in a transaction, again from the start when it loses a conflict.
+
+    Operations naming the same ``lock`` take turns in the process (``Exclusive``), so
+    conflicts come only from other processes; those retry after an exponential pause
+    with jitter (2 ms doubling up to about 100 ms), which spreads the retries of many
+    contenders instead of having them collide again and again."""
+    yield Exclusive(lock)
     for attempt in range(TRANSACTION_ATTEMPTS):
         yield StartTransaction()
         try:
@@ -273,7 +280,8 @@ def _transaction(steps: Callable[[], Op[T]]) -> Op[T]:
             return result
         except (Conflict, DuplicateKey):
             yield Abort()
-            yield Pause(0.002 * (1 + attempt % 8) * (0.5 + (time.perf_counter_ns() % 1000) / 1000))
+            jitter = 0.5 + (time.perf_counter_ns() % 1000) / 1000
+            yield Pause(0.002 * 2 ** min(attempt, 6) * jitter)
     raise BackendError("MongoDB: a transaction kept conflicting with concurrent writers")
 
 
@@ -873,7 +881,7 @@ class MongoSessionOps(_Scoped):
                 )
             return _session(created)
 
-        return (yield from _transaction(capped))
+        return (yield from _transaction(capped, f"s:{self.namespace}:{user_id}"))
 
     def get(self, token_hash: str) -> Op[SessionRecord | None]:
         found = yield from _one(self.name, self._id(token_hash))
@@ -1081,7 +1089,7 @@ class MongoMagicLinkOps(_Scoped):
             # a taken hash raises here; the transaction's end undoes the revocations
             return _link(_claimed(created, link_id, "magic link"))
 
-        return (yield from _transaction(replacing))
+        return (yield from _transaction(replacing, f"m:{self.namespace}:{user_id}"))
 
     def _revoke(self, query: dict[str, Any]) -> Op[int]:
         usable = _live({**query, "cu": None, "r": None})

@@ -4,22 +4,55 @@ replies, turning driver errors into authstore's, and indexes on first use.
 A runner only executes the commands an operation yields: ``database.command(doc)``
 (sync) or ``await database.command(doc)`` (async), plus session calls for the few
 operations that use a transaction.
+
+Three things both runners do alike, in ``MongoRunnerBase``:
+
+- An operation that ends inside its transaction (a timeout, a cancellation, an error
+  raised in it) has its session killed on the server in the background
+  (``killSessions``, which aborts the transaction), with a timeout of its own, so the
+  caller's call still ends at its deadline and the transaction does not hold the user's
+  lock document until the server reaps it (60 s). The user's turn (``Exclusive``) is
+  handed on only after that.
+- After a pause of more than ``STALE_AFTER`` seconds the pooled connections may belong
+  to a server that has restarted since: an operation whose first command is not safe to
+  resend (a write, a transaction) sends a ``ping`` first. A ping, or a read, that fails
+  on a closed connection (not a timeout) is sent once more: its failure made the driver
+  drop the pool's stale connections, so the retry gets a new one. A write is never
+  sent twice.
+- ``Turns``: the per-name locks behind ``Exclusive``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from authstore.adapters.common.ops import Op
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
-from authstore.adapters.mongodb.commands import Conflict, DuplicateKey
+from authstore.adapters.mongodb.commands import (
+    Abort,
+    Command,
+    Commit,
+    Conflict,
+    DuplicateKey,
+    StartTransaction,
+)
 from authstore.adapters.mongodb.ops import create_indexes
 from authstore.adapters.mongodb.settings import MongoSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError, StoreClosedError
 
-__all__ = ["Execution", "MongoRunnerBase", "check_reply", "translate"]
+__all__ = [
+    "Execution",
+    "MongoRunnerBase",
+    "Run",
+    "Turns",
+    "check_reply",
+    "mark_dirty",
+    "translate",
+]
 
 T = TypeVar("T")
 
@@ -30,6 +63,32 @@ _REFUSED_CODES = {13: AUTHENTICATION, 18: AUTHENTICATION}
 """Unauthorized (a user without the rights authstore needs), AuthenticationFailed."""
 _SELECTION_TIMEOUTS = frozenset({"ServerSelectionTimeoutError", "TimeoutError"})
 _SERVER_ERROR = re.compile(r"'errmsg': '(?P<errmsg>[^']*)', 'code': (?P<code>\d+)")
+STALE_AFTER = 0.25
+"""Seconds without an answer after which pooled connections may be stale: a server can
+not be killed and answer again in less. pymongo's async pool does not see a closed
+connection that sits idle (it stops reading between replies), and its sync pool polls
+only connections idle for a second."""
+_RESENDABLE = frozenset({"find", "aggregate", "count", "ping", "listIndexes", "createIndexes"})
+"""Commands that change nothing (authstore's pipelines have no $out or $merge stage) or
+that are idempotent (createIndexes): safe to send again after a closed connection."""
+_PING = Command({"ping": 1})
+
+
+def resendable(command: object) -> bool:
+    return isinstance(command, Command) and next(iter(command.document)) in _RESENDABLE
+
+
+def closed_connection(error: BaseException) -> bool:
+    """The driver found its connection closed (a server that restarted or dropped it),
+    not a timeout: nothing was answered on it."""
+    import pymongo.errors as errors
+
+    cause = error.__cause__ if isinstance(error, BackendError) else error
+    return (
+        isinstance(cause, errors.ConnectionFailure)
+        and not isinstance(cause, errors.ServerSelectionTimeoutError)
+        and not getattr(cause, "timeout", False)
+    )
 
 
 def check_reply(reply: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +181,69 @@ class Execution(Generic[T]):
         self._op.close()
 
 
+def mark_dirty(session: Any) -> None:
+    """A killed session's server session must not return to the driver's pool."""
+    server_session = getattr(session, "_server_session", None)
+    mark = getattr(server_session, "mark_dirty", None)
+    if callable(mark):
+        mark()
+
+
+class Turns:
+    """Locks by name (``Exclusive``), made on first use and dropped when no operation
+    holds or waits for them. ``factory`` makes a threading.Lock or an asyncio.Lock."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._guard = threading.Lock()
+        self._locks: dict[str, list[Any]] = {}  # name -> [lock, holders and waiters]
+
+    def join(self, name: str) -> Any:
+        """The lock of ``name``, counted until ``leave``."""
+        with self._guard:
+            entry = self._locks.get(name)
+            if entry is None:
+                entry = self._locks[name] = [self._factory(), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def leave(self, name: str, *, held: bool) -> None:
+        with self._guard:
+            entry = self._locks[name]
+            if held:
+                entry[0].release()
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[name]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class Run:
+    """One operation's state in a runner: its session, whether its last transaction
+    may still be open on the server, the turns it holds."""
+
+    __slots__ = ("held", "open", "session")
+
+    def __init__(self) -> None:
+        self.session: Any = None
+        self.open = False
+        """Since a StartTransaction, until its Commit succeeded (an Abort the driver
+        could not deliver is not known to have happened)."""
+        self.held: list[str] = []
+
+    def executed(self, command: object, reply: Any) -> None:
+        if isinstance(command, StartTransaction):
+            self.session, self.open = reply, True
+        elif isinstance(command, Commit):
+            self.open = False
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.session is not None and bool(self.session.in_transaction)
+
+
 class MongoRunnerBase:
     """Settings, the collections' indexes created on the first operation, closing."""
 
@@ -133,6 +255,8 @@ class MongoRunnerBase:
         self.timeout = settings.timeout
         self._prepared = not auto_migrate
         self._closed = False
+        self._answered_at = time.monotonic()
+        """When the server last answered a command (see ``STALE_AFTER``)."""
 
     def __repr__(self) -> str:
         return (
@@ -154,12 +278,22 @@ class MongoRunnerBase:
             result: T = finished.value
             return result
         self._check_open()
+        if time.monotonic() - self._answered_at > STALE_AFTER and not resendable(command):
+            yield from self._resent(_PING)
         if not self._prepared:
             yield from create_indexes(self.settings.collections, self.kinds)
             self._prepared = True
+        in_transaction = False
         while True:
             try:
-                reply = yield command
+                if not isinstance(command, Command):
+                    reply = yield command
+                else:
+                    if in_transaction or not resendable(command):
+                        reply = yield command  # a write is never sent twice
+                    else:
+                        reply = yield from self._resent(command)
+                    self._answered_at = time.monotonic()
             except Exception as error:
                 try:
                     command = op.throw(error)
@@ -167,11 +301,26 @@ class MongoRunnerBase:
                     result = finished.value
                     return result
                 continue
+            if isinstance(command, StartTransaction):
+                in_transaction = True
+            elif isinstance(command, (Commit, Abort)):
+                in_transaction = False
             try:
                 command = op.send(reply)
             except StopIteration as finished:
                 result = finished.value
                 return result
+
+    @staticmethod
+    def _resent(command: Command) -> Op[Any]:
+        """The reply of ``command`` (safe to resend); sent once more when its
+        connection was found closed."""
+        try:
+            return (yield command)
+        except Exception as error:
+            if not closed_connection(error):
+                raise
+        return (yield command)
 
     def _check_open(self) -> None:
         if self._closed:

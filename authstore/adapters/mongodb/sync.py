@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
-from authstore.adapters.mongodb.commands import Abort, Command, Commit, StartTransaction
+from authstore.adapters.common.watchdog import WATCHDOG
+from authstore.adapters.mongodb.commands import (
+    Abort,
+    Command,
+    Commit,
+    Exclusive,
+    StartTransaction,
+)
 from authstore.adapters.mongodb.ops import Pause
-from authstore.adapters.mongodb.runner import Execution, MongoRunnerBase, check_reply
+from authstore.adapters.mongodb.runner import (
+    Execution,
+    MongoRunnerBase,
+    Run,
+    Turns,
+    check_reply,
+    mark_dirty,
+)
 from authstore.adapters.mongodb.settings import MongoSettings
+from authstore.contracts.errors import BackendUnavailableError
 from authstore.registry import require_module
 
 __all__ = ["SyncMongoRunner"]
 
 T = TypeVar("T")
+
+WAKE_MARGIN = 0.005
+"""Seconds after the deadline at which the watchdog wakes a waiting server selection."""
 
 
 class SyncMongoRunner(MongoRunnerBase):
@@ -29,33 +49,39 @@ class SyncMongoRunner(MongoRunnerBase):
         else:
             self._client = self._pymongo.MongoClient(settings.uri, **settings.client_options())
         self._database = self._client[settings.database]
+        self._turns = Turns(threading.Lock)
+        self._abandoned: set[threading.Thread] = set()
+        self._abandoned_lock = threading.Lock()
 
     def run(self, op: Op[T]) -> T:
         execution = Execution(self._program(op))
-        session: Any = None
+        run = Run()
         try:
-            with self._pymongo.timeout(self.timeout):
-                try:
-                    command = execution.step()
-                    while not execution.done:
-                        try:
-                            reply, error = self._execute(command, session), None
-                            if isinstance(command, StartTransaction):
-                                session = reply
-                        except Exception as failure:
-                            in_transaction = session is not None and session.in_transaction
-                            reply, error = None, self._translate(failure, in_transaction)
-                        command = execution.step(reply, error)
-                finally:
-                    if session is not None:
-                        # within the timeout: aborting an open transaction on a server
-                        # that stopped answering must not wait past it
-                        session.end_session()
+            try:
+                with self._pymongo.timeout(self.timeout):
+                    deadline = time.monotonic() + self.timeout
+                    # pymongo's server selection waits in 0.5 s steps, and would go
+                    # on waiting past the deadline: the watchdog wakes it just after
+                    WATCHDOG.arm(run, self.timeout + WAKE_MARGIN, self._wake_selection)
+                    try:
+                        command = execution.step()
+                        while not execution.done:
+                            try:
+                                reply, error = self._execute(command, run, deadline), None
+                                run.executed(command, reply)
+                            except Exception as failure:
+                                reply, error = None, self._translate(failure, run.in_transaction)
+                            command = execution.step(reply, error)
+                    finally:
+                        WATCHDOG.disarm(run)
+            finally:
+                self._finish(run)
         except self._pymongo.errors.PyMongoError as failure:
             raise self._translate(failure) from failure
         return execution.result  # type: ignore[return-value]
 
-    def _execute(self, command: Any, session: Any) -> Any:
+    def _execute(self, command: Any, run: Run, deadline: float) -> Any:
+        session = run.session
         if isinstance(command, Command):
             return check_reply(self._database.command(command.document, session=session))
         if isinstance(command, StartTransaction):
@@ -68,13 +94,72 @@ class SyncMongoRunner(MongoRunnerBase):
             if session.in_transaction:
                 session.abort_transaction()
         elif isinstance(command, Pause):
-            time.sleep(command.seconds)
+            time.sleep(max(0.0, min(command.seconds, deadline - time.monotonic())))
+        elif isinstance(command, Exclusive):
+            lock = self._turns.join(command.name)
+            if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                self._turns.leave(command.name, held=False)
+                raise BackendUnavailableError(
+                    f"MongoDB at {self._where()} timed out waiting for this user's other operations"
+                )
+            run.held.append(command.name)
         else:
             raise TypeError(f"a MongoDB operation yielded {command!r}")
         return None
 
+    def _wake_selection(self) -> None:
+        """Wake every thread waiting in pymongo's server selection, which then sees its
+        deadline passed and raises (called by the watchdog thread: never blocks long)."""
+        condition = getattr(getattr(self._client, "_topology", None), "_condition", None)
+        if condition is not None and condition.acquire(timeout=0.05):
+            try:
+                condition.notify_all()
+            finally:
+                condition.release()
+
+    def _finish(self, run: Run) -> None:
+        """End the operation's session; one that may still be in its transaction is
+        killed in the background (see the runner module), its turns handed on after."""
+        if run.session is None or not run.open:
+            if run.session is not None:
+                run.session.end_session()
+            self._hand_on(run.held)
+            return
+        thread = threading.Thread(
+            target=self._kill, args=(run,), name="authstore-mongodb-abort", daemon=True
+        )
+        with self._abandoned_lock:
+            self._abandoned.add(thread)
+        thread.start()
+
+    def _kill(self, run: Run) -> None:
+        session = run.session
+        try:
+            with self._pymongo.timeout(self.timeout):
+                # failing that, the server ends it after its transaction lifetime
+                with contextlib.suppress(self._pymongo.errors.PyMongoError):
+                    self._client.admin.command({"killSessions": [session.session_id]})
+                mark_dirty(session)
+                session.end_session()
+        except Exception:  # noqa: S110 - best effort in the background, nobody to tell
+            pass
+        finally:
+            self._hand_on(run.held)
+            with self._abandoned_lock:
+                self._abandoned.discard(threading.current_thread())
+
+    def _hand_on(self, held: list[str]) -> None:
+        for name in held:
+            self._turns.leave(name, held=True)
+        held.clear()
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            # let the kills of abandoned transactions finish (each within the timeout)
+            with self._abandoned_lock:
+                pending = list(self._abandoned)
+            for thread in pending:
+                thread.join(self.timeout + 1)
             if self.owns_client:
                 self._client.close()
