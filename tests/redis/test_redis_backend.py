@@ -492,3 +492,71 @@ def test_existing_cluster_clients(server_url: Callable[[str], str]) -> None:
         await aclient.aclose()
 
     asyncio.run(main())
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def _driver_exceptions() -> list[type[BaseException]]:
+    """Every exception class redis-py defines (``redis.exceptions`` and below), found by
+    walking the subclasses of what that module holds: a new one appears here by itself."""
+    import redis.exceptions
+
+    found: set[type[BaseException]] = set()
+    todo = [
+        value
+        for value in vars(redis.exceptions).values()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__.startswith("redis")
+    ]
+    while todo:
+        kind = todo.pop()
+        if kind not in found and kind.__module__.startswith("redis"):
+            found.add(kind)
+            todo.extend(kind.__subclasses__())
+    return sorted(found, key=lambda kind: f"{kind.__module__}.{kind.__qualname__}")
+
+
+def _instance(kind: type[BaseException], text: str) -> BaseException:
+    for args in ((text,), ("3999 127.0.0.1:7000",), ()):
+        try:
+            return kind(*args)
+        except Exception:  # another signature
+            continue
+    raise AssertionError(f"cannot make a {kind.__name__}")
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("topology", ["redis://:s3cret@h:1/0", "redis+cluster://:s3cret@h:1,h:2"])
+def test_every_driver_exception_becomes_an_authstore_error(
+    topology: str, asynchronous: bool
+) -> None:
+    """Each redis-py exception class is one the runner catches and turns into an
+    AuthStoreError naming the redacted URL, never the password (a class redis-py adds
+    that escapes the mapping fails here)."""
+    from authstore.contracts.errors import AuthStoreError
+
+    runner = backend.runner(backend.settings(StoreURL.parse(topology)), asynchronous=asynchronous)
+    kinds = _driver_exceptions()
+    assert len(kinds) > 20, kinds  # the walk found redis-py's hierarchy
+    unmapped = []
+    for kind in kinds:
+        if not issubclass(kind, Exception):
+            continue
+        error = _instance(kind, "failed for s3cret")
+        if not isinstance(error, runner.driver_errors):
+            unmapped.append(f"{kind.__module__}.{kind.__qualname__} (not caught)")
+            continue
+        translated = runner._translate(error)
+        if not isinstance(translated, AuthStoreError):
+            unmapped.append(f"{kind.__qualname__} -> {type(translated).__name__}")
+        elif kind.__name__ != "NoScriptError":  # NOSCRIPT: sent again as EVAL, never raised
+            message = str(translated)
+            if "s3cret" in message or runner.settings.display not in message:
+                unmapped.append(f"{kind.__qualname__}: {message!r}")
+    if asynchronous:
+        asyncio.run(runner.close())
+    else:
+        runner.close()
+    assert not unmapped, unmapped

@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +25,12 @@ from authstore import (
     open_sessions,
 )
 from tests.outages import timed
-from tests.redis_topology import private_cluster, private_redis, private_sentinel
+from tests.redis_topology import (
+    PrivateCluster,
+    private_cluster,
+    private_redis,
+    private_sentinel,
+)
 
 TIMEOUT = 0.5
 MARGIN = 0.6
@@ -265,3 +270,107 @@ def test_closing_a_store_closes_its_connections(topology: str) -> None:
 
         asyncio.run(use_and_close())
         assert _incoming_connections(nodes) == before, "async"
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PrivateCluster]:
+    """One private cluster for the module's cluster faults (a start costs 1-3 s). Its
+    node timeout outlasts every freeze: the healthy masters never mark a frozen one as
+    failed, so the cluster stays up and what is measured is the client's behaviour."""
+    with private_cluster(node_timeout_ms=60_000) as running:
+        yield running
+
+
+def _key_per_master(cluster: PrivateCluster, namespace: str, kind: str = "k") -> dict[int, str]:
+    """A key stored on each master (by port); the cache keeps a value's ``key`` under
+    ``namespace:k:key``, a blacklisted ``jti`` under ``namespace:b:jti``."""
+    found: dict[int, str] = {}
+    for index in range(1000):
+        key = f"key{index}"
+        found.setdefault(cluster.owner_of(cluster.slot_of(f"{namespace}:{kind}:{key}")).port, key)
+        if len(found) == len(cluster.nodes):
+            return found
+    raise AssertionError("no key found for every master")
+
+
+class _Timed:
+    """Calls a store's operation (sync or async, one body) and times it."""
+
+    def __init__(self, asynchronous: bool) -> None:
+        self.loop = asyncio.new_event_loop() if asynchronous else None
+
+    def __call__(self, call: Callable[[], Any]) -> tuple[Any, float]:
+        started = time.monotonic()
+        try:
+            result = call()
+            if self.loop is not None:
+                result = self.loop.run_until_complete(result)
+        except Exception as error:
+            result = error
+        return result, time.monotonic() - started
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_cluster_with_one_master_frozen_serves_the_others(
+    cluster: PrivateCluster, asynchronous: bool
+) -> None:
+    """The first listed master (the one of slot 0, redis-py's default node) frozen: keys
+    on the other masters keep answering, on a store opened before the freeze and on one
+    opened during it; keys on the frozen master fail closed within the timeout. With
+    every master frozen a new store fails within the timeout too (it took one timeout
+    per startup node), and everything answers again after the thaw."""
+    url = f"{cluster.url}?timeout={TIMEOUT}"
+    namespace = _namespace()
+    frozen = cluster.nodes[0]
+    keys = _key_per_master(cluster, namespace)
+    jti = _key_per_master(cluster, namespace, "b")[frozen.port]
+    call = _Timed(asynchronous)
+    opener = open_async_cache if asynchronous else open_cache
+    stores = [opener(url, namespace=namespace)]
+    try:
+        for port, key in keys.items():
+            assert call(lambda key=key, port=port: stores[0].set(key, port))[0] is None
+        with frozen.frozen():
+            stores.append(opener(url, namespace=namespace))  # opened during the freeze
+            for store in reversed(stores):
+                for port, key in keys.items():
+                    result, elapsed = call(lambda store=store, key=key: store.get(key))
+                    assert elapsed < TIMEOUT + MARGIN, f"{port}: {elapsed:.2f} s"
+                    if port == frozen.port:
+                        assert isinstance(result, BackendUnavailableError), repr(result)
+                        assert cluster.url in str(result)
+                    else:
+                        assert result == port, f"key on a healthy master: {result!r}"
+                read, elapsed = call(lambda store=store: store.is_blacklisted(jti))
+                assert isinstance(read, BackendUnavailableError) and elapsed < TIMEOUT + MARGIN
+            others = [node for node in cluster.nodes if node is not frozen]
+            for node in others:
+                node.pause()
+            try:
+                stores.append(opener(url, namespace=namespace))
+                for store in stores[::2]:  # the first store, and a new one
+                    result, elapsed = call(lambda store=store: store.get(keys[others[0].port]))
+                    assert isinstance(result, BackendUnavailableError), repr(result)
+                    assert elapsed < TIMEOUT + MARGIN, f"every master frozen: {elapsed:.2f} s"
+            finally:
+                for node in others:
+                    node.resume()
+        for store in stores:  # the same stores, after the thaw (a redis-py refresh may
+            deadline = time.monotonic() + 10  # still be on its way: a few tries)
+            while True:
+                result, _ = call(lambda store=store: store.get(keys[frozen.port]))
+                if result == frozen.port or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert result == frozen.port, repr(result)
+    finally:
+        for store in stores:
+            call(store.aclose if asynchronous else store.close)
+        call.close()
