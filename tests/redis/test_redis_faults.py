@@ -27,6 +27,7 @@ from authstore import (
 from tests.outages import timed
 from tests.redis_topology import (
     PrivateCluster,
+    PrivateSentinel,
     private_cluster,
     private_redis,
     private_sentinel,
@@ -370,6 +371,174 @@ def test_cluster_with_one_master_frozen_serves_the_others(
                     break
                 time.sleep(0.1)
             assert result == frozen.port, repr(result)
+    finally:
+        for store in stores:
+            call(store.aclose if asynchronous else store.close)
+        call.close()
+
+
+CONNECTIONS = 6
+
+
+def _concurrently(
+    store: Any,
+    loop: asyncio.AbstractEventLoop | None,
+    call: Callable[[Any], Any],
+    count: int = CONNECTIONS,
+) -> list[Any]:
+    """``count`` calls at once (threads, or tasks on ``loop``), so each takes a pooled
+    connection of its own; their results or errors."""
+    if loop is not None:
+        if count == 1:  # the call's task runs before the loop reads what came meanwhile
+
+            async def alone() -> list[Any]:
+                try:
+                    return [await call(store)]
+                except Exception as error:
+                    return [error]
+
+            return loop.run_until_complete(alone())
+
+        async def gather() -> list[Any]:
+            calls = (call(store) for _ in range(count))
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        return loop.run_until_complete(gather())
+    results: list[Any] = []
+    barrier = threading.Barrier(count)
+
+    def one() -> None:
+        barrier.wait(10)
+        try:
+            results.append(call(store))
+        except Exception as error:
+            results.append(error)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("topology", ["single", "cluster"])
+def test_stale_pooled_connections_are_replaced_after_a_restart(
+    topology: str, asynchronous: bool, request: pytest.FixtureRequest
+) -> None:
+    """An idle server restarts (kill, start on the same port): the next calls, one per
+    pooled connection, all succeed on new connections, and an increment sent once
+    counts once (a stale connection is replaced before anything is sent on it; the
+    async pool used to fail the first call on each of them)."""
+    with contextlib.ExitStack() as stack:
+        if topology == "single":
+            node = stack.enter_context(private_redis())
+            url = node.url
+        else:
+            running: PrivateCluster = request.getfixturevalue("cluster")
+            url = running.url
+        namespace = _namespace()
+        key = "counter"
+        if topology == "cluster":
+            node = running.owner_of(running.slot_of(f"{namespace}:k:{key}"))
+        store = (open_async_cache if asynchronous else open_cache)(
+            f"{url}?timeout=2&pool_size={CONNECTIONS}", namespace=namespace
+        )
+        loop = asyncio.new_event_loop() if asynchronous else None
+        try:
+            warm = _concurrently(store, loop, lambda s: s.get(key))
+            assert warm == [None] * CONNECTIONS, warm
+            node.restart()  # memory only: it comes back empty
+            if topology == "cluster":  # until it has met the others again: CLUSTERDOWN
+                deadline = time.monotonic() + 20
+                while not running._ok() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            # one call first (from a loop that has not run since the restart), then the
+            # others at once, each on another of the pooled connections
+            counted = _concurrently(store, loop, lambda s: s.incr(key), count=1)
+            counted += _concurrently(store, loop, lambda s: s.incr(key), CONNECTIONS - 1)
+            failed = [c for c in counted if isinstance(c, BaseException)]
+            assert not failed, failed
+            assert sorted(counted) == list(range(1, CONNECTIONS + 1))
+        finally:
+            if loop is not None:
+                loop.run_until_complete(store.aclose())
+                loop.close()
+            else:
+                store.close()
+
+
+# --------------------------------------------------------------------------- sentinel
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> Iterator[PrivateSentinel]:
+    """One private master, replica and sentinel for the module's freezes; the sentinel
+    waits a minute before it calls a master down, so a freeze never turns into a
+    failover (test_sentinel_failover_without_reopening has its own)."""
+    with private_sentinel(down_after_ms=60_000) as running:
+        yield running
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_sentinel_frozen_master_frozen_and_killed_sentinel(
+    sentinel: PrivateSentinel, asynchronous: bool
+) -> None:
+    """Master frozen: security reads fail closed within the timeout, on a store opened
+    before and one opened during the freeze. Sentinel frozen or killed: a store with
+    pooled connections to the master goes on answering, a new one (which must ask the
+    sentinel where the master is) fails closed within the timeout; all answer after.
+    Frozen sentinels listed before the live one: still within the timeout (a sync store
+    took one timeout per frozen sentinel)."""
+    url = f"{sentinel.url}?timeout={TIMEOUT}"
+    namespace = _namespace()
+    call = _Timed(asynchronous)
+    opener = open_async_cache if asynchronous else open_cache
+    stores = [opener(url, namespace=namespace)]
+
+    def fails_closed(store: Any, what: str, reads: int = 1, shown: str = sentinel.url) -> None:
+        for name, read in list(SECURITY_READS.items())[:reads]:
+            result, elapsed = call(lambda read=read: read(store))
+            assert isinstance(result, BackendUnavailableError), f"{what}, {name}: {result!r}"
+            assert shown in str(result)
+            assert elapsed < TIMEOUT + MARGIN, f"{what}, {name}: {elapsed:.2f} s"
+
+    def revoked(store: Any) -> Any:
+        return call(lambda: store.is_blacklisted("jti"))[0]
+
+    try:
+        assert call(lambda: stores[0].add_to_blacklist("jti", 60))[0] is None
+        with sentinel.master.frozen():
+            fails_closed(stores[0], "master frozen, store opened before", len(SECURITY_READS))
+            stores.append(opener(url, namespace=namespace))
+            fails_closed(stores[-1], "master frozen, store opened during")
+        assert [revoked(store) for store in stores] == [True, True]
+        with sentinel.sentinel.frozen():
+            assert revoked(stores[0]) is True  # its pooled connection to the master
+            stores.append(opener(url, namespace=namespace))
+            fails_closed(stores[-1], "sentinel frozen, new store")
+        assert revoked(stores[-1]) is True
+        sentinel.sentinel.kill()
+        try:
+            assert revoked(stores[0]) is True
+            stores.append(opener(url, namespace=namespace))
+            fails_closed(stores[-1], "sentinel killed, new store")
+        finally:
+            sentinel.sentinel.start()
+        assert revoked(stores[-1]) is True
+        # Two unanswering sentinels listed first (the frozen replica's port): redis-py
+        # asks them one after the other, a whole timeout each, before the live one.
+        replica = f"{sentinel.replica.host}:{sentinel.replica.port}"
+        slow_url = url.replace("://", f"://{replica},{replica},", 1)
+        with sentinel.replica.frozen():
+            stores.append(opener(slow_url, namespace=namespace))
+            shown = slow_url.split("?")[0]
+            fails_closed(stores[-1], "two frozen sentinels listed first, new store", 1, shown)
+        deadline = time.monotonic() + 10  # the same store, once the discovery is done
+        while revoked(stores[-1]) is not True and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert revoked(stores[-1]) is True
     finally:
         for store in stores:
             call(store.aclose if asynchronous else store.close)

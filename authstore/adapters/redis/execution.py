@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import select
 from typing import Any
 
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
@@ -34,6 +35,7 @@ __all__ = [
     "cluster_class",
     "connection_options",
     "direct_pool",
+    "fresh_connection_class",
     "get_connection_args",
     "drop_connections",
     "make_client",
@@ -229,6 +231,73 @@ def cluster_class(cluster: Any) -> Any:
 _CLUSTER_CLASSES: dict[Any, Any] = {}
 
 
+def stale(writer: Any) -> bool:
+    """Whether an idle async connection's socket has something to read: the server
+    closed it (a restart: EOF, or a reset) or left bytes no command asked for. Either
+    way it cannot carry the next command. One ``select`` with a zero timeout: the event
+    loop may not have run since the server went away, so the connection's own state
+    (what redis-py checks) does not show it yet."""
+    transport = writer.transport
+    if transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def fresh_connection_class(base: Any) -> Any:
+    """An async connection class that replaces a stale connection (``stale``) with a new
+    one before it sends a command: before anything is sent, so no command is ever sent
+    twice. Without it, after a server restart each pooled connection failed its next
+    command (BackendUnavailableError) before the pool dropped it.
+
+    Only a connection with no reply due is checked: its handshake sends several commands
+    before it reads their replies (a reply already there is no sign of a stale socket).
+    ``_authstore_due`` counts sends minus replies read, never below zero (a pipeline is
+    one send and several replies); a disconnect resets it.
+    """
+    found = _FRESH_CLASSES.get(base)
+    if found is not None:
+        return found
+
+    async def send_packed_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+        writer = self._writer
+        if writer is not None and self._authstore_due <= 0 and stale(writer):
+            await self.disconnect()
+        self._authstore_due += 1
+        return await base.send_packed_command(self, *args, **kwargs)
+
+    async def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await base.read_response(self, *args, **kwargs)
+        finally:
+            # never below zero: a pipeline reads more replies than it sends commands,
+            # and a read that fails has disconnected (zero) before it gets here
+            self._authstore_due = max(0, self._authstore_due - 1)
+
+    async def disconnect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._authstore_due = 0
+        return await base.disconnect(self, *args, **kwargs)
+
+    members = {
+        "_authstore_due": 0,
+        "send_packed_command": send_packed_command,
+        "read_response": read_response,
+        "disconnect": disconnect,
+    }
+    made = type(f"Fresh{base.__name__}", (base,), members)
+    _FRESH_CLASSES[base] = made
+    return made
+
+
+_FRESH_CLASSES: dict[Any, Any] = {}
+
+
 def make_client(
     module: Any,
     settings: RedisSettings,
@@ -255,23 +324,39 @@ def make_client(
         cluster = module.cluster
         hosts = [live] if live is not None else list(settings.hosts)
         nodes = [cluster.ClusterNode(host, port) for host, port in hosts]
-        return cluster_class(cluster)(
+        client = cluster_class(cluster)(
             startup_nodes=nodes, max_connections=settings.pool_size, live=live, **common
         )
+        if asynchronous:  # the nodes it learns take their connection class from here
+            kwargs = client.nodes_manager.connection_kwargs
+            kwargs["connection_class"] = fresh_connection_class(kwargs["connection_class"])
+        return client
     if settings.topology == "sentinel":
         sentinel_kwargs = {
             "password": settings.sentinel_password,
             "socket_timeout": settings.timeout,
             "socket_connect_timeout": settings.connect_timeout,
             "client_name": settings.client_name,
+            # each new master connection asks a sentinel where the master is: as many
+            # at once as operations in flight (redis-py's own cap, 100, failed them)
+            "max_connections": settings.pool_size,
         }
         if settings.tls:
             sentinel_kwargs.update(ssl=True, **tls)
         sentinel = module.sentinel.Sentinel(
             list(settings.hosts), sentinel_kwargs=sentinel_kwargs, **common
         )
+        sentinel_classes: dict[str, Any] = {}
+        if asynchronous:
+            managed = module.sentinel.SentinelManagedConnection
+            if settings.tls:
+                managed = module.sentinel.SentinelManagedSSLConnection
+            sentinel_classes["connection_class"] = fresh_connection_class(managed)
         return sentinel.master_for(
-            settings.service, db=settings.db, max_connections=settings.pool_size
+            settings.service,
+            db=settings.db,
+            max_connections=settings.pool_size,
+            **sentinel_classes,
         )
     connection: dict[str, Any] = {**common, "db": settings.db}
     if settings.unix_socket is not None:
@@ -287,6 +372,8 @@ def make_client(
         if settings.tls:
             connection.update(connection_class=module.SSLConnection, **tls)
     if asynchronous:
+        base = connection.get("connection_class", module.Connection)
+        connection["connection_class"] = fresh_connection_class(base)
         # The async runner bounds its connections with a semaphore: redis.asyncio's
         # blocking pool takes a condition and a timer per command (tens of microseconds).
         pool = module.ConnectionPool(max_connections=settings.pool_size, **connection)
