@@ -298,6 +298,12 @@ def fresh_connection_class(base: Any) -> Any:
 _FRESH_CLASSES: dict[Any, Any] = {}
 
 
+def _major_version() -> int:
+    version = str(getattr(importlib.import_module("redis"), "__version__", "0"))
+    first = version.split(".", 1)[0]
+    return int(first) if first.isdigit() else 0
+
+
 def make_client(
     module: Any,
     settings: RedisSettings,
@@ -324,6 +330,11 @@ def make_client(
         cluster = module.cluster
         hosts = [live] if live is not None else list(settings.hosts)
         nodes = [cluster.ClusterNode(host, port) for host, port in hosts]
+        if _major_version() < 6:
+            # before 6, a cluster client retried a command after a timeout or a dropped
+            # connection on its own (3 times), whatever ``retry`` said: an increment
+            # sent 4 times would count 4 times
+            common["cluster_error_retry_attempts"] = 0
         client = cluster_class(cluster)(
             startup_nodes=nodes, max_connections=settings.pool_size, live=live, **common
         )
