@@ -23,6 +23,7 @@ from authstore.adapters.redis.execution import (
     direct_pool,
     drop_connections,
     get_connection_args,
+    major_version,
     make_client,
     pack,
     request,
@@ -51,6 +52,7 @@ class AsyncRedisRunner(RedisRunnerBase):
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._deadlines = Deadlines(settings.timeout)
+        self._batch_one_by_one = major_version() < 6
 
     async def _client_here(self) -> Any:
         """Our client belongs to one loop; a store used from a new loop starts over there
@@ -175,6 +177,10 @@ class AsyncRedisRunner(RedisRunnerBase):
                     await pool.release(connection)
                 callback = client.response_callbacks.get(request[0])
                 return reply if callback is None else callback(reply)
+            if self._batch_one_by_one and self._is_cluster_client(client):
+                # redis-py before 6 runs an async cluster pipeline once per allowed
+                # retry, so with none (make_client) it never runs: one command at a time
+                return [await client.execute_command(*args) for args in request]
             pipe = client.pipeline(transaction=not self._is_cluster_client(client))
             for args in request:
                 pipe.execute_command(*args)

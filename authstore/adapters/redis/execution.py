@@ -38,6 +38,7 @@ __all__ = [
     "fresh_connection_class",
     "get_connection_args",
     "drop_connections",
+    "major_version",
     "make_client",
     "pack",
     "request",
@@ -298,7 +299,8 @@ def fresh_connection_class(base: Any) -> Any:
 _FRESH_CLASSES: dict[Any, Any] = {}
 
 
-def _major_version() -> int:
+def major_version() -> int:
+    """redis-py's major version (0 when unknown)."""
     version = str(getattr(importlib.import_module("redis"), "__version__", "0"))
     first = version.split(".", 1)[0]
     return int(first) if first.isdigit() else 0
@@ -330,7 +332,7 @@ def make_client(
         cluster = module.cluster
         hosts = [live] if live is not None else list(settings.hosts)
         nodes = [cluster.ClusterNode(host, port) for host, port in hosts]
-        if _major_version() < 6:
+        if major_version() < 6:
             # before 6, a cluster client retried a command after a timeout or a dropped
             # connection on its own (3 times), whatever ``retry`` said: an increment
             # sent 4 times would count 4 times
