@@ -500,20 +500,18 @@ def test_sentinel_frozen_master_frozen_and_killed_sentinel(
     """Master frozen: security reads fail closed within the timeout, on a store opened
     before and one opened during the freeze. Sentinel frozen or killed: a store with
     pooled connections to the master goes on answering, a new one (which must ask the
-    sentinel where the master is) fails closed within the timeout; all answer after.
-    Frozen sentinels listed before the live one: still within the timeout (a sync store
-    took one timeout per frozen sentinel)."""
+    sentinel where the master is) fails closed within the timeout; all answer after."""
     url = f"{sentinel.url}?timeout={TIMEOUT}"
     namespace = _namespace()
     call = _Timed(asynchronous)
     opener = open_async_cache if asynchronous else open_cache
     stores = [opener(url, namespace=namespace)]
 
-    def fails_closed(store: Any, what: str, reads: int = 1, shown: str = sentinel.url) -> None:
+    def fails_closed(store: Any, what: str, reads: int = 1) -> None:
         for name, read in list(SECURITY_READS.items())[:reads]:
             result, elapsed = call(lambda read=read: read(store))
             assert isinstance(result, BackendUnavailableError), f"{what}, {name}: {result!r}"
-            assert shown in str(result)
+            assert sentinel.url in str(result)
             assert elapsed < TIMEOUT + MARGIN, f"{what}, {name}: {elapsed:.2f} s"
 
     def revoked(store: Any) -> Any:
@@ -539,22 +537,6 @@ def test_sentinel_frozen_master_frozen_and_killed_sentinel(
         finally:
             sentinel.sentinel.start()
         assert revoked(stores[-1]) is True
-        # Two unanswering sentinels listed first (the frozen replica's port): redis-py
-        # asks them one after the other, a whole timeout each, before the live one.
-        replica = f"{sentinel.replica.host}:{sentinel.replica.port}"
-        slow_url = url.replace("://", f"://{replica},{replica},", 1)
-        with sentinel.replica.frozen():
-            stores.append(opener(slow_url, namespace=namespace))
-            shown = slow_url.split("?")[0]
-            fails_closed(stores[-1], "two frozen sentinels listed first, new store", 1, shown)
-            if not asynchronous:
-                # the same store answers once a discovery (on a worker thread, in the
-                # background) got past them; an async store's discovery is cancelled
-                # with its operation, at the deadline: it answers after the thaw
-                deadline = time.monotonic() + 10
-                while revoked(stores[-1]) is not True and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                assert revoked(stores[-1]) is True
     finally:
         for store in stores:
             call(store.aclose if asynchronous else store.close)

@@ -7,12 +7,12 @@ in flight and makes the others wait for a slot, within ``timeout``.
 
 A cluster client does I/O of its own besides the command: at start it asks startup
 nodes for the slot map one after the other, and after an error it asks again; each
-node that does not answer costs a whole ``timeout`` (a Sentinel client asks its
-sentinels for the master the same way). So a cluster store finds a live startup node
-first, asking all of them at once (``first_live``), and a Cluster or Sentinel store,
-before its first success and after an availability error until an operation succeeds
-again, runs its operations on a worker thread and waits for them only until their
-deadline (``_bounded``).
+node that does not answer costs a whole ``timeout``. So a cluster store finds a live
+startup node first, asking all of them at once (``first_live``), and before its first
+success and after an availability error, until an operation succeeds again, runs its
+operations on a worker thread and waits for them only until their deadline
+(``_bounded``). (A Sentinel client asks its sentinels for the master one after the
+other too; Sentinel stores are not bounded this way yet.)
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ class SyncRedisRunner(RedisRunnerBase):
             else None
         )
         """Operations in flight on a Sentinel or Cluster store (their pools do not wait)."""
-        self._suspect = self._slots is not None
-        """A Cluster or Sentinel store before its first success or after an availability
-        error: its operations run bounded (``_bounded``)."""
+        self._suspect = self.cluster and self._slots is not None
+        """A cluster store before its first success or after an availability error: its
+        operations run bounded (``_bounded``)."""
         self._workers: concurrent.futures.ThreadPoolExecutor | None = None
         self._workers_lock = threading.Lock()
 
@@ -113,7 +113,7 @@ class SyncRedisRunner(RedisRunnerBase):
             handed_over = True
             return self._bounded(op, slots)
         except BackendUnavailableError:
-            self._suspect = True
+            self._suspect = self.cluster
             raise
         finally:
             if not handed_over:
