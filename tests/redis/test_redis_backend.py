@@ -492,3 +492,141 @@ def test_existing_cluster_clients(server_url: Callable[[str], str]) -> None:
         await aclient.aclose()
 
     asyncio.run(main())
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def _driver_exceptions() -> list[type[BaseException]]:
+    """Every exception class redis-py defines (``redis.exceptions`` and below), found by
+    walking the subclasses of what that module holds: a new one appears here by itself."""
+    import redis.exceptions
+
+    found: set[type[BaseException]] = set()
+    todo = [
+        value
+        for value in vars(redis.exceptions).values()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__.startswith("redis")
+    ]
+    while todo:
+        kind = todo.pop()
+        if kind not in found and kind.__module__.startswith("redis"):
+            found.add(kind)
+            todo.extend(kind.__subclasses__())
+    return sorted(found, key=lambda kind: f"{kind.__module__}.{kind.__qualname__}")
+
+
+def _instance(kind: type[BaseException], text: str) -> BaseException:
+    for args in ((text,), ("3999 127.0.0.1:7000",), ()):
+        try:
+            return kind(*args)
+        except Exception:  # another signature
+            continue
+    raise AssertionError(f"cannot make a {kind.__name__}")
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("topology", ["redis://:s3cret@h:1/0", "redis+cluster://:s3cret@h:1,h:2"])
+def test_every_driver_exception_becomes_an_authstore_error(
+    topology: str, asynchronous: bool
+) -> None:
+    """Each redis-py exception class is one the runner catches and turns into an
+    AuthStoreError naming the redacted URL, never the password (a class redis-py adds
+    that escapes the mapping fails here)."""
+    from authstore.contracts.errors import AuthStoreError
+
+    runner = backend.runner(backend.settings(StoreURL.parse(topology)), asynchronous=asynchronous)
+    kinds = _driver_exceptions()
+    assert len(kinds) > 20, kinds  # the walk found redis-py's hierarchy
+    unmapped = []
+    for kind in kinds:
+        if not issubclass(kind, Exception):
+            continue
+        error = _instance(kind, "failed for s3cret")
+        if not isinstance(error, runner.driver_errors):
+            unmapped.append(f"{kind.__module__}.{kind.__qualname__} (not caught)")
+            continue
+        translated = runner._translate(error)
+        if not isinstance(translated, AuthStoreError):
+            unmapped.append(f"{kind.__qualname__} -> {type(translated).__name__}")
+        elif kind.__name__ != "NoScriptError":  # NOSCRIPT: sent again as EVAL, never raised
+            message = str(translated)
+            if "s3cret" in message or runner.settings.display not in message:
+                unmapped.append(f"{kind.__qualname__}: {message!r}")
+    if asynchronous:
+        asyncio.run(runner.close())
+    else:
+        runner.close()
+    assert not unmapped, unmapped
+
+
+# --- pools ------------------------------------------------------------------------------
+
+
+def _threads(count: int, work: Callable[[], Any]) -> list[BaseException]:
+    """``count`` threads released together, each running ``work``; what they raised."""
+    import threading
+
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait(30)
+            work()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return errors
+
+
+def _named_connections(url: str, name: str) -> int:
+    """Connections named ``name`` on the server(s) of a Sentinel or Cluster URL."""
+    if url.startswith("redis+cluster://"):
+        hosts = url.split("://", 1)[1].split("?", 1)[0].split(",")
+        counts = []
+        for host in hosts:
+            address, port = host.rsplit(":", 1)
+            with redis.Redis(address, int(port)) as admin:
+                counts.append(sum(c.get("name") == name for c in admin.client_list()))
+        return max(counts)
+    sentinel_host = url.split("://", 1)[1].split("/", 1)[0]
+    address, port = sentinel_host.rsplit(":", 1)
+    service = url.split("://", 1)[1].split("/")[1].split("?")[0]
+    with redis.Redis(address, int(port)) as sentinel:
+        master = sentinel.sentinel_get_master_addr_by_name(service)
+    with redis.Redis(master[0], int(master[1])) as admin:
+        return sum(c.get("name") == name for c in admin.client_list())
+
+
+@pytest.mark.parametrize("topology", ["redis_sentinel", "redis_cluster"])
+def test_pool_size_bounds_and_waits_on_sentinel_and_cluster(
+    topology: str, server_url: Callable[[str], str]
+) -> None:
+    """pool_size means the same on every topology: 200 threads on one store with
+    pool_size=250 all get a connection (redis-py's own cap of 100 made the rest fail at
+    once, "Too many connections"), and with pool_size=2 twenty threads wait for the two
+    connections (per node) rather than fail or open more."""
+    base = server_url(topology)
+    joiner = "&" if "?" in base else "?"
+    for pool_size, threads, hits in ((250, 200, 30), (2, 20, 10)):
+        name = f"pool{uuid.uuid4().hex[:12]}"
+        url = f"{base}{joiner}pool_size={pool_size}&client_name={name}&timeout=10"
+        with open_cache(url, namespace=_namespace()) as cache:
+
+            def work(cache: Any = cache, hits: int = hits) -> None:
+                for _ in range(hits):
+                    cache.incr("n")
+
+            errors = _threads(threads, work)
+            assert not errors, f"pool_size={pool_size}: {len(errors)} failed: {errors[:3]}"
+            assert cache.get("n") == threads * hits
+            opened = _named_connections(base, name)
+            assert opened <= pool_size, f"pool_size={pool_size}: {opened} connections"

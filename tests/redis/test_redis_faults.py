@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +25,13 @@ from authstore import (
     open_sessions,
 )
 from tests.outages import timed
-from tests.redis_topology import private_cluster, private_redis, private_sentinel
+from tests.redis_topology import (
+    PrivateCluster,
+    PrivateSentinel,
+    private_cluster,
+    private_redis,
+    private_sentinel,
+)
 
 TIMEOUT = 0.5
 MARGIN = 0.6
@@ -265,3 +271,273 @@ def test_closing_a_store_closes_its_connections(topology: str) -> None:
 
         asyncio.run(use_and_close())
         assert _incoming_connections(nodes) == before, "async"
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PrivateCluster]:
+    """One private cluster for the module's cluster faults (a start costs 1-3 s). Its
+    node timeout outlasts every freeze: the healthy masters never mark a frozen one as
+    failed, so the cluster stays up and what is measured is the client's behaviour."""
+    with private_cluster(node_timeout_ms=60_000) as running:
+        yield running
+
+
+def _key_per_master(cluster: PrivateCluster, namespace: str, kind: str = "k") -> dict[int, str]:
+    """A key stored on each master (by port); the cache keeps a value's ``key`` under
+    ``namespace:k:key``, a blacklisted ``jti`` under ``namespace:b:jti``."""
+    found: dict[int, str] = {}
+    for index in range(1000):
+        key = f"key{index}"
+        found.setdefault(cluster.owner_of(cluster.slot_of(f"{namespace}:{kind}:{key}")).port, key)
+        if len(found) == len(cluster.nodes):
+            return found
+    raise AssertionError("no key found for every master")
+
+
+class _Timed:
+    """Calls a store's operation (sync or async, one body) and times it."""
+
+    def __init__(self, asynchronous: bool) -> None:
+        self.loop = asyncio.new_event_loop() if asynchronous else None
+
+    def __call__(self, call: Callable[[], Any]) -> tuple[Any, float]:
+        started = time.monotonic()
+        try:
+            result = call()
+            if self.loop is not None:
+                result = self.loop.run_until_complete(result)
+        except Exception as error:
+            result = error
+        return result, time.monotonic() - started
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_cluster_with_one_master_frozen_serves_the_others(
+    cluster: PrivateCluster, asynchronous: bool
+) -> None:
+    """The first listed master (the one of slot 0, redis-py's default node) frozen: keys
+    on the other masters keep answering, on a store opened before the freeze and on one
+    opened during it; keys on the frozen master fail closed within the timeout. With
+    every master frozen a new store fails within the timeout too (it took one timeout
+    per startup node), and everything answers again after the thaw."""
+    url = f"{cluster.url}?timeout={TIMEOUT}"
+    namespace = _namespace()
+    frozen = cluster.nodes[0]
+    keys = _key_per_master(cluster, namespace)
+    jti = _key_per_master(cluster, namespace, "b")[frozen.port]
+    call = _Timed(asynchronous)
+    opener = open_async_cache if asynchronous else open_cache
+    stores = [opener(url, namespace=namespace)]
+    try:
+        for port, key in keys.items():
+            assert call(lambda key=key, port=port: stores[0].set(key, port))[0] is None
+        assert call(lambda: stores[0].add_to_blacklist(jti, 60))[0] is None
+        counter = next(
+            f"n{index}"
+            for index in range(1000)
+            if cluster.owner_of(cluster.slot_of(f"{namespace}:k:n{index}")) is frozen
+        )
+        assert call(lambda: stores[0].incr(counter))[0] == 1
+        with frozen.frozen():
+            stores.append(opener(url, namespace=namespace))  # opened during the freeze
+            for store in reversed(stores):
+                for port, key in keys.items():
+                    result, elapsed = call(lambda store=store, key=key: store.get(key))
+                    assert elapsed < TIMEOUT + MARGIN, f"{port}: {elapsed:.2f} s"
+                    if port == frozen.port:
+                        assert isinstance(result, BackendUnavailableError), repr(result)
+                        assert cluster.url in str(result)
+                    else:
+                        assert result == port, f"key on a healthy master: {result!r}"
+                read, elapsed = call(lambda store=store: store.is_blacklisted(jti))
+                assert isinstance(read, BackendUnavailableError) and elapsed < TIMEOUT + MARGIN
+                added, elapsed = call(lambda store=store: store.incr(counter))
+                assert isinstance(added, BackendUnavailableError) and elapsed < TIMEOUT + MARGIN
+            others = [node for node in cluster.nodes if node is not frozen]
+            for node in others:
+                node.pause()
+            try:
+                stores.append(opener(url, namespace=namespace))
+                for store in stores[::2]:  # the first store, and a new one
+                    result, elapsed = call(lambda store=store: store.get(keys[others[0].port]))
+                    assert isinstance(result, BackendUnavailableError), repr(result)
+                    assert elapsed < TIMEOUT + MARGIN, f"every master frozen: {elapsed:.2f} s"
+            finally:
+                for node in others:
+                    node.resume()
+        for store in stores:  # the same stores, after the thaw (a redis-py refresh may
+            deadline = time.monotonic() + 10  # still be on its way: a few tries)
+            while True:
+                result, _ = call(lambda store=store: store.get(keys[frozen.port]))
+                if result == frozen.port or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            assert result == frozen.port, repr(result)
+        # two increments failed during the freeze: each may have been applied, once (a
+        # driver that resent one after its timeout counted it again)
+        assert call(lambda: stores[0].get(counter))[0] in (1, 2, 3)
+    finally:
+        for store in stores:
+            call(store.aclose if asynchronous else store.close)
+        call.close()
+
+
+CONNECTIONS = 6
+
+
+def _concurrently(
+    store: Any,
+    loop: asyncio.AbstractEventLoop | None,
+    call: Callable[[Any], Any],
+    count: int = CONNECTIONS,
+) -> list[Any]:
+    """``count`` calls at once (threads, or tasks on ``loop``), so each takes a pooled
+    connection of its own; their results or errors."""
+    if loop is not None:
+        if count == 1:  # the call's task runs before the loop reads what came meanwhile
+
+            async def alone() -> list[Any]:
+                try:
+                    return [await call(store)]
+                except Exception as error:
+                    return [error]
+
+            return loop.run_until_complete(alone())
+
+        async def gather() -> list[Any]:
+            calls = (call(store) for _ in range(count))
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        return loop.run_until_complete(gather())
+    results: list[Any] = []
+    barrier = threading.Barrier(count)
+
+    def one() -> None:
+        barrier.wait(10)
+        try:
+            results.append(call(store))
+        except Exception as error:
+            results.append(error)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("topology", ["single", "cluster"])
+def test_stale_pooled_connections_are_replaced_after_a_restart(
+    topology: str, asynchronous: bool, request: pytest.FixtureRequest
+) -> None:
+    """An idle server restarts (kill, start on the same port): the next calls, one per
+    pooled connection, all succeed on new connections, and an increment sent once
+    counts once (a stale connection is replaced before anything is sent on it; the
+    async pool used to fail the first call on each of them)."""
+    with contextlib.ExitStack() as stack:
+        if topology == "single":
+            node = stack.enter_context(private_redis())
+            url = node.url
+        else:
+            running: PrivateCluster = request.getfixturevalue("cluster")
+            url = running.url
+        namespace = _namespace()
+        key = "counter"
+        if topology == "cluster":
+            node = running.owner_of(running.slot_of(f"{namespace}:k:{key}"))
+        store = (open_async_cache if asynchronous else open_cache)(
+            f"{url}?timeout=2&pool_size={CONNECTIONS}", namespace=namespace
+        )
+        loop = asyncio.new_event_loop() if asynchronous else None
+        try:
+            warm = _concurrently(store, loop, lambda s: s.get(key))
+            assert warm == [None] * CONNECTIONS, warm
+            node.restart()  # memory only: it comes back empty
+            if topology == "cluster":  # until it has met the others again: CLUSTERDOWN
+                deadline = time.monotonic() + 20
+                while not running._ok() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            # one call first (from a loop that has not run since the restart), then the
+            # others at once, each on another of the pooled connections
+            counted = _concurrently(store, loop, lambda s: s.incr(key), count=1)
+            counted += _concurrently(store, loop, lambda s: s.incr(key), CONNECTIONS - 1)
+            failed = [c for c in counted if isinstance(c, BaseException)]
+            assert not failed, failed
+            assert sorted(counted) == list(range(1, CONNECTIONS + 1))
+        finally:
+            if loop is not None:
+                loop.run_until_complete(store.aclose())
+                loop.close()
+            else:
+                store.close()
+
+
+# --------------------------------------------------------------------------- sentinel
+
+
+@pytest.fixture(scope="module")
+def sentinel() -> Iterator[PrivateSentinel]:
+    """One private master, replica and sentinel for the module's freezes; the sentinel
+    waits a minute before it calls a master down, so a freeze never turns into a
+    failover (test_sentinel_failover_without_reopening has its own)."""
+    with private_sentinel(down_after_ms=60_000) as running:
+        yield running
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_sentinel_frozen_master_frozen_and_killed_sentinel(
+    sentinel: PrivateSentinel, asynchronous: bool
+) -> None:
+    """Master frozen: security reads fail closed within the timeout, on a store opened
+    before and one opened during the freeze. Sentinel frozen or killed: a store with
+    pooled connections to the master goes on answering, a new one (which must ask the
+    sentinel where the master is) fails closed within the timeout; all answer after."""
+    url = f"{sentinel.url}?timeout={TIMEOUT}"
+    namespace = _namespace()
+    call = _Timed(asynchronous)
+    opener = open_async_cache if asynchronous else open_cache
+    stores = [opener(url, namespace=namespace)]
+
+    def fails_closed(store: Any, what: str, reads: int = 1) -> None:
+        for name, read in list(SECURITY_READS.items())[:reads]:
+            result, elapsed = call(lambda read=read: read(store))
+            assert isinstance(result, BackendUnavailableError), f"{what}, {name}: {result!r}"
+            assert sentinel.url in str(result)
+            assert elapsed < TIMEOUT + MARGIN, f"{what}, {name}: {elapsed:.2f} s"
+
+    def revoked(store: Any) -> Any:
+        return call(lambda: store.is_blacklisted("jti"))[0]
+
+    try:
+        assert call(lambda: stores[0].add_to_blacklist("jti", 60))[0] is None
+        with sentinel.master.frozen():
+            fails_closed(stores[0], "master frozen, store opened before", len(SECURITY_READS))
+            stores.append(opener(url, namespace=namespace))
+            fails_closed(stores[-1], "master frozen, store opened during")
+        assert [revoked(store) for store in stores] == [True, True]
+        with sentinel.sentinel.frozen():
+            assert revoked(stores[0]) is True  # its pooled connection to the master
+            stores.append(opener(url, namespace=namespace))
+            fails_closed(stores[-1], "sentinel frozen, new store")
+        assert revoked(stores[-1]) is True
+        sentinel.sentinel.kill()
+        try:
+            assert revoked(stores[0]) is True
+            stores.append(opener(url, namespace=namespace))
+            fails_closed(stores[-1], "sentinel killed, new store")
+        finally:
+            sentinel.sentinel.start()
+        assert revoked(stores[-1]) is True
+    finally:
+        for store in stores:
+            call(store.aclose if asynchronous else store.close)
+        call.close()

@@ -19,9 +19,11 @@ from authstore.adapters.redis.execution import (
     Request,
     ScriptMissing,
     closing_calls,
+    connection_options,
     direct_pool,
     drop_connections,
     get_connection_args,
+    major_version,
     make_client,
     pack,
     request,
@@ -50,6 +52,7 @@ class AsyncRedisRunner(RedisRunnerBase):
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._deadlines = Deadlines(settings.timeout)
+        self._batch_one_by_one = major_version() < 6
 
     async def _client_here(self) -> Any:
         """Our client belongs to one loop; a store used from a new loop starts over there
@@ -61,16 +64,19 @@ class AsyncRedisRunner(RedisRunnerBase):
                 self._loop, self._ready = loop, asyncio.Lock()
             async with self._ready:
                 if self._client is None or (self.owns_client and self._client_loop is not loop):
-                    client = self.settings.client
+                    client, live = self.settings.client, None
                     if client is None:
-                        client = make_client(self._redis, self.settings, asynchronous=True)
-                    if self._is_cluster_client(client):
-                        # Learn the slot map once, before concurrent commands: redis-py
-                        # replaces the startup nodes' connections while others use them.
-                        await client.initialize()
-                    # INFO may be disabled, or the server down: the operation says so
-                    with contextlib.suppress(self.errors.RedisError):
-                        self._inspect(await client.info("memory"))
+                        if self.cluster:
+                            live = await first_live(self._redis, self.settings)
+                        client = make_client(
+                            self._redis, self.settings, asynchronous=True, live=live
+                        )
+                    try:
+                        await self._first_look(client, live)
+                    except BaseException:  # a deadline or an error: none of it stays open
+                        if self.owns_client:
+                            drop_connections(client)
+                        raise
                     self._pool = direct_pool(client, self._redis.Redis)
                     self._pool_args = get_connection_args(self._pool)
                     old, old_loop = self._client, self._client_loop
@@ -78,6 +84,19 @@ class AsyncRedisRunner(RedisRunnerBase):
                     if old is not None and self.owns_client:
                         self._let_go(old, old_loop)
         return self._client
+
+    async def _first_look(self, client: Any, live: tuple[str, int] | None) -> None:
+        target: dict[str, Any] = {}
+        if self._is_cluster_client(client):
+            # Learn the slot map once, before concurrent commands: redis-py
+            # replaces the startup nodes' connections while others use them.
+            await client.initialize()
+            node = None if live is None else client.get_node(*live)
+            if node is not None:  # only the node that answered: another may be frozen
+                target["target_nodes"] = node
+        # INFO may be disabled, or the server down: the operation says so
+        with contextlib.suppress(*self.driver_errors):
+            self._inspect(await client.info("memory", **target))
 
     def _let_go(self, client: Any, loop: asyncio.AbstractEventLoop | None) -> None:
         """Close a client of another event loop: on that loop when it still runs (another
@@ -158,6 +177,10 @@ class AsyncRedisRunner(RedisRunnerBase):
                     await pool.release(connection)
                 callback = client.response_callbacks.get(request[0])
                 return reply if callback is None else callback(reply)
+            if self._batch_one_by_one and self._is_cluster_client(client):
+                # redis-py before 6 runs an async cluster pipeline once per allowed
+                # retry, so with none (make_client) it never runs: one command at a time
+                return [await client.execute_command(*args) for args in request]
             pipe = client.pipeline(transaction=not self._is_cluster_client(client))
             for args in request:
                 pipe.execute_command(*args)
@@ -175,3 +198,34 @@ class AsyncRedisRunner(RedisRunnerBase):
             await self._close_client(client)
         else:
             self._let_go(client, self._client_loop)
+
+
+async def first_live(redis: Any, settings: RedisSettings) -> tuple[str, int] | None:
+    """The first startup node to answer PING, all asked at once (the caller's deadline
+    bounds the wait); None when none does (the client then reports why, itself)."""
+    hosts = list(settings.hosts)
+    if len(hosts) < 2:
+        return hosts[0] if hosts else None
+    options = connection_options(settings, asynchronous=True)
+
+    async def ping(host: str, port: int) -> tuple[str, int]:
+        client = redis.Redis(host=host, port=port, **options)
+        try:
+            await client.ping()
+        finally:  # at once, without awaiting: the others are cancelled once one answers
+            drop_connections(client)
+        return host, port
+
+    pending = {asyncio.ensure_future(ping(host, port)) for host, port in hosts}
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is None:
+                    return task.result()
+        return None
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)

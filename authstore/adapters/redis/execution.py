@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import select
 from typing import Any
 
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
@@ -31,9 +32,13 @@ __all__ = [
     "RedisRunnerBase",
     "ScriptMissing",
     "closing_calls",
+    "cluster_class",
+    "connection_options",
     "direct_pool",
+    "fresh_connection_class",
     "get_connection_args",
     "drop_connections",
+    "major_version",
     "make_client",
     "pack",
     "request",
@@ -164,15 +169,13 @@ def drop_connections(client: Any) -> None:
         connection._reader = connection._writer = None
 
 
-def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> Any:
-    """A client for the URL's topology; ``module`` is ``redis`` or ``redis.asyncio``.
-
-    Commands are never retried by the driver: a rate-limit hit or an increment sent
-    twice after a timeout would count twice. A cluster client still follows MOVED.
-    """
+def connection_options(settings: RedisSettings, *, asynchronous: bool) -> dict[str, Any]:
+    """What every connection authstore opens to a Redis node takes (credentials, timeouts,
+    no driver retries, the client name, TLS): the clients ``make_client`` builds and the
+    probes that find a live cluster node."""
     retry_class = importlib.import_module("redis.asyncio.retry" if asynchronous else "redis.retry")
     no_backoff = importlib.import_module("redis.backoff").NoBackoff
-    common: dict[str, Any] = {
+    options: dict[str, Any] = {
         "username": settings.username,
         "password": settings.password,
         "socket_timeout": settings.timeout,
@@ -180,6 +183,145 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
         "retry": retry_class.Retry(no_backoff(), 0),
         "client_name": settings.client_name,
     }
+    if settings.tls and settings.topology != "single":
+        options.update(ssl=True, **dict(settings.ssl))
+    return options
+
+
+def cluster_class(cluster: Any) -> Any:
+    """``RedisCluster`` of the ``redis.cluster`` or ``redis.asyncio.cluster`` module, made
+    to read its command table from a node known to answer.
+
+    redis-py reads the table (COMMAND) once, from its default node: the master of slot 0,
+    whichever that is. When that one master is frozen or down, no new client could start,
+    even for keys on healthy masters. Given ``live=(host, port)``, a node that just
+    answered, the table comes from that node instead (sync: ``command()``, which the
+    constructor's commands parser calls; async: the parser's ``initialize``).
+    """
+    base = cluster.RedisCluster
+    found = _CLUSTER_CLASSES.get(base)
+    if found is not None:
+        return found
+
+    def __init__(self: Any, *args: Any, live: tuple[str, int] | None = None, **kwargs: Any) -> None:
+        self._authstore_live = live
+        base.__init__(self, *args, **kwargs)
+        parser_initialize = getattr(self.commands_parser, "initialize", None)
+        if live is not None and inspect.iscoroutinefunction(parser_initialize):
+
+            async def from_live(node: Any = None) -> None:
+                await parser_initialize(self.get_node(host=live[0], port=live[1]) or node)
+
+            self.commands_parser.initialize = from_live
+
+    def command(self: Any, **kwargs: Any) -> Any:
+        live = self._authstore_live
+        node = None if live is None else self.get_node(host=live[0], port=live[1])
+        if node is None:
+            return base.command(self, **kwargs)
+        return self.execute_command("COMMAND", target_nodes=node, **kwargs)
+
+    members: dict[str, Any] = {"__init__": __init__}
+    if not cluster.__name__.startswith("redis.asyncio"):
+        members["command"] = command
+    made = type("AuthstoreRedisCluster", (base,), members)
+    _CLUSTER_CLASSES[base] = made
+    return made
+
+
+_CLUSTER_CLASSES: dict[Any, Any] = {}
+
+
+def stale(writer: Any) -> bool:
+    """Whether an idle async connection's socket has something to read: the server
+    closed it (a restart: EOF, or a reset) or left bytes no command asked for. Either
+    way it cannot carry the next command. One ``select`` with a zero timeout: the event
+    loop may not have run since the server went away, so the connection's own state
+    (what redis-py checks) does not show it yet."""
+    transport = writer.transport
+    if transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def fresh_connection_class(base: Any) -> Any:
+    """An async connection class that replaces a stale connection (``stale``) with a new
+    one before it sends a command: before anything is sent, so no command is ever sent
+    twice. Without it, after a server restart each pooled connection failed its next
+    command (BackendUnavailableError) before the pool dropped it.
+
+    Only a connection with no reply due is checked: its handshake sends several commands
+    before it reads their replies (a reply already there is no sign of a stale socket).
+    ``_authstore_due`` counts sends minus replies read, never below zero (a pipeline is
+    one send and several replies); a disconnect resets it.
+    """
+    found = _FRESH_CLASSES.get(base)
+    if found is not None:
+        return found
+
+    async def send_packed_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+        writer = self._writer
+        if writer is not None and self._authstore_due <= 0 and stale(writer):
+            await self.disconnect()
+        self._authstore_due += 1
+        return await base.send_packed_command(self, *args, **kwargs)
+
+    async def read_response(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await base.read_response(self, *args, **kwargs)
+        finally:
+            # never below zero: a pipeline reads more replies than it sends commands,
+            # and a read that fails has disconnected (zero) before it gets here
+            self._authstore_due = max(0, self._authstore_due - 1)
+
+    async def disconnect(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._authstore_due = 0
+        return await base.disconnect(self, *args, **kwargs)
+
+    members = {
+        "_authstore_due": 0,
+        "send_packed_command": send_packed_command,
+        "read_response": read_response,
+        "disconnect": disconnect,
+    }
+    made = type(f"Fresh{base.__name__}", (base,), members)
+    _FRESH_CLASSES[base] = made
+    return made
+
+
+_FRESH_CLASSES: dict[Any, Any] = {}
+
+
+def major_version() -> int:
+    """redis-py's major version (0 when unknown)."""
+    version = str(getattr(importlib.import_module("redis"), "__version__", "0"))
+    first = version.split(".", 1)[0]
+    return int(first) if first.isdigit() else 0
+
+
+def make_client(
+    module: Any,
+    settings: RedisSettings,
+    *,
+    asynchronous: bool,
+    live: tuple[str, int] | None = None,
+) -> Any:
+    """A client for the URL's topology; ``module`` is ``redis`` or ``redis.asyncio``.
+
+    Commands are never retried by the driver: a rate-limit hit or an increment sent
+    twice after a timeout would count twice. A cluster client still follows MOVED.
+    ``pool_size`` caps the connections of every pool: one server's, a Sentinel master's,
+    each cluster node's (the runners wait for a free one within ``timeout``). ``live``:
+    a cluster node that just answered, asked first (``cluster_class``).
+    """
+    common = connection_options(settings, asynchronous=asynchronous)
     if asynchronous and settings.topology != "cluster":
         # The async runner bounds each operation as a whole (``asyncio.timeout``), and a
         # cancelled read drops its connection; a socket timeout on top would cost a task
@@ -188,24 +330,47 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
     tls = dict(settings.ssl)
     if settings.topology == "cluster":
         cluster = module.cluster
-        nodes = [cluster.ClusterNode(host, port) for host, port in settings.hosts]
-        if settings.tls:
-            common.update(ssl=True, **tls)
-        return cluster.RedisCluster(startup_nodes=nodes, **common)
+        hosts = [live] if live is not None else list(settings.hosts)
+        nodes = [cluster.ClusterNode(host, port) for host, port in hosts]
+        if major_version() < 6:
+            # before 6, a cluster client retried a command after a timeout or a dropped
+            # connection on its own (3 times), whatever ``retry`` said: an increment
+            # sent 4 times would count 4 times
+            common["cluster_error_retry_attempts"] = 0
+        client = cluster_class(cluster)(
+            startup_nodes=nodes, max_connections=settings.pool_size, live=live, **common
+        )
+        if asynchronous:  # the nodes it learns take their connection class from here
+            kwargs = client.nodes_manager.connection_kwargs
+            kwargs["connection_class"] = fresh_connection_class(kwargs["connection_class"])
+        return client
     if settings.topology == "sentinel":
         sentinel_kwargs = {
             "password": settings.sentinel_password,
             "socket_timeout": settings.timeout,
             "socket_connect_timeout": settings.connect_timeout,
             "client_name": settings.client_name,
+            # each new master connection asks a sentinel where the master is: as many
+            # at once as operations in flight (redis-py's own cap, 100, failed them)
+            "max_connections": settings.pool_size,
         }
         if settings.tls:
-            common.update(ssl=True, **tls)
             sentinel_kwargs.update(ssl=True, **tls)
         sentinel = module.sentinel.Sentinel(
             list(settings.hosts), sentinel_kwargs=sentinel_kwargs, **common
         )
-        return sentinel.master_for(settings.service, db=settings.db)
+        sentinel_classes: dict[str, Any] = {}
+        if asynchronous:
+            managed = module.sentinel.SentinelManagedConnection
+            if settings.tls:
+                managed = module.sentinel.SentinelManagedSSLConnection
+            sentinel_classes["connection_class"] = fresh_connection_class(managed)
+        return sentinel.master_for(
+            settings.service,
+            db=settings.db,
+            max_connections=settings.pool_size,
+            **sentinel_classes,
+        )
     connection: dict[str, Any] = {**common, "db": settings.db}
     if settings.unix_socket is not None:
         connection.update(connection_class=module.UnixDomainSocketConnection)
@@ -220,6 +385,8 @@ def make_client(module: Any, settings: RedisSettings, *, asynchronous: bool) -> 
         if settings.tls:
             connection.update(connection_class=module.SSLConnection, **tls)
     if asynchronous:
+        base = connection.get("connection_class", module.Connection)
+        connection["connection_class"] = fresh_connection_class(base)
         # The async runner bounds its connections with a semaphore: redis.asyncio's
         # blocking pool takes a condition and a timer per command (tens of microseconds).
         pool = module.ConnectionPool(max_connections=settings.pool_size, **connection)
@@ -244,6 +411,27 @@ def maxmemory_policies(info: Any) -> set[str]:
     }
 
 
+def driver_errors(errors: Any) -> tuple[type[Exception], ...]:
+    """What the runners catch and translate: RedisError, and every other exception class
+    of ``redis.exceptions`` that is not one (RedisClusterException: "cannot be connected";
+    ChildDeadlockedError: a pool used across fork(); IncorrectPolicyType, ...)."""
+    found = _DRIVER_ERRORS.get(errors)
+    if found is None:
+        found = tuple(
+            kind
+            for kind in vars(errors).values()
+            if isinstance(kind, type)
+            and issubclass(kind, Exception)
+            and kind.__module__.startswith("redis")
+            and (kind is errors.RedisError or not issubclass(kind, errors.RedisError))
+        )
+        _DRIVER_ERRORS[errors] = found
+    return found
+
+
+_DRIVER_ERRORS: dict[Any, tuple[type[Exception], ...]] = {}
+
+
 class RedisRunnerBase:
     """What both runners share: settings, the driver's errors and how they become ours."""
 
@@ -251,10 +439,7 @@ class RedisRunnerBase:
         self.settings = settings
         self.errors = errors
         """``redis.exceptions``: the driver's errors (shared by its sync and async APIs)."""
-        self.driver_errors: tuple[type[Exception], ...] = (
-            errors.RedisError,
-            errors.RedisClusterException,  # not a RedisError: "cannot be connected", ...
-        )
+        self.driver_errors = driver_errors(errors)
         self.cluster = settings.topology == "cluster"
         self._closed = False
 
@@ -278,7 +463,7 @@ class RedisRunnerBase:
             warn_if_evicting(policy, self.settings.display)
 
     def _is_cluster_client(self, client: Any) -> bool:
-        return type(client).__name__ == "RedisCluster"
+        return any(kind.__name__ == "RedisCluster" for kind in type(client).__mro__)
 
     def _translate(self, error: BaseException) -> BackendError:
         errors = self.errors

@@ -1,9 +1,28 @@
-"""The sync Redis runner: redis-py, thread-safe (a blocking pool of connections)."""
+"""The sync Redis runner: redis-py, thread-safe (a blocking pool of connections).
+
+One server's pool waits for a free connection itself (``BlockingConnectionPool``).
+Sentinel and Cluster pools do not (above their size they fail at once with "Too many
+connections"), so on those topologies the runner lets at most ``pool_size`` operations
+in flight and makes the others wait for a slot, within ``timeout``.
+
+A cluster client does I/O of its own besides the command: at start it asks startup
+nodes for the slot map one after the other, and after an error it asks again; each
+node that does not answer costs a whole ``timeout``. So a cluster store finds a live
+startup node first, asking all of them at once (``first_live``), and before its first
+success and after an availability error, until an operation succeeds again, runs its
+operations on a worker thread and waits for them only until their deadline
+(``_bounded``). (A Sentinel client asks its sentinels for the master one after the
+other too; Sentinel stores are not bounded this way yet.)
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import queue
 import threading
+import time
+from collections.abc import Generator
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
@@ -13,6 +32,7 @@ from authstore.adapters.redis.execution import (
     Request,
     ScriptMissing,
     closing_calls,
+    connection_options,
     direct_pool,
     get_connection_args,
     make_client,
@@ -20,6 +40,7 @@ from authstore.adapters.redis.execution import (
     request,
 )
 from authstore.adapters.redis.settings import RedisSettings
+from authstore.contracts.errors import BackendUnavailableError
 from authstore.registry import require_module
 
 __all__ = ["SyncRedisRunner"]
@@ -37,6 +58,18 @@ class SyncRedisRunner(RedisRunnerBase):
         self._pool_args: tuple[str, ...] = ()
         """What ``get_connection`` takes from this redis-py version (``get_connection_args``)."""
         self._lock = threading.Lock()
+        topology = settings.topology
+        self._slots = (
+            threading.BoundedSemaphore(settings.pool_size)
+            if topology != "single" and self.owns_client
+            else None
+        )
+        """Operations in flight on a Sentinel or Cluster store (their pools do not wait)."""
+        self._suspect = self.cluster and self._slots is not None
+        """A cluster store before its first success or after an availability error: its
+        operations run bounded (``_bounded``)."""
+        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._workers_lock = threading.Lock()
 
     @property
     def client(self) -> Any:
@@ -45,21 +78,89 @@ class SyncRedisRunner(RedisRunnerBase):
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    client = self.settings.client
+                    client, live = self.settings.client, None
                     if client is None:
-                        client = make_client(self._redis, self.settings, asynchronous=False)
-                    self._first_look(client)
+                        live = first_live(self._redis, self.settings) if self.cluster else None
+                        client = make_client(
+                            self._redis, self.settings, asynchronous=False, live=live
+                        )
+                    self._first_look(client, live)
                     self._pool = direct_pool(client, self._redis.Redis)
                     self._pool_args = get_connection_args(self._pool)
                     self._client = client
         return self._client
 
-    def _first_look(self, client: Any) -> None:
-        # INFO may be disabled, or the server down: the operation will say so
-        with contextlib.suppress(self.errors.RedisError):
-            self._inspect(client.info("memory"))
+    def _first_look(self, client: Any, live: tuple[str, int] | None) -> None:
+        # INFO may be disabled, or the server down: the operation will say so. On a
+        # cluster, only the node that answered is asked (another may be frozen).
+        target = {} if live is None else {"target_nodes": client.get_node(*live)}
+        with contextlib.suppress(*self.driver_errors):
+            self._inspect(client.info("memory", **target))
 
     def run(self, op: Op[T]) -> T:
+        slots = self._slots
+        if slots is None:
+            return self._drive(op)
+        if not slots.acquire(timeout=self.settings.timeout):
+            raise BackendUnavailableError(
+                f"redis ({self.settings.display}): no connection free within "
+                f"{self.settings.timeout:g} s (pool_size={self.settings.pool_size})"
+            )
+        handed_over = False
+        try:
+            if not self._suspect:
+                return self._drive(op)
+            handed_over = True
+            return self._bounded(op, slots)
+        except BackendUnavailableError:
+            self._suspect = self.cluster
+            raise
+        finally:
+            if not handed_over:
+                slots.release()
+
+    def _bounded(self, op: Op[T], slots: threading.BoundedSemaphore) -> T:
+        """Run ``op`` on a worker thread, which gives its slot back when done; wait for it
+        until the deadline. Past it, the caller gets BackendUnavailableError and the op
+        sends no further command (one already sent may still have been applied, as after
+        any timeout)."""
+        with self._workers_lock:
+            self._check_open()
+            if self._workers is None:
+                self._workers = concurrent.futures.ThreadPoolExecutor(
+                    self.settings.pool_size, thread_name_prefix="authstore-redis"
+                )
+            workers = self._workers
+        late = threading.Event()
+
+        def work() -> T:
+            try:
+                value = self._drive(_unless(op, late, self._late))
+                self._suspect = False
+                return value
+            finally:
+                slots.release()
+
+        try:
+            future = workers.submit(work)
+        except RuntimeError:  # closed meanwhile
+            slots.release()
+            self._check_open()
+            raise
+        try:
+            return future.result(timeout=self.settings.timeout)
+        except concurrent.futures.TimeoutError:
+            late.set()
+            if future.cancel():  # never started: nothing was sent
+                slots.release()
+            raise self._late() from None
+
+    def _late(self) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"
+        )
+
+    def _drive(self, op: Op[T]) -> T:
         execute = self._execute
         try:
             command = next(op)
@@ -105,6 +206,57 @@ class SyncRedisRunner(RedisRunnerBase):
         with self._lock:
             self._closed = True
             client, self._client, self._pool = self._client, None, None
+        with self._workers_lock:
+            workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=False, cancel_futures=True)
         if client is not None and self.owns_client:
             for close in closing_calls(client, asynchronous=False):
                 close()
+
+
+def _unless(op: Op[T], late: threading.Event, error: Any) -> Generator[Any, Any, T]:
+    """``op``, which stops before its next command once ``late`` is set (its caller has
+    given up: what it has not sent yet is never sent)."""
+    try:
+        command = next(op)
+        while True:
+            if late.is_set():
+                raise error()
+            reply = yield command
+            command = op.send(reply)
+    except StopIteration as done:
+        value: T = done.value
+        return value
+    finally:
+        op.close()
+
+
+def first_live(redis: Any, settings: RedisSettings) -> tuple[str, int] | None:
+    """The first startup node to answer PING, all asked at once (one thread each), within
+    ``timeout``; None when none does (the client then reports why, itself)."""
+    hosts = list(settings.hosts)
+    if len(hosts) < 2:
+        return hosts[0] if hosts else None
+    options = connection_options(settings, asynchronous=False)
+    answers: queue.SimpleQueue[tuple[str, int] | None] = queue.SimpleQueue()
+
+    def ping(host: str, port: int) -> None:
+        try:
+            with redis.Redis(host=host, port=port, **options) as client:
+                client.ping()
+            answers.put((host, port))
+        except Exception:  # any failure: not this one
+            answers.put(None)
+
+    for host, port in hosts:
+        threading.Thread(target=ping, args=(host, port), daemon=True).start()
+    deadline = time.monotonic() + settings.timeout
+    for _ in hosts:
+        try:
+            answer = answers.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        if answer is not None:
+            return answer
+    return None
