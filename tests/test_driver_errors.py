@@ -213,31 +213,10 @@ NOT_ERRORS: dict[str, str] = {
 }
 """Driver classes that are not errors a driver call raises (left out of the walk)."""
 
-_REDIS_UNMAPPED = {
-    "redis.exceptions.ChildDeadlockedError": "not a RedisError (a pool lock held across fork)",
-    "redis.exceptions.IncorrectPolicyType": "not a RedisError (client-side cache policy)",
-    "redis.event.EventException": "not a RedisError (an event listener failed)",
-    "redis.auth.err.InvalidTokenSchemaErr": "not a RedisError (token credentials)",
-    "redis.auth.err.RequestTokenErr": "not a RedisError (token credentials)",
-    "redis.auth.err.TokenRenewalErr": "not a RedisError (token credentials)",
-}
-FIXED_ELSEWHERE: dict[tuple[str, str], str] = {
-    **{
-        (key, cls): f"redis: {cls} unmapped, {why}; fixed on branch redis21"
-        for key in ("redis-sync", "redis-async", "redis-cluster-sync", "redis-cluster-async")
-        for cls, why in _REDIS_UNMAPPED.items()
-    },
-}
+FIXED_ELSEWHERE: dict[tuple[str, str], str] = {}
 """(adapter, class) -> why the case is an expected failure until another branch merges."""
 
-_MONGO_TEXT = (
-    "mongodb: translate() keeps the driver's text as it is, so a password in it reaches "
-    "the message (postgres, mysql and redis scrub it); fixed on branch mongo21"
-)
-MESSAGES_FIXED_ELSEWHERE: dict[str, str] = {
-    "mongodb-sync": _MONGO_TEXT,
-    "mongodb-async": _MONGO_TEXT,
-}
+MESSAGES_FIXED_ELSEWHERE: dict[str, str] = {}
 """adapter -> why its messages fail the URL/password check until another branch merges."""
 
 HANDLED_INSIDE = frozenset({"ScriptMissing"})

@@ -154,6 +154,27 @@ def translate(error: BaseException, where: str, in_transaction: bool) -> BaseExc
     return mapped
 
 
+def _scrubbed(error: BaseException, uri: str) -> BaseException:
+    """``error`` with the URI's password masked in its message: the driver's text (a
+    server's reply, a DNS or auth failure) may repeat what it was given."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(uri).password
+    except ValueError:
+        return error
+    if not password:
+        return error
+    secrets = {password, unquote(password)}
+    text = str(error)
+    if not any(secret in text for secret in secrets):
+        return error
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    error.args = (text,)
+    return error
+
+
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0][:300] if lines else ""
@@ -341,4 +362,4 @@ class MongoRunnerBase:
                 if code in _REFUSED_CODES:
                     failure = server.error
                     break
-        return translate(failure, self._where(), in_transaction)
+        return _scrubbed(translate(failure, self._where(), in_transaction), self.settings.uri)

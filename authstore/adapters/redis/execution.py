@@ -417,16 +417,28 @@ def driver_errors(errors: Any) -> tuple[type[Exception], ...]:
     ChildDeadlockedError: a pool used across fork(); IncorrectPolicyType, ...)."""
     found = _DRIVER_ERRORS.get(errors)
     if found is None:
+        modules = [errors]
+        for extra in _OTHER_ERROR_MODULES:  # newer redis-py only
+            with contextlib.suppress(ImportError):
+                modules.append(importlib.import_module(extra))
         found = tuple(
-            kind
-            for kind in vars(errors).values()
-            if isinstance(kind, type)
-            and issubclass(kind, Exception)
-            and kind.__module__.startswith("redis")
-            and (kind is errors.RedisError or not issubclass(kind, errors.RedisError))
+            dict.fromkeys(
+                kind
+                for module in modules
+                for kind in vars(module).values()
+                if isinstance(kind, type)
+                and issubclass(kind, Exception)
+                and kind.__module__.startswith("redis")
+                and (kind is errors.RedisError or not issubclass(kind, errors.RedisError))
+            )
         )
         _DRIVER_ERRORS[errors] = found
     return found
+
+
+_OTHER_ERROR_MODULES = ("redis.event", "redis.auth.err")
+"""Where redis-py defines errors outside ``redis.exceptions`` that are no RedisError: an
+event listener's failure, token credentials (a credential provider raises them)."""
 
 
 _DRIVER_ERRORS: dict[Any, tuple[type[Exception], ...]] = {}
