@@ -159,6 +159,10 @@ class StoreURL:
         query = "&".join(
             f"{k}={'***' if _secret_option(k) else v}" for k, v in self.options.items()
         )
+        if auth and "@" in self.path:
+            # user:pw@x/@host: an unencoded '@' and '/' in a password ended the userinfo
+            # early; the host list and the path would show the password's tail
+            return f"{self.scheme}://{auth}..."
         return f"{self.scheme}://{auth}{hosts}{self.path}" + (f"?{query}" if query else "")
 
     def __str__(self) -> str:

@@ -90,6 +90,16 @@ def secret_parts(password: str, template: str, scheme: str) -> set[str]:
     return fragments(password) - fragments(rest)
 
 
+def rotated(password: str) -> str:
+    """``password`` with each letter and digit replaced by the next one (z to a, 9 to 0):
+    the same URL shape, none of the same fragments."""
+    table = str.maketrans(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+        "bcdefghijklmnopqrstuvwxyzaBCDEFGHIJKLMNOPQRSTUVWXYZA1234567890",
+    )
+    return password.translate(table)
+
+
 def shown_by(error: BaseException) -> list[str]:
     """What an application shows of ``error``: its str and repr, and the traceback's
     lines for it and every cause and context (``logging.exception`` prints them)."""
@@ -201,15 +211,24 @@ def test_random_passwords_in_malformed_urls() -> None:
         # standard: "?password=a&b" is password "a" and an option "b", which a parsed
         # URL's repr shows (error messages do not: test_unknown_options_after_a_secret...).
         assume("&" not in password or "={p}" not in template)
+
+        def shown_for(url: str) -> list[str]:
+            shown: list[str] = []
+            try:
+                parsed = StoreURL.parse(url)
+                shown += [repr(parsed), str(parsed)]
+                authstore.open_cache(parsed).close()
+            except Exception as error:
+                shown += shown_by(error)
+            return shown
+
         url = template.format(s=scheme, p=password)
-        shown: list[str] = []
-        try:
-            parsed = StoreURL.parse(url)
-            shown += [repr(parsed), str(parsed)]
-            authstore.open_cache(parsed).close()
-        except Exception as error:
-            shown += shown_by(error)
-        found = leaks(password, template, scheme, shown)
+        found = leaks(password, template, scheme, shown_for(url))
+        # A fragment the message shows whatever the letters are (its own words: "user"
+        # in "e.g. redis://user:password") is no leak: the same URL with every letter
+        # and digit of the password changed, its punctuation kept, must not show it.
+        vocabulary = " ".join(shown_for(template.format(s=scheme, p=rotated(password))))
+        found = [leak for leak in found if leak.split(" in ", 1)[0][1:-1] not in vocabulary.lower()]
         assert not found, (url, found)
 
     check()
