@@ -9,7 +9,6 @@ first). (Issue 21 found a sync MongoDB transaction left open for 25 s this way.)
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Any
@@ -17,10 +16,9 @@ from typing import Any
 import pymysql
 import pytest
 
-import authstore
 from authstore.adapters.common.ops import Op
 from authstore.adapters.sql import Query
-from authstore.contracts.errors import BackendUnavailableError
+from tests.abandoned import abandon_then_create
 
 from .conftest import with_options
 
@@ -73,53 +71,6 @@ def test_an_abandoned_transaction_is_aborted(
         with admin.cursor() as cursor:
             cursor.execute("ROLLBACK")
 
-    if mode == "sync":
-        with authstore.open_sessions(url) as sessions:
-            for _ in range(2):
-                sessions.create("u", ttl=60, max_sessions=2)
-            first = sessions._runner.run(_connection_id())
-            hold()
-            try:
-                started = time.monotonic()
-                with pytest.raises(BackendUnavailableError):
-                    sessions.create("u", ttl=60, max_sessions=2)
-                assert time.monotonic() - started < 1.0
-            finally:
-                release()
-            started = time.monotonic()
-            sessions.create("u", ttl=60, max_sessions=2)
-            assert time.monotonic() - started < 0.5
-            second = sessions._runner.run(_connection_id())
-            assert sessions.count("u") == 2
-    else:
-
-        async def scenario() -> tuple[int, int]:
-            async with authstore.open_async_sessions(url) as sessions:
-                for _ in range(2):
-                    await sessions.create("u", ttl=60, max_sessions=2)
-                first = await sessions._runner.run(_connection_id())
-                hold()
-                try:
-                    started = time.monotonic()
-                    if mode == "cancelled":
-                        task = asyncio.ensure_future(sessions.create("u", ttl=60, max_sessions=2))
-                        await asyncio.sleep(0.2)
-                        task.cancel()
-                        with pytest.raises(asyncio.CancelledError):
-                            await task
-                    else:
-                        with pytest.raises(BackendUnavailableError):
-                            await sessions.create("u", ttl=60, max_sessions=2)
-                    assert time.monotonic() - started < 1.0
-                finally:
-                    release()
-                started = time.monotonic()
-                await sessions.create("u", ttl=60, max_sessions=2)
-                assert time.monotonic() - started < 0.5
-                second = await sessions._runner.run(_connection_id())
-                assert await sessions.count("u") == 2
-                return first, second
-
-        first, second = asyncio.run(scenario())
+    first, second = abandon_then_create(url, mode, hold, release, _connection_id)
     assert first != second  # the abandoned connection was closed, not pooled
     assert _settled(admin, [first, second]) == []
