@@ -23,6 +23,7 @@ pytest_plugins = ["pytester", "tests.backends"]
 SERIAL = (
     "tests/test_faults.py",
     "tests/test_load.py",
+    "tests/test_attack_shape.py",
     "tests/test_connections.py",
     "tests/test_redis_topology.py",
     "tests/test_refused_configuration.py",
