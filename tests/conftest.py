@@ -37,6 +37,7 @@ SERIAL = (
     "tests/examples/*",
     "tests/integrations/*",
     "tests/contract/test_plugin.py",
+    "tests/unit/test_cli.py",
     "tests/unit/test_cli_ping.py",
     "tests/unit/test_watchdog.py",
     "tests/thirdparty/test_jsonfile_processes.py",
