@@ -1,10 +1,31 @@
 """What a backend implements: its operations as generators, once for sync and async.
 
-An operation yields backend commands (a SQL statement, a Redis call, ...) and
-receives their results; a runner executes it, a sync runner by calling the driver,
-an async runner by awaiting it (the shape of psycopg 3's generators). Arguments
-arrive checked and encoded: keys are full keys (namespace and kind included),
-values are bytes, TTLs positive floats or None, times are epoch seconds.
+The op protocol (every backend alike; psycopg 3's generators are the model):
+
+- An **op** is a generator. Its first step checks its arguments (bad input raises
+  ValueError/TypeError there, before any I/O). It then **yields commands** (a SQL
+  ``Query``, a Redis ``Call``/``Script``, a MongoDB ``Command``, ...), each of which
+  the backend executes in one request, and **receives each result** by ``send``. It
+  **returns the answer** (``StopIteration.value``).
+- A **driver error is thrown into the op** at the ``yield`` that sent the command
+  (``op.throw``), untranslated, for every backend: an op may handle it (a duplicate
+  key that means "taken") or let it go on. What leaves the op leaves ``drive``, and
+  the runner translates it once (a driver error into ``BackendError`` and its
+  subclasses) where it calls ``drive``.
+- A backend's **program** wraps the op in a generator of its own where it needs hooks
+  that are the same in both modes (SQL: transactions and replays, migration before
+  the first statement; Redis: EVALSHA then EVAL on NOSCRIPT; MongoDB: resend of a
+  read on a stale connection, index creation). A program is an op too.
+- ``drive(program, execute)`` and ``drive_async(program, execute)`` are the **one
+  driver loop**: ``execute`` runs one command (the only code a sync and an async
+  runner do not share). The loop **closes** the program when it ends, however it
+  ends (its ``finally`` blocks run: an op must not yield in one).
+- **Deadlines** belong to the runner, not the op: a sync runner bounds each driver
+  call (socket and statement timeouts), an async runner the whole ``drive_async``
+  (``common.deadlines``); past it, the op is closed and never sends another command.
+
+Arguments arrive checked and encoded: keys are full keys (namespace and kind
+included), values are bytes, TTLs positive floats or None, times are epoch seconds.
 """
 
 from __future__ import annotations
@@ -32,7 +53,6 @@ __all__ = [
     "drive",
     "drive_async",
     "immediate",
-    "run_immediate",
     "unexpected",
 ]
 
@@ -73,17 +93,6 @@ def immediate(fn: Callable[P, T]) -> Callable[P, Op[T]]:
     return operation
 
 
-def run_immediate(op: Op[T]) -> T:
-    """Drive an operation that must not yield (no I/O)."""
-    try:
-        command = op.send(None)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    op.close()
-    unexpected(command)
-
-
 C = TypeVar("C")
 
 
@@ -101,6 +110,8 @@ def drive(program: Generator[C, Any, T], execute: Callable[[C], Any]) -> T:
     except StopIteration as done:
         value: T = done.value
         return value
+    finally:
+        program.close()
 
 
 async def drive_async(program: Generator[C, Any, T], execute: Callable[[C], Awaitable[Any]]) -> T:
@@ -117,6 +128,8 @@ async def drive_async(program: Generator[C, Any, T], execute: Callable[[C], Awai
     except StopIteration as done:
         value: T = done.value
         return value
+    finally:
+        program.close()
 
 
 def unexpected(command: object) -> NoReturn:

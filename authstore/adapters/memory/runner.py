@@ -30,7 +30,7 @@ class MemoryRunner:
         self._result = yield from op
 
     def run(self, op: Op[T]) -> T:
-        # run_immediate, made cheaper: ``yield from`` takes the operation's return value
+        # An immediate op driven cheaply: ``yield from`` takes the operation's return value
         # without the StopIteration that ``send`` raises, and the lock is taken with
         # acquire/release rather than ``with``. This is every memory operation's path.
         self._acquire()
