@@ -77,7 +77,6 @@ async def _ticker_lag(work: Callable[[], Awaitable[Any]], repeats: int) -> tuple
 
 def measure_crypto(budget: Budget, results: Results) -> None:
     from authstore.crypto import AsyncSecretBox, KeyRing, SecretBox, generate_key
-
     from benchmarks.suite.session import record_row
 
     key = generate_key()

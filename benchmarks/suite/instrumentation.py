@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.suite import measure
 from benchmarks.suite.measure import Budget, Contender
-from benchmarks.suite.ops import contenders, run_sync, seed
+from benchmarks.suite.ops import Stores, contenders, run_sync, seed
 from benchmarks.suite.targets import close_stores, open_stores
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ def _sdk() -> tuple[Any, Any]:
 
 def measure_instrumentation(budget: Budget, results: Results) -> None:
     from authstore import observability
-
     from benchmarks.suite.session import record_row
 
     try:
@@ -58,7 +57,7 @@ def measure_instrumentation(budget: Budget, results: Results) -> None:
             ),
         ),
     ]
-    opened = []
+    opened: list[Stores] = []
     try:
         calls: list[tuple[str, dict[str, Contender]]] = []
         for label, switch in settings:

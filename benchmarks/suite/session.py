@@ -23,10 +23,10 @@ from benchmarks.suite.example_app import measure_example_app
 from benchmarks.suite.instrumentation import measure_instrumentation
 from benchmarks.suite.machine import facts
 from benchmarks.suite.measure import Budget, Contender, Measurement
+from benchmarks.suite.memory_bound import measure_memory_bound
 from benchmarks.suite.ops import OPS, Stores, contenders, run_async, run_sync, seed
 from benchmarks.suite.peers import async_peers, sync_peers
 from benchmarks.suite.raw import open_raw
-from benchmarks.suite.memory_bound import measure_memory_bound
 from benchmarks.suite.targets import NAMES, Target, close_stores, discover, open_stores
 
 __all__ = ["Results", "main", "record_row"]

@@ -8,22 +8,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from benchmarks.suite import report, session
+from benchmarks.suite.ops import OPS
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def suite() -> Iterator[None]:
-    """``benchmarks`` importable: a top-level package of the checkout, not installed."""
-    sys.path.insert(0, str(ROOT))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(ROOT))
 
 
 def _smoke(out: Path, sections: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -40,10 +32,7 @@ def _smoke(out: Path, sections: list[str], timeout: float) -> subprocess.Complet
     return done
 
 
-@pytest.mark.usefixtures("suite")
 def test_smoke_run_writes_a_report(tmp_path: Path) -> None:
-    from benchmarks.suite.ops import OPS
-
     done = _smoke(tmp_path, ["memory", "sqlite"], timeout=110)
     assert "memory sync" in done.stderr  # progress goes to stderr
     report = (tmp_path / "report.md").read_text()
@@ -140,13 +129,10 @@ def test_smoke_run_measures_the_sections_without_a_backend(tmp_path: Path) -> No
     assert all(goal["measured"] == 0 for goal in results["goals"])
 
 
-@pytest.mark.usefixtures("suite")
 def test_smoke_and_quick_runs_leave_the_committed_report_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without --out only a full run writes benchmarks/results/; the others write scratch/."""
-    from benchmarks.suite import report, session
-
     committed, scratch = tmp_path / "results", tmp_path / "results" / "scratch"
     monkeypatch.setattr(session, "RESULTS", committed)
     monkeypatch.setattr(session, "SCRATCH", scratch)
