@@ -167,17 +167,14 @@ def _row(results: Results, target: Target, mode: str, op: str, found: list[Measu
 def _groups(
     target: Target,
     ours: dict[str, Contender],
-    raws: dict[str, Contender],
+    raws: dict[str, list[Contender]],
     peers: dict[str, list[Contender]],
 ) -> list[tuple[str, list[Contender]]]:
     groups = []
     for op in OPS:
         if op.name not in ours:
             continue
-        group = [ours[op.name]]
-        if op.name in raws:
-            group.append(raws[op.name])
-        group += peers.get(op.name, [])
+        group = [ours[op.name], *raws.get(op.name, []), *peers.get(op.name, [])]
         groups.append((op.name, group))
     return groups
 
@@ -194,20 +191,21 @@ def _sync(target: Target, budget: Budget, results: Results) -> None:
     try:
         run_sync(seed(stores, 1))
         ours = contenders(stores, 1)
-        raws: dict[str, Contender] = {}
-        raw = open_raw(target, False)
-        if raw is not None:
+        raws: dict[str, list[Contender]] = {}
+        for raw in (open_raw(target, False), open_raw(target, False, pool=True)):
+            if raw is None:
+                continue
             closers.append(raw.close)
             for op in OPS:
                 if op.raw and op.name in ours:
                     try:
                         ours[op.name].call(0)  # a script the server has not seen yet gets loaded
-                        raws[op.name] = raw.contender(
-                            _store_of(stores, op.name), ours[op.name].call
+                        raws.setdefault(op.name, []).append(
+                            raw.contender(_store_of(stores, op.name), ours[op.name].call)
                         )
                     except Exception as error:
                         results.notes.append(
-                            f"{target.name} sync {op.name}: no raw replay ({error!r:.120})"
+                            f"{target.name} sync {op.name}: no {raw.kind} replay ({error!r:.120})"
                         )
         try:
             peers, notes = sync_peers(target, closers)
@@ -228,21 +226,22 @@ async def _async(target: Target, budget: Budget, results: Results) -> None:
     try:
         await run_async(seed(stores, 1))
         ours = contenders(stores, 1)
-        raws: dict[str, Contender] = {}
-        raw = open_raw(target, True)
-        if raw is not None:
-            raw = await raw
+        raws: dict[str, list[Contender]] = {}
+        for opening in (open_raw(target, True), open_raw(target, True, pool=True)):
+            if opening is None:
+                continue
+            raw = await opening
             closers.append(raw.close)
             for op in OPS:
                 if op.raw and op.name in ours:
                     try:
                         await ours[op.name].call(0)
-                        raws[op.name] = await raw.contender(
-                            _store_of(stores, op.name), ours[op.name].call
+                        raws.setdefault(op.name, []).append(
+                            await raw.contender(_store_of(stores, op.name), ours[op.name].call)
                         )
                     except Exception as error:
                         results.notes.append(
-                            f"{target.name} async {op.name}: no raw replay ({error!r:.120})"
+                            f"{target.name} async {op.name}: no {raw.kind} replay ({error!r:.120})"
                         )
         try:
             peers, notes = await async_peers(target, closers)

@@ -58,7 +58,7 @@ def test_smoke_run_writes_a_report(tmp_path: Path) -> None:
         row for row in results["rows"] if row["backend"] == "sqlite" and row["mode"] == "sync"
     ]
     assert any(m["kind"] == "raw" for row in sqlite_raw for m in row["measurements"])
-    assert [note for note in results["notes"] if "no raw replay" in note] == []
+    assert [note for note in results["notes"] if "no raw" in note] == []
     goals = {goal["goal"]: goal for goal in results["goals"]}
     assert any("SQLite within 1.3x" in goal for goal in goals)
     bound = next(goal for name, goal in goals.items() if name.startswith("memory store bounded"))
@@ -89,7 +89,7 @@ def test_smoke_run_replays_the_raw_driver_on_the_servers(tmp_path: Path) -> None
     runner change must not silently turn "vs raw driver" into "no raw replay"."""
     _smoke(tmp_path, ["redis", "postgresql"], timeout=300)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert [note for note in results["notes"] if "no raw replay" in note] == []
+    assert [note for note in results["notes"] if "no raw" in note] == []
     replayed = {
         (row["backend"], row["mode"])
         for row in results["rows"]
@@ -97,6 +97,13 @@ def test_smoke_run_replays_the_raw_driver_on_the_servers(tmp_path: Path) -> None
         if m["kind"] == "raw" and m["error"] is None
     }
     assert replayed >= {(b, m) for b in ("redis", "postgresql") for m in ("sync", "async")}
+    pooled = {
+        (row["backend"], row["mode"])
+        for row in results["rows"]
+        for m in row["measurements"]
+        if m["kind"] == "raw pool" and m["error"] is None
+    }
+    assert pooled == {("postgresql", "sync"), ("postgresql", "async")}
 
 
 def test_smoke_run_measures_the_sections_without_a_backend(tmp_path: Path) -> None:
