@@ -16,12 +16,15 @@ from typing import Any
 
 from benchmarks.suite.measure import Contender
 
-__all__ = ["OPS", "Op", "Stores", "contenders", "run_async", "run_sync", "seed"]
+__all__ = ["HOT_KEY", "OPS", "Op", "Stores", "contenders", "run_async", "run_sync", "seed"]
 
 PAYLOAD = {"user": "alice", "roles": ["admin"], "n": 3}
 BIG = 10**9
 WINDOW = 60
 ALGORITHMS = ("fixed_window", "sliding_window", "gcra")
+HOT_KEY = "fixed_window allowed, one key"
+"""Every concurrent caller hits the same limiter: a row lock everyone waits for (SQL),
+compare-and-set retries (memcached), one document (MongoDB)."""
 
 Steps = Generator[Any, Any, Any]
 
@@ -68,6 +71,8 @@ class Op:
     """The raw driver can replay its round trip (not for writes a replay cannot repeat:
     a second insert of the same token hash, a second consume, a second claim of the same
     step, which is refused without writing while authstore's calls claim new steps)."""
+    concurrent_only: bool = False
+    """Measured with concurrent callers only: alone, it is the same call as another op."""
 
 
 OPS: list[Op] = [
@@ -75,6 +80,7 @@ OPS: list[Op] = [
     Op("cache set", "cache"),
     Op("cache incr", "cache"),
     *(Op(f"{a} {w}", "cache") for a in ALGORITHMS for w in ("allowed", "refused")),
+    Op(HOT_KEY, "cache", concurrent_only=True),
     Op("is_blacklisted", "cache"),
     Op("session create", "sessions", raw=False),
     Op("session get", "sessions"),
@@ -119,6 +125,8 @@ def contenders(stores: Stores, spread: int) -> dict[str, Contender]:
             None,
         )
         calls[f"{algorithm} refused"] = (_limit(cache, f"r{algorithm}", 1, algorithm, spread), None)
+    if spread > 1:
+        calls[HOT_KEY] = (_limit(cache, "hot", BIG, "fixed_window", 1), None)
     if sessions is not None:
         calls["session create"] = (
             lambda i: sessions.create(f"user{i % 100}", ttl=3600, metadata={"device": "phone"}),

@@ -51,6 +51,9 @@ class RawDriver:
     """One plain connection; ``contender(store, call)`` replays what ``call(0)`` sends."""
 
     label = "raw driver"
+    kind = "raw"
+    """``raw``: one plain connection (the goal's reference); ``raw pool``: the driver's
+    own pool, the way an application shares it (context, no goal)."""
     asynchronous = False
 
     def __init__(self, target: Target) -> None:
@@ -105,7 +108,7 @@ class RawDriver:
 
         def made() -> Contender:
             note = f"{len(sent)} request(s)"
-            return Contender(self.label, "raw", self._replay(sent), note=note)
+            return Contender(self.label, self.kind, self._replay(sent), note=note)
 
         runner, keep = store._runner, _Keep(self.asynchronous)
         if not self.asynchronous:
@@ -205,6 +208,31 @@ class PsycopgRaw(_Sql):
         self.connection.close()
 
 
+class PsycopgPoolRaw(PsycopgRaw):
+    label = "psycopg_pool of 10, same SQL"
+    kind = "raw pool"
+
+    def open(self) -> None:
+        import psycopg
+        import psycopg_pool
+
+        self.pool = psycopg_pool.ConnectionPool(
+            self.target.server,
+            min_size=1,
+            max_size=10,
+            kwargs={"autocommit": True, "cursor_factory": psycopg.RawCursor},
+            open=True,
+        )
+
+    def execute(self, request: Any) -> tuple[list[Any], int]:
+        with self.pool.connection() as connection:
+            cursor = connection.execute(request.text, request.args)
+            return (cursor.fetchall() if cursor.description else []), cursor.rowcount
+
+    def close(self) -> None:
+        self.pool.close()
+
+
 class AsyncpgRaw(_Sql):
     label = "asyncpg connection, same SQL"
     asynchronous = True
@@ -227,6 +255,7 @@ class AsyncpgRaw(_Sql):
 
 class AsyncpgPoolRaw(AsyncpgRaw):
     label = "asyncpg pool of 10, same SQL"
+    kind = "raw pool"
 
     async def open(self) -> None:
         import asyncpg
@@ -531,11 +560,24 @@ POOLED: dict[str, type[RawDriver]] = {
 }
 """Async drivers many callers can share, for 100 concurrent callers."""
 
+POOLS: dict[tuple[str, bool], type[RawDriver]] = {
+    ("postgresql", False): PsycopgPoolRaw,
+    ("postgresql", True): AsyncpgPoolRaw,
+}
+"""A second raw replay for one caller, through the driver's own pool (as authstore's
+runners use one): what a pool checkout costs, apart from authstore's own work."""
 
-def open_raw(target: Target, asynchronous: bool, *, pooled: bool = False) -> Any:
+
+def open_raw(
+    target: Target, asynchronous: bool, *, pooled: bool = False, pool: bool = False
+) -> Any:
     """The target's raw driver, connected (an awaitable of it when async), or None
-    (memory: nothing to replay; with ``pooled``, a target without a pooled driver here)."""
-    kind = POOLED.get(target.name) if pooled else DRIVERS.get((target.name, asynchronous))
+    (memory: nothing to replay; with ``pooled``, a target without a pooled driver for
+    many callers here; with ``pool``, one without a pool replay for one caller)."""
+    if pool:
+        kind = POOLS.get((target.name, asynchronous))
+    else:
+        kind = POOLED.get(target.name) if pooled else DRIVERS.get((target.name, asynchronous))
     if kind is None:
         return None
     driver = kind(target)

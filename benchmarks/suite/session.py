@@ -18,16 +18,26 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.suite import measure, report
+from benchmarks.suite.crypto import measure_crypto
+from benchmarks.suite.example_app import measure_example_app
+from benchmarks.suite.instrumentation import measure_instrumentation
 from benchmarks.suite.machine import facts
 from benchmarks.suite.measure import Budget, Contender, Measurement
+from benchmarks.suite.memory_bound import measure_memory_bound
 from benchmarks.suite.ops import OPS, Stores, contenders, run_async, run_sync, seed
 from benchmarks.suite.peers import async_peers, sync_peers
 from benchmarks.suite.raw import open_raw
-from benchmarks.suite.targets import Target, close_stores, discover, open_stores
+from benchmarks.suite.targets import NAMES, Target, close_stores, discover, open_stores
 
-__all__ = ["Results", "main"]
+__all__ = ["Results", "main", "record_row"]
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
+"""Where a full run's report goes (committed)."""
+SCRATCH = RESULTS / "scratch"
+"""Where --quick and --smoke reports go unless --out says otherwise (ignored by git)."""
+EXTRAS = ("crypto", "observability", "examples")
+"""Sections that measure no store backend: authstore.crypto, the OpenTelemetry
+instrumentation's cost, the FastAPI example's request rates."""
 LATENCY_OPS = ("cache get", "fixed_window allowed", "is_blacklisted", "session get")
 RAW_AT_DISTANCE = ("cache get", "is_blacklisted", "session get")
 """Reads: a replayed request is the same key for every caller, harmless only for reads."""
@@ -51,6 +61,9 @@ class Results:
     rows: list[Row] = field(default_factory=list)
     trips: dict[tuple[str, str, str], float] = field(default_factory=dict)
     latency: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    """Measurements that are not operations per second: probe, value, unit, detail,
+    and the limit of its goal when it has one."""
     proxy_rtt: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -134,30 +147,34 @@ class Proxy:
             self.process.kill()
 
 
-def _row(results: Results, target: Target, mode: str, op: str, found: list[Measurement]) -> None:
-    results.rows.append(Row(target.name, mode, op, found))
+def record_row(
+    results: Results, backend: str, mode: str, op: str, found: list[Measurement]
+) -> None:
+    """One operation's measurements (authstore's first), kept and shown as progress."""
+    results.rows.append(Row(backend, mode, op, found))
     ours = found[0]
     others = ", ".join(
         f"{m.label} {m.ops:,.0f}/s" if m.error is None else f"{m.label} failed" for m in found[1:]
     )
     state = f"{ours.ops:,.0f} ops/s" if ours.error is None else f"FAILED {ours.error}"
-    progress(f"  {target.name} {mode:<8} {op:<24} {state}{'; ' + others if others else ''}")
+    progress(f"  {backend} {mode:<8} {op:<24} {state}{'; ' + others if others else ''}")
+
+
+def _row(results: Results, target: Target, mode: str, op: str, found: list[Measurement]) -> None:
+    record_row(results, target.name, mode, op, found)
 
 
 def _groups(
     target: Target,
     ours: dict[str, Contender],
-    raws: dict[str, Contender],
+    raws: dict[str, list[Contender]],
     peers: dict[str, list[Contender]],
 ) -> list[tuple[str, list[Contender]]]:
     groups = []
     for op in OPS:
         if op.name not in ours:
             continue
-        group = [ours[op.name]]
-        if op.name in raws:
-            group.append(raws[op.name])
-        group += peers.get(op.name, [])
+        group = [ours[op.name], *raws.get(op.name, []), *peers.get(op.name, [])]
         groups.append((op.name, group))
     return groups
 
@@ -174,20 +191,21 @@ def _sync(target: Target, budget: Budget, results: Results) -> None:
     try:
         run_sync(seed(stores, 1))
         ours = contenders(stores, 1)
-        raws: dict[str, Contender] = {}
-        raw = open_raw(target, False)
-        if raw is not None:
+        raws: dict[str, list[Contender]] = {}
+        for raw in (open_raw(target, False), open_raw(target, False, pool=True)):
+            if raw is None:
+                continue
             closers.append(raw.close)
             for op in OPS:
                 if op.raw and op.name in ours:
                     try:
                         ours[op.name].call(0)  # a script the server has not seen yet gets loaded
-                        raws[op.name] = raw.contender(
-                            _store_of(stores, op.name), ours[op.name].call
+                        raws.setdefault(op.name, []).append(
+                            raw.contender(_store_of(stores, op.name), ours[op.name].call)
                         )
                     except Exception as error:
                         results.notes.append(
-                            f"{target.name} sync {op.name}: no raw replay ({error!r:.120})"
+                            f"{target.name} sync {op.name}: no {raw.kind} replay ({error!r:.120})"
                         )
         try:
             peers, notes = sync_peers(target, closers)
@@ -208,21 +226,22 @@ async def _async(target: Target, budget: Budget, results: Results) -> None:
     try:
         await run_async(seed(stores, 1))
         ours = contenders(stores, 1)
-        raws: dict[str, Contender] = {}
-        raw = open_raw(target, True)
-        if raw is not None:
-            raw = await raw
+        raws: dict[str, list[Contender]] = {}
+        for opening in (open_raw(target, True), open_raw(target, True, pool=True)):
+            if opening is None:
+                continue
+            raw = await opening
             closers.append(raw.close)
             for op in OPS:
                 if op.raw and op.name in ours:
                     try:
                         await ours[op.name].call(0)
-                        raws[op.name] = await raw.contender(
-                            _store_of(stores, op.name), ours[op.name].call
+                        raws.setdefault(op.name, []).append(
+                            await raw.contender(_store_of(stores, op.name), ours[op.name].call)
                         )
                     except Exception as error:
                         results.notes.append(
-                            f"{target.name} async {op.name}: no raw replay ({error!r:.120})"
+                            f"{target.name} async {op.name}: no {raw.kind} replay ({error!r:.120})"
                         )
         try:
             peers, notes = await async_peers(target, closers)
@@ -389,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "targets",
         nargs="*",
-        help="sections (memory, sqlite, postgresql, mariadb, redis, memcached, mongodb) or URLs; default: all reachable",
+        help=f"sections ({', '.join(NAMES + EXTRAS)}) or URLs; default: all (backends: the reachable ones)",
     )
     speed = parser.add_mutually_exclusive_group()
     speed.add_argument(
@@ -403,8 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=RESULTS,
-        help="where the report goes (default: benchmarks/results)",
+        default=None,
+        help="where the report goes (default: benchmarks/results for a full run, "
+        "benchmarks/results/scratch for --quick and --smoke)",
     )
     parser.add_argument(
         "--no-proxy", action="store_true", help="skip round-trip counting and the 1 ms comparison"
@@ -412,8 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     budget = measure.SMOKE if options.smoke else measure.QUICK if options.quick else measure.FULL
     name = "smoke" if options.smoke else "quick" if options.quick else "full"
+    out = options.out or (RESULTS if name == "full" else SCRATCH)
     started = time.perf_counter()
-    targets, skipped = discover(options.targets)
+    extras = [item for item in options.targets if item in EXTRAS]
+    stores = [item for item in options.targets if item not in EXTRAS]
+    if not options.targets:
+        extras = list(EXTRAS)
+    targets, skipped = discover(stores) if stores or not options.targets else ([], [])
     results = Results(name, facts(targets), skipped=skipped)
     for line in skipped:
         progress(f"skipped {line}")
@@ -439,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 _sync(target, budget, results)
                 asyncio.run(_async(target, budget, results))
+                if target.name == "memory":
+                    measure_memory_bound(0.3 if options.smoke else 3.0, results)
                 if proxy is not None and target.network:
                     _round_trips(
                         target, proxy, results, 1 if options.smoke else 3 if options.quick else 10
@@ -454,8 +481,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if proxy is not None:
             proxy.close()
+    for extra in extras:
+        progress(f"{extra}:")
+        try:
+            if extra == "crypto":
+                measure_crypto(budget, results)
+            elif extra == "observability":
+                measure_instrumentation(budget, results)
+            else:
+                measure_example_app(name, results, targets)
+        except Exception as error:
+            results.failures.append(f"{extra}: {error!r:.300}")
+            if os.environ.get("AUTHSTORE_BENCH_DEBUG"):
+                traceback.print_exc()
+            progress(f"  {extra} FAILED: {error!r:.300}")
     results.seconds = time.perf_counter() - started
-    path = report.write(results, options.out)
+    path = report.write(results, out)
     progress(f"report: {path} ({results.seconds:.0f} s)")
     return 1 if results.failures else 0
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.suite.report import END, START, SUMMARY_PAGE, replace_summary
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # benchmarks/ is a top-level package of the checkout
-try:
-    from benchmarks.suite.report import END, START, SUMMARY_PAGE, replace_summary
-finally:
-    sys.path.remove(str(ROOT))
 
 
 def test_the_summary_lives_between_markers_of_the_performance_page() -> None:

@@ -3,9 +3,8 @@
 link signs in once, one TOTP code or backup code verifies once, one refresh token
 rotates once, and a limit of N lets exactly N through.
 
-tenxyte's own services over the same stores let many through (see
-benchmarks/tenxyte_races.py for the numbers): they check, then consume, and ignore
-what the consume answers.
+tenxyte's own services over the same stores let many through: they check, then
+consume, and ignore what the consume answers.
 """
 
 from __future__ import annotations
