@@ -514,6 +514,25 @@ def generate() -> Iterator[tuple[Path, str]]:
             yield Path(dialect_name, f"{operation}.sql"), render(dialect_name, operation, branches)
 
 
+def _first_difference(old: str, new: str, context: int = 60) -> str:
+    """Where two files first differ, with a little text either side: the statements are
+    long lines, on which a line diff alone hides the one word that changed."""
+    old_lines, new_lines = old.splitlines(), new.splitlines()
+    for number, (before, after) in enumerate(zip(old_lines, new_lines, strict=False), 1):
+        if before != after:
+            column = next(
+                (i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b),
+                min(len(before), len(after)),
+            )
+            start = max(0, column - context)
+            return (
+                f"first difference: line {number}, column {column + 1}\n"
+                f"  on disk:  ...{before[start : column + context]}\n"
+                f"  ops now:  ...{after[start : column + context]}\n"
+            )
+    return ""
+
+
 def differences(root: Path = GOLDEN) -> list[str]:
     """A unified diff for each golden file that is missing, stale or unexpected."""
     expected = dict(generate())
@@ -528,7 +547,7 @@ def differences(root: Path = GOLDEN) -> list[str]:
                 f"{path} (on disk)",
                 f"{path} (the ops now)",
             )
-            problems.append("".join(diff))
+            problems.append("".join(diff) + _first_difference(on_disk, text))
     for path in sorted(found - set(expected)):
         problems.append(f"{path}: no operation renders it any more\n")
     return problems
