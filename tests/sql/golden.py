@@ -38,7 +38,13 @@ from authstore.adapters.sql.ops import (
     SqlSessionOps,
     SqlTotpOps,
 )
-from authstore.adapters.sql.schema import Tables, clear_namespace, count_namespace, migrate
+from authstore.adapters.sql.schema import (
+    Tables,
+    clear_namespace,
+    count_namespace,
+    migrate,
+    migrations,
+)
 from authstore.adapters.sqlite.dialect import SQLiteDialect
 from authstore.contracts.errors import TokenInUseError
 from authstore.contracts.records import RateLimitAlgorithm
@@ -265,6 +271,10 @@ def _limiter(
     ]
 
 
+LATEST = 0
+"""For ``_migrate_answers``: the newest version there is."""
+
+
 def _migrate_answers(version: int | None) -> Answer:
     """A database at ``version`` (None: no schema table yet)."""
 
@@ -274,7 +284,7 @@ def _migrate_answers(version: int | None) -> Answer:
         if query.sql == dialect.migration_lock:
             return (1,)
         if "max(version)" in query.sql:
-            return (version,)
+            return (migrations(dialect, TABLES)[-1][0] if version == LATEST else version,)
         return None
 
     return lambda: respond
@@ -495,9 +505,14 @@ OPERATIONS: dict[str, list[Branch]] = {
             _migrate_answers(None),
         ),
         Branch(
+            "at version 1: the later versions",
+            lambda o: migrate(o.dialect, TABLES),
+            _migrate_answers(1),
+        ),
+        Branch(
             "up to date: one read, no lock",
             lambda o: migrate(o.dialect, TABLES),
-            _migrate_answers(2),
+            _migrate_answers(LATEST),
         ),
     ],
     "schema.clear_namespace": [Branch("", lambda o: clear_namespace(TABLES, NAMESPACE))],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from authstore.adapters.common.ops import CacheOps, MagicLinkOps, SessionOps, TotpOps
 from tests.sql import golden
 
 
@@ -28,3 +29,16 @@ def test_every_dialect_has_a_file_for_every_operation() -> None:
     assert len(expected) == len(golden.DIALECTS) * len(golden.OPERATIONS)
     for path in expected:
         assert (golden.GOLDEN / path).is_file(), path
+
+
+def test_every_operation_of_every_contract_has_golden_sql() -> None:
+    """A new operation gets its golden file (and its branches) with it."""
+    contracts = {"cache": CacheOps, "sessions": SessionOps, "totp": TotpOps, "links": MagicLinkOps}
+    missing = [
+        f"{contract}.{name}"
+        for contract, protocol in contracts.items()
+        for name in vars(protocol)
+        if not name.startswith("_") and f"{contract}.{name}" not in golden.OPERATIONS
+    ]
+    assert "health.ping" in golden.OPERATIONS
+    assert not missing, f"add these to tests/sql/golden.py OPERATIONS: {missing}"

@@ -85,6 +85,37 @@ INSERT INTO authstore_schema_version (version, applied_at) VALUES (%s, CAST(UNIX
 -- 22. fetch all; binds: lock_name
 SELECT RELEASE_LOCK(%s)
 
+-- branch: at version 1: the later versions
+-- 1. fetch one; binds: name
+SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s
+
+-- 2. fetch one; binds: none
+SELECT max(version) FROM authstore_schema_version
+
+-- 3. fetch one; binds: lock_name
+SELECT GET_LOCK(%s, 5)
+
+-- 4. fetch none; binds: none
+CREATE TABLE IF NOT EXISTS authstore_schema_version (version INT NOT NULL PRIMARY KEY, applied_at DOUBLE NOT NULL)
+
+-- 5. fetch one; binds: none
+SELECT max(version) FROM authstore_schema_version
+
+-- 6. fetch none; binds: none
+ALTER TABLE authstore_sessions ADD COLUMN revoked_at DOUBLE
+
+-- 7. fetch none; binds: none
+ALTER TABLE authstore_magic_links ADD COLUMN revoked_at DOUBLE
+
+-- 8. fetch none; binds: none
+ALTER TABLE authstore_totp_backup_codes ADD COLUMN code_order BIGINT
+
+-- 9. fetch none; binds: version
+INSERT INTO authstore_schema_version (version, applied_at) VALUES (%s, CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE))
+
+-- 10. fetch all; binds: lock_name
+SELECT RELEASE_LOCK(%s)
+
 -- branch: up to date: one read, no lock
 -- 1. fetch one; binds: name
 SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s

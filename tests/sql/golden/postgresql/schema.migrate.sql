@@ -70,6 +70,40 @@ INSERT INTO authstore_schema_version (version, applied_at) VALUES ($1, date_part
 -- 23. transaction control
 COMMIT
 
+-- branch: at version 1: the later versions
+-- 1. fetch one; binds: name
+SELECT 1 WHERE to_regclass($1) IS NOT NULL
+
+-- 2. fetch one; binds: none
+SELECT max(version) FROM authstore_schema_version
+
+-- 3. transaction control
+BEGIN ISOLATION LEVEL READ COMMITTED
+
+-- 4. fetch all; binds: lock_name
+SELECT pg_advisory_xact_lock(hashtextextended($1, 0))
+
+-- 5. fetch none; binds: none
+CREATE TABLE IF NOT EXISTS authstore_schema_version (version INTEGER NOT NULL PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)
+
+-- 6. fetch one; binds: none
+SELECT max(version) FROM authstore_schema_version
+
+-- 7. fetch none; binds: none
+ALTER TABLE authstore_sessions ADD COLUMN revoked_at DOUBLE PRECISION
+
+-- 8. fetch none; binds: none
+ALTER TABLE authstore_magic_links ADD COLUMN revoked_at DOUBLE PRECISION
+
+-- 9. fetch none; binds: none
+ALTER TABLE authstore_totp_backup_codes ADD COLUMN code_order BIGINT
+
+-- 10. fetch none; binds: version
+INSERT INTO authstore_schema_version (version, applied_at) VALUES ($1, date_part('epoch', statement_timestamp()))
+
+-- 11. transaction control
+COMMIT
+
 -- branch: up to date: one read, no lock
 -- 1. fetch one; binds: name
 SELECT 1 WHERE to_regclass($1) IS NOT NULL

@@ -67,6 +67,37 @@ INSERT INTO authstore_schema_version (version, applied_at) VALUES (?, ?)
 -- 22. transaction control
 COMMIT
 
+-- branch: at version 1: the later versions
+-- 1. fetch one; binds: name
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?
+
+-- 2. fetch one; binds: none
+SELECT max(version) FROM authstore_schema_version
+
+-- 3. transaction control
+BEGIN IMMEDIATE
+
+-- 4. fetch none; binds: none
+CREATE TABLE IF NOT EXISTS authstore_schema_version (version INTEGER NOT NULL PRIMARY KEY, applied_at REAL NOT NULL)
+
+-- 5. fetch one; binds: none
+SELECT max(version) FROM authstore_schema_version
+
+-- 6. fetch none; binds: none
+ALTER TABLE authstore_sessions ADD COLUMN revoked_at REAL
+
+-- 7. fetch none; binds: none
+ALTER TABLE authstore_magic_links ADD COLUMN revoked_at REAL
+
+-- 8. fetch none; binds: none
+ALTER TABLE authstore_totp_backup_codes ADD COLUMN code_order INTEGER
+
+-- 9. fetch none; binds: version, now
+INSERT INTO authstore_schema_version (version, applied_at) VALUES (?, ?)
+
+-- 10. transaction control
+COMMIT
+
 -- branch: up to date: one read, no lock
 -- 1. fetch one; binds: name
 SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?
