@@ -119,6 +119,11 @@ def remote(dialect: Dialect) -> bool:
 
 @dataclass(frozen=True)
 class Branch:
+    """One path through an operation: how to call it and what the database answers.
+
+    ``when`` picks the dialects that take this path; ``raises`` is the error the path
+    ends in (its statements, a ROLLBACK included, are still written out)."""
+
     name: str
     run: Callable[[Ops], Op[Any]]
     answer: Answer = field(default_factory=answers)
@@ -298,8 +303,15 @@ OPERATIONS: dict[str, list[Branch]] = {
     "cache.get": [Branch("", lambda o: o.cache.get(CACHE_KEY), answers(one=[(b"v",)]))],
     "cache.get_many": [
         Branch(
-            "", lambda o: o.cache.get_many([CACHE_KEY, f"{NAMESPACE}:k:other"]), answers(all=[[]])
-        )
+            "a few keys: one statement",
+            lambda o: o.cache.get_many([CACHE_KEY, f"{NAMESPACE}:k:other"]),
+            answers(all=[[]]),
+        ),
+        Branch(
+            f"more than {CHUNK} keys: one statement per {CHUNK}, no transaction",
+            lambda o: o.cache.get_many(MANY),
+            answers(all=[[]]),
+        ),
     ],
     "cache.set": [Branch("", lambda o: o.cache.set(CACHE_KEY, b"v", 60.0))],
     "cache.set_many": [
@@ -465,6 +477,11 @@ OPERATIONS: dict[str, list[Branch]] = {
             answers(one=[None]),
         ),
         Branch("no codes", lambda o: o.totp.replace_backup_codes("alice", [])),
+        Branch(
+            f"more than {CHUNK} codes: one INSERT per {CHUNK}",
+            lambda o: o.totp.replace_backup_codes("alice", [f"hash-{i}" for i in range(CHUNK + 1)]),
+            answers(one=[(1,)]),
+        ),
     ],
     "totp.use_backup_code": [
         Branch("", lambda o: o.totp.use_backup_code("alice", "hash-1"), answers(rowcount=[1]))
@@ -481,6 +498,12 @@ OPERATIONS: dict[str, list[Branch]] = {
             "revoke_previous: revoke and issue under the user's lock, in a transaction",
             lambda o: o.links.issue(**_link_args(True)),
             answers(one=[LINK_ROW], rowcount=[1]),
+        ),
+        Branch(
+            "the token is taken",
+            lambda o: o.links.issue(**_link_args(False)),
+            answers(one=[None], rowcount=[0]),
+            raises=TokenInUseError,
         ),
         Branch(
             "revoke_previous, the token is taken: rolled back",

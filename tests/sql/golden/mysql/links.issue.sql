@@ -27,6 +27,15 @@ SELECT id, user_id, email, created_at, expires_at, application_id, ip_address, u
 -- 6. transaction control
 COMMIT
 
+-- branch: the token is taken
+-- 1. fetch one; binds: namespace, token_hash, link_id, user_id, email, application_id, ip_address, user_agent, ttl, namespace, token_hash
+BEGIN;
+INSERT INTO authstore_magic_links (namespace, token_hash, id, user_id, email, application_id, ip_address, user_agent, created_at, consumed_at, revoked_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), NULL, NULL, CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE) + %s) ON DUPLICATE KEY UPDATE id = IF(authstore_magic_links.expires_at <= CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), VALUES(id), authstore_magic_links.id), user_id = IF(authstore_magic_links.expires_at <= CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), VALUES(user_id), authstore_magic_links.user_id), email = IF(authstore_magic_links.expires_at <= CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), VALUES(email), authstore_magic_links.email), application_id = IF(authstore_magic_links.expires_at <= CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), VALUES(application_id), authstore_magic_links.application_id), ip_address = IF(authstore_magic_links.expires_at <= CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), VALUES(ip_address), authstore_magic_links.ip_address), user_agent = IF(authstore_magic_links.expires_at <= CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), VALUES(user_agent), authstore_magic_links.user_agent), created_at = IF(authstore_magic_links.expires_at <= CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), VALUES(created_at), authstore_magic_links.created_at), consumed_at = IF(authstore_magic_links.expires_at <= CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), VALUES(consumed_at), authstore_magic_links.consumed_at), revoked_at = IF(authstore_magic_links.expires_at <= CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), VALUES(revoked_at), authstore_magic_links.revoked_at), expires_at = IF(authstore_magic_links.expires_at <= CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE), VALUES(expires_at), authstore_magic_links.expires_at);
+SELECT id, user_id, email, created_at, expires_at, application_id, ip_address, user_agent, consumed_at FROM authstore_magic_links WHERE namespace = %s AND token_hash = %s AND (ROW_COUNT() > 0);
+COMMIT
+
+-- then raises TokenInUseError
+
 -- branch: revoke_previous, the token is taken: rolled back
 -- 1. transaction control
 SET TRANSACTION ISOLATION LEVEL READ COMMITTED;

@@ -17,6 +17,12 @@ INSERT INTO authstore_magic_links (namespace, token_hash, id, user_id, email, ap
 -- 4. transaction control
 COMMIT
 
+-- branch: the token is taken
+-- 1. fetch one; binds: namespace, token_hash, link_id, user_id, email, application_id, ip_address, user_agent, now, now, ttl, now
+INSERT INTO authstore_magic_links (namespace, token_hash, id, user_id, email, application_id, ip_address, user_agent, created_at, consumed_at, revoked_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ? + ?) ON CONFLICT (namespace, token_hash) DO UPDATE SET id = excluded.id, user_id = excluded.user_id, email = excluded.email, application_id = excluded.application_id, ip_address = excluded.ip_address, user_agent = excluded.user_agent, created_at = excluded.created_at, consumed_at = excluded.consumed_at, revoked_at = excluded.revoked_at, expires_at = excluded.expires_at WHERE authstore_magic_links.expires_at <= ? RETURNING id, user_id, email, created_at, expires_at, application_id, ip_address, user_agent, consumed_at
+
+-- then raises TokenInUseError
+
 -- branch: revoke_previous, the token is taken: rolled back
 -- 1. transaction control
 BEGIN IMMEDIATE
