@@ -2,7 +2,8 @@
 
 Operations write SQL with named ``:name`` parameters whatever the database; the
 dialect turns them into the driver's placeholders, so one operation serves
-SQLite, PostgreSQL and MySQL.
+SQLite, PostgreSQL and MySQL. What each operation sends, compiled for each
+database: ``tests/sql/golden/``.
 """
 
 from __future__ import annotations
