@@ -15,7 +15,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import MovedError
 from redis.sentinel import Sentinel
 
-from tests.redis_topology import (
+from tests.servers.redis_topology import (
     PrivateCluster,
     RedisProcess,
     private_cluster,

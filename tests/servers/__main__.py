@@ -4,7 +4,7 @@
   python -m tests.servers status [NAME...]    say which answer; exit 1 if any does not
   python -m tests.servers env [NAME...]       print the export lines of those that answer
   python -m tests.servers stop [NAME...]      stop what this command started
-  python -m tests.servers packages [NAME...]  Debian packages ``up`` would need
+  python -m tests.servers --packages COMMAND [NAME...]   Debian packages it would need
 
 ``scripts/services`` installs those packages (apt-get) then runs this; use either.
 Typical use:  eval "$(scripts/services up)"   or   eval "$(scripts/services env)".
@@ -46,11 +46,12 @@ from pathlib import Path
 from tests.servers.defaults import NAMES, Layout, env_var
 from tests.servers.services import SERVICES, Run, log
 
-COMMANDS = ("up", "status", "env", "stop", "packages")
+COMMANDS = ("up", "status", "env", "stop")
 
 
-def _usage() -> None:
-    print(__doc__, file=sys.stderr)
+def _usage(full: bool = True) -> None:
+    text = __doc__ or ""
+    print(text if full else text.split("\n\n")[1], file=sys.stderr)
 
 
 @contextmanager
@@ -87,13 +88,16 @@ def main(argv: Sequence[str]) -> int:
             log("--port-offset needs a number")
             return 2
         del args[index : index + 2]
+    packages_only = "--packages" in args
+    if packages_only:
+        args.remove("--packages")
     command = args.pop(0) if args else "up"
     if command in ("-h", "--help", "help"):
         _usage()
         return 0
     if command not in COMMANDS:
         log(f"unknown command: {command}")
-        _usage()
+        _usage(full=False)
         return 2
     unknown = [name for name in args if name not in SERVICES]
     if unknown:
@@ -103,9 +107,9 @@ def main(argv: Sequence[str]) -> int:
     run = Run(layout, wait=float(os.environ.get("AUTHSTORE_SERVICES_WAIT") or 30))
     overridden = {name for name in names if os.environ.get(env_var(name))}
 
-    if command == "packages":
+    if packages_only:  # what scripts/services installs with apt-get before `up`
         needed: list[str] = []
-        for name in names:
+        for name in names if command == "up" else ():
             if name not in overridden:
                 needed += [p for p in SERVICES[name].packages(run) if p not in needed]
         print(" ".join(needed))
@@ -135,8 +139,10 @@ def main(argv: Sequence[str]) -> int:
                 if SERVICES[name].stop(run):
                     log(f"{name}: stopped")
                 elif SERVICES[name].is_answering(run):
-                    log(f"{name}: running on {layout.where(name)} but not started by this "
-                        "command: left alone")
+                    log(
+                        f"{name}: running on {layout.where(name)} but not started by this "
+                        "command: left alone"
+                    )
                 else:
                     log(f"{name}: not running")
             return 0

@@ -318,6 +318,7 @@ class RedisProcess:
     def client(self, **kwargs: Any) -> redis.Redis:
         """A plain redis-py client on this node (the caller closes it)."""
         import redis
+
         options: dict[str, Any] = {
             "socket_timeout": ADMIN_TIMEOUT,
             "socket_connect_timeout": ADMIN_TIMEOUT,

@@ -11,6 +11,7 @@ is left alone). Installing packages is not done here: ``scripts/services`` asks
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -144,11 +145,10 @@ def _pg_bin() -> Path | None:
 
 
 def _psql(run: Run, sql: str) -> str:
-    return _run(
-        ["psql", "-w", "-X", "-h", "127.0.0.1", "-p", str(run.layout.port("postgres"))]
-        + ["-U", "postgres", "-d", "postgres", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        env={**os.environ, "PGCONNECT_TIMEOUT": "3"},
-    )
+    port = str(run.layout.port("postgres"))
+    command = ["psql", "-w", "-X", "-h", "127.0.0.1", "-p", port, "-U", "postgres"]
+    command += ["-d", "postgres", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql]
+    return _run(command, env={**os.environ, "PGCONNECT_TIMEOUT": "3"})
 
 
 def _pg_ready(run: Run) -> bool:
@@ -271,10 +271,9 @@ def _mariadb_client() -> str:
 
 
 def _maria(run: Run, sql: str, *extra: str) -> str:
-    return _run(
-        [_mariadb_client(), "--no-defaults", "--connect-timeout=3", "-h", "127.0.0.1"]
-        + ["-P", str(run.layout.port("mariadb")), "-uroot", *extra, "-e", sql]
-    )
+    port = str(run.layout.port("mariadb"))
+    command = [_mariadb_client(), "--no-defaults", "--connect-timeout=3", "-h", "127.0.0.1"]
+    return _run([*command, "-P", port, "-uroot", *extra, "-e", sql])
 
 
 def _maria_ready(run: Run) -> bool:
@@ -297,13 +296,11 @@ def _maria_create_db(run: Run) -> bool:
             for host in ("127.0.0.1", "::1")
         )
         try:
-            _run(
-                [_mariadb_client(), "-uroot", "-e"]
-                + [
-                    "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR "
-                    "mysql_native_password USING PASSWORD(''); " + grants + "FLUSH PRIVILEGES;"
-                ]
+            alter = (
+                "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR "
+                "mysql_native_password USING PASSWORD(''); "
             )
+            _run([_mariadb_client(), "-uroot", "-e", alter + grants + "FLUSH PRIVILEGES;"])
             _maria(run, "select 1")
         except (OSError, subprocess.SubprocessError) as again:
             run.fail("mariadb", f"cannot log in as root over TCP: {_error(again)}")
@@ -415,8 +412,9 @@ def _start_nodes(run: Run, name: str, nodes: Sequence[RedisProcess]) -> bool:
         pid = node.spawn()
         why = wait_until(node.answers, run.wait, [pid])
         if why:
-            run.fail(name, f"{node.label} not answering PING on port {node.port}: {why}",
-                     node.log_path)
+            run.fail(
+                name, f"{node.label} not answering PING on port {node.port}: {why}", node.log_path
+            )
             return False
     return True
 
@@ -435,8 +433,11 @@ def _reuse_or_reset(
         log(f"{name}: running but not healthy: restarting it")
         stop_owned([node.pid_file for node in nodes], "redis-server")
     elif any(node.answers() or port_open(node.port) for node in nodes if node.port):
-        run.fail(name, f"something answers on {run.layout.where(name)} but it is not a "
-                 f"healthy {name} and this command did not start it")
+        run.fail(
+            name,
+            f"something answers on {run.layout.where(name)} but it is not a "
+            f"healthy {name} and this command did not start it",
+        )
         return False
     return None
 
@@ -463,13 +464,19 @@ def _up_cluster(run: Run) -> None:
     try:
         form_cluster(nodes)
     except OSError as error:
-        run.fail("redis-cluster", f"forming the cluster failed: {error}",
-                 *(node.log_path for node in nodes))
+        run.fail(
+            "redis-cluster",
+            f"forming the cluster failed: {error}",
+            *(node.log_path for node in nodes),
+        )
         return
     why = wait_until(lambda: cluster_ready(nodes), run.wait)
     if why:
-        run.fail("redis-cluster", f"CLUSTER INFO does not say cluster_state:ok on every "
-                 f"node: {why}", *(node.log_path for node in nodes))
+        run.fail(
+            "redis-cluster",
+            f"CLUSTER INFO does not say cluster_state:ok on every node: {why}",
+            *(node.log_path for node in nodes),
+        )
         return
     log(f"redis-cluster: running on {run.layout.where('redis-cluster')}")
 
@@ -486,16 +493,22 @@ def _up_sentinel(run: Run) -> None:
     master, replica, sentinel = nodes = _sentinel(run)
     if _reuse_or_reset(run, "redis-sentinel", nodes, _sentinel_ready) is not None:
         return
-    log(f"redis-sentinel: starting master :{master.port}, replica :{replica.port}, "
-        f"sentinel :{sentinel.port}")
+    log(
+        f"redis-sentinel: starting master :{master.port}, replica :{replica.port}, "
+        f"sentinel :{sentinel.port}"
+    )
     if not _start_nodes(run, "redis-sentinel", [master, replica]):
         return
     from tests.servers.redis_topology import replica_linked
 
     why = wait_until(lambda: replica_linked(replica), run.wait)
     if why:
-        run.fail("redis-sentinel", f"replica :{replica.port} not in sync with the master: "
-                 f"{why}", replica.log_path, master.log_path)
+        run.fail(
+            "redis-sentinel",
+            f"replica :{replica.port} not in sync with the master: {why}",
+            replica.log_path,
+            master.log_path,
+        )
         return
     config = sentinel.directory / "sentinel.conf"
     config.write_text(sentinel_config(SENTINEL_SERVICE, master.port, 1000, 5000))
@@ -503,8 +516,11 @@ def _up_sentinel(run: Run) -> None:
         return
     why = wait_until(lambda: _sentinel_ready(run), run.wait)
     if why:
-        run.fail("redis-sentinel", f"the sentinel does not report master {SENTINEL_SERVICE} "
-                 f"with its replica: {why}", *(node.log_path for node in nodes))
+        run.fail(
+            "redis-sentinel",
+            f"the sentinel does not report master {SENTINEL_SERVICE} with its replica: {why}",
+            *(node.log_path for node in nodes),
+        )
         return
     log(f"redis-sentinel: running on {run.layout.where('redis-sentinel')}")
 
@@ -516,8 +532,7 @@ def _tls_files_ok(run: Run) -> bool:
         return False
     try:
         _run(["openssl", "verify", "-CAfile", str(folder / "ca.crt"), str(folder / "server.crt")])
-        _run(["openssl", "x509", "-checkend", "86400", "-noout", "-in",
-              str(folder / "server.crt")])
+        _run(["openssl", "x509", "-checkend", "86400", "-noout", "-in", str(folder / "server.crt")])
     except (OSError, subprocess.SubprocessError):
         return False
     return True
@@ -551,23 +566,22 @@ def _make_tls_files(run: Run) -> bool:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, mode=0o700)
     (folder / "openssl.cnf").write_text(OPENSSL_CONFIG)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
     serial = "0x" + os.urandom(16).hex()
     steps = [
-        ["openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days",
-         "3650", "-config", "openssl.cnf", "-extensions", "ca", "-subj", "/CN=authstore test CA"],
-        ["openssl", "req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
-         "-config", "openssl.cnf", "-subj", "/CN=127.0.0.1"],
-        ["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-         "-set_serial", serial, "-days", "3650", "-extfile", "openssl.cnf", "-extensions",
-         "server", "-out", "server.crt"],
+        f"openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 3650 -config openssl.cnf"
+        " -extensions ca -subj '/CN=authstore test CA'",
+        f"openssl req -new {ec} -keyout server.key -out server.csr -config openssl.cnf"
+        " -subj /CN=127.0.0.1",
+        f"openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -set_serial {serial}"
+        " -days 3650 -extfile openssl.cnf -extensions server -out server.crt",
     ]
     logf = run.home / "redis-tls" / "openssl.log"
     logf.parent.mkdir(parents=True, exist_ok=True)
     old_umask = os.umask(0o077)
     try:
         for step in steps:
-            done = subprocess.run(step, cwd=folder, capture_output=True, check=False)
+            done = subprocess.run(shlex.split(step), cwd=folder, capture_output=True, check=False)
             with logf.open("ab") as out:
                 out.write(done.stdout + done.stderr)
             if done.returncode != 0:
@@ -592,8 +606,11 @@ def _up_tls(run: Run) -> None:
     if not _tls_files_ok(run):
         log(f"redis-tls: making a CA and a server certificate in {run.layout.tls_dir}")
         if not _make_tls_files(run):
-            run.fail("redis-tls", "openssl could not make the certificates",
-                     run.home / "redis-tls" / "openssl.log")
+            run.fail(
+                "redis-tls",
+                "openssl could not make the certificates",
+                run.home / "redis-tls" / "openssl.log",
+            )
             return
     log(f"redis-tls: starting redis-server, TLS only, on {run.layout.where('redis-tls')}")
     if _start_nodes(run, "redis-tls", [node]):
@@ -610,8 +627,11 @@ def _up_unix(run: Run) -> None:
         return
     socket_path = str(run.layout.redis_socket)
     if len(socket_path) > 100:  # sun_path holds 107 bytes
-        run.fail("redis-unix", f"socket path too long for a unix socket ({len(socket_path)} "
-                 f"bytes): {socket_path}; set a shorter AUTHSTORE_SERVICES_HOME")
+        run.fail(
+            "redis-unix",
+            f"socket path too long for a unix socket ({len(socket_path)} "
+            f"bytes): {socket_path}; set a shorter AUTHSTORE_SERVICES_HOME",
+        )
         return
     log(f"redis-unix: starting redis-server on {socket_path} only")
     if _start_nodes(run, "redis-unix", [node]):
@@ -635,8 +655,9 @@ def _memcached_ready_on(port: int) -> bool:
 def _up_memcached_on(run: Run, name: str, port: int) -> None:
     if port_open(port):
         if wait_until(lambda: _memcached_ready_on(port), 5):
-            run.fail(name, f"something listens on 127.0.0.1:{port} but does not answer as "
-                     "memcached")
+            run.fail(
+                name, f"something listens on 127.0.0.1:{port} but does not answer as memcached"
+            )
         else:
             log(f"{name}: already running on 127.0.0.1:{port}")
         return
@@ -721,10 +742,10 @@ def _ensure_venv(run: Run) -> bool:
     shutil.rmtree(venv, ignore_errors=True)
     logf = run.home / "pip.log"
     with logf.open("ab") as out:
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
         for step in (
             [python, "-m", "venv", str(venv)],
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-             "--disable-pip-version-check", spec],
+            [*pip, "--disable-pip-version-check", spec],
         ):
             if subprocess.run(step, stdout=out, stderr=out, check=False).returncode != 0:
                 return False
@@ -741,8 +762,8 @@ client.admin.command("ping")
 
 
 def _mongodb_ping(run: Run, seconds: float = 3.0) -> None:
-    _run([str(_venv(run) / "bin" / "python"), "-c", PING_MONGODB, run.layout.url("mongodb"),
-          str(seconds)], timeout=seconds + 30)
+    python, url = str(_venv(run) / "bin" / "python"), run.layout.url("mongodb")
+    _run([python, "-c", PING_MONGODB, url, str(seconds)], timeout=seconds + 30)
 
 
 def _mongodb_ready(run: Run) -> bool:
@@ -759,8 +780,11 @@ def _up_mongodb(run: Run) -> None:
         log(f"mongodb: already running on {run.layout.where('mongodb')}")
         return
     if not _ensure_venv(run):
-        run.fail("mongodb", f"could not install {_secantusdb_spec()} into {_venv(run)}",
-                 run.home / "pip.log")
+        run.fail(
+            "mongodb",
+            f"could not install {_secantusdb_spec()} into {_venv(run)}",
+            run.home / "pip.log",
+        )
         return
     # A fresh, empty server at every start: ':memory:' (a temporary folder removed at
     # shutdown) when this secantusdb has it, else a wiped folder. TMPDIR keeps those
@@ -783,10 +807,10 @@ def _up_mongodb(run: Run) -> None:
     if logf.exists():
         logf.replace(logf.with_suffix(".log.1"))
     log(f"mongodb: starting secantusd-py (storage {storage}, log {logf})")
-    command = [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-               "--storage-path", storage]
-    pid = spawn(command, logf, pid_file=run.home / "mongodb.pid", cwd=run.home,
-                env={**os.environ, "TMPDIR": str(temporary)})
+    command = [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--storage-path", storage]
+    temporary_env = {**os.environ, "TMPDIR": str(temporary)}
+    pid = spawn(command, logf, pid_file=run.home / "mongodb.pid", cwd=run.home, env=temporary_env)
     why = wait_until(lambda: port_open(port), run.wait, [pid])
     if why:
         run.fail("mongodb", f"not listening on {run.layout.where('mongodb')}: {why}", logf)
@@ -817,40 +841,76 @@ def _mongodb_packages(run: Run) -> list[str]:
 # --------------------------------------------------------------------------- registry
 
 
-def _port_of(name: str) -> Callable[[Run], bool]:
-    return lambda run: port_open(run.layout.port(name))
-
-
 SERVICES: dict[str, Service] = {
     service.name: service
     for service in (
-        Service("postgres", _pg_ready, _up_postgres, _stop_pidfile("postgres", "postgres"),
-                packages=_pg_packages),
-        Service("mariadb", _maria_ready, _up_mariadb, _stop_pidfile("mariadb", "mariadbd"),
-                packages=_maria_packages),
-        Service("redis", lambda run: _redis(run).answers(), _up_redis,
-                _stop_redis(lambda run: [_redis(run)]), packages=_redis_packages),
-        Service("memcached", lambda run: _memcached_ready_on(run.layout.port("memcached")),
-                lambda run: _up_memcached_on(run, "memcached", run.layout.port("memcached")),
-                _stop_pidfile("memcached", "memcached"),
-                packages=lambda run: _missing(("memcached", "memcached"))),
-        Service("mongodb", _mongodb_ready, _up_mongodb, _stop_mongodb,
-                packages=_mongodb_packages),
-        Service("redis-cluster", _cluster_ready, _up_cluster,
-                _stop_redis(_cluster), answering=_cluster_ready,
-                packages=_redis_packages),
-        Service("redis-sentinel", _sentinel_ready, _up_sentinel,
-                _stop_redis(_sentinel), answering=_sentinel_ready,
-                packages=_redis_packages),
-        Service("redis-tls", _tls_ready, _up_tls, _stop_redis(lambda run: [_tls(run)]),
-                answering=_tls_ready,
-                packages=lambda run: _redis_packages(run) + _missing(("openssl", "openssl"))),
-        Service("redis-unix", _unix_ready, _up_unix,
-                _stop_redis(lambda run: [_unix(run)]), answering=_unix_ready,
-                packages=_redis_packages),
-        Service("memcached-multi",
-                lambda run: _memcached_ready_on(run.layout.port("memcached-multi")),
-                _up_memcached_multi, _stop_pidfile("memcached-multi", "memcached"),
-                packages=lambda run: _missing(("memcached", "memcached"))),
+        Service(
+            "postgres",
+            _pg_ready,
+            _up_postgres,
+            _stop_pidfile("postgres", "postgres"),
+            packages=_pg_packages,
+        ),
+        Service(
+            "mariadb",
+            _maria_ready,
+            _up_mariadb,
+            _stop_pidfile("mariadb", "mariadbd"),
+            packages=_maria_packages,
+        ),
+        Service(
+            "redis",
+            lambda run: _redis(run).answers(),
+            _up_redis,
+            _stop_redis(lambda run: [_redis(run)]),
+            packages=_redis_packages,
+        ),
+        Service(
+            "memcached",
+            lambda run: _memcached_ready_on(run.layout.port("memcached")),
+            lambda run: _up_memcached_on(run, "memcached", run.layout.port("memcached")),
+            _stop_pidfile("memcached", "memcached"),
+            packages=lambda run: _missing(("memcached", "memcached")),
+        ),
+        Service("mongodb", _mongodb_ready, _up_mongodb, _stop_mongodb, packages=_mongodb_packages),
+        Service(
+            "redis-cluster",
+            _cluster_ready,
+            _up_cluster,
+            _stop_redis(_cluster),
+            answering=_cluster_ready,
+            packages=_redis_packages,
+        ),
+        Service(
+            "redis-sentinel",
+            _sentinel_ready,
+            _up_sentinel,
+            _stop_redis(_sentinel),
+            answering=_sentinel_ready,
+            packages=_redis_packages,
+        ),
+        Service(
+            "redis-tls",
+            _tls_ready,
+            _up_tls,
+            _stop_redis(lambda run: [_tls(run)]),
+            answering=_tls_ready,
+            packages=lambda run: _redis_packages(run) + _missing(("openssl", "openssl")),
+        ),
+        Service(
+            "redis-unix",
+            _unix_ready,
+            _up_unix,
+            _stop_redis(lambda run: [_unix(run)]),
+            answering=_unix_ready,
+            packages=_redis_packages,
+        ),
+        Service(
+            "memcached-multi",
+            lambda run: _memcached_ready_on(run.layout.port("memcached-multi")),
+            _up_memcached_multi,
+            _stop_pidfile("memcached-multi", "memcached"),
+            packages=lambda run: _missing(("memcached", "memcached")),
+        ),
     )
 }
