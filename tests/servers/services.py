@@ -217,8 +217,7 @@ def _up_postgres(run: Run) -> None:
     port = run.layout.port("postgres")
     if port_open(port):
         log(f"postgres: already running on {run.layout.where('postgres')}")
-        if _safe_create(run, _pg_create_db):
-            return
+        _safe_create(run, _pg_create_db)
         return
     from tests.private_servers import PrivatePostgres
 
