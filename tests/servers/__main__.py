@@ -79,7 +79,11 @@ def _export(run: Run, name: str) -> str:
 
 def main(argv: Sequence[str]) -> int:
     args = list(argv)
-    layout = Layout.from_env()
+    try:
+        layout = Layout.from_env()
+    except ValueError:
+        log("AUTHSTORE_SERVICES_PORT_OFFSET must be a number")
+        return 2
     if "--port-offset" in args:
         index = args.index("--port-offset")
         try:
@@ -111,7 +115,7 @@ def main(argv: Sequence[str]) -> int:
         needed: list[str] = []
         for name in names if command == "up" else ():
             if name not in overridden:
-                needed += [p for p in SERVICES[name].packages(run) if p not in needed]
+                needed += [p for p in SERVICES[name].missing_packages(run) if p not in needed]
         print(" ".join(needed))
         return 0
     if command == "env":

@@ -106,7 +106,15 @@ class Service:
     answering: Callable[[Run], bool] | None = None
     """The cheap check ``env`` uses (default: the port listens)."""
     packages: Callable[[Run], list[str]] = lambda run: []
-    """Debian packages missing for ``up`` (scripts/services installs them)."""
+    """Debian packages missing for ``up`` (scripts/services installs them); asked only
+    when it does not answer, unless ``clients`` (a database's client makes the test
+    database in a running server)."""
+    clients: bool = False
+
+    def missing_packages(self, run: Run) -> list[str]:
+        if not self.clients and self.is_answering(run):
+            return []
+        return self.packages(run)
 
     def is_answering(self, run: Run) -> bool:
         if self.answering is not None:
@@ -152,6 +160,8 @@ def _psql(run: Run, sql: str) -> str:
 
 
 def _pg_ready(run: Run) -> bool:
+    if not shutil.which("psql"):  # no client to ask with: the port must do
+        return port_open(run.layout.port("postgres"))
     return _psql(run, "select 1").strip() == "1"
 
 
@@ -276,6 +286,8 @@ def _maria(run: Run, sql: str, *extra: str) -> str:
 
 
 def _maria_ready(run: Run) -> bool:
+    if not (shutil.which("mariadb") or shutil.which("mysql")):  # the port must do
+        return port_open(run.layout.port("mariadb"))
     _maria(run, "select 1")
     return True
 
@@ -766,9 +778,10 @@ def _mongodb_ping(run: Run, seconds: float = 3.0) -> None:
 
 
 def _mongodb_ready(run: Run) -> bool:
-    if not (_venv(run) / "bin" / "python").exists() or not port_open(run.layout.port("mongodb")):
+    if not port_open(run.layout.port("mongodb")):
         return False
-    _mongodb_ping(run)
+    if (_venv(run) / "bin" / "python").exists():  # else no pymongo to ask with
+        _mongodb_ping(run)
     return True
 
 
@@ -832,9 +845,7 @@ def _stop_mongodb(run: Run) -> bool:
 
 
 def _mongodb_packages(run: Run) -> list[str]:
-    if port_open(run.layout.port("mongodb")) or _venv_python():
-        return []
-    return ["python3", "python3-venv"]
+    return [] if _venv_python() else ["python3", "python3-venv"]
 
 
 # --------------------------------------------------------------------------- registry
@@ -849,6 +860,7 @@ SERVICES: dict[str, Service] = {
             _up_postgres,
             _stop_pidfile("postgres", "postgres"),
             packages=_pg_packages,
+            clients=True,
         ),
         Service(
             "mariadb",
@@ -856,6 +868,7 @@ SERVICES: dict[str, Service] = {
             _up_mariadb,
             _stop_pidfile("mariadb", "mariadbd"),
             packages=_maria_packages,
+            clients=True,
         ),
         Service(
             "redis",
