@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tests.servers.defaults import SENTINEL_SERVICE, TEST_DB, Layout
 from tests.servers.processes import (
+    RespError,
     ask_memcached_version,
     owned_pid,
     port_open,
@@ -35,6 +36,7 @@ from tests.servers.redis_topology import (
     RedisProcess,
     cluster_ready,
     form_cluster,
+    replica_linked,
     sentinel_config,
     sentinel_ready,
 )
@@ -128,7 +130,7 @@ class Service:
 def _safely(check: Callable[[Run], bool], run: Run) -> bool:
     try:
         return check(run)
-    except (OSError, ValueError, subprocess.SubprocessError):
+    except (OSError, ValueError, RespError, subprocess.SubprocessError):
         return False
 
 
@@ -474,7 +476,7 @@ def _up_cluster(run: Run) -> None:
         return
     try:
         form_cluster(nodes)
-    except OSError as error:
+    except (OSError, RespError) as error:
         run.fail(
             "redis-cluster",
             f"forming the cluster failed: {error}",
@@ -510,8 +512,6 @@ def _up_sentinel(run: Run) -> None:
     )
     if not _start_nodes(run, "redis-sentinel", [master, replica]):
         return
-    from tests.servers.redis_topology import replica_linked
-
     why = wait_until(lambda: replica_linked(replica), run.wait)
     if why:
         run.fail(
