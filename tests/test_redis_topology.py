@@ -1,4 +1,4 @@
-"""The private Redis topologies of tests/redis_topology.py do what fault tests rely on,
+"""The private Redis topologies of tests/servers/redis_topology.py do what fault tests rely on,
 proven with raw redis-py only (no authstore code): kill/restart, SIGSTOP, Sentinel
 failover, a cluster slot migration that makes a stale client follow MOVED, and cleanup."""
 
