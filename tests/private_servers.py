@@ -30,10 +30,10 @@ __all__ = ["PRIVATE_SERVERS", "PrivateServer", "private_server"]
 class PrivateServer:
     name: ClassVar[str]
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, port: int | None = None) -> None:
         self.root = root
         self.data = os.path.join(root, "data")
-        self.port = free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     # --- what a kind provides ---------------------------------------------------------
@@ -140,8 +140,8 @@ class PrivatePostgres(PrivateServer):
 
     name = "postgres"
 
-    def __init__(self, root: str) -> None:
-        super().__init__(root)
+    def __init__(self, root: str, port: int | None = None) -> None:
+        super().__init__(root, port)
         bin_dir = self._bin_dir()
         assert bin_dir is not None
         self.bin_dir = bin_dir

@@ -1,4 +1,4 @@
-"""The private Redis topologies of tests/redis_topology.py do what fault tests rely on,
+"""The private Redis topologies of tests/servers/redis_topology.py do what fault tests rely on,
 proven with raw redis-py only (no authstore code): kill/restart, SIGSTOP, Sentinel
 failover, a cluster slot migration that makes a stale client follow MOVED, and cleanup."""
 
@@ -15,7 +15,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import MovedError
 from redis.sentinel import Sentinel
 
-from tests.redis_topology import (
+from tests.servers.redis_topology import (
     PrivateCluster,
     RedisProcess,
     private_cluster,

@@ -90,7 +90,7 @@ def postgres_port() -> Iterator[int]:
 def redis_port() -> Iterator[int]:
     if shutil.which("redis-server") is None:
         unavailable("private redis: no redis-server binary")
-    from tests.redis_topology import private_redis
+    from tests.servers.redis_topology import private_redis
 
     with private_redis() as node:
         node.execute("ACL", "SETUSER", "alice", "on", f">{PASSWORD}", "~*", "&*", "+@all")

@@ -17,6 +17,7 @@ from typing import Any
 
 import authstore
 from benchmarks.suite.ops import Stores
+from tests.servers.defaults import default_url, env_var
 
 __all__ = ["NAMES", "Target", "discover", "open_stores", "close_stores"]
 
@@ -24,15 +25,16 @@ NAMES = ("memory", "sqlite", "postgresql", "mariadb", "redis", "memcached", "mon
 NETWORK = ("postgresql", "mariadb", "redis", "memcached", "mongodb")
 
 DEFAULTS = {
-    "postgresql": (
-        "AUTHSTORE_TEST_POSTGRES_URL",
-        "postgresql://postgres@127.0.0.1:5432/authstore_test",
-    ),
-    "mariadb": ("AUTHSTORE_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/authstore_test"),
-    "redis": ("AUTHSTORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-    "memcached": ("AUTHSTORE_TEST_MEMCACHED_URL", "memcached://127.0.0.1:11211"),
-    "mongodb": ("AUTHSTORE_TEST_MONGODB_URL", "mongodb://127.0.0.1:27017/authstore_test"),
+    target: (env_var(server), default_url(server))
+    for target, server in (
+        ("postgresql", "postgres"),
+        ("mariadb", "mariadb"),
+        ("redis", "redis"),
+        ("memcached", "memcached"),
+        ("mongodb", "mongodb"),
+    )
 }
+"""Each network target's variable and the address ``scripts/services up`` gives it."""
 SCHEMES = {
     "memory": "memory",
     "sqlite": "sqlite",

@@ -25,7 +25,7 @@ from authstore import (
     open_sessions,
 )
 from tests.outages import timed
-from tests.redis_topology import (
+from tests.servers.redis_topology import (
     PrivateCluster,
     PrivateSentinel,
     private_cluster,

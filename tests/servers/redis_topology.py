@@ -1,10 +1,18 @@
-"""Private, throwaway Redis topologies for fault tests.
+"""Redis processes: the shared topologies the server command starts, and private,
+throwaway ones for fault tests.
+
+Both are ``RedisProcess`` objects built from the same command line (loopback only, in
+memory, ``maxmemory-policy noeviction``: an evicted revocation or limiter would be a
+security hole), formed by the same code (a cluster's slots and MEETs, a sentinel's
+configuration) and checked by the same readiness predicates, asked over plain RESP
+(``tests.servers.processes``) so that the server command needs no driver. The shared ones
+run detached from a folder of the services home, pid files beside their logs.
 
 A test that kills, freezes, fails over or reshards a Redis must never do it to the shared
-servers (``scripts/services``): other tests, and other people, use them. These context
-managers start their own ``redis-server`` processes on free loopback ports, each in a
-temporary folder, wait until they answer, and on exit kill them and delete the folders,
-whatever happened inside the block (a frozen process too). Every wait is bounded.
+servers: other tests, and other people, use them. These context managers start their own
+``redis-server`` processes on free loopback ports, each in a temporary folder, wait until
+they answer, and on exit kill them and delete the folders, whatever happened inside the
+block (a frozen process too). Every wait is bounded.
 
 - ``private_redis()``: one server; ``kill()``, ``start()``/``restart()`` on the same port,
   ``pause()``/``resume()`` (SIGSTOP/SIGCONT) or ``with node.frozen():``.
@@ -15,10 +23,10 @@ whatever happened inside the block (a frozen process too). Every wait is bounded
   ``migrate_slot(slot, to_node)`` moves one slot with its keys to another master, so a
   client with a stale slot map gets ``MOVED``.
 
-All servers run in memory (no RDB, no AOF unless asked) with ``maxmemory-policy
-noeviction``; ``args=`` come last, so they override those (e.g. ``["--maxmemory-policy",
-"allkeys-lru"]`` for an evicting server). Only redis-py talks to them. The helpers block
-(a topology starts in 0.1-3 s): from async tests call them directly or in a thread.
+``args=`` come last, so they override the defaults (e.g. ``["--maxmemory-policy",
+"allkeys-lru"]`` for an evicting server). ``execute()`` and ``client()`` are redis-py
+(what tests assert on). The helpers block (a topology starts in 0.1-3 s): from async tests
+call them directly or in a thread.
 """
 
 from __future__ import annotations
@@ -30,14 +38,17 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
-from redis.crc import key_slot
+from tests.servers.processes import RespError, RespValue, ask_redis, spawn
+
+if TYPE_CHECKING:
+    import redis
 
 __all__ = [
     "HOST",
@@ -45,9 +56,13 @@ __all__ = [
     "PrivateSentinel",
     "RedisProcess",
     "TopologyError",
+    "cluster_ready",
+    "form_cluster",
     "private_cluster",
     "private_redis",
     "private_sentinel",
+    "sentinel_config",
+    "sentinel_ready",
 ]
 
 HOST = "127.0.0.1"
@@ -94,6 +109,14 @@ def free_port() -> int:
     raise TopologyError("no free loopback port found")
 
 
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """What a poll may meet while a server starts: connection errors and error replies
+    (redis-py's too, when the caller uses it)."""
+    found: tuple[type[BaseException], ...] = (RespError, OSError, ValueError)
+    driver = sys.modules.get("redis")
+    return (*found, driver.RedisError) if driver is not None else found
+
+
 def _wait_for(
     what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.05
 ) -> T:
@@ -105,7 +128,7 @@ def _wait_for(
             result = check()
             if result is not None and result is not False:
                 return result
-        except (redis.RedisError, OSError) as error:
+        except _transient_errors() as error:
             last_error = error
         if time.monotonic() >= deadline:
             detail = (
@@ -116,7 +139,8 @@ def _wait_for(
 
 
 class RedisProcess:
-    """One ``redis-server`` subprocess on a fixed loopback port, in its own folder."""
+    """One ``redis-server`` on a fixed loopback port (or TLS port, or unix socket only),
+    in its own folder; started attached (private) or detached with a pid file (shared)."""
 
     def __init__(
         self,
@@ -125,7 +149,10 @@ class RedisProcess:
         args: Sequence[str] = (),
         *,
         sentinel_config: Path | None = None,
+        cluster: bool = False,
         bus_port: int | None = None,
+        tls_dir: Path | None = None,
+        unix_socket: Path | None = None,
         label: str = "redis",
     ) -> None:
         self.directory = directory
@@ -134,11 +161,17 @@ class RedisProcess:
         self.label = label
         self._args = list(args)
         self._sentinel_config = sentinel_config
+        self.cluster = cluster or bus_port is not None
         self.bus_port = bus_port
-        """The cluster bus port of a cluster node."""
+        """The cluster bus port of a cluster node (None: the port + 10000)."""
+        self.tls_dir = tls_dir
+        """TLS only on ``port``, with ``server.crt``/``server.key``/``ca.crt`` from here."""
+        self.unix_socket = unix_socket
+        """The unix socket only, no TCP port."""
         self._process: subprocess.Popen[bytes] | None = None
         self._paused = False
         self.log_path = directory / f"{label}.log"
+        self.pid_file = directory / f"{label}.pid"
         directory.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:
@@ -160,28 +193,64 @@ class RedisProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def _command(self) -> list[str]:
+    def command(self) -> list[str]:
         base = [_redis_server()]
         if self._sentinel_config is not None:
             base += [str(self._sentinel_config), "--sentinel"]
-        base += ["--port", str(self.port), "--bind", self.host, "--dir", str(self.directory)]
+        if self.tls_dir is not None:
+            base += ["--port", "0", "--tls-port", str(self.port)]
+            base += ["--tls-cert-file", str(self.tls_dir / "server.crt")]
+            base += ["--tls-key-file", str(self.tls_dir / "server.key")]
+            base += ["--tls-ca-cert-file", str(self.tls_dir / "ca.crt")]
+            base += ["--tls-auth-clients", "no"]
+        elif self.unix_socket is not None:
+            base += ["--port", "0", "--unixsocket", str(self.unix_socket)]
+            base += ["--unixsocketperm", "777"]
+        else:
+            base += ["--port", str(self.port)]
+        base += ["--bind", self.host, "--dir", str(self.directory)]
         base += ["--daemonize", "no", "--logfile", ""]
         if self._sentinel_config is None:
             base += ["--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"]
-        if self.bus_port is not None:
-            base += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-            base += ["--cluster-port", str(self.bus_port)]
+        if self.cluster:
+            base += ["--cluster-enabled", "yes"]
+            base += ["--cluster-config-file", f"nodes-{self.label}.conf"]
+            if self.bus_port is not None:
+                base += ["--cluster-port", str(self.bus_port)]
         return base + self._args
+
+    def ask(self, *command: object, timeout: float = ADMIN_TIMEOUT) -> RespValue:
+        """One command over plain RESP (no driver needed), its reply decoded."""
+        return ask_redis(
+            *command,
+            port=self.port,
+            host=self.host,
+            unix_socket=self.unix_socket,
+            tls_ca=None if self.tls_dir is None else self.tls_dir / "ca.crt",
+            timeout=timeout,
+        )
+
+    def answers(self) -> bool:
+        """PING gets PONG (over TLS: with the certificate verified)."""
+        try:
+            return self.ask("PING", timeout=1.0) == "PONG"
+        except (RespError, OSError, ValueError):
+            return False
+
+    def spawn(self) -> int:
+        """Start detached (it outlives this process), the pid in ``pid_file``; the caller
+        waits for it."""
+        return spawn(self.command(), self.log_path, pid_file=self.pid_file, cwd=self.directory)
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start on this node's port and wait until it answers PING."""
         if self.running:
             raise TopologyError(f"{self!r} is already running")
         with self.log_path.open("ab") as log:
-            log.write(f"=== starting {' '.join(self._command())}\n".encode())
+            log.write(f"=== starting {' '.join(self.command())}\n".encode())
             log.flush()
             self._process = subprocess.Popen(
-                self._command(),
+                self.command(),
                 cwd=self.directory,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -195,11 +264,8 @@ class RedisProcess:
                 raise TopologyError(
                     f"{self.label} on port {self.port} exited at start:\n{self.log_tail()}"
                 )
-            try:
-                if self.execute("PING", timeout=0.5):
-                    return
-            except (redis.RedisError, OSError):
-                pass
+            if self.answers():
+                return
             if time.monotonic() >= deadline:
                 self.kill()
                 raise TopologyError(
@@ -251,6 +317,8 @@ class RedisProcess:
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A plain redis-py client on this node (the caller closes it)."""
+        import redis
+
         options: dict[str, Any] = {
             "socket_timeout": ADMIN_TIMEOUT,
             "socket_connect_timeout": ADMIN_TIMEOUT,
@@ -259,7 +327,10 @@ class RedisProcess:
         return redis.Redis(host=self.host, port=self.port, **options)
 
     def execute(self, *command: Any, timeout: float = ADMIN_TIMEOUT) -> Any:
-        """One command on a short-lived connection (no retries), its reply decoded."""
+        """One command through redis-py on a short-lived connection (no retries), its
+        reply decoded as redis-py decodes it (``INFO`` a dict, errors its exceptions)."""
+        import redis
+
         client = redis.Redis(
             host=self.host,
             port=self.port,
@@ -339,7 +410,44 @@ def private_redis(
 
 # --------------------------------------------------------------------------- sentinel
 
-_REPLICATION_ARGS = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
+REPLICATION_ARGS = ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
+"""Diskless replication without its default 5 s delay: a replica syncs at once."""
+
+
+def sentinel_config(name: str, master_port: int, down_after_ms: int, failover_ms: int) -> str:
+    """A sentinel's configuration (quorum 1); fresh at every start, since the sentinel
+    rewrites it as it learns."""
+    return (
+        f"sentinel monitor {name} {HOST} {master_port} 1\n"
+        f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
+        f"sentinel failover-timeout {name} {failover_ms}\n"
+    )
+
+
+def replica_linked(replica: RedisProcess) -> bool:
+    """The replica's link to its master is up (it has the master's data)."""
+    return "master_link_status:up" in str(replica.ask("INFO", "replication"))
+
+
+def sentinel_master_state(sentinel: RedisProcess, name: str) -> dict[str, str]:
+    """SENTINEL MASTER ``name`` as a dict (what redis-py's Sentinel reads)."""
+    reply = sentinel.ask("SENTINEL", "MASTER", name)
+    if not isinstance(reply, list):
+        return {}
+    return {str(key): str(value) for key, value in zip(reply[::2], reply[1::2], strict=True)}
+
+
+def sentinel_ready(sentinel: RedisProcess, name: str, master_port: int | None = None) -> bool:
+    """The sentinel knows master ``name`` (on ``master_port`` when given), does not think
+    it down and knows a replica; that master says it is one, with a replica connected."""
+    state = sentinel_master_state(sentinel, name)
+    if state.get("flags") != "master" or int(state.get("num-slaves", 0)) < 1:
+        return False
+    port = int(state.get("port", 0))
+    if master_port is not None and port != master_port:
+        return False
+    info = str(ask_redis("INFO", "replication", host=state.get("ip", HOST), port=port))
+    return "role:master" in info and "connected_slaves:0" not in info
 
 
 class PrivateSentinel:
@@ -364,13 +472,13 @@ class PrivateSentinel:
 
     def master_address(self) -> tuple[str, int] | None:
         """What the sentinel answers to SENTINEL GET-MASTER-ADDR-BY-NAME."""
-        reply = self.sentinel.execute("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
-        return (reply[0], int(reply[1])) if reply else None
+        reply = self.sentinel.ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+        return (str(reply[0]), int(str(reply[1]))) if isinstance(reply, list) and reply else None
 
     def sync_replica(self, timeout: float = ADMIN_TIMEOUT) -> None:
         """Wait until the replica acknowledged every write the master took (WAIT 1)."""
-        acked = self.master.execute("WAIT", 1, int(timeout * 1000), timeout=timeout + 1)
-        if int(acked) < 1:
+        acked = self.master.ask("WAIT", 1, int(timeout * 1000), timeout=timeout + 1)
+        if not isinstance(acked, int) or acked < 1:
             raise TopologyError(f"the replica did not acknowledge within {timeout:.0f} s")
 
     def fail_over(self, *, sync: bool = True, timeout: float = FAILOVER_TIMEOUT) -> RedisProcess:
@@ -389,11 +497,11 @@ class PrivateSentinel:
             # SENTINEL MASTER (what redis-py's Sentinel reads) switches once it is done.
             if self.master_address() != self.replica.address:
                 return False
-            state = self._master_state()
+            state = sentinel_master_state(self.sentinel, self.name)
             if int(state.get("port", 0)) != self.replica.port or state.get("flags") != "master":
                 return False
-            role = self.replica.execute("ROLE", timeout=1.0)
-            return bool(role and role[0] == "master")
+            role = self.replica.ask("ROLE", timeout=1.0)
+            return isinstance(role, list) and bool(role) and role[0] == "master"
 
         _wait_for(
             f"sentinel {self.name}: promotion of the replica on port {self.replica.port}",
@@ -403,19 +511,8 @@ class PrivateSentinel:
         )
         return self.replica
 
-    def _master_state(self) -> dict[str, Any]:
-        reply = self.sentinel.execute("SENTINEL", "MASTER", self.name)
-        if isinstance(reply, dict):
-            return reply
-        return dict(zip(reply[::2], reply[1::2], strict=True))
-
     def _healthy(self) -> bool:
-        state = self._master_state()
-        return (
-            state.get("flags") == "master"
-            and int(state.get("port", 0)) == self.master.port
-            and int(state.get("num-slaves", 0)) >= 1
-        )
+        return sentinel_ready(self.sentinel, self.name, self.master.port)
 
 
 @contextlib.contextmanager
@@ -435,7 +532,7 @@ def private_sentinel(
         try:
             master = _start_on_free_port(
                 lambda port: RedisProcess(
-                    directory / "master", port, _REPLICATION_ARGS, label="master"
+                    directory / "master", port, REPLICATION_ARGS, label="master"
                 ),
                 timeout,
             )
@@ -444,26 +541,20 @@ def private_sentinel(
                 lambda port: RedisProcess(
                     directory / "replica",
                     port,
-                    [*_REPLICATION_ARGS, "--replicaof", HOST, str(master.port)],
+                    [*REPLICATION_ARGS, "--replicaof", HOST, str(master.port)],
                     label="replica",
                 ),
                 timeout,
             )
             nodes.append(replica)
-            _wait_for(
-                "replica in sync",
-                lambda: replica.execute("INFO", "replication").get("master_link_status") == "up",
-                timeout,
-            )
+            _wait_for("replica in sync", lambda: replica_linked(replica), timeout)
 
             def make_sentinel(port: int) -> RedisProcess:
                 folder = directory / "sentinel"
                 folder.mkdir(parents=True, exist_ok=True)
                 config = folder / f"sentinel-{port}.conf"
                 config.write_text(
-                    f"sentinel monitor {name} {HOST} {master.port} 1\n"
-                    f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
-                    f"sentinel failover-timeout {name} {failover_timeout_ms}\n"
+                    sentinel_config(name, master.port, down_after_ms, failover_timeout_ms)
                 )
                 return RedisProcess(folder, port, sentinel_config=config, label="sentinel")
 
@@ -482,12 +573,46 @@ def private_sentinel(
 SLOTS = 16384
 
 
+def _slot_ranges(count: int) -> list[tuple[int, int]]:
+    """The slots split as ``redis-cli --cluster create`` splits them."""
+    size = SLOTS / count
+    bounds = [round(size * index) for index in range(count + 1)]
+    return [(bounds[index], bounds[index + 1] - 1) for index in range(count)]
+
+
+def form_cluster(nodes: Sequence[RedisProcess]) -> None:
+    """Give each running master its share of the slots and a config epoch, and make the
+    first meet the others (what ``redis-cli --cluster create`` does, without redis-cli);
+    then wait for ``cluster_ready``."""
+    for epoch, (node, (first, last)) in enumerate(
+        zip(nodes, _slot_ranges(len(nodes)), strict=True), start=1
+    ):
+        node.ask("CLUSTER", "ADDSLOTSRANGE", first, last)
+        node.ask("CLUSTER", "SET-CONFIG-EPOCH", epoch)
+    for node in nodes[1:]:
+        bus = () if node.bus_port is None else (node.bus_port,)
+        nodes[0].ask("CLUSTER", "MEET", node.host, node.port, *bus)
+
+
+def cluster_ready(nodes: Sequence[RedisProcess]) -> bool:
+    """Every node says the cluster is formed and serving every slot."""
+    for node in nodes:
+        info = str(node.ask("CLUSTER", "INFO"))
+        if (
+            "cluster_state:ok" not in info
+            or f"cluster_slots_assigned:{SLOTS}" not in info
+            or f"cluster_known_nodes:{len(nodes)}" not in info
+        ):
+            return False
+    return True
+
+
 class PrivateCluster:
     """Three Redis Cluster masters (no replicas), slots split as redis-cli splits them."""
 
     def __init__(self, nodes: list[RedisProcess]) -> None:
         self.nodes = nodes
-        self.ids = {node.port: node.execute("CLUSTER", "MYID") for node in nodes}
+        self.ids = {node.port: str(node.ask("CLUSTER", "MYID")) for node in nodes}
 
     @property
     def url(self) -> str:
@@ -500,6 +625,8 @@ class PrivateCluster:
 
     @staticmethod
     def slot_of(key: str | bytes) -> int:
+        from redis.crc import key_slot
+
         return int(key_slot(key.encode() if isinstance(key, str) else key))
 
     def node(self, which: RedisProcess | int) -> RedisProcess:
@@ -542,20 +669,7 @@ class PrivateCluster:
         return source
 
     def _ok(self) -> bool:
-        for node in self.nodes:
-            info = node.execute("CLUSTER", "INFO")
-            if (
-                "cluster_state:ok" not in info
-                or f"cluster_known_nodes:{len(self.nodes)}" not in info
-            ):
-                return False
-        return True
-
-
-def _slot_ranges(count: int) -> list[tuple[int, int]]:
-    size = SLOTS / count
-    bounds = [round(size * index) for index in range(count + 1)]
-    return [(bounds[index], bounds[index + 1] - 1) for index in range(count)]
+        return cluster_ready(self.nodes)
 
 
 @contextlib.contextmanager
@@ -580,13 +694,7 @@ def private_cluster(
                         timeout,
                     )
                 )
-            for epoch, (node, (first, last)) in enumerate(
-                zip(nodes, _slot_ranges(masters), strict=True), start=1
-            ):
-                node.execute("CLUSTER", "ADDSLOTSRANGE", first, last)
-                node.execute("CLUSTER", "SET-CONFIG-EPOCH", epoch)
-            for node in nodes[1:]:
-                nodes[0].execute("CLUSTER", "MEET", node.host, node.port, node.bus_port)
+            form_cluster(nodes)
             cluster = PrivateCluster(nodes)
             _wait_for("cluster_state:ok on every node", cluster._ok, timeout, interval=0.1)
             yield cluster

@@ -1,13 +1,18 @@
-"""Where the real servers for backend tests come from.
+"""The test servers: where backend tests get them, and (``python -m tests.servers``, or
+``scripts/services`` which installs packages first) how they are started.
 
-For each server, in order:
+For each server the tests use, in order:
 1. the environment variable ``AUTHSTORE_TEST_<NAME>_URL`` (``scripts/services env``
    prints them for the servers it started), checked with a protocol-level ping;
-2. a throwaway container through testcontainers, where a Docker engine answers;
-3. otherwise the server is unavailable: its tests skip with the reason, and fail
+2. the server ``scripts/services up`` starts, at its address in ``defaults.py``, when
+   it answers that ping;
+3. a throwaway container through testcontainers, where a Docker engine answers;
+4. otherwise the server is unavailable: its tests skip with the reason, and fail
    under ``--authstore-strict`` / ``AUTHSTORE_STRICT=1`` (what CI and scripts/test use).
 
-No mock ever stands in for a server.
+No mock ever stands in for a server. The modules: ``defaults`` (every address),
+``services`` and ``__main__`` (the command), ``redis_topology`` (Redis processes, shared
+and private), ``processes`` (detached processes and wire-level checks).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.servers.defaults import NAMES, default_url
 
 __all__ = ["SERVERS", "Server", "ServerPool", "Unavailable"]
 
@@ -332,6 +339,12 @@ class ServerPool:
                     f"`scripts/services up {server.service}`"
                 ) from None
             return configured
+        if server.service in NAMES:
+            try:
+                server.probe(default_url(server.service))
+                return default_url(server.service)
+            except Exception:  # not running there: a container, or the reason below
+                pass
         if server.start is None:
             raise Unavailable(
                 f"{server.name}: {server.env} is not set and there is no container recipe "
