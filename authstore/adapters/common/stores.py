@@ -1,7 +1,9 @@
 """The store classes: every backend's sync and async stores are these, given its ops and runner.
 
-Each method is one line that hands a logic generator to the runner; the checks,
-encoding and backend commands live in ``logic`` and the backend's ops, once.
+Each method is its logic method (``logic``) run by the store's runner, made by
+``blocking`` (sync) or ``awaiting`` (async): the checks, encoding and signature live in
+``logic``, the backend commands in the backend's ops, once. A block at the end of this
+module makes mypy check every class against its contract's protocol.
 """
 
 from __future__ import annotations
@@ -139,6 +141,10 @@ class _Store:
         self._logic = type(self._logic)(ops, self._logic.namespace)
         return ops
 
+    def __repr__(self) -> str:
+        runner = getattr(self, "_runner", None)
+        return f"<{type(self).__name__} namespace={self.namespace!r} runner={runner!r}>"
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Name the methods ``blocking``/``awaiting`` made after the class they are in."""
         super().__init_subclass__(**kwargs)
@@ -168,9 +174,6 @@ class _SyncStore(_Store, SyncContext):
         if self._owns_runner:
             runner.close()
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
-
 
 class _AsyncStore(_Store, AsyncContext):
     def __init__(self, runner: AsyncRunner, logic: _Logic) -> None:
@@ -195,37 +198,51 @@ class _AsyncStore(_Store, AsyncContext):
         if self._owns_runner:
             await runner.close()
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
+
+_SYNC = "def {name}({declared}):\n    return self._runner.run(op({passed}))"
+_ASYNC = "async def {name}({declared}):\n    return await self._runner.run(op({passed}))"
 
 
-def _answer(annotation: object) -> object:
-    """``Op[X]`` -> ``X``: a store method returns (async: resolves to) its op's answer."""
-    if not (isinstance(annotation, str) and annotation.startswith("Op[")):
-        raise TypeError(f"a logic method must be annotated -> Op[...], not {annotation!r}")
-    return annotation[3:-1]
+def _method(op: Callable[..., Any], template: str) -> Any:
+    """A store method with the parameters of the logic method ``op`` (names, kinds and
+    defaults) that runs ``op`` on the store's logic with the store's runner.
 
-
-def _made_from(method: Callable[..., Any], op: Callable[..., Any]) -> None:
-    """Give ``method`` the name, doc and signature of the logic method it runs, so
-    ``help()`` and ``inspect.signature`` show the contract's parameters."""
+    Written out and compiled, as ``dataclasses`` writes ``__init__``: a ``*args,
+    **kwargs`` wrapper would cost each call a quarter of the memory backend's whole
+    operation. Only the names of ``op``'s parameters enter the source.
+    """
     signature = inspect.signature(op)
-    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        return_annotation=_answer(signature.return_annotation)
+    declared, passed = ["self"], ["self._logic"]
+    for parameter in list(signature.parameters.values())[1:]:
+        keyword = parameter.kind is parameter.KEYWORD_ONLY
+        if not (keyword or parameter.kind is parameter.POSITIONAL_OR_KEYWORD):
+            raise TypeError(f"{op.__qualname__}: a store method takes no {parameter.kind}")
+        if parameter.name in ("self", "op"):
+            raise TypeError(f"{op.__qualname__}: {parameter.name!r} names the store or op")
+        if keyword and "*" not in declared:
+            declared.append("*")
+        declared.append(parameter.name)
+        passed.append(f"{parameter.name}={parameter.name}" if keyword else parameter.name)
+    source = template.format(
+        name=op.__name__, declared=", ".join(declared), passed=", ".join(passed)
     )
-    method.__name__ = op.__name__
-    method.__qualname__ = _MADE
-    method.__doc__ = op.__doc__
+    namespace: dict[str, Any] = {"op": op}
+    exec(compile(source, f"<store method {op.__qualname__}>", "exec"), namespace)  # noqa: S102
+    method = namespace[op.__name__]
+    method.__defaults__, method.__kwdefaults__ = op.__defaults__, op.__kwdefaults__
+    answer = signature.return_annotation
+    if not (isinstance(answer, str) and answer.startswith("Op[")):
+        raise TypeError(f"{op.__qualname__} must be annotated -> Op[...], not {answer!r}")
+    # what help() and inspect.signature show: op's parameters, and the answer of the op
+    method.__signature__ = signature.replace(return_annotation=answer[3:-1])
+    method.__qualname__, method.__module__, method.__doc__ = _MADE, __name__, op.__doc__
+    return method
 
 
 def blocking(op: Callable[Concatenate[Any, P], Op[T]]) -> Callable[Concatenate[_SyncStore, P], T]:
     """A sync store method: the logic method ``op``, on the store's logic, run by the
     store's runner. It takes ``op``'s parameters (mypy sees them through ``P``)."""
-
-    def method(store: _SyncStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return store._runner.run(op(store._logic, *args, **kwargs))
-
-    _made_from(method, op)
+    method: Callable[Concatenate[_SyncStore, P], T] = _method(op, _SYNC)
     return method
 
 
@@ -233,17 +250,11 @@ def awaiting(
     op: Callable[Concatenate[Any, P], Op[T]],
 ) -> Callable[Concatenate[_AsyncStore, P], Coroutine[Any, Any, T]]:
     """``blocking`` for an async store: the method awaits the store's async runner."""
-
-    async def method(store: _AsyncStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await store._runner.run(op(store._logic, *args, **kwargs))
-
-    _made_from(method, op)
+    method: Callable[Concatenate[_AsyncStore, P], Coroutine[Any, Any, T]] = _method(op, _ASYNC)
     return method
 
 
-# The store classes: each method is its logic method run by the store's runner, so its
-# parameters are written once, in ``logic``; the TYPE_CHECKING block at the end of this
-# module makes mypy check each class against its contract's protocol.
+# The store classes: one line a method, naming the logic method it runs.
 
 
 class Cache(_SyncStore):
