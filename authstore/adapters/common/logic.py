@@ -3,14 +3,21 @@
 A logic method is a generator: its checks run on the first ``next()``, before the
 backend operation it delegates to yields its first command, so bad input fails
 before any I/O on every backend, sync or async alike.
+
+A logic method's signature is its contract method's (names, kinds, defaults,
+annotations, with ``Op[...]`` around the answer): the sync and async store classes
+in ``stores`` are made from it, so it is written here once. The annotations say what
+a caller should pass; every argument is still checked, as an untyped caller may pass
+anything.
 """
 
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +56,7 @@ from authstore.contracts.values import (
     new_public_id,
     new_token,
 )
-from authstore.limits import Limit, parse_limits
+from authstore.limits import Limit, LimitsLike, parse_limits
 
 __all__ = [
     "GROUP_ATTEMPTS",
@@ -226,51 +233,51 @@ class CacheLogic:
     def _key(self, kind: str, key: object, what: str = "key") -> str:
         return self._prefixes[kind] + check_key(key, what)
 
-    def get(self, key: object) -> Op[Value | None]:
+    def get(self, key: str) -> Op[Value | None]:
         raw = yield from self.ops.get(self._kv + check_key(key))
         return None if raw is None else decode_value(raw)
 
-    def set(self, key: object, value: object, ttl: object) -> Op[None]:
+    def set(self, key: str, value: Value, ttl: float | None = None) -> Op[None]:
         full, raw, seconds = self._kv + check_key(key), encode_value(value), check_ttl(ttl)
         yield from self.ops.set(full, raw, seconds)
 
-    def add(self, key: object, value: object, ttl: object) -> Op[bool]:
+    def add(self, key: str, value: Value, ttl: float | None = None) -> Op[bool]:
         full, raw, seconds = self._kv + check_key(key), encode_value(value), check_ttl(ttl)
         return (yield from self.ops.add(full, raw, seconds))
 
-    def delete(self, key: object) -> Op[bool]:
+    def delete(self, key: str) -> Op[bool]:
         return (yield from self.ops.delete(self._key(KV, key)))
 
-    def exists(self, key: object) -> Op[bool]:
+    def exists(self, key: str) -> Op[bool]:
         return (yield from self.ops.exists(self._kv + check_key(key)))
 
-    def incr(self, key: object, delta: object, ttl: object) -> Op[int]:
+    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> Op[int]:
         full = self._kv + check_key(key)
         step = check_count(delta, "delta", minimum=-(2**62), maximum=2**62)
         seconds = check_ttl(ttl)
         return (yield from self.ops.incr(full, step, seconds))
 
-    def expire(self, key: object, ttl: object) -> Op[bool]:
+    def expire(self, key: str, ttl: float | None) -> Op[bool]:
         full, seconds = self._key(KV, key), check_ttl(ttl)
         return (yield from self.ops.expire(full, seconds))
 
-    def ttl(self, key: object) -> Op[float | None]:
+    def ttl(self, key: str) -> Op[float | None]:
         return (yield from self.ops.ttl(self._kv + check_key(key)))
 
-    def get_many(self, keys: object) -> Op[dict[str, Value]]:
+    def get_many(self, keys: Iterable[str]) -> Op[dict[str, Value]]:
         names = {self._key(KV, k): k for k in check_keys(keys)}
         if not names:
             return {}
         found = yield from self.ops.get_many(list(names))
         return {names[full]: decode_value(raw) for full, raw in found.items()}
 
-    def set_many(self, mapping: object, ttl: object) -> Op[None]:
+    def set_many(self, mapping: Mapping[str, Value], ttl: float | None = None) -> Op[None]:
         items = {self._key(KV, k): raw for k, raw in encode_many(mapping).items()}
         seconds = check_ttl(ttl)
         if items:
             yield from self.ops.set_many(items, seconds)
 
-    def delete_many(self, keys: object) -> Op[int]:
+    def delete_many(self, keys: Iterable[str]) -> Op[int]:
         full = [self._key(KV, k) for k in check_keys(keys)]
         return (yield from self.ops.delete_many(full)) if full else 0
 
@@ -299,7 +306,12 @@ class CacheLogic:
         return f"{self.namespace}:{LIMIT_GROUP}:{_group_tag(group)}:{checked}", group, weight
 
     def check_rate_limit(
-        self, key: object, limit: object, window: object, cost: object, algorithm: object
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        cost: int = 1,
+        algorithm: RateLimitAlgorithm | str = FIXED,
     ) -> Op[RateLimitResult]:
         kind, full, hits, seconds, weight = self._limiter(key, limit, window, cost, algorithm)
         if kind is FIXED:
@@ -312,13 +324,18 @@ class CacheLogic:
         return ratelimit.gcra_result(gcra, hits, seconds, weight)
 
     def peek_rate_limit(
-        self, key: object, limit: object, window: object, algorithm: object, cost: object
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        algorithm: RateLimitAlgorithm | str = FIXED,
+        cost: int = 1,
     ) -> Op[RateLimitResult]:
         kind, full, hits, seconds, weight = self._limiter(key, limit, window, cost, algorithm)
         state, now = yield from self.ops.read_limiter(full, kind)
         return ratelimit.peek(kind, state, now, hits, seconds, weight)
 
-    def check_rate_limits(self, key: object, limits: object, cost: object) -> Op[RateLimitResult]:
+    def check_rate_limits(self, key: str, limits: LimitsLike, cost: int = 1) -> Op[RateLimitResult]:
         """Every limit of the group, in one compare-and-set of the group's record: read
         it and the store's clock, decide with ``step_*``, write only if the record is
         still as read (else decide again). A refused hit writes nothing."""
@@ -339,17 +356,19 @@ class CacheLogic:
             "(contention); nothing was consumed"
         )
 
-    def peek_rate_limits(self, key: object, limits: object, cost: object) -> Op[RateLimitResult]:
+    def peek_rate_limits(self, key: str, limits: LimitsLike, cost: int = 1) -> Op[RateLimitResult]:
         full, group, weight = self._group(key, limits, cost)
         body, _, clock = yield from self.ops.read_record(full, writing=False)
         now, states = ratelimit.decode_group(body, group, clock)
         return ratelimit.peek_group(group, states, now, weight)
 
-    def reset_rate_limit(self, key: object) -> Op[None]:
+    def reset_rate_limit(self, key: str) -> Op[None]:
         check_key(key)
         yield from self.ops.delete_many([self._key(kind, key) for kind in LIMITER_KINDS.values()])
 
-    def add_to_blacklist(self, jti: object, expires_in: object, expires_at: object) -> Op[None]:
+    def add_to_blacklist(
+        self, jti: str, expires_in: float | None = None, *, expires_at: datetime | None = None
+    ) -> Op[None]:
         full = self._key(BLACKLIST, jti, "jti")
         seconds = blacklist_seconds(expires_in, expires_at)
         if seconds is None:
@@ -357,20 +376,22 @@ class CacheLogic:
         # raise_to never shortens an entry's life: a second, shorter add cannot un-revoke.
         yield from self.ops.raise_to(full, None, seconds)
 
-    def is_blacklisted(self, jti: object) -> Op[bool]:
+    def is_blacklisted(self, jti: str) -> Op[bool]:
         return (yield from self.ops.exists(self._key(BLACKLIST, jti, "jti")))
 
-    def remove_from_blacklist(self, jti: object) -> Op[bool]:
+    def remove_from_blacklist(self, jti: str) -> Op[bool]:
         return (yield from self.ops.delete(self._key(BLACKLIST, jti, "jti")))
 
-    def revoke_user_tokens(self, user_id: object, at: object, expires_in: object) -> Op[datetime]:
+    def revoke_user_tokens(
+        self, user_id: str, at: datetime | None = None, expires_in: float | None = None
+    ) -> Op[datetime]:
         full = self._key(USER_REVOCATION, _id(user_id, "user_id"), "user_id")
         instant = None if at is None else _epoch(at)
         seconds = check_ttl(expires_in, "expires_in")
         stored = yield from self.ops.raise_to(full, instant, seconds)
         return from_epoch(stored)
 
-    def user_tokens_revoked_at(self, user_id: object) -> Op[datetime | None]:
+    def user_tokens_revoked_at(self, user_id: str) -> Op[datetime | None]:
         full = self._key(USER_REVOCATION, _id(user_id, "user_id"), "user_id")
         stored = yield from self.ops.read_epoch(full)
         return None if stored is None else from_epoch(stored)
@@ -386,16 +407,16 @@ class SessionLogic:
 
     def create(
         self,
-        user_id: object,
+        user_id: str,
         *,
-        ttl: object,
-        device_id: object,
-        application_id: object,
-        ip_address: object,
-        user_agent: object,
-        metadata: Mapping[str, JSONValue] | None,
-        max_sessions: object,
-        token: object = None,
+        ttl: float,
+        device_id: str | None = None,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        metadata: Mapping[str, JSONValue] | None = None,
+        max_sessions: int | None = None,
+        token: str | None = None,
     ) -> Op[NewSession]:
         user = _id(user_id, "user_id")
         seconds = check_ttl(ttl, optional=False)
@@ -422,30 +443,32 @@ class SessionLogic:
         )
         return NewSession(record, secret)
 
-    def get(self, token: object) -> Op[SessionRecord | None]:
+    def get(self, token: str) -> Op[SessionRecord | None]:
         return (yield from self.ops.get(hash_token(token)))
 
-    def touch(self, token: object, ttl: object) -> Op[SessionRecord | None]:
+    def touch(self, token: str, *, ttl: float | None = None) -> Op[SessionRecord | None]:
         token_hash, seconds = hash_token(token), check_ttl(ttl)
         return (yield from self.ops.touch(token_hash, seconds))
 
-    def revoke(self, token: object) -> Op[bool]:
+    def revoke(self, token: str) -> Op[bool]:
         return (yield from self.ops.revoke(hash_token(token)))
 
-    def revoke_by_id(self, session_id: object, user_id: object) -> Op[bool]:
+    def revoke_by_id(self, session_id: str, *, user_id: str | None = None) -> Op[bool]:
         public_id, owner = _id(session_id, "session_id"), _optional_id(user_id, "user_id")
         return (yield from self.ops.revoke_by_id(public_id, owner))
 
-    def revoke_all(self, user_id: object, except_token: object, except_id: object) -> Op[int]:
+    def revoke_all(
+        self, user_id: str, *, except_token: str | None = None, except_id: str | None = None
+    ) -> Op[int]:
         user = _id(user_id, "user_id")
         except_hash = None if except_token is None else hash_token(except_token)
         keep_id = _optional_id(except_id, "except_id")
         return (yield from self.ops.revoke_all(user, except_hash, keep_id))
 
-    def list(self, user_id: object) -> Op[list[SessionRecord]]:
+    def list(self, user_id: str) -> Op[builtins.list[SessionRecord]]:
         return (yield from self.ops.list(_id(user_id, "user_id")))
 
-    def count(self, user_id: object) -> Op[int]:
+    def count(self, user_id: str) -> Op[int]:
         return (yield from self.ops.count(_id(user_id, "user_id")))
 
     def purge_expired(self) -> Op[int]:
@@ -468,20 +491,20 @@ class TotpLogic:
         self.ops = ops
         self.namespace = check_namespace(namespace)
 
-    def save_pending(self, user_id: object, secret: object) -> Op[None]:
+    def save_pending(self, user_id: str, secret: bytes) -> Op[None]:
         user, data = _id(user_id, "user_id"), _secret(secret)
         yield from self.ops.save_pending(user, data)
 
-    def enable(self, user_id: object) -> Op[bool]:
+    def enable(self, user_id: str) -> Op[bool]:
         return (yield from self.ops.enable(_id(user_id, "user_id")))
 
-    def disable(self, user_id: object) -> Op[bool]:
+    def disable(self, user_id: str) -> Op[bool]:
         return (yield from self.ops.disable(_id(user_id, "user_id")))
 
-    def load(self, user_id: object) -> Op[TotpState | None]:
+    def load(self, user_id: str) -> Op[TotpState | None]:
         return (yield from self.ops.load(_id(user_id, "user_id")))
 
-    def replace_backup_codes(self, user_id: object, code_hashes: object) -> Op[None]:
+    def replace_backup_codes(self, user_id: str, code_hashes: Iterable[str]) -> Op[None]:
         user = _id(user_id, "user_id")
         if isinstance(code_hashes, (str, bytes)) or not hasattr(code_hashes, "__iter__"):
             raise TypeError("code_hashes must be an iterable of str")
@@ -490,11 +513,11 @@ class TotpLogic:
             raise ValueError(f"at most {MAX_BACKUP_CODES} backup codes")
         yield from self.ops.replace_backup_codes(user, hashes)
 
-    def use_backup_code(self, user_id: object, code_hash: object) -> Op[bool]:
+    def use_backup_code(self, user_id: str, code_hash: str) -> Op[bool]:
         user, digest = _id(user_id, "user_id"), _code_hash(code_hash)
         return (yield from self.ops.use_backup_code(user, digest))
 
-    def claim_step(self, user_id: object, step: object) -> Op[bool]:
+    def claim_step(self, user_id: str, step: int) -> Op[bool]:
         user, value = _id(user_id, "user_id"), check_count(step, "step", minimum=0, maximum=2**62)
         return (yield from self.ops.claim_step(user, value))
 
@@ -510,15 +533,15 @@ class MagicLinkLogic:
 
     def issue(
         self,
-        user_id: object,
-        email: object,
+        user_id: str,
+        email: str,
         *,
-        ttl: object,
-        application_id: object,
-        ip_address: object,
-        user_agent: object,
-        revoke_previous: object,
-        token: object = None,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
+        token: str | None = None,
     ) -> Op[IssuedMagicLink]:
         fields = self._fields(
             user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
@@ -529,15 +552,15 @@ class MagicLinkLogic:
 
     def issue_hashed(
         self,
-        user_id: object,
-        email: object,
-        token_hash: object,
+        user_id: str,
+        email: str,
+        token_hash: str,
         *,
-        ttl: object,
-        application_id: object,
-        ip_address: object,
-        user_agent: object,
-        revoke_previous: object,
+        ttl: float,
+        application_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        revoke_previous: bool = True,
     ) -> Op[MagicLinkRecord]:
         fields = self._fields(
             user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
@@ -570,14 +593,16 @@ class MagicLinkLogic:
             "revoke_previous": revoke_previous,
         }
 
-    def peek(self, token: object) -> Op[MagicLinkRecord | None]:
+    def peek(self, token: str) -> Op[MagicLinkRecord | None]:
         return (yield from self.ops.peek(hash_token(token)))
 
-    def consume(self, token: object, application_id: object) -> Op[MagicLinkRecord | None]:
+    def consume(
+        self, token: str, *, application_id: str | None = None
+    ) -> Op[MagicLinkRecord | None]:
         token_hash, app = hash_token(token), _optional_id(application_id, "application_id")
         return (yield from self.ops.consume(token_hash, app))
 
-    def revoke_user(self, user_id: object) -> Op[int]:
+    def revoke_user(self, user_id: str) -> Op[int]:
         return (yield from self.ops.revoke_user(_id(user_id, "user_id")))
 
     def purge_expired(self) -> Op[int]:

@@ -1,16 +1,17 @@
 """The store classes: every backend's sync and async stores are these, given its ops and runner.
 
-Each method is one line that hands a logic generator to the runner; the checks,
-encoding and backend commands live in ``logic`` and the backend's ops, once.
+Each method is its logic method (``logic``) run by the store's runner, made by
+``blocking`` (sync) or ``awaiting`` (async): the checks, encoding and signature live in
+``logic``, the backend commands in the backend's ops, once. A block at the end of this
+module makes mypy check every class against its contract's protocol.
 """
 
 from __future__ import annotations
 
-import builtins
-from collections.abc import Iterable, Mapping
+import inspect
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Concatenate, NoReturn, ParamSpec, Protocol, TypeVar
 
 from authstore import observability
 from authstore.adapters.common.logic import CacheLogic, MagicLinkLogic, SessionLogic, TotpLogic
@@ -27,19 +28,13 @@ from authstore.adapters.common.ops import (
 from authstore.contracts.cache import CACHE_CAPABILITIES
 from authstore.contracts.context import AsyncContext, SyncContext
 from authstore.contracts.errors import StoreClosedError, UnsupportedOperationError
-from authstore.contracts.records import (
-    IssuedMagicLink,
-    JSONValue,
-    MagicLinkRecord,
-    NewSession,
-    RateLimitAlgorithm,
-    RateLimitResult,
-    SessionRecord,
-    StoreKind,
-    TotpState,
-    Value,
-)
-from authstore.limits import LimitsLike
+from authstore.contracts.records import StoreKind
+
+if TYPE_CHECKING:
+    from authstore.contracts.cache import AsyncCacheStore, CacheStore
+    from authstore.contracts.magic_links import AsyncMagicLinkStore, MagicLinkStore
+    from authstore.contracts.sessions import AsyncSessionStore, SessionStore
+    from authstore.contracts.totp import AsyncTotpStore, TotpStore
 
 __all__ = [
     "AsyncCache",
@@ -51,11 +46,14 @@ __all__ = [
     "Sessions",
     "Totp",
     "SharedStores",
+    "awaiting",
+    "blocking",
     "open_store",
 ]
 
 DEFAULT_NAMESPACE = "authstore"
-FIXED = RateLimitAlgorithm.FIXED_WINDOW
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class _ClosedOps:
@@ -112,24 +110,11 @@ class _AsyncClosedRunner(_ClosedRunner):
         """Closing twice is allowed."""
 
 
-class _Retiring:
-    """What both store bases do on close: later operations meet closed ops and a closed
-    runner, and the error names where the store was (its redacted URL when known)."""
-
-    _checked: _Checked
-
-    def _retire(self, runner: object) -> _ClosedOps:
-        """New calls get a logic over closed ops; operations already under way keep the
-        logic (and ops) they started with, and finish."""
-        display = getattr(getattr(runner, "settings", None), "display", None)
-        ops = _ClosedOps(str(display) if display else repr(runner))
-        retired = type(self._checked)(ops, self._checked.namespace)
-        self._checked = retired
-        self.__dict__["_logic"] = retired  # the store classes' name for it
-        return ops
+_MADE = "<store method>"
+"""The ``__qualname__`` of a method ``blocking``/``awaiting`` made, until its class names it."""
 
 
-class _Checked(Protocol):
+class _Logic(Protocol):
     """A store's logic (``CacheLogic``, ...): the checks, over the backend's ``ops``."""
 
     ops: Any
@@ -138,19 +123,46 @@ class _Checked(Protocol):
     def __init__(self, ops: Any, namespace: str) -> None: ...
 
 
-class _SyncStore(_Retiring, SyncContext):
-    def __init__(self, runner: Runner, namespace: str, checked: _Checked) -> None:
-        # observability: the runner itself unless instrumentation is enabled (once per store)
-        self._runner = observability.observe(runner, _kind_of(self), asynchronous=False)
-        self._checked = checked
+class _Store:
+    """What the sync and async stores share: the logic, and retiring it on close."""
+
+    def __init__(self, logic: _Logic) -> None:
+        self._logic = logic
         self._owns_runner = True
         """False in a group (``open_stores``): the group closes the shared runner once."""
-        self.namespace = namespace
+        self.namespace = logic.namespace
+
+    def _retire(self, runner: object) -> _ClosedOps:
+        """New calls get a logic over closed ops; operations already under way keep the
+        logic (and ops) they started with, and finish. The error names where the store
+        was (its redacted URL when known)."""
+        display = getattr(getattr(runner, "settings", None), "display", None)
+        ops = _ClosedOps(str(display) if display else repr(runner))
+        self._logic = type(self._logic)(ops, self._logic.namespace)
+        return ops
+
+    def __repr__(self) -> str:
+        runner = getattr(self, "_runner", None)
+        return f"<{type(self).__name__} namespace={self.namespace!r} runner={runner!r}>"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Name the methods ``blocking``/``awaiting`` made after the class they are in."""
+        super().__init_subclass__(**kwargs)
+        for name, member in vars(cls).items():
+            if getattr(member, "__qualname__", None) == _MADE:
+                member.__qualname__ = f"{cls.__qualname__}.{name}"
+
+
+class _SyncStore(_Store, SyncContext):
+    def __init__(self, runner: Runner, logic: _Logic) -> None:
+        super().__init__(logic)
+        # observability: the runner itself unless instrumentation is enabled (once per store)
+        self._runner = observability.observe(runner, _kind_of(self), asynchronous=False)
 
     def ping(self) -> None:
         """One round trip to the backend within the store's timeout; raises
         BackendUnavailableError when it does not answer."""
-        ops: HealthOps = self._checked.ops
+        ops: HealthOps = self._logic.ops
         return self._runner.run(ops.ping())
 
     def close(self) -> None:
@@ -162,25 +174,19 @@ class _SyncStore(_Retiring, SyncContext):
         if self._owns_runner:
             runner.close()
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
 
-
-class _AsyncStore(_Retiring, AsyncContext):
-    def __init__(self, runner: AsyncRunner, namespace: str, checked: _Checked) -> None:
+class _AsyncStore(_Store, AsyncContext):
+    def __init__(self, runner: AsyncRunner, logic: _Logic) -> None:
+        super().__init__(logic)
         # observability: the runner itself unless instrumentation is enabled (once per store)
         self._runner = observability.observe(runner, _kind_of(self), asynchronous=True)
-        self._checked = checked
-        self._owns_runner = True
-        """False in a group (``open_async_stores``): the group closes the shared runner once."""
         self.connect_on_enter = False
         """``connect=eager``: ``async with`` pings before the block runs."""
-        self.namespace = namespace
 
     async def ping(self) -> None:
         """One round trip to the backend within the store's timeout; raises
         BackendUnavailableError when it does not answer."""
-        ops: HealthOps = self._checked.ops
+        ops: HealthOps = self._logic.ops
         return await self._runner.run(ops.ping())
 
     async def aclose(self) -> None:
@@ -192,8 +198,63 @@ class _AsyncStore(_Retiring, AsyncContext):
         if self._owns_runner:
             await runner.close()
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} namespace={self.namespace!r} runner={self._runner!r}>"
+
+_SYNC = "def {name}({declared}):\n    return self._runner.run(op({passed}))"
+_ASYNC = "async def {name}({declared}):\n    return await self._runner.run(op({passed}))"
+
+
+def _method(op: Callable[..., Any], template: str) -> Any:
+    """A store method with the parameters of the logic method ``op`` (names, kinds and
+    defaults) that runs ``op`` on the store's logic with the store's runner.
+
+    Written out and compiled, as ``dataclasses`` writes ``__init__``: a ``*args,
+    **kwargs`` wrapper would cost each call a quarter of the memory backend's whole
+    operation. Only the names of ``op``'s parameters enter the source.
+    """
+    signature = inspect.signature(op)
+    declared, passed = ["self"], ["self._logic"]
+    for parameter in list(signature.parameters.values())[1:]:
+        keyword = parameter.kind is parameter.KEYWORD_ONLY
+        if not (keyword or parameter.kind is parameter.POSITIONAL_OR_KEYWORD):
+            raise TypeError(f"{op.__qualname__}: a store method takes no {parameter.kind}")
+        if parameter.name in ("self", "op"):
+            raise TypeError(f"{op.__qualname__}: {parameter.name!r} names the store or op")
+        if keyword and "*" not in declared:
+            declared.append("*")
+        declared.append(parameter.name)
+        passed.append(f"{parameter.name}={parameter.name}" if keyword else parameter.name)
+    source = template.format(
+        name=op.__name__, declared=", ".join(declared), passed=", ".join(passed)
+    )
+    namespace: dict[str, Any] = {"op": op}
+    exec(compile(source, f"<store method {op.__qualname__}>", "exec"), namespace)  # noqa: S102
+    method = namespace[op.__name__]
+    method.__defaults__, method.__kwdefaults__ = op.__defaults__, op.__kwdefaults__
+    answer = signature.return_annotation
+    if not (isinstance(answer, str) and answer.startswith("Op[")):
+        raise TypeError(f"{op.__qualname__} must be annotated -> Op[...], not {answer!r}")
+    # what help() and inspect.signature show: op's parameters, and the answer of the op
+    method.__signature__ = signature.replace(return_annotation=answer[3:-1])
+    method.__qualname__, method.__module__, method.__doc__ = _MADE, __name__, op.__doc__
+    return method
+
+
+def blocking(op: Callable[Concatenate[Any, P], Op[T]]) -> Callable[Concatenate[_SyncStore, P], T]:
+    """A sync store method: the logic method ``op``, on the store's logic, run by the
+    store's runner. It takes ``op``'s parameters (mypy sees them through ``P``)."""
+    method: Callable[Concatenate[_SyncStore, P], T] = _method(op, _SYNC)
+    return method
+
+
+def awaiting(
+    op: Callable[Concatenate[Any, P], Op[T]],
+) -> Callable[Concatenate[_AsyncStore, P], Coroutine[Any, Any, T]]:
+    """``blocking`` for an async store: the method awaits the store's async runner."""
+    method: Callable[Concatenate[_AsyncStore, P], Coroutine[Any, Any, T]] = _method(op, _ASYNC)
+    return method
+
+
+# The store classes: one line a method, naming the logic method it runs.
 
 
 class Cache(_SyncStore):
@@ -205,93 +266,31 @@ class Cache(_SyncStore):
         namespace: str = DEFAULT_NAMESPACE,
         capabilities: frozenset[str] = CACHE_CAPABILITIES,
     ) -> None:
-        self._logic = CacheLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, self._logic)
+        super().__init__(runner, CacheLogic(ops, namespace))
         self.capabilities = capabilities
 
-    def get(self, key: str) -> Value | None:
-        return self._runner.run(self._logic.get(key))
-
-    def set(self, key: str, value: Value, ttl: float | None = None) -> None:
-        return self._runner.run(self._logic.set(key, value, ttl))
-
-    def add(self, key: str, value: Value, ttl: float | None = None) -> bool:
-        return self._runner.run(self._logic.add(key, value, ttl))
-
-    def delete(self, key: str) -> bool:
-        return self._runner.run(self._logic.delete(key))
-
-    def exists(self, key: str) -> bool:
-        return self._runner.run(self._logic.exists(key))
-
-    def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
-        return self._runner.run(self._logic.incr(key, delta, ttl))
-
-    def expire(self, key: str, ttl: float | None) -> bool:
-        return self._runner.run(self._logic.expire(key, ttl))
-
-    def ttl(self, key: str) -> float | None:
-        return self._runner.run(self._logic.ttl(key))
-
-    def get_many(self, keys: Iterable[str]) -> dict[str, Value]:
-        return self._runner.run(self._logic.get_many(keys))
-
-    def set_many(self, mapping: Mapping[str, Value], ttl: float | None = None) -> None:
-        return self._runner.run(self._logic.set_many(mapping, ttl))
-
-    def delete_many(self, keys: Iterable[str]) -> int:
-        return self._runner.run(self._logic.delete_many(keys))
-
-    def check_rate_limit(
-        self,
-        key: str,
-        limit: int,
-        window: float,
-        cost: int = 1,
-        algorithm: RateLimitAlgorithm | str = FIXED,
-    ) -> RateLimitResult:
-        return self._runner.run(self._logic.check_rate_limit(key, limit, window, cost, algorithm))
-
-    def check_rate_limits(self, key: str, limits: LimitsLike, cost: int = 1) -> RateLimitResult:
-        return self._runner.run(self._logic.check_rate_limits(key, limits, cost))
-
-    def peek_rate_limit(
-        self,
-        key: str,
-        limit: int,
-        window: float,
-        algorithm: RateLimitAlgorithm | str = FIXED,
-        cost: int = 1,
-    ) -> RateLimitResult:
-        return self._runner.run(self._logic.peek_rate_limit(key, limit, window, algorithm, cost))
-
-    def peek_rate_limits(self, key: str, limits: LimitsLike, cost: int = 1) -> RateLimitResult:
-        return self._runner.run(self._logic.peek_rate_limits(key, limits, cost))
-
-    def reset_rate_limit(self, key: str) -> None:
-        return self._runner.run(self._logic.reset_rate_limit(key))
-
-    def add_to_blacklist(
-        self, jti: str, expires_in: float | None = None, *, expires_at: datetime | None = None
-    ) -> None:
-        return self._runner.run(self._logic.add_to_blacklist(jti, expires_in, expires_at))
-
-    def is_blacklisted(self, jti: str) -> bool:
-        return self._runner.run(self._logic.is_blacklisted(jti))
-
-    def remove_from_blacklist(self, jti: str) -> bool:
-        return self._runner.run(self._logic.remove_from_blacklist(jti))
-
-    def revoke_user_tokens(
-        self, user_id: str, at: datetime | None = None, expires_in: float | None = None
-    ) -> datetime:
-        return self._runner.run(self._logic.revoke_user_tokens(user_id, at, expires_in))
-
-    def user_tokens_revoked_at(self, user_id: str) -> datetime | None:
-        return self._runner.run(self._logic.user_tokens_revoked_at(user_id))
-
-    def purge_expired(self) -> int:
-        return self._runner.run(self._logic.purge_expired())
+    get = blocking(CacheLogic.get)
+    set = blocking(CacheLogic.set)
+    add = blocking(CacheLogic.add)
+    delete = blocking(CacheLogic.delete)
+    exists = blocking(CacheLogic.exists)
+    incr = blocking(CacheLogic.incr)
+    expire = blocking(CacheLogic.expire)
+    ttl = blocking(CacheLogic.ttl)
+    get_many = blocking(CacheLogic.get_many)
+    set_many = blocking(CacheLogic.set_many)
+    delete_many = blocking(CacheLogic.delete_many)
+    check_rate_limit = blocking(CacheLogic.check_rate_limit)
+    check_rate_limits = blocking(CacheLogic.check_rate_limits)
+    peek_rate_limit = blocking(CacheLogic.peek_rate_limit)
+    peek_rate_limits = blocking(CacheLogic.peek_rate_limits)
+    reset_rate_limit = blocking(CacheLogic.reset_rate_limit)
+    add_to_blacklist = blocking(CacheLogic.add_to_blacklist)
+    is_blacklisted = blocking(CacheLogic.is_blacklisted)
+    remove_from_blacklist = blocking(CacheLogic.remove_from_blacklist)
+    revoke_user_tokens = blocking(CacheLogic.revoke_user_tokens)
+    user_tokens_revoked_at = blocking(CacheLogic.user_tokens_revoked_at)
+    purge_expired = blocking(CacheLogic.purge_expired)
 
 
 class AsyncCache(_AsyncStore):
@@ -303,421 +302,121 @@ class AsyncCache(_AsyncStore):
         namespace: str = DEFAULT_NAMESPACE,
         capabilities: frozenset[str] = CACHE_CAPABILITIES,
     ) -> None:
-        self._logic = CacheLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, self._logic)
+        super().__init__(runner, CacheLogic(ops, namespace))
         self.capabilities = capabilities
 
-    async def get(self, key: str) -> Value | None:
-        return await self._runner.run(self._logic.get(key))
-
-    async def set(self, key: str, value: Value, ttl: float | None = None) -> None:
-        return await self._runner.run(self._logic.set(key, value, ttl))
-
-    async def add(self, key: str, value: Value, ttl: float | None = None) -> bool:
-        return await self._runner.run(self._logic.add(key, value, ttl))
-
-    async def delete(self, key: str) -> bool:
-        return await self._runner.run(self._logic.delete(key))
-
-    async def exists(self, key: str) -> bool:
-        return await self._runner.run(self._logic.exists(key))
-
-    async def incr(self, key: str, delta: int = 1, ttl: float | None = None) -> int:
-        return await self._runner.run(self._logic.incr(key, delta, ttl))
-
-    async def expire(self, key: str, ttl: float | None) -> bool:
-        return await self._runner.run(self._logic.expire(key, ttl))
-
-    async def ttl(self, key: str) -> float | None:
-        return await self._runner.run(self._logic.ttl(key))
-
-    async def get_many(self, keys: Iterable[str]) -> dict[str, Value]:
-        return await self._runner.run(self._logic.get_many(keys))
-
-    async def set_many(self, mapping: Mapping[str, Value], ttl: float | None = None) -> None:
-        return await self._runner.run(self._logic.set_many(mapping, ttl))
-
-    async def delete_many(self, keys: Iterable[str]) -> int:
-        return await self._runner.run(self._logic.delete_many(keys))
-
-    async def check_rate_limit(
-        self,
-        key: str,
-        limit: int,
-        window: float,
-        cost: int = 1,
-        algorithm: RateLimitAlgorithm | str = FIXED,
-    ) -> RateLimitResult:
-        return await self._runner.run(
-            self._logic.check_rate_limit(key, limit, window, cost, algorithm)
-        )
-
-    async def check_rate_limits(
-        self, key: str, limits: LimitsLike, cost: int = 1
-    ) -> RateLimitResult:
-        return await self._runner.run(self._logic.check_rate_limits(key, limits, cost))
-
-    async def peek_rate_limit(
-        self,
-        key: str,
-        limit: int,
-        window: float,
-        algorithm: RateLimitAlgorithm | str = FIXED,
-        cost: int = 1,
-    ) -> RateLimitResult:
-        return await self._runner.run(
-            self._logic.peek_rate_limit(key, limit, window, algorithm, cost)
-        )
-
-    async def peek_rate_limits(
-        self, key: str, limits: LimitsLike, cost: int = 1
-    ) -> RateLimitResult:
-        return await self._runner.run(self._logic.peek_rate_limits(key, limits, cost))
-
-    async def reset_rate_limit(self, key: str) -> None:
-        return await self._runner.run(self._logic.reset_rate_limit(key))
-
-    async def add_to_blacklist(
-        self, jti: str, expires_in: float | None = None, *, expires_at: datetime | None = None
-    ) -> None:
-        return await self._runner.run(self._logic.add_to_blacklist(jti, expires_in, expires_at))
-
-    async def is_blacklisted(self, jti: str) -> bool:
-        return await self._runner.run(self._logic.is_blacklisted(jti))
-
-    async def remove_from_blacklist(self, jti: str) -> bool:
-        return await self._runner.run(self._logic.remove_from_blacklist(jti))
-
-    async def revoke_user_tokens(
-        self, user_id: str, at: datetime | None = None, expires_in: float | None = None
-    ) -> datetime:
-        return await self._runner.run(self._logic.revoke_user_tokens(user_id, at, expires_in))
-
-    async def user_tokens_revoked_at(self, user_id: str) -> datetime | None:
-        return await self._runner.run(self._logic.user_tokens_revoked_at(user_id))
-
-    async def purge_expired(self) -> int:
-        return await self._runner.run(self._logic.purge_expired())
+    get = awaiting(CacheLogic.get)
+    set = awaiting(CacheLogic.set)
+    add = awaiting(CacheLogic.add)
+    delete = awaiting(CacheLogic.delete)
+    exists = awaiting(CacheLogic.exists)
+    incr = awaiting(CacheLogic.incr)
+    expire = awaiting(CacheLogic.expire)
+    ttl = awaiting(CacheLogic.ttl)
+    get_many = awaiting(CacheLogic.get_many)
+    set_many = awaiting(CacheLogic.set_many)
+    delete_many = awaiting(CacheLogic.delete_many)
+    check_rate_limit = awaiting(CacheLogic.check_rate_limit)
+    check_rate_limits = awaiting(CacheLogic.check_rate_limits)
+    peek_rate_limit = awaiting(CacheLogic.peek_rate_limit)
+    peek_rate_limits = awaiting(CacheLogic.peek_rate_limits)
+    reset_rate_limit = awaiting(CacheLogic.reset_rate_limit)
+    add_to_blacklist = awaiting(CacheLogic.add_to_blacklist)
+    is_blacklisted = awaiting(CacheLogic.is_blacklisted)
+    remove_from_blacklist = awaiting(CacheLogic.remove_from_blacklist)
+    revoke_user_tokens = awaiting(CacheLogic.revoke_user_tokens)
+    user_tokens_revoked_at = awaiting(CacheLogic.user_tokens_revoked_at)
+    purge_expired = awaiting(CacheLogic.purge_expired)
 
 
 class Sessions(_SyncStore):
     def __init__(
         self, ops: SessionOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
-        self._logic = SessionLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, self._logic)
+        super().__init__(runner, SessionLogic(ops, namespace))
 
-    def create(
-        self,
-        user_id: str,
-        *,
-        ttl: float,
-        device_id: str | None = None,
-        application_id: str | None = None,
-        ip_address: str | None = None,
-        user_agent: str | None = None,
-        metadata: Mapping[str, JSONValue] | None = None,
-        max_sessions: int | None = None,
-        token: str | None = None,
-    ) -> NewSession:
-        return self._runner.run(
-            self._logic.create(
-                user_id,
-                ttl=ttl,
-                device_id=device_id,
-                application_id=application_id,
-                ip_address=ip_address,
-                user_agent=user_agent,
-                metadata=metadata,
-                max_sessions=max_sessions,
-                token=token,
-            )
-        )
-
-    def get(self, token: str) -> SessionRecord | None:
-        return self._runner.run(self._logic.get(token))
-
-    def touch(self, token: str, *, ttl: float | None = None) -> SessionRecord | None:
-        return self._runner.run(self._logic.touch(token, ttl))
-
-    def revoke(self, token: str) -> bool:
-        return self._runner.run(self._logic.revoke(token))
-
-    def revoke_by_id(self, session_id: str, *, user_id: str | None = None) -> bool:
-        return self._runner.run(self._logic.revoke_by_id(session_id, user_id))
-
-    def revoke_all(
-        self, user_id: str, *, except_token: str | None = None, except_id: str | None = None
-    ) -> int:
-        return self._runner.run(self._logic.revoke_all(user_id, except_token, except_id))
-
-    def count(self, user_id: str) -> int:
-        return self._runner.run(self._logic.count(user_id))
-
-    def purge_expired(self) -> int:
-        return self._runner.run(self._logic.purge_expired())
-
-    def list(self, user_id: str) -> builtins.list[SessionRecord]:
-        return self._runner.run(self._logic.list(user_id))
+    create = blocking(SessionLogic.create)
+    get = blocking(SessionLogic.get)
+    touch = blocking(SessionLogic.touch)
+    revoke = blocking(SessionLogic.revoke)
+    revoke_by_id = blocking(SessionLogic.revoke_by_id)
+    revoke_all = blocking(SessionLogic.revoke_all)
+    count = blocking(SessionLogic.count)
+    purge_expired = blocking(SessionLogic.purge_expired)
+    list = blocking(SessionLogic.list)
 
 
 class AsyncSessions(_AsyncStore):
     def __init__(
         self, ops: SessionOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
-        self._logic = SessionLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, self._logic)
+        super().__init__(runner, SessionLogic(ops, namespace))
 
-    async def create(
-        self,
-        user_id: str,
-        *,
-        ttl: float,
-        device_id: str | None = None,
-        application_id: str | None = None,
-        ip_address: str | None = None,
-        user_agent: str | None = None,
-        metadata: Mapping[str, JSONValue] | None = None,
-        max_sessions: int | None = None,
-        token: str | None = None,
-    ) -> NewSession:
-        return await self._runner.run(
-            self._logic.create(
-                user_id,
-                ttl=ttl,
-                device_id=device_id,
-                application_id=application_id,
-                ip_address=ip_address,
-                user_agent=user_agent,
-                metadata=metadata,
-                max_sessions=max_sessions,
-                token=token,
-            )
-        )
-
-    async def get(self, token: str) -> SessionRecord | None:
-        return await self._runner.run(self._logic.get(token))
-
-    async def touch(self, token: str, *, ttl: float | None = None) -> SessionRecord | None:
-        return await self._runner.run(self._logic.touch(token, ttl))
-
-    async def revoke(self, token: str) -> bool:
-        return await self._runner.run(self._logic.revoke(token))
-
-    async def revoke_by_id(self, session_id: str, *, user_id: str | None = None) -> bool:
-        return await self._runner.run(self._logic.revoke_by_id(session_id, user_id))
-
-    async def revoke_all(
-        self, user_id: str, *, except_token: str | None = None, except_id: str | None = None
-    ) -> int:
-        return await self._runner.run(self._logic.revoke_all(user_id, except_token, except_id))
-
-    async def count(self, user_id: str) -> int:
-        return await self._runner.run(self._logic.count(user_id))
-
-    async def purge_expired(self) -> int:
-        return await self._runner.run(self._logic.purge_expired())
-
-    async def list(self, user_id: str) -> builtins.list[SessionRecord]:
-        return await self._runner.run(self._logic.list(user_id))
+    create = awaiting(SessionLogic.create)
+    get = awaiting(SessionLogic.get)
+    touch = awaiting(SessionLogic.touch)
+    revoke = awaiting(SessionLogic.revoke)
+    revoke_by_id = awaiting(SessionLogic.revoke_by_id)
+    revoke_all = awaiting(SessionLogic.revoke_all)
+    count = awaiting(SessionLogic.count)
+    purge_expired = awaiting(SessionLogic.purge_expired)
+    list = awaiting(SessionLogic.list)
 
 
 class Totp(_SyncStore):
     def __init__(self, ops: TotpOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE) -> None:
-        self._logic = TotpLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, self._logic)
+        super().__init__(runner, TotpLogic(ops, namespace))
 
-    def save_pending(self, user_id: str, secret: bytes) -> None:
-        return self._runner.run(self._logic.save_pending(user_id, secret))
-
-    def enable(self, user_id: str) -> bool:
-        return self._runner.run(self._logic.enable(user_id))
-
-    def disable(self, user_id: str) -> bool:
-        return self._runner.run(self._logic.disable(user_id))
-
-    def load(self, user_id: str) -> TotpState | None:
-        return self._runner.run(self._logic.load(user_id))
-
-    def replace_backup_codes(self, user_id: str, code_hashes: Iterable[str]) -> None:
-        return self._runner.run(self._logic.replace_backup_codes(user_id, code_hashes))
-
-    def use_backup_code(self, user_id: str, code_hash: str) -> bool:
-        return self._runner.run(self._logic.use_backup_code(user_id, code_hash))
-
-    def claim_step(self, user_id: str, step: int) -> bool:
-        return self._runner.run(self._logic.claim_step(user_id, step))
+    save_pending = blocking(TotpLogic.save_pending)
+    enable = blocking(TotpLogic.enable)
+    disable = blocking(TotpLogic.disable)
+    load = blocking(TotpLogic.load)
+    replace_backup_codes = blocking(TotpLogic.replace_backup_codes)
+    use_backup_code = blocking(TotpLogic.use_backup_code)
+    claim_step = blocking(TotpLogic.claim_step)
 
 
 class AsyncTotp(_AsyncStore):
     def __init__(
         self, ops: TotpOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
-        self._logic = TotpLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, self._logic)
+        super().__init__(runner, TotpLogic(ops, namespace))
 
-    async def save_pending(self, user_id: str, secret: bytes) -> None:
-        return await self._runner.run(self._logic.save_pending(user_id, secret))
-
-    async def enable(self, user_id: str) -> bool:
-        return await self._runner.run(self._logic.enable(user_id))
-
-    async def disable(self, user_id: str) -> bool:
-        return await self._runner.run(self._logic.disable(user_id))
-
-    async def load(self, user_id: str) -> TotpState | None:
-        return await self._runner.run(self._logic.load(user_id))
-
-    async def replace_backup_codes(self, user_id: str, code_hashes: Iterable[str]) -> None:
-        return await self._runner.run(self._logic.replace_backup_codes(user_id, code_hashes))
-
-    async def use_backup_code(self, user_id: str, code_hash: str) -> bool:
-        return await self._runner.run(self._logic.use_backup_code(user_id, code_hash))
-
-    async def claim_step(self, user_id: str, step: int) -> bool:
-        return await self._runner.run(self._logic.claim_step(user_id, step))
+    save_pending = awaiting(TotpLogic.save_pending)
+    enable = awaiting(TotpLogic.enable)
+    disable = awaiting(TotpLogic.disable)
+    load = awaiting(TotpLogic.load)
+    replace_backup_codes = awaiting(TotpLogic.replace_backup_codes)
+    use_backup_code = awaiting(TotpLogic.use_backup_code)
+    claim_step = awaiting(TotpLogic.claim_step)
 
 
 class MagicLinks(_SyncStore):
     def __init__(
         self, ops: MagicLinkOps, runner: Runner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
-        self._logic = MagicLinkLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, self._logic)
+        super().__init__(runner, MagicLinkLogic(ops, namespace))
 
-    def issue(
-        self,
-        user_id: str,
-        email: str,
-        *,
-        ttl: float,
-        application_id: str | None = None,
-        ip_address: str | None = None,
-        user_agent: str | None = None,
-        revoke_previous: bool = True,
-        token: str | None = None,
-    ) -> IssuedMagicLink:
-        return self._runner.run(
-            self._logic.issue(
-                user_id,
-                email,
-                ttl=ttl,
-                application_id=application_id,
-                ip_address=ip_address,
-                user_agent=user_agent,
-                revoke_previous=revoke_previous,
-                token=token,
-            )
-        )
-
-    def issue_hashed(
-        self,
-        user_id: str,
-        email: str,
-        token_hash: str,
-        *,
-        ttl: float,
-        application_id: str | None = None,
-        ip_address: str | None = None,
-        user_agent: str | None = None,
-        revoke_previous: bool = True,
-    ) -> MagicLinkRecord:
-        return self._runner.run(
-            self._logic.issue_hashed(
-                user_id,
-                email,
-                token_hash,
-                ttl=ttl,
-                application_id=application_id,
-                ip_address=ip_address,
-                user_agent=user_agent,
-                revoke_previous=revoke_previous,
-            )
-        )
-
-    def peek(self, token: str) -> MagicLinkRecord | None:
-        return self._runner.run(self._logic.peek(token))
-
-    def consume(self, token: str, *, application_id: str | None = None) -> MagicLinkRecord | None:
-        return self._runner.run(self._logic.consume(token, application_id))
-
-    def revoke_user(self, user_id: str) -> int:
-        return self._runner.run(self._logic.revoke_user(user_id))
-
-    def purge_expired(self) -> int:
-        return self._runner.run(self._logic.purge_expired())
+    issue = blocking(MagicLinkLogic.issue)
+    issue_hashed = blocking(MagicLinkLogic.issue_hashed)
+    peek = blocking(MagicLinkLogic.peek)
+    consume = blocking(MagicLinkLogic.consume)
+    revoke_user = blocking(MagicLinkLogic.revoke_user)
+    purge_expired = blocking(MagicLinkLogic.purge_expired)
 
 
 class AsyncMagicLinks(_AsyncStore):
     def __init__(
         self, ops: MagicLinkOps, runner: AsyncRunner, *, namespace: str = DEFAULT_NAMESPACE
     ) -> None:
-        self._logic = MagicLinkLogic(ops, namespace)
-        super().__init__(runner, self._logic.namespace, self._logic)
+        super().__init__(runner, MagicLinkLogic(ops, namespace))
 
-    async def issue(
-        self,
-        user_id: str,
-        email: str,
-        *,
-        ttl: float,
-        application_id: str | None = None,
-        ip_address: str | None = None,
-        user_agent: str | None = None,
-        revoke_previous: bool = True,
-        token: str | None = None,
-    ) -> IssuedMagicLink:
-        return await self._runner.run(
-            self._logic.issue(
-                user_id,
-                email,
-                ttl=ttl,
-                application_id=application_id,
-                ip_address=ip_address,
-                user_agent=user_agent,
-                revoke_previous=revoke_previous,
-                token=token,
-            )
-        )
-
-    async def issue_hashed(
-        self,
-        user_id: str,
-        email: str,
-        token_hash: str,
-        *,
-        ttl: float,
-        application_id: str | None = None,
-        ip_address: str | None = None,
-        user_agent: str | None = None,
-        revoke_previous: bool = True,
-    ) -> MagicLinkRecord:
-        return await self._runner.run(
-            self._logic.issue_hashed(
-                user_id,
-                email,
-                token_hash,
-                ttl=ttl,
-                application_id=application_id,
-                ip_address=ip_address,
-                user_agent=user_agent,
-                revoke_previous=revoke_previous,
-            )
-        )
-
-    async def peek(self, token: str) -> MagicLinkRecord | None:
-        return await self._runner.run(self._logic.peek(token))
-
-    async def consume(
-        self, token: str, *, application_id: str | None = None
-    ) -> MagicLinkRecord | None:
-        return await self._runner.run(self._logic.consume(token, application_id))
-
-    async def revoke_user(self, user_id: str) -> int:
-        return await self._runner.run(self._logic.revoke_user(user_id))
-
-    async def purge_expired(self) -> int:
-        return await self._runner.run(self._logic.purge_expired())
+    issue = awaiting(MagicLinkLogic.issue)
+    issue_hashed = awaiting(MagicLinkLogic.issue_hashed)
+    peek = awaiting(MagicLinkLogic.peek)
+    consume = awaiting(MagicLinkLogic.consume)
+    revoke_user = awaiting(MagicLinkLogic.revoke_user)
+    purge_expired = awaiting(MagicLinkLogic.purge_expired)
 
 
 _CLASSES: dict[StoreKind, tuple[type, type]] = {
@@ -781,3 +480,18 @@ class SharedStores:
         store = self.stores[kind]
         store._owns_runner = True
         return store
+
+
+if TYPE_CHECKING:
+    # mypy checks each store class against its contract's protocol here: the names of
+    # keyword-only parameters, every parameter's kind, type and presence of a default,
+    # and the answer. (It does not compare the names of positional parameters, nor
+    # default values: tests/unit/test_signature_parity.py does.)
+    _cache: type[CacheStore] = Cache
+    _async_cache: type[AsyncCacheStore] = AsyncCache
+    _sessions: type[SessionStore] = Sessions
+    _async_sessions: type[AsyncSessionStore] = AsyncSessions
+    _totp: type[TotpStore] = Totp
+    _async_totp: type[AsyncTotpStore] = AsyncTotp
+    _magic_links: type[MagicLinkStore] = MagicLinks
+    _async_magic_links: type[AsyncMagicLinkStore] = AsyncMagicLinks
