@@ -17,7 +17,7 @@ import pytest
 
 import authstore
 from authstore.adapters.mysql import aio, sync
-from authstore.adapters.sql.execution import Statement
+from authstore.adapters.sql.program import Statement
 from authstore.adapters.sql.ops import PURGE_BATCH
 
 WRITE_THEN_READ = (1, 4)

@@ -20,7 +20,7 @@ from authstore.adapters.mysql.runner import (
     shape,
 )
 from authstore.adapters.mysql.settings import MySQLSettings
-from authstore.adapters.sql.execution import Statement, drive_async
+from authstore.adapters.sql.program import Statement, drive_async
 from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
 from authstore.registry import require_module
 

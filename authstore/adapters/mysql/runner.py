@@ -1,7 +1,7 @@
 """What the PyMySQL and aiomysql runners share: session setup, statements, errors, state.
 
 The two runners differ only in how they take a connection and send one statement;
-how an operation becomes statements and transactions is ``sql.execution``'s. One
+how an operation becomes statements and transactions is ``sql.program``'s. One
 ``Statement`` is one round trip: MySQL runs several statements sent as one command
 (``CLIENT.MULTI_STATEMENTS``), which is how a write and the read of the row it left
 stay one round trip and one transaction (``MySQLDialect.write_then_read``).
@@ -27,7 +27,7 @@ from authstore.adapters.common.refusals import (
 from authstore.adapters.mysql.dialect import MySQLDialect
 from authstore.adapters.mysql.settings import MySQLSettings
 from authstore.adapters.sql.commands import Query
-from authstore.adapters.sql.execution import TRANSACTION_RETRIES, Statement
+from authstore.adapters.sql.program import TRANSACTION_RETRIES, Statement
 from authstore.adapters.sql.runner import SqlRunnerBase
 from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
 from authstore.registry import require_module
@@ -47,7 +47,7 @@ DEADLOCK_RETRIES = TRANSACTION_RETRIES
 (autocommit, or a BEGIN ... COMMIT batch) is then sent again, at most this often and
 within the operation's timeout (200 concurrent one-command link issues for one token
 deadlocked up to 4 times in a row). Inside an operation's own transaction,
-``execution.statements`` replays the whole transaction instead (``_rolled_back``)."""
+``program.statements`` replays the whole transaction instead (``_rolled_back``)."""
 
 # Server error numbers that say "not now" rather than "wrong": too many connections,
 # shutdown, lock wait timeout, deadlock, read-only server (a failover), query
@@ -271,7 +271,7 @@ class MySQLRunnerBase(SqlRunnerBase[MySQLSettings, MySQLDialect]):
 
         InnoDB rolls a deadlock's victim back whole: a statement that is its own
         transaction is sent again. Inside the operation's transaction the error goes on
-        to ``execution.statements``, which replays the transaction."""
+        to ``program.statements``, which replays the transaction."""
         if attempt >= DEADLOCK_RETRIES or lease.in_transaction:
             return False
         if time.monotonic() - lease.started >= self.retry_within:

@@ -26,7 +26,7 @@ from authstore.adapters.mysql.runner import (
     shape,
 )
 from authstore.adapters.mysql.settings import MySQLSettings
-from authstore.adapters.sql.execution import Statement, drive
+from authstore.adapters.sql.program import Statement, drive
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 

@@ -22,7 +22,7 @@ from authstore.adapters.postgres.runner import (
     is_unavailable_state,
 )
 from authstore.adapters.postgres.settings import PostgresSettings
-from authstore.adapters.sql.execution import Statement, drive_async
+from authstore.adapters.sql.program import Statement, drive_async
 from authstore.contracts.errors import (
     AuthStoreError,
     BackendError,

@@ -2,7 +2,7 @@
 connection's policy, and how driver errors become authstore's.
 
 The two runners differ only in how they take a connection and run one statement;
-how an operation becomes statements and transactions is ``sql.execution``'s.
+how an operation becomes statements and transactions is ``sql.program``'s.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from authstore.adapters.postgres.runner import (
     is_unavailable_state,
 )
 from authstore.adapters.postgres.settings import PostgresSettings
-from authstore.adapters.sql.execution import Statement, drive
+from authstore.adapters.sql.program import Statement, drive
 from authstore.contracts.errors import BackendError
 from authstore.registry import require_module
 

@@ -2,7 +2,7 @@
 dialect, the schema migrated on first use, and refusing work once closed.
 
 A database's sync and async runners add only how they take a connection and run
-one statement (``execution.drive`` / ``drive_async`` do the rest).
+one statement (``program.drive`` / ``drive_async`` do the rest).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from authstore.adapters.common.ops import Op
 from authstore.adapters.sql.dialect import Dialect
-from authstore.adapters.sql.execution import Program, statements
+from authstore.adapters.sql.program import Program, statements
 from authstore.adapters.sql.schema import Tables, migrate
 from authstore.contracts.errors import StoreClosedError
 
@@ -49,7 +49,7 @@ class SqlRunnerBase(Generic[S, D]):
         self._closed = False
         self.retry_within = 0.0
         """Seconds after an operation's start during which a transaction the database
-        rolled back whole (``_rolled_back``) is replayed (see ``execution.statements``)."""
+        rolled back whole (``_rolled_back``) is replayed (see ``program.statements``)."""
 
     def __repr__(self) -> str:
         return (

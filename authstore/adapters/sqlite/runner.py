@@ -1,7 +1,7 @@
 """What the sync and async SQLite runners share: setup, error mapping, state.
 
 The two runners differ only in how they open a connection and run one statement;
-how an operation becomes statements and transactions is ``sql.execution``'s.
+how an operation becomes statements and transactions is ``sql.program``'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from authstore.adapters.common.ops import Op
 from authstore.adapters.sql.commands import Query
-from authstore.adapters.sql.execution import Program, statements
+from authstore.adapters.sql.program import Program, statements
 from authstore.adapters.sql.schema import migrate
 from authstore.adapters.sqlite.dialect import SQLiteDialect
 from authstore.adapters.sqlite.settings import MEMORY, SQLiteSettings
