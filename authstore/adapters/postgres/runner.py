@@ -26,6 +26,7 @@ from authstore.adapters.postgres.settings import PostgresSettings
 from authstore.adapters.sql.dialect import ParamStyle
 from authstore.adapters.sql.runner import SqlRunnerBase
 from authstore.contracts.errors import (
+    AuthStoreError,
     BackendConfigurationError,
     BackendError,
     BackendUnavailableError,
@@ -137,6 +138,16 @@ class PostgresRunnerBase(SqlRunnerBase[PostgresSettings, PostgresDialect]):
         self._waiting = 0
         """Operations waiting for a pooled connection: a freed hot one goes to them."""
 
+    # How the driver's errors without a SQLSTATE read (each runner sets its driver's):
+    _misconfigured: tuple[type[BaseException], ...] = ()
+    """A client-side configuration error."""
+    _unreachable: tuple[type[BaseException], ...] = ()
+    """The server did not answer: unavailable."""
+    _lost: tuple[type[BaseException], ...] = ()
+    """The connection itself failed."""
+    _not_connection: tuple[type[BaseException], ...] = ()
+    """Subclasses of those that are about the statement's data, not the connection."""
+
     def _client(
         self, pool_type: type, connection_type: type, names: str, new_lock: Callable[[], Any]
     ) -> tuple[Any, Any, Any]:
@@ -168,6 +179,31 @@ class PostgresRunnerBase(SqlRunnerBase[PostgresSettings, PostgresDialect]):
         if password:
             text = text.replace(password, "***")
         return f"postgresql ({self.settings.display}): {text}"
+
+    def _translate(self, error: BaseException, *, connecting: bool = False) -> AuthStoreError:
+        """A driver error as authstore's; ``connecting``: whatever stops a connection (a
+        refusal, a wrong database or password) leaves the store unavailable."""
+        if isinstance(error, AuthStoreError):
+            return error
+        if isinstance(error, self._misconfigured):
+            return ConfigurationError(self._message(error))
+        sqlstate: str | None = getattr(error, "sqlstate", None)
+        if connecting:
+            unavailable = True
+        elif sqlstate:
+            unavailable = is_unavailable_state(sqlstate)
+        else:
+            unavailable = isinstance(error, self._unreachable) and not isinstance(
+                error, self._not_connection
+            )
+        return self._error(error, unavailable=unavailable)
+
+    def _is_lost(self, error: BaseException) -> bool:
+        """Whether the connection itself failed (not merely the statement)."""
+        sqlstate: str | None = getattr(error, "sqlstate", None)
+        if sqlstate:
+            return is_lost_state(sqlstate)
+        return isinstance(error, self._lost) and not isinstance(error, self._not_connection)
 
     def _error(self, error: BaseException, *, unavailable: bool) -> BackendError:
         refusal = self._refusal(error)

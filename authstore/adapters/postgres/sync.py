@@ -21,12 +21,7 @@ from authstore.adapters.postgres.health import (
     quiet_pool_connect_failures,
     tracked_connection,
 )
-from authstore.adapters.postgres.runner import (
-    ROWS,
-    PostgresRunnerBase,
-    is_lost_state,
-    is_unavailable_state,
-)
+from authstore.adapters.postgres.runner import ROWS, PostgresRunnerBase
 from authstore.adapters.postgres.settings import PostgresSettings
 from authstore.adapters.sql.program import Statement, drive
 from authstore.contracts.errors import BackendError
@@ -125,6 +120,8 @@ class SyncPostgresRunner(PostgresRunnerBase):
         self._pool_module = pool_module
         # the DB-API Warning is raised, not warned: an error like the rest
         self.driver_errors: tuple[type[BaseException], ...] = (driver.Error, driver.Warning)
+        self._unreachable = (driver.OperationalError, OSError, TimeoutError)
+        self._lost = (driver.OperationalError,)  # no answer at all
         self.watchdog = WATCHDOG
         self.statement_deadline = settings.timeout + watchdog_margin(settings.timeout)
         """Seconds a statement may wait for its answer: the server's statement_timeout
@@ -336,12 +333,6 @@ class SyncPostgresRunner(PostgresRunnerBase):
 
     # --- errors -----------------------------------------------------------------------
 
-    def _is_lost(self, error: BaseException) -> bool:
-        sqlstate: str | None = getattr(error, "sqlstate", None)
-        if sqlstate:
-            return is_lost_state(sqlstate)
-        return isinstance(error, self._psycopg.OperationalError)  # no answer at all
-
     def _no_answer(self, error: BaseException) -> BackendError:
         timeout = self.settings.timeout
         late = TimeoutError(
@@ -349,17 +340,6 @@ class SyncPostgresRunner(PostgresRunnerBase):
             f"overloaded or unreachable; the connection was closed ({error})"
         )
         return self._error(late, unavailable=True)
-
-    def _translate(self, error: BaseException) -> BackendError:
-        if isinstance(error, BackendError):
-            return error
-        sqlstate: str | None = getattr(error, "sqlstate", None)
-        unavailable = (
-            is_unavailable_state(sqlstate)
-            if sqlstate
-            else isinstance(error, self._psycopg.OperationalError | OSError | TimeoutError)
-        )
-        return self._error(error, unavailable=unavailable)
 
     def close(self) -> None:
         with self._pool_lock:

@@ -245,7 +245,7 @@ class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
         )
         self._worker: _Worker | None = None
         self._lock: asyncio.Lock | None = None
-        if self.owns_connection:
+        if self.owns_client:
             sync = SyncSQLiteRunner(settings, auto_migrate=auto_migrate)
             self.dialect = sync.dialect
             self._worker = _Worker(sync, settings.timeout)
