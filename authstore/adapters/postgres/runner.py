@@ -8,11 +8,9 @@ how an operation becomes statements and transactions is ``sql.program``'s.
 from __future__ import annotations
 
 import re
-import threading
 import time
-import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from authstore.adapters.common.refusals import (
     AUTHENTICATION,
@@ -24,7 +22,7 @@ from authstore.adapters.common.refusals import (
 from authstore.adapters.postgres.dialect import PostgresDialect
 from authstore.adapters.postgres.settings import PostgresSettings
 from authstore.adapters.sql.dialect import ParamStyle
-from authstore.adapters.sql.runner import SqlRunnerBase
+from authstore.adapters.sql.runner import SqlRunnerBase, connection_lock
 from authstore.contracts.errors import (
     AuthStoreError,
     BackendConfigurationError,
@@ -37,12 +35,10 @@ __all__ = [
     "HOT_TURNOVER",
     "ROWS",
     "PostgresRunnerBase",
-    "connection_lock",
     "is_lost_state",
     "is_unavailable_state",
 ]
 
-L = TypeVar("L")
 
 ROWS = frozenset({"one", "all"})
 """The fetch kinds that read rows (the others read a row count or nothing)."""
@@ -99,20 +95,6 @@ def is_unavailable_state(sqlstate: str | None) -> bool:
 
 def is_lost_state(sqlstate: str | None) -> bool:
     return sqlstate is not None and (sqlstate[:2] == "08" or sqlstate in _LOST_CODES)
-
-
-_locks_guard = threading.Lock()
-_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def connection_lock(connection: object, new_lock: Callable[[], L]) -> L:
-    """The lock of a caller's single connection, shared by every store given it, so
-    one store's statements never land inside another store's transaction."""
-    with _locks_guard:
-        lock = _locks.get(connection)
-        if lock is None:
-            lock = _locks[connection] = new_lock()
-        return cast(L, lock)
 
 
 class PostgresRunnerBase(SqlRunnerBase[PostgresSettings, PostgresDialect]):
