@@ -109,7 +109,7 @@ class _Raising(sqlite3.Connection):
 
 def _sqlite(runner: Any, error: BaseException) -> BaseException:
     # The real path: sqlite/sync.py _execute (the async runner runs it in its worker).
-    from authstore.adapters.sql.execution import Statement
+    from authstore.adapters.sql.program import Statement
     from authstore.adapters.sqlite.sync import _execute
 
     connection = sqlite3.connect(":memory:", factory=_Raising)

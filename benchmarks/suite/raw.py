@@ -139,7 +139,7 @@ class _Sql(RawDriver):
     """Replies are (rows, rowcount); the operation gets ``Statement.result`` of them."""
 
     def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
-        from authstore.adapters.sql.execution import statements
+        from authstore.adapters.sql.program import statements
 
         return statements(op, runner.dialect)
 

@@ -23,7 +23,7 @@ import pymysql
 import pytest
 
 import authstore
-from authstore.adapters.sql.execution import Statement
+from authstore.adapters.sql.program import Statement
 from authstore.contracts.errors import TokenInUseError
 from authstore.contracts.values import hash_token
 

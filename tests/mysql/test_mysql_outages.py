@@ -22,7 +22,7 @@ from authstore.adapters.mysql import aio, sync
 from authstore.adapters.mysql.dialect import MySQLDialect
 from authstore.adapters.mysql.runner import DEADLOCK_RETRIES
 from authstore.adapters.sql import Begin, Query
-from authstore.adapters.sql.execution import TRANSACTION_RETRIES, Statement
+from authstore.adapters.sql.program import TRANSACTION_RETRIES, Statement
 from authstore.contracts.errors import BackendError, BackendUnavailableError
 
 from .conftest import UNREACHABLE_URL, admin_connection, with_options

@@ -17,8 +17,8 @@ import pytest
 
 import authstore
 from authstore.adapters.mysql import aio, sync
-from authstore.adapters.sql.execution import Statement
 from authstore.adapters.sql.ops import PURGE_BATCH
+from authstore.adapters.sql.program import Statement
 
 WRITE_THEN_READ = (1, 4)
 BOUND_WRITE_THEN_READ = (1, 5)

@@ -52,7 +52,7 @@ from authstore.contracts.records import RateLimitAlgorithm
 try:  # the module that turns an op's commands into a driver's statements
     from authstore.adapters.sql.program import statements  # type: ignore[import-not-found]
 except ImportError:  # its earlier name
-    from authstore.adapters.sql.execution import statements
+    from authstore.adapters.sql.program import statements
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 COMMAND = "python -m tests.sql.golden --write"

@@ -20,7 +20,7 @@ from authstore.adapters.mysql.runner import (
     shape,
 )
 from authstore.adapters.mysql.settings import MySQLSettings
-from authstore.adapters.sql.execution import Statement, drive_async
+from authstore.adapters.sql.program import Statement, drive_async
 from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
 from authstore.registry import require_module
 
@@ -101,7 +101,7 @@ class AsyncMySQLRunner(MySQLRunnerBase):
         too (an asyncio timeout costs a timer: one per single-statement operation)."""
         self._check_usable(lease)
         self._track(lease, statement)
-        attempt = 0
+        resent = 0
         while True:
             try:
                 async with asyncio.timeout(self._budget(lease)):
@@ -113,13 +113,12 @@ class AsyncMySQLRunner(MySQLRunnerBase):
             except (BackendError, ConfigurationError):
                 raise
             except Exception as error:
-                if not self._retry(lease, error, attempt):
-                    raise self._failure(lease, error) from error
-                attempt += 1
+                pause = self._resend_after(lease, error, resent)
+                resent += 1
             except BaseException:  # cancelled mid-reply: the connection is unusable
                 lease.broken = True
                 raise
-            await asyncio.sleep(self._pause(attempt))  # deadlocked: the others go first
+            await asyncio.sleep(pause)  # deadlocked: the others go first
 
     async def _lease(self, lease: _Lease) -> None:
         self._check_open()

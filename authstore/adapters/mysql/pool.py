@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import weakref
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
+from authstore.adapters.sql.runner import connection_lock
 from authstore.contracts.errors import BackendUnavailableError, StoreClosedError
 
 __all__ = ["ConnectionPool", "OneConnection", "SyncConnections"]
@@ -124,19 +124,6 @@ class ConnectionPool(Generic[C]):
             self._discard(connection)
 
 
-_turns_guard = threading.Lock()
-_turns: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
-
-
-def _turn(connection: object) -> threading.Lock:
-    """The lock of a caller's connection, shared by every store given it."""
-    with _turns_guard:
-        lock = _turns.get(connection)
-        if lock is None:
-            lock = _turns[connection] = threading.Lock()
-        return lock
-
-
 class OneConnection(Generic[C]):
     """A connection the caller owns: authstore never closes it. A dead one is revived
     (PyMySQL reconnects in place); after a failure, whatever transaction the failed
@@ -156,7 +143,7 @@ class OneConnection(Generic[C]):
         self._revive = revive
         self._reset = reset
         self._name = name
-        self._lock = _turn(connection)
+        self._lock = connection_lock(connection, threading.Lock)
         self._closed = False
 
     def acquire(self) -> C:

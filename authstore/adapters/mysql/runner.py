@@ -1,7 +1,7 @@
 """What the PyMySQL and aiomysql runners share: session setup, statements, errors, state.
 
 The two runners differ only in how they take a connection and send one statement;
-how an operation becomes statements and transactions is ``sql.execution``'s. One
+how an operation becomes statements and transactions is ``sql.program``'s. One
 ``Statement`` is one round trip: MySQL runs several statements sent as one command
 (``CLIENT.MULTI_STATEMENTS``), which is how a write and the read of the row it left
 stay one round trip and one transaction (``MySQLDialect.write_then_read``).
@@ -27,7 +27,7 @@ from authstore.adapters.common.refusals import (
 from authstore.adapters.mysql.dialect import MySQLDialect
 from authstore.adapters.mysql.settings import MySQLSettings
 from authstore.adapters.sql.commands import Query
-from authstore.adapters.sql.execution import TRANSACTION_RETRIES, Statement
+from authstore.adapters.sql.program import TRANSACTION_RETRIES, Statement
 from authstore.adapters.sql.runner import SqlRunnerBase
 from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
 from authstore.registry import require_module
@@ -47,7 +47,7 @@ DEADLOCK_RETRIES = TRANSACTION_RETRIES
 (autocommit, or a BEGIN ... COMMIT batch) is then sent again, at most this often and
 within the operation's timeout (200 concurrent one-command link issues for one token
 deadlocked up to 4 times in a row). Inside an operation's own transaction,
-``execution.statements`` replays the whole transaction instead (``_rolled_back``)."""
+``program.statements`` replays the whole transaction instead (``_rolled_back``)."""
 
 # Server error numbers that say "not now" rather than "wrong": too many connections,
 # shutdown, lock wait timeout, deadlock, read-only server (a failover), query
@@ -266,25 +266,25 @@ class MySQLRunnerBase(SqlRunnerBase[MySQLSettings, MySQLDialect]):
 
     # --- errors -----------------------------------------------------------------------
 
-    def _retry(self, lease: Lease, error: BaseException, attempt: int) -> bool:
-        """Whether to send a statement again after it failed with ``error``.
+    def _resend_after(self, lease: Lease, error: Exception, resent: int) -> float:
+        """After a statement (sent again ``resent`` times) failed with ``error``: the
+        seconds to wait before sending it again, or the failure raised.
 
         InnoDB rolls a deadlock's victim back whole: a statement that is its own
-        transaction is sent again. Inside the operation's transaction the error goes on
-        to ``execution.statements``, which replays the transaction."""
-        if attempt >= DEADLOCK_RETRIES or lease.in_transaction:
-            return False
-        if time.monotonic() - lease.started >= self.retry_within:
-            return False
-        return isinstance(error, self._errors.MySQLError) and _errno(error) == _DEADLOCK
-
-    @staticmethod
-    def _pause(attempt: int) -> float:
-        """Seconds to wait before sending a deadlocked statement again: random, growing
-        to at most 50 ms. Sent again at once, the same contenders deadlocked each other
-        again and again: 200 concurrent one-command link issues for one token, 5 of them
-        30 times in a row."""
-        return random.uniform(0.0, min(0.05, 0.002 * 2**attempt))  # noqa: S311 - a jitter
+        transaction is sent again, after a random pause growing to at most 50 ms (sent
+        again at once, the same contenders deadlocked each other again and again: 200
+        concurrent one-command link issues for one token, 5 of them 30 times in a row).
+        Inside the operation's transaction the error goes on to ``program.statements``,
+        which replays the transaction."""
+        if (
+            resent >= DEADLOCK_RETRIES
+            or lease.in_transaction
+            or time.monotonic() - lease.started >= self.retry_within
+            or not isinstance(error, self._errors.MySQLError)
+            or _errno(error) != _DEADLOCK
+        ):
+            raise self._failure(lease, error) from error
+        return random.uniform(0.0, min(0.05, 0.002 * 2 ** (resent + 1)))  # noqa: S311 - a jitter
 
     def _rolled_back(self, error: BaseException) -> bool:
         cause = error.__cause__

@@ -26,7 +26,7 @@ from authstore.adapters.mysql.runner import (
     shape,
 )
 from authstore.adapters.mysql.settings import MySQLSettings
-from authstore.adapters.sql.execution import Statement, drive
+from authstore.adapters.sql.program import Statement, drive
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 
@@ -121,18 +121,17 @@ class SyncMySQLRunner(MySQLRunnerBase):
             self._lease(lease)
         self._check_usable(lease)
         self._track(lease, statement)
-        attempt = 0
+        resent = 0
         while True:
             try:
                 return _send(lease.connection, statement, lease.multi)
             except Exception as error:
-                if not self._retry(lease, error, attempt):
-                    raise self._failure(lease, error) from error
-                attempt += 1
+                pause = self._resend_after(lease, error, resent)
+                resent += 1
             except BaseException:
                 lease.broken = True
                 raise
-            time.sleep(self._pause(attempt))  # deadlocked: the others go first
+            time.sleep(pause)  # deadlocked: the others go first
 
     def _lease(self, lease: Lease) -> None:
         self._check_open()

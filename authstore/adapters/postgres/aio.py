@@ -15,20 +15,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 from authstore.adapters.common.ops import Op
-from authstore.adapters.postgres.runner import (
-    ROWS,
-    PostgresRunnerBase,
-    is_lost_state,
-    is_unavailable_state,
-)
+from authstore.adapters.postgres.runner import ROWS, PostgresRunnerBase
 from authstore.adapters.postgres.settings import PostgresSettings
-from authstore.adapters.sql.execution import Statement, drive_async
-from authstore.contracts.errors import (
-    AuthStoreError,
-    BackendError,
-    BackendUnavailableError,
-    ConfigurationError,
-)
+from authstore.adapters.sql.program import Statement, drive_async
+from authstore.contracts.errors import BackendError, BackendUnavailableError
 from authstore.registry import require_module
 
 if TYPE_CHECKING:
@@ -124,6 +114,12 @@ class AsyncPostgresRunner(PostgresRunnerBase):
             OSError,
             TimeoutError,
         )
+        exceptions = asyncpg.exceptions
+        self._misconfigured = (exceptions.ClientConfigurationError,)
+        self._unreachable = (OSError, TimeoutError, asyncpg.InterfaceError)
+        self._unreachable += (exceptions.InternalClientError,)
+        self._lost = (asyncpg.InterfaceError, exceptions.InternalClientError, OSError)
+        self._not_connection = (exceptions.DataError, exceptions.ClientConfigurationError)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._starting: asyncio.Task[Pool[Any]] | None = None
         self._hot: Any = None
@@ -300,43 +296,6 @@ class AsyncPostgresRunner(PostgresRunnerBase):
             self._check_open()
         self._pool = pool
         return pool
-
-    # --- errors -----------------------------------------------------------------------
-
-    def _translate(self, error: BaseException, *, connecting: bool = False) -> AuthStoreError:
-        """``connecting``: whatever stops a connection (a refusal, a wrong database or
-        password) leaves the store unavailable."""
-        if isinstance(error, AuthStoreError):
-            return error
-        asyncpg = self._asyncpg
-        sqlstate: str | None = getattr(error, "sqlstate", None)
-        if isinstance(error, asyncpg.exceptions.ClientConfigurationError):
-            return ConfigurationError(self._message(error))
-        if connecting:
-            unavailable = True
-        elif sqlstate:
-            unavailable = is_unavailable_state(sqlstate)
-        else:
-            unavailable = isinstance(
-                error,
-                OSError
-                | TimeoutError
-                | asyncpg.InterfaceError
-                | asyncpg.exceptions.InternalClientError,
-            ) and not isinstance(error, asyncpg.exceptions.DataError)
-        return self._error(error, unavailable=unavailable)
-
-    def _is_lost(self, error: BaseException) -> bool:
-        """Whether the connection itself failed (not merely the statement)."""
-        exceptions = self._asyncpg.exceptions
-        sqlstate: str | None = getattr(error, "sqlstate", None)
-        if sqlstate:
-            return is_lost_state(sqlstate)
-        if isinstance(error, exceptions.DataError | exceptions.ClientConfigurationError):
-            return False
-        return isinstance(
-            error, exceptions.InterfaceError | exceptions.InternalClientError | OSError
-        )
 
     async def close(self) -> None:
         self._closed = True

@@ -2,17 +2,15 @@
 connection's policy, and how driver errors become authstore's.
 
 The two runners differ only in how they take a connection and run one statement;
-how an operation becomes statements and transactions is ``sql.execution``'s.
+how an operation becomes statements and transactions is ``sql.program``'s.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
-import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from authstore.adapters.common.refusals import (
     AUTHENTICATION,
@@ -24,8 +22,9 @@ from authstore.adapters.common.refusals import (
 from authstore.adapters.postgres.dialect import PostgresDialect
 from authstore.adapters.postgres.settings import PostgresSettings
 from authstore.adapters.sql.dialect import ParamStyle
-from authstore.adapters.sql.runner import SqlRunnerBase
+from authstore.adapters.sql.runner import SqlRunnerBase, connection_lock
 from authstore.contracts.errors import (
+    AuthStoreError,
     BackendConfigurationError,
     BackendError,
     BackendUnavailableError,
@@ -36,12 +35,10 @@ __all__ = [
     "HOT_TURNOVER",
     "ROWS",
     "PostgresRunnerBase",
-    "connection_lock",
     "is_lost_state",
     "is_unavailable_state",
 ]
 
-L = TypeVar("L")
 
 ROWS = frozenset({"one", "all"})
 """The fetch kinds that read rows (the others read a row count or nothing)."""
@@ -100,20 +97,6 @@ def is_lost_state(sqlstate: str | None) -> bool:
     return sqlstate is not None and (sqlstate[:2] == "08" or sqlstate in _LOST_CODES)
 
 
-_locks_guard = threading.Lock()
-_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def connection_lock(connection: object, new_lock: Callable[[], L]) -> L:
-    """The lock of a caller's single connection, shared by every store given it, so
-    one store's statements never land inside another store's transaction."""
-    with _locks_guard:
-        lock = _locks.get(connection)
-        if lock is None:
-            lock = _locks[connection] = new_lock()
-        return cast(L, lock)
-
-
 class PostgresRunnerBase(SqlRunnerBase[PostgresSettings, PostgresDialect]):
     """What both PostgreSQL runners add to every SQL runner: a hot connection and error
     wrapping.
@@ -136,6 +119,16 @@ class PostgresRunnerBase(SqlRunnerBase[PostgresSettings, PostgresDialect]):
         self._hot_since = 0.0
         self._waiting = 0
         """Operations waiting for a pooled connection: a freed hot one goes to them."""
+
+    # How the driver's errors without a SQLSTATE read (each runner sets its driver's):
+    _misconfigured: tuple[type[BaseException], ...] = ()
+    """A client-side configuration error."""
+    _unreachable: tuple[type[BaseException], ...] = ()
+    """The server did not answer: unavailable."""
+    _lost: tuple[type[BaseException], ...] = ()
+    """The connection itself failed."""
+    _not_connection: tuple[type[BaseException], ...] = ()
+    """Subclasses of those that are about the statement's data, not the connection."""
 
     def _client(
         self, pool_type: type, connection_type: type, names: str, new_lock: Callable[[], Any]
@@ -168,6 +161,31 @@ class PostgresRunnerBase(SqlRunnerBase[PostgresSettings, PostgresDialect]):
         if password:
             text = text.replace(password, "***")
         return f"postgresql ({self.settings.display}): {text}"
+
+    def _translate(self, error: BaseException, *, connecting: bool = False) -> AuthStoreError:
+        """A driver error as authstore's; ``connecting``: whatever stops a connection (a
+        refusal, a wrong database or password) leaves the store unavailable."""
+        if isinstance(error, AuthStoreError):
+            return error
+        if isinstance(error, self._misconfigured):
+            return ConfigurationError(self._message(error))
+        sqlstate: str | None = getattr(error, "sqlstate", None)
+        if connecting:
+            unavailable = True
+        elif sqlstate:
+            unavailable = is_unavailable_state(sqlstate)
+        else:
+            unavailable = isinstance(error, self._unreachable) and not isinstance(
+                error, self._not_connection
+            )
+        return self._error(error, unavailable=unavailable)
+
+    def _is_lost(self, error: BaseException) -> bool:
+        """Whether the connection itself failed (not merely the statement)."""
+        sqlstate: str | None = getattr(error, "sqlstate", None)
+        if sqlstate:
+            return is_lost_state(sqlstate)
+        return isinstance(error, self._lost) and not isinstance(error, self._not_connection)
 
     def _error(self, error: BaseException, *, unavailable: bool) -> BackendError:
         refusal = self._refusal(error)

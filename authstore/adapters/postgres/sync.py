@@ -8,7 +8,6 @@ connection it took.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import threading
 import time
@@ -16,14 +15,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from authstore.adapters.common.ops import Op
 from authstore.adapters.common.watchdog import WATCHDOG, watchdog_margin
-from authstore.adapters.postgres.runner import (
-    ROWS,
-    PostgresRunnerBase,
-    is_lost_state,
-    is_unavailable_state,
+from authstore.adapters.postgres.health import (
+    POOL_PREFIX,
+    PoolHealth,
+    quiet_pool_connect_failures,
+    tracked_connection,
 )
+from authstore.adapters.postgres.runner import ROWS, PostgresRunnerBase
 from authstore.adapters.postgres.settings import PostgresSettings
-from authstore.adapters.sql.execution import Statement, drive
+from authstore.adapters.sql.program import Statement, drive
 from authstore.contracts.errors import BackendError
 from authstore.registry import require_module
 
@@ -34,12 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["SyncPostgresRunner", "connect_kwargs"]
 
 T = TypeVar("T")
-_FIRST_CONNECT_SLICE = 0.05
-"""While no connection was ever made, how often a waiting operation looks whether the
-pool's attempt failed (the pool itself would keep it waiting for the whole timeout)."""
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE, without importing psycopg here
-_FAIL_FAST_WAIT = 0.01
-"""While the latest attempt failed: a brief look for an idle connection, then the error."""
 
 
 def connect_kwargs(settings: PostgresSettings) -> dict[str, Any]:
@@ -66,66 +61,6 @@ def connect_kwargs(settings: PostgresSettings) -> dict[str, Any]:
             )
     kwargs.update(settings.credentials("dbname"))
     return kwargs
-
-
-_POOL_PREFIX = "authstore-"
-_POOL_CONNECT_LINES = frozenset(
-    {"error connecting in %r: %s", "reconnection attempt in pool %r failed after %s sec"}
-)
-
-
-class _OwnConnectFailures(logging.Filter):
-    """Drops psycopg_pool's lines about a failed connect of authstore's own pools: the
-    runner raises that failure to the operation (a refused configuration is also logged
-    once on ``authstore.postgres``), so the pool's two lines per attempt only repeat
-    it. Other pools' lines, and the pool's other lines, pass."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        return not (
-            record.msg in _POOL_CONNECT_LINES
-            and isinstance(args, tuple)
-            and str(args[0]).startswith(_POOL_PREFIX)
-        )
-
-
-_POOL_FILTER = _OwnConnectFailures()
-
-
-def _quiet_pool_connect_failures() -> None:
-    """Install the filter on psycopg_pool's logger once (adding it twice is a no-op)."""
-    logging.getLogger("psycopg.pool").addFilter(_POOL_FILTER)
-
-
-class _Health:
-    """The outcome of the pool's latest connection attempt (set by its worker threads)."""
-
-    __slots__ = ("connected", "error")
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-        self.connected = False
-
-
-def _tracked_connection(psycopg_module: Any, health: _Health) -> Any:
-    """A Connection class recording each connect's outcome: psycopg_pool only logs its
-    failures, and an operation should fail at once with the reason, not wait it out."""
-
-    class TrackedConnection(psycopg_module.Connection):  # type: ignore[misc]
-        """A psycopg Connection whose connects report to the runner's health."""
-
-        @classmethod
-        def connect(cls, *args: Any, **kwargs: Any) -> Any:
-            try:
-                connection = super().connect(*args, **kwargs)
-            except BaseException as error:
-                health.error = error
-                raise
-            health.error, health.connected = None, True
-            return connection
-
-    TrackedConnection.__qualname__ = "TrackedConnection"  # for the pool's log lines
-    return TrackedConnection
 
 
 class _Lease:
@@ -185,18 +120,15 @@ class SyncPostgresRunner(PostgresRunnerBase):
         self._pool_module = pool_module
         # the DB-API Warning is raised, not warned: an error like the rest
         self.driver_errors: tuple[type[BaseException], ...] = (driver.Error, driver.Warning)
+        self._unreachable = (driver.OperationalError, OSError, TimeoutError)
+        self._lost = (driver.OperationalError,)  # no answer at all
         self.watchdog = WATCHDOG
         self.statement_deadline = settings.timeout + watchdog_margin(settings.timeout)
         """Seconds a statement may wait for its answer: the server's statement_timeout
         (``timeout``) reports a slow statement first; past this, the server is not
         running (frozen) or unreachable, and the watchdog cuts the connection."""
-        self._health = _Health()
+        self._health = PoolHealth(tracked=self.owns_client)
         self._pool_lock = threading.Lock()
-        self._checking = False
-        self._checked = threading.Event()
-        """Clear while a background pool check runs: operations wait for it (within their
-        timeout) rather than take an idle connection the server already dropped."""
-        self._checked.set()
         self._hot: psycopg.Connection[Any] | None = None
         self._hot_cursor: psycopg.Cursor[Any] | None = None
         self._hot_lock = threading.Lock()
@@ -295,37 +227,28 @@ class SyncPostgresRunner(PostgresRunnerBase):
 
     def _take_pooled(self) -> psycopg.Connection[Any]:
         pool = self._pool or self._open_pool()
-        timeout, health = self.settings.timeout, self._health
-        tracked = self.owns_client
-        deadline = time.monotonic() + timeout
-        if not self._checked.wait(timeout):
+        timeout = self.settings.timeout
+        looks = self._health.looks(timeout)
+        timed_out: BaseException | None = None
+        if not self._health.wait_checked(timeout):
             raise self._error(
                 TimeoutError(f"the pool check after a lost connection took over {timeout:g} s"),
                 unavailable=True,
             )
-        while True:
-            failure = health.error if tracked else None
-            remaining = deadline - time.monotonic()
-            if failure is not None:
-                wait = _FAIL_FAST_WAIT
-            elif tracked and not health.connected:
-                wait = min(_FIRST_CONNECT_SLICE, remaining)
-            else:
-                wait = remaining
+        for wait, failure in looks:
             try:
-                connection: psycopg.Connection[Any] = pool.getconn(timeout=max(wait, 0.001))
+                connection: psycopg.Connection[Any] = pool.getconn(timeout=wait)
                 return connection
             except self._pool_module.PoolTimeout as error:
                 if failure is not None:
                     raise self._error(failure, unavailable=True) from failure
-                if time.monotonic() >= deadline:
-                    busy = TimeoutError(
-                        f"no pooled connection free within {timeout:g} s "
-                        f"(pool_size={pool.max_size})"
-                    )
-                    raise self._error(busy, unavailable=True) from error
+                timed_out = error
             except self.driver_errors as error:
                 raise self._error(error, unavailable=True) from error
+        busy = TimeoutError(
+            f"no pooled connection free within {timeout:g} s (pool_size={pool.max_size})"
+        )
+        raise self._error(busy, unavailable=True) from timed_out
 
     def _open_pool(self) -> psycopg_pool.ConnectionPool[Any]:
         with self._pool_lock:
@@ -333,7 +256,7 @@ class SyncPostgresRunner(PostgresRunnerBase):
             if self._pool is None:
                 settings = self.settings
                 pool = self._pool_module.ConnectionPool(
-                    connection_class=_tracked_connection(self._psycopg, self._health),
+                    connection_class=tracked_connection(self._psycopg.Connection, self._health),
                     kwargs=connect_kwargs(settings),
                     min_size=settings.pool_min,
                     max_size=settings.pool_size,
@@ -341,10 +264,10 @@ class SyncPostgresRunner(PostgresRunnerBase):
                     # Short, so retries after an outage stay frequent: once it gives up,
                     # the next operation starts a fresh attempt.
                     reconnect_timeout=max(10.0, 2 * settings.connect_timeout),
-                    name=f"{_POOL_PREFIX}{id(self):x}",
+                    name=f"{POOL_PREFIX}{id(self):x}",
                     open=False,
                 )
-                _quiet_pool_connect_failures()
+                quiet_pool_connect_failures()
                 pool.open(wait=False)
                 self._pool = pool
             return self._pool
@@ -394,12 +317,9 @@ class SyncPostgresRunner(PostgresRunnerBase):
             self._check_pool_soon()
 
     def _check_pool_soon(self) -> None:
-        with self._pool_lock:
-            if self._checking or self._pool is None:
-                return
-            self._checking = True
-            self._checked.clear()
-            pool = self._pool
+        pool, health = self._pool, self._health
+        if pool is None or not health.begin_check():
+            return
 
         def check() -> None:
             try:
@@ -407,19 +327,11 @@ class SyncPostgresRunner(PostgresRunnerBase):
                 with contextlib.suppress(Exception):
                     pool.check()
             finally:
-                with self._pool_lock:
-                    self._checking = False
-                    self._checked.set()
+                health.end_check()
 
         threading.Thread(target=check, name="authstore-pool-check", daemon=True).start()
 
     # --- errors -----------------------------------------------------------------------
-
-    def _is_lost(self, error: BaseException) -> bool:
-        sqlstate: str | None = getattr(error, "sqlstate", None)
-        if sqlstate:
-            return is_lost_state(sqlstate)
-        return isinstance(error, self._psycopg.OperationalError)  # no answer at all
 
     def _no_answer(self, error: BaseException) -> BackendError:
         timeout = self.settings.timeout
@@ -428,17 +340,6 @@ class SyncPostgresRunner(PostgresRunnerBase):
             f"overloaded or unreachable; the connection was closed ({error})"
         )
         return self._error(late, unavailable=True)
-
-    def _translate(self, error: BaseException) -> BackendError:
-        if isinstance(error, BackendError):
-            return error
-        sqlstate: str | None = getattr(error, "sqlstate", None)
-        unavailable = (
-            is_unavailable_state(sqlstate)
-            if sqlstate
-            else isinstance(error, self._psycopg.OperationalError | OSError | TimeoutError)
-        )
-        return self._error(error, unavailable=unavailable)
 
     def close(self) -> None:
         with self._pool_lock:

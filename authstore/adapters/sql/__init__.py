@@ -1,7 +1,7 @@
 """The SQL backend family: operations, schema and execution written once for every database.
 
 A database adds a ``Dialect`` subclass and two thin runners (sync and async) that
-hand ``execution.statements`` to its driver; see ``authstore.adapters.sqlite``.
+hand ``program.statements`` to its driver; see ``authstore.adapters.sqlite``.
 """
 
 from authstore.adapters.sql.commands import Begin, Query

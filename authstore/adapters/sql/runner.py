@@ -2,22 +2,39 @@
 dialect, the schema migrated on first use, and refusing work once closed.
 
 A database's sync and async runners add only how they take a connection and run
-one statement (``execution.drive`` / ``drive_async`` do the rest).
+one statement (``program.drive`` / ``drive_async`` do the rest).
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, Protocol, TypeVar
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from authstore.adapters.common.ops import Op
 from authstore.adapters.sql.dialect import Dialect
-from authstore.adapters.sql.execution import Program, statements
+from authstore.adapters.sql.program import Program, statements
 from authstore.adapters.sql.schema import Tables, migrate
 from authstore.contracts.errors import StoreClosedError
 
-__all__ = ["SqlRunnerBase", "SqlSettings"]
+__all__ = ["SqlRunnerBase", "SqlSettings", "connection_lock"]
 
 T = TypeVar("T")
+L = TypeVar("L")
+
+_locks_guard = threading.Lock()
+_locks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def connection_lock(connection: object, new_lock: Callable[[], L]) -> L:
+    """The lock of a caller's single connection, shared by every store given it, so
+    one store's statements never land inside another store's transaction."""
+    with _locks_guard:
+        lock = _locks.get(connection)
+        if lock is None:
+            lock = _locks[connection] = new_lock()
+        return cast(L, lock)
 
 
 class SqlSettings(Protocol):
@@ -49,7 +66,7 @@ class SqlRunnerBase(Generic[S, D]):
         self._closed = False
         self.retry_within = 0.0
         """Seconds after an operation's start during which a transaction the database
-        rolled back whole (``_rolled_back``) is replayed (see ``execution.statements``)."""
+        rolled back whole (``_rolled_back``) is replayed (see ``program.statements``)."""
 
     def __repr__(self) -> str:
         return (

@@ -30,7 +30,7 @@ from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
-from authstore.adapters.sql.execution import Statement, drive_async
+from authstore.adapters.sql.program import Statement, drive_async
 from authstore.adapters.sqlite.runner import SQLITE_ERRORS, SQLiteRunnerBase, translate_error
 from authstore.adapters.sqlite.settings import SQLiteSettings
 from authstore.adapters.sqlite.sync import SyncSQLiteRunner
@@ -245,7 +245,7 @@ class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
         )
         self._worker: _Worker | None = None
         self._lock: asyncio.Lock | None = None
-        if self.owns_connection:
+        if self.owns_client:
             sync = SyncSQLiteRunner(settings, auto_migrate=auto_migrate)
             self.dialect = sync.dialect
             self._worker = _Worker(sync, settings.timeout)

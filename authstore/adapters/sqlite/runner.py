@@ -1,7 +1,7 @@
 """What the sync and async SQLite runners share: setup, error mapping, state.
 
 The two runners differ only in how they open a connection and run one statement;
-how an operation becomes statements and transactions is ``sql.execution``'s.
+how an operation becomes statements and transactions is ``sql.program``'s.
 """
 
 from __future__ import annotations
@@ -14,20 +14,13 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from authstore.adapters.common.ops import Op
 from authstore.adapters.sql.commands import Query
-from authstore.adapters.sql.execution import Program, statements
+from authstore.adapters.sql.runner import SqlRunnerBase
 from authstore.adapters.sql.schema import migrate
 from authstore.adapters.sqlite.dialect import SQLiteDialect
 from authstore.adapters.sqlite.settings import MEMORY, SQLiteSettings
-from authstore.contracts.errors import (
-    BackendError,
-    BackendUnavailableError,
-    ConfigurationError,
-    StoreClosedError,
-)
+from authstore.contracts.errors import BackendError, BackendUnavailableError, ConfigurationError
 
 __all__ = ["SQLiteRunnerBase", "translate_error"]
-
-T = TypeVar("T")
 
 
 class _Connection(Protocol):
@@ -86,8 +79,10 @@ def translate_error(error: BaseException, *, connecting: bool = False) -> Backen
     return BackendError(f"sqlite: {error}")
 
 
-class SQLiteRunnerBase(Generic[C]):
+class SQLiteRunnerBase(SqlRunnerBase[SQLiteSettings, SQLiteDialect], Generic[C]):
     """A runner connects on first use, sets the connection up and migrates the schema."""
+
+    database = "SQLite"
 
     def __init__(
         self,
@@ -97,30 +92,18 @@ class SQLiteRunnerBase(Generic[C]):
         *,
         auto_migrate: bool = True,
     ) -> None:
-        self.settings = settings
-        self.dialect = SQLiteDialect()
+        # prepared on every new connection, migrating or not: see setup
+        super().__init__(settings, SQLiteDialect(), auto_migrate=True)
         self._auto_migrate = auto_migrate
-        self._prepared = False
-        self._closed = False
         self._connection: C | None = None
         if settings.connection is not None:
             self._check_connection(settings.connection, connection_type, connection_name)
             self._connection = settings.connection
 
-    def __repr__(self) -> str:
-        where = (
-            "connection=<given>" if self.settings.connection is not None else self.settings.database
-        )
-        return f"<{type(self).__name__} {where} prefix={self.settings.tables.prefix!r}>"
-
     @property
     def connection(self) -> C | None:
         """The open connection, None before first use (for tracing and diagnostics)."""
         return self._connection
-
-    @property
-    def owns_connection(self) -> bool:
-        return self.settings.connection is None
 
     def _check_connection(self, connection: object, expected: type, what: str) -> None:
         if not isinstance(connection, expected):
@@ -131,17 +114,8 @@ class SQLiteRunnerBase(Generic[C]):
                 "commits its own transactions"
             )
 
-    def _program(self, op: Op[T]) -> Program[T]:
-        before = None if self._prepared else self._prepare()
-        return statements(op, self.dialect, before=before)
-
-    def _prepare(self) -> Program[None]:
-        # Its own program, so the migration commits before the operation starts.
-        yield from statements(self._setup(), self.dialect)
-        self._prepared = True
-
-    def _setup(self) -> Op[None]:
-        if self.owns_connection:
+    def setup(self) -> Op[None]:
+        if self.owns_client:
             # WAL: readers never wait for the writer; NORMAL: no fsync per commit in WAL,
             # still crash-safe (a power loss may drop the last commits, never corrupt).
             if self.settings.database != MEMORY:
@@ -170,30 +144,25 @@ class SQLiteRunnerBase(Generic[C]):
                     raise
                 time.sleep(0.01)
 
-    def _check_open(self) -> None:
-        """Called before connecting: a closed runner never opens a connection again."""
-        if self._closed:
-            raise StoreClosedError("this SQLite store is closed")
-
     def _take_broken(self) -> C | None:
         """After a failure: a connection still inside a transaction (its rollback failed)
         is never reused; returns it for the runner to close."""
         connection = self._connection
-        if connection is None or not self.owns_connection or not connection.in_transaction:
+        if connection is None or not self.owns_client or not connection.in_transaction:
             return None
         self._connection, self._prepared = None, False
         return connection
 
     def _new_lock(self, new_lock: Callable[[], L]) -> L:
         """The lock serializing this runner's operations (shared for a given connection)."""
-        if self.owns_connection:
+        if self.owns_client:
             return new_lock()
         return _SHARED_LOCKS.take(self.settings.connection, new_lock)
 
     def _take_for_close(self) -> C | None:
         """Mark the runner closed; returns the connection if it is the runner's to close."""
-        if not self._closed and not self.owns_connection:
+        if not self._closed and not self.owns_client:
             _SHARED_LOCKS.give_back(self.settings.connection)
         self._closed = True
         connection, self._connection = self._connection, None
-        return connection if self.owns_connection else None
+        return connection if self.owns_client else None

@@ -32,6 +32,16 @@ class SQLiteSettings:
     connection: Any = field(default=None, repr=False)
     """A connection the caller opened and keeps owning: never closed by authstore."""
 
+    @property
+    def client(self) -> Any:
+        """The caller's connection, under the name every SQL runner reads."""
+        return self.connection
+
+    @property
+    def display(self) -> str:
+        """Where the store is, for reprs and errors."""
+        return "connection=<given>" if self.connection is not None else self.database
+
 
 def parse_settings(url: StoreURL) -> SQLiteSettings:
     if url.hosts or url.username is not None or url.password is not None:

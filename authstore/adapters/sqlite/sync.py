@@ -7,7 +7,7 @@ import threading
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
-from authstore.adapters.sql.execution import Statement, drive
+from authstore.adapters.sql.program import Statement, drive
 from authstore.adapters.sqlite.runner import SQLITE_ERRORS, SQLiteRunnerBase, translate_error
 from authstore.adapters.sqlite.settings import SQLiteSettings
 
