@@ -548,7 +548,7 @@ def test_every_driver_exception_becomes_an_authstore_error(
         if not isinstance(error, runner.driver_errors):
             unmapped.append(f"{kind.__module__}.{kind.__qualname__} (not caught)")
             continue
-        translated = runner._translate(error)
+        translated = runner.translate(error)
         if not isinstance(translated, AuthStoreError):
             unmapped.append(f"{kind.__qualname__} -> {type(translated).__name__}")
         elif kind.__name__ != "NoScriptError":  # NOSCRIPT: sent again as EVAL, never raised
