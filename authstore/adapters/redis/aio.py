@@ -16,8 +16,8 @@ from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op, drive_async
 from authstore.adapters.redis.client import (
     closing_calls,
-    connection_options,
     drop_connections,
+    first_live,
     major_version,
     make_client,
 )
@@ -52,8 +52,8 @@ class AsyncRedisRunner(RedisRunner):
                 if self._client is None or (self.owns_client and self._client_loop is not loop):
                     client, live = self.settings.client, None
                     if client is None:
-                        if self.cluster:
-                            live = await first_live(self._redis, self.settings)
+                        if self.cluster:  # on a thread: the caller's deadline bounds the wait
+                            live = await asyncio.to_thread(first_live, self.settings)
                         client = make_client(
                             self._redis, self.settings, asynchronous=True, live=live
                         )
@@ -157,34 +157,3 @@ class AsyncRedisRunner(RedisRunner):
             await self._close_client(client)
         else:
             self._let_go(client, self._client_loop)
-
-
-async def first_live(redis: Any, settings: RedisSettings) -> tuple[str, int] | None:
-    """The first startup node to answer PING, all asked at once (the caller's deadline
-    bounds the wait); None when none does (the client then reports why, itself)."""
-    hosts = list(settings.hosts)
-    if len(hosts) < 2:
-        return hosts[0] if hosts else None
-    options = connection_options(settings, asynchronous=True)
-
-    async def ping(host: str, port: int) -> tuple[str, int]:
-        client = redis.Redis(host=host, port=port, **options)
-        try:
-            await client.ping()
-        finally:  # at once, without awaiting: the others are cancelled once one answers
-            drop_connections(client)
-        return host, port
-
-    pending = {asyncio.ensure_future(ping(host, port)) for host, port in hosts}
-    try:
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task.exception() is None:
-                    return task.result()
-        return None
-    finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import queue
+import threading
+import time
 from typing import Any
 
 from authstore.adapters.common.sockets import socket_readable
@@ -21,6 +24,7 @@ __all__ = [
     "closing_calls",
     "connection_options",
     "drop_connections",
+    "first_live",
     "major_version",
     "make_client",
 ]
@@ -270,3 +274,36 @@ def drop_connections(client: Any) -> None:
             sock.close()
             transport._sock = None
         connection._reader = connection._writer = None
+
+
+def first_live(settings: RedisSettings) -> tuple[str, int] | None:
+    """The first cluster startup node to answer PING, all asked at once (one thread
+    each), within ``timeout``; None when none does (the client then reports why). A
+    client asks them one after the other, each one that does not answer costing a
+    whole ``timeout``; ``make_client`` starts from the node this finds."""
+    redis = importlib.import_module("redis")
+    hosts = list(settings.hosts)
+    if len(hosts) < 2:
+        return hosts[0] if hosts else None
+    options = connection_options(settings, asynchronous=False)
+    answers: queue.SimpleQueue[tuple[str, int] | None] = queue.SimpleQueue()
+
+    def ping(host: str, port: int) -> None:
+        try:
+            with redis.Redis(host=host, port=port, **options) as client:
+                client.ping()
+            answers.put((host, port))
+        except Exception:  # any failure: not this one
+            answers.put(None)
+
+    for host, port in hosts:
+        threading.Thread(target=ping, args=(host, port), daemon=True).start()
+    deadline = time.monotonic() + settings.timeout
+    for _ in hosts:
+        try:
+            answer = answers.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        if answer is not None:
+            return answer
+    return None

@@ -25,16 +25,7 @@ from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError, StoreClosedError
 from authstore.registry import require_module
 
-__all__ = [
-    "EVICTING_POLICIES",
-    "RedisRunner",
-    "Request",
-    "eviction_warning",
-    "is_cluster_client",
-    "maxmemory_policies",
-    "pack",
-    "warn_if_evicting",
-]
+__all__ = ["RedisRunner", "Request", "eviction_warning", "is_cluster_client", "warn_if_evicting"]
 
 T = TypeVar("T")
 log = logging.getLogger("authstore.redis")
@@ -46,16 +37,8 @@ _UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUS
 """Error replies that mean "not now" (a failover, a restart) rather than "wrong"."""
 
 EVICTING_POLICIES = frozenset(
-    {
-        "allkeys-lru",
-        "allkeys-lfu",
-        "allkeys-random",
-        "volatile-lru",
-        "volatile-lfu",
-        "volatile-random",
-        "volatile-ttl",
-    }
-)
+    f"{keys}-{how}" for keys in ("allkeys", "volatile") for how in ("lru", "lfu", "random")
+) | {"volatile-ttl"}
 
 
 def eviction_warning(policy: str | None) -> str | None:
@@ -248,17 +231,10 @@ class RedisRunner:
             return refused(AUTHENTICATION, "redis", self.settings.display, text)
         if isinstance(error, errors.ConnectionError) and tls_failure(error):
             return refused(TLS, "redis", self.settings.display, text)
-        unavailable = (
-            errors.ConnectionError,
-            errors.TimeoutError,
-            errors.ReadOnlyError,
-            errors.ClusterError,
-            errors.MasterDownError,
-            errors.TryAgainError,
-            errors.SlotNotCoveredError,
-            TimeoutError,
-            ConnectionError,
-        )
+        unavailable: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError)
+        unavailable += (errors.ConnectionError, errors.TimeoutError, errors.ReadOnlyError)
+        unavailable += (errors.ClusterError, errors.MasterDownError, errors.TryAgainError)
+        unavailable += (errors.SlotNotCoveredError,)
         message = f"redis ({self.settings.display}): {text}"
         if (
             isinstance(error, unavailable)

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
-from authstore.adapters.redis.client import closing_calls, connection_options, make_client
+from authstore.adapters.redis.client import closing_calls, first_live, make_client
 from authstore.adapters.redis.runner import RedisRunner, Request, is_cluster_client, pack
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendUnavailableError
@@ -58,7 +56,7 @@ class SyncRedisRunner(RedisRunner):
                 if self._client is None:
                     client, live = self.settings.client, None
                     if client is None:
-                        live = first_live(self._redis, self.settings) if self.cluster else None
+                        live = first_live(self.settings) if self.cluster else None
                         client = make_client(
                             self._redis, self.settings, asynchronous=False, live=live
                         )
@@ -170,33 +168,3 @@ class SyncRedisRunner(RedisRunner):
         if client is not None and self.owns_client:
             for close in closing_calls(client, asynchronous=False):
                 close()
-
-
-def first_live(redis: Any, settings: RedisSettings) -> tuple[str, int] | None:
-    """The first startup node to answer PING, all asked at once (one thread each), within
-    ``timeout``; None when none does (the client then reports why, itself)."""
-    hosts = list(settings.hosts)
-    if len(hosts) < 2:
-        return hosts[0] if hosts else None
-    options = connection_options(settings, asynchronous=False)
-    answers: queue.SimpleQueue[tuple[str, int] | None] = queue.SimpleQueue()
-
-    def ping(host: str, port: int) -> None:
-        try:
-            with redis.Redis(host=host, port=port, **options) as client:
-                client.ping()
-            answers.put((host, port))
-        except Exception:  # any failure: not this one
-            answers.put(None)
-
-    for host, port in hosts:
-        threading.Thread(target=ping, args=(host, port), daemon=True).start()
-    deadline = time.monotonic() + settings.timeout
-    for _ in hosts:
-        try:
-            answer = answers.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            return None
-        if answer is not None:
-            return answer
-    return None
