@@ -1,10 +1,6 @@
-"""How authstore builds and closes the redis-py clients of both runners.
-
-``redis`` and ``redis.asyncio`` mirror each other, so one function builds either
-client from the settings; what differs between them is said where it does. Kept apart
-from ``runner`` because none of it is about running operations (tests build their
-admin clients with ``make_client`` too).
-"""
+"""How the redis-py clients of both runners are built and closed (``redis`` and
+``redis.asyncio`` mirror each other: one function builds either). Apart from
+``runner``: none of it runs operations, and tests build admin clients with it too."""
 
 from __future__ import annotations
 
@@ -20,14 +16,7 @@ from authstore.adapters.common.sockets import socket_readable
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import ConfigurationError
 
-__all__ = [
-    "closing_calls",
-    "connection_options",
-    "drop_connections",
-    "first_live",
-    "major_version",
-    "make_client",
-]
+__all__ = ["closing_calls", "drop_connections", "first_live", "major_version", "make_client"]
 
 
 def major_version() -> int:
