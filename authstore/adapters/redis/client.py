@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import queue
@@ -132,6 +133,7 @@ def make_client(
     return module.Redis.from_pool(pool)
 
 
+@functools.cache
 def cluster_class(cluster: Any) -> Any:
     """``RedisCluster`` of ``redis.cluster`` or ``redis.asyncio.cluster``, made to read
     its command table from a node known to answer.
@@ -143,8 +145,6 @@ def cluster_class(cluster: Any) -> Any:
     constructor's commands parser calls; async: the parser's ``initialize``).
     """
     base = cluster.RedisCluster
-    if base in _CLUSTER_CLASSES:
-        return _CLUSTER_CLASSES[base]
 
     def __init__(self: Any, *args: Any, live: tuple[str, int] | None = None, **kwargs: Any) -> None:
         self._authstore_live = live
@@ -167,13 +167,10 @@ def cluster_class(cluster: Any) -> Any:
     members: dict[str, Any] = {"__init__": __init__}
     if not cluster.__name__.startswith("redis.asyncio"):
         members["command"] = command
-    made = _CLUSTER_CLASSES[base] = type("AuthstoreRedisCluster", (base,), members)
-    return made
+    return type("AuthstoreRedisCluster", (base,), members)
 
 
-_CLUSTER_CLASSES: dict[Any, Any] = {}
-
-
+@functools.cache
 def fresh_connection_class(base: Any) -> Any:
     """An async connection class that replaces a stale connection with a new one before
     it sends a command, so no command is ever sent twice. Without it, after a server
@@ -186,8 +183,6 @@ def fresh_connection_class(base: Any) -> Any:
     counts sends minus replies read, never below zero (a pipeline is one send and
     several replies); a disconnect resets it.
     """
-    if base in _FRESH_CLASSES:
-        return _FRESH_CLASSES[base]
 
     async def send_packed_command(self: Any, *args: Any, **kwargs: Any) -> Any:
         writer = self._writer
@@ -215,11 +210,7 @@ def fresh_connection_class(base: Any) -> Any:
         "read_response": read_response,
         "disconnect": disconnect,
     }
-    made = _FRESH_CLASSES[base] = type(f"Fresh{base.__name__}", (base,), members)
-    return made
-
-
-_FRESH_CLASSES: dict[Any, Any] = {}
+    return type(f"Fresh{base.__name__}", (base,), members)
 
 
 def closing_calls(client: Any, *, asynchronous: bool) -> list[Any]:

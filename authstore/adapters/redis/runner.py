@@ -11,6 +11,7 @@ runners write twice); what escapes it is translated once, by ``translate``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import inspect
 import logging
@@ -101,31 +102,27 @@ def pack(args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
+@functools.cache
 def driver_errors(errors: Any) -> tuple[type[Exception], ...]:
     """What the runners translate: RedisError, and every other exception class of
     ``redis.exceptions`` that is not one (RedisClusterException: "cannot be connected";
     ChildDeadlockedError: a pool used across fork(); ...), and those newer redis-py
     defines elsewhere (an event listener's failure, token credentials)."""
-    if errors not in _DRIVER_ERRORS:
-        modules = [errors]
-        for extra in ("redis.event", "redis.auth.err"):  # newer redis-py only
-            with contextlib.suppress(ImportError):
-                modules.append(importlib.import_module(extra))
-        kinds = (kind for module in modules for kind in vars(module).values())
-        _DRIVER_ERRORS[errors] = tuple(
-            dict.fromkeys(
-                kind
-                for kind in kinds
-                if isinstance(kind, type)
-                and issubclass(kind, Exception)
-                and kind.__module__.startswith("redis")
-                and (kind is errors.RedisError or not issubclass(kind, errors.RedisError))
-            )
+    modules = [errors]
+    for extra in ("redis.event", "redis.auth.err"):  # newer redis-py only
+        with contextlib.suppress(ImportError):
+            modules.append(importlib.import_module(extra))
+    kinds = (kind for module in modules for kind in vars(module).values())
+    return tuple(
+        dict.fromkeys(
+            kind
+            for kind in kinds
+            if isinstance(kind, type)
+            and issubclass(kind, Exception)
+            and kind.__module__.startswith("redis")
+            and (kind is errors.RedisError or not issubclass(kind, errors.RedisError))
         )
-    return _DRIVER_ERRORS[errors]
-
-
-_DRIVER_ERRORS: dict[Any, tuple[type[Exception], ...]] = {}
+    )
 
 
 class RedisRunner:
