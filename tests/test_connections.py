@@ -65,7 +65,7 @@ def _redis_admin(url: str) -> Any:
     """A plain redis-py client of the URL's server (its own name, not counted)."""
     import redis
 
-    from authstore.adapters.redis.execution import make_client
+    from authstore.adapters.redis.client import make_client
     from authstore.adapters.redis.settings import parse_settings
 
     settings = parse_settings(StoreURL.parse(_with(url, client_name="authstore-counter")))

@@ -62,8 +62,8 @@ def _caught(
 
 
 def _redis(runner: Any, error: BaseException) -> BaseException:
-    # redis/sync.py, aio.py, backend.py: except runner.driver_errors: raise runner._translate(e)
-    return _caught(runner.driver_errors, lambda: runner._translate(error), error)
+    # redis/sync.py, aio.py, backend.py: except runner.driver_errors: raise runner.translate(e)
+    return _caught(runner.driver_errors, lambda: runner.translate(error), error)
 
 
 def _postgres(runner: Any, error: BaseException) -> BaseException:

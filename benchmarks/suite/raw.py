@@ -343,17 +343,19 @@ class _Redis(RawDriver):
     """A request is one command's arguments, or a list of them for a MULTI pipeline."""
 
     def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
-        from authstore.adapters.redis.commands import Script
-        from authstore.adapters.redis.execution import request
+        from authstore.adapters.redis.commands import Batch, Script
 
         def requests() -> Generator[Any, Any, Any]:
             # the runners' translation: a script as EVALSHA (authstore loaded it already)
             try:
                 command = next(op)
                 while True:
-                    reply = yield (
-                        command.evalsha() if type(command) is Script else request(command)
-                    )
+                    if type(command) is Script:
+                        reply = yield command.evalsha()
+                    elif type(command) is Batch:
+                        reply = yield [call.args for call in command.calls]
+                    else:
+                        reply = yield command.args
                     command = op.send(reply)
             except StopIteration as done:
                 return done.value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 import uuid
@@ -25,7 +26,7 @@ from authstore import (
     open_totp,
 )
 from authstore.adapters.redis.backend import backend, eviction_warning
-from authstore.adapters.redis.commands import lua
+from authstore.adapters.redis.commands import Call, Lua, Script, lua
 from authstore.adapters.redis.settings import parse_settings
 from authstore.registry import StoreURL
 
@@ -129,6 +130,66 @@ def test_scripts_are_package_data_and_reload_after_flush(single_url: str, raw: r
         raw.script_flush()  # a restart or a failover forgets the scripts: NOSCRIPT
         result = cache.check_rate_limit("k", 5, 60)
         assert result.allowed and result.remaining == 3
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_driver_errors_reach_the_op_untranslated_and_leave_it_translated(
+    single_url: str, raw: redis.Redis, asynchronous: bool
+) -> None:
+    """The op protocol: a driver error is thrown into the op as the driver raised it (an
+    op may handle it); one the op lets go leaves the runner translated; a script the
+    server has not seen (NOSCRIPT) never reaches the op: the program sends it as EVAL."""
+    runner = backend.runner(backend.settings(StoreURL.parse(single_url)), asynchronous=asynchronous)
+    text = f"{_namespace()}:text"
+    raw.set(text, "not a number")
+    source = f"return ARGV[1] .. '{uuid.uuid4().hex}'".encode()  # a script new to the server
+    unseen = Lua("unseen", source, hashlib.sha1(source, usedforsecurity=False).hexdigest())
+
+    def handled() -> Any:
+        try:
+            yield Call(("INCR", text))
+        except runner.errors.ResponseError as error:
+            return type(error).__module__
+        return "no error"
+
+    def unhandled() -> Any:
+        yield Call(("INCR", text))
+
+    def scripted() -> Any:
+        reply = yield Script(unseen, (text,), ("ran",))
+        return reply
+
+    async def run_async(ops: list[Any]) -> list[Any]:
+        try:
+            return [await _outcome(runner.run(op)) for op in ops]
+        finally:
+            await runner.close()
+
+    ops = [handled(), unhandled(), scripted()]
+    if asynchronous:
+        outcomes = asyncio.run(run_async(ops))
+    else:
+        outcomes = [_outcome_sync(lambda op=op: runner.run(op)) for op in ops]
+        runner.close()
+    assert outcomes[0] == "redis.exceptions"
+    assert type(outcomes[1]) is BackendError, outcomes[1]
+    assert "redis (" in str(outcomes[1]) and "not an integer" in str(outcomes[1])
+    assert outcomes[2].startswith(b"ran"), outcomes[2]
+    raw.delete(text)
+
+
+async def _outcome(running: Any) -> Any:
+    try:
+        return await running
+    except Exception as error:
+        return error
+
+
+def _outcome_sync(run: Callable[[], Any]) -> Any:
+    try:
+        return run()
+    except Exception as error:
+        return error
 
 
 def test_ttl_from_pttl_and_server_clock(single_url: str, raw: redis.Redis) -> None:
@@ -548,7 +609,7 @@ def test_every_driver_exception_becomes_an_authstore_error(
         if not isinstance(error, runner.driver_errors):
             unmapped.append(f"{kind.__module__}.{kind.__qualname__} (not caught)")
             continue
-        translated = runner._translate(error)
+        translated = runner.translate(error)
         if not isinstance(translated, AuthStoreError):
             unmapped.append(f"{kind.__qualname__} -> {type(translated).__name__}")
         elif kind.__name__ != "NoScriptError":  # NOSCRIPT: sent again as EVAL, never raised

@@ -3,6 +3,7 @@
 Every operation is bounded by ``timeout`` on the client side as a whole (connection
 wait, connect and reply), so a frozen server gives BackendUnavailableError in time
 (``Deadlines``: one loop timer for all operations in flight, not one per operation).
+At most ``pool_size`` operations are in flight (a semaphore, per event loop).
 """
 
 from __future__ import annotations
@@ -12,40 +13,25 @@ import contextlib
 from typing import Any, TypeVar
 
 from authstore.adapters.common.deadlines import Deadlines
-from authstore.adapters.common.ops import Op
-from authstore.adapters.redis.commands import Script
-from authstore.adapters.redis.execution import (
-    RedisRunnerBase,
-    Request,
-    ScriptMissing,
+from authstore.adapters.common.ops import Op, drive_async
+from authstore.adapters.redis.client import (
     closing_calls,
-    connection_options,
-    direct_pool,
     drop_connections,
-    get_connection_args,
+    first_live,
     major_version,
     make_client,
-    pack,
-    request,
 )
+from authstore.adapters.redis.runner import RedisRunner, Request, is_cluster_client, pack
 from authstore.adapters.redis.settings import RedisSettings
-from authstore.contracts.errors import BackendUnavailableError
-from authstore.registry import require_module
 
 __all__ = ["AsyncRedisRunner"]
 
 T = TypeVar("T")
 
 
-class AsyncRedisRunner(RedisRunnerBase):
+class AsyncRedisRunner(RedisRunner):
     def __init__(self, settings: RedisSettings) -> None:
-        self._redis = require_module("redis.asyncio", "Redis", "redis")
-        super().__init__(settings, require_module("redis.exceptions", "Redis", "redis"))
-        self._client: Any = None
-        self._pool: Any = None
-        """The client's pool when commands go straight to its connections (``direct_pool``)."""
-        self._pool_args: tuple[str, ...] = ()
-        """What ``get_connection`` takes from this redis-py version (``get_connection_args``)."""
+        super().__init__(settings, "redis.asyncio")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Lock()
@@ -66,8 +52,8 @@ class AsyncRedisRunner(RedisRunnerBase):
                 if self._client is None or (self.owns_client and self._client_loop is not loop):
                     client, live = self.settings.client, None
                     if client is None:
-                        if self.cluster:
-                            live = await first_live(self._redis, self.settings)
+                        if self.cluster:  # on a thread: the caller's deadline bounds the wait
+                            live = await asyncio.to_thread(first_live, self.settings)
                         client = make_client(
                             self._redis, self.settings, asynchronous=True, live=live
                         )
@@ -77,17 +63,16 @@ class AsyncRedisRunner(RedisRunnerBase):
                         if self.owns_client:
                             drop_connections(client)
                         raise
-                    self._pool = direct_pool(client, self._redis.Redis)
-                    self._pool_args = get_connection_args(self._pool)
                     old, old_loop = self._client, self._client_loop
-                    self._client, self._client_loop = client, loop
+                    self._adopt(client)
+                    self._client_loop = loop
                     if old is not None and self.owns_client:
                         self._let_go(old, old_loop)
         return self._client
 
     async def _first_look(self, client: Any, live: tuple[str, int] | None) -> None:
         target: dict[str, Any] = {}
-        if self._is_cluster_client(client):
+        if is_cluster_client(client):
             # Learn the slot map once, before concurrent commands: redis-py
             # replaces the startup nodes' connections while others use them.
             await client.initialize()
@@ -102,8 +87,7 @@ class AsyncRedisRunner(RedisRunnerBase):
         """Close a client of another event loop: on that loop when it still runs (another
         thread), else at once, without it (a closed loop can no longer close anything)."""
         if loop is not None and loop.is_running():
-            closing = self._close_client(client)
-            asyncio.run_coroutine_threadsafe(closing, loop)
+            asyncio.run_coroutine_threadsafe(self._close_client(client), loop)
         else:
             drop_connections(client)
 
@@ -121,7 +105,9 @@ class AsyncRedisRunner(RedisRunnerBase):
             if self._slots_loop is not loop:
                 self._slots, self._slots_loop = asyncio.Semaphore(self.settings.pool_size), loop
             async with self._slots:  # at most pool_size operations in flight
-                return await self._drive(op)
+                return await drive_async(self.program(op), self._execute)
+        except self.driver_errors as error:
+            raise self.translate(error) from error
         except asyncio.CancelledError as error:
             if self._deadlines.finish(started, error):
                 raise self._late() from None
@@ -131,62 +117,35 @@ class AsyncRedisRunner(RedisRunnerBase):
         finally:
             self._deadlines.finish(started, None)
 
-    def _late(self) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"
-        )
-
-    async def _drive(self, op: Op[T]) -> T:
-        execute = self._execute
-        try:
-            command = next(op)
-            while True:
-                if type(command) is Script:
-                    try:
-                        reply = await execute(command.evalsha())
-                    except ScriptMissing:
-                        reply = await execute(command.eval())
-                else:
-                    reply = await execute(request(command))
-                command = op.send(reply)
-        except StopIteration as done:
-            value: T = done.value
-            return value
-        finally:
-            op.close()
-
     async def _execute(self, request: Request) -> Any:
-        try:
-            client = self._client
-            if client is None or (
-                self._client_loop is not asyncio.get_running_loop() and self.owns_client
-            ):
-                client = await self._client_here()  # a cluster client connects here
-            elif self._closed:
-                self._check_open()
-            if type(request) is tuple:
-                pool = self._pool
-                if pool is None:
-                    return await client.execute_command(*request)
-                packed = pack(request)
-                connection = await pool.get_connection(*self._pool_args)
-                try:
-                    await connection.send_packed_command(packed)
-                    reply = await connection.read_response()
-                finally:
-                    await pool.release(connection)
-                callback = client.response_callbacks.get(request[0])
-                return reply if callback is None else callback(reply)
-            if self._batch_one_by_one and self._is_cluster_client(client):
-                # redis-py before 6 runs an async cluster pipeline once per allowed
-                # retry, so with none (make_client) it never runs: one command at a time
-                return [await client.execute_command(*args) for args in request]
-            pipe = client.pipeline(transaction=not self._is_cluster_client(client))
-            for args in request:
-                pipe.execute_command(*args)
-            return await pipe.execute()
-        except self.driver_errors as error:
-            raise self._translate(error) from error
+        client = self._client
+        if client is None or (
+            self._client_loop is not asyncio.get_running_loop() and self.owns_client
+        ):
+            client = await self._client_here()  # a cluster client connects here
+        elif self._closed:
+            self._check_open()
+        if type(request) is tuple:
+            pool = self._pool
+            if pool is None:
+                return await client.execute_command(*request)
+            packed = pack(request)
+            connection = await pool.get_connection(*self._pool_args)
+            try:
+                await connection.send_packed_command(packed)
+                reply = await connection.read_response()
+            finally:
+                await pool.release(connection)
+            callback = client.response_callbacks.get(request[0])
+            return reply if callback is None else callback(reply)
+        if self._batch_one_by_one and is_cluster_client(client):
+            # redis-py before 6 runs an async cluster pipeline once per allowed
+            # retry, so with none (make_client) it never runs: one command at a time
+            return [await client.execute_command(*args) for args in request]
+        pipe = client.pipeline(transaction=not is_cluster_client(client))
+        for args in request:
+            pipe.execute_command(*args)
+        return await pipe.execute()
 
     async def close(self) -> None:
         self._closed = True
@@ -198,34 +157,3 @@ class AsyncRedisRunner(RedisRunnerBase):
             await self._close_client(client)
         else:
             self._let_go(client, self._client_loop)
-
-
-async def first_live(redis: Any, settings: RedisSettings) -> tuple[str, int] | None:
-    """The first startup node to answer PING, all asked at once (the caller's deadline
-    bounds the wait); None when none does (the client then reports why, itself)."""
-    hosts = list(settings.hosts)
-    if len(hosts) < 2:
-        return hosts[0] if hosts else None
-    options = connection_options(settings, asynchronous=True)
-
-    async def ping(host: str, port: int) -> tuple[str, int]:
-        client = redis.Redis(host=host, port=port, **options)
-        try:
-            await client.ping()
-        finally:  # at once, without awaiting: the others are cancelled once one answers
-            drop_connections(client)
-        return host, port
-
-    pending = {asyncio.ensure_future(ping(host, port)) for host, port in hosts}
-    try:
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task.exception() is None:
-                    return task.result()
-        return None
-    finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)

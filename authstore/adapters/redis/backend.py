@@ -2,63 +2,31 @@
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from authstore.adapters.common.stores import SharedStores
-from authstore.adapters.redis.execution import maxmemory_policies
 from authstore.adapters.redis.ops import (
     RedisCacheOps,
     RedisMagicLinkOps,
     RedisSessionOps,
     RedisTotpOps,
 )
+from authstore.adapters.redis.runner import (
+    EVICTING_POLICIES,
+    eviction_warning,
+    is_cluster_client,
+    maxmemory_policies,
+    warn_if_evicting,
+)
 from authstore.adapters.redis.settings import RedisSettings, parse_settings
 from authstore.contracts.records import StoreKind
 from authstore.registry import StoreURL, loopback_twin
 
 __all__ = ["EVICTING_POLICIES", "RedisBackend", "backend", "eviction_warning", "warn_if_evicting"]
-
-log = logging.getLogger("authstore.redis")
-
-EVICTING_POLICIES = frozenset(
-    {
-        "allkeys-lru",
-        "allkeys-lfu",
-        "allkeys-random",
-        "volatile-lru",
-        "volatile-lfu",
-        "volatile-random",
-        "volatile-ttl",
-    }
-)
-
-
-def eviction_warning(policy: str | None) -> str | None:
-    """What to tell an operator about the server's maxmemory-policy, or None when safe."""
-    if policy is None or policy not in EVICTING_POLICIES:
-        return None
-    return (
-        f"Redis maxmemory-policy is {policy}: under memory pressure the server may evict "
-        "blacklist entries, rate limiters, sessions or TOTP state (a revoked token would "
-        "be accepted again); set maxmemory-policy noeviction"
-    )
-
-
-def warn_if_evicting(policy: str | None, where: str) -> str | None:
-    """Warn (warnings and the ``authstore.redis`` logger) when ``policy`` may evict."""
-    warning = eviction_warning(policy)
-    if warning is not None:
-        warning = f"{where}: {warning}"
-        warnings.warn(warning, RuntimeWarning, stacklevel=3)
-        log.warning(warning)
-    return warning
-
 
 _OPS: dict[StoreKind, Any] = {
     StoreKind.CACHE: lambda _namespace: RedisCacheOps(),
@@ -117,7 +85,7 @@ class RedisBackend:
             info = runner.client.info("memory")
             persistence = runner.client.info("persistence")
         except runner.driver_errors as error:
-            raise runner._translate(error) from error
+            raise runner.translate(error) from error
         finally:
             runner.close()
         report = [
@@ -147,7 +115,7 @@ class RedisBackend:
         try:
             client = runner.client
             scan: dict[str, Any] = {"count": 1000}
-            if runner._is_cluster_client(client):
+            if is_cluster_client(client):
                 scan["target_nodes"] = client.PRIMARIES
             found = 0
             for pattern in self.namespace_patterns(namespace):
@@ -162,7 +130,7 @@ class RedisBackend:
                     client.unlink(*batch)
             return found
         except runner.driver_errors as error:
-            raise runner._translate(error) from error
+            raise runner.translate(error) from error
         finally:
             runner.close()
 

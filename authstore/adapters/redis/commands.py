@@ -1,8 +1,9 @@
 """What Redis operations yield to a runner: a command, a Lua script call, or a batch.
 
 Scripts are package data files (``scripts/*.lua``) shared by the sync and async
-runners; a runner calls them by EVALSHA and sends the source once when the server
-answers NOSCRIPT (after a restart, a failover or SCRIPT FLUSH).
+runners, each after the helper files (``scripts/_*.lua``) its first line includes; a
+runner calls them by EVALSHA and sends the source once when the server answers
+NOSCRIPT (after a restart, a failover or SCRIPT FLUSH).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-__all__ = ["Batch", "Call", "Command", "Lua", "Script", "lua"]
+__all__ = ["Batch", "Call", "Command", "Lua", "Script", "includes", "lua"]
 
 Arg = str | bytes | int | float
 
@@ -59,18 +60,24 @@ class Batch:
 
 Command = Call | Script | Batch
 
-_PRELUDE = "_prelude.lua"
-_FAMILIES = {"session_": "_sessions.lua", "link_": "_links.lua", "totp_": "_totp.lua"}
-"""A store's scripts share its key layout and helpers, kept in one file each."""
+INCLUDE = b"-- include:"
+"""A script's first line may name the helper files it needs, in order
+(``-- include: _prelude.lua, _sessions.lua``): shared clock, number format, key layout."""
+
+
+def includes(script: bytes) -> list[str]:
+    """The helper files a script's first line names (none without that line)."""
+    first = script.split(b"\n", 1)[0]
+    if not first.startswith(INCLUDE):
+        return []
+    return [name.strip() for name in first[len(INCLUDE) :].decode().split(",") if name.strip()]
 
 
 @cache
 def lua(name: str) -> Lua:
-    """The script ``scripts/<name>.lua`` after the shared prelude (clock, number format)
-    and its store's helpers."""
+    """The script ``scripts/<name>.lua`` after the helper files it includes."""
     folder = resources.files("authstore.adapters.redis") / "scripts"
-    parts = [_PRELUDE]
-    parts += [helpers for start, helpers in _FAMILIES.items() if name.startswith(start)]
-    parts.append(f"{name}.lua")
-    source = b"\n".join((folder / part).read_bytes() for part in parts)
+    script = (folder / f"{name}.lua").read_bytes()
+    parts = [(folder / helper).read_bytes() for helper in includes(script)]
+    source = b"\n".join([*parts, script])
     return Lua(name, source, hashlib.sha1(source, usedforsecurity=False).hexdigest())

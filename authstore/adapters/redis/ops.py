@@ -72,9 +72,6 @@ class _Health:
 class RedisCacheOps(_Health):
     """Keys arrive namespaced (``namespace:kind:key``) and are used as they are."""
 
-    def __init__(self, *, cluster: bool = False) -> None:
-        self.cluster = cluster
-
     def __repr__(self) -> str:
         return "<RedisCacheOps>"
 

@@ -2,8 +2,8 @@
 
 One server's pool waits for a free connection itself (``BlockingConnectionPool``).
 Sentinel and Cluster pools do not (above their size they fail at once with "Too many
-connections"), so on those topologies the runner lets at most ``pool_size`` operations
-in flight and makes the others wait for a slot, within ``timeout``.
+connections"), so on those topologies at most ``pool_size`` operations are in flight
+and the others wait for a slot, within ``timeout``.
 
 A cluster client does I/O of its own besides the command: at start it asks startup
 nodes for the slot map one after the other, and after an error it asks again; each
@@ -19,52 +19,28 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import queue
 import threading
-import time
-from collections.abc import Generator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op
-from authstore.adapters.redis.commands import Script
-from authstore.adapters.redis.execution import (
-    RedisRunnerBase,
-    Request,
-    ScriptMissing,
-    closing_calls,
-    connection_options,
-    direct_pool,
-    get_connection_args,
-    make_client,
-    pack,
-    request,
-)
+from authstore.adapters.common.ops import Op, drive
+from authstore.adapters.redis.client import closing_calls, first_live, make_client
+from authstore.adapters.redis.runner import RedisRunner, Request, is_cluster_client, pack
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendUnavailableError
-from authstore.registry import require_module
 
 __all__ = ["SyncRedisRunner"]
 
 T = TypeVar("T")
 
 
-class SyncRedisRunner(RedisRunnerBase):
+class SyncRedisRunner(RedisRunner):
     def __init__(self, settings: RedisSettings) -> None:
-        self._redis = require_module("redis", "Redis", "redis")
-        super().__init__(settings, require_module("redis.exceptions", "Redis", "redis"))
-        self._client: Any = None
-        self._pool: Any = None
-        """The client's pool when commands go straight to its connections (``direct_pool``)."""
-        self._pool_args: tuple[str, ...] = ()
-        """What ``get_connection`` takes from this redis-py version (``get_connection_args``)."""
+        super().__init__(settings, "redis")
         self._lock = threading.Lock()
-        topology = settings.topology
-        self._slots = (
-            threading.BoundedSemaphore(settings.pool_size)
-            if topology != "single" and self.owns_client
-            else None
-        )
-        """Operations in flight on a Sentinel or Cluster store (their pools do not wait)."""
+        self._slots = None
+        if settings.topology != "single" and self.owns_client:
+            self._slots = threading.BoundedSemaphore(settings.pool_size)
         self._suspect = self.cluster and self._slots is not None
         """A cluster store before its first success or after an availability error: its
         operations run bounded (``_bounded``)."""
@@ -80,27 +56,22 @@ class SyncRedisRunner(RedisRunnerBase):
                 if self._client is None:
                     client, live = self.settings.client, None
                     if client is None:
-                        live = first_live(self._redis, self.settings) if self.cluster else None
+                        live = first_live(self.settings) if self.cluster else None
                         client = make_client(
                             self._redis, self.settings, asynchronous=False, live=live
                         )
-                    self._first_look(client, live)
-                    self._pool = direct_pool(client, self._redis.Redis)
-                    self._pool_args = get_connection_args(self._pool)
-                    self._client = client
+                    # INFO may be disabled, or the server down: the operation will say so.
+                    # On a cluster, only the node that answered (another may be frozen).
+                    target = {} if live is None else {"target_nodes": client.get_node(*live)}
+                    with contextlib.suppress(*self.driver_errors):
+                        self._inspect(client.info("memory", **target))
+                    self._adopt(client)
         return self._client
-
-    def _first_look(self, client: Any, live: tuple[str, int] | None) -> None:
-        # INFO may be disabled, or the server down: the operation will say so. On a
-        # cluster, only the node that answered is asked (another may be frozen).
-        target = {} if live is None else {"target_nodes": client.get_node(*live)}
-        with contextlib.suppress(*self.driver_errors):
-            self._inspect(client.info("memory", **target))
 
     def run(self, op: Op[T]) -> T:
         slots = self._slots
         if slots is None:
-            return self._drive(op)
+            return self._drive(op, self._execute)
         if not slots.acquire(timeout=self.settings.timeout):
             raise BackendUnavailableError(
                 f"redis ({self.settings.display}): no connection free within "
@@ -109,7 +80,7 @@ class SyncRedisRunner(RedisRunnerBase):
         handed_over = False
         try:
             if not self._suspect:
-                return self._drive(op)
+                return self._drive(op, self._execute)
             handed_over = True
             return self._bounded(op, slots)
         except BackendUnavailableError:
@@ -118,6 +89,12 @@ class SyncRedisRunner(RedisRunnerBase):
         finally:
             if not handed_over:
                 slots.release()
+
+    def _drive(self, op: Op[T], execute: Callable[[Request], Any]) -> T:
+        try:
+            return drive(self.program(op), execute)
+        except self.driver_errors as error:
+            raise self.translate(error) from error
 
     def _bounded(self, op: Op[T], slots: threading.BoundedSemaphore) -> T:
         """Run ``op`` on a worker thread, which gives its slot back when done; wait for it
@@ -133,9 +110,14 @@ class SyncRedisRunner(RedisRunnerBase):
             workers = self._workers
         late = threading.Event()
 
+        def execute_in_time(request: Request) -> Any:
+            if late.is_set():  # the caller has given up: what is not sent yet never is
+                raise self._late()
+            return self._execute(request)
+
         def work() -> T:
             try:
-                value = self._drive(_unless(op, late, self._late))
+                value = self._drive(op, execute_in_time)
                 self._suspect = False
                 return value
             finally:
@@ -155,52 +137,25 @@ class SyncRedisRunner(RedisRunnerBase):
                 slots.release()
             raise self._late() from None
 
-    def _late(self) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"
-        )
-
-    def _drive(self, op: Op[T]) -> T:
-        execute = self._execute
-        try:
-            command = next(op)
-            while True:
-                if type(command) is Script:
-                    try:
-                        reply = execute(command.evalsha())
-                    except ScriptMissing:
-                        reply = execute(command.eval())
-                else:
-                    reply = execute(request(command))
-                command = op.send(reply)
-        except StopIteration as done:
-            value: T = done.value
-            return value
-        finally:
-            op.close()
-
     def _execute(self, request: Request) -> Any:
-        try:
-            client = self.client  # a cluster client connects here: it can be down
-            if type(request) is tuple:
-                pool = self._pool
-                if pool is None:
-                    return client.execute_command(*request)
-                packed = pack(request)
-                connection = pool.get_connection(*self._pool_args)
-                try:
-                    connection.send_packed_command((packed,))
-                    reply = connection.read_response()
-                finally:
-                    pool.release(connection)
-                callback = client.response_callbacks.get(request[0])
-                return reply if callback is None else callback(reply)
-            pipe = client.pipeline(transaction=not self._is_cluster_client(client))
-            for args in request:
-                pipe.execute_command(*args)
-            return pipe.execute()
-        except self.driver_errors as error:
-            raise self._translate(error) from error
+        client = self.client  # a cluster client connects here: it can be down
+        if type(request) is tuple:
+            pool = self._pool
+            if pool is None:
+                return client.execute_command(*request)
+            packed = pack(request)
+            connection = pool.get_connection(*self._pool_args)
+            try:
+                connection.send_packed_command((packed,))
+                reply = connection.read_response()
+            finally:
+                pool.release(connection)
+            callback = client.response_callbacks.get(request[0])
+            return reply if callback is None else callback(reply)
+        pipe = client.pipeline(transaction=not is_cluster_client(client))
+        for args in request:
+            pipe.execute_command(*args)
+        return pipe.execute()
 
     def close(self) -> None:
         with self._lock:
@@ -213,50 +168,3 @@ class SyncRedisRunner(RedisRunnerBase):
         if client is not None and self.owns_client:
             for close in closing_calls(client, asynchronous=False):
                 close()
-
-
-def _unless(op: Op[T], late: threading.Event, error: Any) -> Generator[Any, Any, T]:
-    """``op``, which stops before its next command once ``late`` is set (its caller has
-    given up: what it has not sent yet is never sent)."""
-    try:
-        command = next(op)
-        while True:
-            if late.is_set():
-                raise error()
-            reply = yield command
-            command = op.send(reply)
-    except StopIteration as done:
-        value: T = done.value
-        return value
-    finally:
-        op.close()
-
-
-def first_live(redis: Any, settings: RedisSettings) -> tuple[str, int] | None:
-    """The first startup node to answer PING, all asked at once (one thread each), within
-    ``timeout``; None when none does (the client then reports why, itself)."""
-    hosts = list(settings.hosts)
-    if len(hosts) < 2:
-        return hosts[0] if hosts else None
-    options = connection_options(settings, asynchronous=False)
-    answers: queue.SimpleQueue[tuple[str, int] | None] = queue.SimpleQueue()
-
-    def ping(host: str, port: int) -> None:
-        try:
-            with redis.Redis(host=host, port=port, **options) as client:
-                client.ping()
-            answers.put((host, port))
-        except Exception:  # any failure: not this one
-            answers.put(None)
-
-    for host, port in hosts:
-        threading.Thread(target=ping, args=(host, port), daemon=True).start()
-    deadline = time.monotonic() + settings.timeout
-    for _ in hosts:
-        try:
-            answer = answers.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            return None
-        if answer is not None:
-            return answer
-    return None

@@ -1,4 +1,4 @@
--- Shared by every authstore script (prepended when the script is loaded).
+-- Shared by every authstore script that includes it (its first line names it).
 -- Times are epoch seconds read from the server's own clock (TIME), never the client's.
 -- A number passed to redis.call() is stored with 17 significant digits (exact), but a
 -- Lua number in a reply becomes an integer: times leave a script in microseconds.

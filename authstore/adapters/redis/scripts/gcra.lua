@@ -1,3 +1,4 @@
+-- include: _prelude.lua
 -- KEYS[1] limiter; ARGV: limit, window (s), cost, window slack (window * (1 + EPSILON)).
 -- Mirrors ratelimit.step_gcra: the state is an anchor instant plus whole units, so
 -- no float drift accumulates. Returns {allowed, anchor, units, now}. The state is

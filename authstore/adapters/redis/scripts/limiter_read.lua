@@ -1,3 +1,4 @@
+-- include: _prelude.lua
 -- KEYS[1] limiter; ARGV[1] its algorithm ('f', 's' or 'g'). Reads the state the
 -- limiter scripts keep, writing nothing. Fixed window: {1, count, ms left} (the
 -- window's end relative to now); sliding: {1, previous, current, start, now in us};

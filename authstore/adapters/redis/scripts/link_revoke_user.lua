@@ -1,2 +1,3 @@
+-- include: _prelude.lua, _links.lua
 -- ARGV: prefix, user. How many usable links were revoked.
 return revoke_unused(ARGV[2], clock())

@@ -1,3 +1,4 @@
+-- include: _prelude.lua
 -- KEYS[1] an instant (blacklist entry, user revocation); ARGV: at (epoch seconds,
 -- '' = the server's now), ttl in ms ('' = forever).
 -- The instant only moves forward and the entry only ever lives longer: a second,

@@ -1,3 +1,4 @@
+-- include: _prelude.lua
 -- KEYS[1] limiter; ARGV: limit slack (limit * (1 + EPSILON)), window (s), cost.
 -- Mirrors ratelimit.step_sliding_window (aligned windows, weighted previous count).
 -- Returns {allowed, previous, current, current window start, now}. A refused hit

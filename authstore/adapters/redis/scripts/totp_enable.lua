@@ -1,3 +1,4 @@
+-- include: _prelude.lua, _totp.lua
 -- The pending secret becomes the secret. 0 when nothing is pending.
 local pending = redis.call('HGET', state, 'pending')
 if not pending then

@@ -1,3 +1,4 @@
+-- include: _totp.lua
 -- {fields..., backup codes left, {unused code hashes in the order given}} or false.
 if redis.call('EXISTS', state) == 0 then
   return false

@@ -1,3 +1,4 @@
+-- include: _totp.lua
 -- ARGV: the new code hashes (possibly none). Codes belong to a TOTP state: a user
 -- without one (never enrolled, or disabled) gets none.
 redis.call('DEL', codes, order)

@@ -1,3 +1,4 @@
+-- include: _prelude.lua, _totp.lua
 -- ARGV: secret (ciphertext bytes).
 local now = clock()
 redis.call('HSETNX', state, 'created', now)

@@ -1,0 +1,242 @@
+"""What the sync and async Redis runners share: the program, requests, errors, warnings.
+
+An operation yields ``Call``, ``Script`` and ``Batch`` (``commands``). Its program
+(``RedisRunner.program``) turns each into a request, one command's arguments or a list
+of them for a pipeline; a script goes as EVALSHA and, when the server has not seen it
+(NOSCRIPT: a restart, a failover, SCRIPT FLUSH), again as EVAL, which also loads it.
+``drive`` runs the program with the runner's ``execute`` (the one thing the two
+runners write twice); what escapes it is translated once, by ``translate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import logging
+import warnings
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+from authstore.adapters.common.ops import Op
+from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
+from authstore.adapters.redis.commands import Batch, Call, Script
+from authstore.adapters.redis.settings import RedisSettings
+from authstore.contracts.errors import BackendError, BackendUnavailableError, StoreClosedError
+from authstore.registry import require_module
+
+__all__ = ["RedisRunner", "Request", "eviction_warning", "is_cluster_client", "warn_if_evicting"]
+
+T = TypeVar("T")
+log = logging.getLogger("authstore.redis")
+
+Request = tuple[Any, ...] | list[tuple[Any, ...]]
+"""One command's arguments, or a pipeline's commands."""
+
+_UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS")
+"""Error replies that mean "not now" (a failover, a restart) rather than "wrong"."""
+
+EVICTING_POLICIES = frozenset(
+    f"{keys}-{how}" for keys in ("allkeys", "volatile") for how in ("lru", "lfu", "random")
+) | {"volatile-ttl"}
+
+
+def eviction_warning(policy: str | None) -> str | None:
+    """What to tell an operator about the server's maxmemory-policy, or None when safe."""
+    if policy is None or policy not in EVICTING_POLICIES:
+        return None
+    return (
+        f"Redis maxmemory-policy is {policy}: under memory pressure the server may evict "
+        "blacklist entries, rate limiters, sessions or TOTP state (a revoked token would "
+        "be accepted again); set maxmemory-policy noeviction"
+    )
+
+
+def warn_if_evicting(policy: str | None, where: str) -> str | None:
+    """Warn (warnings and the ``authstore.redis`` logger) when ``policy`` may evict."""
+    warning = eviction_warning(policy)
+    if warning is not None:
+        warning = f"{where}: {warning}"
+        warnings.warn(warning, RuntimeWarning, stacklevel=3)
+        log.warning(warning)
+    return warning
+
+
+def maxmemory_policies(info: Any) -> set[str]:
+    """The maxmemory-policy in an INFO memory answer (a cluster answers per node)."""
+    if not isinstance(info, dict):
+        return set()
+    if "maxmemory_policy" in info:
+        return {str(info["maxmemory_policy"])}
+    nodes = [node for node in info.values() if isinstance(node, dict)]
+    return {str(node["maxmemory_policy"]) for node in nodes if "maxmemory_policy" in node}
+
+
+def is_cluster_client(client: Any) -> bool:
+    return any(kind.__name__ == "RedisCluster" for kind in type(client).__mro__)
+
+
+def pack(args: tuple[Any, ...]) -> bytes:
+    """One command in the Redis protocol (RESP), as redis-py's encoder writes it: text as
+    UTF-8, numbers as their repr; one buffer, sent with one write."""
+    parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
+    for arg in args:
+        kind = type(arg)
+        if kind is str:
+            data = arg.encode()
+        elif kind is bytes:
+            data = arg
+        elif kind is int or kind is float:
+            data = repr(arg).encode()
+        elif isinstance(arg, str):
+            data = str(arg).encode()
+        elif isinstance(arg, bytes | bytearray | memoryview):
+            data = bytes(arg)
+        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+            data = repr(float(arg) if isinstance(arg, float) else int(arg)).encode()
+        else:
+            raise TypeError(f"a Redis command argument is {kind.__name__}: {arg!r}")
+        append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+@functools.cache
+def driver_errors(errors: Any) -> tuple[type[Exception], ...]:
+    """What the runners translate: RedisError, and every other exception class of
+    ``redis.exceptions`` that is not one (RedisClusterException: "cannot be connected";
+    ChildDeadlockedError: a pool used across fork(); ...), and those newer redis-py
+    defines elsewhere (an event listener's failure, token credentials)."""
+    modules = [errors]
+    for extra in ("redis.event", "redis.auth.err"):  # newer redis-py only
+        with contextlib.suppress(ImportError):
+            modules.append(importlib.import_module(extra))
+    kinds = (kind for module in modules for kind in vars(module).values())
+    return tuple(
+        dict.fromkeys(
+            kind
+            for kind in kinds
+            if isinstance(kind, type)
+            and issubclass(kind, Exception)
+            and kind.__module__.startswith("redis")
+            and (kind is errors.RedisError or not issubclass(kind, errors.RedisError))
+        )
+    )
+
+
+class RedisRunner:
+    """Settings, the client and how commands go to it, the driver's errors and how they
+    become ours. A subclass holds the client and writes ``execute`` and ``run``."""
+
+    def __init__(self, settings: RedisSettings, module: str) -> None:
+        self.settings = settings
+        self._redis = require_module(module, "Redis", "redis")
+        self.errors = require_module("redis.exceptions", "Redis", "redis")
+        """``redis.exceptions``: the driver's errors (shared by its sync and async APIs)."""
+        self.driver_errors = driver_errors(self.errors)
+        self.cluster = settings.topology == "cluster"
+        self._closed = False
+        self._client: Any = None
+        self._pool: Any = None
+        """The client's pool when commands go straight to its connections (``_adopt``)."""
+        self._pool_args: tuple[str, ...] = ()
+        """What ``get_connection`` takes: redis-py before 5.3 requires a command name
+        (its pools ignore it); later releases warn when one is passed."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.settings.display} db={self.settings.db}>"
+
+    @property
+    def owns_client(self) -> bool:
+        return self.settings.client is None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("this Redis store is closed")
+
+    def _late(self) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"redis ({self.settings.display}): no answer within {self.settings.timeout:g} s"
+        )
+
+    def _inspect(self, info: Any) -> None:
+        """At first use: warn when the server may evict security state under memory
+        pressure (an evicted blacklist entry or limiter is a security hole)."""
+        for policy in maxmemory_policies(info):
+            warn_if_evicting(policy, self.settings.display)
+
+    def _adopt(self, client: Any) -> None:
+        """Use ``client``, straight through its pool when it is a plain client (one
+        server, or a Sentinel's master): take a connection, write the packed command,
+        read the reply, give the connection back. That is ``execute_command`` without
+        its per-call retry closure, metrics hooks and argument re-encoding (tens of
+        microseconds); the connection still applies its timeout and drops itself on an
+        error mid-command, and replies still go through the client's callbacks. A
+        cluster client, a single-connection client or one with a client-side cache
+        keeps ``execute_command``."""
+        pool = None
+        if isinstance(client, self._redis.Redis) and getattr(client, "connection", None) is None:
+            pool = client.connection_pool
+            pool = None if getattr(pool, "cache", None) is not None else pool
+        self._pool, self._pool_args = pool, ()
+        if pool is not None:
+            parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+            if parameter is not None and parameter.default is inspect.Parameter.empty:
+                self._pool_args = ("",)
+        self._client = client
+
+    def program(self, op: Op[T]) -> Generator[Request, Any, T]:
+        """``op`` as requests; a driver error goes back into ``op`` as it is, save the
+        NOSCRIPT of an EVALSHA, answered by sending the script itself."""
+        no_script = self.errors.NoScriptError
+        try:
+            command = next(op)
+            while True:
+                kind = type(command)
+                try:
+                    if kind is Call:
+                        reply = yield command.args
+                    elif kind is Script:
+                        try:
+                            reply = yield command.evalsha()
+                        except no_script:
+                            reply = yield command.eval()
+                    elif kind is Batch:
+                        reply = yield [call.args for call in command.calls]
+                    else:
+                        raise TypeError(f"a Redis operation yielded {command!r}")
+                except GeneratorExit:
+                    raise
+                except BaseException as error:
+                    command = op.throw(error)
+                else:
+                    command = op.send(reply)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        finally:
+            op.close()
+
+    def translate(self, error: BaseException) -> BackendError:
+        """A driver error (one of ``driver_errors``) as authstore's, the password hidden."""
+        errors = self.errors
+        text = str(error).strip() or type(error).__name__
+        for secret in self.settings.secrets:
+            text = text.replace(secret, "***")
+        if isinstance(error, errors.AuthenticationError | errors.NoPermissionError):
+            return refused(AUTHENTICATION, "redis", self.settings.display, text)
+        if isinstance(error, errors.ConnectionError) and tls_failure(error):
+            return refused(TLS, "redis", self.settings.display, text)
+        unavailable: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError)
+        unavailable += (errors.ConnectionError, errors.TimeoutError, errors.ReadOnlyError)
+        unavailable += (errors.ClusterError, errors.MasterDownError, errors.TryAgainError)
+        unavailable += (errors.SlotNotCoveredError,)
+        message = f"redis ({self.settings.display}): {text}"
+        if (
+            isinstance(error, unavailable)
+            or text.startswith(_UNAVAILABLE_REPLIES)
+            or (isinstance(error, errors.RedisClusterException) and "cannot be connected" in text)
+        ):
+            return BackendUnavailableError(message)
+        return BackendError(message)
