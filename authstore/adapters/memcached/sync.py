@@ -21,16 +21,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.common.sockets import socket_readable
-from authstore.adapters.memcached.runner import (
-    METHODS,
-    Call,
-    MemcachedRunnerBase,
-    Plan,
-    Ring,
-    route,
-)
+from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
@@ -111,40 +104,24 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
             self._local.held = held
         return held.clients
 
-    def run(self, op: Op[T]) -> T:
-        ring = self._ring
-        assert ring is not None
-        call = self._call
-        try:
-            command = next(op)  # the argument checks run here, before any I/O
-            self._check_open()
-            clients = self._clients or self._thread_clients()
-            while True:
-                routed = route(command, ring)
-                if isinstance(routed, Plan):
-                    reply = routed.answer([call(clients, one) for one in routed.calls])
-                else:
-                    reply = call(clients, routed)
-                command = op.send(reply)
-        except StopIteration as done:
-            value: T = done.value
-            return value
-        finally:
-            op.close()
+    def _ready(self) -> None:
+        if not self._clients:
+            self._thread_clients()
 
-    def _call(self, clients: dict[str, Any], call: Call) -> Any:
-        server = call.server
+    def run(self, op: Op[T]) -> T:
         try:
-            if not self._locks:
-                return self._invoke(clients[server], call)
-            lock = self._locks.get(server)
-            if lock is None:
-                return self._invoke(clients[server], call)
-            with lock:  # the check too: another thread's reply may be on its way
-                return self._invoke(clients[server], call)
+            return drive(self.program(op), self._call)
         except self._driver_errors as error:
-            unavailable = isinstance(error, self._unavailable)
-            raise self._error(error, unavailable=unavailable) from error
+            raise self._translated(error) from error
+
+    def _call(self, call: Call) -> Any:
+        server = call.server
+        clients = self._clients or self._thread_clients()
+        lock = self._locks.get(server) if self._locks else None
+        if lock is None:
+            return self._invoke(clients[server], call)
+        with lock:  # the check too: another thread's reply may be on its way
+            return self._invoke(clients[server], call)
 
     def _invoke(self, client: Any, call: Call) -> Any:
         """The call, on a connection checked first: an idle memcached connection is
