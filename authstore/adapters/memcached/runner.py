@@ -14,6 +14,7 @@ where a revocation would silently be missing and a rate limit would start over.
 from __future__ import annotations
 
 import collections
+import typing
 from collections.abc import Generator, Iterable
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
@@ -37,17 +38,7 @@ C = TypeVar("C")
 T = TypeVar("T")
 
 Method = Literal["get", "gets", "set", "add", "cas", "set_many", "delete", "touch", "version"]
-METHODS: tuple[Method, ...] = (
-    "get",
-    "gets",
-    "set",
-    "add",
-    "cas",
-    "set_many",
-    "delete",
-    "touch",
-    "version",
-)
+METHODS: tuple[Method, ...] = typing.get_args(Method)
 
 
 class Call(NamedTuple):
