@@ -12,8 +12,11 @@ the few operations that use a transaction). The program:
   connection (not a timeout) is sent once more: its failure made the driver drop the
   pool's stale connections. A write is never sent twice;
 - creates the collections' indexes before the first command of the runner;
-- translates what it throws into the operation (ops speak ``DuplicateKey``/``Conflict``)
-  and keeps the transaction state in ``Run``.
+- keeps the transaction state in ``Run``, and translates a driver error before
+  throwing it into the operation: MongoDB ops speak ``DuplicateKey`` and ``Conflict``
+  (a duplicate key also arrives in a write's reply, see ``check_reply``), and telling
+  a conflict from an outage (the driver labels a network error in a transaction as
+  transient too) needs the driver's error classes, which ops do not import.
 
 An operation that ends inside its transaction (a timeout, a cancellation, an error raised
 in it) has its session killed on the server in the background (``killSessions``, which
