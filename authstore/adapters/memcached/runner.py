@@ -4,11 +4,12 @@ command becomes calls to those servers, and how driver errors become authstore's
 ``MemcachedRunnerBase.program`` wraps an operation: ``route`` turns each command it
 yields into per-server ``Call``s (a multi-key read is one call per server holding some
 of the keys), which ``drive``/``drive_async`` hand to the runner's driver one by one;
-their answers go back in as the command's. Keys go to servers by rendezvous hashing over ``host:port`` names,
-pymemcache HashClient's own scheme, so sync and async stores (and a HashClient of
-the same servers) agree on where every key lives. A server that is down is never
-dropped from the ring: its keys fail (closed) instead of moving to another server,
-where a revocation would silently be missing and a rate limit would start over.
+their answers go back in as the command's. Keys go to servers by rendezvous hashing
+over ``host:port`` names, pymemcache HashClient's own scheme, so sync and async stores
+(and a HashClient of the same servers) agree on where every key lives. A server that
+is down is never dropped from the ring: its keys fail (closed) instead of moving to
+another server, where a revocation would silently be missing and a rate limit would
+start over.
 """
 
 from __future__ import annotations
