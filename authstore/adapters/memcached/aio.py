@@ -97,7 +97,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         """One call; the operation as a whole is bounded by ``timeout`` (``run``)."""
         client = self._clients[call.server]
         try:
-            return await self._methods[call.method](client, call, *call.args)
+            return await self._methods[call.method](client, *call.args)
         except BaseException:
             # a driver error, or cut short (timed out or cancelled) mid-call: closing the
             # idle connections closes the one this call used too
@@ -110,7 +110,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     # One method per Call.method: the aiomcache call and nothing else.
 
-    async def _get(self, client: Any, call: Call, keys: list[str]) -> dict[str, Any]:
+    async def _get(self, client: Any, keys: list[str]) -> dict[str, Any]:
         if len(keys) == 1:
             key = keys[0]
             value = await client.get(key.encode())
@@ -120,7 +120,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
             key: (value, None) for key, value in zip(keys, values, strict=True) if value is not None
         }
 
-    async def _gets(self, client: Any, call: Call, keys: list[str]) -> dict[str, Any]:
+    async def _gets(self, client: Any, keys: list[str]) -> dict[str, Any]:
         found = {}
         for key in keys:
             value, token = await client.gets(key.encode())
@@ -128,35 +128,27 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
                 found[key] = (value, token)
         return found
 
-    async def _set(
-        self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object
-    ) -> bool:
-        self._stored(await client.set(key.encode(), value, exp), call)
+    async def _set(self, client: Any, key: str, value: bytes, exp: int, _: object) -> bool:
+        self._stored(await client.set(key.encode(), value, exp), "set")
         return True
 
-    async def _add(
-        self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object
-    ) -> bool:
+    async def _add(self, client: Any, key: str, value: bytes, exp: int, _: object) -> bool:
         return bool(await client.add(key.encode(), value, exp))
 
-    async def _cas(
-        self, client: Any, call: Call, key: str, value: bytes, exp: int, token: object
-    ) -> bool:
+    async def _cas(self, client: Any, key: str, value: bytes, exp: int, token: object) -> bool:
         return bool(await client.cas(key.encode(), value, token, exp))
 
-    async def _set_many(
-        self, client: Any, call: Call, items: list[tuple[str, bytes]], exp: int
-    ) -> None:
+    async def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         for key, value in items:
-            self._stored(await client.set(key.encode(), value, exp), call)
+            self._stored(await client.set(key.encode(), value, exp), "set_many")
 
-    async def _delete(self, client: Any, call: Call, key: str) -> bool:
+    async def _delete(self, client: Any, key: str) -> bool:
         return bool(await client.delete(key.encode()))
 
-    async def _touch(self, client: Any, call: Call, key: str, exp: int) -> bool:
+    async def _touch(self, client: Any, key: str, exp: int) -> bool:
         return bool(await client.touch(key.encode(), exp))
 
-    async def _version(self, client: Any, call: Call) -> None:
+    async def _version(self, client: Any) -> None:
         await client.version()
 
     async def close(self) -> None:

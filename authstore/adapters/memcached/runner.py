@@ -225,6 +225,6 @@ class MemcachedRunnerBase(Generic[C]):
         return kind(f"memcached {what} at {self.settings.display}: {text}")
 
     @staticmethod
-    def _stored(answer: object, call: Call) -> None:
+    def _stored(answer: object, method: Method) -> None:
         if answer is not True:
-            raise BackendError(f"memcached did not store ({call.method})")
+            raise BackendError(f"memcached did not store ({method})")

@@ -134,39 +134,37 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         sock = getattr(client, "sock", None)
         if sock is not None and socket_readable(sock):
             client.close()
-        return self._methods[call.method](client, call, *call.args)
+        return self._methods[call.method](client, *call.args)
 
     # One method per Call.method: the pymemcache call and nothing else.
 
-    def _get(self, client: Any, call: Call, keys: list[str]) -> dict[str, tuple[Any, None]]:
+    def _get(self, client: Any, keys: list[str]) -> dict[str, tuple[Any, None]]:
         return {key: (value, None) for key, value in client.get_many(keys).items()}
 
-    def _gets(self, client: Any, call: Call, keys: list[str]) -> dict[str, tuple[Any, Any]]:
+    def _gets(self, client: Any, keys: list[str]) -> dict[str, tuple[Any, Any]]:
         return dict(client.gets_many(keys))
 
-    def _set(self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object) -> bool:
-        self._stored(client.set(key, value, expire=exp, noreply=False), call)
+    def _set(self, client: Any, key: str, value: bytes, exp: int, _: object) -> bool:
+        self._stored(client.set(key, value, expire=exp, noreply=False), "set")
         return True
 
-    def _add(self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object) -> bool:
+    def _add(self, client: Any, key: str, value: bytes, exp: int, _: object) -> bool:
         return client.add(key, value, expire=exp, noreply=False) is True
 
-    def _cas(
-        self, client: Any, call: Call, key: str, value: bytes, exp: int, token: object
-    ) -> bool:
+    def _cas(self, client: Any, key: str, value: bytes, exp: int, token: object) -> bool:
         return client.cas(key, value, token, expire=exp, noreply=False) is True
 
-    def _set_many(self, client: Any, call: Call, items: list[tuple[str, bytes]], exp: int) -> None:
+    def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         if client.set_many(dict(items), expire=exp, noreply=False):
             raise BackendError("memcached did not store every item of a batch")
 
-    def _delete(self, client: Any, call: Call, key: str) -> bool:
+    def _delete(self, client: Any, key: str) -> bool:
         return client.delete(key, noreply=False) is True
 
-    def _touch(self, client: Any, call: Call, key: str, exp: int) -> bool:
+    def _touch(self, client: Any, key: str, exp: int) -> bool:
         return client.touch(key, expire=exp, noreply=False) is True
 
-    def _version(self, client: Any, call: Call) -> None:
+    def _version(self, client: Any) -> None:
         client.version()
 
     def close(self) -> None:
