@@ -266,9 +266,9 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     sync_call, async_call = SyncMemcachedRunner._call, AsyncMemcachedRunner._call
 
-    def counting(self: Any, clients: Any, call: Any) -> Any:
+    def counting(self: Any, call: Any) -> Any:
         seen.append(call.method)
-        return sync_call(self, clients, call)
+        return sync_call(self, call)
 
     async def counting_async(self: Any, call: Any) -> Any:
         seen.append(call.method)

@@ -19,16 +19,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.deadlines import Deadlines
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Op, drive_async
 from authstore.adapters.common.sockets import socket_readable
-from authstore.adapters.memcached.runner import (
-    METHODS,
-    Call,
-    MemcachedRunnerBase,
-    Plan,
-    Ring,
-    route,
-)
+from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
@@ -87,44 +80,28 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         }
 
     async def run(self, op: Op[T]) -> T:
-        ring = self._ring
-        assert ring is not None
-        call = self._call
-        started = None
+        started = self._deadlines.start()
         try:
-            command = next(op)  # the argument checks run here, before any I/O
-            self._check_open()
-            self._ready()
-            started = self._deadlines.start()
-            while True:
-                routed = route(command, ring)
-                if isinstance(routed, Plan):
-                    reply = routed.answer([await call(one) for one in routed.calls])
-                else:
-                    reply = await call(routed)
-                command = op.send(reply)
-        except StopIteration as done:
-            value: T = done.value
-            return value
+            return await drive_async(self.program(op), self._call)
         except asyncio.CancelledError as error:
             if self._deadlines.finish(started, error):
                 late = TimeoutError(f"no answer within {self.settings.timeout:g} s")
                 raise self._error(late, unavailable=True) from None
             raise
+        except self._driver_errors as error:
+            raise self._translated(error) from error
         finally:
             self._deadlines.finish(started, None)
-            op.close()
 
     async def _call(self, call: Call) -> Any:
         """One call; the operation as a whole is bounded by ``timeout`` (``run``)."""
         client = self._clients[call.server]
         try:
-            return await self._methods[call.method](client, call, *call.args)
-        except self._driver_errors as error:
-            await client.close()  # closes idle connections: the one this call used too
-            raise self._error(error, unavailable=self._is_unavailable(error)) from error
+            return await self._methods[call.method](client, *call.args)
         except BaseException:
-            await client.close()  # cut short (timed out or cancelled) mid-call
+            # a driver error, or cut short (timed out or cancelled) mid-call: closing the
+            # idle connections closes the one this call used too
+            await client.close()
             raise
 
     def _is_unavailable(self, error: BaseException) -> bool:
@@ -133,7 +110,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     # One method per Call.method: the aiomcache call and nothing else.
 
-    async def _get(self, client: Any, call: Call, keys: list[str]) -> dict[str, Any]:
+    async def _get(self, client: Any, keys: list[str]) -> dict[str, Any]:
         if len(keys) == 1:
             key = keys[0]
             value = await client.get(key.encode())
@@ -143,7 +120,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
             key: (value, None) for key, value in zip(keys, values, strict=True) if value is not None
         }
 
-    async def _gets(self, client: Any, call: Call, keys: list[str]) -> dict[str, Any]:
+    async def _gets(self, client: Any, keys: list[str]) -> dict[str, Any]:
         found = {}
         for key in keys:
             value, token = await client.gets(key.encode())
@@ -151,35 +128,27 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
                 found[key] = (value, token)
         return found
 
-    async def _set(
-        self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object
-    ) -> bool:
-        self._stored(await client.set(key.encode(), value, exp), call)
+    async def _set(self, client: Any, key: str, value: bytes, exp: int, _: object) -> bool:
+        self._stored(await client.set(key.encode(), value, exp), "set")
         return True
 
-    async def _add(
-        self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object
-    ) -> bool:
+    async def _add(self, client: Any, key: str, value: bytes, exp: int, _: object) -> bool:
         return bool(await client.add(key.encode(), value, exp))
 
-    async def _cas(
-        self, client: Any, call: Call, key: str, value: bytes, exp: int, token: object
-    ) -> bool:
+    async def _cas(self, client: Any, key: str, value: bytes, exp: int, token: object) -> bool:
         return bool(await client.cas(key.encode(), value, token, exp))
 
-    async def _set_many(
-        self, client: Any, call: Call, items: list[tuple[str, bytes]], exp: int
-    ) -> None:
+    async def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         for key, value in items:
-            self._stored(await client.set(key.encode(), value, exp), call)
+            self._stored(await client.set(key.encode(), value, exp), "set_many")
 
-    async def _delete(self, client: Any, call: Call, key: str) -> bool:
+    async def _delete(self, client: Any, key: str) -> bool:
         return bool(await client.delete(key.encode()))
 
-    async def _touch(self, client: Any, call: Call, key: str, exp: int) -> bool:
+    async def _touch(self, client: Any, key: str, exp: int) -> bool:
         return bool(await client.touch(key.encode(), exp))
 
-    async def _version(self, client: Any, call: Call) -> None:
+    async def _version(self, client: Any) -> None:
         await client.version()
 
     async def close(self) -> None:

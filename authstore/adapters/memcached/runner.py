@@ -1,21 +1,25 @@
 """What the pymemcache and aiomcache runners share: which server holds a key, how a
 command becomes calls to those servers, and how driver errors become authstore's.
 
-``route`` turns an operation's command into per-server ``Call``s (a multi-key read
-is one call per server holding some of the keys); a runner drives the operation,
-performs each call with its driver and sends the answer back in. Keys go to servers by rendezvous hashing over ``host:port`` names,
-pymemcache HashClient's own scheme, so sync and async stores (and a HashClient of
-the same servers) agree on where every key lives. A server that is down is never
-dropped from the ring: its keys fail (closed) instead of moving to another server,
-where a revocation would silently be missing and a rate limit would start over.
+``MemcachedRunnerBase.program`` wraps an operation: ``route`` turns each command it
+yields into per-server ``Call``s (a multi-key read is one call per server holding some
+of the keys), which ``drive``/``drive_async`` hand to the runner's driver one by one;
+their answers go back in as the command's. Keys go to servers by rendezvous hashing
+over ``host:port`` names, pymemcache HashClient's own scheme, so sync and async stores
+(and a HashClient of the same servers) agree on where every key lives. A server that
+is down is never dropped from the ring: its keys fail (closed) instead of moving to
+another server, where a revocation would silently be missing and a rate limit would
+start over.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+import typing
+from collections.abc import Generator, Iterable
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
+from authstore.adapters.common.ops import Op
 from authstore.adapters.memcached.commands import (
     Command,
     Delete,
@@ -32,19 +36,10 @@ from authstore.registry import require_module
 __all__ = ["Call", "MemcachedRunnerBase", "Method", "Plan", "route"]
 
 C = TypeVar("C")
+T = TypeVar("T")
 
 Method = Literal["get", "gets", "set", "add", "cas", "set_many", "delete", "touch", "version"]
-METHODS: tuple[Method, ...] = (
-    "get",
-    "gets",
-    "set",
-    "add",
-    "cas",
-    "set_many",
-    "delete",
-    "touch",
-    "version",
-)
+METHODS: tuple[Method, ...] = typing.get_args(Method)
 
 
 class Call(NamedTuple):
@@ -93,10 +88,9 @@ _new = tuple.__new__
 
 
 def route(command: Command, ring: Ring) -> Call | Plan:
-    """The driver call a command takes, or its plan of several calls. A runner drives the
-    operation itself and performs what this gives: the common commands (a store, a
-    one-key read) are one ``Call`` made here without a plan, whose answer the operation
-    receives as it is."""
+    """The driver call a command takes, or its plan of several calls: the common
+    commands (a store, a one-key read) are one ``Call`` made here without a plan, whose
+    answer the operation receives as it is."""
     if type(command) is Store:
         key = command.key
         args = (key, command.value, command.exptime, command.token)
@@ -158,7 +152,11 @@ def _answer(command: object, answers: list[Any]) -> Any:
 
 
 class MemcachedRunnerBase(Generic[C]):
-    """The servers (name -> driver client) and the error policy; subclasses run calls."""
+    """The servers (name -> driver client), the program and the error policy;
+    subclasses perform one call and hold the clients."""
+
+    _unavailable: tuple[type[BaseException], ...]
+    """Driver errors that mean the server is unreachable or timed out."""
 
     def __init__(self, settings: MemcachedSettings) -> None:
         self.settings = settings
@@ -177,9 +175,48 @@ class MemcachedRunnerBase(Generic[C]):
         self._clients = clients
         self._ring = Ring(clients)
 
+    def program(self, op: Op[T]) -> Generator[Call, Any, T]:
+        """``op`` with each command routed to its servers' calls (see ``route``); a
+        driver error goes into the operation as it is."""
+        try:
+            command = next(op)  # the argument checks run here, before any I/O
+            self._check_open()
+            self._ready()
+            ring = self._ring
+            assert ring is not None
+            while True:
+                routed = route(command, ring)
+                try:
+                    if isinstance(routed, Plan):
+                        answers = []
+                        for call in routed.calls:
+                            answers.append((yield call))
+                        reply = routed.answer(answers)
+                    else:
+                        reply = yield routed
+                except Exception as error:
+                    command = op.throw(error)
+                else:
+                    command = op.send(reply)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        finally:
+            op.close()
+
+    def _ready(self) -> None:
+        """Make the clients this call needs before the first command (after the checks)."""
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError("this memcached store is closed")
+
+    def _is_unavailable(self, error: BaseException) -> bool:
+        return isinstance(error, self._unavailable)
+
+    def _translated(self, error: BaseException) -> BackendError:
+        """A driver error as authstore's (what leaves ``drive``)."""
+        return self._error(error, unavailable=self._is_unavailable(error))
 
     def _error(self, error: BaseException, *, unavailable: bool) -> BackendError:
         kind = BackendUnavailableError if unavailable else BackendError
@@ -188,6 +225,6 @@ class MemcachedRunnerBase(Generic[C]):
         return kind(f"memcached {what} at {self.settings.display}: {text}")
 
     @staticmethod
-    def _stored(answer: object, call: Call) -> None:
+    def _stored(answer: object, method: Method) -> None:
         if answer is not True:
-            raise BackendError(f"memcached did not store ({call.method})")
+            raise BackendError(f"memcached did not store ({method})")

@@ -21,16 +21,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.common.sockets import socket_readable
-from authstore.adapters.memcached.runner import (
-    METHODS,
-    Call,
-    MemcachedRunnerBase,
-    Plan,
-    Ring,
-    route,
-)
+from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
@@ -111,40 +104,24 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
             self._local.held = held
         return held.clients
 
-    def run(self, op: Op[T]) -> T:
-        ring = self._ring
-        assert ring is not None
-        call = self._call
-        try:
-            command = next(op)  # the argument checks run here, before any I/O
-            self._check_open()
-            clients = self._clients or self._thread_clients()
-            while True:
-                routed = route(command, ring)
-                if isinstance(routed, Plan):
-                    reply = routed.answer([call(clients, one) for one in routed.calls])
-                else:
-                    reply = call(clients, routed)
-                command = op.send(reply)
-        except StopIteration as done:
-            value: T = done.value
-            return value
-        finally:
-            op.close()
+    def _ready(self) -> None:
+        if not self._clients:
+            self._thread_clients()
 
-    def _call(self, clients: dict[str, Any], call: Call) -> Any:
-        server = call.server
+    def run(self, op: Op[T]) -> T:
         try:
-            if not self._locks:
-                return self._invoke(clients[server], call)
-            lock = self._locks.get(server)
-            if lock is None:
-                return self._invoke(clients[server], call)
-            with lock:  # the check too: another thread's reply may be on its way
-                return self._invoke(clients[server], call)
+            return drive(self.program(op), self._call)
         except self._driver_errors as error:
-            unavailable = isinstance(error, self._unavailable)
-            raise self._error(error, unavailable=unavailable) from error
+            raise self._translated(error) from error
+
+    def _call(self, call: Call) -> Any:
+        server = call.server
+        clients = self._clients or self._thread_clients()
+        lock = self._locks.get(server) if self._locks else None
+        if lock is None:
+            return self._invoke(clients[server], call)
+        with lock:  # the check too: another thread's reply may be on its way
+            return self._invoke(clients[server], call)
 
     def _invoke(self, client: Any, call: Call) -> Any:
         """The call, on a connection checked first: an idle memcached connection is
@@ -157,39 +134,37 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         sock = getattr(client, "sock", None)
         if sock is not None and socket_readable(sock):
             client.close()
-        return self._methods[call.method](client, call, *call.args)
+        return self._methods[call.method](client, *call.args)
 
     # One method per Call.method: the pymemcache call and nothing else.
 
-    def _get(self, client: Any, call: Call, keys: list[str]) -> dict[str, tuple[Any, None]]:
+    def _get(self, client: Any, keys: list[str]) -> dict[str, tuple[Any, None]]:
         return {key: (value, None) for key, value in client.get_many(keys).items()}
 
-    def _gets(self, client: Any, call: Call, keys: list[str]) -> dict[str, tuple[Any, Any]]:
+    def _gets(self, client: Any, keys: list[str]) -> dict[str, tuple[Any, Any]]:
         return dict(client.gets_many(keys))
 
-    def _set(self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object) -> bool:
-        self._stored(client.set(key, value, expire=exp, noreply=False), call)
+    def _set(self, client: Any, key: str, value: bytes, exp: int, _: object) -> bool:
+        self._stored(client.set(key, value, expire=exp, noreply=False), "set")
         return True
 
-    def _add(self, client: Any, call: Call, key: str, value: bytes, exp: int, _: object) -> bool:
+    def _add(self, client: Any, key: str, value: bytes, exp: int, _: object) -> bool:
         return client.add(key, value, expire=exp, noreply=False) is True
 
-    def _cas(
-        self, client: Any, call: Call, key: str, value: bytes, exp: int, token: object
-    ) -> bool:
+    def _cas(self, client: Any, key: str, value: bytes, exp: int, token: object) -> bool:
         return client.cas(key, value, token, expire=exp, noreply=False) is True
 
-    def _set_many(self, client: Any, call: Call, items: list[tuple[str, bytes]], exp: int) -> None:
+    def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         if client.set_many(dict(items), expire=exp, noreply=False):
             raise BackendError("memcached did not store every item of a batch")
 
-    def _delete(self, client: Any, call: Call, key: str) -> bool:
+    def _delete(self, client: Any, key: str) -> bool:
         return client.delete(key, noreply=False) is True
 
-    def _touch(self, client: Any, call: Call, key: str, exp: int) -> bool:
+    def _touch(self, client: Any, key: str, exp: int) -> bool:
         return client.touch(key, expire=exp, noreply=False) is True
 
-    def _version(self, client: Any, call: Call) -> None:
+    def _version(self, client: Any) -> None:
         client.version()
 
     def close(self) -> None:

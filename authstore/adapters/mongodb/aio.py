@@ -11,23 +11,10 @@ import inspect
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op
-from authstore.adapters.mongodb.commands import (
-    Abort,
-    Command,
-    Commit,
-    Exclusive,
-    StartTransaction,
-)
+from authstore.adapters.common.ops import Op, drive_async
+from authstore.adapters.mongodb.commands import Abort, Command, Commit, Exclusive, StartTransaction
 from authstore.adapters.mongodb.ops import Pause
-from authstore.adapters.mongodb.runner import (
-    Execution,
-    MongoRunnerBase,
-    Run,
-    Turns,
-    check_reply,
-    mark_dirty,
-)
+from authstore.adapters.mongodb.runner import MongoRunnerBase, Run, check_reply, mark_dirty
 from authstore.adapters.mongodb.settings import MongoSettings
 from authstore.registry import require_module
 
@@ -44,11 +31,10 @@ class AsyncMongoRunner(MongoRunnerBase):
     def __init__(
         self, settings: MongoSettings, kinds: Iterable[str], *, auto_migrate: bool = True
     ) -> None:
-        super().__init__(settings, kinds, auto_migrate=auto_migrate)
+        super().__init__(settings, kinds, auto_migrate=auto_migrate, lock_factory=asyncio.Lock)
         self._pymongo = require_module("pymongo", "mongodb", "mongodb")
         self._client: Any = settings.client
         self._database: Any = None if self._client is None else self._client[settings.database]
-        self._turns = Turns(asyncio.Lock)
         self._abandoned: set[asyncio.Task[None]] = set()
 
     def _connect(self) -> Any:
@@ -61,28 +47,20 @@ class AsyncMongoRunner(MongoRunnerBase):
         return self._database
 
     async def run(self, op: Op[T]) -> T:
-        execution = Execution(self._program(op))
         run = Run()
         try:
             try:
                 async with asyncio.timeout(self.timeout):
                     with self._pymongo.timeout(self.timeout):
-                        command = execution.step()
-                        while not execution.done:
-                            try:
-                                reply, error = await self._execute(command, run), None
-                                run.executed(command, reply)
-                            except Exception as failure:
-                                error = self._translate(failure, run.in_transaction)
-                                reply = None
-                            command = execution.step(reply, error)
+                        return await drive_async(
+                            self.program(op, run), lambda command: self._execute(command, run)
+                        )
             finally:
                 # outside both timeouts (a task it starts must not inherit pymongo's
                 # expired deadline); nothing here waits for the server
                 await self._finish(run)
         except (self._pymongo.errors.PyMongoError, TimeoutError) as failure:
             raise self._translate(failure) from failure
-        return execution.result  # type: ignore[return-value]
 
     async def _execute(self, command: Any, run: Run) -> Any:
         session = run.session
@@ -114,9 +92,9 @@ class AsyncMongoRunner(MongoRunnerBase):
         return None
 
     async def _finish(self, run: Run) -> None:
-        """End the operation's session; one that may still be in its transaction is
-        killed in a task of its own (see the runner module), its turns handed on after."""
-        if run.session is None or not run.open:
+        """End the operation's session; an abandoned one is killed in a task of its own
+        (see the runner module), its turns handed on after."""
+        if not run.abandoned:
             if run.session is not None:
                 await _settled(run.session.end_session())  # no transaction: no I/O
             self._hand_on(run.held)
@@ -139,11 +117,6 @@ class AsyncMongoRunner(MongoRunnerBase):
             pass
         finally:
             self._hand_on(run.held)
-
-    def _hand_on(self, held: list[str]) -> None:
-        for name in held:
-            self._turns.leave(name, held=True)
-        held.clear()
 
     async def close(self) -> None:
         if not self._closed:

@@ -66,13 +66,11 @@ class MongoBackend:
         self, url: StoreURL, kinds: tuple[StoreKind, ...], *, asynchronous: bool
     ) -> SharedStores:
         """Stores of ``kinds`` over one MongoClient (one pool per server it talks to)."""
-        from authstore.adapters.mongodb.stores import make_ops
-
         settings = self.settings(url)
         kinds = tuple(StoreKind(kind) for kind in kinds)
         collections = tuple(dict.fromkeys(name for kind in kinds for name in _COLLECTIONS[kind]))
         runner = self.runner(settings, collections, asynchronous=asynchronous)
-        ops = {kind: make_ops(kind, settings) for kind in kinds}
+        ops = {kind: _ops(kind, settings) for kind in kinds}
         return SharedStores.over(
             runner, ops, asynchronous=asynchronous, namespace=settings.namespace
         )
@@ -127,6 +125,20 @@ class MongoBackend:
 
     def count_namespace(self, url: StoreURL, namespace: str) -> int:
         return self._documents(url, namespace, delete=False)
+
+
+def _ops(kind: StoreKind, settings: MongoSettings) -> object:
+    """The Mongo ops of one store kind (they import no driver)."""
+    from authstore.adapters.mongodb import ops
+
+    if kind is StoreKind.CACHE:
+        return ops.MongoCacheOps(settings.collections)
+    per_kind = {
+        StoreKind.SESSIONS: ops.MongoSessionOps,
+        StoreKind.TOTP: ops.MongoTotpOps,
+        StoreKind.MAGIC_LINKS: ops.MongoMagicLinkOps,
+    }
+    return per_kind[kind](settings.collections, settings.namespace)
 
 
 backend = MongoBackend()

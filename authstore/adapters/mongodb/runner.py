@@ -1,25 +1,29 @@
-"""What the sync and async MongoDB runners share: stepping an operation, reading
-replies, turning driver errors into authstore's, and indexes on first use.
+"""What the sync and async MongoDB runners share: the program wrapped around every
+operation, turning driver errors into authstore's, transaction state and turns.
 
-A runner only executes the commands an operation yields: ``database.command(doc)``
-(sync) or ``await database.command(doc)`` (async), plus session calls for the few
-operations that use a transaction.
+``drive``/``drive_async`` run ``MongoRunnerBase.program(op)``; a runner only executes
+one command (``database.command(doc)`` or its awaited twin, plus the session calls of
+the few operations that use a transaction). The program:
 
-Three things both runners do alike, in ``MongoRunnerBase``:
+- refuses on a closed store, after the operation's argument checks;
+- after a pause of more than ``STALE_AFTER`` seconds (the pooled connections may belong
+  to a server that has restarted since) sends a ``ping`` before a first command that is
+  not safe to resend (a write, a transaction); a ping or read that fails on a closed
+  connection (not a timeout) is sent once more: its failure made the driver drop the
+  pool's stale connections. A write is never sent twice;
+- creates the collections' indexes before the first command of the runner;
+- keeps the transaction state in ``Run``, and translates a driver error before
+  throwing it into the operation: MongoDB ops speak ``DuplicateKey`` and ``Conflict``
+  (a duplicate key also arrives in a write's reply, see ``check_reply``), and telling
+  a conflict from an outage (the driver labels a network error in a transaction as
+  transient too) needs the driver's error classes, which ops do not import.
 
-- An operation that ends inside its transaction (a timeout, a cancellation, an error
-  raised in it) has its session killed on the server in the background
-  (``killSessions``, which aborts the transaction), with a timeout of its own, so the
-  caller's call still ends at its deadline and the transaction does not hold the user's
-  lock document until the server reaps it (60 s). The user's turn (``Exclusive``) is
-  handed on only after that.
-- After a pause of more than ``STALE_AFTER`` seconds the pooled connections may belong
-  to a server that has restarted since: an operation whose first command is not safe to
-  resend (a write, a transaction) sends a ``ping`` first. A ping, or a read, that fails
-  on a closed connection (not a timeout) is sent once more: its failure made the driver
-  drop the pool's stale connections, so the retry gets a new one. A write is never
-  sent twice.
-- ``Turns``: the per-name locks behind ``Exclusive``.
+An operation that ends inside its transaction (a timeout, a cancellation, an error raised
+in it) has its session killed on the server in the background (``killSessions``, which
+aborts the transaction), with a timeout of its own, so the caller's call still ends at
+its deadline and the transaction does not hold the user's lock document until the server
+reaps it (60 s). The user's turn (``Exclusive``, kept in ``Turns``) is handed on only
+after that.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
@@ -45,7 +49,6 @@ from authstore.adapters.mongodb.settings import MongoSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError, StoreClosedError
 
 __all__ = [
-    "Execution",
     "MongoRunnerBase",
     "Run",
     "Turns",
@@ -180,28 +183,6 @@ def _first_line(error: BaseException) -> str:
     return lines[0][:300] if lines else ""
 
 
-class Execution(Generic[T]):
-    """Steps one operation: the runner executes each command and reports its reply or
-    its (translated) error back; ``done`` and ``result`` say when it has finished."""
-
-    def __init__(self, op: Op[T]) -> None:
-        self._op = op
-        self.done = False
-        self.result: T | None = None
-
-    def step(self, reply: Any = None, error: BaseException | None = None) -> Any:
-        try:
-            command = self._op.throw(error) if error is not None else self._op.send(reply)
-        except StopIteration as finished:
-            self.done = True
-            self.result = finished.value
-            return None
-        return command
-
-    def close(self) -> None:
-        self._op.close()
-
-
 def mark_dirty(session: Any) -> None:
     """A killed session's server session must not return to the driver's pool."""
     server_session = getattr(session, "_server_session", None)
@@ -254,22 +235,26 @@ class Run:
         could not deliver is not known to have happened)."""
         self.held: list[str] = []
 
-    def executed(self, command: object, reply: Any) -> None:
-        if isinstance(command, StartTransaction):
-            self.session, self.open = reply, True
-        elif isinstance(command, Commit):
-            self.open = False
-
     @property
     def in_transaction(self) -> bool:
         return self.session is not None and bool(self.session.in_transaction)
 
+    @property
+    def abandoned(self) -> bool:
+        """Its transaction may still be open on the server: its session must be killed."""
+        return self.session is not None and self.open
+
 
 class MongoRunnerBase:
-    """Settings, the collections' indexes created on the first operation, closing."""
+    """Settings, the program (see the module), turns, the end of an operation's session."""
 
     def __init__(
-        self, settings: MongoSettings, kinds: Iterable[str], *, auto_migrate: bool
+        self,
+        settings: MongoSettings,
+        kinds: Iterable[str],
+        *,
+        auto_migrate: bool,
+        lock_factory: Callable[[], Any],
     ) -> None:
         self.settings = settings
         self.kinds = tuple(kinds)
@@ -278,6 +263,7 @@ class MongoRunnerBase:
         self._closed = False
         self._answered_at = time.monotonic()
         """When the server last answered a command (see ``STALE_AFTER``)."""
+        self._turns = Turns(lock_factory)
 
     def __repr__(self) -> str:
         return (
@@ -289,48 +275,51 @@ class MongoRunnerBase:
     def owns_client(self) -> bool:
         return self.settings.client is None
 
-    def _program(self, op: Op[T]) -> Op[T]:
-        """The operation, with the indexes created before its first command but after its
-        checks (which run on its first step): bad input fails before any I/O, and
-        before a closed store refuses."""
+    def program(self, op: Op[T], run: Run) -> Op[T]:
+        """The operation wrapped in the hooks both modes share (see the module): its
+        checks run on its first step, so bad input fails before any I/O, and before a
+        closed store refuses."""
         try:
-            command = next(op)
-        except StopIteration as finished:
-            result: T = finished.value
-            return result
-        self._check_open()
-        if time.monotonic() - self._answered_at > STALE_AFTER and not resendable(command):
-            yield from self._resent(_PING)
-        if not self._prepared:
-            yield from create_indexes(self.settings.collections, self.kinds)
-            self._prepared = True
-        in_transaction = False
-        while True:
             try:
-                if not isinstance(command, Command):
-                    reply = yield command
-                else:
-                    if in_transaction or not resendable(command):
+                command = next(op)
+            except StopIteration as finished:
+                result: T = finished.value
+                return result
+            self._check_open()
+            if time.monotonic() - self._answered_at > STALE_AFTER and not resendable(command):
+                yield from self._resent(_PING)
+            if not self._prepared:
+                yield from create_indexes(self.settings.collections, self.kinds)
+                self._prepared = True
+            transaction = False
+            while True:
+                try:
+                    if transaction or not resendable(command):
                         reply = yield command  # a write is never sent twice
                     else:
                         reply = yield from self._resent(command)
+                except Exception as error:
+                    command = op.throw(self._translate(error, run.in_transaction))
+                    continue
+                if isinstance(command, Command):
                     self._answered_at = time.monotonic()
-            except Exception as error:
-                try:
-                    command = op.throw(error)
-                except StopIteration as finished:
-                    result = finished.value
-                    return result
-                continue
-            if isinstance(command, StartTransaction):
-                in_transaction = True
-            elif isinstance(command, (Commit, Abort)):
-                in_transaction = False
-            try:
+                elif isinstance(command, StartTransaction):
+                    run.session, run.open, transaction = reply, True, True
+                elif isinstance(command, Commit):
+                    run.open = transaction = False
+                elif isinstance(command, Abort):
+                    transaction = False  # an Abort is not known to have reached the server
                 command = op.send(reply)
-            except StopIteration as finished:
-                result = finished.value
-                return result
+        except StopIteration as finished:
+            result = finished.value
+            return result
+        finally:
+            op.close()
+
+    def _hand_on(self, held: list[str]) -> None:
+        for name in held:
+            self._turns.leave(name, held=True)
+        held.clear()
 
     @staticmethod
     def _resent(command: Command) -> Op[Any]:

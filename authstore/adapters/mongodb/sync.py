@@ -8,24 +8,11 @@ import time
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.common.watchdog import WATCHDOG
-from authstore.adapters.mongodb.commands import (
-    Abort,
-    Command,
-    Commit,
-    Exclusive,
-    StartTransaction,
-)
+from authstore.adapters.mongodb.commands import Abort, Command, Commit, Exclusive, StartTransaction
 from authstore.adapters.mongodb.ops import Pause
-from authstore.adapters.mongodb.runner import (
-    Execution,
-    MongoRunnerBase,
-    Run,
-    Turns,
-    check_reply,
-    mark_dirty,
-)
+from authstore.adapters.mongodb.runner import MongoRunnerBase, Run, check_reply, mark_dirty
 from authstore.adapters.mongodb.settings import MongoSettings
 from authstore.contracts.errors import BackendUnavailableError
 from authstore.registry import require_module
@@ -42,19 +29,17 @@ class SyncMongoRunner(MongoRunnerBase):
     def __init__(
         self, settings: MongoSettings, kinds: Iterable[str], *, auto_migrate: bool = True
     ) -> None:
-        super().__init__(settings, kinds, auto_migrate=auto_migrate)
+        super().__init__(settings, kinds, auto_migrate=auto_migrate, lock_factory=threading.Lock)
         self._pymongo = require_module("pymongo", "mongodb", "mongodb")
         if settings.client is not None:
             self._client = settings.client
         else:
             self._client = self._pymongo.MongoClient(settings.uri, **settings.client_options())
         self._database = self._client[settings.database]
-        self._turns = Turns(threading.Lock)
         self._abandoned: set[threading.Thread] = set()
         self._abandoned_lock = threading.Lock()
 
     def run(self, op: Op[T]) -> T:
-        execution = Execution(self._program(op))
         run = Run()
         try:
             try:
@@ -64,21 +49,16 @@ class SyncMongoRunner(MongoRunnerBase):
                     # on waiting past the deadline: the watchdog wakes it just after
                     WATCHDOG.arm(run, self.timeout + WAKE_MARGIN, self._wake_selection)
                     try:
-                        command = execution.step()
-                        while not execution.done:
-                            try:
-                                reply, error = self._execute(command, run, deadline), None
-                                run.executed(command, reply)
-                            except Exception as failure:
-                                reply, error = None, self._translate(failure, run.in_transaction)
-                            command = execution.step(reply, error)
+                        return drive(
+                            self.program(op, run),
+                            lambda command: self._execute(command, run, deadline),
+                        )
                     finally:
                         WATCHDOG.disarm(run)
             finally:
                 self._finish(run)
         except self._pymongo.errors.PyMongoError as failure:
             raise self._translate(failure) from failure
-        return execution.result  # type: ignore[return-value]
 
     def _execute(self, command: Any, run: Run, deadline: float) -> Any:
         session = run.session
@@ -118,11 +98,11 @@ class SyncMongoRunner(MongoRunnerBase):
                 condition.release()
 
     def _finish(self, run: Run) -> None:
-        """End the operation's session; one that may still be in its transaction is
-        killed in the background (see the runner module), its turns handed on after."""
-        if run.session is None or not run.open:
+        """End the operation's session; an abandoned one is killed in a thread of its own
+        (see the runner module), its turns handed on after."""
+        if not run.abandoned:
             if run.session is not None:
-                run.session.end_session()
+                run.session.end_session()  # no transaction: no I/O
             self._hand_on(run.held)
             return
         thread = threading.Thread(
@@ -147,11 +127,6 @@ class SyncMongoRunner(MongoRunnerBase):
             self._hand_on(run.held)
             with self._abandoned_lock:
                 self._abandoned.discard(threading.current_thread())
-
-    def _hand_on(self, held: list[str]) -> None:
-        for name in held:
-            self._turns.leave(name, held=True)
-        held.clear()
 
     def close(self) -> None:
         if not self._closed:
