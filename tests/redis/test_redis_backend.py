@@ -133,12 +133,13 @@ def test_scripts_are_package_data_and_reload_after_flush(single_url: str, raw: r
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
-def test_driver_errors_reach_the_op_untranslated_and_leave_it_translated(
+def test_driver_errors_reach_the_op_translated_once(
     single_url: str, raw: redis.Redis, asynchronous: bool
 ) -> None:
-    """The op protocol: a driver error is thrown into the op as the driver raised it (an
-    op may handle it); one the op lets go leaves the runner translated; a script the
-    server has not seen (NOSCRIPT) never reaches the op: the program sends it as EVAL."""
+    """The op protocol: a driver error is thrown into the op translated, the driver's
+    error as its cause (an op may handle it); one the op lets go leaves the runner as
+    it is; a script the server has not seen (NOSCRIPT) never reaches the op: the program
+    sends it as EVAL."""
     runner = backend.runner(backend.settings(StoreURL.parse(single_url)), asynchronous=asynchronous)
     text = f"{_namespace()}:text"
     raw.set(text, "not a number")
@@ -148,8 +149,8 @@ def test_driver_errors_reach_the_op_untranslated_and_leave_it_translated(
     def handled() -> Any:
         try:
             yield Call(("INCR", text))
-        except runner.errors.ResponseError as error:
-            return type(error).__module__
+        except BackendError as error:
+            return type(error).__name__, type(error.__cause__).__module__
         return "no error"
 
     def unhandled() -> Any:
@@ -171,8 +172,9 @@ def test_driver_errors_reach_the_op_untranslated_and_leave_it_translated(
     else:
         outcomes = [_outcome_sync(lambda op=op: runner.run(op)) for op in ops]
         runner.close()
-    assert outcomes[0] == "redis.exceptions"
+    assert outcomes[0] == ("BackendError", "redis.exceptions")
     assert type(outcomes[1]) is BackendError, outcomes[1]
+    assert type(outcomes[1].__cause__).__module__ == "redis.exceptions"
     assert "redis (" in str(outcomes[1]) and "not an integer" in str(outcomes[1])
     assert outcomes[2].startswith(b"ran"), outcomes[2]
     raw.delete(text)

@@ -8,10 +8,13 @@ The op protocol (every backend alike; psycopg 3's generators are the model):
   the backend executes in one request, and **receives each result** by ``send``. It
   **returns the answer** (``StopIteration.value``).
 - A **driver error is thrown into the op** at the ``yield`` that sent the command
-  (``op.throw``), untranslated, for every backend: an op may handle it (a duplicate
-  key that means "taken") or let it go on. What leaves the op leaves ``drive``, and
-  the runner translates it once (a driver error into ``BackendError`` and its
-  subclasses) where it calls ``drive``.
+  (``op.throw``), for every backend, **translated once at the driver boundary** into
+  authstore's errors (``BackendError`` and its subclasses, the driver's error as
+  ``__cause__``): by the backend's program (Redis, memcached, MongoDB) or its
+  ``execute`` (SQL). Ops never see a driver's class, so they stay driver-agnostic; an
+  op that must recognise a condition catches the backend's own class for it (MongoDB's
+  ``DuplicateKey`` and ``Conflict``). An op may handle the error or let it go on; what
+  leaves the op leaves ``drive`` as it is, already translated.
 - A backend's **program** wraps the op in a generator of its own where it needs hooks
   that are the same in both modes (SQL: transactions and replays, migration before
   the first statement; Redis: EVALSHA then EVAL on NOSCRIPT; MongoDB: resend of a
@@ -53,6 +56,7 @@ __all__ = [
     "drive",
     "drive_async",
     "immediate",
+    "translated",
     "unexpected",
 ]
 
@@ -130,6 +134,14 @@ async def drive_async(program: Generator[C, Any, T], execute: Callable[[C], Awai
         return value
     finally:
         program.close()
+
+
+def translated(error: BaseException, cause: BaseException) -> BaseException:
+    """``error`` (authstore's) with ``cause`` (the driver's) as its cause: what
+    ``raise error from cause`` sets, for an error thrown into an op rather than raised."""
+    error.__cause__ = cause
+    error.__suppress_context__ = True
+    return error
 
 
 def unexpected(command: object) -> NoReturn:

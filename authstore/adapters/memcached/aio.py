@@ -88,8 +88,6 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
                 late = TimeoutError(f"no answer within {self.settings.timeout:g} s")
                 raise self._error(late, unavailable=True) from None
             raise
-        except self._driver_errors as error:
-            raise self._translated(error) from error
         finally:
             self._deadlines.finish(started, None)
 

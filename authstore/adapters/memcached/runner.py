@@ -19,7 +19,7 @@ import typing
 from collections.abc import Generator, Iterable
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Op, translated
 from authstore.adapters.memcached.commands import (
     Command,
     Delete,
@@ -157,6 +157,8 @@ class MemcachedRunnerBase(Generic[C]):
 
     _unavailable: tuple[type[BaseException], ...]
     """Driver errors that mean the server is unreachable or timed out."""
+    _driver_errors: tuple[type[BaseException], ...]
+    """Every driver error: what the program translates before the op sees it."""
 
     def __init__(self, settings: MemcachedSettings) -> None:
         self.settings = settings
@@ -177,7 +179,7 @@ class MemcachedRunnerBase(Generic[C]):
 
     def program(self, op: Op[T]) -> Generator[Call, Any, T]:
         """``op`` with each command routed to its servers' calls (see ``route``); a
-        driver error goes into the operation as it is."""
+        driver error goes into the operation translated (the driver's as its cause)."""
         try:
             command = next(op)  # the argument checks run here, before any I/O
             self._check_open()
@@ -194,6 +196,8 @@ class MemcachedRunnerBase(Generic[C]):
                         reply = routed.answer(answers)
                     else:
                         reply = yield routed
+                except self._driver_errors as error:
+                    command = op.throw(translated(self._translated(error), error))
                 except Exception as error:
                     command = op.throw(error)
                 else:
@@ -215,7 +219,7 @@ class MemcachedRunnerBase(Generic[C]):
         return isinstance(error, self._unavailable)
 
     def _translated(self, error: BaseException) -> BackendError:
-        """A driver error as authstore's (what leaves ``drive``)."""
+        """A driver error as authstore's (what the op is thrown)."""
         return self._error(error, unavailable=self._is_unavailable(error))
 
     def _error(self, error: BaseException, *, unavailable: bool) -> BackendError:

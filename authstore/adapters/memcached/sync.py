@@ -109,10 +109,7 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
             self._thread_clients()
 
     def run(self, op: Op[T]) -> T:
-        try:
-            return drive(self.program(op), self._call)
-        except self._driver_errors as error:
-            raise self._translated(error) from error
+        return drive(self.program(op), self._call)
 
     def _call(self, call: Call) -> Any:
         server = call.server

@@ -106,8 +106,6 @@ class AsyncRedisRunner(RedisRunner):
                 self._slots, self._slots_loop = asyncio.Semaphore(self.settings.pool_size), loop
             async with self._slots:  # at most pool_size operations in flight
                 return await drive_async(self.program(op), self._execute)
-        except self.driver_errors as error:
-            raise self.translate(error) from error
         except asyncio.CancelledError as error:
             if self._deadlines.finish(started, error):
                 raise self._late() from None

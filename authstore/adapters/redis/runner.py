@@ -5,7 +5,8 @@ An operation yields ``Call``, ``Script`` and ``Batch`` (``commands``). Its progr
 of them for a pipeline; a script goes as EVALSHA and, when the server has not seen it
 (NOSCRIPT: a restart, a failover, SCRIPT FLUSH), again as EVAL, which also loads it.
 ``drive`` runs the program with the runner's ``execute`` (the one thing the two
-runners write twice); what escapes it is translated once, by ``translate``.
+runners write twice); the program translates a driver error once, by ``translate``,
+before the op sees it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import warnings
 from collections.abc import Generator
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Op, translated
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
 from authstore.adapters.redis.commands import Batch, Call, Script
 from authstore.adapters.redis.settings import RedisSettings
@@ -187,9 +188,10 @@ class RedisRunner:
         self._client = client
 
     def program(self, op: Op[T]) -> Generator[Request, Any, T]:
-        """``op`` as requests; a driver error goes back into ``op`` as it is, save the
-        NOSCRIPT of an EVALSHA, answered by sending the script itself."""
-        no_script = self.errors.NoScriptError
+        """``op`` as requests; a driver error goes back into ``op`` translated (the
+        driver's as its cause), save the NOSCRIPT of an EVALSHA, answered by sending the
+        script itself."""
+        no_script, driver_errors = self.errors.NoScriptError, self.driver_errors
         try:
             command = next(op)
             while True:
@@ -208,6 +210,8 @@ class RedisRunner:
                         raise TypeError(f"a Redis operation yielded {command!r}")
                 except GeneratorExit:
                     raise
+                except driver_errors as error:
+                    command = op.throw(translated(self.translate(error), error))
                 except BaseException as error:
                     command = op.throw(error)
                 else:

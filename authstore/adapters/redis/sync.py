@@ -91,10 +91,7 @@ class SyncRedisRunner(RedisRunner):
                 slots.release()
 
     def _drive(self, op: Op[T], execute: Callable[[Request], Any]) -> T:
-        try:
-            return drive(self.program(op), execute)
-        except self.driver_errors as error:
-            raise self.translate(error) from error
+        return drive(self.program(op), execute)
 
     def _bounded(self, op: Op[T], slots: threading.BoundedSemaphore) -> T:
         """Run ``op`` on a worker thread, which gives its slot back when done; wait for it
