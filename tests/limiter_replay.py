@@ -147,7 +147,7 @@ REDIS = Clock(resolution=1e-6, relative=True)
 
 
 def clock_of(url: str) -> Clock:
-    return REDIS if url.split(":", 1)[0].startswith(("redis", "rediss")) else EXACT
+    return REDIS if url.startswith("redis") else EXACT
 
 
 def absolute_expectations(
