@@ -262,15 +262,6 @@ import inspect
 import textwrap
 
 from authstore.adapters.common.logic import (
-    MAX_BACKUP_CODES,
-    MAX_CALLER_TOKEN_CHARS,
-    MAX_CODE_HASH_BYTES,
-    MAX_EMAIL_BYTES,
-    MAX_ID_BYTES,
-    MAX_IP_BYTES,
-    MAX_SECRET_BYTES,
-    MAX_USER_AGENT_BYTES,
-    MIN_CALLER_TOKEN_CHARS,
     blacklist_seconds,
     check_algorithm,
     check_caller_token,
@@ -319,15 +310,24 @@ from authstore.contracts.sessions import SessionStore as SessionStore
 from authstore.contracts.totp import AsyncTotpStore as AsyncTotpStore
 from authstore.contracts.totp import TotpStore as TotpStore
 from authstore.contracts.values import (
+    MAX_BACKUP_CODES,
+    MAX_CALLER_TOKEN_CHARS,
+    MAX_CODE_HASH_BYTES,
+    MAX_EMAIL_BYTES,
+    MAX_ID_BYTES,
+    MAX_IP_BYTES,
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     MAX_KEY_BYTES,
     MAX_LIMIT,
+    MAX_SECRET_BYTES,
     MAX_TEXT_BYTES,
     MAX_TOKEN_BYTES,
     MAX_TTL,
+    MAX_USER_AGENT_BYTES,
     MAX_VALUE_BYTES,
     MAX_WINDOW,
+    MIN_CALLER_TOKEN_CHARS,
     MIN_TTL,
     check_count,
     check_key,

@@ -36,6 +36,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 SUITE = "authstore.contracts.testing.suite"
 STORES = [kind.value for kind in StoreKind]
 OWNERS = {"Session": "sessions", "Totp": "totp", "MagicLink": "magic_links"}
+CACHE_MODULES = frozenset({"cache", "cache_input", "ratelimit", "revocation"})
+"""The suite's modules of the cache contract (contracts.testing)."""
 FAIL_CLOSED_OUTCOMES = ("passed", "failed", "skipped", "unproven", "not applicable")
 UNPROVEN = "fail-closed is unproven"
 NOT_APPLICABLE = "not applicable"
@@ -197,7 +199,7 @@ class _Tally:
             function = getattr(item, "function", None)
             owner = getattr(function, "__qualname__", "").split(".")[0]
             module = getattr(function, "__module__", "")
-            store = "cache" if module.endswith(".cache") else "other"
+            store = "cache" if module.rsplit(".", 1)[-1] in CACHE_MODULES else "other"
             for prefix, name in OWNERS.items():
                 if owner.startswith(prefix):
                     store = name

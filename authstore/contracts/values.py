@@ -19,15 +19,24 @@ from typing import NoReturn
 from authstore.contracts.records import JSONValue, Value
 
 __all__ = [
+    "MAX_BACKUP_CODES",
+    "MAX_CALLER_TOKEN_CHARS",
+    "MAX_CODE_HASH_BYTES",
+    "MAX_EMAIL_BYTES",
+    "MAX_ID_BYTES",
+    "MAX_IP_BYTES",
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_KEY_BYTES",
     "MAX_LIMIT",
+    "MAX_SECRET_BYTES",
     "MAX_TEXT_BYTES",
     "MAX_TOKEN_BYTES",
     "MAX_TTL",
+    "MAX_USER_AGENT_BYTES",
     "MAX_VALUE_BYTES",
     "MAX_WINDOW",
+    "MIN_CALLER_TOKEN_CHARS",
     "MIN_TTL",
     "check_utf8",
     "check_count",
@@ -65,6 +74,23 @@ not read back from a deeper stack)."""
 MAX_VALUE_BYTES = 4 * 1024 * 1024
 """A cache value, encoded. Below MariaDB's default 16 MiB max_allowed_packet even when
 every byte is escaped (x2), and MongoDB's 16 MiB document."""
+
+# Record fields, each sized to the narrowest column that holds it (sql.schema; MySQL's
+# VARBINARY counts bytes).
+MAX_ID_BYTES = 255
+"""A user id, session id, device id or application id."""
+MAX_EMAIL_BYTES = 320
+"""An email address: RFC 5321's 64-byte local part, "@" and 255-byte domain."""
+MAX_IP_BYTES = 64
+MAX_USER_AGENT_BYTES = 1024
+MAX_CODE_HASH_BYTES = 512
+"""One backup code hash, whatever hash the core chose."""
+MAX_SECRET_BYTES = 4096
+"""A TOTP secret as the store receives it: the core's ciphertext, as bytes."""
+MAX_BACKUP_CODES = 100
+MIN_CALLER_TOKEN_CHARS = 32
+"""A caller-supplied token is a bearer secret: a short one could be guessed."""
+MAX_CALLER_TOKEN_CHARS = 512
 
 # Durations. Every expiry is computed as now + seconds (an epoch float on SQL, an
 # integer of milliseconds on Redis, a BSON date on MongoDB, a datetime in records).

@@ -1,6 +1,6 @@
 """Abandoned transactions, one user's creates in a crowd, deadlines with a frozen or
 killed server, and stale pooled connections after a restart, on private secantusd
-servers (never the shared one): issue 21, items 3, 7 and 8."""
+servers (never the shared one, which other test runs use at the same time)."""
 
 from __future__ import annotations
 

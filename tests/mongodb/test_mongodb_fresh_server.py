@@ -1,6 +1,6 @@
 """Every test session gets a MongoDB test server in a known state: its own fresh
-secantusd when the configured server is the shared stand-in (issue 21, item 13).
-Checked against a private server standing in for the shared one."""
+secantusd when the configured server is the shared stand-in, so no test sees what an
+earlier run left there. Checked against a private server standing in for the shared one."""
 
 from __future__ import annotations
 

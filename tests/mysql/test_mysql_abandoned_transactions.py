@@ -4,7 +4,7 @@ one, and the same user's next create goes through at once.
 
 The create's eviction waits for a session row another connection holds, past the
 store's timeout (0.5 s; InnoDB's lock wait is at least 1 s, so the socket gives up
-first). (Issue 21 found a sync MongoDB transaction left open for 25 s this way.)
+first). This is how a sync MongoDB create once left its transaction open for 25 s.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ nothing open: the transaction is rolled back (PostgreSQL's statement_timeout, or
 connection closed), and the same user's next create goes through at once.
 
 The create's eviction waits for a session row another connection holds, past the
-store's timeout (0.5 s). (Issue 21 found a sync MongoDB transaction left open for 25 s
-this way.)
+store's timeout (0.5 s). This is how a sync MongoDB create once left its transaction
+open for 25 s.
 """
 
 from __future__ import annotations

@@ -37,9 +37,18 @@ from authstore.contracts.records import (
     from_epoch,
 )
 from authstore.contracts.values import (
+    MAX_BACKUP_CODES,
+    MAX_CALLER_TOKEN_CHARS,
+    MAX_CODE_HASH_BYTES,
+    MAX_EMAIL_BYTES,
+    MAX_ID_BYTES,
+    MAX_IP_BYTES,
     MAX_LIMIT,
+    MAX_SECRET_BYTES,
     MAX_TTL,
+    MAX_USER_AGENT_BYTES,
     MAX_WINDOW,
+    MIN_CALLER_TOKEN_CHARS,
     MIN_TTL,
     check_count,
     check_key,
@@ -70,18 +79,6 @@ __all__ = [
     "check_token_hash",
 ]
 
-# Text limits in UTF-8 bytes (see the input policy in contracts.values): each fits the
-# narrowest column that holds it (sql.schema; MySQL's VARBINARY counts bytes).
-MAX_ID_BYTES = 255
-MAX_EMAIL_BYTES = 320
-MAX_IP_BYTES = 64
-MAX_USER_AGENT_BYTES = 1024
-MAX_CODE_HASH_BYTES = 512
-MAX_SECRET_BYTES = 4096
-MAX_BACKUP_CODES = 100
-# A caller-supplied token is a bearer secret: a short one could be guessed.
-MIN_CALLER_TOKEN_CHARS = 32
-MAX_CALLER_TOKEN_CHARS = 512
 _HEX = frozenset("0123456789abcdef")
 
 # Kinds of cache entry, so a user key never meets a blacklist entry or a limiter.

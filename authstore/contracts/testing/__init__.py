@@ -27,28 +27,30 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from authstore.contracts.testing.cache import (
         BatchContract,
-        BlacklistContract,
-        CacheBadInputContract,
         CacheContract,
-        FixedWindowContract,
-        GcraContract,
         IncrContract,
         KeyValueContract,
-        SlidingWindowContract,
-        UserRevocationContract,
     )
+    from authstore.contracts.testing.cache_input import CacheBadInputContract
     from authstore.contracts.testing.harness import StoreFactory
+    from authstore.contracts.testing.magic_links import MagicLinkContract
     from authstore.contracts.testing.migrate import MigrateContract
+    from authstore.contracts.testing.ratelimit import (
+        FixedWindowContract,
+        GcraContract,
+        SlidingWindowContract,
+    )
     from authstore.contracts.testing.ratelimit_groups import (
         RateLimitGroupContract,
         RateLimitPeekContract,
     )
-    from authstore.contracts.testing.stores import (
-        MagicLinkContract,
-        SessionContract,
-        StoreContract,
-        TotpContract,
+    from authstore.contracts.testing.revocation import (
+        BlacklistContract,
+        UserRevocationContract,
     )
+    from authstore.contracts.testing.sessions import SessionContract
+    from authstore.contracts.testing.stores import StoreContract
+    from authstore.contracts.testing.totp import TotpContract
 
 __all__ = [
     "BatchContract",
@@ -75,24 +77,25 @@ __all__ = [
 
 _LAZY = {
     "BatchContract": "cache",
-    "BlacklistContract": "cache",
-    "CacheBadInputContract": "cache",
+    "BlacklistContract": "revocation",
+    "CacheBadInputContract": "cache_input",
     "CacheContract": "cache",
-    "FixedWindowContract": "cache",
-    "GcraContract": "cache",
+    "FixedWindowContract": "ratelimit",
+    "GcraContract": "ratelimit",
     "IncrContract": "cache",
     "KeyValueContract": "cache",
-    "SlidingWindowContract": "cache",
-    "UserRevocationContract": "cache",
-    "MagicLinkContract": "stores",
-    "SessionContract": "stores",
+    "SlidingWindowContract": "ratelimit",
+    "UserRevocationContract": "revocation",
+    "MagicLinkContract": "magic_links",
+    "SessionContract": "sessions",
     "StoreContract": "stores",
-    "TotpContract": "stores",
+    "TotpContract": "totp",
     "StoreFactory": "harness",
     "MigrateContract": "migrate",
     "RateLimitGroupContract": "ratelimit_groups",
     "RateLimitPeekContract": "ratelimit_groups",
 }
+"""Where each public name lives: one module per contract, mirroring authstore.contracts."""
 
 _strict_option: bool | None = None
 """Set by the plugin from ``--authstore-strict``; None when the plugin is not loaded."""

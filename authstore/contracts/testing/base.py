@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 import reprlib
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -25,9 +28,18 @@ from authstore.contracts.testing.harness import (
     StoreFactory,
     Stores,
     TotpSubject,
+    View,
     open_store,
 )
-from authstore.contracts.values import MAX_TTL, MAX_WINDOW, MIN_TTL
+from authstore.contracts.values import (
+    MAX_CALLER_TOKEN_CHARS,
+    MAX_ID_BYTES,
+    MAX_TOKEN_BYTES,
+    MAX_TTL,
+    MAX_WINDOW,
+    MIN_CALLER_TOKEN_CHARS,
+    MIN_TTL,
+)
 
 if TYPE_CHECKING:
     from authstore.registry import StoreURL
@@ -147,6 +159,22 @@ Bad = Sequence[tuple[Any, type[Exception]]]
 SURROGATES: Bad = [("\ud800", ValueError), ("a\udfffb", ValueError), ("\udc80" * 3, ValueError)]
 """Lone surrogates: a str Python holds but no UTF-8 encoder (nor any backend) accepts."""
 
+WIDEST = "\U0001f600"
+"""A 4-byte UTF-8 character: text of it is 4 times longer in bytes than in characters,
+so it tells a limit in bytes (the policy's) from one in characters."""
+
+
+def text_of_bytes(size: int) -> str:
+    """Exactly ``size`` bytes of UTF-8, in 4-byte characters as far as they go."""
+    return WIDEST * (size // 4) + "a" * (size % 4)
+
+
+def text_beyond(limit: int) -> str:
+    """Over ``limit`` bytes of UTF-8 in fewer than ``limit`` characters: a byte limit
+    refuses it, a character limit would not."""
+    return WIDEST * (limit // 4 + 1)
+
+
 BAD_IDS: Bad = [
     (1, TypeError),
     (None, TypeError),
@@ -155,9 +183,9 @@ BAD_IDS: Bad = [
     ("u" * 100000, ValueError),
     ("a\x00b", ValueError),
     *SURROGATES,
-    ("\U0001f600" * 64, ValueError),
+    (text_beyond(MAX_ID_BYTES), ValueError),
 ]
-"""``"😀" * 64`` is 64 characters but 256 bytes: ids are limited in UTF-8 bytes (255)."""
+"""The last is fewer characters than MAX_ID_BYTES but more bytes: ids are limited in bytes."""
 
 BAD_TTLS: Bad = [
     (NAN, ValueError),
@@ -205,6 +233,44 @@ BAD_COUNTS: Bad = [
     (2**64, ValueError),
     (10**400, ValueError),
 ]
+
+
+MILLISECOND = timedelta(milliseconds=1)
+MICROSECOND = timedelta(microseconds=1)
+BAD_TOKENS: Bad = [
+    ("", ValueError),
+    ("t" * 100000, ValueError),
+    ("a\x00b", ValueError),
+    *SURROGATES,
+    (1, TypeError),
+    (None, TypeError),
+    (b"token", TypeError),
+]
+BAD_OPTIONAL_TEXT: Bad = [
+    ("", ValueError),
+    ("i" * 100000, ValueError),
+    *SURROGATES,
+    (1, TypeError),
+    (b"id", TypeError),
+]
+"""For an email or a user agent (longer limits than an id)."""
+BAD_OPTIONAL_IDS: Bad = [*BAD_OPTIONAL_TEXT, (text_beyond(MAX_ID_BYTES), ValueError)]
+WIDE_ID = text_of_bytes(MAX_ID_BYTES)
+"""Exactly MAX_ID_BYTES of UTF-8 in 4-byte characters: the longest id the policy accepts."""
+A_TOKEN = "x" * 43
+"""Well-formed but unknown: for bad-input cases about another argument."""
+BAD_CALLER_TOKENS: Bad = [
+    ("t" * (MIN_CALLER_TOKEN_CHARS - 1), ValueError),
+    ("", ValueError),
+    ("t" * (MAX_CALLER_TOKEN_CHARS + 1), ValueError),
+    (text_beyond(MAX_TOKEN_BYTES), ValueError),
+    ("\ud800" * 40, ValueError),
+    (b"t" * 40, TypeError),
+    (40, TypeError),
+    (["t" * 40], TypeError),
+]
+"""A caller-supplied token: a str of MIN_CALLER_TOKEN_CHARS to MAX_CALLER_TOKEN_CHARS
+characters, and at most MAX_TOKEN_BYTES of UTF-8."""
 
 
 def cases(method: str, bad: Bad, *args: Any, **kwargs: Any) -> list[BadCase]:
@@ -421,3 +487,69 @@ def _pytest_asyncio_runner(request: pytest.FixtureRequest) -> Any:
             "run without it (-p no:asyncio) to use the suite's own loop thread",
             pytrace=False,
         )
+
+
+# -- shared by the store contracts ---------------------------------------------------
+
+
+def ttl_within(store: CacheSubject, key: str, low: float, high: float) -> float:
+    """The key's TTL is a finite number of seconds in (low, high]."""
+    left = store.ttl(key)
+    assert isinstance(left, float | int) and not isinstance(left, bool), f"ttl({key!r}) = {left!r}"
+    assert low < left <= high, f"ttl({key!r}) = {left!r}, expected in ({low}, {high}]"
+    return float(left)
+
+
+def caller_token() -> str:
+    """A token as a core with its own token scheme would make it (not authstore's format)."""
+    return "core." + secrets.token_hex(24)
+
+
+def outcome(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``fn`` returning its exception instead of raising it, sync or async."""
+
+    def call(store: Any) -> Any:
+        try:
+            value = fn(store)
+        except Exception as error:
+            return error
+        if not inspect.isawaitable(value):
+            return value
+
+        async def awaited() -> Any:
+            try:
+                return await value
+            except Exception as error:
+                return error
+
+        return awaited()
+
+    return call
+
+
+def enters_and_closes(view: View) -> bool:
+    """``with store`` / ``async with store`` gives the store back and closes it on exit."""
+
+    def use(store: Any) -> bool:
+        with store as entered:
+            return bool(entered is store)
+
+    async def use_async(store: Any) -> bool:
+        async with store as entered:
+            return bool(entered is store)
+
+    entered = bool(view.run(use if view.mode == "sync" else use_async))
+    view.mark_closed()
+    return entered
+
+
+def token_is_secret(token: object, record: object) -> None:
+    """A fresh URL-safe secret of at least 256 bits, nowhere in the record."""
+    assert isinstance(token, str) and len(token) >= 43, token
+    assert all(c.isalnum() or c in "-_" for c in token), "tokens go in URLs and headers"
+    assert "token" not in {f.name for f in dataclasses.fields(record)}  # type: ignore[arg-type]
+    assert token not in repr(record)
+
+
+def same_times(left: datetime, right: datetime) -> bool:
+    return abs(left - right) <= MILLISECOND

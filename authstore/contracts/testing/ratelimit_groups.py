@@ -25,6 +25,7 @@ from authstore.contracts.testing.base import (
     require,
 )
 from authstore.contracts.testing.harness import CacheSubject, Stores
+from authstore.contracts.values import MAX_KEY_BYTES
 from authstore.limits import Limit
 
 __all__ = ["RateLimitGroupContract", "RateLimitPeekContract"]
@@ -50,7 +51,7 @@ BAD_GROUP_KEYS: Bad = [
     (1, TypeError),
     (None, TypeError),
     ("", ValueError),
-    ("x" * 1025, ValueError),
+    ("x" * (MAX_KEY_BYTES + 1), ValueError),
 ]
 
 
