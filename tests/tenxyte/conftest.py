@@ -23,16 +23,8 @@ import pytest_asyncio
 from cryptography.fernet import Fernet
 from tenxyte.core import Settings
 
-from authstore import (
-    open_async_cache,
-    open_async_magic_links,
-    open_async_sessions,
-    open_async_totp,
-    open_cache,
-    open_magic_links,
-    open_sessions,
-    open_totp,
-)
+from authstore.contracts.records import StoreKind
+from authstore.integrations._stores import ASYNC_OPENERS, SYNC_OPENERS
 from authstore.integrations.tenxyte import (
     AuthstoreCacheService,
     AuthstoreCodeReplayProtection,
@@ -181,20 +173,15 @@ def race_threads(n: int, fn: Callable[[], Any]) -> list[Any]:
         return [future.result() for future in futures]
 
 
-SYNC_OPENERS = {
-    "cache": open_cache,
-    "sessions": open_sessions,
-    "totp": open_totp,
-    "links": open_magic_links,
-    "refresh": open_sessions,
+TX_STORES = {
+    "cache": StoreKind.CACHE,
+    "sessions": StoreKind.SESSIONS,
+    "totp": StoreKind.TOTP,
+    "links": StoreKind.MAGIC_LINKS,
+    "refresh": StoreKind.SESSIONS,
 }
-ASYNC_OPENERS = {
-    "cache": open_async_cache,
-    "sessions": open_async_sessions,
-    "totp": open_async_totp,
-    "links": open_async_magic_links,
-    "refresh": open_async_sessions,
-}
+"""The stores a ``Tx`` opens, by name, and their kinds: the refresh tokens are sessions
+of their own namespace."""
 
 
 def build(mode: str, url: str, namespace: str, stores: dict[str, Any], **settings: Any) -> Tx:
@@ -259,8 +246,8 @@ async def open_tx(url: str, mode: str, **settings: Any) -> AsyncIterator[Tx]:
     namespace = f"tx{uuid.uuid4().hex[:10]}"
     openers = SYNC_OPENERS if mode == "sync" else ASYNC_OPENERS
     stores = {
-        kind: opener(url, namespace=namespace + ("r" if kind == "refresh" else ""))
-        for kind, opener in openers.items()
+        name: openers[kind](url, namespace=namespace + ("r" if name == "refresh" else ""))
+        for name, kind in TX_STORES.items()
     }
     try:
         yield build(mode, url, namespace, stores, **settings)
