@@ -33,7 +33,7 @@ class InnoDBBlocker:
     """The deadlock's second connection: InnoDB rolls back the transaction that changed
     fewer rows, so the blocker first writes 20 rows of weight."""
 
-    error = pymysql.MySQLError
+    error: type[BaseException] = pymysql.MySQLError
     poll_interval = 0.15
     """InnoDB refreshes its lock tables only after 0.1 s without a read of them."""
 

@@ -22,7 +22,7 @@ from tests.deadlocks import check_a_deadlocked_link_issue_is_replayed
 class PostgresBlocker:
     """The deadlock's second connection, an autocommit one that runs its own BEGIN."""
 
-    error = psycopg.Error
+    error: type[BaseException] = psycopg.Error
     poll_interval = 0.01
 
     def __init__(self, connection: psycopg.Connection[Any], prefix: str) -> None:
