@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["BACKENDS", "CLEANUPS", "EMBEDDED", "backend", "backend_url"]
+__all__ = ["BACKENDS", "CLEANUPS", "EMBEDDED", "backend", "backend_url", "with_options"]
 
 EMBEDDED: dict[str, Callable[[Path], str]] = {
     "memory": lambda _folder: "memory://",
@@ -61,6 +61,14 @@ CLEANUPS: dict[str, Callable[[str, str], None]] = {
 """Backends whose URL takes a ``table_prefix``: how to drop that prefix's tables."""
 
 
+def with_options(url: str, **options: object) -> str:
+    """``url`` with ``options`` added to its query."""
+    if not options:
+        return url
+    query = "&".join(f"{name}={value}" for name, value in options.items())
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
 @contextlib.contextmanager
 def backend_url(
     name: str, server_url: Callable[[str], str], folder: Path, **options: Any
@@ -72,8 +80,7 @@ def backend_url(
     if name in CLEANUPS:
         prefix = f"p{uuid.uuid4().hex[:10]}_"
         options = {"table_prefix": prefix, **options}
-    query = "&".join(f"{key}={value}" for key, value in options.items())
-    url = f"{base}{'&' if '?' in base else '?'}{query}" if query else base
+    url = with_options(base, **options)
     try:
         yield url
     finally:

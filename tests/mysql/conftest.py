@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 
+from tests.backends import with_options
 from tests.servers import DOCKER_SOCKET, SERVERS
 
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306/authstore_test"
@@ -68,11 +69,6 @@ def admin_connection(url: str, **options: Any) -> pymysql.Connection[Any]:
 
 def new_prefix() -> str:
     return f"t{uuid.uuid4().hex[:12]}_"
-
-
-def with_options(url: str, **options: object) -> str:
-    query = "&".join(f"{name}={value}" for name, value in options.items())
-    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 def table_names(cursor: Any, prefix: str) -> list[str]:

@@ -26,9 +26,10 @@ from authstore.adapters.mysql.sync import SyncMySQLRunner
 from authstore.adapters.sql import Query, SqlCacheOps
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import StoreURL
+from tests.backends import with_options
 from tests.limiter_replay import expected_hit, hit
 
-from .conftest import UNREACHABLE_URL, admin_connection, drop_tables, new_prefix, with_options
+from .conftest import UNREACHABLE_URL, admin_connection, drop_tables, new_prefix
 
 PASSWORD = "s3cr3t-P@ss-w0rd"
 

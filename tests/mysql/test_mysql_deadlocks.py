@@ -24,9 +24,10 @@ import pytest
 import authstore
 from authstore.adapters.sql.program import Statement
 from authstore.contracts.errors import TokenInUseError
+from tests.backends import with_options
 from tests.deadlocks import check_a_deadlocked_link_issue_is_replayed
 
-from .conftest import admin_connection, with_options
+from .conftest import admin_connection
 
 
 class InnoDBBlocker:

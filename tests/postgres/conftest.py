@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from authstore.contracts.testing import unavailable
+from tests.backends import with_options
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/authstore_test"
 
@@ -59,8 +60,7 @@ def table_prefix(postgres_server: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def pg_url(postgres_server: str, table_prefix: str) -> str:
     """The server URL with this module's table prefix."""
-    separator = "&" if "?" in postgres_server else "?"
-    return f"{postgres_server}{separator}table_prefix={table_prefix}"
+    return with_options(postgres_server, table_prefix=table_prefix)
 
 
 @pytest.fixture

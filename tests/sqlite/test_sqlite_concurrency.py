@@ -7,9 +7,7 @@ keep them honest.
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,77 +17,27 @@ import pytest
 
 import authstore
 from authstore.contracts.values import hash_token
-
-PROCESSES = 4
-START_DELAY = 2.0  # seconds for spawned interpreters to import authstore
-DAY = 86_400
-"""The limits' period in the race tests: a race that ran long on a loaded machine must
-not earn a hit back (GCRA gives one back every period/limit) or cross a window."""
-
-
-def _wait_until(start: float) -> None:
-    time.sleep(max(0.0, start - time.time()))
-
-
-def hit_rate_limit(url: str, algorithm: str, limit: int, hits: int, start: float) -> int:
-    with authstore.open_cache(url, timeout=30) as cache:
-        cache.exists("warm-up")  # connect and migrate before the start line
-        _wait_until(start)
-        return sum(
-            bool(cache.check_rate_limit("login:alice", limit, DAY, algorithm=algorithm))
-            for _ in range(hits)
-        )
-
-
-def consume_link(url: str, token: str, attempts: int, start: float) -> int:
-    with authstore.open_magic_links(url, timeout=30) as links:
-        links.peek("warm-up-token")
-        _wait_until(start)
-        return sum(links.consume(token) is not None for _ in range(attempts))
-
-
-def migrate_then_use(url: str, worker: int, start: float) -> tuple[str, bool]:
-    _wait_until(start)
-    report = authstore.migrate(url)[0]
-    with authstore.open_cache(url, timeout=30) as cache:
-        cache.set(f"worker-{worker}", worker)
-        return report, cache.get(f"worker-{worker}") == worker
-
-
-def _in_processes(target: Callable[..., Any], arguments: list[tuple[Any, ...]]) -> list[Any]:
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(len(arguments)) as pool:
-        return pool.starmap(target, arguments, chunksize=1)
+from tests.contention import (
+    DAY,
+    check_processes_consume_one_link_once,
+    check_processes_migrate_a_fresh_database_once,
+    check_processes_share_one_rate_limit,
+    check_several_stores_pass_exactly_the_limit,
+)
 
 
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
 def test_processes_share_one_rate_limit_exactly(db_url: str, algorithm: str) -> None:
-    authstore.migrate(db_url)
-    limit, hits = 25, 20
-    start = time.time() + START_DELAY
-    passed = _in_processes(
-        hit_rate_limit, [(db_url, algorithm, limit, hits, start) for _ in range(PROCESSES)]
-    )
-    assert sum(passed) == limit, passed
+    check_processes_share_one_rate_limit(f"{db_url}?timeout=30", algorithm)
 
 
 def test_processes_consume_one_link_once(db_url: str) -> None:
-    with authstore.open_magic_links(db_url) as links:
-        token = links.issue("alice", "alice@example.com", ttl=60).token
-    start = time.time() + START_DELAY
-    wins = _in_processes(consume_link, [(db_url, token, 5, start) for _ in range(PROCESSES)])
-    assert sum(wins) == 1, wins
+    check_processes_consume_one_link_once(f"{db_url}?timeout=30")
 
 
 def test_processes_migrating_a_fresh_file_at_once(db_url: str, db_path: Path) -> None:
     assert not db_path.exists()
-    start = time.time() + START_DELAY
-    results = _in_processes(migrate_then_use, [(db_url, n, start) for n in range(PROCESSES)])
-    reports = [report for report, _ in results]
-    assert all(ok for _, ok in results), results
-    assert sorted(reports) == ["sqlite: schema at version 2 (applied 0)"] * (PROCESSES - 1) + [
-        "sqlite: schema at version 2 (applied 2)"
-    ], reports
+    check_processes_migrate_a_fresh_database_once(f"{db_url}?timeout=30", "sqlite")
 
 
 def _threads(count: int, action: Callable[[], Any]) -> list[Any]:
@@ -112,22 +60,7 @@ def test_threads_on_one_store_pass_exactly_the_limit(db_url: str, algorithm: str
 
 def test_threads_with_their_own_connections_pass_exactly_the_limit(db_url: str) -> None:
     authstore.migrate(db_url)
-    caches = [authstore.open_cache(db_url, timeout=30) for _ in range(8)]
-    try:
-        for cache in caches:
-            cache.exists("warm-up")
-        barrier = threading.Barrier(len(caches))
-
-        def hammer(cache: Any) -> int:
-            barrier.wait()
-            return sum(bool(cache.check_rate_limit("k", 30, DAY)) for _ in range(10))
-
-        with ThreadPoolExecutor(len(caches)) as pool:
-            passed = sum(pool.map(hammer, caches))
-    finally:
-        for cache in caches:
-            cache.close()
-    assert passed == 30
+    check_several_stores_pass_exactly_the_limit(f"{db_url}?timeout=30", stores=8, hits=10)
 
 
 def test_threads_use_single_use_secrets_once(db_url: str) -> None:
