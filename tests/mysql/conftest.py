@@ -11,7 +11,6 @@ its tables at the end, so parallel runs on one server never collide.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ import pymysql
 import pytest
 
 from tests.backends import with_options
-from tests.servers import DOCKER_SOCKET, SERVERS
+from tests.servers import SERVERS, ping_docker
 
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306/authstore_test"
 UNREACHABLE_URL = "mysql://root@127.0.0.1:1/authstore_test?connect_timeout=1"
@@ -39,14 +38,7 @@ def servers() -> list[str]:
 
 def _docker_answers() -> bool:
     try:
-        if not os.environ.get("DOCKER_HOST") and not os.path.exists(DOCKER_SOCKET):
-            return False  # docker-py would leak its socket finding no engine
-        docker = importlib.import_module("docker")
-        engine = docker.from_env(version="1.41")  # no version request in the constructor
-        try:
-            engine.ping()
-        finally:
-            engine.close()  # its socket: an unclosed one is a ResourceWarning (an error)
+        ping_docker()
     except Exception:
         return False
     return True
