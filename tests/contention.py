@@ -28,6 +28,42 @@ not earn a hit back (GCRA gives one back every period/limit) or cross a window."
 RATE_LIMITED_KEY = "login:alice"
 
 
+def at_once_in_threads(count: int, work: Callable[[], Any], seconds: float = 60) -> list[Any]:
+    """``count`` threads released together by a barrier, each running ``work``: what
+    each returned or raised, in the order they finished. A thread still running after
+    ``seconds`` fails the test."""
+    barrier = threading.Barrier(count)
+    outcomes: list[Any] = []
+
+    def one() -> None:
+        try:
+            barrier.wait(30)
+            outcomes.append(work())
+        except BaseException as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    running = sum(thread.is_alive() for thread in threads)
+    assert not running, f"{running} of {count} threads still running after {seconds} s"
+    return outcomes
+
+
+def errors_of(outcomes: list[Any]) -> list[BaseException]:
+    return [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+
+
+def returned(outcomes: list[Any]) -> list[Any]:
+    """``outcomes`` where nothing raised; else the first error, raised again."""
+    for error in errors_of(outcomes):
+        raise error
+    return outcomes
+
+
 def wait_until(start: float) -> None:
     time.sleep(max(0.0, start - time.time()))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,12 @@ import authstore
 from authstore.contracts.values import hash_token
 from tests.contention import (
     DAY,
+    at_once_in_threads,
     check_processes_consume_one_link_once,
     check_processes_migrate_a_fresh_database_once,
     check_processes_share_one_rate_limit,
     check_several_stores_pass_exactly_the_limit,
+    returned,
 )
 
 
@@ -41,14 +42,7 @@ def test_processes_migrating_a_fresh_file_at_once(db_url: str, db_path: Path) ->
 
 
 def _threads(count: int, action: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(count)
-
-    def run() -> Any:
-        barrier.wait()
-        return action()
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(lambda _: run(), range(count)))
+    return returned(at_once_in_threads(count, action))
 
 
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +36,7 @@ from authstore.integrations.tenxyte import (
     AuthstoreTOTPStorage,
 )
 from tests.backends import backend_url
+from tests.contention import at_once_in_threads, returned
 
 TENXYTE_BACKENDS = ["memory", "sqlite", "postgres", "mariadb", "redis", "mongodb"]
 RACERS = 20
@@ -162,15 +161,7 @@ class Tx:
 
 
 def race_threads(n: int, fn: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(n)
-
-    def one() -> Any:
-        barrier.wait()
-        return fn()
-
-    with ThreadPoolExecutor(n) as pool:
-        futures = [pool.submit(one) for _ in range(n)]
-        return [future.result() for future in futures]
+    return returned(at_once_in_threads(n, fn))
 
 
 TX_STORES = {
