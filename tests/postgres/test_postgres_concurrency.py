@@ -11,19 +11,15 @@ import psycopg
 import pytest
 
 import authstore
+from tests import contention
 from tests.backends import with_options
-from tests.contention import (
-    check_processes_creating_capped_sessions_keep_the_cap,
-    check_processes_migrate_a_fresh_database_once,
-    check_processes_share_one_rate_limit,
-)
 
 
 def test_processes_migrating_a_fresh_database_at_once(
     postgres_server: str, fresh_prefix: str
 ) -> None:
     url = with_options(postgres_server, table_prefix=fresh_prefix)
-    check_processes_migrate_a_fresh_database_once(url, "postgresql")
+    contention.check_processes_migrate_a_fresh_database_once(url, "postgresql")
     with psycopg.connect(postgres_server) as check:
         versions = check.execute(f"SELECT version FROM {fresh_prefix}schema_version").fetchall()
     assert versions == [(1,), (2,)]
@@ -43,17 +39,16 @@ def test_first_use_migrates_once_under_threads(postgres_server: str, fresh_prefi
 
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
 def test_processes_share_one_rate_limit_exactly(pg_url: str, algorithm: str) -> None:
-    check_processes_share_one_rate_limit(with_options(pg_url, namespace="procs"), algorithm)
+    contention.check_processes_share_one_rate_limit(
+        with_options(pg_url, namespace="procs"), algorithm
+    )
 
 
 def test_forty_concurrent_creates_keep_exactly_three_sessions(pg_url: str) -> None:
     namespace = f"cap{uuid.uuid4().hex[:8]}"
     with authstore.open_sessions(pg_url, namespace=namespace, pool_size=20) as sessions:
         sessions.count("warm-up")
-        with ThreadPoolExecutor(40) as executor:
-            created = list(
-                executor.map(lambda _: sessions.create("alice", ttl=60, max_sessions=3), range(40))
-            )
+        created = contention.race(40, lambda: sessions.create("alice", ttl=60, max_sessions=3))
         assert len(created) == 40
         assert sessions.count("alice") == 3
         newest = sorted(created, key=lambda new: new.record.created_at)[-1]
@@ -77,17 +72,14 @@ def test_forty_concurrent_async_creates_keep_exactly_three_sessions(pg_url: str)
 
 def test_processes_creating_sessions_keep_the_cap(pg_url: str) -> None:
     url = with_options(pg_url, namespace=f"cap{uuid.uuid4().hex[:8]}", pool_size=10)
-    check_processes_creating_capped_sessions_keep_the_cap(url, threads=10)
+    contention.check_processes_creating_capped_sessions_keep_the_cap(url, rounds=1, threads=10)
 
 
 def test_concurrent_issues_leave_one_usable_link(pg_url: str) -> None:
     namespace = f"links{uuid.uuid4().hex[:8]}"
     with authstore.open_magic_links(pg_url, namespace=namespace, pool_size=10) as links:
         links.peek("warm-up-token")
-        with ThreadPoolExecutor(20) as executor:
-            issued = list(
-                executor.map(lambda _: links.issue("alice", "a@example.com", ttl=60), range(20))
-            )
+        issued = contention.race(20, lambda: links.issue("alice", "a@example.com", ttl=60))
         usable = [link for link in issued if links.peek(link.token) is not None]
         assert len(usable) == 1, len(usable)
 

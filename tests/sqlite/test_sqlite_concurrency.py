@@ -8,53 +8,43 @@ keep them honest.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import authstore
 from authstore.contracts.values import hash_token
-from tests.contention import (
-    DAY,
-    at_once_in_threads,
-    check_processes_consume_one_link_once,
-    check_processes_migrate_a_fresh_database_once,
-    check_processes_share_one_rate_limit,
-    check_several_stores_pass_exactly_the_limit,
-    returned,
-)
+from tests import contention
 
 
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
 def test_processes_share_one_rate_limit_exactly(db_url: str, algorithm: str) -> None:
-    check_processes_share_one_rate_limit(f"{db_url}?timeout=30", algorithm)
+    contention.check_processes_share_one_rate_limit(f"{db_url}?timeout=30", algorithm)
 
 
 def test_processes_consume_one_link_once(db_url: str) -> None:
-    check_processes_consume_one_link_once(f"{db_url}?timeout=30")
+    contention.check_processes_consume_one_link_once(f"{db_url}?timeout=30")
 
 
 def test_processes_migrating_a_fresh_file_at_once(db_url: str, db_path: Path) -> None:
     assert not db_path.exists()
-    check_processes_migrate_a_fresh_database_once(f"{db_url}?timeout=30", "sqlite")
-
-
-def _threads(count: int, action: Callable[[], Any]) -> list[Any]:
-    return returned(at_once_in_threads(count, action))
+    contention.check_processes_migrate_a_fresh_database_once(f"{db_url}?timeout=30", "sqlite")
 
 
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
 def test_threads_on_one_store_pass_exactly_the_limit(db_url: str, algorithm: str) -> None:
     with authstore.open_cache(db_url) as cache:
-        results = _threads(100, lambda: cache.check_rate_limit("k", 10, DAY, algorithm=algorithm))
+        results = contention.race(
+            100, lambda: cache.check_rate_limit("k", 10, contention.DAY, algorithm=algorithm)
+        )
     assert sum(bool(r) for r in results) == 10
 
 
 def test_threads_with_their_own_connections_pass_exactly_the_limit(db_url: str) -> None:
     authstore.migrate(db_url)
-    check_several_stores_pass_exactly_the_limit(f"{db_url}?timeout=30", stores=8, hits=10)
+    contention.check_several_stores_pass_exactly_the_limit(
+        f"{db_url}?timeout=30", stores=8, hits=10
+    )
 
 
 def test_threads_use_single_use_secrets_once(db_url: str) -> None:
@@ -63,19 +53,22 @@ def test_threads_use_single_use_secrets_once(db_url: str) -> None:
         authstore.open_totp(db_url) as totp,
     ):
         token = links.issue("alice", "alice@example.com", ttl=60).token
-        assert sum(r is not None for r in _threads(50, lambda: links.consume(token))) == 1
+        assert sum(r is not None for r in contention.race(50, lambda: links.consume(token))) == 1
 
         totp.save_pending("alice", b"ciphertext")
         totp.enable("alice")
         totp.replace_backup_codes("alice", [hash_token("code-1")])
-        assert sum(_threads(50, lambda: totp.use_backup_code("alice", hash_token("code-1")))) == 1
-        assert sum(_threads(50, lambda: totp.claim_step("alice", 1234))) == 1
+        assert (
+            sum(contention.race(50, lambda: totp.use_backup_code("alice", hash_token("code-1"))))
+            == 1
+        )
+        assert sum(contention.race(50, lambda: totp.claim_step("alice", 1234))) == 1
         assert totp.load("alice").last_step == 1234  # type: ignore[union-attr]
 
 
 def test_threads_creating_capped_sessions_keep_the_cap(db_url: str) -> None:
     with authstore.open_sessions(db_url) as sessions:
-        _threads(40, lambda: sessions.create("alice", ttl=60, max_sessions=3))
+        contention.race(40, lambda: sessions.create("alice", ttl=60, max_sessions=3))
         assert sessions.count("alice") == 3
 
 

@@ -35,8 +35,8 @@ from authstore.integrations.tenxyte import (
     AuthstoreTOTPService,
     AuthstoreTOTPStorage,
 )
+from tests import contention
 from tests.backends import backend_url
-from tests.contention import at_once_in_threads, returned
 
 TENXYTE_BACKENDS = ["memory", "sqlite", "postgres", "mariadb", "redis", "mongodb"]
 RACERS = 20
@@ -152,16 +152,12 @@ class Tx:
                     *(getattr(obj, f"{method}_async")(*args, **kwargs) for _ in range(n))
                 )
             )
-        return race_threads(n, lambda: getattr(obj, method)(*args, **kwargs))
+        return contention.race(n, lambda: getattr(obj, method)(*args, **kwargs))
 
     async def raw(self, kind: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call an authstore store directly (to look behind the services)."""
         result = getattr(self.stores[kind], method)(*args, **kwargs)
         return await result if self.mode == "async" else result
-
-
-def race_threads(n: int, fn: Callable[[], Any]) -> list[Any]:
-    return returned(at_once_in_threads(n, fn))
 
 
 TX_STORES = {
