@@ -20,6 +20,7 @@ from authstore.adapters.mysql import aio, sync
 from authstore.adapters.sql.ops import PURGE_BATCH
 from authstore.adapters.sql.program import Statement
 from tests.counted_operations import (
+    Operations,
     cache_single_record_operations,
     session_totp_and_link_operations,
 )
@@ -28,6 +29,32 @@ WRITE_THEN_READ = (1, 4)
 BOUND_WRITE_THEN_READ = (1, 5)
 """The same command led by a SET binding its repeated parameters once (see MySQLDialect)."""
 ONE = (1, 1)
+
+
+CACHE_READ_BACKS = {
+    "incr": BOUND_WRITE_THEN_READ,
+    "incr creates": BOUND_WRITE_THEN_READ,
+    "expire": WRITE_THEN_READ,
+    "add_to_blacklist": WRITE_THEN_READ,
+    "revoke_user_tokens": WRITE_THEN_READ,
+}
+"""The cache's single-record operations that are not ONE: the value or state the write
+left comes back, write and read in one command."""
+SESSION_TOTP_AND_LINK_READ_BACKS = {
+    "sessions.create": WRITE_THEN_READ,
+    "sessions.touch": WRITE_THEN_READ,
+    "links.issue (keep previous)": WRITE_THEN_READ,
+    "links.consume": WRITE_THEN_READ,
+}
+"""Likewise for the sessions, TOTP and links."""
+
+Expected = dict[str, tuple[Callable[[], object], tuple[int, int]]]
+
+
+def _counted(operations: Operations, read_backs: dict[str, tuple[int, int]]) -> Expected:
+    """Each operation with what it sends: ONE unless ``read_backs`` names it."""
+    assert read_backs.keys() <= operations.keys()
+    return {name: (action, read_backs.get(name, ONE)) for name, action in operations.items()}
 
 
 class Trace:
@@ -64,20 +91,7 @@ def test_cache_operations(mysql_url: str, trace: Trace) -> None:
         cache.exists("warm-up")  # connects, sets the session up, migrates
         cache.set("n", 1)
         group = f"group-{uuid.uuid4().hex}"
-        # every operation of one record is ONE but these
-        single_record = {
-            # the value or state the write left comes back: write and read, one command
-            "incr": BOUND_WRITE_THEN_READ,
-            "incr creates": BOUND_WRITE_THEN_READ,
-            "expire": WRITE_THEN_READ,
-            "add_to_blacklist": WRITE_THEN_READ,
-            "revoke_user_tokens": WRITE_THEN_READ,
-        }
-        expected: dict[str, tuple[Callable[[], object], tuple[int, int]]] = {
-            name: (action, single_record.get(name, ONE))
-            for name, action in cache_single_record_operations(cache).items()
-        }
-        expected |= {
+        expected = _counted(cache_single_record_operations(cache), CACHE_READ_BACKS) | {
             "fixed_window": (
                 lambda: cache.check_rate_limit("rl", 5, 60, algorithm="fixed_window"),
                 BOUND_WRITE_THEN_READ,
@@ -110,18 +124,8 @@ def test_session_totp_and_link_operations(mysql_url: str, trace: Trace) -> None:
         authstore.open_totp(mysql_url, namespace="counted") as totp,
         authstore.open_magic_links(mysql_url, namespace="counted") as links,
     ):
-        # every single-record operation is ONE but these
-        single_record = {
-            "sessions.create": WRITE_THEN_READ,
-            "sessions.touch": WRITE_THEN_READ,
-            "links.issue (keep previous)": WRITE_THEN_READ,
-            "links.consume": WRITE_THEN_READ,
-        }
-        expected: dict[str, tuple[Callable[[], object], tuple[int, int]]] = {
-            name: (action, single_record.get(name, ONE))
-            for name, action in session_totp_and_link_operations(sessions, totp, links).items()
-        }
-        expected |= {
+        operations = session_totp_and_link_operations(sessions, totp, links)
+        expected = _counted(operations, SESSION_TOTP_AND_LINK_READ_BACKS) | {
             # several rows in one transaction: BEGIN (sent with its SET TRANSACTION), the
             # statements, COMMIT, one round trip each (the next statement waits for the
             # previous one's answer)
