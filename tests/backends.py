@@ -20,7 +20,15 @@ from typing import Any
 
 import pytest
 
-__all__ = ["BACKENDS", "CLEANUPS", "EMBEDDED", "backend", "backend_url", "with_options"]
+__all__ = [
+    "BACKENDS",
+    "CLEANUPS",
+    "EMBEDDED",
+    "backend",
+    "backend_fixture",
+    "backend_url",
+    "with_options",
+]
 
 EMBEDDED: dict[str, Callable[[Path], str]] = {
     "memory": lambda _folder: "memory://",
@@ -88,14 +96,23 @@ def backend_url(
             CLEANUPS[name](base, prefix)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(
-    request: pytest.FixtureRequest,
-    server_url: Callable[[str], str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    """A URL of each backend in turn, private to the test module (a plugin of
-    tests/conftest.py, so every cross-backend suite shares it)."""
-    name: str = request.param
-    with backend_url(name, server_url, tmp_path_factory.mktemp(name)) as url:
-        yield url
+def backend_fixture(name: str, backends: list[str]) -> Any:
+    """A module-scoped fixture ``name``: a URL of each of ``backends`` in turn, private
+    to the test module."""
+
+    @pytest.fixture(scope="module", params=backends, name=name)
+    def fixture(
+        request: pytest.FixtureRequest,
+        server_url: Callable[[str], str],
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> Iterator[str]:
+        backend: str = request.param
+        with backend_url(backend, server_url, tmp_path_factory.mktemp(backend)) as url:
+            yield url
+
+    return fixture
+
+
+backend = backend_fixture("backend", BACKENDS)
+"""A URL of each backend in turn (a plugin of tests/conftest.py, so every
+cross-backend suite shares it)."""

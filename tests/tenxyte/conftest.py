@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from authstore.integrations.tenxyte import (
     AuthstoreTOTPStorage,
 )
 from tests import contention
-from tests.backends import backend_url
+from tests.backends import backend_fixture
 
 TENXYTE_BACKENDS = ["memory", "sqlite", "postgres", "mariadb", "redis", "mongodb"]
 RACERS = 20
@@ -210,15 +210,7 @@ def build(mode: str, url: str, namespace: str, stores: dict[str, Any], **setting
     )
 
 
-@pytest.fixture(scope="module", params=TENXYTE_BACKENDS)
-def tenxyte_url(
-    request: pytest.FixtureRequest,
-    server_url: Callable[[str], str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    name: str = request.param
-    with backend_url(name, server_url, tmp_path_factory.mktemp(name)) as url:
-        yield url
+tenxyte_url = backend_fixture("tenxyte_url", TENXYTE_BACKENDS)
 
 
 @pytest.fixture(params=["sync", "async"])
