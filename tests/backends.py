@@ -27,6 +27,9 @@ __all__ = [
     "backend",
     "backend_fixture",
     "backend_url",
+    "new_prefix",
+    "prefix_fixtures",
+    "private_prefix",
     "with_options",
 ]
 
@@ -77,6 +80,40 @@ def with_options(url: str, **options: object) -> str:
     return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
+def new_prefix() -> str:
+    """A table prefix no other run uses."""
+    return f"t{uuid.uuid4().hex[:12]}_"
+
+
+@contextlib.contextmanager
+def private_prefix(server: str, drop: Callable[[str, str], None]) -> Iterator[str]:
+    """A new table prefix on ``server``, whose tables ``drop(server, prefix)`` drops
+    on exit."""
+    prefix = new_prefix()
+    try:
+        yield prefix
+    finally:
+        drop(server, prefix)
+
+
+def prefix_fixtures(server: str, drop: Callable[[str, str], None]) -> tuple[Any, Any]:
+    """A SQL server's ``table_prefix`` fixture (one prefix per module) and its
+    ``fresh_prefix`` fixture (one per test, for a database nothing has migrated yet),
+    on the server URL of the fixture named ``server``; ``drop`` drops the tables."""
+
+    @pytest.fixture(scope="module", name="table_prefix")
+    def module_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+        with private_prefix(request.getfixturevalue(server), drop) as prefix:
+            yield prefix
+
+    @pytest.fixture(name="fresh_prefix")
+    def test_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+        with private_prefix(request.getfixturevalue(server), drop) as prefix:
+            yield prefix
+
+    return module_prefix, test_prefix
+
+
 @contextlib.contextmanager
 def backend_url(
     name: str, server_url: Callable[[str], str], folder: Path, **options: Any
@@ -84,16 +121,11 @@ def backend_url(
     """The URL of backend ``name`` with ``options`` (and a private table prefix where
     the backend has tables), cleaned up on exit."""
     base = EMBEDDED[name](folder) if name in EMBEDDED else server_url(name)
-    prefix = None
-    if name in CLEANUPS:
-        prefix = f"p{uuid.uuid4().hex[:10]}_"
-        options = {"table_prefix": prefix, **options}
-    url = with_options(base, **options)
-    try:
-        yield url
-    finally:
-        if prefix is not None:
-            CLEANUPS[name](base, prefix)
+    if name not in CLEANUPS:
+        yield with_options(base, **options)
+        return
+    with private_prefix(base, CLEANUPS[name]) as prefix:
+        yield with_options(base, **{"table_prefix": prefix, **options})
 
 
 def backend_fixture(name: str, backends: list[str]) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 
-from tests.backends import with_options
+from tests.backends import prefix_fixtures, with_options
 from tests.servers import SERVERS, ping_docker
 
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306/authstore_test"
@@ -59,10 +58,6 @@ def admin_connection(url: str, **options: Any) -> pymysql.Connection[Any]:
     )
 
 
-def new_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}_"
-
-
 def table_names(cursor: Any, prefix: str) -> list[str]:
     """The tables of the connection's database whose names start with ``prefix``."""
     cursor.execute(
@@ -95,25 +90,12 @@ def mysql_server(request: pytest.FixtureRequest, server_url: Callable[[str], str
 
 
 @pytest.fixture(scope="module")
-def table_prefix(mysql_server: str) -> Iterator[str]:
-    prefix = new_prefix()
-    yield prefix
-    drop_tables(mysql_server, prefix)
-
-
-@pytest.fixture(scope="module")
 def mysql_url(mysql_server: str, table_prefix: str) -> str:
     """The server URL with this module's table prefix."""
     return with_options(mysql_server, table_prefix=table_prefix)
 
 
-@pytest.fixture
-def fresh_prefix(mysql_server: str) -> Iterator[str]:
-    """A table prefix of this test alone (dropped afterwards), for tests that need a
-    database nothing has migrated yet."""
-    prefix = new_prefix()
-    yield prefix
-    drop_tables(mysql_server, prefix)
+table_prefix, fresh_prefix = prefix_fixtures("mysql_server", drop_tables)
 
 
 @pytest.fixture

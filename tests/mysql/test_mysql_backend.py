@@ -24,11 +24,11 @@ from authstore.adapters.mysql.sync import SyncMySQLRunner
 from authstore.adapters.sql import Query, SqlCacheOps
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import StoreURL
-from tests.backends import with_options
+from tests.backends import new_prefix, with_options
 from tests.fresh_imports import loaded_after_import
 from tests.limiter_replay import expected_hit, hit
 
-from .conftest import UNREACHABLE_URL, admin_connection, drop_tables, new_prefix
+from .conftest import UNREACHABLE_URL, admin_connection, drop_tables
 
 PASSWORD = "s3cr3t-P@ss-w0rd"
 
