@@ -24,6 +24,7 @@ from authstore.registry import (
     register_backend,
     unregister_backend,
 )
+from tests.repeatable import repeatable
 
 
 def test_parse_full_url() -> None:
@@ -244,7 +245,7 @@ def _fragments(secret: str, size: int = 4) -> set[str]:
 
 
 def test_no_part_of_any_password_reaches_a_message() -> None:
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 
     templates = [
@@ -256,13 +257,7 @@ def test_no_part_of_any_password_reaches_a_message() -> None:
         "redisx://bob:{}@h/0",
     ]
 
-    @settings(
-        max_examples=300,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @repeatable(300)
     @given(st.text(PASSWORD_CHARS, min_size=8, max_size=40), st.sampled_from(templates))
     def check(password: str, template: str) -> None:
         text = template.format(password)
