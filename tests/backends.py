@@ -20,7 +20,18 @@ from typing import Any
 
 import pytest
 
-__all__ = ["BACKENDS", "CLEANUPS", "EMBEDDED", "backend", "backend_url"]
+__all__ = [
+    "BACKENDS",
+    "CLEANUPS",
+    "EMBEDDED",
+    "backend",
+    "backend_fixture",
+    "backend_url",
+    "new_prefix",
+    "prefix_fixtures",
+    "private_prefix",
+    "with_options",
+]
 
 EMBEDDED: dict[str, Callable[[Path], str]] = {
     "memory": lambda _folder: "memory://",
@@ -61,6 +72,48 @@ CLEANUPS: dict[str, Callable[[str, str], None]] = {
 """Backends whose URL takes a ``table_prefix``: how to drop that prefix's tables."""
 
 
+def with_options(url: str, **options: object) -> str:
+    """``url`` with ``options`` added to its query."""
+    if not options:
+        return url
+    query = "&".join(f"{name}={value}" for name, value in options.items())
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+def new_prefix() -> str:
+    """A table prefix no other run uses."""
+    return f"t{uuid.uuid4().hex[:12]}_"
+
+
+@contextlib.contextmanager
+def private_prefix(server: str, drop: Callable[[str, str], None]) -> Iterator[str]:
+    """A new table prefix on ``server``, whose tables ``drop(server, prefix)`` drops
+    on exit."""
+    prefix = new_prefix()
+    try:
+        yield prefix
+    finally:
+        drop(server, prefix)
+
+
+def prefix_fixtures(server: str, drop: Callable[[str, str], None]) -> tuple[Any, Any]:
+    """A SQL server's ``table_prefix`` fixture (one prefix per module) and its
+    ``fresh_prefix`` fixture (one per test, for a database nothing has migrated yet),
+    on the server URL of the fixture named ``server``; ``drop`` drops the tables."""
+
+    @pytest.fixture(scope="module", name="table_prefix")
+    def module_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+        with private_prefix(request.getfixturevalue(server), drop) as prefix:
+            yield prefix
+
+    @pytest.fixture(name="fresh_prefix")
+    def test_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+        with private_prefix(request.getfixturevalue(server), drop) as prefix:
+            yield prefix
+
+    return module_prefix, test_prefix
+
+
 @contextlib.contextmanager
 def backend_url(
     name: str, server_url: Callable[[str], str], folder: Path, **options: Any
@@ -68,27 +121,30 @@ def backend_url(
     """The URL of backend ``name`` with ``options`` (and a private table prefix where
     the backend has tables), cleaned up on exit."""
     base = EMBEDDED[name](folder) if name in EMBEDDED else server_url(name)
-    prefix = None
-    if name in CLEANUPS:
-        prefix = f"p{uuid.uuid4().hex[:10]}_"
-        options = {"table_prefix": prefix, **options}
-    query = "&".join(f"{key}={value}" for key, value in options.items())
-    url = f"{base}{'&' if '?' in base else '?'}{query}" if query else base
-    try:
-        yield url
-    finally:
-        if prefix is not None:
-            CLEANUPS[name](base, prefix)
+    if name not in CLEANUPS:
+        yield with_options(base, **options)
+        return
+    with private_prefix(base, CLEANUPS[name]) as prefix:
+        yield with_options(base, **{"table_prefix": prefix, **options})
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(
-    request: pytest.FixtureRequest,
-    server_url: Callable[[str], str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    """A URL of each backend in turn, private to the test module (a plugin of
-    tests/conftest.py, so every cross-backend suite shares it)."""
-    name: str = request.param
-    with backend_url(name, server_url, tmp_path_factory.mktemp(name)) as url:
-        yield url
+def backend_fixture(name: str, backends: list[str]) -> Any:
+    """A module-scoped fixture ``name``: a URL of each of ``backends`` in turn, private
+    to the test module."""
+
+    @pytest.fixture(scope="module", params=backends, name=name)
+    def fixture(
+        request: pytest.FixtureRequest,
+        server_url: Callable[[str], str],
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> Iterator[str]:
+        backend: str = request.param
+        with backend_url(backend, server_url, tmp_path_factory.mktemp(backend)) as url:
+            yield url
+
+    return fixture
+
+
+backend = backend_fixture("backend", BACKENDS)
+"""A URL of each backend in turn (a plugin of tests/conftest.py, so every
+cross-backend suite shares it)."""

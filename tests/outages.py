@@ -1,14 +1,17 @@
-"""What outage tests share: how long a call took and what it raised, a free port, and
-whether a frozen (SIGSTOP) server has really stopped."""
+"""What outage tests share: how long a call took and what it raised, a free port,
+whether a frozen (SIGSTOP) server has really stopped, and ending a process a test
+started."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["free_port", "stopped", "timed", "timed_async"]
+__all__ = ["end_process", "free_port", "stopped", "timed", "timed_async"]
 
 
 def timed(action: Callable[[], object]) -> tuple[BaseException | None, float]:
@@ -39,6 +42,16 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def end_process(process: subprocess.Popen[Any]) -> None:
+    """Terminate a process this test started; kill it if it is still there 10 s later."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def stopped(pid: int) -> bool:

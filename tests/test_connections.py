@@ -34,7 +34,7 @@ import pytest
 from authstore import open_async_cache, open_async_stores, open_cache, open_stores
 from authstore.contracts.records import StoreKind
 from authstore.registry import StoreURL
-from tests.outages import free_port
+from tests.outages import end_process, free_port
 
 Counter = Callable[[], int]
 
@@ -172,12 +172,7 @@ def _process(command: list[str], port: int, what: str, folder: str) -> Iterator[
         _wait_for_port(port, process, what)
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
         log.close()
 
 

@@ -28,6 +28,7 @@ import pytest
 import authstore
 from authstore import StoreURL
 from authstore.registry import known_schemes
+from tests.repeatable import repeatable
 
 PASSWORDS = [
     "Zq9/Kv8+Jx==",  # base64: '/', '+', '='
@@ -189,18 +190,12 @@ def test_malformed_urls_never_show_their_password(scheme: str, records: Records)
 
 
 def test_random_passwords_in_malformed_urls() -> None:
-    from hypothesis import HealthCheck, assume, given, settings
+    from hypothesis import assume, given
     from hypothesis import strategies as st
 
     alphabet = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ0123456789/+=?#@:%!$&'()*;,[]~._-"
 
-    @settings(
-        max_examples=250,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @repeatable(250)
     @given(
         st.text(alphabet, min_size=8, max_size=32),
         st.sampled_from(TEMPLATES),

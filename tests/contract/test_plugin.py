@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -20,6 +21,21 @@ def server():
 
 def test_needs_server(server):
     pass
+"""
+
+
+def contract_at_url(contract: str, url: str, prelude: str = "") -> str:
+    """A test file that runs the contract class ``contract`` on ``url``, after the
+    code ``prelude``."""
+    return f"""
+import pytest
+from authstore.contracts.testing import {contract}
+{textwrap.dedent(prelude)}
+
+class TestAtUrl({contract}):
+    @pytest.fixture
+    def authstore_url(self):
+        return {url!r}
 """
 
 
@@ -50,11 +66,8 @@ def test_strict_mode_fails_unavailable(
 
 def test_missing_driver_is_unavailable(pytester: pytest.Pytester) -> None:
     """The default factory turns MissingDriverError into ``unavailable``."""
-    pytester.makepyfile(
-        """
-        import pytest
+    no_driver = """
         from authstore import MissingDriverError, register_backend
-        from authstore.contracts.testing import TotpContract
 
         class NoDriver:
             name = "nodriver"
@@ -64,13 +77,8 @@ def test_missing_driver_is_unavailable(pytester: pytest.Pytester) -> None:
                 return []
 
         register_backend("nodriver", NoDriver())
-
-        class TestNoDriver(TotpContract):
-            @pytest.fixture
-            def authstore_url(self):
-                return "nodriver://"
         """
-    )
+    pytester.makepyfile(contract_at_url("TotpContract", "nodriver://", no_driver))
     loose = pytester.runpytest_subprocess("-k", "test_totp_unknown_user")
     loose.assert_outcomes(skipped=2)
     strict = pytester.runpytest_subprocess("-k", "test_totp_unknown_user", "--authstore-strict")
@@ -105,17 +113,7 @@ def test_capability_skips_stay_skips_in_strict_mode(pytester: pytest.Pytester) -
 
 def test_unknown_scheme_is_an_error_not_a_skip(pytester: pytest.Pytester) -> None:
     """A backend package that is not installed must not pass as "skipped"."""
-    pytester.makepyfile(
-        """
-        import pytest
-        from authstore.contracts.testing import MagicLinkContract
-
-        class TestMissing(MagicLinkContract):
-            @pytest.fixture
-            def authstore_url(self):
-                return "notinstalled://"
-        """
-    )
+    pytester.makepyfile(contract_at_url("MagicLinkContract", "notinstalled://"))
     result = pytester.runpytest_subprocess("-k", "test_magic_issue")
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(["*unknown URL scheme 'notinstalled'*"])

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 from example_keys import JWT_SECRET, TOTP_KEYS
 
-from tests.outages import free_port
+from tests.outages import end_process, free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 LINK = re.compile(r"(https?://\S+#token=[A-Za-z0-9_-]+)")
@@ -104,12 +104,7 @@ def serve(app: str, store_url: str, **env: str) -> Iterator[Server]:
         _wait_until_up(server)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process)
         reader.join(5)
         if process.stdout is not None:
             process.stdout.close()  # the pipe is ours to close (ResourceWarning otherwise)

@@ -17,9 +17,9 @@ import pytest
 from authstore import MissingDriverError, register_backend
 from authstore.registry import unregister_backend
 from tests import test_tokens_at_rest as at_rest
+from tests.contention import race
 from tests.integrations.django_setup import django_settings
 from tests.outages import free_port
-from tests.tenxyte.conftest import race_threads
 
 
 @pytest.fixture
@@ -200,9 +200,9 @@ def test_cache_add_and_incr_stay_atomic_under_threads(configured: tuple[str, str
     from django.core.cache import caches
 
     cache = caches["authstore"]
-    assert sum(race_threads(30, lambda: caches["authstore"].add("once", "x"))) == 1
+    assert sum(race(30, lambda: caches["authstore"].add("once", "x"))) == 1
     cache.set("count", 0)
-    race_threads(30, lambda: caches["authstore"].incr("count"))
+    race(30, lambda: caches["authstore"].incr("count"))
     assert cache.get("count") == 30
 
 

@@ -22,7 +22,7 @@ from authstore import AsyncCacheStore, BackendUnavailableError, open_async_cache
 from authstore.integrations.fastapi import RateLimit, rate_limit_headers
 from tests.backends import backend_url
 from tests.integrations.fastapi_app import make_app
-from tests.outages import free_port
+from tests.outages import end_process, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,11 +40,22 @@ def who() -> dict[str, str]:
     return {"x-client": uuid.uuid4().hex}
 
 
+async def one_after_another(client: httpx.AsyncClient, count: int) -> list[httpx.Response]:
+    """``count`` requests to /limited from one new client, each after the last answer."""
+    me = who()
+    return [await client.get("/limited", headers=me) for _ in range(count)]
+
+
+async def all_at_once(client: httpx.AsyncClient, count: int) -> list[httpx.Response]:
+    """``count`` requests to /limited from one new client, all at once."""
+    me = who()
+    return list(await asyncio.gather(*(client.get("/limited", headers=me) for _ in range(count))))
+
+
 @pytest.mark.asyncio
 async def test_headers_on_200_and_429(integration_url: str) -> None:
     async with serving(make_app(integration_url, "3/minute")) as client:
-        me = who()
-        answers = [await client.get("/limited", headers=me) for _ in range(4)]
+        answers = await one_after_another(client, 4)
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     for answer, remaining in zip(answers, ["2", "1", "0", "0"], strict=True):
         assert answer.headers["RateLimit-Limit"] == "3"
@@ -59,8 +70,7 @@ async def test_headers_on_200_and_429(integration_url: str) -> None:
 @pytest.mark.asyncio
 async def test_x_ratelimit_headers_and_cost(integration_url: str) -> None:
     async with serving(make_app(integration_url, "5/minute", headers="x-ratelimit", cost=2)) as c:
-        me = who()
-        answers = [await c.get("/limited", headers=me) for _ in range(3)]
+        answers = await one_after_another(c, 3)
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["3", "1", "1"]
     assert "RateLimit-Limit" not in answers[0].headers
@@ -87,8 +97,7 @@ async def test_scope_is_the_route_template_or_a_shared_name(integration_url: str
 @pytest.mark.asyncio
 async def test_limit_race_lets_exactly_the_limit_through(integration_url: str) -> None:
     async with serving(make_app(integration_url, "10/minute")) as client:
-        me = who()
-        answers = await asyncio.gather(*(client.get("/limited", headers=me) for _ in range(100)))
+        answers = await all_at_once(client, 100)
     assert_exactly_ten(answers)
 
 
@@ -124,12 +133,7 @@ def uvicorn_process(url: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     try:
         yield port, server
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        end_process(server)
 
 
 async def _race_through_uvicorn(url: str) -> None:
@@ -137,11 +141,8 @@ async def _race_through_uvicorn(url: str) -> None:
         limits = httpx.Limits(max_connections=100)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits) as client:
             await _until_up(client, server)
-            me = who()
-            answers = await asyncio.gather(
-                *(client.get("/limited", headers=me) for _ in range(100))
-            )
-    assert_exactly_ten(list(answers))
+            answers = await all_at_once(client, 100)
+    assert_exactly_ten(answers)
 
 
 async def _until_up(client: httpx.AsyncClient, server: subprocess.Popen[bytes]) -> None:
@@ -158,8 +159,7 @@ async def _until_up(client: httpx.AsyncClient, server: subprocess.Popen[bytes]) 
 @pytest.mark.asyncio
 async def test_several_limits_in_one_step(integration_url: str) -> None:
     async with serving(make_app(integration_url, "3/minute;5/hour")) as client:
-        me = who()
-        answers = [await client.get("/limited", headers=me) for _ in range(4)]
+        answers = await one_after_another(client, 4)
         assert [a.status_code for a in answers] == [200, 200, 200, 429]
         # the binding limit is the minute's: 3 of it, then the hour's 5 still has 2
         assert [a.headers["RateLimit-Limit"] for a in answers] == ["3", "3", "3", "3"]
@@ -168,8 +168,7 @@ async def test_several_limits_in_one_step(integration_url: str) -> None:
 @pytest.mark.asyncio
 async def test_several_limits_race(integration_url: str) -> None:
     async with serving(make_app(integration_url, "10/minute;1000/day")) as client:
-        me = who()
-        answers = await asyncio.gather(*(client.get("/limited", headers=me) for _ in range(100)))
+        answers = await all_at_once(client, 100)
     assert_exactly_ten(answers)
 
 

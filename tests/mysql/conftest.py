@@ -11,9 +11,7 @@ its tables at the end, so parallel runs on one server never collide.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +19,8 @@ from urllib.parse import urlsplit
 import pymysql
 import pytest
 
-from tests.servers import DOCKER_SOCKET, SERVERS
+from tests.backends import prefix_fixtures, with_options
+from tests.servers import SERVERS, ping_docker
 
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306/authstore_test"
 UNREACHABLE_URL = "mysql://root@127.0.0.1:1/authstore_test?connect_timeout=1"
@@ -38,14 +37,7 @@ def servers() -> list[str]:
 
 def _docker_answers() -> bool:
     try:
-        if not os.environ.get("DOCKER_HOST") and not os.path.exists(DOCKER_SOCKET):
-            return False  # docker-py would leak its socket finding no engine
-        docker = importlib.import_module("docker")
-        engine = docker.from_env(version="1.41")  # no version request in the constructor
-        try:
-            engine.ping()
-        finally:
-            engine.close()  # its socket: an unclosed one is a ResourceWarning (an error)
+        ping_docker()
     except Exception:
         return False
     return True
@@ -64,15 +56,6 @@ def admin_connection(url: str, **options: Any) -> pymysql.Connection[Any]:
         charset="utf8mb4",
         **options,
     )
-
-
-def new_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}_"
-
-
-def with_options(url: str, **options: object) -> str:
-    query = "&".join(f"{name}={value}" for name, value in options.items())
-    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 def table_names(cursor: Any, prefix: str) -> list[str]:
@@ -107,25 +90,12 @@ def mysql_server(request: pytest.FixtureRequest, server_url: Callable[[str], str
 
 
 @pytest.fixture(scope="module")
-def table_prefix(mysql_server: str) -> Iterator[str]:
-    prefix = new_prefix()
-    yield prefix
-    drop_tables(mysql_server, prefix)
-
-
-@pytest.fixture(scope="module")
 def mysql_url(mysql_server: str, table_prefix: str) -> str:
     """The server URL with this module's table prefix."""
     return with_options(mysql_server, table_prefix=table_prefix)
 
 
-@pytest.fixture
-def fresh_prefix(mysql_server: str) -> Iterator[str]:
-    """A table prefix of this test alone (dropped afterwards), for tests that need a
-    database nothing has migrated yet."""
-    prefix = new_prefix()
-    yield prefix
-    drop_tables(mysql_server, prefix)
+table_prefix, fresh_prefix = prefix_fixtures("mysql_server", drop_tables)
 
 
 @pytest.fixture

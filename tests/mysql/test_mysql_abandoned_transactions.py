@@ -19,8 +19,7 @@ import pytest
 from authstore.adapters.common.ops import Op
 from authstore.adapters.sql import Query
 from tests.abandoned import abandon_then_create
-
-from .conftest import with_options
+from tests.backends import with_options
 
 
 def _connection_id() -> Op[Any]:

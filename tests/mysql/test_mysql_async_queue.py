@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import authstore
-from tests.mysql.conftest import with_options
+from tests.backends import with_options
 
 
 def test_callers_take_turns_on_a_busy_pool(mysql_url: str) -> None:

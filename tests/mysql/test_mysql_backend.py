@@ -7,8 +7,6 @@ import asyncio
 import multiprocessing
 import random
 import ssl
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,22 +24,17 @@ from authstore.adapters.mysql.sync import SyncMySQLRunner
 from authstore.adapters.sql import Query, SqlCacheOps
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import StoreURL
+from tests.backends import new_prefix, with_options
+from tests.fresh_imports import loaded_after_import
 from tests.limiter_replay import expected_hit, hit
 
-from .conftest import UNREACHABLE_URL, admin_connection, drop_tables, new_prefix, with_options
+from .conftest import UNREACHABLE_URL, admin_connection, drop_tables
 
 PASSWORD = "s3cr3t-P@ss-w0rd"
 
 
 def test_importing_the_backend_imports_no_driver() -> None:
-    code = (
-        "import sys, authstore.adapters.mysql\n"
-        "print('pymysql' in sys.modules, 'aiomysql' in sys.modules)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == ["False", "False"], result.stdout + result.stderr
+    assert loaded_after_import("authstore.adapters.mysql", ["aiomysql", "pymysql"]) == []
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,130 +24,77 @@ import pytest
 import authstore
 from authstore.adapters.sql.program import Statement
 from authstore.contracts.errors import TokenInUseError
-from authstore.contracts.values import hash_token
+from tests.backends import with_options
+from tests.deadlocks import check_a_deadlocked_link_issue_is_replayed
 
-from .conftest import admin_connection, with_options
+from .conftest import admin_connection
 
-TOKEN = "deadlock-token-" + "x" * 40
+
+class InnoDBBlocker:
+    """The deadlock's second connection: InnoDB rolls back the transaction that changed
+    fewer rows, so the blocker first writes 20 rows of weight."""
+
+    error: type[BaseException] = pymysql.MySQLError
+    poll_interval = 0.15
+    """InnoDB refreshes its lock tables only after 0.1 s without a read of them."""
+
+    def __init__(self, connection: pymysql.Connection[Any], prefix: str) -> None:
+        self.connection = connection
+        self.links, self.cache = f"{prefix}magic_links", f"{prefix}cache"
+
+    def _execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> Any:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return cursor.fetchone()
+
+    def hold_token(self, namespace: str, token_hash: str) -> None:
+        self._execute("BEGIN")
+        for index in range(20):
+            self._execute(
+                f"INSERT INTO {self.cache} (cache_key, value, epoch, expires_at) "
+                "VALUES (%s, NULL, NULL, 0)",
+                (f"deadlock-weight-{uuid.uuid4().hex}-{index}",),
+            )
+        self._execute(
+            f"INSERT INTO {self.links} (namespace, token_hash, id, user_id, email, "
+            "created_at, expires_at) VALUES (%s, %s, %s, 'v', 'v@example.com', "
+            "UNIX_TIMESTAMP(), UNIX_TIMESTAMP() + 60)",
+            (namespace, token_hash, uuid.uuid4().hex),
+        )
+
+    def store_waits(self) -> bool:
+        row = self._execute(
+            "SELECT COUNT(*) FROM information_schema.innodb_lock_waits w "
+            "JOIN information_schema.innodb_trx t ON t.trx_id = w.blocking_trx_id "
+            "WHERE t.trx_mysql_thread_id = CONNECTION_ID()"
+        )
+        return row is not None and bool(row[0])
+
+    def take_user_lock(self, key: str) -> None:
+        self._execute(
+            f"INSERT INTO {self.cache} (cache_key, value, epoch, expires_at) "
+            "VALUES (%s, NULL, NULL, 0) ON DUPLICATE KEY UPDATE expires_at = 0",
+            (key,),
+        )
+
+    def rollback(self) -> None:
+        self._execute("ROLLBACK")
 
 
 @pytest.fixture
-def blocker(mysql_url: str) -> Iterator[pymysql.Connection[Any]]:
+def blocker(mysql_url: str, table_prefix: str) -> Iterator[InnoDBBlocker]:
     connection = admin_connection(mysql_url.partition("?")[0])
     try:
-        yield connection
+        yield InnoDBBlocker(connection, table_prefix)
     finally:
         connection.close()
 
 
-def _waiting_on(blocker: pymysql.Connection[Any], deadline: float, outcome: list[Any]) -> None:
-    """Until a transaction waits for one of the blocker's locks."""
-    with blocker.cursor() as cursor:
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT COUNT(*) FROM information_schema.innodb_lock_waits w "
-                "JOIN information_schema.innodb_trx t ON t.trx_id = w.blocking_trx_id "
-                "WHERE t.trx_mysql_thread_id = CONNECTION_ID()"
-            )
-            row = cursor.fetchone()
-            if row is not None and row[0]:
-                return
-            # InnoDB refreshes these tables only after 0.1 s without a read of them
-            time.sleep(0.15)
-    raise AssertionError(f"the store's transaction never waited for the blocker: {outcome}")
-
-
-def deadlock(
-    blocker: pymysql.Connection[Any], prefix: str, namespace: str, issue: Callable[[], Any]
-) -> tuple[Any, str]:
-    """Runs ``issue`` (user "u", token TOKEN) into a deadlock; the blocker then rolls
-    back. Returns what ``issue`` returned or raised, and what the blocker saw."""
-    links, cache = f"{prefix}magic_links", f"{prefix}cache"
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(issue())
-        except BaseException as error:
-            outcome.append(error)
-
-    with blocker.cursor() as cursor:
-        cursor.execute("BEGIN")
-        # Weight: InnoDB rolls back the transaction that changed fewer rows.
-        for index in range(20):
-            cursor.execute(
-                f"INSERT INTO {cache} (cache_key, value, epoch, expires_at) "
-                "VALUES (%s, NULL, NULL, 0)",
-                (f"deadlock-weight-{uuid.uuid4().hex}-{index}",),
-            )
-        cursor.execute(
-            f"INSERT INTO {links} (namespace, token_hash, id, user_id, email, created_at, "
-            "expires_at) VALUES (%s, %s, %s, 'v', 'v@example.com', UNIX_TIMESTAMP(), "
-            "UNIX_TIMESTAMP() + 60)",
-            (namespace, hash_token(TOKEN), uuid.uuid4().hex),
-        )
-        thread = threading.Thread(target=run)
-        thread.start()
-        try:
-            _waiting_on(blocker, time.monotonic() + 5, outcome)
-            seen = "no deadlock"
-            try:
-                # the store's lock row: a deadlock, of which the store is the victim
-                cursor.execute(
-                    f"INSERT INTO {cache} (cache_key, value, epoch, expires_at) "
-                    "VALUES (%s, NULL, NULL, 0) ON DUPLICATE KEY UPDATE expires_at = 0",
-                    (f"authstore:magic_links:{namespace}:u",),
-                )
-            except pymysql.MySQLError as error:
-                seen = f"blocker failed: {error}"
-            time.sleep(0.1)  # the store's replay now waits for the lock row
-        finally:
-            cursor.execute("ROLLBACK")
-            thread.join(10)
-    assert not thread.is_alive()
-    return outcome[0], seen
-
-
+@pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_deadlocked_link_issue_is_replayed(
-    mysql_url: str, table_prefix: str, blocker: pymysql.Connection[Any]
+    mysql_url: str, blocker: InnoDBBlocker, mode: str
 ) -> None:
-    namespace = f"dl-{uuid.uuid4().hex[:8]}"
-    with authstore.open_magic_links(mysql_url, namespace=namespace) as links:
-        links.issue("u", "u@example.com", ttl=60)  # migrated; a link to revoke
-        result, seen = deadlock(
-            blocker,
-            table_prefix,
-            namespace,
-            lambda: links.issue("u", "u@example.com", ttl=60, token=TOKEN),
-        )
-        assert seen == "no deadlock"
-        assert not isinstance(result, BaseException), repr(result)
-        assert links.consume(TOKEN) is not None
-        assert links.consume(TOKEN) is None
-
-
-def test_a_deadlocked_async_link_issue_is_replayed(
-    mysql_url: str, table_prefix: str, blocker: pymysql.Connection[Any]
-) -> None:
-    namespace = f"dl-{uuid.uuid4().hex[:8]}"
-
-    async def scenario() -> None:
-        async with authstore.open_async_magic_links(mysql_url, namespace=namespace) as links:
-            await links.issue("u", "u@example.com", ttl=60)
-            loop = asyncio.get_running_loop()
-
-            def issue() -> Any:
-                call = links.issue("u", "u@example.com", ttl=60, token=TOKEN)
-                return asyncio.run_coroutine_threadsafe(call, loop).result(10)
-
-            result, seen = await asyncio.to_thread(
-                deadlock, blocker, table_prefix, namespace, issue
-            )
-            assert seen == "no deadlock"
-            assert not isinstance(result, BaseException), repr(result)
-            assert await links.consume(TOKEN) is not None
-
-    asyncio.run(scenario())
+    check_a_deadlocked_link_issue_is_replayed(mysql_url, blocker, mode)
 
 
 def test_a_replay_that_reads_something_else_fails_closed(mysql_url: str) -> None:

@@ -24,8 +24,9 @@ from authstore.adapters.mysql.runner import DEADLOCK_RETRIES
 from authstore.adapters.sql import Begin, Query
 from authstore.adapters.sql.program import TRANSACTION_RETRIES, Statement
 from authstore.contracts.errors import BackendError, BackendUnavailableError
+from tests.backends import with_options
 
-from .conftest import UNREACHABLE_URL, admin_connection, with_options
+from .conftest import UNREACHABLE_URL, admin_connection
 
 
 def one_row(sql: str, **params: object) -> Op[Any]:

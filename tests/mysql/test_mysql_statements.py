@@ -19,11 +19,42 @@ import authstore
 from authstore.adapters.mysql import aio, sync
 from authstore.adapters.sql.ops import PURGE_BATCH
 from authstore.adapters.sql.program import Statement
+from tests.counted_operations import (
+    Operations,
+    cache_single_record_operations,
+    session_totp_and_link_operations,
+)
 
 WRITE_THEN_READ = (1, 4)
 BOUND_WRITE_THEN_READ = (1, 5)
 """The same command led by a SET binding its repeated parameters once (see MySQLDialect)."""
 ONE = (1, 1)
+
+
+CACHE_READ_BACKS = {
+    "incr": BOUND_WRITE_THEN_READ,
+    "incr creates": BOUND_WRITE_THEN_READ,
+    "expire": WRITE_THEN_READ,
+    "add_to_blacklist": WRITE_THEN_READ,
+    "revoke_user_tokens": WRITE_THEN_READ,
+}
+"""The cache's single-record operations that are not ONE: the value or state the write
+left comes back, write and read in one command."""
+SESSION_TOTP_AND_LINK_READ_BACKS = {
+    "sessions.create": WRITE_THEN_READ,
+    "sessions.touch": WRITE_THEN_READ,
+    "links.issue (keep previous)": WRITE_THEN_READ,
+    "links.consume": WRITE_THEN_READ,
+}
+"""Likewise for the sessions, TOTP and links."""
+
+Expected = dict[str, tuple[Callable[[], object], tuple[int, int]]]
+
+
+def _counted(operations: Operations, read_backs: dict[str, tuple[int, int]]) -> Expected:
+    """Each operation with what it sends: ONE unless ``read_backs`` names it."""
+    assert read_backs.keys() <= operations.keys()
+    return {name: (action, read_backs.get(name, ONE)) for name, action in operations.items()}
 
 
 class Trace:
@@ -60,25 +91,7 @@ def test_cache_operations(mysql_url: str, trace: Trace) -> None:
         cache.exists("warm-up")  # connects, sets the session up, migrates
         cache.set("n", 1)
         group = f"group-{uuid.uuid4().hex}"
-        expected: dict[str, tuple[Callable[[], object], tuple[int, int]]] = {
-            "get": (lambda: cache.get("n"), ONE),
-            "set": (lambda: cache.set("k", {"a": 1}, ttl=60), ONE),
-            "add": (lambda: cache.add("fresh", 1, ttl=60), ONE),
-            "add refused": (lambda: cache.add("k", 2), ONE),
-            "delete": (lambda: cache.delete("fresh"), ONE),
-            "exists": (lambda: cache.exists("k"), ONE),
-            "ttl": (lambda: cache.ttl("k"), ONE),
-            "get_many": (lambda: cache.get_many(["k", "n", "missing"]), ONE),
-            "set_many": (lambda: cache.set_many({"a": 1, "b": 2}, ttl=60), ONE),
-            "delete_many": (lambda: cache.delete_many(["a", "b"]), ONE),
-            "is_blacklisted": (lambda: cache.is_blacklisted("jti"), ONE),
-            "remove_from_blacklist": (lambda: cache.remove_from_blacklist("jti"), ONE),
-            "user_tokens_revoked_at": (lambda: cache.user_tokens_revoked_at("u"), ONE),
-            "reset_rate_limit": (lambda: cache.reset_rate_limit("rl"), ONE),
-            # the value or state the write left comes back: write and read, one command
-            "incr": (lambda: cache.incr("n", 2), BOUND_WRITE_THEN_READ),
-            "incr creates": (lambda: cache.incr("counter", 1, ttl=60), BOUND_WRITE_THEN_READ),
-            "expire": (lambda: cache.expire("k", 30), WRITE_THEN_READ),
+        expected = _counted(cache_single_record_operations(cache), CACHE_READ_BACKS) | {
             "fixed_window": (
                 lambda: cache.check_rate_limit("rl", 5, 60, algorithm="fixed_window"),
                 BOUND_WRITE_THEN_READ,
@@ -91,8 +104,6 @@ def test_cache_operations(mysql_url: str, trace: Trace) -> None:
                 lambda: cache.check_rate_limit("rl", 5, 60, algorithm="gcra"),
                 BOUND_WRITE_THEN_READ,
             ),
-            "add_to_blacklist": (lambda: cache.add_to_blacklist("jti", 60), WRITE_THEN_READ),
-            "revoke_user_tokens": (lambda: cache.revoke_user_tokens("u"), WRITE_THEN_READ),
             "peek_rate_limit": (lambda: cache.peek_rate_limit("rl", 5, 60), ONE),
             "peek_rate_limit gcra": (lambda: cache.peek_rate_limit("rl", 5, 60, "gcra"), ONE),
             "peek_rate_limits": (lambda: cache.peek_rate_limits(group, "2/hour;5/day"), ONE),
@@ -113,37 +124,8 @@ def test_session_totp_and_link_operations(mysql_url: str, trace: Trace) -> None:
         authstore.open_totp(mysql_url, namespace="counted") as totp,
         authstore.open_magic_links(mysql_url, namespace="counted") as links,
     ):
-        sessions.count("warm-up")
-        totp.load("warm-up")
-        links.peek("warm-up-token")
-        new = sessions.create("u", ttl=60)
-        other = sessions.create("u", ttl=60)
-        totp.save_pending("u", b"secret")
-        link = links.issue("u", "u@example.com", ttl=60)
-        expected: dict[str, tuple[Callable[[], object], tuple[int, int]]] = {
-            "sessions.create": (lambda: sessions.create("v", ttl=60), WRITE_THEN_READ),
-            "sessions.get": (lambda: sessions.get(new.token), ONE),
-            "sessions.touch": (lambda: sessions.touch(new.token, ttl=120), WRITE_THEN_READ),
-            "sessions.list": (lambda: sessions.list("u"), ONE),
-            "sessions.count": (lambda: sessions.count("u"), ONE),
-            "sessions.revoke_by_id": (
-                lambda: sessions.revoke_by_id(other.record.id, user_id="u"),
-                ONE,
-            ),
-            "sessions.revoke": (lambda: sessions.revoke(new.token), ONE),
-            "sessions.revoke_all": (lambda: sessions.revoke_all("v"), ONE),
-            "totp.save_pending": (lambda: totp.save_pending("u", b"secret2"), ONE),
-            "totp.enable": (lambda: totp.enable("u"), ONE),
-            "totp.load": (lambda: totp.load("u"), ONE),
-            "totp.claim_step": (lambda: totp.claim_step("u", 7), ONE),
-            "totp.use_backup_code": (lambda: totp.use_backup_code("u", "nope"), ONE),
-            "links.issue (keep previous)": (
-                lambda: links.issue("w", "w@example.com", ttl=60, revoke_previous=False),
-                WRITE_THEN_READ,
-            ),
-            "links.peek": (lambda: links.peek(link.token), ONE),
-            "links.consume": (lambda: links.consume(link.token), WRITE_THEN_READ),
-            "links.revoke_user": (lambda: links.revoke_user("w"), ONE),
+        operations = session_totp_and_link_operations(sessions, totp, links)
+        expected = _counted(operations, SESSION_TOTP_AND_LINK_READ_BACKS) | {
             # several rows in one transaction: BEGIN (sent with its SET TRANSACTION), the
             # statements, COMMIT, one round trip each (the next statement waits for the
             # previous one's answer)

@@ -8,23 +8,19 @@ and drops its tables at the end, so parallel runs on one server never collide.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from authstore.contracts.testing import unavailable
+from tests.backends import prefix_fixtures, with_options
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/authstore_test"
 
 
 def server_url() -> str:
     return os.environ.get("AUTHSTORE_TEST_POSTGRES_URL") or DEFAULT_URL
-
-
-def new_prefix() -> str:
-    return f"t{uuid.uuid4().hex[:12]}_"
 
 
 def drop_tables(url: str, prefix: str) -> None:
@@ -50,26 +46,12 @@ def postgres_server() -> str:
 
 
 @pytest.fixture(scope="module")
-def table_prefix(postgres_server: str) -> Iterator[str]:
-    prefix = new_prefix()
-    yield prefix
-    drop_tables(postgres_server, prefix)
-
-
-@pytest.fixture(scope="module")
 def pg_url(postgres_server: str, table_prefix: str) -> str:
     """The server URL with this module's table prefix."""
-    separator = "&" if "?" in postgres_server else "?"
-    return f"{postgres_server}{separator}table_prefix={table_prefix}"
+    return with_options(postgres_server, table_prefix=table_prefix)
 
 
-@pytest.fixture
-def fresh_prefix(postgres_server: str) -> Iterator[str]:
-    """A table prefix of this test alone (dropped afterwards): for tests that need a
-    database nothing has migrated yet."""
-    prefix = new_prefix()
-    yield prefix
-    drop_tables(postgres_server, prefix)
+table_prefix, fresh_prefix = prefix_fixtures("postgres_server", drop_tables)
 
 
 @pytest.fixture

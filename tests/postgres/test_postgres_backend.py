@@ -29,6 +29,7 @@ from authstore.contracts.errors import (
     UnknownDatabaseError,
 )
 from authstore.registry import StoreURL
+from tests.fresh_imports import loaded_after_import
 from tests.limiter_replay import ALGORITHMS, expected_hit, hit
 
 SECRET = "Sup3r-Secret-Pw"
@@ -37,14 +38,10 @@ Admin = psycopg.Connection[tuple[Any, ...]]
 
 
 def test_importing_the_backend_imports_no_driver() -> None:
-    code = (
-        "import sys, authstore.adapters.postgres\n"
-        "print(*(m in sys.modules for m in ('psycopg', 'psycopg_pool', 'asyncpg')))\n"
+    assert (
+        loaded_after_import("authstore.adapters.postgres", ["asyncpg", "psycopg", "psycopg_pool"])
+        == []
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == ["False", "False", "False"], result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

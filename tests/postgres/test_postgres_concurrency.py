@@ -4,77 +4,22 @@ gathered coroutines, and spawned processes (each its own pool) starting together
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import psycopg
 import pytest
 
 import authstore
-
-PROCESSES = 4
-START_DELAY = 2.5  # seconds for spawned interpreters to import authstore and connect
-DAY = 86_400
-"""The limits' period in the race tests: a race that ran long on a loaded machine must
-not earn a hit back (GCRA gives one back every period/limit) or cross a window."""
-
-
-def _wait_until(start: float) -> None:
-    time.sleep(max(0.0, start - time.time()))
-
-
-def _in_processes(target: Callable[..., Any], arguments: list[tuple[Any, ...]]) -> list[Any]:
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(len(arguments)) as pool:
-        return pool.starmap(target, arguments, chunksize=1)
-
-
-def migrate_then_use(url: str, worker: int, start: float) -> tuple[str, bool]:
-    _wait_until(start)
-    report = authstore.migrate(url)[0]
-    with authstore.open_cache(url) as cache:
-        cache.set(f"worker-{worker}", worker)
-        return report, cache.get(f"worker-{worker}") == worker
-
-
-def hit_rate_limit(url: str, algorithm: str, limit: int, hits: int, start: float) -> int:
-    with authstore.open_cache(url, namespace="procs") as cache:
-        cache.exists("warm-up")  # connect before the start line
-        _wait_until(start)
-        return sum(
-            bool(cache.check_rate_limit("login:alice", limit, DAY, algorithm=algorithm))
-            for _ in range(hits)
-        )
-
-
-def create_capped_sessions(url: str, namespace: str, count: int, start: float) -> int:
-    with authstore.open_sessions(url, namespace=namespace, pool_size=count) as sessions:
-        sessions.count("warm-up")
-        _wait_until(start)
-        with ThreadPoolExecutor(count) as executor:
-            created = list(
-                executor.map(
-                    lambda _: sessions.create("alice", ttl=60, max_sessions=3), range(count)
-                )
-            )
-        return len(created)
+from tests import contention
+from tests.backends import with_options
 
 
 def test_processes_migrating_a_fresh_database_at_once(
     postgres_server: str, fresh_prefix: str
 ) -> None:
-    url = f"{postgres_server}?table_prefix={fresh_prefix}"
-    start = time.time() + START_DELAY
-    results = _in_processes(migrate_then_use, [(url, w, start) for w in range(PROCESSES)])
-    reports = sorted(report for report, _ in results)
-    assert all(used for _, used in results), results
-    assert reports == ["postgresql: schema at version 2 (applied 0)"] * (PROCESSES - 1) + [
-        "postgresql: schema at version 2 (applied 2)"
-    ], reports
+    url = with_options(postgres_server, table_prefix=fresh_prefix)
+    contention.check_processes_migrate_a_fresh_database_once(url, "postgresql")
     with psycopg.connect(postgres_server) as check:
         versions = check.execute(f"SELECT version FROM {fresh_prefix}schema_version").fetchall()
     assert versions == [(1,), (2,)]
@@ -94,25 +39,16 @@ def test_first_use_migrates_once_under_threads(postgres_server: str, fresh_prefi
 
 @pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
 def test_processes_share_one_rate_limit_exactly(pg_url: str, algorithm: str) -> None:
-    authstore.migrate(pg_url)
-    with authstore.open_cache(pg_url, namespace="procs") as cache:
-        cache.reset_rate_limit("login:alice")
-    limit, hits = 25, 20
-    start = time.time() + START_DELAY
-    passed = _in_processes(
-        hit_rate_limit, [(pg_url, algorithm, limit, hits, start) for _ in range(PROCESSES)]
+    contention.check_processes_share_one_rate_limit(
+        with_options(pg_url, namespace="procs"), algorithm
     )
-    assert sum(passed) == limit, passed
 
 
 def test_forty_concurrent_creates_keep_exactly_three_sessions(pg_url: str) -> None:
     namespace = f"cap{uuid.uuid4().hex[:8]}"
     with authstore.open_sessions(pg_url, namespace=namespace, pool_size=20) as sessions:
         sessions.count("warm-up")
-        with ThreadPoolExecutor(40) as executor:
-            created = list(
-                executor.map(lambda _: sessions.create("alice", ttl=60, max_sessions=3), range(40))
-            )
+        created = contention.race(40, lambda: sessions.create("alice", ttl=60, max_sessions=3))
         assert len(created) == 40
         assert sessions.count("alice") == 3
         newest = sorted(created, key=lambda new: new.record.created_at)[-1]
@@ -135,25 +71,15 @@ def test_forty_concurrent_async_creates_keep_exactly_three_sessions(pg_url: str)
 
 
 def test_processes_creating_sessions_keep_the_cap(pg_url: str) -> None:
-    authstore.migrate(pg_url)
-    namespace = f"cap{uuid.uuid4().hex[:8]}"
-    start = time.time() + START_DELAY
-    created = _in_processes(
-        create_capped_sessions, [(pg_url, namespace, 10, start) for _ in range(PROCESSES)]
-    )
-    assert sum(created) == 10 * PROCESSES
-    with authstore.open_sessions(pg_url, namespace=namespace) as sessions:
-        assert sessions.count("alice") == 3
+    url = with_options(pg_url, namespace=f"cap{uuid.uuid4().hex[:8]}", pool_size=10)
+    contention.check_processes_creating_capped_sessions_keep_the_cap(url, rounds=1, threads=10)
 
 
 def test_concurrent_issues_leave_one_usable_link(pg_url: str) -> None:
     namespace = f"links{uuid.uuid4().hex[:8]}"
     with authstore.open_magic_links(pg_url, namespace=namespace, pool_size=10) as links:
         links.peek("warm-up-token")
-        with ThreadPoolExecutor(20) as executor:
-            issued = list(
-                executor.map(lambda _: links.issue("alice", "a@example.com", ttl=60), range(20))
-            )
+        issued = contention.race(20, lambda: links.issue("alice", "a@example.com", ttl=60))
         usable = [link for link in issued if links.peek(link.token) is not None]
         assert len(usable) == 1, len(usable)
 

@@ -9,101 +9,57 @@ waited first. The store replays its transaction and gives the true answer.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+import pytest
 
-import authstore
-from authstore.contracts.values import hash_token
-
-TOKEN = "deadlock-token-" + "x" * 40
+from tests.deadlocks import check_a_deadlocked_link_issue_is_replayed
 
 
-def deadlock(url: str, prefix: str, namespace: str, issue: Callable[[], Any]) -> tuple[Any, str]:
-    """Runs ``issue`` (user "u", token TOKEN) into a deadlock; the blocker then rolls
-    back. Returns what ``issue`` returned or raised, and what the blocker saw."""
-    outcome: list[Any] = []
+class PostgresBlocker:
+    """The deadlock's second connection, an autocommit one that runs its own BEGIN."""
 
-    def run() -> None:
-        try:
-            outcome.append(issue())
-        except BaseException as error:
-            outcome.append(error)
+    error: type[BaseException] = psycopg.Error
+    poll_interval = 0.01
 
-    with psycopg.connect(url.partition("?")[0], autocommit=True) as blocker:
-        blocker.execute("BEGIN")
-        blocker.execute(
-            f"INSERT INTO {prefix}magic_links (namespace, token_hash, id, user_id, email, "
+    def __init__(self, connection: psycopg.Connection[Any], prefix: str) -> None:
+        self.connection = connection
+        self.links = f"{prefix}magic_links"
+
+    def hold_token(self, namespace: str, token_hash: str) -> None:
+        self.connection.execute("BEGIN")
+        self.connection.execute(
+            f"INSERT INTO {self.links} (namespace, token_hash, id, user_id, email, "
             "created_at, expires_at) VALUES (%s, %s, %s, 'v', 'v@example.com', "
             "extract(epoch FROM now()), extract(epoch FROM now()) + 60)",
-            (namespace, hash_token(TOKEN), uuid.uuid4().hex),
+            (namespace, token_hash, uuid.uuid4().hex),
         )
-        thread = threading.Thread(target=run)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                row = blocker.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
-                ).fetchone()
-                if row is not None and row[0]:
-                    break
-                time.sleep(0.01)
-            else:
-                raise AssertionError(f"the store never waited for the blocker: {outcome}")
-            seen = "no deadlock"
-            try:
-                blocker.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                    (f"authstore:magic_links:{namespace}:u",),
-                )
-            except psycopg.Error as error:
-                seen = f"blocker failed: {error}"
-            time.sleep(0.1)  # the store's replay now waits for the advisory lock
-        finally:
-            blocker.execute("ROLLBACK")
-            thread.join(10)
-    assert not thread.is_alive()
-    return outcome[0], seen
+
+    def store_waits(self) -> bool:
+        row = self.connection.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+        ).fetchone()
+        return row is not None and bool(row[0])
+
+    def take_user_lock(self, key: str) -> None:
+        self.connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+    def rollback(self) -> None:
+        self.connection.execute("ROLLBACK")
 
 
-def test_a_deadlocked_link_issue_is_replayed(pg_url: str, table_prefix: str) -> None:
-    namespace = f"dl-{uuid.uuid4().hex[:8]}"
-    with authstore.open_magic_links(pg_url, namespace=namespace) as links:
-        links.issue("u", "u@example.com", ttl=60)  # migrated; a link to revoke
-        result, seen = deadlock(
-            pg_url,
-            table_prefix,
-            namespace,
-            lambda: links.issue("u", "u@example.com", ttl=60, token=TOKEN),
-        )
-        assert seen == "no deadlock"
-        assert not isinstance(result, BaseException), repr(result)
-        assert links.consume(TOKEN) is not None
-        assert links.consume(TOKEN) is None
+@pytest.fixture
+def blocker(pg_url: str, table_prefix: str) -> Iterator[PostgresBlocker]:
+    with psycopg.connect(pg_url.partition("?")[0], autocommit=True) as connection:
+        yield PostgresBlocker(connection, table_prefix)
 
 
-def test_a_deadlocked_async_link_issue_is_replayed(pg_url: str, table_prefix: str) -> None:
-    namespace = f"dl-{uuid.uuid4().hex[:8]}"
-
-    async def scenario() -> None:
-        async with authstore.open_async_magic_links(pg_url, namespace=namespace) as links:
-            await links.issue("u", "u@example.com", ttl=60)
-            loop = asyncio.get_running_loop()
-
-            def issue() -> Any:
-                call = links.issue("u", "u@example.com", ttl=60, token=TOKEN)
-                return asyncio.run_coroutine_threadsafe(call, loop).result(10)
-
-            result, seen = await asyncio.to_thread(deadlock, pg_url, table_prefix, namespace, issue)
-            assert seen == "no deadlock"
-            assert not isinstance(result, BaseException), repr(result)
-            assert await links.consume(TOKEN) is not None
-
-    asyncio.run(scenario())
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_deadlocked_link_issue_is_replayed(
+    pg_url: str, blocker: PostgresBlocker, mode: str
+) -> None:
+    check_a_deadlocked_link_issue_is_replayed(pg_url, blocker, mode)

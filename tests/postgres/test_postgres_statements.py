@@ -23,6 +23,7 @@ from psycopg import pq
 
 import authstore
 from authstore.adapters.sql.ops import PURGE_BATCH
+from tests.counted_operations import cache_single_record_operations
 
 WARM_UP = 6  # psycopg prepares a statement on its sixth execution
 WARM_UPS: dict[str, Callable[[Any], object]] = {
@@ -113,32 +114,16 @@ def test_cache_operations_are_one_round_trip(open_traced: Any) -> None:
     cache.set("k", "v", ttl=600)
     _one_each(
         trace,
-        {
-            "get": lambda: cache.get("k"),
-            "set": lambda: cache.set("k", {"a": 1}, ttl=60),
-            "add": lambda: cache.add("k", 2),
-            "incr": lambda: cache.incr("n", 2),
-            "delete": lambda: cache.delete("gone"),
-            "exists": lambda: cache.exists("k"),
-            "ttl": lambda: cache.ttl("k"),
-            "expire": lambda: cache.expire("k", 30),
-            "get_many": lambda: cache.get_many(["k", "n", "missing"]),
-            "set_many": lambda: cache.set_many({"a": 1, "b": 2}, ttl=60),
-            "delete_many": lambda: cache.delete_many(["a", "b"]),
+        cache_single_record_operations(cache)
+        | {
             "fixed_window": lambda: cache.check_rate_limit("rl", 10**6, 60),
             "sliding_window": lambda: cache.check_rate_limit(
                 "rl", 10**6, 60, algorithm="sliding_window"
             ),
             "gcra": lambda: cache.check_rate_limit("rl", 10**6, 60, algorithm="gcra"),
-            "reset_rate_limit": lambda: cache.reset_rate_limit("rl"),
             "peek_rate_limit": lambda: cache.peek_rate_limit("rl", 10**6, 60),
             "peek_rate_limit gcra": lambda: cache.peek_rate_limit("rl", 10**6, 60, "gcra"),
             "peek_rate_limits": lambda: cache.peek_rate_limits("rl", "1000000/minute;10/day"),
-            "add_to_blacklist": lambda: cache.add_to_blacklist("jti", 60),
-            "is_blacklisted": lambda: cache.is_blacklisted("jti"),
-            "remove_from_blacklist": lambda: cache.remove_from_blacklist("jti"),
-            "revoke_user_tokens": lambda: cache.revoke_user_tokens("u"),
-            "user_tokens_revoked_at": lambda: cache.user_tokens_revoked_at("u"),
         },
     )
 

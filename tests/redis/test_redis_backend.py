@@ -29,6 +29,7 @@ from authstore.adapters.redis.backend import backend, eviction_warning
 from authstore.adapters.redis.commands import Call, Lua, Script, lua
 from authstore.adapters.redis.settings import parse_settings
 from authstore.registry import StoreURL
+from tests.contention import at_once_in_threads, errors_of
 
 
 def _namespace() -> str:
@@ -628,28 +629,6 @@ def test_every_driver_exception_becomes_an_authstore_error(
 # --- pools ------------------------------------------------------------------------------
 
 
-def _threads(count: int, work: Callable[[], Any]) -> list[BaseException]:
-    """``count`` threads released together, each running ``work``; what they raised."""
-    import threading
-
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            barrier.wait(30)
-            work()
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return errors
-
-
 def _named_connections(url: str, name: str) -> int:
     """Connections named ``name`` on the server(s) of a Sentinel or Cluster URL."""
     if url.startswith("redis+cluster://"):
@@ -688,7 +667,7 @@ def test_pool_size_bounds_and_waits_on_sentinel_and_cluster(
                 for _ in range(hits):
                     cache.incr("n")
 
-            errors = _threads(threads, work)
+            errors = errors_of(at_once_in_threads(threads, work))
             assert not errors, f"pool_size={pool_size}: {len(errors)} failed: {errors[:3]}"
             assert cache.get("n") == threads * hits
             opened = _named_connections(base, name)

@@ -24,6 +24,7 @@ from authstore import (
     open_cache,
     open_sessions,
 )
+from tests.contention import at_once_in_threads
 from tests.outages import timed
 from tests.servers.redis_topology import (
     PrivateCluster,
@@ -416,22 +417,7 @@ def _concurrently(
             return await asyncio.gather(*calls, return_exceptions=True)
 
         return loop.run_until_complete(gather())
-    results: list[Any] = []
-    barrier = threading.Barrier(count)
-
-    def one() -> None:
-        barrier.wait(10)
-        try:
-            results.append(call(store))
-        except Exception as error:
-            results.append(error)
-
-    threads = [threading.Thread(target=one) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
+    return at_once_in_threads(count, lambda: call(store), seconds=30)
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tests.servers.defaults import NAMES, default_url
 
-__all__ = ["SERVERS", "Server", "ServerPool", "Unavailable"]
+__all__ = ["SERVERS", "Server", "ServerPool", "Unavailable", "ping_docker"]
 
 PROBE_TIMEOUT = 3.0
 CONTAINER_READY_TIMEOUT = 60.0
@@ -36,6 +36,18 @@ CONTAINER_READY_TIMEOUT = 60.0
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 """Where docker-py looks for the engine when DOCKER_HOST is not set."""
+
+
+def ping_docker() -> None:
+    """Returns when a Docker engine answers; raises what stopped it otherwise."""
+    if not os.environ.get("DOCKER_HOST") and not os.path.exists(DOCKER_SOCKET):
+        raise FileNotFoundError(DOCKER_SOCKET)  # docker-py would leak its socket
+    docker = importlib.import_module("docker")
+    engine = docker.from_env(version="1.41")  # no version request in the constructor
+    try:
+        engine.ping()
+    finally:
+        engine.close()  # its socket: an unclosed one is a ResourceWarning (an error)
 
 
 class Unavailable(Exception):
@@ -351,14 +363,7 @@ class ServerPool:
                 f'for it; run `eval "$(scripts/services up {server.service})"`'
             )
         try:
-            if not os.environ.get("DOCKER_HOST") and not os.path.exists(DOCKER_SOCKET):
-                raise FileNotFoundError(DOCKER_SOCKET)  # docker-py would leak its socket
-            docker = importlib.import_module("docker")
-            engine = docker.from_env(version="1.41")  # no version request in the constructor
-            try:
-                engine.ping()
-            finally:
-                engine.close()  # its socket: an unclosed one is a ResourceWarning (an error)
+            ping_docker()
         except Exception as error:
             how = (
                 f"set {server.env} or start Docker"

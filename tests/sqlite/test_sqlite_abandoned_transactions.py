@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
 
 import authstore
-from authstore.contracts.errors import BackendUnavailableError
+from tests.abandoned import abandon_then_create, cancel_while_waiting
 
 
 def _hold(db_path: Path) -> sqlite3.Connection:
@@ -28,51 +28,28 @@ def _hold(db_path: Path) -> sqlite3.Connection:
     return holder
 
 
-def test_a_sync_create_that_times_out_leaves_nothing_open(db_url: str, db_path: Path) -> None:
-    with authstore.open_sessions(f"{db_url}?timeout=0.3") as sessions:
-        sessions.create("u", ttl=60, max_sessions=2)
-        holder = _hold(db_path)
-        try:
-            with pytest.raises(BackendUnavailableError):
-                sessions.create("u", ttl=60, max_sessions=2)
-        finally:
-            holder.rollback()
-            holder.close()
-        started = time.monotonic()
-        sessions.create("u", ttl=60, max_sessions=2)
-        assert time.monotonic() - started < 0.3
-        connection = sessions._runner.connection
-        assert connection is not None and not connection.in_transaction
-        assert sessions.count("u") == 2
+def _release(holder: sqlite3.Connection) -> None:
+    holder.rollback()
+    holder.close()
 
 
-@pytest.mark.parametrize("cancelled", [False, True])
-def test_an_async_create_that_times_out_or_is_cancelled_leaves_nothing_open(
-    db_url: str, db_path: Path, cancelled: bool
+def _no_transaction_open(sessions: Any) -> None:
+    connection = sessions._runner.connection
+    assert connection is not None and not connection.in_transaction
+
+
+@pytest.mark.parametrize("mode", ["sync", "async", "cancelled"])
+def test_a_create_that_times_out_or_is_cancelled_leaves_nothing_open(
+    db_url: str, db_path: Path, mode: str
 ) -> None:
-    async def scenario() -> None:
-        async with authstore.open_async_sessions(f"{db_url}?timeout=0.3") as sessions:
-            await sessions.create("u", ttl=60, max_sessions=2)
-            holder = _hold(db_path)
-            try:
-                if cancelled:
-                    task = asyncio.ensure_future(sessions.create("u", ttl=60, max_sessions=2))
-                    await asyncio.sleep(0.1)
-                    task.cancel()
-                    with pytest.raises(asyncio.CancelledError):
-                        await task
-                else:
-                    with pytest.raises(BackendUnavailableError):
-                        await sessions.create("u", ttl=60, max_sessions=2)
-            finally:
-                holder.rollback()
-                holder.close()
-            await sessions.create("u", ttl=60, max_sessions=2)
-            connection = sessions._runner.connection
-            assert connection is not None and not connection.in_transaction
-            assert await sessions.count("u") == 2
-
-    asyncio.run(scenario())
+    holders: list[sqlite3.Connection] = []
+    abandon_then_create(
+        f"{db_url}?timeout=0.5",
+        mode,
+        hold=lambda: holders.append(_hold(db_path)),
+        release=lambda: _release(holders.pop()),
+        check_store=_no_transaction_open,
+    )
 
 
 def test_a_create_cancelled_in_begin_on_a_given_connection_leaves_nothing_open(
@@ -86,15 +63,10 @@ def test_a_create_cancelled_in_begin_on_a_given_connection_leaves_nothing_open(
             ) as sessions:
                 await sessions.create("u", ttl=60, max_sessions=2)
                 holder = _hold(db_path)
-                try:
-                    task = asyncio.ensure_future(sessions.create("u", ttl=60, max_sessions=2))
-                    await asyncio.sleep(0.1)  # waiting in BEGIN IMMEDIATE
-                    task.cancel()
-                    with pytest.raises(asyncio.CancelledError):
-                        await task
+                try:  # cancelled while waiting in BEGIN IMMEDIATE
+                    await cancel_while_waiting(sessions.create("u", ttl=60, max_sessions=2))
                 finally:
-                    holder.rollback()
-                    holder.close()
+                    _release(holder)
                 await sessions.create("u", ttl=60, max_sessions=2)
                 assert not connection.in_transaction
                 assert await sessions.count("u") == 2

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +18,12 @@ from authstore.adapters.sqlite.settings import SQLiteSettings
 from authstore.adapters.sqlite.sync import SyncSQLiteRunner
 from authstore.contracts.errors import ConfigurationError
 from authstore.contracts.records import Value
+from tests.fresh_imports import loaded_after_import
 from tests.limiter_replay import expected_hit, hit
 
 
 def test_importing_the_backend_imports_no_async_driver() -> None:
-    code = (
-        "import sys, authstore.adapters.sqlite\n"
-        "print('aiosqlite' in sys.modules, 'sqlite3' in sys.modules)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == ["False", "False"], result.stdout + result.stderr
+    assert loaded_after_import("authstore.adapters.sqlite", ["aiosqlite", "sqlite3"]) == []
 
 
 def test_migrate_is_idempotent(db_url: str, db_path: Path) -> None:

@@ -22,6 +22,10 @@ from authstore.adapters.sql import SqlCacheOps, Tables
 from authstore.adapters.sql.ops import PURGE_BATCH
 from authstore.adapters.sqlite.settings import SQLiteSettings
 from authstore.adapters.sqlite.sync import SyncSQLiteRunner
+from tests.counted_operations import (
+    cache_single_record_operations,
+    session_totp_and_link_operations,
+)
 
 
 class Trace:
@@ -63,27 +67,7 @@ def test_cache_single_record_operations_are_one_statement(
     cache = _open("cache", connection)
     cache.exists("warm-up")  # migrates
     cache.set("n", 1)
-    operations: dict[str, Callable[[], object]] = {
-        "get": lambda: cache.get("n"),
-        "set": lambda: cache.set("k", {"a": 1}, ttl=60),
-        "add": lambda: cache.add("fresh", 1, ttl=60),
-        "add refused": lambda: cache.add("k", 2),
-        "incr": lambda: cache.incr("n", 2),
-        "incr creates": lambda: cache.incr("counter", 1, ttl=60),
-        "delete": lambda: cache.delete("fresh"),
-        "exists": lambda: cache.exists("k"),
-        "ttl": lambda: cache.ttl("k"),
-        "expire": lambda: cache.expire("k", 30),
-        "get_many": lambda: cache.get_many(["k", "n", "missing"]),
-        "set_many": lambda: cache.set_many({"a": 1, "b": 2}, ttl=60),
-        "delete_many": lambda: cache.delete_many(["a", "b"]),
-        "reset_rate_limit": lambda: cache.reset_rate_limit("rl"),
-        "add_to_blacklist": lambda: cache.add_to_blacklist("jti", 60),
-        "is_blacklisted": lambda: cache.is_blacklisted("jti"),
-        "remove_from_blacklist": lambda: cache.remove_from_blacklist("jti"),
-        "revoke_user_tokens": lambda: cache.revoke_user_tokens("u"),
-        "user_tokens_revoked_at": lambda: cache.user_tokens_revoked_at("u"),
-    }
+    operations = cache_single_record_operations(cache)
     for name, action in operations.items():
         sent = trace.count(action)
         assert len(sent) == 1, (name, sent)
@@ -239,34 +223,7 @@ def test_session_totp_and_link_operations_are_one_statement(
     connection: sqlite3.Connection, trace: Trace
 ) -> None:
     sessions, totp, links = (_open(k, connection) for k in ("sessions", "totp", "magic_links"))
-    sessions.count("warm-up")
-    totp.load("warm-up")
-    links.peek("warm-up-token")
-    new = sessions.create("u", ttl=60)
-    other = sessions.create("u", ttl=60)
-    totp.save_pending("u", b"secret")
-    link = links.issue("u", "u@example.com", ttl=60)
-    operations: dict[str, Callable[[], object]] = {
-        "sessions.create": lambda: sessions.create("v", ttl=60),
-        "sessions.get": lambda: sessions.get(new.token),
-        "sessions.touch": lambda: sessions.touch(new.token, ttl=120),
-        "sessions.list": lambda: sessions.list("u"),
-        "sessions.count": lambda: sessions.count("u"),
-        "sessions.revoke_by_id": lambda: sessions.revoke_by_id(other.record.id, user_id="u"),
-        "sessions.revoke": lambda: sessions.revoke(new.token),
-        "sessions.revoke_all": lambda: sessions.revoke_all("v"),
-        "totp.save_pending": lambda: totp.save_pending("u", b"secret2"),
-        "totp.enable": lambda: totp.enable("u"),
-        "totp.load": lambda: totp.load("u"),
-        "totp.claim_step": lambda: totp.claim_step("u", 7),
-        "totp.use_backup_code": lambda: totp.use_backup_code("u", "nope"),
-        "links.issue (keep previous)": lambda: links.issue(
-            "w", "w@example.com", ttl=60, revoke_previous=False
-        ),
-        "links.peek": lambda: links.peek(link.token),
-        "links.consume": lambda: links.consume(link.token),
-        "links.revoke_user": lambda: links.revoke_user("w"),
-    }
+    operations = session_totp_and_link_operations(sessions, totp, links)
     for name, action in operations.items():
         sent = trace.count(action)
         assert len(sent) == 1, (name, sent)

@@ -29,6 +29,20 @@ def _count(db_path: Path, sql: str) -> int:
     return value
 
 
+def _write_then(failure: BaseException | Query) -> Op[None]:
+    """A transaction that writes a cache row, then sends ``failure`` (a statement the
+    driver refuses) or raises it (the application failing between two statements)."""
+    yield Begin()
+    yield Query(
+        "INSERT INTO authstore_cache (cache_key, value) VALUES (:key, :value)",
+        {"key": "first", "value": b"1"},
+    )
+    if isinstance(failure, Query):
+        yield failure
+    else:
+        raise failure
+
+
 def test_constraint_failure_after_a_delete_rolls_the_delete_back(
     runner: SyncSQLiteRunner, db_url: str
 ) -> None:
@@ -63,17 +77,9 @@ def test_constraint_failure_after_a_delete_rolls_the_delete_back(
 def test_an_operation_raising_mid_transaction_writes_nothing(
     runner: SyncSQLiteRunner, db_path: Path
 ) -> None:
-    def half_done() -> Op[None]:
-        yield Begin()
-        yield Query(
-            "INSERT INTO authstore_cache (cache_key, value) VALUES (:key, :value)",
-            {"key": "half", "value": b"1"},
-        )
-        raise RuntimeError("the application failed between two statements")
-
     runner.run(one_row("SELECT 1"))  # migrate first
     with pytest.raises(RuntimeError):
-        runner.run(half_done())
+        runner.run(_write_then(RuntimeError("the application failed between two statements")))
     assert runner.connection is not None and not runner.connection.in_transaction
     assert _count(db_path, "SELECT COUNT(*) FROM authstore_cache") == 0
     assert runner.run(one_row("SELECT 42")) == (42,)  # still usable
@@ -83,34 +89,18 @@ def test_an_operation_raising_mid_transaction_writes_nothing(
 def test_a_driver_error_in_the_second_statement_rolls_back_the_first(
     runner: SyncSQLiteRunner, db_path: Path
 ) -> None:
-    def two_writes() -> Op[None]:
-        yield Begin()
-        yield Query(
-            "INSERT INTO authstore_cache (cache_key, value) VALUES (:key, :value)",
-            {"key": "first", "value": b"1"},
-        )
-        yield Query("INSERT INTO no_such_table VALUES (1)")
-
     runner.run(one_row("SELECT 1"))
     with pytest.raises(BackendError) as raised:
-        runner.run(two_writes())
+        runner.run(_write_then(Query("INSERT INTO no_such_table VALUES (1)")))
     assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
     assert _count(db_path, "SELECT COUNT(*) FROM authstore_cache") == 0
     runner.close()
 
 
 def test_an_interrupt_mid_transaction_rolls_back(runner: SyncSQLiteRunner, db_path: Path) -> None:
-    def interrupted() -> Op[None]:
-        yield Begin()
-        yield Query(
-            "INSERT INTO authstore_cache (cache_key, value) VALUES (:key, :value)",
-            {"key": "k", "value": b"1"},
-        )
-        raise KeyboardInterrupt
-
     runner.run(one_row("SELECT 1"))
     with pytest.raises(KeyboardInterrupt):
-        runner.run(interrupted())
+        runner.run(_write_then(KeyboardInterrupt()))
     assert _count(db_path, "SELECT COUNT(*) FROM authstore_cache") == 0
     runner.close()
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,16 +21,8 @@ import pytest_asyncio
 from cryptography.fernet import Fernet
 from tenxyte.core import Settings
 
-from authstore import (
-    open_async_cache,
-    open_async_magic_links,
-    open_async_sessions,
-    open_async_totp,
-    open_cache,
-    open_magic_links,
-    open_sessions,
-    open_totp,
-)
+from authstore.contracts.records import StoreKind
+from authstore.integrations._stores import ASYNC_OPENERS, SYNC_OPENERS
 from authstore.integrations.tenxyte import (
     AuthstoreCacheService,
     AuthstoreCodeReplayProtection,
@@ -45,7 +35,8 @@ from authstore.integrations.tenxyte import (
     AuthstoreTOTPService,
     AuthstoreTOTPStorage,
 )
-from tests.backends import backend_url
+from tests import contention
+from tests.backends import backend_fixture
 
 TENXYTE_BACKENDS = ["memory", "sqlite", "postgres", "mariadb", "redis", "mongodb"]
 RACERS = 20
@@ -161,7 +152,7 @@ class Tx:
                     *(getattr(obj, f"{method}_async")(*args, **kwargs) for _ in range(n))
                 )
             )
-        return race_threads(n, lambda: getattr(obj, method)(*args, **kwargs))
+        return contention.race(n, lambda: getattr(obj, method)(*args, **kwargs))
 
     async def raw(self, kind: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call an authstore store directly (to look behind the services)."""
@@ -169,32 +160,15 @@ class Tx:
         return await result if self.mode == "async" else result
 
 
-def race_threads(n: int, fn: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(n)
-
-    def one() -> Any:
-        barrier.wait()
-        return fn()
-
-    with ThreadPoolExecutor(n) as pool:
-        futures = [pool.submit(one) for _ in range(n)]
-        return [future.result() for future in futures]
-
-
-SYNC_OPENERS = {
-    "cache": open_cache,
-    "sessions": open_sessions,
-    "totp": open_totp,
-    "links": open_magic_links,
-    "refresh": open_sessions,
+TX_STORES = {
+    "cache": StoreKind.CACHE,
+    "sessions": StoreKind.SESSIONS,
+    "totp": StoreKind.TOTP,
+    "links": StoreKind.MAGIC_LINKS,
+    "refresh": StoreKind.SESSIONS,
 }
-ASYNC_OPENERS = {
-    "cache": open_async_cache,
-    "sessions": open_async_sessions,
-    "totp": open_async_totp,
-    "links": open_async_magic_links,
-    "refresh": open_async_sessions,
-}
+"""The stores a ``Tx`` opens, by name, and their kinds: the refresh tokens are sessions
+of their own namespace."""
 
 
 def build(mode: str, url: str, namespace: str, stores: dict[str, Any], **settings: Any) -> Tx:
@@ -236,15 +210,7 @@ def build(mode: str, url: str, namespace: str, stores: dict[str, Any], **setting
     )
 
 
-@pytest.fixture(scope="module", params=TENXYTE_BACKENDS)
-def tenxyte_url(
-    request: pytest.FixtureRequest,
-    server_url: Callable[[str], str],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    name: str = request.param
-    with backend_url(name, server_url, tmp_path_factory.mktemp(name)) as url:
-        yield url
+tenxyte_url = backend_fixture("tenxyte_url", TENXYTE_BACKENDS)
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -259,8 +225,8 @@ async def open_tx(url: str, mode: str, **settings: Any) -> AsyncIterator[Tx]:
     namespace = f"tx{uuid.uuid4().hex[:10]}"
     openers = SYNC_OPENERS if mode == "sync" else ASYNC_OPENERS
     stores = {
-        kind: opener(url, namespace=namespace + ("r" if kind == "refresh" else ""))
-        for kind, opener in openers.items()
+        name: openers[kind](url, namespace=namespace + ("r" if name == "refresh" else ""))
+        for name, kind in TX_STORES.items()
     }
     try:
         yield build(mode, url, namespace, stores, **settings)

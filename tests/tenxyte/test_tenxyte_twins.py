@@ -18,17 +18,9 @@ from typing import Any
 import pytest
 from tenxyte.core.jwt_service import JWTService
 
-from authstore import (
-    ConfigurationError,
-    open_async_cache,
-    open_async_magic_links,
-    open_async_sessions,
-    open_async_totp,
-    open_cache,
-    open_magic_links,
-    open_sessions,
-    open_totp,
-)
+from authstore import ConfigurationError, open_async_cache
+from authstore.contracts.records import StoreKind
+from authstore.integrations._stores import ASYNC_OPENERS, SYNC_OPENERS
 from authstore.integrations.tenxyte import (
     AuthstoreCacheService,
     AuthstoreCodeReplayProtection,
@@ -40,25 +32,18 @@ from authstore.integrations.tenxyte import (
 )
 from tests.tenxyte.conftest import tenxyte_settings
 
-OPENERS = {
-    "cache": (open_cache, open_async_cache),
-    "sessions": (open_sessions, open_async_sessions),
-    "totp": (open_totp, open_async_totp),
-    "links": (open_magic_links, open_async_magic_links),
-}
-
-CLASSES: dict[str, tuple[str, Callable[[Any, Any], object]]] = {
-    "AuthstoreCacheService": ("cache", AuthstoreCacheService),
+CLASSES: dict[str, tuple[StoreKind, Callable[[Any, Any], object]]] = {
+    "AuthstoreCacheService": (StoreKind.CACHE, AuthstoreCacheService),
     "AuthstoreTokenBlacklist": (
-        "cache",
+        StoreKind.CACHE,
         lambda s, a: AuthstoreTokenBlacklist(s, a, revocation_ttl=3600),
     ),
-    "AuthstoreCodeReplayProtection": ("cache", AuthstoreCodeReplayProtection),
-    "AuthstoreSessionRepository": ("sessions", AuthstoreSessionRepository),
-    "AuthstoreTOTPStorage": ("totp", AuthstoreTOTPStorage),
-    "AuthstoreMagicLinkRepository": ("links", AuthstoreMagicLinkRepository),
+    "AuthstoreCodeReplayProtection": (StoreKind.CACHE, AuthstoreCodeReplayProtection),
+    "AuthstoreSessionRepository": (StoreKind.SESSIONS, AuthstoreSessionRepository),
+    "AuthstoreTOTPStorage": (StoreKind.TOTP, AuthstoreTOTPStorage),
+    "AuthstoreMagicLinkRepository": (StoreKind.MAGIC_LINKS, AuthstoreMagicLinkRepository),
     "AuthstoreJWTService(refresh_tokens)": (
-        "sessions",
+        StoreKind.SESSIONS,
         lambda s, a: AuthstoreJWTService(
             tenxyte_settings(),
             AuthstoreTokenBlacklist(revocation_ttl=3600, async_cache=open_async_cache("memory://")),
@@ -70,9 +55,8 @@ CLASSES: dict[str, tuple[str, Callable[[Any, Any], object]]] = {
 
 
 @asynccontextmanager
-async def twins(kind: str, sync_url: str, async_url: str) -> AsyncIterator[tuple[Any, Any]]:
-    open_sync, open_async = OPENERS[kind]
-    sync, aio = open_sync(sync_url), open_async(async_url)
+async def twins(kind: StoreKind, sync_url: str, async_url: str) -> AsyncIterator[tuple[Any, Any]]:
+    sync, aio = SYNC_OPENERS[kind](sync_url), ASYNC_OPENERS[kind](async_url)
     try:
         yield sync, aio
     finally:
@@ -124,7 +108,7 @@ async def test_twins_of_one_named_memory_store_are_accepted(name: str) -> None:
 async def test_a_token_blacklisted_through_sync_is_refused_through_async() -> None:
     # tenxyte's own JWTService over the adapter: sync blacklist, async decode
     url = named()
-    async with twins("cache", url, url) as (sync, aio):
+    async with twins(StoreKind.CACHE, url, url) as (sync, aio):
         blacklist = AuthstoreTokenBlacklist(sync, aio, revocation_ttl=86400)
         jwt = JWTService(tenxyte_settings(), blacklist)
         token, jti, _ = jwt.generate_access_token("u", "app")

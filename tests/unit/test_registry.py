@@ -24,6 +24,7 @@ from authstore.registry import (
     register_backend,
     unregister_backend,
 )
+from tests.repeatable import repeatable
 
 
 def test_parse_full_url() -> None:
@@ -121,36 +122,35 @@ def _run(code: str, path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_two_packages_claiming_one_scheme_is_an_error(tmp_path: Path) -> None:
-    _fake_distribution(tmp_path, "plugin_a", "dup", "authstore.adapters.memory:backend")
-    _fake_distribution(tmp_path, "plugin_b", "dup", "plugin_b:backend")
-    result = _run(
-        """
+def _scheme_conflict(tmp_path: Path, url: str, *claims: tuple[str, str, str]) -> str:
+    """In a fresh interpreter with the fake distributions ``claims`` (name, scheme,
+    target) installed, opening a cache at ``url`` fails: the error's message."""
+    for name, scheme, target in claims:
+        _fake_distribution(tmp_path, name, scheme, target)
+    code = f"""
         import authstore
         try:
-            authstore.open_cache("memory://")
+            authstore.open_cache({url!r})
         except authstore.SchemeConflictError as error:
             print("CONFLICT", error)
-        """,
-        tmp_path,
-    )
+        """
+    result = _run(code, tmp_path)
     assert "CONFLICT" in result.stdout, result.stderr
-    assert "plugin_a" in result.stdout and "plugin_b" in result.stdout
+    return result.stdout
+
+
+def test_two_packages_claiming_one_scheme_is_an_error(tmp_path: Path) -> None:
+    message = _scheme_conflict(
+        tmp_path,
+        "memory://",
+        ("plugin_a", "dup", "authstore.adapters.memory:backend"),
+        ("plugin_b", "dup", "plugin_b:backend"),
+    )
+    assert "plugin_a" in message and "plugin_b" in message
 
 
 def test_third_party_cannot_take_a_builtin_scheme(tmp_path: Path) -> None:
-    _fake_distribution(tmp_path, "hijack", "sqlite", "hijack:backend")
-    result = _run(
-        """
-        import authstore
-        try:
-            authstore.open_cache("sqlite:///:memory:")
-        except authstore.SchemeConflictError as error:
-            print("CONFLICT", error)
-        """,
-        tmp_path,
-    )
-    assert "CONFLICT" in result.stdout, result.stderr
+    _scheme_conflict(tmp_path, "sqlite:///:memory:", ("hijack", "sqlite", "hijack:backend"))
 
 
 def test_entry_point_scheme_is_found(tmp_path: Path) -> None:
@@ -245,7 +245,7 @@ def _fragments(secret: str, size: int = 4) -> set[str]:
 
 
 def test_no_part_of_any_password_reaches_a_message() -> None:
-    from hypothesis import HealthCheck, given, settings
+    from hypothesis import given
     from hypothesis import strategies as st
 
     templates = [
@@ -257,13 +257,7 @@ def test_no_part_of_any_password_reaches_a_message() -> None:
         "redisx://bob:{}@h/0",
     ]
 
-    @settings(
-        max_examples=300,
-        derandomize=True,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @repeatable(300)
     @given(st.text(PASSWORD_CHARS, min_size=8, max_size=40), st.sampled_from(templates))
     def check(password: str, template: str) -> None:
         text = template.format(password)
