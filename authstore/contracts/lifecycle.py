@@ -12,6 +12,8 @@ __all__ = ["AsyncStoreLifecycle", "StoreLifecycle"]
 
 
 class StoreLifecycle(Protocol):
+    """What every sync store has besides its contract's operations."""
+
     namespace: str
 
     def ping(self) -> None:
@@ -31,6 +33,8 @@ class StoreLifecycle(Protocol):
 
 
 class AsyncStoreLifecycle(Protocol):
+    """The async twin of StoreLifecycle: ``aclose()`` for ``close()``, ``async with``."""
+
     namespace: str
 
     async def ping(self) -> None:
