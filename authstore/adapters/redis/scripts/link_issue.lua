@@ -1,4 +1,4 @@
--- include: _prelude.lua, _links.lua
+-- include: _prelude.lua, _tokens.lua, _links.lua
 -- ARGV: prefix, token hash, public id, user, email, ttl (s), app, ip, agent ('' = none),
 -- revoke previous ('1' or '0'). The previous unused links go in the same atomic step.
 -- False, changing nothing, when the token hash belongs to a link that has not expired

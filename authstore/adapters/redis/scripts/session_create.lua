@@ -1,4 +1,4 @@
--- include: _prelude.lua, _sessions.lua
+-- include: _prelude.lua, _tokens.lua, _sessions.lua
 -- ARGV: prefix, token hash, public id, user, ttl (s), cap ('' = none), device, app, ip,
 -- agent ('' = none), metadata JSON. The new session and the eviction of the oldest
 -- beyond the cap are one atomic step. False, changing nothing, when the token hash
