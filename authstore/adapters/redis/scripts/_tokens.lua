@@ -11,3 +11,15 @@ local function index_key(user) return prefix .. 'u:' .. user end
 local function record(key)
   return redis.call('HMGET', key, unpack(FIELDS))
 end
+
+-- A new record at `key`: `fields` (name, value, ...), then each `optional` field that is
+-- not '' (an absent one stays absent); it expires physically at `expires`.
+local function write_record(key, fields, optional, expires)
+  redis.call('HSET', key, unpack(fields))
+  for field, value in pairs(optional) do
+    if value ~= '' then
+      redis.call('HSET', key, field, value)
+    end
+  end
+  redis.call('PEXPIREAT', key, ms(expires))
+end
