@@ -39,12 +39,19 @@ Stores
 ------
 Implement one sync and one async class per kind you offer. The async class has the
 same methods as coroutines, ``aclose()`` for ``close()`` and ``async with`` for
-``with``. Every store has ``namespace: str``; a cache store also ``capabilities``, a
-subset of ``CACHE_CAPABILITIES`` (methods outside it raise UnsupportedOperationError).
+``with``. Every store has ``namespace: str`` and the methods of StoreLifecycle (the
+four protocols extend it); a cache store also ``capabilities``, a subset of
+``CACHE_CAPABILITIES`` (methods outside it raise UnsupportedOperationError).
 Every method checks its arguments before any I/O (see the checks below), is atomic
 on the backend and bounded by the store's timeout; security reads raise
 BackendUnavailableError when the backend cannot answer.
 
+StoreLifecycle (async twin: AsyncStoreLifecycle)
+    ping()
+        One round trip to the backend within the store's timeout; raises
+        BackendUnavailableError when it does not answer (readiness checks).
+    close()
+        Release the store's connections; every later call raises StoreClosedError.
 CacheStore (async twin: AsyncCacheStore)
     get(key)
         The value with its exact type, or None when missing or expired.
@@ -95,11 +102,6 @@ CacheStore (async twin: AsyncCacheStore)
         The instant in force (aware UTC, sub-second), or None. Fails closed.
     purge_expired()
         Physically delete what has expired; reads never depend on it.
-    ping()
-        One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks).
-    close()
-        Release the store's connections; every later call raises StoreClosedError.
 SessionStore (async twin: AsyncSessionStore)
     create(user_id, *, ttl, device_id=None, application_id=None, ip_address=None, user_agent=None, metadata=None, max_sessions=None, token=None)
         Store a session and return it with its secret token.
@@ -119,11 +121,6 @@ SessionStore (async twin: AsyncSessionStore)
         Physically delete expired sessions (revoked ones are kept until they expire, so
         their token hash stays taken); returns how many it deleted, 0 where the backend
         expires entries by itself (Redis, memcached).
-    ping()
-        One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks).
-    close()
-        Release the store's connections; every later call raises StoreClosedError.
     list(user_id)
         Live sessions of a user, newest first.
 TotpStore (async twin: AsyncTotpStore)
@@ -141,11 +138,6 @@ TotpStore (async twin: AsyncTotpStore)
         True exactly once per stored code, even under concurrency.
     claim_step(user_id, step)
         Accept a TOTP time step only if it is later than the last one claimed.
-    ping()
-        One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks).
-    close()
-        Release the store's connections; every later call raises StoreClosedError.
 MagicLinkStore (async twin: AsyncMagicLinkStore)
     issue(user_id, email, *, ttl, application_id=None, ip_address=None, user_agent=None, revoke_previous=True, token=None)
         Store a link and return it with its secret token.
@@ -162,11 +154,6 @@ MagicLinkStore (async twin: AsyncMagicLinkStore)
         Physically delete expired links (used ones are kept until they expire, so their
         token hash stays taken); returns how many it deleted, 0 where the backend
         expires entries by itself (Redis, memcached).
-    ping()
-        One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks).
-    close()
-        Release the store's connections; every later call raises StoreClosedError.
 
 Records (frozen; datetimes are timezone-aware UTC; ids are str)
 ---------------------------------------------------------------
@@ -292,6 +279,8 @@ from authstore.contracts.errors import MissingDriverError as MissingDriverError
 from authstore.contracts.errors import StoreFullError as StoreFullError
 from authstore.contracts.errors import TokenInUseError as TokenInUseError
 from authstore.contracts.errors import UnsupportedOperationError as UnsupportedOperationError
+from authstore.contracts.lifecycle import AsyncStoreLifecycle as AsyncStoreLifecycle
+from authstore.contracts.lifecycle import StoreLifecycle as StoreLifecycle
 from authstore.contracts.magic_links import AsyncMagicLinkStore as AsyncMagicLinkStore
 from authstore.contracts.magic_links import MagicLinkStore as MagicLinkStore
 from authstore.contracts.records import IssuedMagicLink as IssuedMagicLink
@@ -366,6 +355,7 @@ TYPES = (
     "AsyncCacheStore",
     "AsyncMagicLinkStore",
     "AsyncSessionStore",
+    "AsyncStoreLifecycle",
     "AsyncTotpStore",
     "AuthStoreError",
     "Backend",
@@ -392,6 +382,7 @@ TYPES = (
     "SlidingWindowState",
     "StoreFullError",
     "StoreKind",
+    "StoreLifecycle",
     "StoreURL",
     "TokenInUseError",
     "TotpState",
@@ -466,7 +457,7 @@ def stores_reference() -> str:
     """The "Stores" part of this module's docstring, made from the protocols themselves:
     a test keeps the docstring equal to it, so the reference cannot drift."""
     lines: list[str] = []
-    for protocol in (CacheStore, SessionStore, TotpStore, MagicLinkStore):
+    for protocol in (StoreLifecycle, CacheStore, SessionStore, TotpStore, MagicLinkStore):
         lines.append(f"{protocol.__name__} (async twin: Async{protocol.__name__})")
         for name, member in protocol.__dict__.items():
             if name.startswith("_") or not callable(member):

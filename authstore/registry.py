@@ -53,6 +53,7 @@ __all__ = [
     "open_cache",
     "open_magic_links",
     "open_sessions",
+    "open_store",
     "open_totp",
     "register_backend",
     "require_module",
@@ -565,6 +566,14 @@ def _open(
         store.close()
         raise
     return store
+
+
+def open_store(
+    url: str | StoreURL, kind: StoreKind, *, asynchronous: bool = False, **options: Any
+) -> Any:
+    """A store of ``kind`` in either mode, for code that picks both at run time (the
+    framework integrations); ``open_cache`` and the other typed openers are this."""
+    return _open(url, kind, asynchronous, options)
 
 
 def open_cache(url: str | StoreURL, **options: Any) -> CacheStore:

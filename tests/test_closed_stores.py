@@ -108,10 +108,11 @@ LIFECYCLE = {"close", "aclose"}
 
 
 def _methods(protocol: type) -> set[str]:
+    """Its methods, inherited ones too (``ping`` comes from the lifecycle base)."""
     return {
         name
-        for name, member in vars(protocol).items()
-        if callable(member) and not name.startswith("_") and name not in LIFECYCLE
+        for name in dir(protocol)
+        if callable(getattr(protocol, name)) and not name.startswith("_") and name not in LIFECYCLE
     }
 
 

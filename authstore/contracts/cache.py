@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from authstore.contracts.lifecycle import AsyncStoreLifecycle, StoreLifecycle
 from authstore.contracts.records import RateLimitAlgorithm, RateLimitResult, Value
 from authstore.limits import LimitsLike
 
@@ -30,14 +30,13 @@ CACHE_CAPABILITIES = frozenset(
 
 
 @runtime_checkable
-class CacheStore(Protocol):
+class CacheStore(StoreLifecycle, Protocol):
     """Key/value with TTL, rate limiting and token revocation, all atomic on the backend.
 
     TTLs are float seconds measured on the store's clock; None (or inf) means no
     expiry. Keys live in the store's ``namespace`` and never meet another namespace's.
     """
 
-    namespace: str
     capabilities: frozenset[str]
 
     def get(self, key: str) -> Value | None:
@@ -150,27 +149,11 @@ class CacheStore(Protocol):
     def purge_expired(self) -> int:
         """Physically delete what has expired; reads never depend on it."""
 
-    def ping(self) -> None:
-        """One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks)."""
-
-    def close(self) -> None:
-        """Release the store's connections; every later call raises StoreClosedError."""
-
-    def __enter__(self) -> CacheStore: ...
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
 
 @runtime_checkable
-class AsyncCacheStore(Protocol):
+class AsyncCacheStore(AsyncStoreLifecycle, Protocol):
     """The async twin of CacheStore: same names, same meaning."""
 
-    namespace: str
     capabilities: frozenset[str]
 
     async def get(self, key: str) -> Value | None: ...
@@ -217,17 +200,3 @@ class AsyncCacheStore(Protocol):
     ) -> datetime: ...
     async def user_tokens_revoked_at(self, user_id: str) -> datetime | None: ...
     async def purge_expired(self) -> int: ...
-    async def ping(self) -> None:
-        """One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks)."""
-
-    async def aclose(self) -> None:
-        """Release the store's connections; every later call raises StoreClosedError."""
-
-    async def __aenter__(self) -> AsyncCacheStore: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...

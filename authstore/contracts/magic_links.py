@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from authstore.contracts.lifecycle import AsyncStoreLifecycle, StoreLifecycle
 from authstore.contracts.records import IssuedMagicLink, MagicLinkRecord
 
 __all__ = ["AsyncMagicLinkStore", "MagicLinkStore"]
 
 
 @runtime_checkable
-class MagicLinkStore(Protocol):
+class MagicLinkStore(StoreLifecycle, Protocol):
     """Single-use sign-in links: only token hashes are stored; a used, revoked or expired
     link is never returned again."""
-
-    namespace: str
 
     def issue(
         self,
@@ -74,27 +72,10 @@ class MagicLinkStore(Protocol):
         their token hash stays taken); returns how many it deleted, 0 where the backend
         expires entries by itself (Redis, memcached)."""
 
-    def ping(self) -> None:
-        """One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks)."""
-
-    def close(self) -> None:
-        """Release the store's connections; every later call raises StoreClosedError."""
-
-    def __enter__(self) -> MagicLinkStore: ...
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
 
 @runtime_checkable
-class AsyncMagicLinkStore(Protocol):
+class AsyncMagicLinkStore(AsyncStoreLifecycle, Protocol):
     """The async twin of MagicLinkStore: same names, same meaning."""
-
-    namespace: str
 
     async def issue(
         self,
@@ -126,17 +107,3 @@ class AsyncMagicLinkStore(Protocol):
     ) -> MagicLinkRecord | None: ...
     async def revoke_user(self, user_id: str) -> int: ...
     async def purge_expired(self) -> int: ...
-    async def ping(self) -> None:
-        """One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks)."""
-
-    async def aclose(self) -> None:
-        """Release the store's connections; every later call raises StoreClosedError."""
-
-    async def __aenter__(self) -> AsyncMagicLinkStore: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from authstore.contracts.lifecycle import AsyncStoreLifecycle, StoreLifecycle
 from authstore.contracts.records import JSONValue, NewSession, SessionRecord
 
 __all__ = ["AsyncSessionStore", "SessionStore"]
 
 
 @runtime_checkable
-class SessionStore(Protocol):
+class SessionStore(StoreLifecycle, Protocol):
     """Expired or revoked sessions are never returned, whether or not they are deleted yet."""
-
-    namespace: str
 
     def create(
         self,
@@ -66,29 +64,13 @@ class SessionStore(Protocol):
         so their token hash stays taken); returns how many it deleted, 0 where the backend
         expires entries by itself (Redis, memcached)."""
 
-    def ping(self) -> None:
-        """One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks)."""
-
-    def close(self) -> None:
-        """Release the store's connections; every later call raises StoreClosedError."""
-
-    def __enter__(self) -> SessionStore: ...
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
     def list(self, user_id: str) -> builtins.list[SessionRecord]:
         """Live sessions of a user, newest first."""
 
 
 @runtime_checkable
-class AsyncSessionStore(Protocol):
+class AsyncSessionStore(AsyncStoreLifecycle, Protocol):
     """The async twin of SessionStore: same names, same meaning."""
-
-    namespace: str
 
     async def create(
         self,
@@ -112,18 +94,4 @@ class AsyncSessionStore(Protocol):
     ) -> int: ...
     async def count(self, user_id: str) -> int: ...
     async def purge_expired(self) -> int: ...
-    async def ping(self) -> None:
-        """One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks)."""
-
-    async def aclose(self) -> None:
-        """Release the store's connections; every later call raises StoreClosedError."""
-
-    async def __aenter__(self) -> AsyncSessionStore: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
     async def list(self, user_id: str) -> builtins.list[SessionRecord]: ...

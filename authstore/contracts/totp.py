@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from authstore.contracts.lifecycle import AsyncStoreLifecycle, StoreLifecycle
 from authstore.contracts.records import TotpState
 
 __all__ = ["AsyncTotpStore", "TotpStore"]
 
 
 @runtime_checkable
-class TotpStore(Protocol):
+class TotpStore(StoreLifecycle, Protocol):
     """Secrets arrive as ciphertext from the core; the store never sees a plain secret."""
-
-    namespace: str
 
     def save_pending(self, user_id: str, secret: bytes) -> None:
         """Start (or restart) enrolment; an active secret stays active until ``enable``."""
@@ -38,27 +36,10 @@ class TotpStore(Protocol):
     def claim_step(self, user_id: str, step: int) -> bool:
         """Accept a TOTP time step only if it is later than the last one claimed."""
 
-    def ping(self) -> None:
-        """One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks)."""
-
-    def close(self) -> None:
-        """Release the store's connections; every later call raises StoreClosedError."""
-
-    def __enter__(self) -> TotpStore: ...
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
 
 @runtime_checkable
-class AsyncTotpStore(Protocol):
+class AsyncTotpStore(AsyncStoreLifecycle, Protocol):
     """The async twin of TotpStore: same names, same meaning."""
-
-    namespace: str
 
     async def save_pending(self, user_id: str, secret: bytes) -> None: ...
     async def enable(self, user_id: str) -> bool: ...
@@ -67,17 +48,3 @@ class AsyncTotpStore(Protocol):
     async def replace_backup_codes(self, user_id: str, code_hashes: Iterable[str]) -> None: ...
     async def use_backup_code(self, user_id: str, code_hash: str) -> bool: ...
     async def claim_step(self, user_id: str, step: int) -> bool: ...
-    async def ping(self) -> None:
-        """One round trip to the backend within the store's timeout; raises
-        BackendUnavailableError when it does not answer (readiness checks)."""
-
-    async def aclose(self) -> None:
-        """Release the store's connections; every later call raises StoreClosedError."""
-
-    async def __aenter__(self) -> AsyncTotpStore: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...

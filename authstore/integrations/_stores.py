@@ -17,17 +17,7 @@ from authstore.adapters.common.ops import drive, drive_async
 from authstore.contracts.errors import ConfigurationError
 from authstore.contracts.records import StoreKind
 from authstore.groups import open_async_stores, open_stores
-from authstore.registry import (
-    backend_for,
-    open_async_cache,
-    open_async_magic_links,
-    open_async_sessions,
-    open_async_totp,
-    open_cache,
-    open_magic_links,
-    open_sessions,
-    open_totp,
-)
+from authstore.registry import backend_for, open_store
 
 __all__ = [
     "ALL_KINDS",
@@ -84,23 +74,8 @@ class StoreSpec:
         return cls(url, tuple(sorted((options or {}).items())))
 
 
-SYNC_OPENERS: dict[StoreKind, Callable[..., Any]] = {
-    StoreKind.CACHE: open_cache,
-    StoreKind.SESSIONS: open_sessions,
-    StoreKind.TOTP: open_totp,
-    StoreKind.MAGIC_LINKS: open_magic_links,
-}
-ASYNC_OPENERS: dict[StoreKind, Callable[..., Any]] = {
-    StoreKind.CACHE: open_async_cache,
-    StoreKind.SESSIONS: open_async_sessions,
-    StoreKind.TOTP: open_async_totp,
-    StoreKind.MAGIC_LINKS: open_async_magic_links,
-}
-
-
 def open_one(kind: StoreKind, spec: StoreSpec, *, asynchronous: bool) -> Any:
-    opener = (ASYNC_OPENERS if asynchronous else SYNC_OPENERS)[kind]
-    return opener(spec.url, **dict(spec.options))
+    return open_store(spec.url, kind, asynchronous=asynchronous, **dict(spec.options))
 
 
 @dataclass

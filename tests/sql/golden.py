@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import LinkDraft, Op, SessionDraft
 from authstore.adapters.mysql.dialect import MySQLDialect
 from authstore.adapters.mysql.settings import DEFAULT_TIMEOUT
 from authstore.adapters.postgres.dialect import PostgresDialect
@@ -218,33 +218,27 @@ CACHE_KEY, FIXED_KEY = f"{NAMESPACE}:k:key", f"{NAMESPACE}:f:key"
 SLIDING_KEY, GCRA_KEY = f"{NAMESPACE}:s:key", f"{NAMESPACE}:g:key"
 
 
-def _session_args(max_sessions: int | None) -> dict[str, Any]:
-    return {
-        "token_hash": "hash",
-        "session_id": "sid",
-        "user_id": "alice",
-        "device_id": None,
-        "application_id": None,
-        "ip_address": None,
-        "user_agent": None,
-        "metadata": "{}",
-        "ttl": 60.0,
-        "max_sessions": max_sessions,
-    }
-
-
-def _link_args(revoke_previous: bool) -> dict[str, Any]:
-    return {
-        "token_hash": "hash",
-        "link_id": "lid",
-        "user_id": "alice",
-        "email": "alice@example.com",
-        "ttl": 60.0,
-        "application_id": None,
-        "ip_address": None,
-        "user_agent": None,
-        "revoke_previous": revoke_previous,
-    }
+SESSION_DRAFT = SessionDraft(
+    token_hash="hash",
+    session_id="sid",
+    user_id="alice",
+    device_id=None,
+    application_id=None,
+    ip_address=None,
+    user_agent=None,
+    metadata="{}",
+    ttl=60.0,
+)
+LINK_DRAFT = LinkDraft(
+    token_hash="hash",
+    link_id="lid",
+    user_id="alice",
+    email="alice@example.com",
+    ttl=60.0,
+    application_id=None,
+    ip_address=None,
+    user_agent=None,
+)
 
 
 def _limiter(
@@ -404,23 +398,23 @@ OPERATIONS: dict[str, list[Branch]] = {
     "sessions.create": [
         Branch(
             "no cap: one statement",
-            lambda o: o.sessions.create(**_session_args(None)),
+            lambda o: o.sessions.create(SESSION_DRAFT, None),
             answers(one=[SESSION_ROW], rowcount=[1]),
         ),
         Branch(
             "max_sessions: create and evict under the user's lock, in a transaction",
-            lambda o: o.sessions.create(**_session_args(3)),
+            lambda o: o.sessions.create(SESSION_DRAFT, 3),
             answers(one=[SESSION_ROW], rowcount=[1]),
         ),
         Branch(
             "no cap, the token is taken",
-            lambda o: o.sessions.create(**_session_args(None)),
+            lambda o: o.sessions.create(SESSION_DRAFT, None),
             answers(one=[None], rowcount=[0]),
             raises=TokenInUseError,
         ),
         Branch(
             "max_sessions, the token is taken: rolled back",
-            lambda o: o.sessions.create(**_session_args(3)),
+            lambda o: o.sessions.create(SESSION_DRAFT, 3),
             answers(one=[None], rowcount=[0]),
             raises=TokenInUseError,
         ),
@@ -491,23 +485,23 @@ OPERATIONS: dict[str, list[Branch]] = {
     "links.issue": [
         Branch(
             "one statement",
-            lambda o: o.links.issue(**_link_args(False)),
+            lambda o: o.links.issue(LINK_DRAFT, False),
             answers(one=[LINK_ROW], rowcount=[1]),
         ),
         Branch(
             "revoke_previous: revoke and issue under the user's lock, in a transaction",
-            lambda o: o.links.issue(**_link_args(True)),
+            lambda o: o.links.issue(LINK_DRAFT, True),
             answers(one=[LINK_ROW], rowcount=[1]),
         ),
         Branch(
             "the token is taken",
-            lambda o: o.links.issue(**_link_args(False)),
+            lambda o: o.links.issue(LINK_DRAFT, False),
             answers(one=[None], rowcount=[0]),
             raises=TokenInUseError,
         ),
         Branch(
             "revoke_previous, the token is taken: rolled back",
-            lambda o: o.links.issue(**_link_args(True)),
+            lambda o: o.links.issue(LINK_DRAFT, True),
             answers(one=[None], rowcount=[0]),
             raises=TokenInUseError,
         ),

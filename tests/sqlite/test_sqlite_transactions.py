@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import authstore
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import LinkDraft, Op
 from authstore.adapters.sql import Begin, Query, SqlMagicLinkOps, Tables
 from authstore.adapters.sqlite.settings import SQLiteSettings
 from authstore.adapters.sqlite.sync import SyncSQLiteRunner
@@ -55,14 +55,16 @@ def test_constraint_failure_after_a_delete_rolls_the_delete_back(
     with pytest.raises(BackendError) as raised:
         runner.run(
             ops.issue(
-                token_hash=hash_token("a-fresh-token-nobody-has-used-yet-0123456789"),
-                link_id=other.record.id,
-                user_id="victim",
-                email="victim@example.com",
-                ttl=60,
-                application_id=None,
-                ip_address=None,
-                user_agent=None,
+                LinkDraft(
+                    token_hash=hash_token("a-fresh-token-nobody-has-used-yet-0123456789"),
+                    link_id=other.record.id,
+                    user_id="victim",
+                    email="victim@example.com",
+                    ttl=60,
+                    application_id=None,
+                    ip_address=None,
+                    user_agent=None,
+                ),
                 revoke_previous=True,
             )
         )

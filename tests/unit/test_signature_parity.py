@@ -74,8 +74,8 @@ SAME = ""
 # its own. Two differences hold for every row and are not repeated: the op receives
 # arguments checked and encoded (full keys, bytes, seconds as floats, epoch times,
 # token hashes), and the logic calls ops positionally, so an op's parameter kinds are
-# its own (only the many-field ``create``/``issue`` are keyword-only); the kinds are
-# compared between the ops protocol and every backend's class instead.
+# its own; the kinds are compared between the ops protocol and every backend's class
+# instead.
 DELEGATIONS: dict[tuple[StoreKind, str], Delegation] = {
     (CACHE, "get"): Delegation("get", "key"),
     (CACHE, "set"): Delegation("set", "key value ttl"),
@@ -130,9 +130,9 @@ DELEGATIONS: dict[tuple[StoreKind, str], Delegation] = {
     (CACHE, "purge_expired"): Delegation("purge_expired", SAME),
     (SESSIONS, "create"): Delegation(
         "create",
-        "token_hash session_id user_id device_id application_id ip_address user_agent "
-        "metadata ttl max_sessions",
-        "the logic hashes the token (or makes one) and draws the public session_id",
+        "draft max_sessions",
+        "the logic hashes the token (or makes one), draws the public session_id and "
+        "passes the checked fields as one SessionDraft",
     ),
     (SESSIONS, "get"): Delegation("get", "token_hash", "only the token's hash is stored"),
     (SESSIONS, "touch"): Delegation("touch", "token_hash ttl", "only the token's hash is stored"),
@@ -153,12 +153,13 @@ DELEGATIONS: dict[tuple[StoreKind, str], Delegation] = {
     (TOTP, "claim_step"): Delegation("claim_step", "user_id step"),
     (LINKS, "issue"): Delegation(
         "issue",
-        "token_hash link_id user_id email ttl application_id ip_address user_agent revoke_previous",
-        "the logic hashes the token (or makes one) and draws the public link_id",
+        "draft revoke_previous",
+        "the logic hashes the token (or makes one), draws the public link_id and passes "
+        "the checked fields as one LinkDraft",
     ),
     (LINKS, "issue_hashed"): Delegation(
         "issue",
-        "token_hash link_id user_id email ttl application_id ip_address user_agent revoke_previous",
+        "draft revoke_previous",
         "the caller's hash is checked and passed on; one op issues both ways",
     ),
     (LINKS, "peek"): Delegation("peek", "token_hash", "only the token's hash is stored"),

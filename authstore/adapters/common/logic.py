@@ -19,10 +19,17 @@ import hashlib
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
 
 from authstore.adapters.common import ratelimit
-from authstore.adapters.common.ops import CacheOps, MagicLinkOps, Op, SessionOps, TotpOps
+from authstore.adapters.common.ops import (
+    CacheOps,
+    LinkDraft,
+    MagicLinkOps,
+    Op,
+    SessionDraft,
+    SessionOps,
+    TotpOps,
+)
 from authstore.contracts.errors import BackendUnavailableError
 from authstore.contracts.records import (
     IssuedMagicLink,
@@ -418,26 +425,25 @@ class SessionLogic:
         user = _id(user_id, "user_id")
         seconds = check_ttl(ttl, optional=False)
         assert seconds is not None
-        fields = {
-            "device_id": _optional_id(device_id, "device_id"),
-            "application_id": _optional_id(application_id, "application_id"),
-            "ip_address": check_optional_text(ip_address, "ip_address", max_bytes=MAX_IP_BYTES),
-            "user_agent": check_optional_text(
-                user_agent, "user_agent", max_bytes=MAX_USER_AGENT_BYTES
-            ),
-        }
+        device = _optional_id(device_id, "device_id")
+        application = _optional_id(application_id, "application_id")
+        ip = check_optional_text(ip_address, "ip_address", max_bytes=MAX_IP_BYTES)
+        agent = check_optional_text(user_agent, "user_agent", max_bytes=MAX_USER_AGENT_BYTES)
         meta = check_metadata(metadata)
         cap = None if max_sessions is None else check_count(max_sessions, "max_sessions")
         secret, token_hash = _token_or_new(token)
-        record = yield from self.ops.create(
+        draft = SessionDraft(
             token_hash=token_hash,
             session_id=new_public_id(),
             user_id=user,
+            device_id=device,
+            application_id=application,
+            ip_address=ip,
+            user_agent=agent,
             metadata=meta,
             ttl=seconds,
-            max_sessions=cap,
-            **fields,
         )
+        record = yield from self.ops.create(draft, cap)
         return NewSession(record, secret)
 
     def get(self, token: str) -> Op[SessionRecord | None]:
@@ -544,7 +550,8 @@ class MagicLinkLogic:
             user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
         )
         secret, token_hash = _token_or_new(token)
-        record = yield from self.ops.issue(token_hash=token_hash, link_id=new_public_id(), **fields)
+        draft = LinkDraft(token_hash, new_public_id(), *fields)
+        record = yield from self.ops.issue(draft, revoke_previous)
         return IssuedMagicLink(record, secret)
 
     def issue_hashed(
@@ -563,7 +570,8 @@ class MagicLinkLogic:
             user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
         )
         digest = check_token_hash(token_hash)
-        return (yield from self.ops.issue(token_hash=digest, link_id=new_public_id(), **fields))
+        draft = LinkDraft(digest, new_public_id(), *fields)
+        return (yield from self.ops.issue(draft, revoke_previous))
 
     @staticmethod
     def _fields(
@@ -574,21 +582,19 @@ class MagicLinkLogic:
         ip_address: object,
         user_agent: object,
         revoke_previous: object,
-    ) -> dict[str, Any]:
+    ) -> tuple[str, str, float, str | None, str | None, str | None]:
+        """The checked fields of a ``LinkDraft`` after its token hash and link id."""
         seconds = check_ttl(ttl, optional=False)
         assert seconds is not None
         check_flag(revoke_previous, "revoke_previous")
-        return {
-            "user_id": _id(user_id, "user_id"),
-            "email": check_text(email, "email", max_bytes=MAX_EMAIL_BYTES),
-            "ttl": seconds,
-            "application_id": _optional_id(application_id, "application_id"),
-            "ip_address": check_optional_text(ip_address, "ip_address", max_bytes=MAX_IP_BYTES),
-            "user_agent": check_optional_text(
-                user_agent, "user_agent", max_bytes=MAX_USER_AGENT_BYTES
-            ),
-            "revoke_previous": revoke_previous,
-        }
+        return (
+            _id(user_id, "user_id"),
+            check_text(email, "email", max_bytes=MAX_EMAIL_BYTES),
+            seconds,
+            _optional_id(application_id, "application_id"),
+            check_optional_text(ip_address, "ip_address", max_bytes=MAX_IP_BYTES),
+            check_optional_text(user_agent, "user_agent", max_bytes=MAX_USER_AGENT_BYTES),
+        )
 
     def peek(self, token: str) -> Op[MagicLinkRecord | None]:
         return (yield from self.ops.peek(hash_token(token)))

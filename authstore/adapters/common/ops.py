@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
+from typing import Any, NamedTuple, NoReturn, ParamSpec, Protocol, TypeVar
 
 from authstore.contracts.records import (
     MagicLinkRecord,
@@ -48,9 +48,11 @@ __all__ = [
     "AsyncRunner",
     "CacheOps",
     "HealthOps",
+    "LinkDraft",
     "MagicLinkOps",
     "Op",
     "Runner",
+    "SessionDraft",
     "SessionOps",
     "TotpOps",
     "drive",
@@ -201,22 +203,25 @@ class CacheOps(HealthOps, Protocol):
     def purge_expired(self) -> Op[int]: ...
 
 
+class SessionDraft(NamedTuple):
+    """A session to create, checked and encoded by the logic, taken whole by every
+    backend's ``create``: its fields are written here once, not in each signature."""
+
+    token_hash: str
+    session_id: str
+    user_id: str
+    device_id: str | None
+    application_id: str | None
+    ip_address: str | None
+    user_agent: str | None
+    metadata: str
+    """JSON text."""
+    ttl: float
+
+
 class SessionOps(HealthOps, Protocol):
-    def create(
-        self,
-        *,
-        token_hash: str,
-        session_id: str,
-        user_id: str,
-        device_id: str | None,
-        application_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        metadata: str,
-        ttl: float,
-        max_sessions: int | None,
-    ) -> Op[SessionRecord]:
-        """``metadata`` arrives as JSON text; eviction happens in the same atomic step.
+    def create(self, draft: SessionDraft, max_sessions: int | None) -> Op[SessionRecord]:
+        """Eviction down to ``max_sessions`` happens in the same atomic step.
 
         Raise TokenInUseError, changing nothing, when ``token_hash`` belongs to a session
         that has not expired, live or revoked (a revocation keeps the hash taken)."""
@@ -245,21 +250,24 @@ class TotpOps(HealthOps, Protocol):
     def claim_step(self, user_id: str, step: int) -> Op[bool]: ...
 
 
+class LinkDraft(NamedTuple):
+    """A magic link to issue, checked by the logic, taken whole by every backend's
+    ``issue``: its fields are written here once, not in each signature."""
+
+    token_hash: str
+    link_id: str
+    user_id: str
+    email: str
+    ttl: float
+    application_id: str | None
+    ip_address: str | None
+    user_agent: str | None
+
+
 class MagicLinkOps(HealthOps, Protocol):
-    def issue(
-        self,
-        *,
-        token_hash: str,
-        link_id: str,
-        user_id: str,
-        email: str,
-        ttl: float,
-        application_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        revoke_previous: bool,
-    ) -> Op[MagicLinkRecord]:
-        """Raise TokenInUseError, changing nothing, when ``token_hash`` belongs to a link
+    def issue(self, draft: LinkDraft, revoke_previous: bool) -> Op[MagicLinkRecord]:
+        """``revoke_previous``: the user's usable links are revoked in the same atomic
+        step. Raise TokenInUseError, changing nothing, when ``token_hash`` belongs to a link
         that has not expired (usable, consumed or revoked)."""
 
     def peek(self, token_hash: str) -> Op[MagicLinkRecord | None]: ...

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from authstore.contracts.magic_links import AsyncMagicLinkStore, MagicLinkStore
     from authstore.contracts.sessions import AsyncSessionStore, SessionStore
     from authstore.contracts.totp import AsyncTotpStore, TotpStore
+    from authstore.registry import StoreURL
 
 __all__ = [
     "AsyncCache",
@@ -42,6 +43,7 @@ __all__ = [
     "AsyncSessions",
     "AsyncTotp",
     "Cache",
+    "GroupingBackend",
     "MagicLinks",
     "Sessions",
     "Totp",
@@ -480,6 +482,20 @@ class SharedStores:
         store = self.stores[kind]
         store._owns_runner = True
         return store
+
+
+class GroupingBackend:
+    """A backend whose stores open in groups over one runner (one client or pool):
+    opening one store is opening the group of that one kind, which hands it the runner."""
+
+    def open_group(
+        self, url: StoreURL, kinds: tuple[StoreKind, ...], *, asynchronous: bool
+    ) -> SharedStores:
+        raise NotImplementedError
+
+    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
+        kind = StoreKind(kind)
+        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
 
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authstore.adapters.common.stores import SharedStores
+from authstore.adapters.common.stores import GroupingBackend, SharedStores
 from authstore.adapters.memcached.ops import MemcachedCacheOps
 from authstore.adapters.memcached.settings import parse_settings
 from authstore.contracts.errors import UnsupportedOperationError
@@ -24,7 +24,7 @@ def _refusal(kind: StoreKind) -> UnsupportedOperationError:
     )
 
 
-class MemcachedBackend:
+class MemcachedBackend(GroupingBackend):
     """Opening a store connects nothing: the runner connects on first use."""
 
     name = "memcached"
@@ -61,7 +61,7 @@ class MemcachedBackend:
         kind = StoreKind(kind)
         if kind is not StoreKind.CACHE:
             raise _refusal(kind)
-        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
+        return super().open(url, kind, asynchronous=asynchronous)
 
     def migrate(self, url: StoreURL) -> list[str]:
         parse_settings(url)

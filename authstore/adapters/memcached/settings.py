@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from authstore.adapters.common.settings import checked_namespace, display_name
 from authstore.adapters.common.stores import DEFAULT_NAMESPACE
 from authstore.contracts.errors import ConfigurationError
-from authstore.contracts.values import check_namespace
 from authstore.registry import StoreURL
 
 __all__ = [
@@ -58,10 +58,7 @@ def parse_settings(url: StoreURL) -> MemcachedSettings:
     connect_timeout = options.seconds("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     pool_size = options.integer("pool_size", DEFAULT_POOL_SIZE, minimum=1)
     options.done()
-    try:
-        check_namespace(namespace)
-    except ValueError as error:
-        raise ConfigurationError(f"option namespace: {error}") from None
+    checked_namespace(namespace)
     if url.username is not None or url.password is not None:
         raise ConfigurationError(
             "memcached's text protocol has no authentication: remove user:password from the URL"
@@ -83,7 +80,6 @@ def parse_settings(url: StoreURL) -> MemcachedSettings:
                 f"{', '.join(shaped)} apply to connections authstore opens; "
                 "configure them on your client"
             )
-    display = StoreURL(url.scheme, url.hosts).redacted()
     return MemcachedSettings(
         servers=servers or (("127.0.0.1", DEFAULT_PORT),),
         namespace=namespace,
@@ -91,5 +87,5 @@ def parse_settings(url: StoreURL) -> MemcachedSettings:
         connect_timeout=connect_timeout,
         pool_size=pool_size,
         client=client,
-        display=display if client is None else f"{url.scheme}:// client=<given>",
+        display=display_name(StoreURL(url.scheme, url.hosts), client),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from authstore.adapters.common.stores import DEFAULT_NAMESPACE, SharedStores
+from authstore.adapters.common.stores import DEFAULT_NAMESPACE, GroupingBackend, SharedStores
 from authstore.adapters.memory.ops import (
     MemoryCacheOps,
     MemoryData,
@@ -26,7 +26,7 @@ from authstore.registry import StoreURL
 __all__ = ["MemoryBackend"]
 
 
-class MemoryBackend:
+class MemoryBackend(GroupingBackend):
     name = "memory"
     shared_across_processes = False
     """Its data lives in the process that opened it (the contract suite skips its
@@ -77,10 +77,6 @@ class MemoryBackend:
             else:
                 ops[kind] = per_kind[kind](data, namespace)
         return SharedStores.over(runner, ops, asynchronous=asynchronous, namespace=namespace)
-
-    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
-        kind = StoreKind(kind)
-        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
 
     def migrate(self, url: StoreURL) -> list[str]:
         return ["memory: nothing to migrate (data lives in the process)"]

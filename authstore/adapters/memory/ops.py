@@ -23,7 +23,9 @@ from authstore.adapters.common import ratelimit
 from authstore.adapters.common.ops import (
     FixedWindowState,
     GcraState,
+    LinkDraft,
     Op,
+    SessionDraft,
     SlidingWindowState,
     immediate,
 )
@@ -563,46 +565,34 @@ class MemorySessionOps(_Health):
         return live
 
     @immediate
-    def create(
-        self,
-        *,
-        token_hash: str,
-        session_id: str,
-        user_id: str,
-        device_id: str | None,
-        application_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        metadata: str,
-        ttl: float,
-        max_sessions: int | None,
-    ) -> SessionRecord:
+    def create(self, draft: SessionDraft, max_sessions: int | None) -> SessionRecord:
+        token_hash, user_id = draft.token_hash, draft.user_id
         now = self.data.clock()
         self._sweep(now)
         if self._taken(token_hash, now):
             raise TokenInUseError("a session that has not expired holds this token")
-        moment = from_epoch(now)
-        meta = decode_json(metadata)
+        moment, expires = from_epoch(now), now + draft.ttl
+        meta = decode_json(draft.metadata)
         record = SessionRecord(
-            id=session_id,
+            id=draft.session_id,
             user_id=user_id,
             created_at=moment,
             last_seen_at=moment,
-            expires_at=from_epoch(now + ttl),
-            device_id=device_id,
-            application_id=application_id,
-            ip_address=ip_address,
-            user_agent=user_agent,
+            expires_at=from_epoch(expires),
+            device_id=draft.device_id,
+            application_id=draft.application_id,
+            ip_address=draft.ip_address,
+            user_agent=draft.user_agent,
             metadata=meta if isinstance(meta, dict) else {},
         )
         if max_sessions is not None:
             for old_hash, _ in self._user_rows(user_id, now)[max_sessions - 1 :]:
                 self._revoke(old_hash, now)
         order = (now, next(self.data.sequence))
-        self.data.sessions[(self.namespace, token_hash)] = SessionRow(record, order, now + ttl)
-        self.data.session_ids[(self.namespace, session_id)] = token_hash
+        self.data.sessions[(self.namespace, token_hash)] = SessionRow(record, order, expires)
+        self.data.session_ids[(self.namespace, draft.session_id)] = token_hash
         self.data.user_sessions.setdefault((self.namespace, user_id), set()).add(token_hash)
-        self.data.session_sweeper.schedule((self.namespace, token_hash), now + ttl)
+        self.data.session_sweeper.schedule((self.namespace, token_hash), expires)
         return record
 
     def get(self, token_hash: str) -> Op[SessionRecord | None]:
@@ -797,19 +787,8 @@ class MemoryMagicLinkOps(_Health):
         return until is not None
 
     @immediate
-    def issue(
-        self,
-        *,
-        token_hash: str,
-        link_id: str,
-        user_id: str,
-        email: str,
-        ttl: float,
-        application_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        revoke_previous: bool,
-    ) -> MagicLinkRecord:
+    def issue(self, draft: LinkDraft, revoke_previous: bool) -> MagicLinkRecord:
+        token_hash, user_id = draft.token_hash, draft.user_id
         now = self.data.clock()
         for at, (namespace, old_hash) in self.data.link_sweeper.due(now):
             old = self.data.links.get((namespace, old_hash))
@@ -820,21 +799,22 @@ class MemoryMagicLinkOps(_Health):
         if self._taken(token_hash, now):
             raise TokenInUseError("a magic link that has not expired holds this token")
         # The record first: anything that can fail does so before a previous link is revoked.
+        expires = now + draft.ttl
         record = MagicLinkRecord(
-            id=link_id,
+            id=draft.link_id,
             user_id=user_id,
-            email=email,
+            email=draft.email,
             created_at=from_epoch(now),
-            expires_at=from_epoch(now + ttl),
-            application_id=application_id,
-            ip_address=ip_address,
-            user_agent=user_agent,
+            expires_at=from_epoch(expires),
+            application_id=draft.application_id,
+            ip_address=draft.ip_address,
+            user_agent=draft.user_agent,
         )
         if revoke_previous:
             self._revoke_user(user_id, now)
-        self.data.links[(self.namespace, token_hash)] = LinkRow(record, now + ttl)
+        self.data.links[(self.namespace, token_hash)] = LinkRow(record, expires)
         self.data.user_links.setdefault((self.namespace, user_id), set()).add(token_hash)
-        self.data.link_sweeper.schedule((self.namespace, token_hash), now + ttl)
+        self.data.link_sweeper.schedule((self.namespace, token_hash), expires)
         return record
 
     @immediate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authstore.adapters.common.stores import SharedStores
+from authstore.adapters.common.stores import GroupingBackend, SharedStores
 from authstore.adapters.mongodb.settings import MongoSettings, parse_settings
 from authstore.contracts.records import StoreKind
 from authstore.registry import StoreURL, loopback_twin
@@ -25,7 +25,7 @@ UNREACHABLE_TIMEOUT = 0.5
 unreachable twin waits this long, not the deployment's timeout, per operation."""
 
 
-class MongoBackend:
+class MongoBackend(GroupingBackend):
     """Opening a store connects nothing; its runner creates the indexes on first use.
 
     The runner modules import pymongo, so only opening a store imports the driver.
@@ -74,10 +74,6 @@ class MongoBackend:
         return SharedStores.over(
             runner, ops, asynchronous=asynchronous, namespace=settings.namespace
         )
-
-    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
-        kind = StoreKind(kind)
-        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
 
     def migrate(self, url: StoreURL) -> list[str]:
         from authstore.adapters.mongodb.ops import create_indexes

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+from authstore.adapters.common.settings import checked_namespace, display_name
 from authstore.adapters.common.stores import DEFAULT_NAMESPACE
 from authstore.adapters.mongodb.ops import Collections
 from authstore.contracts.errors import ConfigurationError
-from authstore.contracts.values import check_namespace
 from authstore.registry import StoreURL
 
 __all__ = ["DEFAULT_DATABASE", "DEFAULT_TIMEOUT", "MongoSettings", "parse_settings"]
@@ -97,10 +97,7 @@ def parse_settings(url: StoreURL) -> MongoSettings:
             assert value is not None
             passthrough.append((canonical, value))
     reader.done()
-    try:
-        check_namespace(namespace)
-    except ValueError as error:
-        raise ConfigurationError(f"option namespace: {error}") from None
+    checked_namespace(namespace)
     try:
         collections = Collections(prefix)
     except ValueError as error:
@@ -124,7 +121,6 @@ def parse_settings(url: StoreURL) -> MongoSettings:
             )
     elif not url.hosts:
         raise ConfigurationError("a MongoDB URL names a host: mongodb://host:27017/database")
-    display = StoreURL(url.scheme, url.hosts, url.username, url.password, url.path).redacted()
     return MongoSettings(
         uri=_uri(url, database),
         database=database or DEFAULT_DATABASE,
@@ -135,7 +131,7 @@ def parse_settings(url: StoreURL) -> MongoSettings:
         connect_timeout=connect_timeout,
         options=tuple(passthrough),
         client=client,
-        display=display if client is None else f"{url.scheme}:// client=<given>",
+        display=display_name(url, client),
     )
 
 

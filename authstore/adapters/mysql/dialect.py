@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from authstore.adapters.sql.dialect import Compiled, Dialect
+from authstore.adapters.sql.dialect import CANONICAL_DECIMAL, Compiled, Dialect
 from authstore.adapters.sql.schema import Tables
 
 __all__ = ["KEY_BYTES", "MySQLDialect"]
@@ -29,8 +29,6 @@ cap binds only cache_key (whose content check_key bounds to 1091 bytes) and code
 (hashes are ASCII). A longer value is an error, never truncated: sessions run in
 strict mode."""
 
-_CANONICAL = "'^(0|-?[1-9][0-9]{0,18})$'"
-_INT_RANGE = "-9223372036854775808 AND 9223372036854775807"
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _SEPARATOR = ";\n"
 """How ``write_then_read`` joins statements into one command (the runners split on it)."""
@@ -127,14 +125,8 @@ class MySQLDialect(Dialect):
         # MariaDB does not have; both still run it.
         return f"VALUES({column})"
 
-    def upsert(
-        self,
-        table: str,
-        columns: Sequence[str],
-        rows: Sequence[Sequence[str]],
-        conflict: Sequence[str],
-        updates: Mapping[str, str],
-        where: str | None = None,
+    def on_conflict(
+        self, table: str, conflict: Sequence[str], updates: Mapping[str, str], where: str | None
     ) -> str:
         """ON DUPLICATE KEY UPDATE, which fires on any unique key: ``conflict`` must be
         the table's only one (true of every table that is upserted).
@@ -146,17 +138,13 @@ class MySQLDialect(Dialect):
         still picks the same branch for ``epoch`` (always NULL on a counter) and for
         ``expires_at`` (unchanged unless expired, which ``value`` does not affect).
         """
-        values = ", ".join("(" + ", ".join(row) + ")" for row in rows)
         if where is not None:
             updates = {
                 column: f"IF({where}, {expression}, {table}.{column})"
                 for column, expression in updates.items()
             }
         assignments = ", ".join(f"{column} = {value}" for column, value in updates.items())
-        return (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
-            f"ON DUPLICATE KEY UPDATE {assignments}"
-        )
+        return f"ON DUPLICATE KEY UPDATE {assignments}"
 
     def real_parameter(self, name: str) -> str:
         return f"CAST(:{name} AS DOUBLE)"
@@ -197,11 +185,8 @@ class MySQLDialect(Dialect):
         # statement in strict mode, as would casting anything but checked digits). "$"
         # also matches before a final newline: the second test rules that out.
         text = f"CONVERT({expression} USING latin1)"
-        return (
-            f"(CASE WHEN {text} REGEXP {_CANONICAL} AND {text} NOT REGEXP '[^0-9-]' THEN "
-            f"CASE WHEN CAST({text} AS DECIMAL(20, 0)) BETWEEN {_INT_RANGE} "
-            f"THEN CAST({text} AS SIGNED) END END)"
-        )
+        matches = f"{text} REGEXP {CANONICAL_DECIMAL} AND {text} NOT REGEXP '[^0-9-]'"
+        return self.canonical_integer(text, matches, "DECIMAL(20, 0)", "SIGNED")
 
     def integer_as_blob(self, expression: str) -> str:
         return f"CAST({expression} AS BINARY)"

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from authstore.adapters.common.settings import SQL_POOL_SIZE as DEFAULT_POOL_SIZE
+from authstore.adapters.common.settings import checked_namespace
 from authstore.adapters.common.stores import DEFAULT_NAMESPACE
 from authstore.adapters.sql.schema import DEFAULT_TABLE_PREFIX, Tables
 from authstore.contracts.errors import ConfigurationError
-from authstore.contracts.values import check_namespace
 from authstore.registry import StoreURL
 
 __all__ = [
@@ -23,12 +24,6 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 3306
-DEFAULT_POOL_SIZE = 20
-"""Per store. With 100 concurrent async callers on loopback (2 cores), 20 against 10 gave
-1.4x the throughput of rate-limit hits and a p99 of 161 ms instead of 225 (PostgreSQL;
-MariaDB 1.3x, 220 ms instead of 244); 30 gained another 12% on PostgreSQL, but four
-stores of one process at full load would then hold more than its default
-max_connections (100)."""
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = 5.0
 _URL_FORM = "mysql://user:password@host:3306/database?options (or mariadb://)"
@@ -90,10 +85,7 @@ def parse_settings(url: StoreURL) -> MySQLSettings:
     charset = options.text("charset", "utf8mb4")
     client = options.take("client")
     options.done()
-    try:
-        check_namespace(namespace)
-    except ValueError as error:
-        raise ConfigurationError(f"option namespace: {error}") from None
+    checked_namespace(namespace)
     if charset.lower() != "utf8mb4":
         raise ConfigurationError(
             "option charset: authstore always talks utf8mb4 (4-byte characters included)"

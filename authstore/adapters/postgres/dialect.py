@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from authstore.adapters.sql.dialect import Dialect, ParamStyle
+from authstore.adapters.sql.dialect import CANONICAL_DECIMAL, Dialect, ParamStyle
 
 __all__ = ["PostgresDialect"]
-
-# Canonical decimal (no "+", no leading zeros, no "-0"), at most 19 digits so the
-# numeric cast below cannot fail; the range check then keeps it within signed 64 bits.
-_CANONICAL = "'^(0|-?[1-9][0-9]{0,18})$'"
-_INT_RANGE = "-9223372036854775808 AND 9223372036854775807"
 
 
 class PostgresDialect(Dialect):
@@ -54,14 +49,8 @@ class PostgresDialect(Dialect):
         )
 
     def blob_as_integer(self, expression: str) -> str:
-        # Nested CASEs: PostgreSQL may evaluate AND's operands in any order, and the
-        # casts must only ever see text that passed the pattern.
         text = f"encode({expression}, 'escape')"
-        return (
-            f"(CASE WHEN {text} ~ {_CANONICAL} THEN "
-            f"CASE WHEN CAST({text} AS NUMERIC) BETWEEN {_INT_RANGE} "
-            f"THEN CAST({text} AS BIGINT) END END)"
-        )
+        return self.canonical_integer(text, f"{text} ~ {CANONICAL_DECIMAL}", "NUMERIC", "BIGINT")
 
     def integer_as_blob(self, expression: str) -> str:
         return f"convert_to(CAST({expression} AS TEXT), 'UTF8')"

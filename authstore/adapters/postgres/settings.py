@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from authstore.adapters.common.settings import SQL_POOL_SIZE as DEFAULT_POOL_SIZE
+from authstore.adapters.common.settings import checked_namespace, display_name, one_of
 from authstore.adapters.common.stores import DEFAULT_NAMESPACE
 from authstore.adapters.sql.schema import DEFAULT_TABLE_PREFIX, Tables
 from authstore.contracts.errors import ConfigurationError
-from authstore.contracts.values import check_namespace
 from authstore.registry import Options, StoreURL
 
 __all__ = [
@@ -24,12 +25,6 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
-DEFAULT_POOL_SIZE = 20
-"""Per store. With 100 concurrent async callers on loopback (2 cores), 20 against 10 gave
-1.4x the throughput of rate-limit hits and a p99 of 161 ms instead of 225 (PostgreSQL;
-MariaDB 1.3x, 220 ms instead of 244); 30 gained another 12% on PostgreSQL, but four
-stores of one process at full load would then hold more than its default
-max_connections (100)."""
 DEFAULT_POOL_MIN = 1
 DEFAULT_APPLICATION_NAME = "authstore"
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -83,18 +78,15 @@ def parse_settings(url: StoreURL) -> PostgresSettings:
     tables = Tables(options.text("table_prefix", DEFAULT_TABLE_PREFIX))
     client = options.take("client")
     timeout = options.seconds("timeout", DEFAULT_TIMEOUT)
-    user = _one_of(url.username, options.optional_text("user"), "user")
-    password = _one_of(url.password, options.optional_text("password"), "password")
+    user = one_of(url.username, options.optional_text("user"), "user")
+    password = one_of(url.password, options.optional_text("password"), "password")
     pool_size = options.integer("pool_size", DEFAULT_POOL_SIZE, minimum=1)
     pool_min = options.integer("pool_min", min(DEFAULT_POOL_MIN, pool_size), minimum=0)
     connect_timeout = options.seconds("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     application_name = options.text("application_name", DEFAULT_APPLICATION_NAME)
     ssl = _ssl(options)
     options.done()
-    try:
-        check_namespace(namespace)
-    except ValueError as error:
-        raise ConfigurationError(f"option namespace: {error}") from None
+    checked_namespace(namespace)
     if pool_min > pool_size:
         raise ConfigurationError(f"pool_min={pool_min} is larger than pool_size={pool_size}")
     database = unquote(url.path[1:]) if url.path.startswith("/") else ""
@@ -110,7 +102,6 @@ def parse_settings(url: StoreURL) -> PostgresSettings:
                 f"{', '.join(shaped)} apply to connections authstore opens; "
                 "configure them on your client"
             )
-    display = StoreURL(url.scheme, url.hosts, url.username, url.password, url.path).redacted()
     return PostgresSettings(
         hosts=url.hosts,
         user=user,
@@ -125,14 +116,8 @@ def parse_settings(url: StoreURL) -> PostgresSettings:
         application_name=application_name,
         ssl=ssl,
         client=client,
-        display=display if client is None else f"{url.scheme}:// client=<given>",
+        display=display_name(url, client),
     )
-
-
-def _one_of(in_url: str | None, option: str | None, name: str) -> str | None:
-    if in_url is not None and option is not None:
-        raise ConfigurationError(f"{name} is given both in the URL and as an option")
-    return in_url if option is None else option
 
 
 def _ssl(options: Options) -> tuple[tuple[str, str], ...]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from authstore.adapters.common.stores import SharedStores
+from authstore.adapters.common.stores import GroupingBackend, SharedStores
 from authstore.adapters.redis.ops import (
     RedisCacheOps,
     RedisMagicLinkOps,
@@ -36,7 +36,7 @@ _OPS: dict[StoreKind, Any] = {
 }
 
 
-class RedisBackend:
+class RedisBackend(GroupingBackend):
     """Opening a store connects nothing: its runner connects at first use."""
 
     name = "redis"
@@ -63,10 +63,6 @@ class RedisBackend:
         return SharedStores.over(
             runner, ops, asynchronous=asynchronous, namespace=settings.namespace
         )
-
-    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
-        kind = StoreKind(kind)
-        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
 
     def unreachable_url(self, url: StoreURL) -> StoreURL:
         """The same URL on closed loopback ports (the same Sentinel service name, TLS

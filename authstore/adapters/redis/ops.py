@@ -17,7 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from authstore.adapters.common.logic import LIMITER_KINDS
-from authstore.adapters.common.ops import FixedWindowState, GcraState, Op, SlidingWindowState
+from authstore.adapters.common.ops import (
+    FixedWindowState,
+    GcraState,
+    LinkDraft,
+    Op,
+    SessionDraft,
+    SlidingWindowState,
+)
 from authstore.adapters.common.ratelimit import EPSILON, limiter_state
 from authstore.adapters.redis.commands import Batch, Call, Script, lua
 from authstore.contracts.errors import TokenInUseError
@@ -222,32 +229,19 @@ class _TaggedOps(_Health):
 class RedisSessionOps(_TaggedOps):
     kind = "sessions"
 
-    def create(
-        self,
-        *,
-        token_hash: str,
-        session_id: str,
-        user_id: str,
-        device_id: str | None,
-        application_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        metadata: str,
-        ttl: float,
-        max_sessions: int | None,
-    ) -> Op[SessionRecord]:
+    def create(self, draft: SessionDraft, max_sessions: int | None) -> Op[SessionRecord]:
         row = yield self._script(
             "session_create",
-            token_hash,
-            session_id,
-            user_id,
-            repr(ttl),
+            draft.token_hash,
+            draft.session_id,
+            draft.user_id,
+            repr(draft.ttl),
             NONE if max_sessions is None else str(max_sessions),
-            _optional(device_id),
-            _optional(application_id),
-            _optional(ip_address),
-            _optional(user_agent),
-            metadata,
+            _optional(draft.device_id),
+            _optional(draft.application_id),
+            _optional(draft.ip_address),
+            _optional(draft.user_agent),
+            draft.metadata,
         )
         if row is None:
             raise TokenInUseError("a session that has not expired holds this token")
@@ -371,29 +365,17 @@ def _link(row: Sequence[Any]) -> MagicLinkRecord:
 class RedisMagicLinkOps(_TaggedOps):
     kind = "links"
 
-    def issue(
-        self,
-        *,
-        token_hash: str,
-        link_id: str,
-        user_id: str,
-        email: str,
-        ttl: float,
-        application_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        revoke_previous: bool,
-    ) -> Op[MagicLinkRecord]:
+    def issue(self, draft: LinkDraft, revoke_previous: bool) -> Op[MagicLinkRecord]:
         row = yield self._script(
             "link_issue",
-            token_hash,
-            link_id,
-            user_id,
-            email,
-            repr(ttl),
-            _optional(application_id),
-            _optional(ip_address),
-            _optional(user_agent),
+            draft.token_hash,
+            draft.link_id,
+            draft.user_id,
+            draft.email,
+            repr(draft.ttl),
+            _optional(draft.application_id),
+            _optional(draft.ip_address),
+            _optional(draft.user_agent),
             "1" if revoke_previous else "0",
         )
         if row is None:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
+from authstore.adapters.common.settings import checked_namespace, display_name, one_of
 from authstore.adapters.common.stores import DEFAULT_NAMESPACE
 from authstore.contracts.errors import ConfigurationError
-from authstore.contracts.values import check_namespace
 from authstore.registry import StoreURL
 
 __all__ = ["SCHEMES", "RedisSettings", "Topology", "parse_settings"]
@@ -93,17 +93,14 @@ def parse_settings(url: StoreURL) -> RedisSettings:
     client_name = options.text("client_name", "authstore")
     if not client_name or any(c.isspace() or not c.isprintable() for c in client_name):
         raise ConfigurationError("option client_name must be non-empty, without spaces")
-    username = _one_of(url.username, options.optional_text("username"), "username")
-    password = _one_of(url.password, options.optional_text("password"), "password")
+    username = one_of(url.username, options.optional_text("username"), "username")
+    password = one_of(url.password, options.optional_text("password"), "password")
     sentinel_password = options.optional_text("sentinel_password")
     db_option = options.optional_integer("db")
     tls = url.scheme == "rediss" or options.flag("tls", False)
     ssl = _ssl(options) if tls else ()
     options.done()
-    try:
-        check_namespace(namespace)
-    except ValueError as error:
-        raise ConfigurationError(f"option namespace: {error}") from None
+    checked_namespace(namespace)
 
     path = unquote(url.path)
     unix_socket = service = None
@@ -150,7 +147,6 @@ def parse_settings(url: StoreURL) -> RedisSettings:
         if topology != "single":
             raise ConfigurationError(f"{url.scheme}:// needs at least one host:port")
         hosts = (("127.0.0.1", DEFAULT_PORT),)
-    display = StoreURL(url.scheme, url.hosts, url.username, url.password, url.path).redacted()
     return RedisSettings(
         topology=topology,
         hosts=hosts,
@@ -168,7 +164,7 @@ def parse_settings(url: StoreURL) -> RedisSettings:
         connect_timeout=connect_timeout,
         client_name=client_name,
         client=client,
-        display=display if client is None else f"{url.scheme}:// client=<given>",
+        display=display_name(url, client),
     )
 
 
@@ -176,12 +172,6 @@ def _db(text: str) -> int:
     if not text.isdigit():
         raise ConfigurationError(f"the Redis database must be a number, not {text!r}")
     return int(text)
-
-
-def _one_of(in_url: str | None, option: str | None, name: str) -> str | None:
-    if in_url is not None and option is not None:
-        raise ConfigurationError(f"{name} is given both in the URL and as an option")
-    return in_url if option is None else option
 
 
 def _ssl(options: Any) -> tuple[tuple[str, Any], ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authstore.adapters.common.stores import SharedStores
+from authstore.adapters.common.stores import GroupingBackend, SharedStores
 from authstore.adapters.sql.schema import clear_namespace, count_namespace, migrate
 from authstore.adapters.sql.stores import make_ops
 from authstore.contracts.records import StoreKind
@@ -13,7 +13,7 @@ from authstore.registry import StoreURL
 __all__ = ["SqlBackend"]
 
 
-class SqlBackend:
+class SqlBackend(GroupingBackend):
     """Opening a store connects nothing: its runner connects and migrates on first use.
 
     A database subclass parses its URL and makes its runners; its runner modules
@@ -43,10 +43,6 @@ class SqlBackend:
         return SharedStores.over(
             runner, ops, asynchronous=asynchronous, namespace=settings.namespace
         )
-
-    def open(self, url: StoreURL, kind: StoreKind, *, asynchronous: bool) -> Any:
-        kind = StoreKind(kind)
-        return self.open_group(url, (kind,), asynchronous=asynchronous).sole(kind)
 
     def migrate(self, url: StoreURL) -> list[str]:
         settings = self.settings(url)

@@ -17,13 +17,18 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Literal
 
-__all__ = ["Compiled", "Dialect", "ParamStyle"]
+__all__ = ["CANONICAL_DECIMAL", "Compiled", "Dialect", "ParamStyle"]
 
 ParamStyle = Literal["qmark", "format", "numeric"]
 """``?`` (sqlite3), ``%s`` (psycopg, PyMySQL, aiomysql), ``$1`` (asyncpg)."""
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _COMPILED_CACHE_SIZE = 512
+
+CANONICAL_DECIMAL = "'^(0|-?[1-9][0-9]{0,18})$'"
+"""The pattern (an SQL string) of canonical decimal: no "+", no leading zeros, no "-0",
+at most 19 digits so a wide numeric cast cannot fail; ``canonical_integer`` then keeps
+the value within signed 64 bits."""
 
 
 def _picker(names: tuple[str, ...]) -> Callable[[Mapping[str, object]], tuple[object, ...]]:
@@ -143,14 +148,18 @@ class Dialect:
         overwritten, or fold ``where`` into each assignment.
         """
         values = ", ".join("(" + ", ".join(row) + ")" for row in rows)
+        insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}"
+        return f"{insert} {self.on_conflict(table, conflict, updates, where)}"
+
+    def on_conflict(
+        self, table: str, conflict: Sequence[str], updates: Mapping[str, str], where: str | None
+    ) -> str:
+        """What follows an upsert's INSERT: the dialect's own words for the update."""
         assignments = ", ".join(
             f"{column} = {expression}" for column, expression in updates.items()
         )
-        sql = (
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
-            f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {assignments}"
-        )
-        return sql if where is None else f"{sql} WHERE {where}"
+        clause = f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {assignments}"
+        return clause if where is None else f"{clause} WHERE {where}"
 
     def real_parameter(self, name: str) -> str:
         """A float parameter whose type the server cannot infer from its neighbours
@@ -203,6 +212,19 @@ class Dialect:
         """The integer a blob spells in canonical decimal, or NULL when it spells anything
         else or lies outside signed 64 bits (incr bounds the result with parameters)."""
         raise NotImplementedError(f"{type(self).__name__} must implement blob_as_integer")
+
+    @staticmethod
+    def canonical_integer(text: str, matches: str, wide: str, integer: str) -> str:
+        """``blob_as_integer`` over ``text`` (the blob as text): NULL unless ``matches``
+        (the dialect's test against ``CANONICAL_DECIMAL``) holds and the value, cast to
+        the ``wide`` numeric type, fits signed 64 bits; then ``text`` cast to ``integer``.
+        Nested CASEs: a database may evaluate AND's operands in any order, and the casts
+        must only ever see text that passed the pattern."""
+        return (
+            f"(CASE WHEN {matches} THEN "
+            f"CASE WHEN CAST({text} AS {wide}) BETWEEN -9223372036854775808 AND "
+            f"9223372036854775807 THEN CAST({text} AS {integer}) END END)"
+        )
 
     def integer_as_blob(self, expression: str) -> str:
         """An integer as the decimal text the value codec reads, as a blob."""

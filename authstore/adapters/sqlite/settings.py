@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from authstore.adapters.common.settings import checked_namespace
 from authstore.adapters.common.stores import DEFAULT_NAMESPACE
 from authstore.adapters.sql.schema import DEFAULT_TABLE_PREFIX, Tables
 from authstore.contracts.errors import ConfigurationError
-from authstore.contracts.values import check_namespace
 from authstore.registry import StoreURL
 
 __all__ = ["DEFAULT_TIMEOUT", "MEMORY", "SQLiteSettings", "parse_settings"]
@@ -53,10 +53,7 @@ def parse_settings(url: StoreURL) -> SQLiteSettings:
     timeout = options.seconds("timeout", DEFAULT_TIMEOUT)
     connection = options.take("connection")
     options.done()
-    try:
-        check_namespace(namespace)
-    except ValueError as error:
-        raise ConfigurationError(f"option namespace: {error}") from None
+    checked_namespace(namespace)
     # StoreURL keeps the path's leading "/": sqlite:///a.db gives "/a.db", sqlite:////a.db "//a.db".
     database = unquote(url.path[1:])
     if connection is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import LinkDraft, Op
 from authstore.adapters.mongodb.ops.base import (
     DEAD,
     NOW,
@@ -54,31 +54,19 @@ class MongoMagicLinkOps(_Scoped):
         super().__init__(collections, namespace)
         self.name = collections.magic_links
 
-    def issue(
-        self,
-        *,
-        token_hash: str,
-        link_id: str,
-        user_id: str,
-        email: str,
-        ttl: float,
-        application_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        revoke_previous: bool,
-    ) -> Op[MagicLinkRecord]:
-        key = self._id(token_hash)
+    def issue(self, draft: LinkDraft, revoke_previous: bool) -> Op[MagicLinkRecord]:
+        key, user_id, link_id = self._id(draft.token_hash), draft.user_id, draft.link_id
         command = self._creation(
             self.name,
             key,
             user_id,
             link_id,
-            ttl,
+            draft.ttl,
             clears=("r", "cu"),
-            em=email,
-            a=application_id,
-            ip=ip_address,
-            ua=user_agent,
+            em=draft.email,
+            a=draft.application_id,
+            ip=draft.ip_address,
+            ua=draft.user_agent,
         )
         if not revoke_previous:
             created = yield from _upsert(command, "a magic link")

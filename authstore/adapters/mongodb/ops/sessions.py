@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Op, SessionDraft
 from authstore.adapters.mongodb.ops.base import (
     DEAD,
     LIVE,
@@ -74,34 +74,21 @@ class MongoSessionOps(_Scoped):
         reply = yield _update(self.name, [(_live({**query, "r": None}), update, False)], multi=many)
         return _written(reply)
 
-    def create(
-        self,
-        *,
-        token_hash: str,
-        session_id: str,
-        user_id: str,
-        device_id: str | None,
-        application_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        metadata: str,
-        ttl: float,
-        max_sessions: int | None,
-    ) -> Op[SessionRecord]:
-        key = self._id(token_hash)
+    def create(self, draft: SessionDraft, max_sessions: int | None) -> Op[SessionRecord]:
+        key, user_id, session_id = self._id(draft.token_hash), draft.user_id, draft.session_id
         command = self._creation(
             self.name,
             key,
             user_id,
             session_id,
-            ttl,
+            draft.ttl,
             seen=True,
             o=time.time_ns(),
-            d=device_id,
-            a=application_id,
-            ip=ip_address,
-            ua=user_agent,
-            m=metadata,
+            d=draft.device_id,
+            a=draft.application_id,
+            ip=draft.ip_address,
+            ua=draft.user_agent,
+            m=draft.metadata,
         )
         if max_sessions is None:
             created = yield from _upsert(command, "a session")

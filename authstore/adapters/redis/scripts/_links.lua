@@ -5,15 +5,7 @@
 --   <tag>u:<user id>     set: the user's token hashes (revoke_previous, revoke_user)
 -- Scripts that read an index drop the members whose link is gone; an index expires
 -- with the last link it lists.
-local FIELDS = {'id', 'user', 'email', 'created', 'expires', 'app', 'ip', 'agent', 'consumed'}
-local prefix = ARGV[1]
-
-local function data_key(hash) return prefix .. 't:' .. hash end
-local function index_key(user) return prefix .. 'u:' .. user end
-
-local function record(key)
-  return redis.call('HMGET', key, unpack(FIELDS))
-end
+FIELDS = {'id', 'user', 'email', 'created', 'expires', 'app', 'ip', 'agent', 'consumed'}
 
 -- 'usable' (live, unused), 'used' (consumed or revoked, still kept) or nil (gone or over).
 local function status(hash, now)

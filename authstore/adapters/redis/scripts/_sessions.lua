@@ -7,15 +7,7 @@
 --                        expired: a caller-supplied token can never revive it
 -- Every script that reads an index drops the members whose session is gone or over,
 -- and an index expires with the last session it lists.
-local FIELDS = {'id', 'user', 'created', 'seen', 'expires', 'device', 'app', 'ip', 'agent', 'meta'}
-local prefix = ARGV[1]
-
-local function data_key(hash) return prefix .. 't:' .. hash end
-local function index_key(user) return prefix .. 'u:' .. user end
-
-local function record(key)
-  return redis.call('HMGET', key, unpack(FIELDS))
-end
+FIELDS = {'id', 'user', 'created', 'seen', 'expires', 'device', 'app', 'ip', 'agent', 'meta'}
 
 -- The session's user when it is live at `now`, else nil.
 local function live_user(hash, now)

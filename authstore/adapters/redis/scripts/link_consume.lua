@@ -1,4 +1,4 @@
--- include: _prelude.lua, _links.lua
+-- include: _prelude.lua, _tokens.lua, _links.lua
 -- ARGV: prefix, token hash, application id ('' = none). Single use: the one caller
 -- that finds the link usable (and bound to this application) marks it consumed.
 local hash = ARGV[2]

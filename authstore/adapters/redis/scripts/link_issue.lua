@@ -1,4 +1,4 @@
--- include: _prelude.lua, _links.lua
+-- include: _prelude.lua, _tokens.lua, _links.lua
 -- ARGV: prefix, token hash, public id, user, email, ttl (s), app, ip, agent ('' = none),
 -- revoke previous ('1' or '0'). The previous unused links go in the same atomic step.
 -- False, changing nothing, when the token hash belongs to a link that has not expired
@@ -14,15 +14,8 @@ if ARGV[10] == '1' then
 end
 local key = data_key(hash)
 redis.call('DEL', key)
-redis.call('HSET', key, 'id', ARGV[3], 'user', user, 'email', ARGV[5], 'created', now,
-  'expires', expires)
-local optional = {app = ARGV[7], ip = ARGV[8], agent = ARGV[9]}
-for field, value in pairs(optional) do
-  if value ~= '' then
-    redis.call('HSET', key, field, value)
-  end
-end
-redis.call('PEXPIREAT', key, ms(expires))
+write_record(key, {'id', ARGV[3], 'user', user, 'email', ARGV[5], 'created', now,
+  'expires', expires}, {app = ARGV[7], ip = ARGV[8], agent = ARGV[9]}, expires)
 local index = index_key(user)
 redis.call('SADD', index, hash)
 extend_to(index, expires)

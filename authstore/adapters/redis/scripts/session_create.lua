@@ -1,4 +1,4 @@
--- include: _prelude.lua, _sessions.lua
+-- include: _prelude.lua, _tokens.lua, _sessions.lua
 -- ARGV: prefix, token hash, public id, user, ttl (s), cap ('' = none), device, app, ip,
 -- agent ('' = none), metadata JSON. The new session and the eviction of the oldest
 -- beyond the cap are one atomic step. False, changing nothing, when the token hash
@@ -22,15 +22,9 @@ if cap then
   end
 end
 local seq = redis.call('INCR', prefix .. 'seq')
-redis.call('HSET', key, 'id', public_id, 'user', user, 'created', now, 'seen', now,
-  'expires', expires, 'meta', ARGV[11])
-local optional = {device = ARGV[7], app = ARGV[8], ip = ARGV[9], agent = ARGV[10]}
-for field, value in pairs(optional) do
-  if value ~= '' then
-    redis.call('HSET', key, field, value)
-  end
-end
-redis.call('PEXPIREAT', key, ms(expires))
+write_record(key, {'id', public_id, 'user', user, 'created', now, 'seen', now,
+  'expires', expires, 'meta', ARGV[11]}, {device = ARGV[7], app = ARGV[8], ip = ARGV[9],
+  agent = ARGV[10]}, expires)
 redis.call('SET', prefix .. 'i:' .. public_id, hash, 'PXAT', ms(expires))
 local index = index_key(user)
 redis.call('ZADD', index, seq, hash)

@@ -1,4 +1,4 @@
--- include: _prelude.lua, _sessions.lua
+-- include: _prelude.lua, _tokens.lua, _sessions.lua
 -- ARGV: prefix, token hash. The session, or false when missing or over.
 local hash = ARGV[2]
 if not live_user(hash, clock()) then

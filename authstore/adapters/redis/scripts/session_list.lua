@@ -1,4 +1,4 @@
--- include: _prelude.lua, _sessions.lua
+-- include: _prelude.lua, _tokens.lua, _sessions.lua
 -- ARGV: prefix, user, 'count' or 'list'. The live sessions newest first, or their number.
 local hashes = live_hashes(ARGV[2], clock())
 if ARGV[3] == 'count' then

@@ -1,4 +1,4 @@
--- include: _prelude.lua, _sessions.lua
+-- include: _prelude.lua, _tokens.lua, _sessions.lua
 -- ARGV: prefix, token hash ('' = look it up by public id), public id, owner ('' = any).
 -- 1 when a live session was revoked.
 local hash = ARGV[2]

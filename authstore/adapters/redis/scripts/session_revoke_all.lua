@@ -1,4 +1,4 @@
--- include: _prelude.lua, _sessions.lua
+-- include: _prelude.lua, _tokens.lua, _sessions.lua
 -- ARGV: prefix, user, except token hash ('' = none), except public id ('' = none).
 -- Returns how many live sessions were revoked.
 local user, keep_hash, keep_id = ARGV[2], ARGV[3], ARGV[4]

@@ -1,4 +1,4 @@
--- include: _prelude.lua, _sessions.lua
+-- include: _prelude.lua, _tokens.lua, _sessions.lua
 -- ARGV: prefix, token hash, new ttl (s, '' = keep the expiry). Marks the session seen.
 local hash = ARGV[2]
 local now = clock()

@@ -8,7 +8,7 @@ The statements each dialect gets: ``tests/sql/golden/<dialect>/links.*.sql``.
 
 from __future__ import annotations
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import LinkDraft, Op
 from authstore.adapters.sql.commands import Begin, Query, Row
 from authstore.adapters.sql.dialect import Dialect
 from authstore.adapters.sql.ops.base import SqlOps, claiming_insert
@@ -73,33 +73,11 @@ class SqlMagicLinkOps(SqlOps):
         )
         self._consume = self._returning(consume, _LINK_COLUMNS, t, by_hash, applied="{changed} > 0")
 
-    def issue(
-        self,
-        *,
-        token_hash: str,
-        link_id: str,
-        user_id: str,
-        email: str,
-        ttl: float,
-        application_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        revoke_previous: bool,
-    ) -> Op[MagicLinkRecord]:
-        params = {
-            "namespace": self.namespace,
-            "token_hash": token_hash,
-            "link_id": link_id,
-            "user_id": user_id,
-            "email": email,
-            "ttl": ttl,
-            "application_id": application_id,
-            "ip_address": ip_address,
-            "user_agent": user_agent,
-        }
+    def issue(self, draft: LinkDraft, revoke_previous: bool) -> Op[MagicLinkRecord]:
+        params = {"namespace": self.namespace, **draft._asdict()}
         if revoke_previous:
             yield Begin()
-            yield from self._lock(f"authstore:magic_links:{self.namespace}:{user_id}")
+            yield from self._lock(f"authstore:magic_links:{self.namespace}:{draft.user_id}")
             yield Query(self._revoke_user, params)
         row = yield from self._run_returning(self._issue, params, in_transaction=revoke_previous)
         if row is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Op, SessionDraft
 from authstore.adapters.sql.commands import Begin, Query, Row
 from authstore.adapters.sql.dialect import Dialect
 from authstore.adapters.sql.ops.base import SqlOps, claiming_insert
@@ -102,37 +102,13 @@ class SqlSessionOps(SqlOps):
         )
         self._count = f"SELECT COUNT(*) FROM {t} WHERE {self._user}"
 
-    def create(
-        self,
-        *,
-        token_hash: str,
-        session_id: str,
-        user_id: str,
-        device_id: str | None,
-        application_id: str | None,
-        ip_address: str | None,
-        user_agent: str | None,
-        metadata: str,
-        ttl: float,
-        max_sessions: int | None,
-    ) -> Op[SessionRecord]:
-        params = {
-            "namespace": self.namespace,
-            "token_hash": token_hash,
-            "session_id": session_id,
-            "user_id": user_id,
-            "device_id": device_id,
-            "application_id": application_id,
-            "ip_address": ip_address,
-            "user_agent": user_agent,
-            "metadata": metadata,
-            "ttl": ttl,
-            "keep_others": None if max_sessions is None else max_sessions - 1,
-        }
+    def create(self, draft: SessionDraft, max_sessions: int | None) -> Op[SessionRecord]:
+        keep_others = None if max_sessions is None else max_sessions - 1
+        params = {"namespace": self.namespace, **draft._asdict(), "keep_others": keep_others}
         capped = max_sessions is not None
         if capped:
             yield Begin()
-            yield from self._lock(f"authstore:sessions:{self.namespace}:{user_id}")
+            yield from self._lock(f"authstore:sessions:{self.namespace}:{draft.user_id}")
         row = yield from self._run_returning(self._create, params, in_transaction=capped)
         if row is None:
             raise TokenInUseError("a session that has not expired holds this token")
