@@ -34,6 +34,7 @@ SERIAL = (
     "tests/redis/test_redis_backend.py",
     "tests/mysql/test_mysql_backend.py",
     "tests/memcached/test_memcached_backend.py",
+    "tests/memcached/test_memcached_async_pool.py",
     "tests/examples/*",
     "tests/integrations/*",
     "tests/contract/test_plugin.py",

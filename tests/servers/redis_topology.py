@@ -429,6 +429,15 @@ def replica_linked(replica: RedisProcess) -> bool:
     return "master_link_status:up" in str(replica.ask("INFO", "replication"))
 
 
+def _info_int(info: object, field: str) -> int:
+    """An integer field of an INFO reply."""
+    for line in str(info).splitlines():
+        name, _, value = line.partition(":")
+        if name == field:
+            return int(value)
+    raise TopologyError(f"INFO has no {field}: {info!r}")
+
+
 def sentinel_master_state(sentinel: RedisProcess, name: str) -> dict[str, str]:
     """SENTINEL MASTER ``name`` as a dict (what redis-py's Sentinel reads)."""
     reply = sentinel.ask("SENTINEL", "MASTER", name)
@@ -476,10 +485,18 @@ class PrivateSentinel:
         return (str(reply[0]), int(str(reply[1]))) if isinstance(reply, list) and reply else None
 
     def sync_replica(self, timeout: float = ADMIN_TIMEOUT) -> None:
-        """Wait until the replica acknowledged every write the master took (WAIT 1)."""
-        acked = self.master.ask("WAIT", 1, int(timeout * 1000), timeout=timeout + 1)
-        if not isinstance(acked, int) or acked < 1:
-            raise TopologyError(f"the replica did not acknowledge within {timeout:.0f} s")
+        """Wait until the replica has applied every write the master took: its offset
+        reaches the master's. (``WAIT 1`` cannot say it from an admin connection: it
+        counts only that connection's own writes. And a replica just synced gets the
+        stream only after its first acknowledgement, up to a second later, while
+        already saying its link is up.)"""
+        target = _info_int(self.master.ask("INFO", "replication"), "master_repl_offset")
+
+        def caught_up() -> bool:
+            info = self.replica.ask("INFO", "replication")
+            return _info_int(info, "slave_repl_offset") >= target
+
+        _wait_for("the replica to apply the master's writes", caught_up, timeout, interval=0.01)
 
     def fail_over(self, *, sync: bool = True, timeout: float = FAILOVER_TIMEOUT) -> RedisProcess:
         """Stop (SIGKILL) the master and wait until the sentinel reports the replica as

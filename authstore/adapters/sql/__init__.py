@@ -8,7 +8,6 @@ from authstore.adapters.sql.commands import Begin, Query
 from authstore.adapters.sql.dialect import Dialect
 from authstore.adapters.sql.ops import SqlCacheOps, SqlMagicLinkOps, SqlSessionOps, SqlTotpOps
 from authstore.adapters.sql.schema import DEFAULT_TABLE_PREFIX, MigrationReport, Tables, migrate
-from authstore.adapters.sql.stores import make_store
 
 __all__ = [
     "DEFAULT_TABLE_PREFIX",
@@ -21,6 +20,5 @@ __all__ = [
     "SqlSessionOps",
     "SqlTotpOps",
     "Tables",
-    "make_store",
     "migrate",
 ]

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from authstore.adapters.common.stores import GroupingBackend, SharedStores
-from authstore.adapters.sql.schema import clear_namespace, count_namespace, migrate
-from authstore.adapters.sql.stores import make_ops
+from authstore.adapters.sql.dialect import Dialect
+from authstore.adapters.sql.ops import SqlCacheOps, SqlMagicLinkOps, SqlSessionOps, SqlTotpOps
+from authstore.adapters.sql.schema import Tables, clear_namespace, count_namespace, migrate
 from authstore.contracts.records import StoreKind
 from authstore.registry import StoreURL
 
-__all__ = ["SqlBackend"]
+__all__ = ["SqlBackend", "make_ops"]
+
+_OPS: dict[StoreKind, Callable[[Dialect, Tables, str], object]] = {
+    StoreKind.CACHE: lambda dialect, tables, _namespace: SqlCacheOps(dialect, tables),
+    StoreKind.SESSIONS: SqlSessionOps,
+    StoreKind.TOTP: SqlTotpOps,
+    StoreKind.MAGIC_LINKS: SqlMagicLinkOps,
+}
+
+
+def make_ops(kind: StoreKind, dialect: Dialect, tables: Tables, namespace: str) -> object:
+    """The SQL ops of one store kind."""
+    return _OPS[StoreKind(kind)](dialect, tables, namespace)
 
 
 class SqlBackend(GroupingBackend):
