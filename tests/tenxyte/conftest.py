@@ -22,7 +22,6 @@ from cryptography.fernet import Fernet
 from tenxyte.core import Settings
 
 from authstore.contracts.records import StoreKind
-from authstore.integrations._stores import ASYNC_OPENERS, SYNC_OPENERS
 from authstore.integrations.tenxyte import (
     AuthstoreCacheService,
     AuthstoreCodeReplayProtection,
@@ -35,6 +34,7 @@ from authstore.integrations.tenxyte import (
     AuthstoreTOTPService,
     AuthstoreTOTPStorage,
 )
+from authstore.registry import open_store
 from tests import contention
 from tests.backends import backend_fixture
 
@@ -223,9 +223,13 @@ def mode(request: pytest.FixtureRequest) -> str:
 async def open_tx(url: str, mode: str, **settings: Any) -> AsyncIterator[Tx]:
     """A ``Tx`` over new stores of ``url`` in a fresh namespace, closed on exit."""
     namespace = f"tx{uuid.uuid4().hex[:10]}"
-    openers = SYNC_OPENERS if mode == "sync" else ASYNC_OPENERS
     stores = {
-        name: openers[kind](url, namespace=namespace + ("r" if name == "refresh" else ""))
+        name: open_store(
+            url,
+            kind,
+            asynchronous=mode != "sync",
+            namespace=namespace + ("r" if name == "refresh" else ""),
+        )
         for name, kind in TX_STORES.items()
     }
     try:

@@ -20,7 +20,6 @@ from tenxyte.core.jwt_service import JWTService
 
 from authstore import ConfigurationError, open_async_cache
 from authstore.contracts.records import StoreKind
-from authstore.integrations._stores import ASYNC_OPENERS, SYNC_OPENERS
 from authstore.integrations.tenxyte import (
     AuthstoreCacheService,
     AuthstoreCodeReplayProtection,
@@ -30,6 +29,7 @@ from authstore.integrations.tenxyte import (
     AuthstoreTokenBlacklist,
     AuthstoreTOTPStorage,
 )
+from authstore.registry import open_store
 from tests.tenxyte.conftest import tenxyte_settings
 
 CLASSES: dict[str, tuple[StoreKind, Callable[[Any, Any], object]]] = {
@@ -56,7 +56,7 @@ CLASSES: dict[str, tuple[StoreKind, Callable[[Any, Any], object]]] = {
 
 @asynccontextmanager
 async def twins(kind: StoreKind, sync_url: str, async_url: str) -> AsyncIterator[tuple[Any, Any]]:
-    sync, aio = SYNC_OPENERS[kind](sync_url), ASYNC_OPENERS[kind](async_url)
+    sync, aio = open_store(sync_url, kind), open_store(async_url, kind, asynchronous=True)
     try:
         yield sync, aio
     finally:

@@ -59,13 +59,13 @@ class MemoryRunner:
 
 class AsyncMemoryRunner:
     def __init__(self, data: MemoryData, lock: threading.Lock) -> None:
-        self._sync = MemoryRunner(data, lock)
+        self.sync_runner = MemoryRunner(data, lock)
 
     async def run(self, op: Op[T]) -> T:
-        return self._sync.run(op)
+        return self.sync_runner.run(op)
 
     async def close(self) -> None:
-        self._sync.close()
+        self.sync_runner.close()
 
     def __repr__(self) -> str:
         return "AsyncMemoryRunner()"

@@ -76,7 +76,7 @@ class MongoBackend(GroupingBackend):
         )
 
     def migrate(self, url: StoreURL) -> list[str]:
-        from authstore.adapters.mongodb.ops import create_indexes
+        from authstore.adapters.mongodb.ops.base import create_indexes
 
         settings = self.settings(url)
         runner = self.runner(settings, ALL_KINDS, asynchronous=False, auto_migrate=False)
@@ -87,30 +87,14 @@ class MongoBackend(GroupingBackend):
         return [f"mongodb: indexes in {settings.database}: " + "; ".join(done)]
 
     def _documents(self, url: StoreURL, namespace: str, delete: bool) -> int:
-        """Every ``_id`` starts with ``NS:`` (locks: ``s:NS:`` or ``m:NS:``): a range on
-        ``_id`` selects the namespace (``;`` follows ``:``), no regex, the index serves it."""
+        from authstore.adapters.mongodb.ops.base import namespace_documents
+
         settings = self.settings(url)
         runner = self.runner(settings, ALL_KINDS, asynchronous=False, auto_migrate=False)
-        names = settings.collections
-        prefixes: dict[str, tuple[str, ...]] = {
-            names.cache: (namespace,),
-            names.sessions: (namespace,),
-            names.totp: (namespace,),
-            names.magic_links: (namespace,),
-            names.locks: (f"s:{namespace}", f"m:{namespace}"),
-        }
-        found = 0
         try:
-            for name, starts in prefixes.items():
-                for start in starts:
-                    where = {"_id": {"$gte": f"{start}:", "$lt": f"{start};"}}
-                    collection = runner._database[name]
-                    if delete:
-                        found += collection.delete_many(where).deleted_count
-                    else:
-                        found += collection.count_documents(where)
-        except runner._pymongo.errors.PyMongoError as failure:
-            raise runner._translate(failure) from failure
+            found: int = runner.run(
+                namespace_documents(settings.collections, namespace, delete=delete)
+            )
         finally:
             runner.close()
         return found

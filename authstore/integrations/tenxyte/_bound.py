@@ -68,7 +68,7 @@ def _process_data(store: object) -> tuple[str, object] | None:
     runner = getattr(store, "_runner", None)
     runner = getattr(runner, "_runner", runner)  # observability's wrapper, when enabled
     if isinstance(runner, AsyncMemoryRunner):
-        runner = runner._sync
+        runner = runner.sync_runner
     if isinstance(runner, MemoryRunner):
         return "memory", runner.data
     settings = getattr(runner, "settings", None)

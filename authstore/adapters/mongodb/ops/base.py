@@ -32,7 +32,7 @@ from authstore.adapters.mongodb.commands import (
 )
 from authstore.contracts.errors import BackendError, TokenInUseError
 
-__all__ = ["Collections", "Pause", "create_indexes"]
+__all__ = ["Collections", "Pause", "create_indexes", "namespace_documents"]
 
 T = TypeVar("T")
 
@@ -397,3 +397,26 @@ def _claimed(document: dict[str, Any], public_id: str, what: str) -> dict[str, A
     if document.get("i") != public_id:
         raise TokenInUseError(f"a {what} that has not expired holds this token")
     return document
+
+
+def namespace_documents(collections: Collections, namespace: str, *, delete: bool) -> Op[int]:
+    """How many documents ``namespace`` holds in the five collections, deleting them when
+    ``delete``. Every ``_id`` starts with ``NS:`` (locks: ``s:NS:`` or ``m:NS:``): a range
+    on ``_id`` selects the namespace (``;`` follows ``:``), no regex, the index serves it."""
+    prefixes: dict[str, tuple[str, ...]] = {
+        collections.cache: (namespace,),
+        collections.sessions: (namespace,),
+        collections.totp: (namespace,),
+        collections.magic_links: (namespace,),
+        collections.locks: (f"s:{namespace}", f"m:{namespace}"),
+    }
+    found = 0
+    for name, starts in prefixes.items():
+        for start in starts:
+            where = {"_id": {"$gte": f"{start}:", "$lt": f"{start};"}}
+            if delete:
+                found += _written((yield _delete(name, where, many=True)))
+            else:
+                counted = yield from _aggregate(name, [{"$match": where}, {"$count": "n"}])
+                found += int(counted[0]["n"]) if counted else 0
+    return found
