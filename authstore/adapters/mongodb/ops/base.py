@@ -186,6 +186,12 @@ def _live_matches(query: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"$match": query}, {"$match": {"$expr": LIVE}}]
 
 
+def _count(collection: str, match: dict[str, Any]) -> Op[int]:
+    """How many documents of ``collection`` match, in one aggregation."""
+    found = yield from _aggregate(collection, [{"$match": match}, {"$count": "n"}])
+    return int(found[0]["n"]) if found else 0
+
+
 def _written(reply: dict[str, Any]) -> int:
     return int(reply.get("n", 0))
 
@@ -417,6 +423,5 @@ def namespace_documents(collections: Collections, namespace: str, *, delete: boo
             if delete:
                 found += _written((yield _delete(name, where, many=True)))
             else:
-                counted = yield from _aggregate(name, [{"$match": where}, {"$count": "n"}])
-                found += int(counted[0]["n"]) if counted else 0
+                found += yield from _count(name, where)
     return found

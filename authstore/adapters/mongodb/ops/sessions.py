@@ -15,6 +15,7 @@ from authstore.adapters.mongodb.ops.base import (
     Collections,
     _aggregate,
     _claimed,
+    _count,
     _created,
     _date,
     _delete,
@@ -174,8 +175,7 @@ class MongoSessionOps(_Scoped):
         return [_session(document) for document in found]
 
     def count(self, user_id: str) -> Op[int]:
-        found = yield from _aggregate(self.name, [{"$match": self._user(user_id)}, {"$count": "n"}])
-        return int(found[0]["n"]) if found else 0
+        return (yield from _count(self.name, self._user(user_id)))
 
     def purge_expired(self) -> Op[int]:
         reply = yield _delete(self.name, {"ns": self.namespace, "$expr": DEAD}, many=True)
