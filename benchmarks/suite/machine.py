@@ -87,6 +87,12 @@ def _server(target: Target) -> str:
             mongo: Any = pymongo.MongoClient(address, serverSelectionTimeoutMS=3000)
             try:
                 info = mongo.admin.command("buildInfo")
+                if "secantusVersion" in info:  # the test servers' Python stand-in
+                    return (
+                        f"secantusdb {info['secantusVersion']} (a MongoDB stand-in written "
+                        f"in Python, wire protocol of MongoDB {info.get('version', '?')}): "
+                        "its numbers say nothing about a real MongoDB"
+                    )
                 return f"MongoDB wire protocol, server {info.get('version', '?')}"
             finally:
                 mongo.close()

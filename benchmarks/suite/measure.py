@@ -2,12 +2,19 @@
 
 Each contender is ``call(i)`` returning a result (sync) or an awaitable (async), with an
 optional untimed ``prepare(n)`` before each round (fresh magic links to consume, say).
-Warm-up calls calibrate how many calls a round holds. In a round, the contenders run
+Warm-up calls calibrate how many calls a round holds, then one whole warm-up round runs
+uncounted (pools filled, statements prepared, caches hot). In a round, the contenders run
 their calls in slices that alternate (A, B, C, A, B, C, ...), so a burst of load from
-another process hits them alike. Every call is timed: p50/p99 come from all calls. A
-round's sample is its mean time per call leaving out the slowest 5% of calls (on a
-shared machine other processes take the CPU for milliseconds at a time); the median
-sample over rounds gives ops/s and the ratios.
+another process hits them alike. The garbage collector runs between rounds, never
+during one. Every call is timed: p50/p99 come from all calls. A round's sample is its
+mean time per call leaving out the slowest 5% of calls (on a shared machine other
+processes take the CPU for milliseconds at a time); the median sample over rounds gives
+ops/s. Each round's samples are kept (``Measurement.rounds``): a ratio between two
+contenders is the median of their per-round ratios (paired: the same round saw the same
+load), and its spread over the rounds says how far to trust it (``ratio_of``).
+
+Rounds go on past ``Budget.rounds`` (up to ``Budget.max_rounds``) while some contender's
+ratio to the first one is still uncertain (``ratio_of``'s error above ``Budget.settle``).
 
 With concurrent callers, a round's sample is its wall time over its calls (nothing
 left out), and p50/p99 are the latencies the callers saw, queueing included.
@@ -16,7 +23,10 @@ left out), and p50/p99 are the latencies the callers saw, queueing included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import inspect
+import math
 import statistics
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -29,9 +39,11 @@ __all__ = [
     "Budget",
     "Contender",
     "Measurement",
+    "Ratio",
     "measure_async",
     "measure_concurrent",
     "measure_sync",
+    "ratio_of",
 ]
 
 
@@ -48,6 +60,12 @@ class Budget:
     """Aimed duration of one round with concurrent callers."""
     concurrent_calls: int
     """At most this many calls per concurrent round (at least one per caller)."""
+    max_rounds: int = 0
+    """Rounds go on up to this many while a ratio is uncertain (0: ``rounds``)."""
+    settle: float = 0.02
+    """A ratio is settled when its relative standard error is at most this."""
+    warm_round: bool = True
+    """One uncounted round before the counted ones."""
 
 
 FULL = Budget(
@@ -58,6 +76,7 @@ FULL = Budget(
     slices=10,
     concurrent_seconds=0.25,
     concurrent_calls=2000,
+    max_rounds=21,
 )
 QUICK = Budget(
     rounds=3,
@@ -67,6 +86,7 @@ QUICK = Budget(
     slices=5,
     concurrent_seconds=0.08,
     concurrent_calls=500,
+    max_rounds=9,
 )
 SMOKE = Budget(
     rounds=1,
@@ -76,6 +96,7 @@ SMOKE = Budget(
     slices=1,
     concurrent_seconds=0.0,
     concurrent_calls=2,
+    warm_round=False,
 )
 TRIM = 0.05
 
@@ -101,6 +122,8 @@ class Measurement:
     p99: float = 0.0
     calls: int = 0
     error: str | None = None
+    rounds: list[float] = field(default_factory=list)
+    """Each counted round's sample (seconds per call), in round order."""
     samples: list[float] = field(default_factory=list, repr=False)
 
     @property
@@ -108,6 +131,7 @@ class Measurement:
         return 1 / self.seconds_per_op if self.seconds_per_op > 0 else 0.0
 
     def finish(self, round_means: list[float]) -> None:
+        self.rounds = list(round_means)
         self.seconds_per_op = statistics.median(round_means) if round_means else 0.0
         if self.samples:
             ordered = sorted(self.samples)
@@ -115,6 +139,58 @@ class Measurement:
             self.p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         self.calls = len(self.samples)
         self.samples = []
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``ours`` time over ``theirs``: the median of the per-round ratios, and its
+    relative standard error from their spread (0 with fewer than 3 paired rounds)."""
+
+    value: float
+    error: float
+    rounds: int
+
+    @property
+    def settled(self) -> bool:
+        return self.rounds >= 3
+
+
+def ratio_of(ours: list[float], theirs: list[float]) -> Ratio:
+    """The paired per-round ratio of two contenders measured in the same rounds (the
+    rounds both have; a contender that failed part way has fewer). The error is the
+    standard error of a median, from the median absolute deviation of the per-round
+    ratios (1.4826 MAD estimates the deviation, 1.2533 sd / sqrt(n) the median's error),
+    relative to the ratio."""
+    pairs = [a / b for a, b in zip(ours, theirs, strict=False) if a > 0 and b > 0]
+    if not pairs:
+        return Ratio(0.0, 0.0, 0)
+    value = statistics.median(pairs)
+    if len(pairs) < 3:
+        return Ratio(value, 0.0, len(pairs))
+    mad = statistics.median(abs(p - value) for p in pairs)
+    error = 1.2533 * 1.4826 * mad / math.sqrt(len(pairs)) / value
+    return Ratio(value, error, len(pairs))
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """The collector off while a round runs (a collection is charged to whoever
+    happens to allocate); it runs between rounds instead."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _uncertain(means: list[list[float]], live: list[int], settle: float) -> bool:
+    """Some live contender's ratio to the first one is not settled yet."""
+    if not live or live[0] != 0:
+        return False
+    return any(ratio_of(means[0], means[i]).error > settle for i in live[1:])
 
 
 def trimmed_mean(samples: list[float]) -> float:
@@ -211,9 +287,14 @@ def _rounds(contenders: list[Contender], budget: Budget, run: Slice) -> Generato
             plan.fail(index, error)
     clock = time.perf_counter
     began = clock()
-    cap = budget.rounds * budget.round_seconds * max(1, len(plan.live())) * 3
-    for number in range(budget.rounds):
-        if number >= 3 and clock() - began > cap:  # a slow server: three rounds will do
+    most = max(budget.rounds, budget.max_rounds)
+    cap = most * budget.round_seconds * max(1, len(plan.live())) * 3
+    warm = 1 if budget.warm_round else 0
+    for number in range(most + warm):
+        counted = number - warm
+        if counted >= 3 and clock() - began > cap:  # a slow server: three rounds will do
+            break
+        if counted >= budget.rounds and not _uncertain(plan.means, plan.live(), budget.settle):
             break
         rounds: dict[int, list[float]] = {}
         for index in plan.live():
@@ -224,14 +305,17 @@ def _rounds(contenders: list[Contender], budget: Budget, run: Slice) -> Generato
                 rounds[index] = []
             except Exception as error:
                 plan.fail(index, error)
-        for index, n in plan.turns():
-            if index not in rounds or not plan.sizes[index]:
-                continue
-            try:
-                rounds[index] += yield run(contenders[index].call, plan.counter, n)
-            except Exception as error:
-                plan.fail(index, error)
-            plan.counter += n
+        with _no_gc():
+            for index, n in plan.turns():
+                if index not in rounds or not plan.sizes[index]:
+                    continue
+                try:
+                    rounds[index] += yield run(contenders[index].call, plan.counter, n)
+                except Exception as error:
+                    plan.fail(index, error)
+                plan.counter += n
+        if counted < 0:
+            continue
         for index, samples in rounds.items():
             if plan.sizes[index] and samples:
                 plan.results[index].samples += samples
@@ -289,10 +373,13 @@ async def measure_concurrent(
             try:
                 if contender.prepare is not None:
                     await _maybe(contender.prepare(n))
-                began = clock()
-                workers = (_worker(queue, contender.call, samples) for _ in range(min(callers, n)))
-                await asyncio.gather(*workers)
-                wall = clock() - began
+                with _no_gc():
+                    began = clock()
+                    workers = (
+                        _worker(queue, contender.call, samples) for _ in range(min(callers, n))
+                    )
+                    await asyncio.gather(*workers)
+                    wall = clock() - began
             except Exception as error:
                 broken[index] = True
                 results[index] = _failed(contender, error)

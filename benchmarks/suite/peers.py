@@ -3,7 +3,7 @@
 Each builder returns ``{operation: [Contender, ...]}`` plus the settings it used (stated
 in the report). Peers run with their defaults except where fairness needs the same
 setting as authstore: SQLite in WAL with ``synchronous = NORMAL``, PostgreSQL pools of
-authstore's default size (10), a limit that is never reached for "allowed" hits and a
+authstore's default size (``DEFAULT_POOL_SIZE``, read from its settings), a limit that is never reached for "allowed" hits and a
 limit of 1 already spent for "refused" ones.
 """
 
@@ -331,7 +331,11 @@ def sync_peers(target: Target, closers: Closers) -> tuple[Peers, list[str]]:
         from pyrate_limiter import PostgresBucket
 
         closers.append(lambda: _drop_pyrate_tables(target))  # runs last: closers go backwards
-        pool = psycopg_pool.ConnectionPool(target.server, min_size=1, max_size=10, open=True)
+        from authstore.adapters.postgres.settings import DEFAULT_POOL_SIZE
+
+        pool = psycopg_pool.ConnectionPool(
+            target.server, min_size=1, max_size=DEFAULT_POOL_SIZE, open=True
+        )
         closers.append(pool.close)
         _guard(
             notes,
@@ -344,7 +348,8 @@ def sync_peers(target: Target, closers: Closers) -> tuple[Peers, list[str]]:
             ),
         )
         notes.append(
-            "postgresql: pyrate-limiter PostgresBucket over psycopg_pool (max_size 10, authstore's default)"
+            "postgresql: pyrate-limiter PostgresBucket over psycopg_pool "
+            f"(min_size {pool.min_size}, max_size {pool.max_size}: authstore's default pool_size)"
         )
         with contextlib.suppress(ImportError):
             notes += _guard(notes, f"{name} Django", lambda: _django(peers, target, closers)) or []
@@ -409,7 +414,9 @@ def sync_peers(target: Target, closers: Closers) -> tuple[Peers, list[str]]:
             lambda: _limits_sync(peers, f"memcached://{host}:{port}", "MemcachedStorage", tag),
         )
         notes.append(
-            "memcached: cachelib MemcachedCache over a pymemcache client (pickle serde), limits MemcachedStorage (pymemcache)"
+            "memcached: cachelib MemcachedCache over a pymemcache client "
+            f"(serde {type(memcache.serde).__name__}, no_delay {memcache.no_delay}), "
+            "limits MemcachedStorage (pymemcache, its defaults)"
         )
     elif name == "mongodb":
         address, _ = mongo_database(target.server)

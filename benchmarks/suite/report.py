@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.suite.measure import ratio_of
 from benchmarks.suite.memory_bound import GROWTH_LIMIT
 from benchmarks.suite.ops import OPS
 from benchmarks.suite.targets import NAMES, NETWORK
@@ -17,7 +18,7 @@ from benchmarks.suite.targets import NAMES, NETWORK
 if TYPE_CHECKING:
     from benchmarks.suite.session import Results, Row
 
-__all__ = ["goals", "replace_summary", "write"]
+__all__ = ["compare", "goals", "ratio_rows", "replace_summary", "write"]
 
 SUMMARY_PAGE = Path(__file__).resolve().parent.parent.parent / "docs" / "performance.md"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results"
@@ -25,6 +26,20 @@ START, END = "<!-- benchmark summary: start -->", "<!-- benchmark summary: end -
 ONE_TRIP = ("postgresql", "mariadb", "redis", "mongodb")
 MODES = ("sync", "async", "async100")
 SINGLE = {op.name for op in OPS if op.single}
+STABLE = 0.035
+"""A ratio whose standard error (from its rounds' spread) is above 3.5% is marked
+unstable: two runs' ratios then differ by more than 10% about one time in twenty or
+more (the difference of two such ratios has an error of 3.5% x 1.41 = 5%)."""
+MOVED = 0.10
+"""A ratio that moved more than this between two runs is flagged in the comparison."""
+
+
+def display(results: Results, backend: str) -> str:
+    """A backend's name as the report shows it: the MongoDB test server says what it is."""
+    server = results.facts.get("servers", {}).get(backend, "")
+    if backend == "mongodb" and "secantusdb" in server:
+        return "mongodb (secantusdb, a Python stand-in)"
+    return backend
 
 
 def _us(seconds: float) -> str:
@@ -35,14 +50,21 @@ def _ops(value: float) -> str:
     return f"{value:,.0f}" if value else "-"
 
 
-def _ratios(results: Results) -> list[dict[str, Any]]:
-    """authstore's time over each other contender's, per row."""
+def ratio_rows(results: Results) -> list[dict[str, Any]]:
+    """authstore's time over each other contender's, per row: the median of the rounds'
+    paired ratios (``measure.ratio_of``), its relative standard error, and whether it is
+    stable (error at most ``STABLE``, from at least 3 rounds)."""
     found = []
     for row in results.rows:
         ours, *others = row.measurements
         for other in others:
             if ours.error or other.error or not other.seconds_per_op:
                 continue
+            paired = ratio_of(ours.rounds, other.rounds)
+            if paired.rounds:
+                ratio, error, rounds = paired.value, paired.error, paired.rounds
+            else:  # measured without rounds (an older run's JSON)
+                ratio, error, rounds = ours.seconds_per_op / other.seconds_per_op, 0.0, 0
             found.append(
                 {
                     "backend": row.backend,
@@ -52,10 +74,51 @@ def _ratios(results: Results) -> list[dict[str, Any]]:
                     "reference": other.label,
                     "ours": ours.seconds_per_op,
                     "theirs": other.seconds_per_op,
-                    "ratio": ours.seconds_per_op / other.seconds_per_op,
+                    "ratio": ratio,
+                    "error": error,
+                    "rounds": rounds,
+                    "stable": rounds >= 3 and error <= STABLE,
                 }
             )
     return found
+
+
+_ratios = ratio_rows
+
+
+def _key(r: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (r["backend"], r["mode"], r["op"], r["reference"])
+
+
+def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each ratio of ``after`` that ``before`` has too: both values, how far it moved
+    (after / before - 1) and whether that is more than ``MOVED``."""
+    earlier = {_key(r): r for r in before}
+    found = []
+    for r in after:
+        old = earlier.get(_key(r))
+        if old is None or not old["ratio"] or not r["ratio"]:
+            continue
+        moved = r["ratio"] / old["ratio"] - 1
+        found.append(
+            {
+                "backend": r["backend"],
+                "mode": r["mode"],
+                "op": r["op"],
+                "reference": r["reference"],
+                "before": old["ratio"],
+                "after": r["ratio"],
+                "moved": moved,
+                "flagged": abs(moved) > MOVED,
+                "stable": bool(r.get("stable")) and bool(old.get("stable", True)),
+            }
+        )
+    return found
+
+
+def _judged(r: dict[str, Any]) -> str:
+    """A ratio as goals show it: unstable ones say so."""
+    return "" if r["stable"] else f" (unstable, ±{r['error']:.0%})"
 
 
 def _find(results: Results, backend: str, mode: str, op: str) -> Any:
@@ -89,7 +152,11 @@ def goals(results: Results) -> list[dict[str, Any]]:
     goal(
         "memory within 1.5x of cachelib/limits/aiocache",
         [
-            (f"{r['mode']} {r['op']} vs {r['reference']}", r["ratio"], r["ratio"] <= 1.5)
+            (
+                f"{r['mode']} {r['op']} vs {r['reference']}{_judged(r)}",
+                r["ratio"],
+                r["ratio"] <= 1.5,
+            )
             for r in ratios
             if r["backend"] == "memory" and r["kind"] == "peer"
         ],
@@ -98,7 +165,7 @@ def goals(results: Results) -> list[dict[str, Any]]:
     goal(
         "SQLite within 1.3x of sqlite3 running the same SQL",
         [
-            (f"{r['op']}", r["ratio"], r["ratio"] <= 1.3)
+            (f"{r['op']}{_judged(r)}", r["ratio"], r["ratio"] <= 1.3)
             for r in ratios
             if r["backend"] == "sqlite" and r["kind"] == "raw" and r["mode"] == "sync"
         ],
@@ -107,7 +174,7 @@ def goals(results: Results) -> list[dict[str, Any]]:
     goal(
         "refused SQLite hits at least as fast as pyrate-limiter",
         [
-            (f"{r['op']}", r["ratio"], r["ratio"] <= 1.0)
+            (f"{r['op']}{_judged(r)}", r["ratio"], r["ratio"] <= 1.0)
             for r in ratios
             if r["backend"] == "sqlite"
             and r["op"].endswith("refused")
@@ -131,7 +198,7 @@ def goals(results: Results) -> list[dict[str, Any]]:
     goal(
         "every network operation within 1.15x of the raw driver, sync and async",
         [
-            (f"{r['backend']} {r['mode']} {r['op']}", r["ratio"], r["ratio"] <= 1.15)
+            (f"{r['backend']} {r['mode']} {r['op']}{_judged(r)}", r["ratio"], r["ratio"] <= 1.15)
             for r in ratios
             if r["kind"] == "raw" and r["backend"] in NETWORK
         ],
@@ -141,7 +208,7 @@ def goals(results: Results) -> list[dict[str, Any]]:
         "at least as fast as the peers on the same server",
         [
             (
-                f"{r['backend']} {r['mode']} {r['op']} vs {r['reference']}",
+                f"{r['backend']} {r['mode']} {r['op']} vs {r['reference']}{_judged(r)}",
                 r["ratio"],
                 r["ratio"] <= 1.0,
             )
@@ -212,10 +279,17 @@ def _markdown(results: Results, charts: list[str]) -> str:
         "",
         "How it measures: the contenders of one operation (authstore, the raw driver replaying "
         "the very requests authstore sends, the peers) run in rounds of calibrated length, cut "
-        "into slices that alternate between them, so load from other processes hits them alike. "
-        "A round's sample is its mean time per call leaving out the slowest 5% of calls (this "
-        "2-core machine is shared; other processes take the CPU for milliseconds at a time); the "
-        "median sample over the rounds gives ops/s and the ratios; p50/p99 come from every call. "
+        "into slices that alternate between them, so load from other processes hits them alike; "
+        "one uncounted warm-up round comes first, and the garbage collector runs between rounds, "
+        "never during one. A round's sample is its mean time per call leaving out the slowest 5% "
+        "of calls (other processes take the CPU for milliseconds at a time); the median sample "
+        "over the rounds gives ops/s; p50/p99 come from every call. A ratio is the median of the "
+        "per-round ratios (each round's contenders saw the same load), with its standard error "
+        "from their spread (±, relative); rounds go on (up to "
+        "21 in a full run) while some ratio's error is above 2%. A ratio whose error stays above "
+        f"{STABLE:.1%} is marked unstable: a second run may well give a ratio more than "
+        f"{MOVED:.0%} away. `python -m benchmarks --repeat 2` runs everything twice in a row and "
+        "adds the comparison (ratios that moved by more than 10% flagged). "
         "With 100 concurrent async callers a round's sample is its wall time over its calls, "
         "nothing left out. Sync and sequential async use one key (or one token); 100 concurrent "
         "callers spread over 100 keys. Round trips are counted on the wire by the proxy (a client "
@@ -238,6 +312,7 @@ def _markdown(results: Results, charts: list[str]) -> str:
     ]
     if results.skipped:
         lines += ["Skipped: " + "; ".join(results.skipped), ""]
+    lines += _repeatability(results)
     if results.failures:
         lines += ["Failures: " + "; ".join(results.failures), ""]
     lines += [
@@ -280,7 +355,7 @@ def _markdown(results: Results, charts: list[str]) -> str:
         ]
         for e in results.latency:
             lines.append(
-                f"| {e['backend']} | {e['op']} | {_ops(e['sync'])} | {_us(e['sync_p99'])} | {_ops(e['async'])} | "
+                f"| {display(results, e['backend'])} | {e['op']} | {_ops(e['sync'])} | {_us(e['sync_p99'])} | {_ops(e['async'])} | "
                 f"{_us(e['async_p50'])} | {_us(e['async_p99'])} | {e['ratio']:.1f}x | "
                 f"{_ops(e.get('raw_async', 0.0))} | {e.get('raw') or '-'} |"
             )
@@ -304,7 +379,7 @@ def _markdown(results: Results, charts: list[str]) -> str:
     ratios = _ratios(results)
     for backend, rows in by_backend.items():
         lines += [
-            f"## {backend}",
+            f"## {display(results, backend)}",
             "",
             "| operation | "
             + " | ".join(f"{m} ops/s | {m} p50 µs | {m} p99 µs" for m in MODES)
@@ -337,25 +412,29 @@ def _markdown(results: Results, charts: list[str]) -> str:
         mine = [r for r in ratios if r["backend"] == backend]
         if mine:
             lines += [
-                f"### {backend}: against the other contenders",
+                f"### {display(results, backend)}: against the other contenders",
                 "",
-                "| mode | operation | authstore µs | reference | reference µs | ratio |",
-                "|---|---|---:|---|---:|---:|",
+                "| mode | operation | authstore µs | reference | reference µs | ratio | ± | rounds | stable |",
+                "|---|---|---:|---|---:|---:|---:|---:|---|",
             ]
             for r in mine:
                 lines.append(
-                    f"| {r['mode']} | {r['op']} | {_us(r['ours'])} | {r['reference']} | {_us(r['theirs'])} | {r['ratio']:.2f} |"
+                    f"| {r['mode']} | {r['op']} | {_us(r['ours'])} | {r['reference']} | {_us(r['theirs'])} "
+                    f"| {r['ratio']:.2f} | {r['error']:.1%} | {r['rounds']} | {'yes' if r['stable'] else '**no**'} |"
                 )
             lines.append("")
     lines += [
         "## Settings",
         "",
-        "- authstore: default URL options (pool sizes: PostgreSQL, MariaDB, MongoDB and memcached 10, Redis 50); SQLite in WAL with synchronous=NORMAL.",
+        "- authstore: default URL options; SQLite in WAL with synchronous=NORMAL. What each "
+        "contender ran with, read from its objects in this run (not restated by hand):",
+        *(f"  - {name}: {value}" for name, value in results.settings.items()),
         "- Raw drivers: one plain connection each (psycopg autocommit, asyncpg, PyMySQL/aiomysql with multi-statements, "
-        "sqlite3/aiosqlite with synchronous=NORMAL on the same file, redis-py, pymongo/AsyncMongoClient); "
-        "they replay the recorded requests and fetch the replies, decoding nothing. On PostgreSQL "
-        "a second replay goes through the driver's own pool of 10 (psycopg_pool, asyncpg; kind "
-        "`raw pool`, no goal): what a pool checkout costs, apart from authstore's own work.",
+        "sqlite3/aiosqlite with synchronous=NORMAL on the same file, redis-py, pymemcache/aiomcache, "
+        "pymongo/AsyncMongoClient); they replay the recorded requests and fetch the replies, "
+        "decoding nothing. On PostgreSQL a second replay goes through the driver's own pool "
+        "(psycopg_pool, asyncpg; kind `raw pool`, no goal): what a pool checkout costs, apart "
+        "from authstore's own work.",
         "- Allowed rate-limit hits use a limit of 10^9 per 60 s; refused hits a limit of 1 already spent.",
         *(f"- {note}" for note in dict.fromkeys(results.notes)),
         "",
@@ -363,6 +442,51 @@ def _markdown(results: Results, charts: list[str]) -> str:
     if charts:
         lines += ["## Charts", ""] + [f"![{c}]({c})" for c in charts] + [""]
     return "\n".join(lines)
+
+
+def _repeatability(results: Results) -> list[str]:
+    """How many ratios are stable; with an earlier run, how far each one moved."""
+    ratios = ratio_rows(results)
+    if not ratios:
+        return []
+    unstable = [r for r in ratios if not r["stable"]]
+    lines = [
+        "## Repeatability",
+        "",
+        f"{len(ratios) - len(unstable)} of {len(ratios)} ratios are stable (standard error from "
+        f"their rounds' spread at most {STABLE:.1%}); the unstable ones are marked **no** in "
+        "the tables below and `(unstable)` in the goals.",
+        "",
+    ]
+    if not results.previous:
+        lines += [
+            "No earlier run to compare with: `python -m benchmarks --repeat 2` runs the whole "
+            "suite twice in a row and compares here; `--compare results.json` compares with an "
+            "earlier run's file.",
+            "",
+        ]
+        return lines
+    moved = compare(results.previous, ratios)
+    flagged = [m for m in moved if m["flagged"]]
+    lines += [
+        f"Compared with {results.previous_label}: {len(moved) - len(flagged)} of {len(moved)} "
+        f"ratios within {MOVED:.0%} of the earlier run's; {len(flagged)} moved further"
+        + (":" if flagged else "."),
+        "",
+    ]
+    if flagged:
+        lines += [
+            "| backend | mode | operation | reference | before | after | moved | stable now |",
+            "|---|---|---|---|---:|---:|---:|---|",
+        ]
+        for m in sorted(flagged, key=lambda m: -abs(m["moved"])):
+            lines.append(
+                f"| {display(results, m['backend'])} | {m['mode']} | {m['op']} | {m['reference']} "
+                f"| {m['before']:.2f} | {m['after']:.2f} | {m['moved']:+.0%} "
+                f"| {'yes' if m['stable'] else 'no'} |"
+            )
+        lines.append("")
+    return lines
 
 
 def _charts(results: Results, out: Path) -> list[str]:
@@ -397,27 +521,7 @@ def _charts(results: Results, out: Path) -> list[str]:
         figure.savefig(out / "modes.png", dpi=80)
         plt.close(figure)
         made.append("modes.png")
-    ratios = _ratios(results)
-    if ratios:
-        figure, axis = plt.subplots(figsize=(10, max(3, 0.18 * len(ratios))))
-        labels = [f"{r['backend']} {r['mode']} {r['op']} vs {r['reference']}" for r in ratios]
-        values = [r["ratio"] for r in ratios]
-        colors = [
-            "tab:green" if v <= (1.15 if r["kind"].startswith("raw") else 1.0) else "tab:red"
-            for v, r in zip(values, ratios, strict=True)
-        ]
-        axis.barh(range(len(values)), values, color=colors)
-        axis.axvline(1.0, color="black", linewidth=0.8)
-        axis.axvline(1.15, color="grey", linestyle="--", linewidth=0.8)
-        axis.set_yticks(range(len(values)))
-        axis.set_yticklabels(labels, fontsize=6)
-        axis.invert_yaxis()
-        axis.set_xscale("log")
-        axis.set_title("authstore time / other's time (below 1: authstore faster)")
-        figure.tight_layout()
-        figure.savefig(out / "ratios.png", dpi=80)
-        plt.close(figure)
-        made.append("ratios.png")
+    made += _ratio_charts(results, out, plt)
     if results.latency:
         figure, axis = plt.subplots(figsize=(10, 4))
         labels = [f"{e['backend']} {e['op']}" for e in results.latency]
@@ -435,6 +539,66 @@ def _charts(results: Results, out: Path) -> list[str]:
         figure.savefig(out / "latency.png", dpi=80)
         plt.close(figure)
         made.append("latency.png")
+    return made
+
+
+def _goal_of(r: dict[str, Any]) -> float:
+    """The ratio's goal: the raw driver's 1.15, a peer's 1.0."""
+    return 1.15 if r["kind"].startswith("raw") else 1.0
+
+
+def _ratio_charts(results: Results, out: Path, plt: Any) -> list[str]:
+    """One chart per backend (``ratios-<backend>.png``): a bar per ratio, its standard
+    error as a whisker, a colour for within or over its goal, hatched when unstable."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    made = []
+    ratios = ratio_rows(results)
+    for backend in dict.fromkeys(r["backend"] for r in ratios):
+        mine = [r for r in ratios if r["backend"] == backend]
+        figure, axis = plt.subplots(figsize=(11, 1.6 + 0.3 * len(mine)))
+        values = [r["ratio"] for r in mine]
+        colors = ["tab:green" if r["ratio"] <= _goal_of(r) else "tab:red" for r in mine]
+        bars = axis.barh(
+            range(len(mine)),
+            values,
+            xerr=[r["ratio"] * r["error"] for r in mine],
+            color=colors,
+            error_kw={"elinewidth": 1, "capsize": 2},
+        )
+        for bar, r in zip(bars, mine, strict=True):
+            if not r["stable"]:
+                bar.set_hatch("///")
+                bar.set_edgecolor("black")
+        axis.axvline(1.0, color="black", linewidth=1)
+        axis.axvline(1.15, color="tab:blue", linestyle="--", linewidth=1)
+        axis.set_yticks(range(len(mine)))
+        axis.set_yticklabels(
+            [f"{r['mode']} {r['op']} vs {r['reference']}" for r in mine], fontsize=9
+        )
+        axis.invert_yaxis()
+        axis.set_xscale("log")
+        axis.set_xlabel("authstore's time / the other's (log scale; below 1: authstore faster)")
+        axis.set_title(f"{display(results, backend)}: authstore against the raw driver and peers")
+        axis.legend(
+            handles=[
+                Patch(color="tab:green", label="within its goal (raw <= 1.15, peer <= 1.0)"),
+                Patch(color="tab:red", label="over its goal"),
+                Patch(facecolor="white", edgecolor="black", hatch="///", label="unstable"),
+                Line2D([], [], color="black", label="1.0: the same time"),
+                Line2D([], [], color="tab:blue", linestyle="--", label="1.15: raw-driver goal"),
+                Line2D([], [], color="black", marker="|", linestyle="", label="± standard error"),
+            ],
+            fontsize=8,
+            loc="lower right",
+            framealpha=0.9,
+        )
+        figure.tight_layout()
+        name = f"ratios-{backend}.png"
+        figure.savefig(out / name, dpi=90)
+        plt.close(figure)
+        made.append(name)
     return made
 
 
@@ -461,6 +625,7 @@ def _json(results: Results) -> dict[str, Any]:
                             "p99",
                             "calls",
                             "error",
+                            "rounds",
                         )
                     }
                     for m in row.measurements
@@ -472,6 +637,12 @@ def _json(results: Results) -> dict[str, Any]:
             {"backend": b, "mode": m, "op": op, "trips": t}
             for (b, m, op), t in results.trips.items()
         ],
+        "ratios": ratio_rows(results),
+        "comparison": {
+            "with": results.previous_label,
+            "ratios": compare(results.previous, ratio_rows(results)),
+        },
+        "settings": results.settings,
         "latency": results.latency,
         "probes": results.probes,
         "proxy_round_trip": results.proxy_rtt,
@@ -512,7 +683,7 @@ def _summary(results: Results) -> str:
         for op in HEADLINE:
             one, many = _find(results, backend, "sync", op), _find(results, backend, "async100", op)
             cells.append(f"{_ops(one.ops) if one else '-'} / {_ops(many.ops) if many else '-'}")
-        lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+        lines.append(f"| {display(results, backend)} | " + " | ".join(cells) + " |")
     lines += ["", "| goal | result |", "|---|---|"]
     for g in goals(results):
         lines.append(f"| {g['goal']} | {_verdict(g)} |")
@@ -535,8 +706,8 @@ def replace_summary(page: Path, summary: str) -> bool:
 
 def write(results: Results, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("modes.png", "ratios.png", "latency.png"):  # charts of an earlier run
-        (out / stale).unlink(missing_ok=True)
+    for stale in [*out.glob("ratios*.png"), out / "modes.png", out / "latency.png"]:
+        stale.unlink(missing_ok=True)  # charts of an earlier run
     charts = (
         _charts(results, out)
         if results.budget != "smoke" or os.environ.get("AUTHSTORE_BENCH_CHARTS")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from benchmarks.suite.memory_bound import measure_memory_bound
 from benchmarks.suite.ops import OPS, Stores, contenders, run_async, run_sync, seed
 from benchmarks.suite.peers import async_peers, sync_peers
 from benchmarks.suite.raw import open_raw
+from benchmarks.suite.settings import describe, describe_store
 from benchmarks.suite.targets import NAMES, Target, close_stores, discover, open_stores
 
 __all__ = ["Results", "main", "record_row"]
@@ -69,6 +71,11 @@ class Results:
     skipped: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    settings: dict[str, str] = field(default_factory=dict)
+    """Each contender's settings as read from its objects (``settings.describe``)."""
+    previous: list[dict[str, Any]] = field(default_factory=list)
+    """The ratios of an earlier run to compare with (``--repeat``, ``--compare``)."""
+    previous_label: str = ""
 
 
 def progress(message: str) -> None:
@@ -179,6 +186,16 @@ def _groups(
     return groups
 
 
+def _settings(results: Results, target: Target, mode: str, stores: Stores, raws: list[Any]) -> None:
+    """What authstore and the raw replays of this target and mode ran with."""
+    results.settings[f"{target.name} {mode}: authstore"] = describe_store(stores.cache)
+    for raw in raws:
+        thing = next(
+            (getattr(raw, a) for a in ("pool", "client", "connection") if hasattr(raw, a)), raw
+        )
+        results.settings[f"{target.name} {mode}: {raw.label}"] = describe(thing)
+
+
 def _store_of(stores: Stores, op_name: str) -> Any:
     kind = next(op.store for op in OPS if op.name == op_name)
     return getattr(stores, kind)
@@ -192,10 +209,12 @@ def _sync(target: Target, budget: Budget, results: Results) -> None:
         run_sync(seed(stores, 1))
         ours = contenders(stores, 1)
         raws: dict[str, list[Contender]] = {}
+        opened = []
         for raw in (open_raw(target, False), open_raw(target, False, pool=True)):
             if raw is None:
                 continue
             closers.append(raw.close)
+            opened.append(raw)
             for op in OPS:
                 if op.raw and op.name in ours:
                     try:
@@ -212,6 +231,7 @@ def _sync(target: Target, budget: Budget, results: Results) -> None:
         except ImportError as error:  # the bench extra is not installed
             peers, notes = {}, [f"{target.name}: peers not installed ({error})"]
         results.notes += notes
+        _settings(results, target, "sync", stores, opened)
         for op_name, group in _groups(target, ours, raws, peers):
             _row(results, target, "sync", op_name, measure.measure_sync(group, budget))
     finally:
@@ -227,11 +247,13 @@ async def _async(target: Target, budget: Budget, results: Results) -> None:
         await run_async(seed(stores, 1))
         ours = contenders(stores, 1)
         raws: dict[str, list[Contender]] = {}
+        opened = []
         for opening in (open_raw(target, True), open_raw(target, True, pool=True)):
             if opening is None:
                 continue
             raw = await opening
             closers.append(raw.close)
+            opened.append(raw)
             for op in OPS:
                 if op.raw and op.name in ours:
                     try:
@@ -248,6 +270,7 @@ async def _async(target: Target, budget: Budget, results: Results) -> None:
         except ImportError as error:
             peers, notes = {}, [f"{target.name} async: peers not installed ({error})"]
         results.notes += notes
+        _settings(results, target, "async", stores, opened)
         for op_name, group in _groups(target, ours, raws, peers):
             _row(results, target, "async", op_name, await measure.measure_async(group, budget))
         await run_async(seed(stores, CALLERS))
@@ -429,10 +452,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-proxy", action="store_true", help="skip round-trip counting and the 1 ms comparison"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run everything N times in a row; the report is the last run's, each ratio "
+        "compared with the run before (moved by more than 10%%: flagged); the earlier "
+        "runs' reports go to run1/, run2/, ... in the output folder",
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="compare this run's ratios with an earlier run's results.json",
+    )
     options = parser.parse_args(argv)
-    budget = measure.SMOKE if options.smoke else measure.QUICK if options.quick else measure.FULL
+    if options.repeat < 1:
+        parser.error("--repeat takes a count of at least 1")
     name = "smoke" if options.smoke else "quick" if options.quick else "full"
     out = options.out or (RESULTS if name == "full" else SCRATCH)
+    previous: list[dict[str, Any]] = []
+    previous_label = ""
+    if options.compare is not None:
+        previous = json.loads(options.compare.read_text())["ratios"]
+        previous_label = f"{options.compare}"
+    results = None
+    for number in range(options.repeat):
+        if options.repeat > 1:
+            progress(f"run {number + 1} of {options.repeat}")
+        results = _run(options, name)
+        results.previous, results.previous_label = previous, previous_label
+        previous = report.ratio_rows(results)
+        previous_label = f"run {number + 1} of {options.repeat} (same command, just before)"
+        if number + 1 < options.repeat:
+            report.write(results, out / f"run{number + 1}")
+    assert results is not None
+    path = report.write(results, out)
+    progress(f"report: {path} ({results.seconds:.0f} s)")
+    return 1 if results.failures else 0
+
+
+def _run(options: argparse.Namespace, name: str) -> Results:
+    budget = measure.SMOKE if options.smoke else measure.QUICK if options.quick else measure.FULL
     started = time.perf_counter()
     extras = [item for item in options.targets if item in EXTRAS]
     stores = [item for item in options.targets if item not in EXTRAS]
@@ -496,9 +559,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             progress(f"  {extra} FAILED: {error!r:.300}")
     results.seconds = time.perf_counter() - started
-    path = report.write(results, out)
-    progress(f"report: {path} ({results.seconds:.0f} s)")
-    return 1 if results.failures else 0
+    return results
 
 
 if __name__ == "__main__":
