@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import socket
 import threading
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.suite.ops import OPS, contenders, run_async, run_sync, seed
+from benchmarks.suite.ops import OPS, Stores, contenders, run_async, run_sync, seed
 from benchmarks.suite.raw import open_raw
 from benchmarks.suite.targets import Target, close_stores, discover, open_stores
 
@@ -46,7 +47,8 @@ class Recorder:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.lock = threading.Lock()
-        self.sent: list[bytes] = []
+        self.sent: list[tuple[int, bytes]] = []
+        """(connection number, bytes) as they arrived."""
         self.sockets: list[socket.socket] = [self.listener]
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -61,15 +63,16 @@ class Recorder:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 self.sockets += [client, server]
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+                number = len(self.sockets)
+            threading.Thread(target=self._pump, args=(client, server, number), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, keep: bool) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, number: int | None) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                if keep:
+                if number is not None:
                     with self.lock:
-                        self.sent.append(data)
+                        self.sent.append((number, data))
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
@@ -83,7 +86,15 @@ class Recorder:
 
     def between(self, start: int, end: int) -> bytes:
         with self.lock:
-            return b"".join(self.sent[start:end])
+            return b"".join(data for _, data in self.sent[start:end])
+
+    def streams(self, end: int) -> dict[int, list[tuple[int, bytes]]]:
+        """Each connection's chunks up to ``end``, with their positions."""
+        found: dict[int, list[tuple[int, bytes]]] = {}
+        with self.lock:
+            for position, (number, data) in enumerate(self.sent[:end]):
+                found.setdefault(number, []).append((position, data))
+        return found
 
     def close(self) -> None:
         for s in self.sockets:
@@ -112,20 +123,105 @@ def _freeze(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     walk(store._logic, 0)
 
 
-def _wire(recorder: Recorder, *marks: int) -> tuple[bytes, bytes, bytes, bytes]:
-    """authstore's two calls, the capture and the replay: the bytes each sent."""
-    first, second, third, fourth = marks
-    end = recorder.mark()
-    return (
-        recorder.between(first, second),
-        recorder.between(second, third),
-        recorder.between(third, fourth),
-        recorder.between(fourth, end),
-    )
+def _wire(recorder: Recorder, backend: str, *marks: int) -> tuple[bytes, bytes, bytes, bytes]:
+    """authstore's two calls, the capture and the replay: the bytes each sent (the
+    statements' text and parameters for the SQL servers)."""
+    bounds = (*marks, recorder.mark())
+    if backend in SQL:
+        statements = SQL[backend](recorder, bounds[-1])
+        pieces = []
+        for a, b in itertools.pairwise(bounds):
+            sent = [s for position, s in statements if a <= position < b]
+            pieces.append(repr(sent).encode() if sent else b"")  # none sent: nothing
+    else:
+        pieces = [recorder.between(a, b) for a, b in itertools.pairwise(bounds)]
+    one, two, capture, replay = pieces
+    return one, two, capture, replay
+
+
+Statement = tuple[int, tuple[bytes | None, tuple[bytes | None, ...]]]
+"""Where the statement's first byte arrived, and its text and parameters."""
+
+
+def _joined(chunks: list[tuple[int, bytes]]) -> tuple[bytes, Callable[[int], int]]:
+    """A connection's bytes, and the arrival position of the chunk holding an offset."""
+    data, starts = b"", []
+    for position, chunk in chunks:
+        starts.append((len(data), position))
+        data += chunk
+
+    def position_of(offset: int) -> int:
+        return [p for o, p in starts if o <= offset][-1]
+
+    return data, position_of
+
+
+def _postgres(recorder: Recorder, end: int) -> list[Statement]:
+    """Simple queries ('Q') and executions ('B'ind of a 'P'arsed statement) of the
+    PostgreSQL frontend protocol: the statement's text and its parameter values."""
+    found: list[Statement] = []
+    for chunks in recorder.streams(end).values():
+        data, position_of = _joined(chunks)
+        names: dict[bytes, bytes] = {}
+        i, startup = 0, True
+        while i + 5 <= len(data):
+            if startup:  # SSLRequest / GSSENCRequest, then the StartupMessage: no type byte
+                length = int.from_bytes(data[i : i + 4], "big")
+                startup = int.from_bytes(data[i + 4 : i + 8], "big") in (80877103, 80877104)
+                i += length
+                continue
+            kind, length = data[i : i + 1], int.from_bytes(data[i + 1 : i + 5], "big")
+            body, at = data[i + 5 : i + 1 + length], position_of(i)
+            i += 1 + length
+            if kind == b"Q":
+                found.append((at, (body.split(b"\0")[0], (None,) * 0)))
+            elif kind == b"P":
+                name, text, _ = body.split(b"\0", 2)
+                names[name] = text
+            elif kind == b"B":
+                _, statement, rest = body.split(b"\0", 2)
+                formats = int.from_bytes(rest[:2], "big")
+                j = 2 + 2 * formats
+                count, j = int.from_bytes(rest[j : j + 2], "big"), j + 2
+                values: list[bytes | None] = []
+                for _ in range(count):
+                    size = int.from_bytes(rest[j : j + 4], "big", signed=True)
+                    values.append(None if size < 0 else rest[j + 4 : j + 4 + size])
+                    j += 4 + max(size, 0)
+                found.append((at, (names.get(statement), tuple(values))))
+    return sorted(found, key=lambda s: s[0])
+
+
+def _mysql(recorder: Recorder, end: int) -> list[Statement]:
+    """COM_QUERY packets of the MySQL protocol (the drivers interpolate parameters
+    into the text: the text is everything)."""
+    found: list[Statement] = []
+    for chunks in recorder.streams(end).values():
+        data, position_of = _joined(chunks)
+        i = 0
+        while i + 4 <= len(data):
+            length, sequence = int.from_bytes(data[i : i + 3], "little"), data[i + 3]
+            body, at = data[i + 4 : i + 4 + length], position_of(i)
+            i += 4 + length
+            if sequence == 0 and body[:1] == b"\x03":
+                found.append((at, (body[1:], ())))
+    return sorted(found, key=lambda s: s[0])
+
+
+SQL: dict[str, Callable[[Recorder, int], list[Statement]]] = {
+    "postgresql": _postgres,
+    "mariadb": _mysql,
+}
 
 
 def _masked(data: bytes) -> bytes:
     return re.sub(rb"[0-9]+", b"#", data)
+
+
+def _freeze_all(stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    for store in (stores.cache, stores.sessions, stores.totp, stores.magic):
+        if store is not None:
+            _freeze(store, monkeypatch)
 
 
 def _replayed(target: Target) -> list[str]:
@@ -153,7 +249,7 @@ def _wire_sync(target: Target, recorder: Recorder, monkeypatch: pytest.MonkeyPat
     raw = open_raw(target.server_via(recorder.port), False)
     found: Wire = {}
     try:
-        _freeze(stores.cache, monkeypatch)
+        _freeze_all(stores, monkeypatch)
         run_sync(seed(stores, 1))
         ours = contenders(stores, 1)
         for name in _replayed(target):
@@ -168,7 +264,7 @@ def _wire_sync(target: Target, recorder: Recorder, monkeypatch: pytest.MonkeyPat
             replay = raw.contender(store, call)  # the capture: the op once, on the raw driver
             fourth = recorder.mark()
             replay.call(0)
-            found[name] = _wire(recorder, first, second, third, fourth)
+            found[name] = _wire(recorder, target.name, first, second, third, fourth)
     finally:
         raw.close()
         close_stores(stores)
@@ -181,7 +277,7 @@ def _wire_async(target: Target, recorder: Recorder, monkeypatch: pytest.MonkeyPa
         raw = await open_raw(target.server_via(recorder.port), True)
         found: Wire = {}
         try:
-            _freeze(stores.cache, monkeypatch)
+            _freeze_all(stores, monkeypatch)
             await run_async(seed(stores, 1))
             ours = contenders(stores, 1)
             for name in _replayed(target):
@@ -196,7 +292,7 @@ def _wire_async(target: Target, recorder: Recorder, monkeypatch: pytest.MonkeyPa
                 replay = await raw.contender(store, call)
                 fourth = recorder.mark()
                 await replay.call(0)
-                found[name] = _wire(recorder, first, second, third, fourth)
+                found[name] = _wire(recorder, target.name, first, second, third, fourth)
         finally:
             await raw.close()
             await close_stores(stores)
@@ -205,7 +301,7 @@ def _wire_async(target: Target, recorder: Recorder, monkeypatch: pytest.MonkeyPa
     return asyncio.run(body())
 
 
-@pytest.mark.parametrize("recorded", ["redis", "memcached"], indirect=True)
+@pytest.mark.parametrize("recorded", ["redis", "memcached", "postgres", "mariadb"], indirect=True)
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_raw_replays_send_authstore_s_bytes(
     recorded: tuple[Target, Recorder], mode: str, monkeypatch: pytest.MonkeyPatch
@@ -228,3 +324,4 @@ def test_raw_replays_send_authstore_s_bytes(
             differ[name] = f"authstore sent {two!r}, the replay {replay!r}"
     assert not differ, "\n".join(f"{k}: {v}" for k, v in differ.items())
     print(f"{target.name} {mode}: compared in form only (state-dependent): {stateful}")
+    print(f"  e.g. {_replayed(target)[-1]}: {wire[_replayed(target)[-1]][1][:300]!r}")
