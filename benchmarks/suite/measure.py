@@ -9,9 +9,9 @@ another process hits them alike. The garbage collector runs between rounds, neve
 during one. Every call is timed: p50/p99 come from all calls. A round's sample is its
 mean time per call leaving out the slowest 5% of calls (on a shared machine other
 processes take the CPU for milliseconds at a time); the median sample over rounds gives
-ops/s. Each round's samples are kept (``Measurement.rounds``): a ratio between two
-contenders is the median of their per-round ratios (paired: the same round saw the same
-load), and its spread over the rounds says how far to trust it (``ratio_of``).
+ops/s. Each round's median call is kept (``Measurement.rounds``): a ratio between two
+contenders is the median of their per-round ratios of these (paired: the same round saw
+the same load), and its spread over the rounds says how far to trust it (``ratio_of``).
 
 Rounds go on past ``Budget.rounds`` (up to ``Budget.max_rounds``) while some contender's
 ratio to the first one is still uncertain (``ratio_of``'s error above ``Budget.settle``).
@@ -73,7 +73,7 @@ FULL = Budget(
     round_seconds=0.06,
     min_calls=10,
     max_calls=6000,
-    slices=10,
+    slices=20,
     concurrent_seconds=0.25,
     concurrent_calls=2000,
     max_rounds=21,
@@ -83,7 +83,7 @@ QUICK = Budget(
     round_seconds=0.02,
     min_calls=5,
     max_calls=1500,
-    slices=5,
+    slices=10,
     concurrent_seconds=0.08,
     concurrent_calls=500,
     max_rounds=9,
@@ -123,15 +123,18 @@ class Measurement:
     calls: int = 0
     error: str | None = None
     rounds: list[float] = field(default_factory=list)
-    """Each counted round's sample (seconds per call), in round order."""
+    """Each counted round's typical call (seconds): the median call of the round (with
+    concurrent callers: the round's wall time per call), in round order. Ratios pair
+    these round by round (``ratio_of``): a median call is not moved by the few calls
+    another process's burst of load stretched."""
     samples: list[float] = field(default_factory=list, repr=False)
 
     @property
     def ops(self) -> float:
         return 1 / self.seconds_per_op if self.seconds_per_op > 0 else 0.0
 
-    def finish(self, round_means: list[float]) -> None:
-        self.rounds = list(round_means)
+    def finish(self, round_means: list[float], typical: list[float] | None = None) -> None:
+        self.rounds = list(round_means if typical is None else typical)
         self.seconds_per_op = statistics.median(round_means) if round_means else 0.0
         if self.samples:
             ordered = sorted(self.samples)
@@ -223,6 +226,7 @@ class _Plan:
         self.budget = budget
         self.results = [Measurement(c.label, c.kind, c.note) for c in contenders]
         self.means: list[list[float]] = [[] for _ in contenders]
+        self.typical: list[list[float]] = [[] for _ in contenders]
         self.sizes: list[int] = []
         self.counter = 0
 
@@ -244,9 +248,9 @@ class _Plan:
         return order
 
     def done(self) -> list[Measurement]:
-        for result, series in zip(self.results, self.means, strict=True):
+        for result, series, typical in zip(self.results, self.means, self.typical, strict=True):
             if result.error is None:
-                result.finish(series)
+                result.finish(series, typical)
         return self.results
 
 
@@ -294,7 +298,7 @@ def _rounds(contenders: list[Contender], budget: Budget, run: Slice) -> Generato
         counted = number - warm
         if counted >= 3 and clock() - began > cap:  # a slow server: three rounds will do
             break
-        if counted >= budget.rounds and not _uncertain(plan.means, plan.live(), budget.settle):
+        if counted >= budget.rounds and not _uncertain(plan.typical, plan.live(), budget.settle):
             break
         rounds: dict[int, list[float]] = {}
         for index in plan.live():
@@ -320,6 +324,7 @@ def _rounds(contenders: list[Contender], budget: Budget, run: Slice) -> Generato
             if plan.sizes[index] and samples:
                 plan.results[index].samples += samples
                 plan.means[index].append(trimmed_mean(samples))
+                plan.typical[index].append(statistics.median(samples))
     return plan.done()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,8 +73,8 @@ def ratio_rows(results: Results) -> list[dict[str, Any]]:
                     "op": row.op,
                     "kind": other.kind,
                     "reference": other.label,
-                    "ours": ours.seconds_per_op,
-                    "theirs": other.seconds_per_op,
+                    "ours": _typical(ours),
+                    "theirs": _typical(other),
                     "ratio": ratio,
                     "error": error,
                     "rounds": rounds,
@@ -84,6 +85,11 @@ def ratio_rows(results: Results) -> list[dict[str, Any]]:
 
 
 _ratios = ratio_rows
+
+
+def _typical(m: Any) -> float:
+    """A contender's typical call: the median over rounds of each round's median call."""
+    return statistics.median(m.rounds) if m.rounds else float(m.seconds_per_op)
 
 
 def _key(r: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -284,7 +290,9 @@ def _markdown(results: Results, charts: list[str]) -> str:
         "never during one. A round's sample is its mean time per call leaving out the slowest 5% "
         "of calls (other processes take the CPU for milliseconds at a time); the median sample "
         "over the rounds gives ops/s; p50/p99 come from every call. A ratio is the median of the "
-        "per-round ratios (each round's contenders saw the same load), with its standard error "
+        "per-round ratios of the contenders' median calls (each round's contenders saw the same "
+        "load; a median call is not stretched by the few calls a burst of load hit), with its "
+        "standard error "
         "from their spread (±, relative); rounds go on (up to "
         "21 in a full run) while some ratio's error is above 2%. A ratio whose error stays above "
         f"{STABLE:.1%} is marked unstable: a second run may well give a ratio more than "
@@ -414,7 +422,7 @@ def _markdown(results: Results, charts: list[str]) -> str:
             lines += [
                 f"### {display(results, backend)}: against the other contenders",
                 "",
-                "| mode | operation | authstore µs | reference | reference µs | ratio | ± | rounds | stable |",
+                "| mode | operation | authstore µs (median call) | reference | reference µs | ratio | ± | rounds | stable |",
                 "|---|---|---:|---|---:|---:|---:|---:|---|",
             ]
             for r in mine:
