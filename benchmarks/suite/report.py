@@ -565,7 +565,8 @@ def _ratio_charts(results: Results, out: Path, plt: Any) -> list[str]:
     ratios = ratio_rows(results)
     for backend in dict.fromkeys(r["backend"] for r in ratios):
         mine = [r for r in ratios if r["backend"] == backend]
-        figure, axis = plt.subplots(figsize=(11, 1.6 + 0.3 * len(mine)))
+        height = 2.2 + 0.3 * len(mine)
+        figure, axis = plt.subplots(figsize=(12, height))
         values = [r["ratio"] for r in mine]
         colors = ["tab:green" if r["ratio"] <= _goal_of(r) else "tab:red" for r in mine]
         bars = axis.barh(
@@ -588,8 +589,11 @@ def _ratio_charts(results: Results, out: Path, plt: Any) -> list[str]:
         axis.invert_yaxis()
         axis.set_xscale("log")
         axis.set_xlabel("authstore's time / the other's (log scale; below 1: authstore faster)")
-        axis.set_title(f"{display(results, backend)}: authstore against the raw driver and peers")
-        axis.legend(
+        figure.suptitle(
+            f"{display(results, backend)}: authstore against the raw driver and peers",
+            fontsize=12,
+        )
+        figure.legend(
             handles=[
                 Patch(color="tab:green", label="within its goal (raw <= 1.15, peer <= 1.0)"),
                 Patch(color="tab:red", label="over its goal"),
@@ -598,11 +602,13 @@ def _ratio_charts(results: Results, out: Path, plt: Any) -> list[str]:
                 Line2D([], [], color="tab:blue", linestyle="--", label="1.15: raw-driver goal"),
                 Line2D([], [], color="black", marker="|", linestyle="", label="± standard error"),
             ],
-            fontsize=8,
-            loc="lower right",
-            framealpha=0.9,
+            fontsize=9,
+            ncol=3,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 1 - 0.4 / height),
+            frameon=False,
         )
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0, 1, 1 - 1.0 / height))
         name = f"ratios-{backend}.png"
         figure.savefig(out / name, dpi=90)
         plt.close(figure)
