@@ -204,7 +204,11 @@ def goals(results: Results) -> list[dict[str, Any]]:
     goal(
         "every network operation within 1.15x of the raw driver, sync and async",
         [
-            (f"{r['backend']} {r['mode']} {r['op']}{_judged(r)}", r["ratio"], r["ratio"] <= 1.15)
+            (
+                f"{display(results, r['backend'])} {r['mode']} {r['op']}{_judged(r)}",
+                r["ratio"],
+                r["ratio"] <= 1.15,
+            )
             for r in ratios
             if r["kind"] == "raw" and r["backend"] in NETWORK
         ],
@@ -214,7 +218,7 @@ def goals(results: Results) -> list[dict[str, Any]]:
         "at least as fast as the peers on the same server",
         [
             (
-                f"{r['backend']} {r['mode']} {r['op']} vs {r['reference']}{_judged(r)}",
+                f"{display(results, r['backend'])} {r['mode']} {r['op']} vs {r['reference']}{_judged(r)}",
                 r["ratio"],
                 r["ratio"] <= 1.0,
             )
@@ -248,7 +252,7 @@ def goals(results: Results) -> list[dict[str, Any]]:
     goal(
         "async with 100 callers at least 5x sync at 1 ms, every network backend",
         [
-            (f"{e['backend']} {e['op']}", e["ratio"], e["ratio"] >= 5)
+            (f"{display(results, e['backend'])} {e['op']}", e["ratio"], e["ratio"] >= 5)
             for e in results.latency
             if not e["error"]
         ],
@@ -257,7 +261,7 @@ def goals(results: Results) -> list[dict[str, Any]]:
     goal(
         "one round trip per single-record operation (Redis, PostgreSQL, MySQL, MongoDB)",
         [
-            (f"{b} {m} {op}", trips, trips <= 1.0)
+            (f"{display(results, b)} {m} {op}", trips, trips <= 1.0)
             for (b, m, op), trips in results.trips.items()
             if b in ONE_TRIP and op in SINGLE
         ],
