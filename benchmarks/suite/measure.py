@@ -76,7 +76,7 @@ FULL = Budget(
     slices=20,
     concurrent_seconds=0.25,
     concurrent_calls=2000,
-    max_rounds=21,
+    max_rounds=15,
 )
 QUICK = Budget(
     rounds=3,

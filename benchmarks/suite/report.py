@@ -298,7 +298,7 @@ def _markdown(results: Results, charts: list[str]) -> str:
         "load; a median call is not stretched by the few calls a burst of load hit), with its "
         "standard error "
         "from their spread (±, relative); rounds go on (up to "
-        "21 in a full run) while some ratio's error is above 2%. A ratio whose error stays above "
+        "15 in a full run) while some ratio's error is above 2%. A ratio whose error stays above "
         f"{STABLE:.1%} is marked unstable: a second run may well give a ratio more than "
         f"{MOVED:.0%} away. `python -m benchmarks --repeat 2` runs everything twice in a row and "
         "adds the comparison (ratios that moved by more than 10% flagged). "
