@@ -467,9 +467,13 @@ def _repeatability(results: Results) -> list[str]:
         "",
         f"{len(ratios) - len(unstable)} of {len(ratios)} ratios are stable (standard error from "
         f"their rounds' spread at most {STABLE:.1%}); the unstable ones are marked **no** in "
-        "the tables below and `(unstable)` in the goals.",
+        "the tables below and `(unstable)` in the goals: their rounds disagree, so a second "
+        "run may well give a ratio more than 10% away.",
         "",
     ]
+    loaded = _loaded(results.facts)
+    if loaded:
+        lines += [loaded, ""]
     if not results.previous:
         lines += [
             "No earlier run to compare with: `python -m benchmarks --repeat 2` runs the whole "
@@ -499,6 +503,21 @@ def _repeatability(results: Results) -> list[str]:
             )
         lines.append("")
     return lines
+
+
+def _loaded(facts: dict[str, Any]) -> str:
+    """A warning when the machine had more runnable work than cores during the run."""
+    cores = facts.get("cores") or 1
+    loads = [float(facts[key].split()[0]) for key in ("load", "load_end") if facts.get(key)]
+    if not loads or max(loads) <= cores:
+        return ""
+    return (
+        f"**The machine was loaded**: load average {' at the start, '.join(f'{x:.1f}' for x in loads)}"
+        f"{' at the end' if len(loads) > 1 else ' at the start'} on {cores} cores. Every call "
+        "waits for the scheduler to run the server's process and then the client's again, "
+        "and a contender that wakes up more often pays more: ratios measured now reflect the "
+        "neighbours as much as the library. Repeat on a quiet machine."
+    )
 
 
 def _charts(results: Results, out: Path) -> list[str]:

@@ -559,6 +559,8 @@ def _run(options: argparse.Namespace, name: str) -> Results:
                 traceback.print_exc()
             progress(f"  {extra} FAILED: {error!r:.300}")
     results.seconds = time.perf_counter() - started
+    if hasattr(os, "getloadavg"):
+        results.facts["load_end"] = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     return results
 
 
