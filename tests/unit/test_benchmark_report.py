@@ -156,3 +156,11 @@ def test_ratio_charts_are_one_per_backend(tmp_path: Path, monkeypatch: pytest.Mo
     assert charts == ["ratios-mongodb.png", "ratios-redis.png"]
     text = (tmp_path / "report.md").read_text()
     assert "![ratios-redis.png](ratios-redis.png)" in text
+
+
+def test_a_loaded_machine_is_said() -> None:
+    results = _results(STEADY, NOISY)
+    assert "The machine was loaded" not in report._markdown(results, [])
+    results.facts["load_end"] = "9.50 8.00 7.00"
+    text = report._markdown(results, [])
+    assert "load average 0.1 at the start, 9.5 at the end on 2 cores" in text
