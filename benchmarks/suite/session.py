@@ -476,8 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     previous: list[dict[str, Any]] = []
     previous_label = ""
     if options.compare is not None:
-        previous = json.loads(options.compare.read_text())["ratios"]
-        previous_label = f"{options.compare}"
+        earlier = json.loads(options.compare.read_text())
+        if "ratios" not in earlier:
+            parser.error(f"{options.compare} has no ratios (written before --compare existed)")
+        previous, previous_label = earlier["ratios"], f"{options.compare}"
     results = None
     for number in range(options.repeat):
         if options.repeat > 1:
