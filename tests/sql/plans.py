@@ -16,7 +16,7 @@ from authstore.adapters.common.ops import Op
 from authstore.adapters.sql.commands import Begin, Query
 from authstore.adapters.sql.dialect import Dialect
 from authstore.adapters.sql.ops import SqlMagicLinkOps, SqlSessionOps
-from authstore.adapters.sql.schema import Tables
+from authstore.adapters.sql.schema import Tables, migrations
 
 NAMESPACE = "app"
 ROWS = 4000
@@ -36,7 +36,13 @@ def fill_rows(now: float) -> Iterator[tuple[object, ...]]:
     """(token_hash, id, user_id, created_at, expires_at) of ``ROWS`` live rows."""
     for index in range(ROWS):
         created = now - ROWS + index
-        yield (token_hash(f"token-{index}"), f"id-{index}", f"user-{index % USERS}", created, now + 3600)
+        yield (
+            token_hash(f"token-{index}"),
+            f"id-{index}",
+            f"user-{index % USERS}",
+            created,
+            now + 3600,
+        )
 
 
 def session_insert(tables: Tables, placeholder: str) -> str:
@@ -91,5 +97,19 @@ def lookups(dialect: Dialect, tables: Tables) -> list[Lookup]:
         parts = [part for part in query.sql.split(";\n") if part.startswith(("SELECT", "UPDATE"))]
         for part in parts:
             compiled = dialect.compile(part)
-            found.append(Lookup(name, table, compiled.text, dialect.arguments(compiled, query.params)))
+            found.append(
+                Lookup(name, table, compiled.text, dialect.arguments(compiled, query.params))
+            )
     return found
+
+
+def at_version_2(dialect: Dialect, tables: Tables) -> list[str]:
+    """The statements that leave a database as an authstore before version 3 did."""
+    statements = [
+        f"CREATE TABLE {tables.schema_version} "
+        f"(version {dialect.integer} NOT NULL PRIMARY KEY, applied_at {dialect.real} NOT NULL)"
+    ]
+    for version, steps in migrations(dialect, tables)[:2]:
+        statements += steps
+        statements.append(f"INSERT INTO {tables.schema_version} VALUES ({version}, 0)")
+    return statements
