@@ -85,7 +85,7 @@ INSERT INTO authstore_schema_version (version, applied_at) VALUES (%s, CAST(UNIX
 -- 22. fetch none; binds: version
 INSERT INTO authstore_schema_version (version, applied_at) VALUES (%s, CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE))
 
--- 23. fetch all; binds: none
+-- 23. fetch none; binds: none
 ANALYZE TABLE authstore_cache, authstore_rate_limits, authstore_sessions, authstore_totp, authstore_totp_backup_codes, authstore_magic_links
 
 -- 24. fetch all; binds: lock_name
@@ -122,7 +122,7 @@ INSERT INTO authstore_schema_version (version, applied_at) VALUES (%s, CAST(UNIX
 -- 10. fetch none; binds: version
 INSERT INTO authstore_schema_version (version, applied_at) VALUES (%s, CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE))
 
--- 11. fetch all; binds: none
+-- 11. fetch none; binds: none
 ANALYZE TABLE authstore_cache, authstore_rate_limits, authstore_sessions, authstore_totp, authstore_totp_backup_codes, authstore_magic_links
 
 -- 12. fetch all; binds: lock_name

@@ -106,7 +106,7 @@ DROP INDEX IF EXISTS authstore_magic_links_user
 -- 35. fetch none; binds: version
 INSERT INTO authstore_schema_version (version, applied_at) VALUES ($1, date_part('epoch', statement_timestamp()))
 
--- 36. fetch all; binds: none
+-- 36. fetch none; binds: none
 ANALYZE authstore_cache, authstore_rate_limits, authstore_sessions, authstore_totp, authstore_totp_backup_codes, authstore_magic_links
 
 -- 37. transaction control
@@ -182,7 +182,7 @@ DROP INDEX IF EXISTS authstore_magic_links_user
 -- 23. fetch none; binds: version
 INSERT INTO authstore_schema_version (version, applied_at) VALUES ($1, date_part('epoch', statement_timestamp()))
 
--- 24. fetch all; binds: none
+-- 24. fetch none; binds: none
 ANALYZE authstore_cache, authstore_rate_limits, authstore_sessions, authstore_totp, authstore_totp_backup_codes, authstore_magic_links
 
 -- 25. transaction control

@@ -67,22 +67,22 @@ INSERT INTO authstore_schema_version (version, applied_at) VALUES (?, ?)
 -- 22. fetch none; binds: version, now
 INSERT INTO authstore_schema_version (version, applied_at) VALUES (?, ?)
 
--- 23. fetch all; binds: none
+-- 23. fetch none; binds: none
 ANALYZE authstore_cache
 
--- 24. fetch all; binds: none
+-- 24. fetch none; binds: none
 ANALYZE authstore_rate_limits
 
--- 25. fetch all; binds: none
+-- 25. fetch none; binds: none
 ANALYZE authstore_sessions
 
--- 26. fetch all; binds: none
+-- 26. fetch none; binds: none
 ANALYZE authstore_totp
 
--- 27. fetch all; binds: none
+-- 27. fetch none; binds: none
 ANALYZE authstore_totp_backup_codes
 
--- 28. fetch all; binds: none
+-- 28. fetch none; binds: none
 ANALYZE authstore_magic_links
 
 -- 29. transaction control
@@ -119,22 +119,22 @@ INSERT INTO authstore_schema_version (version, applied_at) VALUES (?, ?)
 -- 10. fetch none; binds: version, now
 INSERT INTO authstore_schema_version (version, applied_at) VALUES (?, ?)
 
--- 11. fetch all; binds: none
+-- 11. fetch none; binds: none
 ANALYZE authstore_cache
 
--- 12. fetch all; binds: none
+-- 12. fetch none; binds: none
 ANALYZE authstore_rate_limits
 
--- 13. fetch all; binds: none
+-- 13. fetch none; binds: none
 ANALYZE authstore_sessions
 
--- 14. fetch all; binds: none
+-- 14. fetch none; binds: none
 ANALYZE authstore_totp
 
--- 15. fetch all; binds: none
+-- 15. fetch none; binds: none
 ANALYZE authstore_totp_backup_codes
 
--- 16. fetch all; binds: none
+-- 16. fetch none; binds: none
 ANALYZE authstore_magic_links
 
 -- 17. transaction control
