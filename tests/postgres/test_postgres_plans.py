@@ -68,11 +68,10 @@ def test_token_lookups_use_the_token_key_without_statistics(
     authstore.migrate(f"{postgres_server}?table_prefix={fresh_prefix}")
     tables = Tables(fresh_prefix)
     _fill(admin, tables)
-    for lookup in lookups(PostgresDialect("numeric"), tables):
-        admin.execute("DEALLOCATE ALL")
-        admin.execute(f"PREPARE lookup AS {lookup.text}")
-        execute = sql.SQL("EXECUTE lookup ({})").format(
-            sql.SQL(", ").join(sql.Literal(arg) for arg in lookup.args)
+    for number, lookup in enumerate(lookups(PostgresDialect("numeric"), tables)):
+        admin.execute(f"PREPARE lookup{number} AS {lookup.text}")
+        execute = sql.SQL("EXECUTE lookup{} ({})").format(
+            sql.SQL(str(number)), sql.SQL(", ").join(sql.Literal(arg) for arg in lookup.args)
         )
         explains = [
             ("force_custom_plan", "EXPLAIN (FORMAT JSON) "),
@@ -92,12 +91,11 @@ def test_token_lookups_use_the_token_key_without_statistics(
             for scan in scans:
                 assert scan["Relation Name"] == lookup.table, described
                 assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), described
-                assert "token_hash" in scan["Index Cond"], described
+                assert f"(({lookup.key})::text = " in scan["Index Cond"], described
                 assert "namespace" not in scan.get("Filter", ""), described
                 if "ANALYZE" in explain:
                     assert scan.get("Rows Removed by Filter", 0) == 0, described
-                    assert scan["Actual Rows"] == 1, described
-    admin.execute("DEALLOCATE ALL")
+                    assert 1 <= scan["Actual Rows"] <= lookup.rows, described
     admin.execute("RESET plan_cache_mode")
 
 

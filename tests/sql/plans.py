@@ -24,7 +24,9 @@ ROWS = 4000
 USERS = 400
 TOKEN = "token-17"
 """A token the fill created (a lookup that finds its row, as most do)."""
-READS = ("sessions.get", "links.peek")
+USER = "user-17"
+PUBLIC_ID = "id-17"
+READS = ("sessions.get", "links.peek", "sessions.list", "sessions.count")
 """The lookups that only read: safe to run under EXPLAIN ANALYZE."""
 
 
@@ -68,6 +70,10 @@ class Lookup:
     text: str
     """In the dialect's placeholder style, as the driver gets it."""
     args: tuple[object, ...]
+    key: str
+    """The column the lookup must find its rows by (an index's leading column)."""
+    rows: int
+    """The most rows it may examine."""
 
 
 def _first_query(op: Op[object]) -> Query:
@@ -79,27 +85,37 @@ def _first_query(op: Op[object]) -> Query:
 
 
 def lookups(dialect: Dialect, tables: Tables) -> list[Lookup]:
-    """Each token-hash lookup's statements (a MySQL write-then-read: its write and its read)."""
+    """Each token-hash lookup's statements (a MySQL write-then-read: its write and its
+    read), then the lookups by user and by public id."""
     sessions = SqlSessionOps(dialect, tables, NAMESPACE)
     links = SqlMagicLinkOps(dialect, tables, NAMESPACE)
     hashed = token_hash(TOKEN)
-    ops: dict[str, tuple[str, Op[object]]] = {
-        "sessions.get": (tables.sessions, sessions.get(hashed)),
-        "sessions.touch": (tables.sessions, sessions.touch(hashed, 60.0)),
-        "sessions.revoke": (tables.sessions, sessions.revoke(hashed)),
-        "links.peek": (tables.magic_links, links.peek(hashed)),
-        "links.consume": (tables.magic_links, links.consume(hashed, None)),
+    per_user = ROWS // USERS
+    ops: dict[str, tuple[str, str, int, Op[object]]] = {
+        "sessions.get": (tables.sessions, "token_hash", 1, sessions.get(hashed)),
+        "sessions.touch": (tables.sessions, "token_hash", 1, sessions.touch(hashed, 60.0)),
+        "sessions.revoke": (tables.sessions, "token_hash", 1, sessions.revoke(hashed)),
+        "links.peek": (tables.magic_links, "token_hash", 1, links.peek(hashed)),
+        "links.consume": (tables.magic_links, "token_hash", 1, links.consume(hashed, None)),
+        "sessions.list": (tables.sessions, "user_id", per_user, sessions.list(USER)),
+        "sessions.count": (tables.sessions, "user_id", per_user, sessions.count(USER)),
+        "sessions.revoke_by_id": (
+            tables.sessions,
+            "id",
+            1,
+            sessions.revoke_by_id(PUBLIC_ID, None),
+        ),
+        "links.revoke_user": (tables.magic_links, "user_id", per_user, links.revoke_user(USER)),
     }
     found: list[Lookup] = []
-    for name, (table, op) in ops.items():
+    for name, (table, key, rows, op) in ops.items():
         query = _first_query(op)
         op.close()
         parts = [part for part in query.sql.split(";\n") if part.startswith(("SELECT", "UPDATE"))]
         for part in parts:
             compiled = dialect.compile(part)
-            found.append(
-                Lookup(name, table, compiled.text, dialect.arguments(compiled, query.params))
-            )
+            arguments = dialect.arguments(compiled, query.params)
+            found.append(Lookup(name, table, compiled.text, arguments, key, rows))
     return found
 
 
