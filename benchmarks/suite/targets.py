@@ -202,12 +202,12 @@ def analyze(target: Target) -> None:
 
         path = Path(target.server.split("sqlite:///", 1)[1].split("?", 1)[0])
         for file in sorted(path.parent.glob(f"{path.stem}*{path.suffix}")):  # and the peers'
-            connection = sqlite3.connect(file, timeout=30)
+            database = sqlite3.connect(file, timeout=30)
             try:
-                connection.execute("ANALYZE")
-                connection.commit()
+                database.execute("ANALYZE")
+                database.commit()
             finally:
-                connection.close()
+                database.close()
     elif target.name == "postgresql":
         import psycopg
 
@@ -223,21 +223,21 @@ def analyze(target: Target) -> None:
     elif target.name == "mariadb":
         import pymysql
 
-        connection = pymysql.connect(**mysql_arguments(target.server), autocommit=True)
+        server = pymysql.connect(**mysql_arguments(target.server), autocommit=True)
         try:
-            with connection.cursor() as cursor:
+            with server.cursor() as cursor:
                 cursor.execute(
                     "SELECT CONCAT('`', table_schema, '`.`', table_name, '`') "
                     "FROM information_schema.tables WHERE table_schema = %s "
                     "OR (table_schema = DATABASE() AND LEFT(table_name, %s) = %s)",
                     (target.tag, len(target.tag), target.tag),
                 )
-                names = [name for (name,) in cursor.fetchall()]
-                if names:
-                    cursor.execute(f"ANALYZE TABLE {', '.join(names)}")
+                listed: list[str] = [name for (name,) in cursor.fetchall()]
+                if listed:
+                    cursor.execute(f"ANALYZE TABLE {', '.join(listed)}")
                     cursor.fetchall()
         finally:
-            connection.close()
+            server.close()
 
 
 def _drop_tables(target: Target) -> None:

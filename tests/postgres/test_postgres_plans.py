@@ -104,7 +104,7 @@ def test_migrate_analyzes_the_tables_it_creates(
 ) -> None:
     tables = Tables(fresh_prefix)
     authstore.migrate(f"{postgres_server}?table_prefix={fresh_prefix}")
-    analyzed = dict(
+    analyzed: dict[str, bool] = dict(
         admin.execute(
             "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables "
             "WHERE schemaname = current_schema() AND starts_with(relname, %s)",
