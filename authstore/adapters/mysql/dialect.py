@@ -71,6 +71,7 @@ class MySQLDialect(Dialect):
         "SELECT 1 FROM information_schema.tables "
         "WHERE table_schema = DATABASE() AND table_name = :name"
     )
+    token_first = False  # a full unique key equality is a const lookup: see Dialect
 
     def __init__(self, tables: Tables, lock_wait: float) -> None:
         super().__init__()
@@ -164,8 +165,6 @@ class MySQLDialect(Dialect):
 
     def delete_batch(self, table: str, key: str, where: str, size: int) -> str:
         return f"DELETE FROM {table} WHERE {where} LIMIT {int(size)}"
-
-    token_first = False  # a full unique key equality is a const lookup: see Dialect
 
     def analyze(self, tables: Sequence[str]) -> tuple[str, ...]:
         return (f"ANALYZE TABLE {', '.join(tables)}",)  # a row per table: the runners read it
