@@ -171,8 +171,8 @@ def test_migrate_is_idempotent_and_indexes_every_lookup(
 ) -> None:
     prefix = fresh_prefix
     url = f"{postgres_server}?table_prefix={prefix}"
-    assert authstore.migrate(url) == ["postgresql: schema at version 2 (applied 2)"]
-    assert authstore.migrate(url) == ["postgresql: schema at version 2 (applied 0)"]
+    assert authstore.migrate(url) == ["postgresql: schema at version 3 (applied 3)"]
+    assert authstore.migrate(url) == ["postgresql: schema at version 3 (applied 0)"]
     indexes = {
         (table, definition.split(" USING ")[1])
         for table, definition in admin.execute(
@@ -186,16 +186,16 @@ def test_migrate_is_idempotent_and_indexes_every_lookup(
         ("rate_limits", "btree (cache_key)"),
         ("rate_limits", "btree (expires_at)"),
         ("sessions", "btree (seq)"),
-        ("sessions", "btree (namespace, token_hash)"),
-        ("sessions", "btree (namespace, id)"),
-        ("sessions", "btree (namespace, user_id, created_at)"),
+        ("sessions", "btree (token_hash, namespace)"),
+        ("sessions", "btree (id, namespace)"),
+        ("sessions", "btree (user_id, namespace, created_at)"),
         ("sessions", "btree (expires_at)"),
         ("totp", "btree (namespace, user_id)"),
         ("totp_backup_codes", "btree (namespace, user_id, code_hash)"),
         ("magic_links", "btree (seq)"),
-        ("magic_links", "btree (namespace, token_hash)"),
-        ("magic_links", "btree (namespace, id)"),
-        ("magic_links", "btree (namespace, user_id)"),
+        ("magic_links", "btree (token_hash, namespace)"),
+        ("magic_links", "btree (id, namespace)"),
+        ("magic_links", "btree (user_id, namespace)"),
         ("magic_links", "btree (expires_at)"),
         ("schema_version", "btree (version)"),
     }
