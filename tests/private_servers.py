@@ -136,12 +136,26 @@ class PrivateServer:
 
 class PrivatePostgres(PrivateServer):
     """``initdb`` and ``postgres`` from /usr/lib/postgresql/*/bin; PostgreSQL refuses to
-    run as root, so as root it runs as the postgres user."""
+    run as root, so as root it runs as the postgres user.
+
+    Streaming replication (tests/postgres/test_failover.py): a server made with
+    ``standby_of=primary`` starts as a hot standby from ``pg_basebackup -R`` of that
+    primary, and connects to it as ``cluster_name`` (its application_name, which
+    ``synchronous_standby_names`` on the primary can name); ``promote`` ends recovery."""
 
     name = "postgres"
 
-    def __init__(self, root: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        port: int | None = None,
+        *,
+        standby_of: PrivatePostgres | None = None,
+        cluster_name: str | None = None,
+    ) -> None:
         super().__init__(root, port)
+        self.standby_of = standby_of
+        self.cluster_name = cluster_name
         bin_dir = self._bin_dir()
         assert bin_dir is not None
         self.bin_dir = bin_dir
@@ -166,11 +180,24 @@ class PrivatePostgres(PrivateServer):
     def available(cls) -> str | None:
         return None if cls._bin_dir() else "no PostgreSQL binaries (/usr/lib/postgresql/*/bin)"
 
+    @classmethod
+    def replication_available(cls) -> str | None:
+        """None when a primary and its standby can be made here, else why not."""
+        bin_dir = cls._bin_dir()
+        if bin_dir is None:
+            return cls.available()
+        if not os.path.exists(os.path.join(bin_dir, "pg_basebackup")):
+            return f"no pg_basebackup in {bin_dir}"
+        return None
+
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def init(self) -> None:
+        if self.standby_of is not None:
+            self._base_backup(self.standby_of)
+            return
         initdb = os.path.join(self.bin_dir, "initdb")
         subprocess.run(
             [initdb, "-D", self.data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"],
@@ -185,6 +212,9 @@ class PrivatePostgres(PrivateServer):
             *("-D", self.data, "-p", str(self.port)),
             *("-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.root}"),
             *("-c", "fsync=off", "-c", "max_connections=40"),
+            # a standby retries its primary (a restarted one) after 0.2 s, not 5 s
+            *("-c", "wal_retrieve_retry_interval=200ms"),
+            *(("-c", f"cluster_name={self.cluster_name}") if self.cluster_name else ()),
         ]
 
     def process_options(self) -> dict[str, Any]:
@@ -195,6 +225,69 @@ class PrivatePostgres(PrivateServer):
 
         with psycopg.connect(self.url, connect_timeout=2, autocommit=True) as connection:
             connection.execute("SELECT 1")
+
+    # --- replication ------------------------------------------------------------------
+
+    def _base_backup(self, primary: PrivatePostgres) -> None:
+        """``data`` becomes a copy of ``primary`` that starts as its streaming standby
+        (``-R``: standby.signal and primary_conninfo); what was there is deleted."""
+        shutil.rmtree(self.data, ignore_errors=True)
+        subprocess.run(
+            [
+                os.path.join(self.bin_dir, "pg_basebackup"),
+                *("-D", self.data, "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
+                *("-R", "-X", "stream", "-c", "fast", "--no-sync"),
+            ],
+            check=True,
+            capture_output=True,
+            **self._as,
+        )
+
+    def rejoin_as_standby_of(self, primary: PrivatePostgres) -> None:
+        """A stopped (killed) former primary, rebuilt from ``primary`` and started as its
+        standby on the same port."""
+        assert not self.running
+        self.standby_of = primary
+        self.init()
+        self.start()
+
+    def execute(self, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+        """``statement``'s rows, on a connection of its own (autocommit)."""
+        import psycopg
+
+        with psycopg.connect(self.url, connect_timeout=2, autocommit=True) as connection:
+            cursor = connection.execute(statement, args or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def promote(self) -> None:
+        """End recovery and become a primary (pg_promote waits until it can write)."""
+        ((done,),) = self.execute("SELECT pg_promote(true, 30)")
+        if not done:
+            raise RuntimeError(f"the standby on port {self.port} was not promoted in 30 s")
+        self.standby_of = None
+
+    def replicate_to(self, standby: PrivatePostgres, *, synchronous: bool) -> None:
+        """Commits wait for ``standby`` (synchronous_standby_names naming its cluster_name,
+        synchronous_commit on: its WAL is flushed before the commit returns), or not; then
+        wait until it streams in that state."""
+        assert standby.cluster_name, "a synchronous standby needs a cluster_name"
+        names = f'"{standby.cluster_name}"' if synchronous else ""
+        self.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
+        self.execute("ALTER SYSTEM SET synchronous_commit = 'on'")
+        self.execute("SELECT pg_reload_conf()")
+        wanted = "sync" if synchronous else "async"
+        deadline = time.monotonic() + 30
+        while True:
+            found = self.execute(
+                "SELECT sync_state FROM pg_stat_replication "
+                "WHERE application_name = %s AND state = 'streaming'",
+                standby.cluster_name,
+            )
+            if found == [(wanted,)]:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{standby.cluster_name} is not a streaming {wanted} standby")
+            time.sleep(0.05)
 
     def require_password(self, password: str, database: str = "authstore_test") -> None:
         """From now on TCP clients must log in with ``password`` (scram-sha-256) as the

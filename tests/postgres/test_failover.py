@@ -1,0 +1,475 @@
+"""PostgreSQL failover: acknowledged revocations lost when the primary dies.
+
+On a private primary and its streaming standby (tests/private_servers.py, never the
+shared server), writers revoke at full speed: blacklist entries, user revocations,
+session revokes and magic-link consumes, from sync stores in threads and async stores
+in tasks, every store opened once with the multi-host URL
+``postgresql://primary,standby/db`` (``target_session_attrs=read-write`` by default).
+The primary is killed (SIGKILL) in the middle, the standby promoted (``pg_promote``);
+then
+
+- every store call returned or raised ``BackendUnavailableError`` within its timeout
+  (plus the watchdog's margin and scheduling slack), the failover included;
+- the same stores write again, on the promoted standby, within ``RECONNECT_BOUND``;
+- each acknowledged revocation (a call that returned) is checked on the new primary:
+  a blacklist entry is there, a user's revocation instant, a revoked session is gone,
+  a consumed link cannot be consumed again. With synchronous replication
+  (``synchronous_standby_names`` naming the standby, ``synchronous_commit = on``) none
+  may be missing; with asynchronous replication the number missing is printed (run
+  with -s), a measurement, not asserted.
+
+Calls that raised are not acknowledged: their writes may or may not be there. A
+revocation whose session or link creation itself was lost is not counted as lost: its
+token does not work either.
+
+Then the dead primary is rebuilt as the standby of the new one (``pg_basebackup``) and
+the next run fails over the other way. Each run also crash-restarts the new primary
+(no failover) with its standby up: after an odd number of runs the standby is the
+first host listed, so a store that reconnected to any host (libpq's default) would stay
+on the read-only standby; the stores must write again within ``RECONNECT_BOUND``.
+
+CI runs ``RUNS`` failovers with synchronous replication (2) and one with asynchronous
+replication; ``AUTHSTORE_FAILOVER_RUNS=10`` runs more of each by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from authstore import registry
+from authstore.adapters.common.watchdog import watchdog_margin
+from authstore.contracts.errors import BackendUnavailableError
+from authstore.contracts.testing import unavailable
+from authstore.contracts.testing.harness import LoopThread
+from tests.private_servers import PrivatePostgres
+
+RUNS = int(os.environ.get("AUTHSTORE_FAILOVER_RUNS", "2"))
+"""Failovers with synchronous replication; half as many (at least one) without."""
+TIMEOUT = 1.0
+SLACK = 1.0  # scheduling noise on a loaded 2-core machine
+BOUND = TIMEOUT + watchdog_margin(TIMEOUT) + SLACK
+"""The longest one store call may take, during the failover too."""
+RECONNECT_BOUND = 15.0
+"""Seconds after the promotion (or the restart) by which the same stores write again."""
+THREADS = 4
+TASKS = 4
+WRITING_BEFORE = 1.0
+"""Seconds the writers run before the kill."""
+WRITING_AFTER = 0.3
+"""Seconds they go on once both modes have written on the new primary."""
+KINDS = ("blacklist", "user", "session", "link")
+
+
+class Pair:
+    """A primary and its streaming standby; ``url`` lists both, in a fixed order."""
+
+    def __init__(self) -> None:
+        roots = [tempfile.mkdtemp(prefix=f"authstore-pg{n}-") for n in "ab"]
+        self._roots = roots
+        self.first = PrivatePostgres(roots[0], cluster_name="authstore_a")
+        self.second = PrivatePostgres(roots[1], standby_of=self.first, cluster_name="authstore_b")
+        self.primary, self.standby = self.first, self.second
+        self.synchronous = False
+
+    def start(self) -> None:
+        self.first.init()
+        self.first.start()
+        self.second.init()
+        self.second.start()
+
+    def url(self, **options: object) -> str:
+        hosts = ",".join(f"127.0.0.1:{server.port}" for server in (self.first, self.second))
+        query = "&".join(f"{name}={value}" for name, value in options.items())
+        return f"postgresql://postgres@{hosts}/postgres?{query}"
+
+    def replicate(self, *, synchronous: bool) -> None:
+        self.synchronous = synchronous
+        self.primary.replicate_to(self.standby, synchronous=synchronous)
+
+    def fail_over(self) -> float:
+        """Kill the primary and promote the standby; the moment it can write."""
+        self.primary.kill()
+        self.standby.promote()
+        promoted = time.monotonic()
+        self.primary, self.standby = self.standby, self.primary
+        return promoted
+
+    def rejoin(self) -> None:
+        """The killed former primary back, as the new primary's standby."""
+        self.standby.rejoin_as_standby_of(self.primary)
+        self.replicate(synchronous=self.synchronous)
+
+    def crash_restart_primary(self) -> float:
+        self.primary.kill()
+        self.primary.start()
+        return time.monotonic()
+
+    def close(self) -> None:
+        for server in (self.first, self.second):
+            server.stop()
+        for root in self._roots:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    reason = PrivatePostgres.replication_available()
+    if reason is not None:
+        unavailable(f"private PostgreSQL primary and standby: {reason}")
+    servers = Pair()
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.close()
+
+
+# --- writers ------------------------------------------------------------------------
+
+Call = Callable[[], Any]
+Acknowledged = tuple[str, str, Any]
+"""(kind, key or token, what the revocation answered)"""
+
+
+@dataclass
+class Handles:
+    """One mode's stores, each opened once."""
+
+    mode: str
+    cache: Any
+    sessions: Any
+    links: Any
+
+
+def revocation(stores: Handles, number: int, tag: str) -> Generator[Call, Any, Acknowledged]:
+    """One revocation as the store calls it makes (run by ``_run`` or ``_run_async``):
+    the last call is the revocation, the earlier ones make what it revokes."""
+    kind = KINDS[number % len(KINDS)]
+    key = f"{tag}-{number}"
+    if kind == "blacklist":
+        yield functools.partial(stores.cache.add_to_blacklist, key, 600)
+        return kind, key, None
+    if kind == "user":
+        instant = yield functools.partial(stores.cache.revoke_user_tokens, key)
+        return kind, key, instant
+    if kind == "session":
+        session = yield functools.partial(stores.sessions.create, key, ttl=600)
+        revoked = yield functools.partial(stores.sessions.revoke, session.token)
+        return kind, session.token, revoked
+    link = yield functools.partial(stores.links.issue, key, f"{key}@example.com", ttl=600)
+    consumed = yield functools.partial(stores.links.consume, link.token)
+    return kind, link.token, consumed is not None
+
+
+def still_revoked(stores: Handles, kind: str, key: str, answer: Any) -> bool:
+    """Whether an acknowledged revocation holds on the server ``stores`` reach now."""
+    if kind == "blacklist":
+        return bool(stores.cache.is_blacklisted(key))
+    if kind == "user":
+        instant: datetime | None = stores.cache.user_tokens_revoked_at(key)
+        return instant is not None and instant >= answer
+    if kind == "session":
+        return stores.sessions.get(key) is None
+    return stores.links.consume(key) is None
+
+
+@dataclass
+class Ledger:
+    """What the writers of one failover saw."""
+
+    acknowledged: list[Acknowledged] = field(default_factory=list)
+    answered_at: dict[str, list[float]] = field(default_factory=lambda: {"sync": [], "async": []})
+    refused: Counter[str] = field(default_factory=Counter)
+    """Calls that raised BackendUnavailableError, by mode and method."""
+    unexpected: list[str] = field(default_factory=list)
+    slow: list[str] = field(default_factory=list)
+    longest: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def took(self, mode: str, call: Call, seconds: float, error: BaseException | None) -> bool:
+        """Record one call; True when it answered."""
+        name = getattr(call, "func", call).__name__
+        with self.lock:
+            self.longest = max(self.longest, seconds)
+            if seconds > BOUND:
+                self.slow.append(f"{mode} {name}: {error!r} after {seconds:.2f} s")
+            if error is None:
+                return True
+            if isinstance(error, BackendUnavailableError):
+                self.refused[f"{mode} {name}"] += 1
+            else:
+                self.unexpected.append(f"{mode} {name}: {error!r}")
+            return False
+
+    def acknowledge(self, mode: str, done: Acknowledged) -> None:
+        with self.lock:
+            if done[0] in ("session", "link") and not done[2]:
+                self.unexpected.append(
+                    f"{mode} {done[0]}: nothing to revoke right after creating it"
+                )
+            self.acknowledged.append(done)
+            self.answered_at[mode].append(time.monotonic())
+
+    def first_answer(self, mode: str, since: float) -> float | None:
+        with self.lock:
+            later = [at for at in self.answered_at[mode] if at > since]
+        return min(later) - since if later else None
+
+
+def _run(steps: Generator[Call, Any, Acknowledged], ledger: Ledger) -> Acknowledged | None:
+    answer: Any = None
+    while True:
+        try:
+            call = steps.send(answer)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        started = time.monotonic()
+        try:
+            answer = call()
+        except Exception as error:
+            ledger.took("sync", call, time.monotonic() - started, error)
+            return None
+        ledger.took("sync", call, time.monotonic() - started, None)
+
+
+async def _run_async(
+    steps: Generator[Call, Any, Acknowledged], ledger: Ledger
+) -> Acknowledged | None:
+    answer: Any = None
+    while True:
+        try:
+            call = steps.send(answer)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        started = time.monotonic()
+        try:
+            answer = await call()
+        except Exception as error:
+            ledger.took("async", call, time.monotonic() - started, error)
+            return None
+        ledger.took("async", call, time.monotonic() - started, None)
+
+
+def _write(stores: Handles, ledger: Ledger, stop: threading.Event, tag: str) -> None:
+    number = 0
+    while not stop.is_set():
+        done = _run(revocation(stores, number, tag), ledger)
+        if done is None:
+            time.sleep(0.01)  # a refused call can come back at once: let the servers run
+        else:
+            ledger.acknowledge("sync", done)
+        number += 1
+
+
+async def _write_async(stores: Handles, ledger: Ledger, stop: threading.Event, tag: str) -> None:
+    number = 0
+    while not stop.is_set():
+        done = await _run_async(revocation(stores, number, tag), ledger)
+        if done is None:
+            await asyncio.sleep(0.01)
+        else:
+            ledger.acknowledge("async", done)
+        number += 1
+
+
+# --- one failover -------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    ledger: Ledger
+    recovery: dict[str, float | None]
+    """Seconds from the promotion to each mode's first acknowledged revocation."""
+    lost: list[Acknowledged]
+    restart: dict[str, float | None]
+    """Seconds from the primary's crash restart until each mode writes again."""
+
+    def line(self, synchronous: bool, run: int) -> str:
+        ledger = self.ledger
+        kinds = Counter(kind for kind, _, _ in ledger.acknowledged)
+        return (
+            f"{'sync' if synchronous else 'async'} replication, failover {run}: "
+            f"{len(ledger.acknowledged)} acknowledged ({dict(kinds)}), "
+            f"{len(self.lost)} lost; {sum(ledger.refused.values())} refused calls; "
+            f"first write after promotion {_seconds(self.recovery)}; longest call "
+            f"{ledger.longest:.2f} s; after a crash restart {_seconds(self.restart)}"
+        )
+
+
+def _seconds(found: dict[str, float | None]) -> str:
+    return ", ".join(
+        f"{mode} {'never' if took is None else f'{took:.3f} s'}" for mode, took in found.items()
+    )
+
+
+class Scene:
+    """Sync and async stores on the pair's multi-host URL, opened once for every run."""
+
+    def __init__(self, pair: Pair, url: str) -> None:
+        self.pair = pair
+        namespace = f"fo{uuid.uuid4().hex[:8]}"
+        self.loop = LoopThread()
+        self.sync = Handles(
+            "sync",
+            registry.open_cache(url, namespace=namespace),
+            registry.open_sessions(url, namespace=namespace),
+            registry.open_magic_links(url, namespace=namespace),
+        )
+        self.async_ = Handles(
+            "async",
+            self.loop.run(lambda: registry.open_async_cache(url, namespace=namespace)),
+            self.loop.run(lambda: registry.open_async_sessions(url, namespace=namespace)),
+            self.loop.run(lambda: registry.open_async_magic_links(url, namespace=namespace)),
+        )
+
+    def writes(self) -> dict[str, Call]:
+        """One blacklist write per mode, called from this thread."""
+        return {
+            "sync": lambda: self.sync.cache.add_to_blacklist(uuid.uuid4().hex, 600),
+            "async": lambda: self.loop.run(
+                lambda: self.async_.cache.add_to_blacklist(uuid.uuid4().hex, 600)
+            ),
+        }
+
+    def fail_over(self, run: int) -> Outcome:
+        ledger, stop, failed = Ledger(), threading.Event(), []
+        tag = f"r{run}"
+
+        def write_async() -> None:
+            tasks = (_write_async(self.async_, ledger, stop, f"{tag}-t{n}") for n in range(TASKS))
+            try:
+
+                async def together() -> None:
+                    await asyncio.gather(*tasks)
+
+                self.loop.run(together)
+            except BaseException as error:
+                failed.append(error)
+
+        writers = [
+            threading.Thread(target=_write, args=(self.sync, ledger, stop, f"{tag}-s{n}"))
+            for n in range(THREADS)
+        ]
+        writers.append(threading.Thread(target=write_async))
+        for writer in writers:
+            writer.daemon = True
+            writer.start()
+        try:
+            time.sleep(WRITING_BEFORE)
+            promoted = self.pair.fail_over()
+            deadline = promoted + RECONNECT_BOUND
+            while time.monotonic() < deadline and None in (
+                ledger.first_answer("sync", promoted),
+                ledger.first_answer("async", promoted),
+            ):
+                time.sleep(0.02)
+            time.sleep(WRITING_AFTER)
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join(2 * BOUND + 5)
+        assert not failed, f"the async writers failed: {failed!r}"
+        assert not any(writer.is_alive() for writer in writers), "a writer hangs"
+        recovery = {mode: ledger.first_answer(mode, promoted) for mode in ("sync", "async")}
+        lost = [done for done in ledger.acknowledged if not self._holds(done)]
+        self.pair.rejoin()
+        restarted = self.pair.crash_restart_primary()
+        restart = {
+            mode: _written_within(call, restarted, RECONNECT_BOUND)
+            for mode, call in self.writes().items()
+        }
+        return Outcome(ledger, recovery, lost, restart)
+
+    def _holds(self, done: Acknowledged) -> bool:
+        since = time.monotonic()
+        while True:
+            try:
+                return still_revoked(self.sync, *done)
+            except BackendUnavailableError:
+                assert time.monotonic() - since < RECONNECT_BOUND, (
+                    "the new primary stopped answering"
+                )
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        for store in (self.sync.cache, self.sync.sessions, self.sync.links):
+            store.close()
+        for raw in (self.async_.cache, self.async_.sessions, self.async_.links):
+            self.loop.run(raw.aclose)
+        self.loop.close()
+
+
+def _written_within(write: Call, since: float, within: float) -> float | None:
+    """Seconds from ``since`` until ``write`` goes through, or None if not ``within``."""
+    while True:
+        try:
+            write()
+            return time.monotonic() - since
+        except BackendUnavailableError:
+            if time.monotonic() - since > within:
+                return None
+            time.sleep(0.05)
+
+
+def _fail_over(pair: Pair, *, synchronous: bool, runs: int) -> list[Outcome]:
+    pair.replicate(synchronous=synchronous)
+    scene = Scene(pair, pair.url(timeout=TIMEOUT, connect_timeout=1, pool_size=THREADS + 2))
+    outcomes = []
+    try:
+        for write in scene.writes().values():  # the schema, and both stores connected
+            assert _written_within(write, time.monotonic(), RECONNECT_BOUND) is not None
+        for run in range(1, runs + 1):
+            outcome = scene.fail_over(run)
+            print(f"\n{outcome.line(synchronous, run)}")
+            outcomes.append(outcome)
+            ledger = outcome.ledger
+            assert not ledger.unexpected, "\n".join(ledger.unexpected[:20])
+            assert not ledger.slow, f"calls over {BOUND:.2f} s:\n" + "\n".join(ledger.slow[:20])
+            for mode, took in outcome.recovery.items():
+                assert took is not None, (
+                    f"the {mode} stores wrote nothing within {RECONNECT_BOUND:g} s "
+                    "of the standby's promotion"
+                )
+            for mode, took in outcome.restart.items():
+                assert took is not None, (
+                    f"the {mode} stores wrote nothing within {RECONNECT_BOUND:g} s "
+                    "of the primary's crash restart (connected to the standby?)"
+                )
+            if synchronous:
+                assert not outcome.lost, (
+                    f"{len(outcome.lost)} acknowledged revocations lost with synchronous "
+                    f"replication, e.g. {outcome.lost[:5]}"
+                )
+    finally:
+        scene.close()
+    return outcomes
+
+
+def test_no_acknowledged_revocation_is_lost_with_synchronous_replication(
+    pair: Pair, record_property: Callable[[str, object], None]
+) -> None:
+    outcomes = _fail_over(pair, synchronous=True, runs=RUNS)
+    record_property("acknowledged", [len(o.ledger.acknowledged) for o in outcomes])
+    record_property("recovery", [o.recovery for o in outcomes])
+
+
+def test_losses_with_asynchronous_replication_are_measured(
+    pair: Pair, record_property: Callable[[str, object], None]
+) -> None:
+    outcomes = _fail_over(pair, synchronous=False, runs=max(1, RUNS // 2))
+    record_property("acknowledged", [len(o.ledger.acknowledged) for o in outcomes])
+    record_property("lost", [len(o.lost) for o in outcomes])
