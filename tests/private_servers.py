@@ -64,20 +64,27 @@ class PrivateServer:
     # --- shared -----------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> None:
-        self.process = subprocess.Popen(
-            self.command(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            **self.process_options(),
-        )
+        """Start and wait until it answers; if it does not, the error carries the end
+        of its output (server.log in ``root``)."""
+        log_path = os.path.join(self.root, "server.log")
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+                **self.process_options(),
+            )
         deadline = time.monotonic() + timeout
         while True:
             try:
                 self.ping()
                 return
-            except Exception:
+            except Exception as error:
                 if self.process.poll() is not None or time.monotonic() > deadline:
+                    with open(log_path, "rb") as log:
+                        tail = log.read()[-2000:].decode(errors="replace")
+                    error.add_note(f"{self.name} on port {self.port}, its output ends:\n{tail}")
                     raise
                 time.sleep(0.1)
 
@@ -100,13 +107,16 @@ class PrivateServer:
                 found.append(int(entry))
         return found
 
-    def _signal(self, number: signal.Signals) -> None:
-        """The server first (so it starts no new child), then its children."""
+    def _signal(self, number: signal.Signals) -> list[int]:
+        """The server first (so it starts no new child), then its children; their ids."""
         assert self.process is not None
+        children = self._children()  # before the server dies and they are orphans
         os.kill(self.process.pid, number)
-        for pid in self._children():
+        children += [pid for pid in self._children() if pid not in children]
+        for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, number)
+        return children
 
     def freeze(self) -> None:
         """Connections stay open and acknowledged by the kernel; nothing answers."""
@@ -116,10 +126,17 @@ class PrivateServer:
         self._signal(signal.SIGCONT)
 
     def kill(self) -> None:
+        """SIGKILL, as a crash; returns once the server and its children are gone (a
+        PostgreSQL started while a killed backend still holds the old shared memory
+        refuses to start)."""
         assert self.process is not None
+        children: list[int] = []
         with contextlib.suppress(ProcessLookupError):
-            self._signal(signal.SIGKILL)
+            children = self._signal(signal.SIGKILL)
         self.process.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def stop(self) -> None:
         if not self.running:
@@ -132,6 +149,15 @@ class PrivateServer:
             self.process.wait(15)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie has let go of everything)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
 
 
 class PrivatePostgres(PrivateServer):

@@ -113,6 +113,13 @@ class Pair:
         self.standby.rejoin_as_standby_of(self.primary)
         self.replicate(synchronous=self.synchronous)
 
+    def repair(self) -> None:
+        """After a test that failed half-way: both servers up, one the other's standby."""
+        if not self.primary.running:
+            self.primary.start()
+        if not self.standby.running:
+            self.standby.rejoin_as_standby_of(self.primary)
+
     def crash_restart_primary(self) -> float:
         self.primary.kill()
         self.primary.start()
@@ -294,8 +301,8 @@ class Outcome:
     ledger: Ledger
     recovery: dict[str, float | None]
     """Seconds from the promotion to each mode's first acknowledged revocation."""
-    lost: list[Acknowledged]
-    restart: dict[str, float | None]
+    lost: list[Acknowledged] = field(default_factory=list)
+    restart: dict[str, float | None] = field(default_factory=dict)
     """Seconds from the primary's crash restart until each mode writes again."""
 
     def line(self, synchronous: bool, run: int) -> str:
@@ -385,14 +392,20 @@ class Scene:
         assert not failed, f"the async writers failed: {failed!r}"
         assert not any(writer.is_alive() for writer in writers), "a writer hangs"
         recovery = {mode: ledger.first_answer(mode, promoted) for mode in ("sync", "async")}
-        lost = [done for done in ledger.acknowledged if not self._holds(done)]
+        return Outcome(ledger, recovery)
+
+    def lost(self, ledger: Ledger) -> list[Acknowledged]:
+        """The acknowledged revocations that do not hold on the new primary."""
+        return [done for done in ledger.acknowledged if not self._holds(done)]
+
+    def rejoin_and_restart(self) -> dict[str, float | None]:
+        """The killed primary back as the standby; then a crash restart of the primary."""
         self.pair.rejoin()
         restarted = self.pair.crash_restart_primary()
-        restart = {
+        return {
             mode: _written_within(call, restarted, RECONNECT_BOUND)
             for mode, call in self.writes().items()
         }
-        return Outcome(ledger, recovery, lost, restart)
 
     def _holds(self, done: Acknowledged) -> bool:
         since = time.monotonic()
@@ -426,6 +439,7 @@ def _written_within(write: Call, since: float, within: float) -> float | None:
 
 
 def _fail_over(pair: Pair, *, synchronous: bool, runs: int) -> list[Outcome]:
+    pair.repair()
     pair.replicate(synchronous=synchronous)
     scene = Scene(pair, pair.url(timeout=TIMEOUT, connect_timeout=1, pool_size=THREADS + 2))
     outcomes = []
@@ -434,7 +448,6 @@ def _fail_over(pair: Pair, *, synchronous: bool, runs: int) -> list[Outcome]:
             assert _written_within(write, time.monotonic(), RECONNECT_BOUND) is not None
         for run in range(1, runs + 1):
             outcome = scene.fail_over(run)
-            print(f"\n{outcome.line(synchronous, run)}")
             outcomes.append(outcome)
             ledger = outcome.ledger
             assert not ledger.unexpected, "\n".join(ledger.unexpected[:20])
@@ -444,15 +457,18 @@ def _fail_over(pair: Pair, *, synchronous: bool, runs: int) -> list[Outcome]:
                     f"the {mode} stores wrote nothing within {RECONNECT_BOUND:g} s "
                     "of the standby's promotion"
                 )
-            for mode, took in outcome.restart.items():
-                assert took is not None, (
-                    f"the {mode} stores wrote nothing within {RECONNECT_BOUND:g} s "
-                    "of the primary's crash restart (connected to the standby?)"
-                )
+            outcome.lost = scene.lost(ledger)
             if synchronous:
                 assert not outcome.lost, (
                     f"{len(outcome.lost)} acknowledged revocations lost with synchronous "
                     f"replication, e.g. {outcome.lost[:5]}"
+                )
+            outcome.restart = scene.rejoin_and_restart()
+            print(f"\n{outcome.line(synchronous, run)}")
+            for mode, took in outcome.restart.items():
+                assert took is not None, (
+                    f"the {mode} stores wrote nothing within {RECONNECT_BOUND:g} s "
+                    "of the primary's crash restart (connected to the standby?)"
                 )
     finally:
         scene.close()
