@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from tests.outages import free_port
 
-__all__ = ["PRIVATE_SERVERS", "PrivateServer", "private_server"]
+__all__ = ["PRIVATE_SERVERS", "PostgresPair", "PrivatePostgres", "PrivateServer", "private_server"]
 
 
 class PrivateServer:
@@ -292,14 +292,17 @@ class PrivatePostgres(PrivateServer):
             raise RuntimeError(f"the standby on port {self.port} was not promoted in 30 s")
         self.standby_of = None
 
-    def replicate_to(self, standby: PrivatePostgres, *, synchronous: bool) -> None:
-        """Commits wait for ``standby`` (synchronous_standby_names naming its cluster_name,
-        synchronous_commit on: its WAL is flushed before the commit returns), or not; then
-        wait until it streams in that state."""
+    def replicate_to(
+        self, standby: PrivatePostgres, *, synchronous: bool, commit: str = "on"
+    ) -> None:
+        """Commits wait for ``standby`` (synchronous_standby_names naming its cluster_name;
+        ``commit``, synchronous_commit: ``on``, its WAL is flushed before the commit
+        returns, ``remote_apply``, replayed too), or not; then wait until it streams in
+        that state."""
         assert standby.cluster_name, "a synchronous standby needs a cluster_name"
         names = f'"{standby.cluster_name}"' if synchronous else ""
         self.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
-        self.execute("ALTER SYSTEM SET synchronous_commit = 'on'")
+        self.execute(f"ALTER SYSTEM SET synchronous_commit = '{commit}'")
         self.execute("SELECT pg_reload_conf()")
         wanted = "sync" if synchronous else "async"
         deadline = time.monotonic() + 30
@@ -335,6 +338,65 @@ class PrivatePostgres(PrivateServer):
                 return
             time.sleep(0.05)
         raise RuntimeError("the private PostgreSQL still accepts TCP clients without password")
+
+
+class PostgresPair:
+    """A private PostgreSQL primary and its streaming standby, which ``fail_over`` swaps;
+    ``url`` lists both, in a fixed order (tests/postgres/test_failover.py)."""
+
+    def __init__(self) -> None:
+        roots = [tempfile.mkdtemp(prefix=f"authstore-pg{n}-") for n in "ab"]
+        self._roots = roots
+        self.first = PrivatePostgres(roots[0], cluster_name="authstore_a")
+        self.second = PrivatePostgres(roots[1], standby_of=self.first, cluster_name="authstore_b")
+        self.primary, self.standby = self.first, self.second
+        self.synchronous = False
+
+    def start(self) -> None:
+        self.first.init()
+        self.first.start()
+        self.second.init()
+        self.second.start()
+
+    def url(self, **options: object) -> str:
+        hosts = ",".join(f"127.0.0.1:{server.port}" for server in (self.first, self.second))
+        query = "&".join(f"{name}={value}" for name, value in options.items())
+        return f"postgresql://postgres@{hosts}/postgres?{query}"
+
+    def replicate(self, *, synchronous: bool) -> None:
+        self.synchronous = synchronous
+        self.primary.replicate_to(self.standby, synchronous=synchronous)
+
+    def fail_over(self) -> float:
+        """Kill the primary and promote the standby; the moment it can write."""
+        self.primary.kill()
+        self.standby.promote()
+        promoted = time.monotonic()
+        self.primary, self.standby = self.standby, self.primary
+        return promoted
+
+    def rejoin(self) -> None:
+        """The killed former primary back, as the new primary's standby."""
+        self.standby.rejoin_as_standby_of(self.primary)
+        self.replicate(synchronous=self.synchronous)
+
+    def repair(self) -> None:
+        """After a test that failed half-way: both servers up, one the other's standby."""
+        if not self.primary.running:
+            self.primary.start()
+        if not self.standby.running:
+            self.standby.rejoin_as_standby_of(self.primary)
+
+    def crash_restart_primary(self) -> float:
+        self.primary.kill()
+        self.primary.start()
+        return time.monotonic()
+
+    def close(self) -> None:
+        for server in (self.first, self.second):
+            server.stop()
+        for root in self._roots:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 class PrivateMariaDB(PrivateServer):

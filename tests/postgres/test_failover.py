@@ -37,8 +37,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -55,7 +53,7 @@ from authstore.adapters.common.watchdog import watchdog_margin
 from authstore.contracts.errors import BackendUnavailableError
 from authstore.contracts.testing import unavailable
 from authstore.contracts.testing.harness import LoopThread
-from tests.private_servers import PrivatePostgres
+from tests.private_servers import PostgresPair, PrivatePostgres
 
 RUNS = int(os.environ.get("AUTHSTORE_FAILOVER_RUNS", "2"))
 """Failovers with synchronous replication; half as many (at least one) without."""
@@ -74,70 +72,12 @@ WRITING_AFTER = 0.3
 KINDS = ("blacklist", "user", "session", "link")
 
 
-class Pair:
-    """A primary and its streaming standby; ``url`` lists both, in a fixed order."""
-
-    def __init__(self) -> None:
-        roots = [tempfile.mkdtemp(prefix=f"authstore-pg{n}-") for n in "ab"]
-        self._roots = roots
-        self.first = PrivatePostgres(roots[0], cluster_name="authstore_a")
-        self.second = PrivatePostgres(roots[1], standby_of=self.first, cluster_name="authstore_b")
-        self.primary, self.standby = self.first, self.second
-        self.synchronous = False
-
-    def start(self) -> None:
-        self.first.init()
-        self.first.start()
-        self.second.init()
-        self.second.start()
-
-    def url(self, **options: object) -> str:
-        hosts = ",".join(f"127.0.0.1:{server.port}" for server in (self.first, self.second))
-        query = "&".join(f"{name}={value}" for name, value in options.items())
-        return f"postgresql://postgres@{hosts}/postgres?{query}"
-
-    def replicate(self, *, synchronous: bool) -> None:
-        self.synchronous = synchronous
-        self.primary.replicate_to(self.standby, synchronous=synchronous)
-
-    def fail_over(self) -> float:
-        """Kill the primary and promote the standby; the moment it can write."""
-        self.primary.kill()
-        self.standby.promote()
-        promoted = time.monotonic()
-        self.primary, self.standby = self.standby, self.primary
-        return promoted
-
-    def rejoin(self) -> None:
-        """The killed former primary back, as the new primary's standby."""
-        self.standby.rejoin_as_standby_of(self.primary)
-        self.replicate(synchronous=self.synchronous)
-
-    def repair(self) -> None:
-        """After a test that failed half-way: both servers up, one the other's standby."""
-        if not self.primary.running:
-            self.primary.start()
-        if not self.standby.running:
-            self.standby.rejoin_as_standby_of(self.primary)
-
-    def crash_restart_primary(self) -> float:
-        self.primary.kill()
-        self.primary.start()
-        return time.monotonic()
-
-    def close(self) -> None:
-        for server in (self.first, self.second):
-            server.stop()
-        for root in self._roots:
-            shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
-def pair() -> Iterator[Pair]:
+def pair() -> Iterator[PostgresPair]:
     reason = PrivatePostgres.replication_available()
     if reason is not None:
         unavailable(f"private PostgreSQL primary and standby: {reason}")
-    servers = Pair()
+    servers = PostgresPair()
     try:
         servers.start()
         yield servers
@@ -326,7 +266,7 @@ def _seconds(found: dict[str, float | None]) -> str:
 class Scene:
     """Sync and async stores on the pair's multi-host URL, opened once for every run."""
 
-    def __init__(self, pair: Pair, url: str) -> None:
+    def __init__(self, pair: PostgresPair, url: str) -> None:
         self.pair = pair
         namespace = f"fo{uuid.uuid4().hex[:8]}"
         self.loop = LoopThread()
@@ -438,7 +378,7 @@ def _written_within(write: Call, since: float, within: float) -> float | None:
             time.sleep(0.05)
 
 
-def _fail_over(pair: Pair, *, synchronous: bool, runs: int) -> list[Outcome]:
+def _fail_over(pair: PostgresPair, *, synchronous: bool, runs: int) -> list[Outcome]:
     pair.repair()
     pair.replicate(synchronous=synchronous)
     scene = Scene(pair, pair.url(timeout=TIMEOUT, connect_timeout=1, pool_size=THREADS + 2))
@@ -476,7 +416,7 @@ def _fail_over(pair: Pair, *, synchronous: bool, runs: int) -> list[Outcome]:
 
 
 def test_no_acknowledged_revocation_is_lost_with_synchronous_replication(
-    pair: Pair, record_property: Callable[[str, object], None]
+    pair: PostgresPair, record_property: Callable[[str, object], None]
 ) -> None:
     outcomes = _fail_over(pair, synchronous=True, runs=RUNS)
     record_property("acknowledged", [len(o.ledger.acknowledged) for o in outcomes])
@@ -484,7 +424,7 @@ def test_no_acknowledged_revocation_is_lost_with_synchronous_replication(
 
 
 def test_losses_with_asynchronous_replication_are_measured(
-    pair: Pair, record_property: Callable[[str, object], None]
+    pair: PostgresPair, record_property: Callable[[str, object], None]
 ) -> None:
     outcomes = _fail_over(pair, synchronous=False, runs=max(1, RUNS // 2))
     record_property("acknowledged", [len(o.ledger.acknowledged) for o in outcomes])
