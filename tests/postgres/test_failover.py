@@ -28,6 +28,9 @@ the next run fails over the other way. Each run also crash-restarts the new prim
 first host listed, so a store that reconnected to any host (libpq's default) would stay
 on the read-only standby; the stores must write again within ``RECONNECT_BOUND``.
 
+A third test stops the synchronous standby: every write then waits for it, and the
+store must still raise BackendUnavailableError within its timeout.
+
 CI runs ``RUNS`` failovers with synchronous replication (2) and one with asynchronous
 replication; ``AUTHSTORE_FAILOVER_RUNS=10`` runs more of each by hand.
 """
@@ -429,3 +432,49 @@ def test_losses_with_asynchronous_replication_are_measured(
     outcomes = _fail_over(pair, synchronous=False, runs=max(1, RUNS // 2))
     record_property("acknowledged", [len(o.ledger.acknowledged) for o in outcomes])
     record_property("lost", [len(o.lost) for o in outcomes])
+
+
+STANDBY_DOWN_AT_MOST = 12.0
+"""A safety net: the standby comes back by itself after this, so a store that waits for
+it shows as a slow call, not a run that never ends."""
+
+
+def test_with_the_synchronous_standby_down_writes_fail_in_time(pair: PostgresPair) -> None:
+    """A commit waits for the synchronous standby for as long as it is down (the
+    server's statement_timeout does not end that wait): the store call raises
+    BackendUnavailableError within its timeout anyway, and once the standby is back the
+    same stores write again. What a failed write did is unknown: its commit completes
+    when the standby returns."""
+    pair.repair()
+    pair.replicate(synchronous=True)
+    scene = Scene(pair, pair.url(timeout=TIMEOUT, connect_timeout=1, pool_size=THREADS + 2))
+    try:
+        for write in scene.writes().values():
+            assert _written_within(write, time.monotonic(), RECONNECT_BOUND) is not None
+        pair.standby.kill()
+        safety = threading.Timer(STANDBY_DOWN_AT_MOST, pair.standby.start)
+        safety.daemon = True
+        safety.start()
+        try:
+            problems = []
+            for _ in range(2):
+                for mode, write in scene.writes().items():
+                    started = time.monotonic()
+                    try:
+                        write()
+                        error: BaseException | None = None
+                    except Exception as raised:
+                        error = raised
+                    took = time.monotonic() - started
+                    if not isinstance(error, BackendUnavailableError) or took > BOUND:
+                        problems.append(f"{mode}: {error!r} after {took:.2f} s")
+        finally:
+            if safety.cancel() is None and not pair.standby.running:
+                pair.standby.start()
+        assert not problems, "with the standby down:\n" + "\n".join(problems)
+        back = time.monotonic()
+        for mode, write in scene.writes().items():
+            took = _written_within(write, back, RECONNECT_BOUND)
+            assert took is not None, f"the {mode} stores wrote nothing once the standby was back"
+    finally:
+        scene.close()
