@@ -20,7 +20,9 @@ import psycopg_pool
 import pytest
 
 import authstore
+from authstore.adapters.postgres.aio import connect_kwargs as async_connect_kwargs
 from authstore.adapters.postgres.settings import parse_settings
+from authstore.adapters.postgres.sync import connect_kwargs as sync_connect_kwargs
 from authstore.contracts.errors import (
     BackendError,
     BackendUnavailableError,
@@ -31,6 +33,7 @@ from authstore.contracts.errors import (
 from authstore.registry import StoreURL
 from tests.fresh_imports import loaded_after_import
 from tests.limiter_replay import ALGORITHMS, expected_hit, hit
+from tests.outages import free_port
 
 SECRET = "Sup3r-Secret-Pw"
 
@@ -93,6 +96,9 @@ def test_url_and_options_are_parsed() -> None:
         ("colour=blue", "unknown option"),
         ("table_prefix=bad-prefix", "table_prefix"),
         ("namespace=", "namespace"),
+        ("target_session_attrs=standby", "target_session_attrs"),
+        ("target_session_attrs=prefer-standby", "target_session_attrs"),
+        ("target_session_attrs=read-only", "target_session_attrs"),
     ],
 )
 def test_bad_options_are_configuration_errors(query: str, message: str) -> None:
@@ -109,6 +115,40 @@ def test_keywords_override_and_both_schemes_work(pg_url: str) -> None:
         cache.set("k", 1)
         assert same.get("k") == 1
         assert cache.namespace == "kw"
+
+
+def test_several_hosts_connect_to_the_primary_by_default() -> None:
+    """Both drivers get every host and, with several, ``read-write``: libpq's and
+    asyncpg's default (``any``) would keep a store on a standby listed first."""
+    several = parse_settings(StoreURL.parse("postgresql://u@db1:5433,db2/db"))
+    assert several.target_session_attrs == "read-write"
+    assert parse_settings(StoreURL.parse("postgresql://u@db1/db")).target_session_attrs is None
+    chosen = StoreURL.parse("postgresql://u@db1,db2/db?target_session_attrs=any")
+    assert parse_settings(chosen).target_session_attrs == "any"
+    psycopg_kwargs = sync_connect_kwargs(several)
+    assert (psycopg_kwargs["host"], psycopg_kwargs["port"]) == ("db1,db2", "5433,")
+    assert psycopg_kwargs["target_session_attrs"] == "read-write"
+    asyncpg_kwargs = async_connect_kwargs(several)
+    assert (asyncpg_kwargs["host"], asyncpg_kwargs["port"]) == (["db1", "db2"], [5433, 5432])
+    assert asyncpg_kwargs["target_session_attrs"] == "read-write"
+    with pytest.raises(ConfigurationError, match="target_session_attrs apply to connections"):
+        authstore.open_cache("postgresql://", client=object(), target_session_attrs="any")
+
+
+def test_a_store_skips_a_host_that_refuses(postgres_server: str) -> None:
+    """The first host listed is down: sync and async stores connect to the next one."""
+    url = StoreURL.parse(postgres_server)
+    hosts = (("127.0.0.1", free_port()), *url.hosts)
+    several = StoreURL(url.scheme, hosts, url.username, url.password, url.path, url.options)
+    with authstore.open_cache(several, namespace="hosts") as cache:
+        cache.set("k", 1)
+        assert cache.get("k") == 1
+
+    async def scenario() -> Any:
+        async with authstore.open_async_cache(several, namespace="hosts") as store:
+            return await store.get("k")
+
+    assert asyncio.run(scenario()) == 1
 
 
 def test_password_given_twice_is_refused() -> None:
