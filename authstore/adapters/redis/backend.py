@@ -29,9 +29,9 @@ from authstore.registry import StoreURL, loopback_twin
 __all__ = ["EVICTING_POLICIES", "RedisBackend", "backend", "eviction_warning", "warn_if_evicting"]
 
 _OPS: dict[StoreKind, Any] = {
-    StoreKind.CACHE: lambda _namespace: RedisCacheOps(),
+    StoreKind.CACHE: lambda _namespace, _layout: RedisCacheOps(),
     StoreKind.SESSIONS: RedisSessionOps,
-    StoreKind.TOTP: RedisTotpOps,
+    StoreKind.TOTP: lambda namespace, _layout: RedisTotpOps(namespace),
     StoreKind.MAGIC_LINKS: RedisMagicLinkOps,
 }
 
@@ -59,7 +59,10 @@ class RedisBackend(GroupingBackend):
         """Stores of ``kinds`` over one client and its pool (every topology)."""
         settings = self.settings(url)
         runner = self.runner(settings, asynchronous=asynchronous)
-        ops = {StoreKind(kind): _OPS[StoreKind(kind)](settings.namespace) for kind in kinds}
+        ops = {
+            StoreKind(kind): _OPS[StoreKind(kind)](settings.namespace, settings.layout)
+            for kind in kinds
+        }
         return SharedStores.over(
             runner, ops, asynchronous=asynchronous, namespace=settings.namespace
         )
