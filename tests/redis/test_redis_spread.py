@@ -18,8 +18,10 @@ import uuid
 from typing import Any
 
 import pytest
+import redis
 
-from authstore import open_async_sessions
+from authstore import migrate, open_async_sessions, open_magic_links, open_sessions
+from authstore.adapters.redis.backend import backend
 from authstore.adapters.redis.routing import (
     BUCKETS,
     TAGS,
@@ -28,8 +30,11 @@ from authstore.adapters.redis.routing import (
     id_bucket,
     user_bucket,
 )
+from authstore.adapters.redis.settings import parse_settings
+from authstore.contracts.errors import ConfigurationError, TokenInUseError
 from authstore.contracts.testing.harness import open_store
 from authstore.contracts.values import hash_token
+from authstore.registry import StoreURL
 from tests.counted_operations import token_lookup_operations
 from tests.redis.test_redis_backend import _counting_client
 from tests.servers.redis_topology import PrivateCluster, private_cluster
@@ -191,3 +196,92 @@ def test_routing_tags_tokens_and_ids() -> None:
     assert len({Routing.new_token("alice")[0] for _ in range(50)}) == 50
     buckets = {user_bucket(f"user-{index}") for index in range(5000)}
     assert buckets == set(range(BUCKETS))
+
+
+# --- layouts per URL, existing data, namespace-wide commands -----------------------------
+
+
+def test_layout_defaults_and_option() -> None:
+    def layout(url: str) -> str:
+        return parse_settings(StoreURL.parse(url)).layout
+
+    assert layout("redis://h:6379/0") == "namespace"
+    assert layout("redis+sentinel://h:26379/s") == "namespace"
+    assert layout("redis+unix:///tmp/r.sock") == "namespace"
+    assert layout("redis+cluster://h:7001") == "spread"
+    assert layout("redis+cluster://h:7001?layout=namespace") == "namespace"
+    assert layout("redis://h:6379/0?layout=spread") == "spread"
+    with pytest.raises(ConfigurationError, match="layout"):
+        layout("redis+cluster://h:7001?layout=user")
+
+
+def test_one_server_keeps_the_namespace_layout(single_url: str) -> None:
+    """Data an earlier release wrote on one server (keys under {NS:sessions}) is what
+    the default URL still reads and writes."""
+    raw = redis.Redis.from_url(single_url)
+    namespace = "old" + uuid.uuid4().hex[:10]
+    with open_sessions(f"{single_url}?namespace={namespace}") as sessions:
+        new = sessions.create("alice", ttl=60)
+    keys = sorted(key.decode() for key in raw.scan_iter(match=f"*{namespace}*"))
+    assert {key.split("}:")[0] for key in keys} == {f"{{{namespace}:sessions"}
+    with open_sessions(f"{single_url}?namespace={namespace}&layout=namespace") as sessions:
+        assert sessions.get(new.token) is not None
+    raw.delete(*keys)
+    raw.close()
+
+
+def test_migrate_moves_the_namespace_layout_to_spread(server_url: Any) -> None:
+    """A cluster that stored sessions and links in the namespace layout: `authstore
+    migrate` with layout=spread moves them; every token, public id, revocation and
+    consumed link keeps its meaning, and the old keys are gone."""
+    cluster = server_url("redis_cluster")
+    namespace = "mig" + uuid.uuid4().hex[:10]
+    old = f"{cluster}?namespace={namespace}&layout=namespace"
+    new = f"{cluster}?namespace={namespace}"
+    caller = "caller-" + uuid.uuid4().hex * 2
+    with open_sessions(old) as sessions, open_magic_links(old) as links:
+        made = [sessions.create(f"u{index % 7}", ttl=120) for index in range(30)]
+        mine = sessions.create("u1", ttl=120, token=caller)
+        revoked = sessions.create("u2", ttl=120)
+        assert sessions.revoke(revoked.token)
+        listed = {user: [r.id for r in sessions.list(user)] for user in ("u1", "u2")}
+        link = links.issue("u3", "u3@example.com", ttl=120)
+        used = links.issue("u4", "u4@example.com", ttl=120)
+        assert links.consume(used.token) is not None
+    report = migrate(new)
+    assert any("moved 31 sessions, 2 links" in line for line in report), report
+    assert backend.count_namespace(StoreURL.parse(cluster), namespace) > 0
+    with open_sessions(new) as sessions, open_magic_links(new) as links:
+        for session in [*made, mine]:
+            found = sessions.get(session.token)
+            assert found is not None and found.id == session.record.id
+        assert sessions.get(revoked.token) is None
+        with pytest.raises(TokenInUseError):
+            sessions.create("someone", ttl=60, token=caller)
+        assert {user: [r.id for r in sessions.list(user)] for user in listed} == listed
+        assert sessions.revoke_by_id(made[0].record.id)  # an old id: through its pointer
+        assert sessions.get(made[0].token) is None
+        assert links.consume(used.token) is None
+        peeked = links.peek(link.token)
+        assert peeked is not None and peeked.id == link.record.id
+    with open_sessions(old) as sessions:
+        assert sessions.get(made[1].token) is None  # the old layout's keys are gone
+    assert migrate(new)[0].endswith("nothing to migrate (keys and scripts appear on use)")
+    backend.clear_namespace(StoreURL.parse(cluster), namespace)
+
+
+def test_namespace_count_and_clear_reach_every_master(cluster: PrivateCluster) -> None:
+    namespace = "wide" + uuid.uuid4().hex[:8]
+    url = f"{cluster.url}?namespace={namespace}"
+    with open_sessions(url) as sessions:
+        tokens = [sessions.create(f"user-{index}", ttl=600).token for index in range(300)]
+    per_node = [
+        sum(1 for _ in node.client().scan_iter(match=f"{namespace}:*")) for node in cluster.nodes
+    ]
+    assert min(per_node) > 0
+    parsed = StoreURL.parse(cluster.url)
+    assert backend.count_namespace(parsed, namespace) == sum(per_node)
+    backend.clear_namespace(parsed, namespace)
+    assert backend.count_namespace(parsed, namespace) == 0
+    with open_sessions(url) as sessions:
+        assert sessions.get(tokens[0]) is None
