@@ -189,10 +189,10 @@ def test_routing_tags_tokens_and_ids() -> None:
     ]
     for user in ("alice", "bob", "é" * 40, "x" * 255):
         token, digest = Routing.new_token(user)
-        assert digest == hash_token(token) and len(token) == 43
+        assert digest == hash_token(token) and len(token) == 45
         assert hash_bucket(digest) == user_bucket(user)
         public_id = Routing.new_public_id(user)
-        assert len(public_id) == 22 and id_bucket(public_id) == user_bucket(user)
+        assert len(public_id) == 24 and id_bucket(public_id) == user_bucket(user)
     assert len({Routing.new_token("alice")[0] for _ in range(50)}) == 50
     buckets = {user_bucket(f"user-{index}") for index in range(5000)}
     assert buckets == set(range(BUCKETS))

@@ -11,7 +11,7 @@ A lookup by token knows only the token's hash, so the hash must name the bucket:
 ``hash_bucket`` is the hash's first byte, and the tokens authstore issues for a user
 are drawn until their hash falls in the user's bucket (``Routing.new_token``: about
 ``BUCKETS`` SHA-256 trials, a fraction of a millisecond). The token's format does not
-change and 246 of its bits stay random. A caller-supplied or pre-hashed token whose hash
+keeps its 256 random bits, followed by two characters. A caller-supplied or pre-hashed token whose hash
 falls elsewhere gets a pointer in its hash's bucket to the user's bucket (one more
 round trip on every lookup). Public ids carry their bucket in their first two
 characters (``Routing.new_public_id``).
@@ -322,12 +322,12 @@ class Routing:
 
     @staticmethod
     def new_token(user_id: str) -> tuple[str, str]:
-        """A URL-safe secret shaped as ``secrets.token_urlsafe(32)`` makes it (43
-        characters, 246 random bits) whose hash falls in ``user_id``'s bucket, and
-        that hash."""
+        """A URL-safe secret whose hash falls in ``user_id``'s bucket, and that hash:
+        ``secrets.token_urlsafe(32)`` (256 random bits, 43 characters) followed by the
+        first of 4096 two-character endings that lands there (45 characters)."""
         wanted = user_bucket(user_id)
         while True:
-            head = secrets.token_urlsafe(32)[:41].encode()
+            head = secrets.token_urlsafe(32).encode()
             for tail in _SUFFIXES:
                 digest = _sha256(head + tail)
                 if digest.digest()[0] == wanted:
@@ -335,7 +335,8 @@ class Routing:
 
     @staticmethod
     def new_public_id(user_id: str) -> str:
-        """A public id of 22 URL-safe characters naming ``user_id``'s bucket: 12 bits
-        (the bucket and 4 random bits), then 120 random bits."""
+        """A public id naming ``user_id``'s bucket: two URL-safe characters (12 bits: the
+        bucket and 4 random bits), then ``secrets.token_urlsafe(16)`` (128 random bits,
+        22 characters) as every public id."""
         value = (user_bucket(user_id) << 4) | secrets.randbelow(16)
-        return _ALPHABET[value >> 6] + _ALPHABET[value & 63] + secrets.token_urlsafe(15)
+        return _ALPHABET[value >> 6] + _ALPHABET[value & 63] + secrets.token_urlsafe(16)
