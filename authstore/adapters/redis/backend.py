@@ -109,8 +109,9 @@ class RedisBackend(GroupingBackend):
 
     @staticmethod
     def namespace_patterns(namespace: str) -> tuple[str, ...]:
-        """SCAN patterns of every key ``namespace`` holds: cache keys ``NS:kind:key``,
-        the other stores' keys under a hash tag ``{NS:kind}`` or ``{NS:totp:user}``.
+        """SCAN patterns of every key ``namespace`` holds: cache keys ``NS:kind:key``
+        and the spread layout's ``NS:sessions:{bucket tag}:...``, the other stores' keys
+        under a hash tag ``{NS:kind}`` or ``{NS:totp:user}``.
         Namespaces are ``[A-Za-z0-9_.-]``: nothing in them is a glob character."""
         return (f"{namespace}:*", f"{{{namespace}:*")
 

@@ -77,7 +77,7 @@ class RedisSettings:
     layout: str = "namespace"
     """``spread`` (the default on Redis Cluster): a user's sessions and links under its
     bucket's hash tag, buckets spread over the slots; ``namespace``: a namespace's under
-    one tag (one slot; the default elsewhere, and the layout before 0.x)."""
+    one tag (one slot; the default elsewhere, and the only layout before the option)."""
 
     @property
     def secrets(self) -> tuple[str, ...]:
