@@ -73,15 +73,17 @@ def session_totp_and_link_operations(sessions: Any, totp: Any, links: Any) -> Op
     }
 
 
-def token_lookup_operations(sessions: Any, links: Any, caller_token: str) -> Operations:
-    """The session and link operations that find a record by its token, on a token
-    authstore issued ("issued") and on ``caller_token`` given by the caller ("caller"),
-    each created here for user "t" (sessions) and "m" (links). Redis's spread layout
-    (tests/redis/test_redis_spread.py) says what each may cost: one round trip for an
-    issued token, two for a caller's whose hash falls outside its user's bucket."""
-    issued = sessions.create("t", ttl=60)
-    link = links.issue("m", "m@example.com", ttl=60, revoke_previous=False)
-    calls: Operations = {
+def token_lookup_operations(
+    sessions: Any, links: Any, issued: Any, link: Any, caller_token: str
+) -> Operations:
+    """The session and link operations that find a record by its token: on ``issued``
+    (a new session of user "t") and ``link`` (a new link of user "m"), whose tokens
+    authstore issued, and on ``caller_token``, given by the caller (a session of "t",
+    then a link of "m", made here). Sync or async stores alike (an async call returns
+    its coroutine). Redis's spread layout (tests/redis/test_redis_spread.py) says what
+    each may cost: one round trip for an issued token, two for a caller's whose hash
+    falls outside its user's bucket."""
+    return {
         "issued sessions.get": lambda: sessions.get(issued.token),
         "issued sessions.touch": lambda: sessions.touch(issued.token, ttl=120),
         "issued sessions.revoke_by_id": lambda: sessions.revoke_by_id(issued.record.id),
@@ -98,4 +100,3 @@ def token_lookup_operations(sessions: Any, links: Any, caller_token: str) -> Ope
         "caller links.peek": lambda: links.peek(caller_token),
         "caller links.consume": lambda: links.consume(caller_token),
     }
-    return calls

@@ -150,37 +150,51 @@ def test_namespace_layout_puts_everything_on_one_master(cluster: PrivateCluster)
 # --- round trips (any topology: the layout decides them; counted on the single server) ---
 
 
-def _caller_token(user_id: str) -> str:
-    """A caller-supplied token whose hash falls outside ``user_id``'s bucket."""
+def _caller_token(*users: str) -> str:
+    """A caller-supplied token whose hash falls outside the buckets of ``users``."""
     while True:
         token = "caller-" + uuid.uuid4().hex + uuid.uuid4().hex
-        if hash_bucket(hash_token(token)) != user_bucket(user_id):
+        if hash_bucket(hash_token(token)) not in {user_bucket(user) for user in users}:
             return token
 
 
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
 @pytest.mark.parametrize("layout", ["spread", "namespace"])
-def test_round_trips_per_token_operation(single_url: str, layout: str) -> None:
+def test_round_trips_per_token_operation(single_url: str, layout: str, asynchronous: bool) -> None:
     """Spread layout: one round trip for a token authstore issued, two for a caller's
     token (or a pre-hashed one) whose hash falls outside its user's bucket (the pointer,
     then the record). Namespace layout: one for every token."""
-    client, counter = _counting_client(single_url, asynchronous=False)
-    namespace = "rt" + uuid.uuid4().hex[:12]
-    url = f"redis://?layout={layout}&namespace={namespace}"
-    sessions = open_store(url, "sessions", False, client=client)  # type: ignore[arg-type]
-    links = open_store(url, "magic_links", False, client=client)  # type: ignore[arg-type]
-    counts: dict[str, int] = {}
-    for _ in range(2):  # the first pass loads the scripts
-        operations = token_lookup_operations(sessions, links, _caller_token("t"))
-        for name, call in operations.items():
-            before = counter.sent
-            call()
-            counts[name] = counter.sent - before
+
+    async def run(call: Any) -> Any:
+        result = call()
+        return (await result) if asyncio.iscoroutine(result) else result
+
+    async def main() -> dict[str, int]:
+        client, counter = _counting_client(single_url, asynchronous)
+        url = f"redis://?layout={layout}&namespace=rt{uuid.uuid4().hex[:12]}"
+        sessions = open_store(url, "sessions", asynchronous, client=client)  # type: ignore[arg-type]
+        links = open_store(url, "magic_links", asynchronous, client=client)  # type: ignore[arg-type]
+        counts: dict[str, int] = {}
+        for _ in range(2):  # the first pass loads the scripts
+            issued = await run(lambda: sessions.create("t", ttl=60))
+            link = await run(lambda: links.issue("m", "m@x.org", ttl=60, revoke_previous=False))
+            caller = _caller_token("t", "m")
+            operations = token_lookup_operations(sessions, links, issued, link, caller)
+            for name, call in operations.items():
+                before = counter.sent
+                await run(call)
+                counts[name] = counter.sent - before
+        for closing in (sessions.aclose, links.aclose, client.aclose) if asynchronous else ():
+            await closing()
+        if not asynchronous:
+            sessions.close()
+            links.close()
+            client.close()
+        return counts
+
+    counts = asyncio.run(main())
     caller = 2 if layout == "spread" else 1
-    expected = {name: caller if name.startswith("caller") else 1 for name in counts}
-    assert counts == expected
-    sessions.close()
-    links.close()
-    client.close()
+    assert counts == {name: caller if name.startswith("caller") else 1 for name in counts}
 
 
 def test_routing_tags_tokens_and_ids() -> None:
