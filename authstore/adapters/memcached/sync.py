@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.common.sockets import socket_readable
+from authstore.adapters.memcached.commands import Swap, swap_answer, swap_request, value_size
 from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
@@ -150,6 +151,28 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     def _cas(self, client: Any, key: str, value: bytes, exp: int, token: object) -> bool:
         return client.cas(key, value, token, expire=exp, noreply=False) is True
+
+    def _swap(self, client: Any, swap: Swap) -> Any:
+        """A ``Swap``: its meta set and meta get in one write, their replies read after
+        (pymemcache has no meta commands; its socket readers do the reading)."""
+        if isinstance(client, self._base.PooledClient):
+            with client.client_pool.get_and_release(destroy_on_fail=True) as pooled:
+                return self._swap(pooled, swap)
+        if client.sock is None:
+            client._connect()
+        sock = client.sock
+        try:
+            sock.sendall(swap_request(swap))
+            buf, status = self._base._readline(sock, b"")
+            client._raise_errors(status, b"ms")
+            buf, header = self._base._readline(sock, buf)
+            client._raise_errors(header, b"mg")
+            size = value_size(header)
+            value = None if size is None else self._base._readvalue(sock, buf, size)[1]
+        except Exception:
+            client.close()  # a reply left half read: the connection is unusable
+            raise
+        return swap_answer(status, header, value)
 
     def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         if client.set_many(dict(items), expire=exp, noreply=False):
