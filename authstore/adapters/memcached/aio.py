@@ -27,7 +27,7 @@ from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 
-__all__ = ["AsyncMemcachedRunner"]
+__all__ = ["AsyncMemcachedRunner", "swap"]
 
 T = TypeVar("T")
 
@@ -137,23 +137,8 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
     async def _cas(self, client: Any, key: str, value: bytes, exp: int, token: object) -> bool:
         return bool(await client.cas(key.encode(), value, token, exp))
 
-    async def _swap(self, client: Any, swap: Swap) -> Any:
-        """A ``Swap``: its meta set and meta get in one write, their replies read after
-        (aiomcache has no meta commands). A failed connection is closed, as aiomcache
-        closes its own."""
-        conn = await client._pool.acquire()
-        try:
-            conn.writer.write(swap_request(swap))
-            status = await _line(conn.reader, self._aiomcache)
-            header = await _line(conn.reader, self._aiomcache)
-            size = value_size(header)
-            value = None if size is None else (await conn.reader.readexactly(size + 2))[:-2]
-            return swap_answer(status, header, value)
-        except Exception as error:
-            conn.reader.set_exception(error)
-            raise
-        finally:
-            client._pool.release(conn)
+    async def _swap(self, client: Any, request: Swap) -> Any:
+        return await swap(client, request)
 
     async def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         for key, value in items:
@@ -187,14 +172,35 @@ async def _execute_simple_command(self: Any, conn: Any, raw_command: bytes) -> b
     return line[:-2]
 
 
-async def _line(reader: asyncio.StreamReader, aiomcache: Any) -> bytes:
+async def swap(client: Any, request: Swap) -> tuple[bytes | None, tuple[bytes, bytes] | None]:
+    """A ``Swap`` on an aiomcache ``Client``: its meta set and meta get in one write,
+    their replies read after (aiomcache has no meta commands). A failed connection is
+    closed, as aiomcache closes its own."""
+    conn = await client._pool.acquire()
+    try:
+        conn.writer.write(swap_request(request))
+        status = await _line(conn.reader)
+        header = await _line(conn.reader)
+        size = value_size(header)
+        value = None if size is None else (await conn.reader.readexactly(size + 2))[:-2]
+        return swap_answer(status, header, value)
+    except Exception as error:
+        conn.reader.set_exception(error)
+        raise
+    finally:
+        client._pool.release(conn)
+
+
+async def _line(reader: asyncio.StreamReader) -> bytes:
     """One reply line, CRLF stripped; an error line raises aiomcache's ClientException,
     a connection closed mid-reply ConnectionResetError."""
     line = await reader.readline()
     if not line.endswith(b"\r\n"):
         raise ConnectionResetError("memcached closed the connection mid-reply")
     if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
-        raise aiomcache.ClientException("memcached: " + line[:-2].decode(errors="replace"))
+        from aiomcache import ClientException
+
+        raise ClientException("memcached: " + line[:-2].decode(errors="replace"))
     return line[:-2]
 
 
