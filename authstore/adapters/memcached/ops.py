@@ -107,6 +107,10 @@ class MemcachedCacheOps:
         self.chunk_bytes = chunk_bytes
         self._known: dict[str, Entry] = {}
         """memcached key -> the entry (with its CAS token) this store last saw there."""
+        self._idle: set[str] = set()
+        """Keys where this store's last update wrote nothing (a refused hit): the next
+        is most likely refused too, and a refusal is decided on an entry read, so it
+        reads first rather than compute on the remembered entry, then read."""
 
     def ping(self) -> Op[None]:
         yield Version()
@@ -326,22 +330,31 @@ class MemcachedCacheOps:
     def _update(self, target: str, change: Change[R]) -> Op[R]:
         """``change`` applied to the entry at ``target`` atomically (see the module's
         doc): computed on the entry this store remembers there, stored by a ``Swap``
-        only if the key still holds it, else computed again on the entry read back."""
+        only if the key still holds it, else computed again on the entry read back.
+        An outcome that writes nothing (or a ValueError) counts only when computed on
+        an entry read in this call."""
         entry = self._known.get(target)
-        verified = False  # whether ``entry`` was read in this operation
+        verified = False  # whether ``entry`` was read in this call
+        reading = target in self._idle  # the last call here wrote nothing: read first
         for _ in self._attempts():
+            if reading:
+                found = yield Get((target,), True)
+                entry = unpack(*found[target]) if found else None
+                self._note(target, entry)
+                verified, reading = True, False
             now = self.clock()
             try:
                 result, expires_at, body = change(entry, now)
             except ValueError:
                 if verified:
                     raise
-                entry, verified = (yield from self._read(target)), True
+                reading = True
                 continue
             if body is None:  # writes nothing: decided on an entry just read only
                 if verified:
+                    self._note_idle(target)
                     return result
-                entry, verified = (yield from self._read(target)), True
+                reading = True
                 continue
             packed = pack(expires_at, body)
             token, current = yield Swap(
@@ -349,17 +362,20 @@ class MemcachedCacheOps:
             )
             if token is not None:
                 self._note(target, _tuple_new(Entry, (expires_at, body, token)))
+                if verified:
+                    self._idle.discard(target)
                 return result
+            # not stored: the entry read back is the current one
             entry = None if current is None else unpack(*current)
             self._note(target, entry)
             verified = True
         raise self._give_up()
 
-    def _read(self, target: str) -> Op[Entry | None]:
-        found = yield Get((target,), True)
-        entry = unpack(*found[target]) if found else None
-        self._note(target, entry)
-        return entry
+    def _note_idle(self, target: str) -> None:
+        idle = self._idle
+        if len(idle) >= KNOWN_ENTRIES:
+            idle.clear()
+        idle.add(target)
 
     def _note(self, target: str, entry: Entry | None) -> None:
         known = self._known
