@@ -175,3 +175,30 @@ def test_refusals_are_decided_on_an_entry_just_read(memcached_url: str) -> None:
             mine.incr("x")
         other.set("x", 5)
         assert mine.incr("x") == 6
+
+
+def test_swap_wire_format() -> None:
+    """What a Swap writes (the add mode for no token; a token from pymemcache or a meta
+    reply as bytes, from aiomcache as an int) and how its replies read."""
+    from authstore.adapters.memcached.commands import (
+        Swap,
+        swap_answer,
+        swap_request,
+        value_size,
+    )
+    from authstore.contracts.errors import BackendError
+
+    assert swap_request(Swap("ns:r:k", b"-\n1", 62)) == (
+        b"ms ns:r:k 3 T62 ME c\r\n-\n1\r\nmg ns:r:k v c\r\n"
+    )
+    assert swap_request(Swap("k", b"v", 0, b"41")) == b"ms k 1 T0 C41 c\r\nv\r\nmg k v c\r\n"
+    assert swap_request(Swap("k", b"v", 0, 41)) == b"ms k 1 T0 C41 c\r\nv\r\nmg k v c\r\n"
+    assert swap_answer(b"HD c42", b"VA 1 c42", b"v") == (b"42", (b"v", b"42"))
+    for refused in (b"NS c0", b"EX c0", b"NF c0", b"NS", b"EX"):
+        assert swap_answer(refused, b"EN", None) == (None, None)
+    assert value_size(b"VA 12 c7") == 12 and value_size(b"EN") is None
+    for garbage in (b"HD", b"STORED", b""):
+        with pytest.raises(BackendError):
+            swap_answer(garbage, b"EN", None)
+    with pytest.raises(BackendError):
+        value_size(b"VALUE k 0 1")

@@ -22,6 +22,12 @@ current one, on which the next attempt computes: two round trips, as a read then
 write always took. An outcome that writes nothing (a refused hit, incr of a value
 that is no integer) is never decided on a remembered entry: it is read first.
 
+A CAS token names one write of one memcached process: memcached hands them out from
+one counter, counting up, so an entry written after the remembered one always has
+another token. Only a restarted memcached starts the counter again, where a token
+remembered from before could, in principle, come round again on the same key (the
+restart has already lost every limit and counter it held).
+
 Time is the client's clock (``time.time``): memcached has no command that reads its
 clock with sub-second precision in the same round trip, and stored expiries are
 compared on reads, so all clients of one memcached must keep their clocks in sync
