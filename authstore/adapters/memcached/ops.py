@@ -3,7 +3,7 @@
 Each operation yields ``commands`` and receives what memcached answered. Anything
 that reads and then writes does it with compare-and-set, and starts over when
 another client wrote in between: ``gets`` then ``add`` (no entry yet) or ``cas``
-(the entry read) for expire, add and revocations; a ``Swap`` for incr and the three
+(the entry read) for expire and add; a ``Swap`` for incr, revocations and the three
 rate limiters, which run ``common/ratelimit.py``'s ``step_*`` on the entry, so a hit
 is exactly that transition, applied atomically. After ``CAS_ATTEMPTS`` conflicts in
 a row an operation gives up with BackendUnavailableError, having written nothing: it
@@ -304,10 +304,7 @@ class MemcachedCacheOps:
     # -- revocations -------------------------------------------------------------------
 
     def raise_to(self, key: str, at: float | None, ttl: float | None) -> Op[float]:
-        target = memcached_key(key)
-        for _ in self._attempts():
-            entry = yield from self._fetch(target, cas=True)
-            now = self.clock()
+        def change(entry: Entry | None, now: float) -> tuple[float, float | None, bytes | None]:
             instant = now if at is None else at
             expires_at = None if ttl is None else now + ttl
             if entry is not None and entry.live(now):
@@ -319,11 +316,10 @@ class MemcachedCacheOps:
                 ):
                     expires_at = entry.expires_at
                 if instant == stored and expires_at == entry.expires_at:
-                    return stored
-            packed = pack(expires_at, repr(instant).encode())
-            if (yield self._write(target, entry, packed, exptime(expires_at, now))):
-                return instant
-        raise self._give_up()
+                    return stored, None, None
+            return instant, expires_at, repr(instant).encode()
+
+        return self._update(memcached_key(key), change)
 
     def read_epoch(self, key: str) -> Op[float | None]:
         live = yield from self._live([memcached_key(key)])
