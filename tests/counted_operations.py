@@ -6,6 +6,8 @@ send, and the operations are written once.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -100,3 +102,24 @@ def token_lookup_operations(
         "caller links.peek": lambda: links.peek(caller_token),
         "caller links.consume": lambda: links.consume(caller_token),
     }
+
+
+def rate_limit_operations(cache: Any) -> Operations:
+    """Rate-limit hits (allowed, refused, the first on a key) and incr, on keys only
+    ``cache`` writes; each may be called again and again (memcached's test calls each
+    once first: a refused key is full from then on)."""
+    fresh = itertools.count()
+    operations: Operations = {}
+    for algorithm in ("fixed_window", "sliding_window", "gcra"):
+        operations[f"{algorithm} allowed"] = functools.partial(
+            cache.check_rate_limit, f"open-{algorithm}", 1_000_000, 60, algorithm=algorithm
+        )
+        operations[f"{algorithm} refused"] = functools.partial(
+            cache.check_rate_limit, f"shut-{algorithm}", 1, 60, algorithm=algorithm
+        )
+        operations[f"{algorithm} first hit"] = lambda a=algorithm: cache.check_rate_limit(
+            f"new-{a}-{next(fresh)}", 10, 60, algorithm=a
+        )
+    operations["incr"] = functools.partial(cache.incr, "counted")
+    operations["incr creates"] = lambda: cache.incr(f"new-counter-{next(fresh)}", 1, ttl=60)
+    return operations
