@@ -29,7 +29,14 @@ from benchmarks.suite.ops import OPS, Stores, contenders, run_async, run_sync, s
 from benchmarks.suite.peers import async_peers, sync_peers
 from benchmarks.suite.raw import open_raw
 from benchmarks.suite.settings import describe, describe_store
-from benchmarks.suite.targets import NAMES, Target, close_stores, discover, open_stores
+from benchmarks.suite.targets import (
+    NAMES,
+    Target,
+    analyze,
+    close_stores,
+    discover,
+    open_stores,
+)
 
 __all__ = ["Results", "main", "record_row"]
 
@@ -233,6 +240,7 @@ def _sync(target: Target, budget: Budget, results: Results) -> None:
         results.notes += notes
         _settings(results, target, "sync", stores, opened)
         for op_name, group in _groups(target, ours, raws, peers):
+            analyze(target)  # what the groups before filled, every contender's tables alike
             _row(results, target, "sync", op_name, measure.measure_sync(group, budget))
     finally:
         for close in reversed(closers):
@@ -272,10 +280,12 @@ async def _async(target: Target, budget: Budget, results: Results) -> None:
         results.notes += notes
         _settings(results, target, "async", stores, opened)
         for op_name, group in _groups(target, ours, raws, peers):
+            analyze(target)
             _row(results, target, "async", op_name, await measure.measure_async(group, budget))
         await run_async(seed(stores, CALLERS))
         many = contenders(stores, CALLERS)
         for op_name, group in _groups(target, many, {}, {}):
+            analyze(target)
             found = await measure.measure_concurrent(group, budget, CALLERS)
             _row(results, target, f"async{CALLERS}", op_name, found)
     finally:

@@ -73,6 +73,11 @@ class RedisSettings:
     """A client the caller opened and keeps owning: never closed by authstore."""
     display: str = "redis://"
     """Where the store is, for reprs and errors: never a password."""
+    # --- layout (sessions and magic links) ---
+    layout: str = "namespace"
+    """``spread`` (the default on Redis Cluster): a user's sessions and links under its
+    bucket's hash tag, buckets spread over the slots; ``namespace``: a namespace's under
+    one tag (one slot; the default elsewhere, and the only layout before the option)."""
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -99,6 +104,7 @@ def parse_settings(url: StoreURL) -> RedisSettings:
     db_option = options.optional_integer("db")
     tls = url.scheme == "rediss" or options.flag("tls", False)
     ssl = _ssl(options) if tls else ()
+    layout = _layout(options.text("layout", "spread" if topology == "cluster" else "namespace"))
     options.done()
     checked_namespace(namespace)
 
@@ -165,7 +171,19 @@ def parse_settings(url: StoreURL) -> RedisSettings:
         client_name=client_name,
         client=client,
         display=display_name(url, client),
+        layout=layout,
     )
+
+
+# --- layout -------------------------------------------------------------------------------
+
+LAYOUTS = ("namespace", "spread")
+
+
+def _layout(value: str) -> str:
+    if value not in LAYOUTS:
+        raise ConfigurationError(f"layout={value!r} must be one of {', '.join(LAYOUTS)}")
+    return value
 
 
 def _db(text: str) -> int:
