@@ -1,6 +1,7 @@
 """``python -m benchmarks.capacity`` (the numbers behind docs/scaling.md) keeps working:
 a short run on Redis writes both files, and the server's CPU time it reads from /proc
-moves with the calls made (not a constant, not the client's time)."""
+moves with the calls made (not a constant, not the client's time). A private Redis:
+other tests' calls on a shared server would be counted as this run's."""
 
 from __future__ import annotations
 
@@ -8,19 +9,30 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import redis
 
 from benchmarks.capacity import cpu_seconds, server_pids
-from tests.servers.defaults import default_url
+from tests.servers.redis_topology import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("AUTHSTORE_TEST_REDIS_URL") or default_url("redis")
 
 
-def test_server_cpu_grows_with_the_calls_made() -> None:
-    client = redis.Redis.from_url(REDIS_URL)
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = RedisProcess(tmp_path_factory.mktemp("capacity"), free_port(), label="capacity")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.kill()
+
+
+def test_server_cpu_grows_with_the_calls_made(private_redis: str) -> None:
+    client = redis.Redis.from_url(private_redis)
     port = client.connection_pool.connection_kwargs["port"]
     pids = server_pids(port)
     assert os.getpid() not in pids
@@ -31,7 +43,7 @@ def test_server_cpu_grows_with_the_calls_made() -> None:
     client.close()
 
 
-def test_capacity_run_writes_its_report(tmp_path: Path) -> None:
+def test_capacity_run_writes_its_report(private_redis: str, tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -41,7 +53,7 @@ def test_capacity_run_writes_its_report(tmp_path: Path) -> None:
             "0.3",
             "--out",
             str(tmp_path),
-            REDIS_URL,
+            private_redis,
         ],
         cwd=ROOT,
         capture_output=True,
