@@ -26,7 +26,7 @@ from authstore.adapters.common.ops import (
     SlidingWindowState,
 )
 from authstore.adapters.common.ratelimit import EPSILON, limiter_state
-from authstore.adapters.redis.commands import Batch, Call, Script, lua
+from authstore.adapters.redis.commands import Batch, Call, Script, lua, security_write
 from authstore.contracts.errors import TokenInUseError
 from authstore.contracts.records import (
     MagicLinkRecord,
@@ -128,6 +128,7 @@ class RedisCacheOps(_Health):
             return None
         return math.inf if remaining == -1 else remaining / 1000
 
+    @security_write
     def raise_to(self, key: str, at: float | None, ttl: float | None) -> Op[float]:
         at_text = NONE if at is None else repr(at)
         stored = yield Script(lua("raise_to"), (key,), (at_text, milliseconds(ttl)))
@@ -229,6 +230,7 @@ class _TaggedOps(_Health):
 class RedisSessionOps(_TaggedOps):
     kind = "sessions"
 
+    @security_write
     def create(self, draft: SessionDraft, max_sessions: int | None) -> Op[SessionRecord]:
         row = yield self._script(
             "session_create",
@@ -256,14 +258,17 @@ class RedisSessionOps(_TaggedOps):
         row = yield self._script("session_touch", token_hash, ttl_text)
         return None if row is None else _session(row)
 
+    @security_write
     def revoke(self, token_hash: str) -> Op[bool]:
         revoked: int = yield self._script("session_revoke", token_hash, NONE, NONE)
         return revoked == 1
 
+    @security_write
     def revoke_by_id(self, session_id: str, user_id: str | None) -> Op[bool]:
         revoked: int = yield self._script("session_revoke", NONE, session_id, _optional(user_id))
         return revoked == 1
 
+    @security_write
     def revoke_all(self, user_id: str, except_hash: str | None, except_id: str | None) -> Op[int]:
         revoked: int = yield self._script(
             "session_revoke_all", user_id, _optional(except_hash), _optional(except_id)
@@ -305,10 +310,12 @@ class RedisTotpOps(_Health):
     def save_pending(self, user_id: str, secret: bytes) -> Op[None]:
         yield self._script("totp_save_pending", user_id, secret)
 
+    @security_write
     def enable(self, user_id: str) -> Op[bool]:
         enabled: int = yield self._script("totp_enable", user_id)
         return enabled == 1
 
+    @security_write
     def disable(self, user_id: str) -> Op[bool]:
         existed: int = yield self._script("totp_disable", user_id)
         return existed == 1
@@ -331,14 +338,17 @@ class RedisTotpOps(_Health):
             backup_code_hashes=tuple(bytes(code).decode() for code in hashes),
         )
 
+    @security_write
     def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> Op[None]:
         yield self._script("totp_replace_codes", user_id, *code_hashes)
 
+    @security_write
     def use_backup_code(self, user_id: str, code_hash: str) -> Op[bool]:
         # One SREM: among concurrent callers only one removes the member.
         removed: int = yield Call(("SREM", self._keys(user_id)[1], code_hash))
         return removed == 1
 
+    @security_write
     def claim_step(self, user_id: str, step: int) -> Op[bool]:
         claimed: int = yield self._script("totp_claim_step", user_id, str(step))
         return claimed == 1
@@ -365,6 +375,7 @@ def _link(row: Sequence[Any]) -> MagicLinkRecord:
 class RedisMagicLinkOps(_TaggedOps):
     kind = "links"
 
+    @security_write
     def issue(self, draft: LinkDraft, revoke_previous: bool) -> Op[MagicLinkRecord]:
         row = yield self._script(
             "link_issue",
@@ -386,10 +397,12 @@ class RedisMagicLinkOps(_TaggedOps):
         row = yield self._script("link_peek", token_hash)
         return None if row is None else _link(row)
 
+    @security_write
     def consume(self, token_hash: str, application_id: str | None) -> Op[MagicLinkRecord | None]:
         row = yield self._script("link_consume", token_hash, _optional(application_id))
         return None if row is None else _link(row)
 
+    @security_write
     def revoke_user(self, user_id: str) -> Op[int]:
         revoked: int = yield self._script("link_revoke_user", user_id)
         return revoked
