@@ -8,28 +8,12 @@ NOSCRIPT (after a restart, a failover or SCRIPT FLUSH).
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, ParamSpec, TypeVar
 
-__all__ = [
-    "Batch",
-    "Call",
-    "Command",
-    "Durable",
-    "Lua",
-    "Script",
-    "includes",
-    "lua",
-    "security_write",
-]
-
-P = ParamSpec("P")
-T = TypeVar("T")
+__all__ = ["Batch", "Call", "Command", "Lua", "Script", "includes", "lua"]
 
 Arg = str | bytes | int | float
 
@@ -74,55 +58,7 @@ class Batch:
     calls: tuple[Call, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Durable:
-    """A security write's command (``security_write``): with ``durability=replicated`` the
-    runner sends ``WAIT`` right behind it on the same connection and acknowledges the
-    write only once enough replicas have it; otherwise it runs as ``command`` would."""
-
-    command: Call | Script
-
-    @property
-    def key(self) -> str | bytes | int | float:
-        """The key naming the node that takes the write (Redis Cluster)."""
-        command = self.command
-        return command.keys[0] if type(command) is Script else command.args[1]
-
-
-Command = Call | Script | Batch | Durable
-
-
-def security_write(
-    method: Callable[P, Generator[Any, Any, T]],
-) -> Callable[P, Generator[Any, Any, T]]:
-    """Marks an op as a security write (a revocation, a consumed link, a claimed TOTP
-    step): a write a failover must not undo. Every command it yields goes as
-    ``Durable``; a ``Batch`` cannot (its WAIT would land in its MULTI/EXEC)."""
-
-    @functools.wraps(method)
-    def op(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, T]:
-        inner = method(*args, **kwargs)
-        try:
-            command = next(inner)
-            while True:
-                if type(command) is Batch:
-                    raise TypeError(f"{method.__qualname__}: a security write yielded a Batch")
-                try:
-                    reply = yield Durable(command)
-                except GeneratorExit:
-                    raise
-                except BaseException as error:
-                    command = inner.throw(error)
-                else:
-                    command = inner.send(reply)
-        except StopIteration as done:
-            value: T = done.value
-            return value
-        finally:
-            inner.close()
-
-    op.security_write = True  # type: ignore[attr-defined]
-    return op
+Command = Call | Script | Batch
 
 
 INCLUDE = b"-- include:"

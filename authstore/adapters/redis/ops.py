@@ -24,9 +24,10 @@ from authstore.adapters.common.ops import (
     Op,
     SessionDraft,
     SlidingWindowState,
+    security_write,
 )
 from authstore.adapters.common.ratelimit import EPSILON, limiter_state
-from authstore.adapters.redis.commands import Batch, Call, Script, lua, security_write
+from authstore.adapters.redis.commands import Batch, Call, Script, lua
 from authstore.contracts.errors import TokenInUseError
 from authstore.contracts.records import (
     MagicLinkRecord,

@@ -26,9 +26,9 @@ import warnings
 from collections.abc import Generator
 from typing import Any, NamedTuple, TypeVar
 
-from authstore.adapters.common.ops import Op, translated
+from authstore.adapters.common.ops import Durable, Op, translated
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
-from authstore.adapters.redis.commands import Batch, Call, Durable, Script
+from authstore.adapters.redis.commands import Batch, Call, Script
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError, StoreClosedError
 from authstore.registry import require_module
@@ -264,11 +264,16 @@ class RedisRunner:
         """A security write followed by WAIT on its connection; its reply once ``wait``'s
         replicas have it (a script the server lacks goes again, as EVAL)."""
         command = durable.command
-        script = command if isinstance(command, Script) else None
-        first = command.args if script is None else script.evalsha()
-        reply, acked = yield Waited(first, wait, durable.key)
+        key: Any
+        if type(command) is Script:
+            script, first, key = command, command.evalsha(), command.keys[0]
+        elif type(command) is Call:
+            script, first, key = None, command.args, command.args[1]
+        else:  # a Batch's WAIT would land in its MULTI/EXEC
+            raise TypeError(f"a security write yielded {command!r}: a Call or a Script only")
+        reply, acked = yield Waited(first, wait, key)
         if script is not None and isinstance(reply, self.errors.NoScriptError):
-            reply, acked = yield Waited(script.eval(), wait, durable.key)
+            reply, acked = yield Waited(script.eval(), wait, key)
         if isinstance(reply, BaseException):
             raise reply  # the write itself failed: WAIT's answer says nothing
         _, replicas, milliseconds = wait
