@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn, ParamSpec, Protocol, TypeVar
 
 from authstore.contracts.records import (
@@ -110,11 +109,10 @@ def immediate(fn: Callable[P, T]) -> Callable[P, Op[T]]:
 C = TypeVar("C")
 
 
-@dataclass(frozen=True, slots=True)
-class Durable:
+class Durable(NamedTuple):
     """A command of a security write (``security_write``): with ``durability=replicated``
     the runner acknowledges it only once replicas have it; otherwise it runs as
-    ``command`` would."""
+    ``command`` would. (A tuple: made on every security write, whatever the option.)"""
 
     command: Any
 

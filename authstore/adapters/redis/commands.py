@@ -60,7 +60,6 @@ class Batch:
 
 Command = Call | Script | Batch
 
-
 INCLUDE = b"-- include:"
 """A script's first line may name the helper files it needs, in order
 (``-- include: _prelude.lua, _sessions.lua``): shared clock, number format, key layout."""
