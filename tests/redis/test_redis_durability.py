@@ -310,3 +310,27 @@ def test_cluster_waits_on_the_node_that_took_the_write() -> None:
                 learnt.add(owner.port)
                 assert sent == {node.port: once if node is owner else 0 for node in cluster.nodes}
                 assert cache.is_blacklisted(jti)
+
+
+def test_cluster_a_write_redirected_from_its_wait_is_not_acknowledged() -> None:
+    """After resharding, a client with the old slot map sends the write and its WAIT to
+    the old owner: the write is redirected (MOVED) to the new owner, its WAIT is not, and
+    would count another connection's writes. The store notices the slot moved and does
+    not acknowledge; the next write goes, with its WAIT, to the new owner."""
+    with private_cluster() as cluster:
+        namespace = _namespace()
+        url = _with(cluster.url, "durability=replicated&replica_timeout=0.1")
+        with open_cache(url, namespace=namespace) as cache:
+            slot = cluster.slot_of(f"{namespace}:b:jti")
+            owner = cluster.owner_of(slot)
+            with pytest.raises(BackendUnavailableError, match=MAYBE):
+                cache.add_to_blacklist("jti", 600)  # the client learns the slot map
+            new_owner = next(node for node in cluster.nodes if node is not owner)
+            cluster.migrate_slot(slot, new_owner)
+            before = waits(new_owner)
+            with pytest.raises(BackendUnavailableError, match="slot moved"):
+                cache.add_to_blacklist("jti", 900)
+            with pytest.raises(BackendUnavailableError, match=MAYBE):
+                cache.add_to_blacklist("jti", 900)
+            assert waits(new_owner) > before
+            assert cache.is_blacklisted("jti")
