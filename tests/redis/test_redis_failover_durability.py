@@ -82,6 +82,8 @@ class LaggingLink:
             except OSError:
                 return
             master.settimeout(None)
+            for sock in (replica, master):  # as Redis's own: Nagle would hold bytes 40 ms
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sockets += [replica, master]
             late: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
             self._start(self._pump, replica, master, None)
