@@ -45,6 +45,7 @@ SERIAL = (
     "tests/thirdparty/test_planted_races.py",
     "tests/mongodb/*",
     "tests/postgres/test_postgres_concurrency.py::test_one_connection_serves_many_*",
+    "tests/postgres/test_failover.py",
 )
 """Tests that freeze, kill or restart servers, count connections, start servers or apps
 on ports, bound how long a call may take, need a race to interleave (a planted bug must

@@ -179,13 +179,13 @@ def migrate_then_use(url: str, worker: int, start: float) -> tuple[str, bool]:
 
 
 def check_processes_migrate_a_fresh_database_once(url: str, family: str) -> None:
-    """One process applies both migrations; the others find them applied."""
+    """One process applies every migration; the others find them applied."""
     start = time.time() + START_DELAY
     results = in_processes(migrate_then_use, [(url, n, start) for n in range(PROCESSES)])
     reports = sorted(report for report, _ in results)
     assert all(used for _, used in results), results
-    assert reports == [f"{family}: schema at version 2 (applied 0)"] * (PROCESSES - 1) + [
-        f"{family}: schema at version 2 (applied 2)"
+    assert reports == [f"{family}: schema at version 3 (applied 0)"] * (PROCESSES - 1) + [
+        f"{family}: schema at version 3 (applied 3)"
     ], reports
 
 

@@ -6,6 +6,8 @@ send, and the operations are written once.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -71,3 +73,53 @@ def session_totp_and_link_operations(sessions: Any, totp: Any, links: Any) -> Op
         "links.consume": lambda: links.consume(link.token),
         "links.revoke_user": lambda: links.revoke_user("w"),
     }
+
+
+def token_lookup_operations(
+    sessions: Any, links: Any, issued: Any, link: Any, caller_token: str
+) -> Operations:
+    """The session and link operations that find a record by its token: on ``issued``
+    (a new session of user "t") and ``link`` (a new link of user "m"), whose tokens
+    authstore issued, and on ``caller_token``, given by the caller (a session of "t",
+    then a link of "m", made here). Sync or async stores alike (an async call returns
+    its coroutine). Redis's spread layout (tests/redis/test_redis_spread.py) says what
+    each may cost: one round trip for an issued token, two for a caller's whose hash
+    falls outside its user's bucket."""
+    return {
+        "issued sessions.get": lambda: sessions.get(issued.token),
+        "issued sessions.touch": lambda: sessions.touch(issued.token, ttl=120),
+        "issued sessions.revoke_by_id": lambda: sessions.revoke_by_id(issued.record.id),
+        "issued sessions.revoke": lambda: sessions.revoke(issued.token),
+        "issued links.peek": lambda: links.peek(link.token),
+        "issued links.consume": lambda: links.consume(link.token),
+        "caller sessions.create": lambda: sessions.create("t", ttl=60, token=caller_token),
+        "caller sessions.get": lambda: sessions.get(caller_token),
+        "caller sessions.touch": lambda: sessions.touch(caller_token, ttl=120),
+        "caller sessions.revoke": lambda: sessions.revoke(caller_token),
+        "caller links.issue": lambda: links.issue(
+            "m", "m@example.com", ttl=60, revoke_previous=False, token=caller_token
+        ),
+        "caller links.peek": lambda: links.peek(caller_token),
+        "caller links.consume": lambda: links.consume(caller_token),
+    }
+
+
+def rate_limit_operations(cache: Any) -> Operations:
+    """Rate-limit hits (allowed, refused, the first on a key) and incr, on keys only
+    ``cache`` writes; each may be called again and again (memcached's test calls each
+    once first: a refused key is full from then on)."""
+    fresh = itertools.count()
+    operations: Operations = {}
+    for algorithm in ("fixed_window", "sliding_window", "gcra"):
+        operations[f"{algorithm} allowed"] = functools.partial(
+            cache.check_rate_limit, f"open-{algorithm}", 1_000_000, 60, algorithm=algorithm
+        )
+        operations[f"{algorithm} refused"] = functools.partial(
+            cache.check_rate_limit, f"shut-{algorithm}", 1, 60, algorithm=algorithm
+        )
+        operations[f"{algorithm} first hit"] = lambda a=algorithm: cache.check_rate_limit(
+            f"new-{a}-{next(fresh)}", 10, 60, algorithm=a
+        )
+    operations["incr"] = functools.partial(cache.incr, "counted")
+    operations["incr creates"] = lambda: cache.incr(f"new-counter-{next(fresh)}", 1, ttl=60)
+    return operations

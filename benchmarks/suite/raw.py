@@ -463,7 +463,9 @@ class AsyncMongoRaw(MongoRaw):
 
 class _Memcached(RawDriver):
     """The operation yields memcached commands itself; CAS tokens are replayed as
-    recorded (a replayed ``cas`` is answered "exists": still one round trip)."""
+    recorded (a replayed ``cas`` is answered "exists": still one round trip). A ``Swap``
+    (incr, rate limits) is its meta set and meta get in one write, the bytes authstore's
+    runner writes (``commands.swap_request``), its replies read the runner's way."""
 
     def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
         return op  # type: ignore[no-any-return]
@@ -478,9 +480,19 @@ class MemcachedRaw(_Memcached):
         self.client = Client(self.target.address, default_noreply=False)
 
     def execute(self, request: Any) -> Any:
-        from authstore.adapters.memcached.commands import Delete, Get, SetMany, Store, Touch
+        from authstore.adapters.memcached.commands import (
+            Delete,
+            Get,
+            SetMany,
+            Store,
+            Swap,
+            Touch,
+        )
+        from authstore.adapters.memcached.sync import swap
 
         client = self.client
+        if isinstance(request, Swap):
+            return swap(client, request)
         if isinstance(request, Get):
             if request.cas:
                 return {k: v for k in request.keys if (v := client.gets(k))[0] is not None}
@@ -513,9 +525,12 @@ class AsyncMemcachedRaw(_Memcached):
         self.client = aiomcache.Client(host, port)
 
     async def execute(self, request: Any) -> Any:
-        from authstore.adapters.memcached.commands import Get, Store
+        from authstore.adapters.memcached.aio import swap
+        from authstore.adapters.memcached.commands import Get, Store, Swap
 
         client = self.client
+        if isinstance(request, Swap):
+            return await swap(client, request)
         if isinstance(request, Get):
             if request.cas:
                 found = {}

@@ -27,7 +27,14 @@ from benchmarks.suite.memory_bound import measure_memory_bound
 from benchmarks.suite.ops import OPS, Stores, contenders, run_async, run_sync, seed
 from benchmarks.suite.peers import async_peers, sync_peers
 from benchmarks.suite.raw import open_raw
-from benchmarks.suite.targets import NAMES, Target, close_stores, discover, open_stores
+from benchmarks.suite.targets import (
+    NAMES,
+    Target,
+    analyze,
+    close_stores,
+    discover,
+    open_stores,
+)
 
 __all__ = ["Results", "main", "record_row"]
 
@@ -213,6 +220,7 @@ def _sync(target: Target, budget: Budget, results: Results) -> None:
             peers, notes = {}, [f"{target.name}: peers not installed ({error})"]
         results.notes += notes
         for op_name, group in _groups(target, ours, raws, peers):
+            analyze(target)  # what the groups before filled, every contender's tables alike
             _row(results, target, "sync", op_name, measure.measure_sync(group, budget))
     finally:
         for close in reversed(closers):
@@ -249,10 +257,12 @@ async def _async(target: Target, budget: Budget, results: Results) -> None:
             peers, notes = {}, [f"{target.name} async: peers not installed ({error})"]
         results.notes += notes
         for op_name, group in _groups(target, ours, raws, peers):
+            analyze(target)
             _row(results, target, "async", op_name, await measure.measure_async(group, budget))
         await run_async(seed(stores, CALLERS))
         many = contenders(stores, CALLERS)
         for op_name, group in _groups(target, many, {}, {}):
+            analyze(target)
             found = await measure.measure_concurrent(group, budget, CALLERS)
             _row(results, target, f"async{CALLERS}", op_name, found)
     finally:

@@ -13,13 +13,14 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import authstore
 from benchmarks.suite.ops import Stores
 from tests.servers.defaults import default_url, env_var
 
-__all__ = ["NAMES", "Target", "discover", "open_stores", "close_stores"]
+__all__ = ["NAMES", "Target", "analyze", "discover", "open_stores", "close_stores"]
 
 NAMES = ("memory", "sqlite", "postgresql", "mariadb", "redis", "memcached", "mongodb")
 NETWORK = ("postgresql", "mariadb", "redis", "memcached", "mongodb")
@@ -190,6 +191,53 @@ def close_stores(stores: Stores) -> Any:
             await store.aclose()
 
     return close_all()
+
+
+def analyze(target: Target) -> None:
+    """ANALYZE every table this run filled on the target, authstore's and the peers' alike
+    (Django's, pyrate-limiter's): no contender is measured on statistics gathered while
+    its tables were empty, or on none (autovacuum off, as on the test server)."""
+    if target.name == "sqlite":
+        import sqlite3
+
+        path = Path(target.server.split("sqlite:///", 1)[1].split("?", 1)[0])
+        for file in sorted(path.parent.glob(f"{path.stem}*{path.suffix}")):  # and the peers'
+            database = sqlite3.connect(file, timeout=30)
+            try:
+                database.execute("ANALYZE")
+                database.commit()
+            finally:
+                database.close()
+    elif target.name == "postgresql":
+        import psycopg
+
+        with psycopg.connect(target.server, autocommit=True) as connection:
+            names = connection.execute(
+                "SELECT format('%%I.%%I', schemaname, tablename) FROM pg_tables "
+                "WHERE schemaname = %s OR (schemaname = current_schema() "
+                "AND (starts_with(tablename, %s) OR tablename LIKE %s))",
+                [target.tag, target.tag, f"%pyrate_{target.tag}%"],
+            ).fetchall()
+            if names:
+                connection.execute(f"ANALYZE {', '.join(name for (name,) in names)}")
+    elif target.name == "mariadb":
+        import pymysql
+
+        server = pymysql.connect(**mysql_arguments(target.server), autocommit=True)
+        try:
+            with server.cursor() as cursor:
+                cursor.execute(
+                    "SELECT CONCAT('`', table_schema, '`.`', table_name, '`') "
+                    "FROM information_schema.tables WHERE table_schema = %s "
+                    "OR (table_schema = DATABASE() AND LEFT(table_name, %s) = %s)",
+                    (target.tag, len(target.tag), target.tag),
+                )
+                listed: list[str] = [name for (name,) in cursor.fetchall()]
+                if listed:
+                    cursor.execute(f"ANALYZE TABLE {', '.join(listed)}")
+                    cursor.fetchall()
+        finally:
+            server.close()
 
 
 def _drop_tables(target: Target) -> None:

@@ -122,8 +122,8 @@ def test_migrate_is_idempotent_and_makes_innodb_binary_keyed_tables(
     mysql_server: str, fresh_prefix: str, admin: pymysql.Connection[Any]
 ) -> None:
     url = with_options(mysql_server, table_prefix=fresh_prefix)
-    assert authstore.migrate(url) == ["mysql: schema at version 2 (applied 2)"]
-    assert authstore.migrate(url) == ["mysql: schema at version 2 (applied 0)"]
+    assert authstore.migrate(url) == ["mysql: schema at version 3 (applied 3)"]
+    assert authstore.migrate(url) == ["mysql: schema at version 3 (applied 0)"]
     with admin.cursor() as cursor:
         cursor.execute(
             "SELECT table_name, engine FROM information_schema.tables "
@@ -140,7 +140,7 @@ def test_migrate_is_idempotent_and_makes_innodb_binary_keyed_tables(
         cursor.execute(f"SELECT version FROM {fresh_prefix}schema_version")
         versions = cursor.fetchall()
     assert set(engines.values()) == {"InnoDB"} and len(engines) == 7, engines
-    assert versions == ((1,), (2,))
+    assert versions == ((1,), (2,), (3,))
     for column in ("namespace", "token_hash", "id", "user_id", "device_id", "ip_address"):
         assert types[column] == "varbinary", (column, types[column])
 
@@ -228,9 +228,9 @@ def test_processes_migrating_a_fresh_prefix_at_once(mysql_server: str, fresh_pre
             _migrate_then_use, [(url, n, start) for n in range(processes)], chunksize=1
         )
     assert all(ok for _, ok in results), results
-    assert sorted(report for report, _ in results) == ["mysql: schema at version 2 (applied 0)"] * (
+    assert sorted(report for report, _ in results) == ["mysql: schema at version 3 (applied 0)"] * (
         processes - 1
-    ) + ["mysql: schema at version 2 (applied 2)"]
+    ) + ["mysql: schema at version 3 (applied 3)"]
 
 
 def test_keys_ids_and_tokens_are_exact(mysql_url: str) -> None:

@@ -20,7 +20,9 @@ import psycopg_pool
 import pytest
 
 import authstore
+from authstore.adapters.postgres.aio import connect_kwargs as async_connect_kwargs
 from authstore.adapters.postgres.settings import parse_settings
+from authstore.adapters.postgres.sync import connect_kwargs as sync_connect_kwargs
 from authstore.contracts.errors import (
     BackendError,
     BackendUnavailableError,
@@ -31,6 +33,7 @@ from authstore.contracts.errors import (
 from authstore.registry import StoreURL
 from tests.fresh_imports import loaded_after_import
 from tests.limiter_replay import ALGORITHMS, expected_hit, hit
+from tests.outages import free_port
 
 SECRET = "Sup3r-Secret-Pw"
 
@@ -93,6 +96,9 @@ def test_url_and_options_are_parsed() -> None:
         ("colour=blue", "unknown option"),
         ("table_prefix=bad-prefix", "table_prefix"),
         ("namespace=", "namespace"),
+        ("target_session_attrs=standby", "target_session_attrs"),
+        ("target_session_attrs=prefer-standby", "target_session_attrs"),
+        ("target_session_attrs=read-only", "target_session_attrs"),
     ],
 )
 def test_bad_options_are_configuration_errors(query: str, message: str) -> None:
@@ -109,6 +115,40 @@ def test_keywords_override_and_both_schemes_work(pg_url: str) -> None:
         cache.set("k", 1)
         assert same.get("k") == 1
         assert cache.namespace == "kw"
+
+
+def test_several_hosts_connect_to_the_primary_by_default() -> None:
+    """Both drivers get every host and, with several, ``read-write``: libpq's and
+    asyncpg's default (``any``) would keep a store on a standby listed first."""
+    several = parse_settings(StoreURL.parse("postgresql://u@db1:5433,db2/db"))
+    assert several.target_session_attrs == "read-write"
+    assert parse_settings(StoreURL.parse("postgresql://u@db1/db")).target_session_attrs is None
+    chosen = StoreURL.parse("postgresql://u@db1,db2/db?target_session_attrs=any")
+    assert parse_settings(chosen).target_session_attrs == "any"
+    psycopg_kwargs = sync_connect_kwargs(several)
+    assert (psycopg_kwargs["host"], psycopg_kwargs["port"]) == ("db1,db2", "5433,")
+    assert psycopg_kwargs["target_session_attrs"] == "read-write"
+    asyncpg_kwargs = async_connect_kwargs(several)
+    assert (asyncpg_kwargs["host"], asyncpg_kwargs["port"]) == (["db1", "db2"], [5433, 5432])
+    assert asyncpg_kwargs["target_session_attrs"] == "read-write"
+    with pytest.raises(ConfigurationError, match="target_session_attrs apply to connections"):
+        authstore.open_cache("postgresql://", client=object(), target_session_attrs="any")
+
+
+def test_a_store_skips_a_host_that_refuses(postgres_server: str) -> None:
+    """The first host listed is down: sync and async stores connect to the next one."""
+    url = StoreURL.parse(postgres_server)
+    hosts = (("127.0.0.1", free_port()), *url.hosts)
+    several = StoreURL(url.scheme, hosts, url.username, url.password, url.path, url.options)
+    with authstore.open_cache(several, namespace="hosts") as cache:
+        cache.set("k", 1)
+        assert cache.get("k") == 1
+
+    async def scenario() -> Any:
+        async with authstore.open_async_cache(several, namespace="hosts") as store:
+            return await store.get("k")
+
+    assert asyncio.run(scenario()) == 1
 
 
 def test_password_given_twice_is_refused() -> None:
@@ -171,8 +211,8 @@ def test_migrate_is_idempotent_and_indexes_every_lookup(
 ) -> None:
     prefix = fresh_prefix
     url = f"{postgres_server}?table_prefix={prefix}"
-    assert authstore.migrate(url) == ["postgresql: schema at version 2 (applied 2)"]
-    assert authstore.migrate(url) == ["postgresql: schema at version 2 (applied 0)"]
+    assert authstore.migrate(url) == ["postgresql: schema at version 3 (applied 3)"]
+    assert authstore.migrate(url) == ["postgresql: schema at version 3 (applied 0)"]
     indexes = {
         (table, definition.split(" USING ")[1])
         for table, definition in admin.execute(
@@ -186,16 +226,16 @@ def test_migrate_is_idempotent_and_indexes_every_lookup(
         ("rate_limits", "btree (cache_key)"),
         ("rate_limits", "btree (expires_at)"),
         ("sessions", "btree (seq)"),
-        ("sessions", "btree (namespace, token_hash)"),
-        ("sessions", "btree (namespace, id)"),
-        ("sessions", "btree (namespace, user_id, created_at)"),
+        ("sessions", "btree (token_hash, namespace)"),
+        ("sessions", "btree (id, namespace)"),
+        ("sessions", "btree (user_id, namespace, created_at)"),
         ("sessions", "btree (expires_at)"),
         ("totp", "btree (namespace, user_id)"),
         ("totp_backup_codes", "btree (namespace, user_id, code_hash)"),
         ("magic_links", "btree (seq)"),
-        ("magic_links", "btree (namespace, token_hash)"),
-        ("magic_links", "btree (namespace, id)"),
-        ("magic_links", "btree (namespace, user_id)"),
+        ("magic_links", "btree (token_hash, namespace)"),
+        ("magic_links", "btree (id, namespace)"),
+        ("magic_links", "btree (user_id, namespace)"),
         ("magic_links", "btree (expires_at)"),
         ("schema_version", "btree (version)"),
     }

@@ -27,15 +27,15 @@ def test_importing_the_backend_imports_no_async_driver() -> None:
 
 
 def test_migrate_is_idempotent(db_url: str, db_path: Path) -> None:
-    assert authstore.migrate(db_url) == ["sqlite: schema at version 2 (applied 2)"]
-    assert authstore.migrate(db_url) == ["sqlite: schema at version 2 (applied 0)"]
+    assert authstore.migrate(db_url) == ["sqlite: schema at version 3 (applied 3)"]
+    assert authstore.migrate(db_url) == ["sqlite: schema at version 3 (applied 0)"]
     with sqlite3.connect(db_path) as check:
         versions = check.execute("SELECT version FROM authstore_schema_version").fetchall()
         tables = {
             name for (name,) in check.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
         journal = check.execute("PRAGMA journal_mode").fetchone()[0]
-    assert versions == [(1,), (2,)]
+    assert versions == [(1,), (2,), (3,)]
     assert {
         "authstore_cache",
         "authstore_rate_limits",
@@ -55,7 +55,7 @@ def test_table_prefixes_keep_apps_apart(db_url: str) -> None:
         one.set("k", "one")
         assert two.get("k") is None
     assert authstore.migrate(f"{db_url}?table_prefix=one_") == [
-        "sqlite: schema at version 2 (applied 0)"
+        "sqlite: schema at version 3 (applied 0)"
     ]
 
 

@@ -19,6 +19,7 @@ import hashlib
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from authstore.adapters.common import ratelimit
 from authstore.adapters.common.ops import (
@@ -404,10 +405,17 @@ class CacheLogic:
         return (yield from self.ops.purge_expired())
 
 
+def _routing(ops: object) -> Any:
+    """The ops' ``routing``, when its backend places a user's records by user (Redis
+    Cluster's spread layout): it mints the tokens and public ids that lead there."""
+    return getattr(ops, "routing", None)
+
+
 class SessionLogic:
     def __init__(self, ops: SessionOps, namespace: str) -> None:
         self.ops = ops
         self.namespace = check_namespace(namespace)
+        self._routing = _routing(ops)
 
     def create(
         self,
@@ -431,10 +439,18 @@ class SessionLogic:
         agent = check_optional_text(user_agent, "user_agent", max_bytes=MAX_USER_AGENT_BYTES)
         meta = check_metadata(metadata)
         cap = None if max_sessions is None else check_count(max_sessions, "max_sessions")
-        secret, token_hash = _token_or_new(token)
+        routing = self._routing
+        if routing is None:
+            secret, token_hash = _token_or_new(token)
+            session_id = new_public_id()
+        else:
+            secret, token_hash = (
+                routing.new_token(user) if token is None else check_caller_token(token)
+            )
+            session_id = routing.new_public_id(user)
         draft = SessionDraft(
             token_hash=token_hash,
-            session_id=new_public_id(),
+            session_id=session_id,
             user_id=user,
             device_id=device,
             application_id=application,
@@ -533,6 +549,7 @@ class MagicLinkLogic:
     def __init__(self, ops: MagicLinkOps, namespace: str) -> None:
         self.ops = ops
         self.namespace = check_namespace(namespace)
+        self._routing = _routing(ops)
 
     def issue(
         self,
@@ -549,8 +566,16 @@ class MagicLinkLogic:
         fields = self._fields(
             user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
         )
-        secret, token_hash = _token_or_new(token)
-        draft = LinkDraft(token_hash, new_public_id(), *fields)
+        routing = self._routing
+        if routing is None:
+            secret, token_hash = _token_or_new(token)
+            link_id = new_public_id()
+        else:
+            secret, token_hash = (
+                routing.new_token(fields[0]) if token is None else check_caller_token(token)
+            )
+            link_id = routing.new_public_id(fields[0])
+        draft = LinkDraft(token_hash, link_id, *fields)
         record = yield from self.ops.issue(draft, revoke_previous)
         return IssuedMagicLink(record, secret)
 
@@ -570,7 +595,9 @@ class MagicLinkLogic:
             user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
         )
         digest = check_token_hash(token_hash)
-        draft = LinkDraft(digest, new_public_id(), *fields)
+        routing = self._routing
+        link_id = new_public_id() if routing is None else routing.new_public_id(fields[0])
+        draft = LinkDraft(digest, link_id, *fields)
         return (yield from self.ops.issue(draft, revoke_previous))
 
     @staticmethod

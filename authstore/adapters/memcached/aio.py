@@ -21,12 +21,13 @@ from typing import Any, TypeVar
 from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op, drive_async
 from authstore.adapters.common.sockets import socket_readable
+from authstore.adapters.memcached.commands import Swap, swap_answer, swap_request, value_size
 from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 
-__all__ = ["AsyncMemcachedRunner"]
+__all__ = ["AsyncMemcachedRunner", "swap"]
 
 T = TypeVar("T")
 
@@ -136,6 +137,9 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
     async def _cas(self, client: Any, key: str, value: bytes, exp: int, token: object) -> bool:
         return bool(await client.cas(key.encode(), value, token, exp))
 
+    async def _swap(self, client: Any, request: Swap) -> Any:
+        return await swap(client, request)
+
     async def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         for key, value in items:
             self._stored(await client.set(key.encode(), value, exp), "set_many")
@@ -165,6 +169,38 @@ async def _execute_simple_command(self: Any, conn: Any, raw_command: bytes) -> b
     line: bytes = await conn.reader.readline()
     if not line.endswith(b"\r\n"):
         raise ConnectionResetError("memcached closed the connection mid-reply")
+    return line[:-2]
+
+
+async def swap(client: Any, request: Swap) -> tuple[bytes | None, tuple[bytes, bytes] | None]:
+    """A ``Swap`` on an aiomcache ``Client``: its meta set and meta get in one write,
+    their replies read after (aiomcache has no meta commands). A failed connection is
+    closed, as aiomcache closes its own."""
+    conn = await client._pool.acquire()
+    try:
+        conn.writer.write(swap_request(request))
+        status = await _line(conn.reader)
+        header = await _line(conn.reader)
+        size = value_size(header)
+        value = None if size is None else (await conn.reader.readexactly(size + 2))[:-2]
+        return swap_answer(status, header, value)
+    except Exception as error:
+        conn.reader.set_exception(error)
+        raise
+    finally:
+        client._pool.release(conn)
+
+
+async def _line(reader: asyncio.StreamReader) -> bytes:
+    """One reply line, CRLF stripped; an error line raises aiomcache's ClientException,
+    a connection closed mid-reply ConnectionResetError."""
+    line = await reader.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionResetError("memcached closed the connection mid-reply")
+    if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
+        from aiomcache import ClientException
+
+        raise ClientException("memcached: " + line[:-2].decode(errors="replace"))
     return line[:-2]
 
 

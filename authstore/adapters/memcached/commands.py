@@ -31,13 +31,18 @@ __all__ = [
     "Manifest",
     "SetMany",
     "Store",
+    "Swap",
     "Touch",
     "chunk_key",
     "exptime",
     "is_manifest",
     "memcached_key",
     "pack",
+    "swap_reply",
+    "swap_request",
     "unpack",
+    "swap_answer",
+    "value_size",
 ]
 
 MAX_KEY_BYTES = 250
@@ -180,6 +185,73 @@ class Store(NamedTuple):
     token: object = None
 
 
+class Swap(NamedTuple):
+    """Replace the entry whose CAS token is ``token`` (None: store only where there is
+    no item at all), and read the key back, in one round trip: a meta set (``ms`` with
+    ``C<token>``, or ``ME``, the add mode) and a meta get (``mg``) in one write (see
+    ``swap_request``). The runner answers ``(the new CAS token, or None when not stored;
+    the (raw value, token) the key holds after it, or None)``: when not stored, what the
+    key holds instead, so the next attempt needs no read of its own."""
+
+    key: str
+    value: bytes
+    exptime: int
+    token: object = None
+
+
+def swap_request(swap: Swap) -> bytes:
+    """The bytes a ``Swap`` sends, CRLFs included: what both runners write, in one write."""
+    key = swap.key.encode()
+    token = swap.token
+    if token is None:
+        mode = b"ME"  # the add mode
+    elif type(token) is bytes:  # from a meta reply, or pymemcache's gets
+        mode = b"C" + token
+    else:  # an int, from aiomcache's gets
+        mode = b"C" + str(token).encode()
+    return b"ms %b %d T%d %b c\r\n%b\r\nmg %b v c\r\n" % (
+        key,
+        len(swap.value),
+        swap.exptime,
+        mode,
+        swap.value,
+        key,
+    )
+
+
+def swap_reply(status: bytes) -> bytes | None:
+    """The new CAS token from the ``ms`` status line of a ``Swap`` (CRLF stripped), or
+    None when memcached did not store: ``NS`` (add: an item exists), ``EX`` (another
+    CAS token) or ``NF`` (no item to compare with)."""
+    code, _, flags = status.partition(b" ")
+    if code == b"HD" and flags[:1] == b"c":
+        return flags[1:]
+    if code in (b"NS", b"EX", b"NF"):
+        return None
+    raise BackendError(f"memcached answered a meta set with {status[:80]!r}")
+
+
+def value_size(header: bytes) -> int | None:
+    """The size of the value block after an ``mg ... v c`` header line (CRLF stripped):
+    None for a miss (``EN``)."""
+    if header == b"EN":
+        return None
+    if header[:3] == b"VA ":
+        return int(header.split(b" ", 2)[1])
+    raise BackendError(f"memcached answered a meta get with {header[:80]!r}")
+
+
+def swap_answer(
+    status: bytes, header: bytes, value: bytes | None
+) -> tuple[bytes | None, tuple[bytes, bytes] | None]:
+    """What a ``Swap`` answers, from its two reply lines (CRLF stripped) and the value
+    block read after the second (None for a miss; see ``value_size``)."""
+    token = swap_reply(status)
+    if value is None:
+        return token, None
+    return token, (value, header.rpartition(b" c")[2])
+
+
 class SetMany(NamedTuple):
     """``set`` every item, one round trip per server; the runner answers None."""
 
@@ -204,4 +276,4 @@ class Version(NamedTuple):
     """Ask every server its version (a ping); the runner answers None."""
 
 
-Command = Get | Store | SetMany | Delete | Touch | Version
+Command = Get | Store | Swap | SetMany | Delete | Touch | Version

@@ -1,13 +1,32 @@
 """The memcached cache operations, written once as generators for both runners.
 
 Each operation yields ``commands`` and receives what memcached answered. Anything
-that reads and then writes (incr, expire, revocations, the three rate limiters)
-does it with ``gets`` then ``add`` (no entry yet) or ``cas`` (the entry read), and
-starts over when another client wrote in between; the rate limiters run
-``common/ratelimit.py``'s ``step_*`` between the two, so a hit is exactly that
-transition, applied atomically. After ``CAS_ATTEMPTS`` conflicts in a row an
-operation gives up with BackendUnavailableError, having written nothing: it never
-lets a hit through that it could not record.
+that reads and then writes does it with compare-and-set, and starts over when
+another client wrote in between: ``gets`` then ``add`` (no entry yet) or ``cas``
+(the entry read) for expire and add; a ``Swap`` for incr, revocations and the three
+rate limiters, which run ``common/ratelimit.py``'s ``step_*`` on the entry, so a hit
+is exactly that transition, applied atomically. After ``CAS_ATTEMPTS`` conflicts in
+a row an operation gives up with BackendUnavailableError, having written nothing: it
+never lets a hit through that it could not record.
+
+One round trip (``Swap``): memcached has no conditional arithmetic (``ma`` neither
+stops at a bound nor goes below zero, so a refused hit could not be left
+uncounted), but a compare-and-set needs the entry's CAS token only, not a read in the
+same operation. Each store remembers the entry (and token) it last wrote or read at
+each key it updates (``KNOWN_ENTRIES`` of them), and computes the hit on it, as if it
+had just read it: the ``Swap`` stores the new state only if the key still holds that
+very entry (or, for a key it knows nothing of, holds nothing), and reads the key back
+in the same write. Right (this store was the last to write the key, or the key is
+new): one round trip. Wrong: nothing is stored, and the entry read back is the
+current one, on which the next attempt computes: two round trips, as a read then a
+write always took. An outcome that writes nothing (a refused hit, incr of a value
+that is no integer) is never decided on a remembered entry: it is read first.
+
+A CAS token names one write of one memcached process: memcached hands them out from
+one counter, counting up, so an entry written after the remembered one always has
+another token. Only a restarted memcached starts the counter again, where a token
+remembered from before could, in principle, come round again on the same key (the
+restart has already lost every limit and counter it held).
 
 Time is the client's clock (``time.time``): memcached has no command that reads its
 clock with sub-second precision in the same round trip, and stored expiries are
@@ -40,6 +59,7 @@ from authstore.adapters.memcached.commands import (
     Manifest,
     SetMany,
     Store,
+    Swap,
     Touch,
     Version,
     exptime,
@@ -53,17 +73,27 @@ from authstore.adapters.memory.ops import _integer as integer_value
 from authstore.contracts.errors import BackendUnavailableError
 from authstore.contracts.records import RateLimitAlgorithm
 
-__all__ = ["CAS_ATTEMPTS", "MemcachedCacheOps"]
+__all__ = ["CAS_ATTEMPTS", "KNOWN_ENTRIES", "MemcachedCacheOps"]
 
 CAS_ATTEMPTS = 256
 """Conflicts one operation tolerates before it gives up. Every conflict is another
 client's successful write, so with N clients on one key N attempts always suffice."""
+
+_tuple_new = tuple.__new__
+"""Makes an ``Entry`` without the Python frame of its generated ``__new__``."""
+
+KNOWN_ENTRIES = 4096
+"""Keys whose last entry a store remembers (see the module's doc); past that it forgets
+them all and starts again (a forgotten key costs one more round trip, once)."""
 
 S = TypeVar("S")
 R = TypeVar("R")
 Clock = Callable[[], float]
 Step = Callable[[S | None, float], tuple[R, S, float]]
 """(state or None, now) -> (what the caller gets, the new state, when it expires)."""
+Change = Callable[[Entry | None, float], tuple[R, "float | None", "bytes | None"]]
+"""(the entry at a key or None, now) -> (what the caller gets, the new entry's expiry
+and body; body None: write nothing). It may raise ValueError (the entry does not fit)."""
 
 
 _DECODE: dict[RateLimitAlgorithm, Callable[[list[bytes]], Any]] = {
@@ -81,6 +111,12 @@ class MemcachedCacheOps:
     def __init__(self, clock: Clock = time.time, chunk_bytes: int = CHUNK_BYTES) -> None:
         self.clock = clock
         self.chunk_bytes = chunk_bytes
+        self._known: dict[str, Entry] = {}
+        """memcached key -> the entry (with its CAS token) this store last saw there."""
+        self._idle: set[str] = set()
+        """Keys where this store's last update wrote nothing (a refused hit): the next
+        is most likely refused too, and a refusal is decided on an entry read, so it
+        reads first rather than compute on the remembered entry, then read."""
 
     def ping(self) -> Op[None]:
         yield Version()
@@ -219,6 +255,8 @@ class MemcachedCacheOps:
         live = yield from self._live([memcached_key(key) for key in keys])
         if not live:
             return 0
+        for target in live:
+            self._known.pop(target, None)
         deleted: int = yield Delete(tuple(live))
         return deleted
 
@@ -226,25 +264,19 @@ class MemcachedCacheOps:
         return bool((yield from self._live([memcached_key(key)])))
 
     def incr(self, key: str, delta: int, ttl: float | None) -> Op[int]:
-        target = memcached_key(key)
-        for _ in self._attempts():
-            entry = yield from self._fetch(target, cas=True)
-            now = self.clock()
+        def change(entry: Entry | None, now: float) -> tuple[int, float | None, bytes]:
             if entry is None or not entry.live(now):
                 expires_at = None if ttl is None else now + ttl
-                value, expires = delta, exptime(expires_at, now)
-            else:
-                current = integer_value(entry.body)
-                if current is None or not INT64_MIN <= current + delta <= INT64_MAX:
-                    raise ValueError(
-                        "the cached value is not an integer, or adding delta leaves 64 bits"
-                    )
-                expires_at, expires = entry.expires_at, exptime(entry.expires_at, now)
-                value = current + delta
-            packed = pack(expires_at, str(value).encode())
-            if (yield self._write(target, entry, packed, expires)):
-                return value
-        raise self._give_up()
+                return delta, expires_at, str(delta).encode()
+            current = integer_value(entry.body)
+            if current is None or not INT64_MIN <= current + delta <= INT64_MAX:
+                raise ValueError(
+                    "the cached value is not an integer, or adding delta leaves 64 bits"
+                )
+            value = current + delta
+            return value, entry.expires_at, str(value).encode()
+
+        return self._update(memcached_key(key), change)
 
     def expire(self, key: str, ttl: float | None) -> Op[bool]:
         target = memcached_key(key)
@@ -272,10 +304,7 @@ class MemcachedCacheOps:
     # -- revocations -------------------------------------------------------------------
 
     def raise_to(self, key: str, at: float | None, ttl: float | None) -> Op[float]:
-        target = memcached_key(key)
-        for _ in self._attempts():
-            entry = yield from self._fetch(target, cas=True)
-            now = self.clock()
+        def change(entry: Entry | None, now: float) -> tuple[float, float | None, bytes | None]:
             instant = now if at is None else at
             expires_at = None if ttl is None else now + ttl
             if entry is not None and entry.live(now):
@@ -287,11 +316,10 @@ class MemcachedCacheOps:
                 ):
                     expires_at = entry.expires_at
                 if instant == stored and expires_at == entry.expires_at:
-                    return stored
-            packed = pack(expires_at, repr(instant).encode())
-            if (yield self._write(target, entry, packed, exptime(expires_at, now))):
-                return instant
-        raise self._give_up()
+                    return stored, None, None
+            return instant, expires_at, repr(instant).encode()
+
+        return self._update(memcached_key(key), change)
 
     def read_epoch(self, key: str) -> Op[float | None]:
         live = yield from self._live([memcached_key(key)])
@@ -299,7 +327,66 @@ class MemcachedCacheOps:
             return float(entry.body)
         return None
 
-    # -- rate limits: ratelimit.step_* between gets and add/cas ------------------------
+    # -- rate limits: ratelimit.step_* on the entry, stored by a Swap ------------------
+
+    def _update(self, target: str, change: Change[R]) -> Op[R]:
+        """``change`` applied to the entry at ``target`` atomically (see the module's
+        doc): computed on the entry this store remembers there, stored by a ``Swap``
+        only if the key still holds it, else computed again on the entry read back.
+        An outcome that writes nothing (or a ValueError) counts only when computed on
+        an entry read in this call."""
+        entry = self._known.get(target)
+        verified = False  # whether ``entry`` was read in this call
+        reading = target in self._idle  # the last call here wrote nothing: read first
+        for _ in self._attempts():
+            if reading:
+                found = yield Get((target,), True)
+                entry = unpack(*found[target]) if found else None
+                self._note(target, entry)
+                verified, reading = True, False
+            now = self.clock()
+            try:
+                result, expires_at, body = change(entry, now)
+            except ValueError:
+                if verified:
+                    raise
+                reading = True
+                continue
+            if body is None:  # writes nothing: decided on an entry just read only
+                if verified:
+                    self._note_idle(target)
+                    return result
+                reading = True
+                continue
+            packed = pack(expires_at, body)
+            token, current = yield Swap(
+                target, packed, exptime(expires_at, now), None if entry is None else entry.token
+            )
+            if token is not None:
+                self._note(target, _tuple_new(Entry, (expires_at, body, token)))
+                if verified:
+                    self._idle.discard(target)
+                return result
+            # not stored: the entry read back is the current one
+            entry = None if current is None else unpack(*current)
+            self._note(target, entry)
+            verified = True
+        raise self._give_up()
+
+    def _note_idle(self, target: str) -> None:
+        idle = self._idle
+        if len(idle) >= KNOWN_ENTRIES:
+            idle.clear()
+        idle.add(target)
+
+    def _note(self, target: str, entry: Entry | None) -> None:
+        known = self._known
+        if entry is None:
+            known.pop(target, None)
+            return
+        if len(known) >= KNOWN_ENTRIES and target not in known:
+            known.clear()  # never iterated: other threads may write it at the same time
+        known[target] = entry
 
     def _transition(
         self,
@@ -308,20 +395,15 @@ class MemcachedCacheOps:
         step: Step[S, R],
         encode: Callable[[S], str],
     ) -> Op[R]:
-        target = memcached_key(key)
-        for _ in self._attempts():
-            found = yield Get((target,), True)
-            entry = unpack(*found[target]) if found else None
-            now = self.clock()
+        def change(entry: Entry | None, now: float) -> tuple[R, float | None, bytes | None]:
             live = entry is not None and entry.live(now)
             state = decode(entry.body.split()) if entry is not None and live else None
             result, new_state, expires_at = step(state, now)
             if live and new_state == state:
-                return result  # a refused hit: nothing to record
-            packed = pack(expires_at, encode(new_state).encode())
-            if (yield self._write(target, entry, packed, exptime(expires_at, now))):
-                return result
-        raise self._give_up()
+                return result, None, None  # a refused hit: nothing to record
+            return result, expires_at, encode(new_state).encode()
+
+        return self._update(memcached_key(key), change)
 
     def read_limiter(
         self, key: str, algorithm: RateLimitAlgorithm

@@ -26,6 +26,7 @@ from authstore.adapters.memcached.commands import (
     Get,
     SetMany,
     Store,
+    Swap,
     Touch,
     Version,
 )
@@ -38,7 +39,9 @@ __all__ = ["Call", "MemcachedRunnerBase", "Method", "Plan", "route"]
 C = TypeVar("C")
 T = TypeVar("T")
 
-Method = Literal["get", "gets", "set", "add", "cas", "set_many", "delete", "touch", "version"]
+Method = Literal[
+    "get", "gets", "set", "add", "cas", "swap", "set_many", "delete", "touch", "version"
+]
 METHODS: tuple[Method, ...] = typing.get_args(Method)
 
 
@@ -95,6 +98,8 @@ def route(command: Command, ring: Ring) -> Call | Plan:
         key = command.key
         args = (key, command.value, command.exptime, command.token)
         return _new(Call, (ring.only or ring.server(key), command.verb, args))
+    if type(command) is Swap:
+        return _new(Call, (ring.only or ring.server(command.key), "swap", (command,)))
     if type(command) is Get:
         if len(command.keys) == 1:
             key = command.keys[0]
@@ -117,6 +122,8 @@ def _plan(command: object, ring: Ring) -> list[Call]:
     if isinstance(command, Store):
         args = (command.key, command.value, command.exptime, command.token)
         return [Call(ring.server(command.key), command.verb, args)]
+    if isinstance(command, Swap):
+        return [Call(ring.server(command.key), "swap", (command,))]
     if isinstance(command, SetMany):
         items = dict(command.items)
         return [
@@ -144,7 +151,7 @@ def _answer(command: object, answers: list[Any]) -> Any:
         for answer in answers:
             found.update(answer)
         return found
-    if isinstance(command, Store):
+    if isinstance(command, Store | Swap):
         return answers[0]
     if isinstance(command, SetMany | Version):
         return None

@@ -15,6 +15,7 @@ per-server clients), or a plain Client under a lock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import weakref
@@ -23,12 +24,13 @@ from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.common.sockets import socket_readable
+from authstore.adapters.memcached.commands import Swap, swap_answer, swap_request, value_size
 from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 
-__all__ = ["SyncMemcachedRunner"]
+__all__ = ["SyncMemcachedRunner", "swap"]
 
 T = TypeVar("T")
 
@@ -151,6 +153,12 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
     def _cas(self, client: Any, key: str, value: bytes, exp: int, token: object) -> bool:
         return client.cas(key, value, token, expire=exp, noreply=False) is True
 
+    def _swap(self, client: Any, request: Swap) -> Any:
+        if isinstance(client, self._base.PooledClient):
+            with client.client_pool.get_and_release(destroy_on_fail=True) as pooled:
+                return swap(pooled, request)
+        return swap(client, request)
+
     def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         if client.set_many(dict(items), expire=exp, noreply=False):
             raise BackendError("memcached did not store every item of a batch")
@@ -170,6 +178,34 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
             made = list(self._made)
         for held in made:  # another thread's client may be mid-call: it fails, closed
             held.close()
+
+
+@functools.cache
+def _pymemcache_base() -> Any:
+    return require_module("pymemcache.client.base", "memcached", "memcached")
+
+
+def swap(client: Any, request: Swap) -> tuple[bytes | None, tuple[bytes, bytes] | None]:
+    """A ``Swap`` on a pymemcache ``Client``: its meta set and meta get in one write,
+    their replies read after (pymemcache has no meta commands; its own socket readers
+    do the reading). A reply left half read closes the connection."""
+    base = _pymemcache_base()
+    _readline, _readvalue = base._readline, base._readvalue
+    if client.sock is None:
+        client._connect()
+    sock = client.sock
+    try:
+        sock.sendall(swap_request(request))
+        buf, status = _readline(sock, b"")
+        client._raise_errors(status, b"ms")
+        buf, header = _readline(sock, buf)
+        client._raise_errors(header, b"mg")
+        size = value_size(header)
+        value = None if size is None else _readvalue(sock, buf, size)[1]
+    except Exception:
+        client.close()
+        raise
+    return swap_answer(status, header, value)
 
 
 class _ThreadClients:

@@ -71,6 +71,7 @@ class MySQLDialect(Dialect):
         "SELECT 1 FROM information_schema.tables "
         "WHERE table_schema = DATABASE() AND table_name = :name"
     )
+    token_first = False  # a full unique key equality is a const lookup: see Dialect
 
     def __init__(self, tables: Tables, lock_wait: float) -> None:
         super().__init__()
@@ -165,11 +166,17 @@ class MySQLDialect(Dialect):
     def delete_batch(self, table: str, key: str, where: str, size: int) -> str:
         return f"DELETE FROM {table} WHERE {where} LIMIT {int(size)}"
 
-    def create_index(self, name: str, table: str, columns: Sequence[str]) -> str:
+    def analyze(self, tables: Sequence[str]) -> tuple[str, ...]:
+        return (f"ANALYZE TABLE {', '.join(tables)}",)  # a row per table: the runners read it
+
+    def create_index(
+        self, name: str, table: str, columns: Sequence[str], *, unique: bool = False
+    ) -> str:
         # MySQL has no CREATE INDEX IF NOT EXISTS: ask information_schema, then run the
         # DDL or nothing as a prepared statement (a user variable set by SET, not in an
         # expression). Identifiers only: Tables checked them.
-        create = f"CREATE INDEX {name} ON {table} ({', '.join(columns)})"
+        kind = "UNIQUE INDEX" if unique else "INDEX"
+        create = f"CREATE {kind} {name} ON {table} ({', '.join(columns)})"
         return (
             f"SET @authstore_ddl = (SELECT IF(COUNT(*) = 0, '{create}', 'DO 0') "
             "FROM information_schema.statistics WHERE table_schema = DATABASE() "

@@ -44,6 +44,8 @@ def connect_kwargs(settings: PostgresSettings) -> dict[str, Any]:
     if settings.hosts:
         kwargs["host"] = [host for host, _ in settings.hosts]
         kwargs["port"] = [5432 if port is None else port for _, port in settings.hosts]
+    if settings.target_session_attrs is not None:
+        kwargs["target_session_attrs"] = settings.target_session_attrs
     kwargs.update(settings.credentials("database"))
     if settings.ssl:
         kwargs["dsn"] = "postgresql://?" + urlencode(settings.ssl)

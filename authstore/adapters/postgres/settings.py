@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_POOL_SIZE",
     "DEFAULT_TIMEOUT",
     "SSL_MODES",
+    "TARGET_SESSION_ATTRS",
     "PostgresSettings",
     "parse_settings",
 ]
@@ -39,6 +40,7 @@ _CONNECTION_OPTIONS = (
     "application_name",
     "sslmode",
     *_SSL_FILES,
+    "target_session_attrs",
 )
 
 
@@ -59,6 +61,9 @@ class PostgresSettings:
     application_name: str = DEFAULT_APPLICATION_NAME
     ssl: tuple[tuple[str, str], ...] = ()
     """The TLS options given: sslmode, sslrootcert, sslcert, sslkey (libpq's names)."""
+    target_session_attrs: str | None = None
+    """Which of several hosts to connect to (libpq's and asyncpg's option); None: the
+    driver's default, with one host."""
     client: Any = field(default=None, repr=False)
     """A pool or connection the caller opened and keeps owning: never closed by authstore."""
     display: str = "postgresql://"
@@ -85,6 +90,7 @@ def parse_settings(url: StoreURL) -> PostgresSettings:
     connect_timeout = options.seconds("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     application_name = options.text("application_name", DEFAULT_APPLICATION_NAME)
     ssl = _ssl(options)
+    target_session_attrs = _target_session_attrs(options, url.hosts)
     options.done()
     checked_namespace(namespace)
     if pool_min > pool_size:
@@ -115,6 +121,7 @@ def parse_settings(url: StoreURL) -> PostgresSettings:
         timeout=timeout,
         application_name=application_name,
         ssl=ssl,
+        target_session_attrs=target_session_attrs,
         client=client,
         display=display_name(url, client),
     )
@@ -132,3 +139,30 @@ def _ssl(options: Options) -> tuple[tuple[str, str], ...]:
         if path is not None:
             found.append((name, path))
     return tuple(found)
+
+
+# --- several hosts --------------------------------------------------------------------
+# postgresql://h1:5432,h2:5432/db lists a primary and its standbys; each new connection
+# tries them in order and keeps the first that accepts writes, so after a failover the
+# same store finds the promoted standby without being reopened.
+
+TARGET_SESSION_ATTRS = ("read-write", "primary", "any")
+"""The values accepted. A store writes (revocations, consumed links): connecting to a
+standby (libpq's read-only, standby, prefer-standby) would fail every write and read
+revocations late, so those are refused."""
+
+
+def _target_session_attrs(
+    options: Options, hosts: tuple[tuple[str, int | None], ...]
+) -> str | None:
+    """``read-write`` by default when the URL names several hosts (libpq's own default,
+    ``any``, would keep a store on a standby listed first); None with one host."""
+    value = options.optional_text("target_session_attrs")
+    if value is None:
+        return "read-write" if len(hosts) > 1 else None
+    if value not in TARGET_SESSION_ATTRS:
+        raise ConfigurationError(
+            f"target_session_attrs={value!r} must be one of {', '.join(TARGET_SESSION_ATTRS)}: "
+            "a store writes, so it connects to the primary"
+        )
+    return value

@@ -59,6 +59,8 @@ def connect_kwargs(settings: PostgresSettings) -> dict[str, Any]:
             kwargs["port"] = ",".join(
                 "" if port is None else str(port) for _, port in settings.hosts
             )
+    if settings.target_session_attrs is not None:
+        kwargs["target_session_attrs"] = settings.target_session_attrs
     kwargs.update(settings.credentials("dbname"))
     return kwargs
 

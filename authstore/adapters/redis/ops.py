@@ -3,10 +3,12 @@
 A single-record operation is one command or one Lua script (atomic, one round
 trip); scripts read the server's clock. Keys an operation touches together share
 a hash tag, so every script runs on Redis Cluster too: a cache entry is its own
-key, one user's TOTP state sits under that user's tag, and the sessions and magic
-links of a namespace sit under the namespace's tag, because a lookup by token must
-reach the user's other sessions (``max_sessions``, ``revoke_all``) in the same
-atomic step without knowing the user first.
+key, one user's TOTP state sits under that user's tag. Sessions and magic links have
+two layouts (the URL's ``layout``): ``namespace`` keeps those of a namespace under the
+namespace's tag (one slot); ``spread`` keeps a user's under its bucket's tag, one of
+``routing.BUCKETS`` spread evenly over the slots, and finds a record by token through
+the bucket its hash names (``routing``). Either way a lookup by token reaches the
+user's other sessions (``max_sessions``, ``revoke_all``) in the same atomic step.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from authstore.adapters.common.logic import LIMITER_KINDS
 from authstore.adapters.common.ops import (
@@ -28,6 +30,13 @@ from authstore.adapters.common.ops import (
 )
 from authstore.adapters.common.ratelimit import EPSILON, limiter_state
 from authstore.adapters.redis.commands import Batch, Call, Script, lua
+from authstore.adapters.redis.routing import (
+    TAGS,
+    Routing,
+    hash_bucket,
+    id_bucket,
+    user_bucket,
+)
 from authstore.contracts.errors import TokenInUseError
 from authstore.contracts.records import (
     MagicLinkRecord,
@@ -38,6 +47,8 @@ from authstore.contracts.records import (
 )
 
 __all__ = [
+    "LAYOUTS",
+    "Layout",
     "RedisCacheOps",
     "RedisMagicLinkOps",
     "RedisSessionOps",
@@ -210,30 +221,99 @@ def _session(row: Sequence[Any]) -> SessionRecord:
     )
 
 
+Layout = Literal["namespace", "spread"]
+LAYOUTS: tuple[Layout, ...] = ("namespace", "spread")
+
+
+def _redirect(reply: Any) -> int | None:
+    """The bucket a script sent the op to (its reply ``[bucket]``), else None."""
+    if type(reply) is list and len(reply) == 1 and type(reply[0]) is int:
+        return reply[0]
+    return None
+
+
 class _TaggedOps(_Health):
-    """Ops whose keys all sit under one hash tag per namespace and store kind."""
+    """Ops whose keys sit under one hash tag per namespace and store kind (layout
+    ``namespace``), or under one per bucket of users (layout ``spread``)."""
 
-    kind = ""
+    kind = what = claim = ""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, layout: Layout = "namespace") -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
         self.namespace = namespace
-        self.prefix = f"{{{namespace}:{self.kind}}}:"
-        self._anchor = self.prefix + "seq"
-        """Names the tag's slot for a script whose keys are built inside it."""
+        self.layout = layout
+        self.spread = layout == "spread"
+        if self.spread:
+            self.prefixes = tuple(f"{namespace}:{self.kind}:{{{tag}}}:" for tag in TAGS)
+        else:
+            self.prefixes = (f"{{{namespace}:{self.kind}}}:",)
+        self.prefix = self.prefixes[0]
+        self._anchors = tuple(prefix + "seq" for prefix in self.prefixes)
+        """Name each tag's slot for a script whose keys are built inside it."""
+        self.routing: Routing | None = Routing() if self.spread else None
+        """What the logic mints tokens and public ids with (spread layout only)."""
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} namespace={self.namespace!r}>"
+        return f"<{type(self).__name__} namespace={self.namespace!r} layout={self.layout}>"
 
-    def _script(self, name: str, *args: str | bytes | int) -> Script:
-        return Script(lua(name), (self._anchor,), (self.prefix, *args))
+    def _hash_bucket(self, token_hash: str) -> int:
+        return hash_bucket(token_hash) if self.spread else 0
+
+    def _user_bucket(self, user_id: str) -> int:
+        return user_bucket(user_id) if self.spread else 0
+
+    def _id_bucket(self, public_id: str) -> int:
+        return id_bucket(public_id) if self.spread else 0
+
+    def _script(self, bucket: int, name: str, *args: str | bytes | int) -> Script:
+        return Script(lua(name), (self._anchors[bucket],), (self.prefixes[bucket], *args))
+
+    def _found(self, bucket: int, name: str, *args: str | bytes | int) -> Op[Any]:
+        """Run script ``name`` in ``bucket``, then, when it answers that the record lives
+        in another bucket (a pointer: the spread layout, a token authstore did not
+        mint), there: one more round trip. None when the pointer leads nowhere."""
+        reply = yield self._script(bucket, name, *args)
+        target = _redirect(reply)
+        if target is None:
+            return reply
+        if target == bucket or not 0 <= target < len(self.prefixes):
+            return None  # a pointer authstore never writes
+        reply = yield self._script(target, name, *args)
+        return None if _redirect(reply) is not None else reply
+
+    def _claim(self, token_hash: str, user_id: str, ttl: float) -> Op[int]:
+        """The bucket of a new record of ``user_id``; in the spread layout, when the
+        hash falls in another bucket, the hash claimed there first (one more round
+        trip): a pointer to the user's bucket. Raises TokenInUseError when taken."""
+        bucket = self._user_bucket(user_id)
+        home = self._hash_bucket(token_hash)
+        if home == bucket:
+            return bucket
+        stale, lifetime = NONE, repr(ttl)
+        for _ in range(3):
+            reply = yield self._script(home, self.claim, token_hash, str(bucket), lifetime, stale)
+            if reply == 1:
+                return bucket
+            elsewhere = _redirect(reply)
+            if elsewhere is None or not 0 <= elsewhere < len(self.prefixes):
+                break
+            # a pointer past its record's expiry: replace it unless the record is still there
+            held = yield self._script(elsewhere, self.claim, token_hash, NONE, lifetime, NONE)
+            if held == 1:
+                break
+            stale = str(elsewhere)
+        raise TokenInUseError(f"a {self.what} that has not expired holds this token")
 
 
 class RedisSessionOps(_TaggedOps):
-    kind = "sessions"
+    kind, what, claim = "sessions", "session", "session_claim"
 
     @security_write
     def create(self, draft: SessionDraft, max_sessions: int | None) -> Op[SessionRecord]:
+        bucket = yield from self._claim(draft.token_hash, draft.user_id, draft.ttl)
         row = yield self._script(
+            bucket,
             "session_create",
             draft.token_hash,
             draft.session_id,
@@ -251,37 +331,50 @@ class RedisSessionOps(_TaggedOps):
         return _session(row)
 
     def get(self, token_hash: str) -> Op[SessionRecord | None]:
-        row = yield self._script("session_get", token_hash)
+        row = yield from self._found(self._hash_bucket(token_hash), "session_get", token_hash)
         return None if row is None else _session(row)
 
     def touch(self, token_hash: str, ttl: float | None) -> Op[SessionRecord | None]:
         ttl_text = NONE if ttl is None else repr(ttl)
-        row = yield self._script("session_touch", token_hash, ttl_text)
+        bucket = self._hash_bucket(token_hash)
+        row = yield from self._found(bucket, "session_touch", token_hash, ttl_text)
         return None if row is None else _session(row)
 
     @security_write
     def revoke(self, token_hash: str) -> Op[bool]:
-        revoked: int = yield self._script("session_revoke", token_hash, NONE, NONE)
-        return revoked == 1
+        bucket = self._hash_bucket(token_hash)
+        revoked = yield from self._found(bucket, "session_revoke", token_hash, NONE, NONE)
+        return bool(revoked == 1)
 
     @security_write
     def revoke_by_id(self, session_id: str, user_id: str | None) -> Op[bool]:
-        revoked: int = yield self._script("session_revoke", NONE, session_id, _optional(user_id))
-        return revoked == 1
+        if user_id is None:
+            bucket = self._id_bucket(session_id)
+            revoked = yield from self._found(bucket, "session_revoke", NONE, session_id, NONE)
+        else:
+            bucket = self._user_bucket(user_id)
+            revoked = yield self._script(bucket, "session_revoke", NONE, session_id, user_id)
+        return bool(revoked == 1)
 
     @security_write
     def revoke_all(self, user_id: str, except_hash: str | None, except_id: str | None) -> Op[int]:
         revoked: int = yield self._script(
-            "session_revoke_all", user_id, _optional(except_hash), _optional(except_id)
+            self._user_bucket(user_id),
+            "session_revoke_all",
+            user_id,
+            _optional(except_hash),
+            _optional(except_id),
         )
         return revoked
 
     def list(self, user_id: str) -> Op[list[SessionRecord]]:
-        rows = yield self._script("session_list", user_id, "list")
+        rows = yield self._script(self._user_bucket(user_id), "session_list", user_id, "list")
         return [_session(row) for row in rows]
 
     def count(self, user_id: str) -> Op[int]:
-        found: int = yield self._script("session_list", user_id, "count")
+        found: int = yield self._script(
+            self._user_bucket(user_id), "session_list", user_id, "count"
+        )
         return found
 
     def purge_expired(self) -> Op[int]:
@@ -374,11 +467,13 @@ def _link(row: Sequence[Any]) -> MagicLinkRecord:
 
 
 class RedisMagicLinkOps(_TaggedOps):
-    kind = "links"
+    kind, what, claim = "links", "magic link", "link_claim"
 
     @security_write
     def issue(self, draft: LinkDraft, revoke_previous: bool) -> Op[MagicLinkRecord]:
+        bucket = yield from self._claim(draft.token_hash, draft.user_id, draft.ttl)
         row = yield self._script(
+            bucket,
             "link_issue",
             draft.token_hash,
             draft.link_id,
@@ -395,17 +490,18 @@ class RedisMagicLinkOps(_TaggedOps):
         return _link(row)
 
     def peek(self, token_hash: str) -> Op[MagicLinkRecord | None]:
-        row = yield self._script("link_peek", token_hash)
+        row = yield from self._found(self._hash_bucket(token_hash), "link_peek", token_hash)
         return None if row is None else _link(row)
 
     @security_write
     def consume(self, token_hash: str, application_id: str | None) -> Op[MagicLinkRecord | None]:
-        row = yield self._script("link_consume", token_hash, _optional(application_id))
+        bucket, app = self._hash_bucket(token_hash), _optional(application_id)
+        row = yield from self._found(bucket, "link_consume", token_hash, app)
         return None if row is None else _link(row)
 
     @security_write
     def revoke_user(self, user_id: str) -> Op[int]:
-        revoked: int = yield self._script("link_revoke_user", user_id)
+        revoked: int = yield self._script(self._user_bucket(user_id), "link_revoke_user", user_id)
         return revoked
 
     def purge_expired(self) -> Op[int]:

@@ -83,6 +83,11 @@ class RedisSettings:
     is acknowledged (``WAIT``, ``replicas=N``, 1 by default); 0: the primary's word."""
     replica_timeout: float = DEFAULT_TIMEOUT / 2
     """How long a security write waits for its replicas (``WAIT``'s timeout)."""
+    # --- layout (sessions and magic links) ---
+    layout: str = "namespace"
+    """``spread`` (the default on Redis Cluster): a user's sessions and links under its
+    bucket's hash tag, buckets spread over the slots; ``namespace``: a namespace's under
+    one tag (one slot; the default elsewhere, and the only layout before the option)."""
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -110,6 +115,7 @@ def parse_settings(url: StoreURL) -> RedisSettings:
     tls = url.scheme == "rediss" or options.flag("tls", False)
     ssl = _ssl(options) if tls else ()
     replicas, replica_timeout = _replication(options, timeout, given)
+    layout = _layout(options.text("layout", "spread" if topology == "cluster" else "namespace"))
     options.done()
     checked_namespace(namespace)
 
@@ -178,6 +184,7 @@ def parse_settings(url: StoreURL) -> RedisSettings:
         display=display_name(url, client),
         replicas=replicas,
         replica_timeout=replica_timeout,
+        layout=layout,
     )
 
 
@@ -198,6 +205,17 @@ def _replication(options: Any, timeout: float, given: set[str]) -> tuple[int, fl
             f"timeout={timeout:g} (WAIT must answer before the store gives up)"
         )
     return (1 if replicas is None else replicas), wait
+
+
+# --- layout -------------------------------------------------------------------------------
+
+LAYOUTS = ("namespace", "spread")
+
+
+def _layout(value: str) -> str:
+    if value not in LAYOUTS:
+        raise ConfigurationError(f"layout={value!r} must be one of {', '.join(LAYOUTS)}")
+    return value
 
 
 def _db(text: str) -> int:

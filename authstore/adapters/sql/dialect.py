@@ -111,6 +111,17 @@ class Dialect:
     table_exists = "SELECT 1 WHERE to_regclass(:name) IS NOT NULL"
     """A row when the table named ``:name`` exists (the migration fast path)."""
 
+    token_first = True
+    """Whether schema version 3 rekeys sessions and magic links so no index leads with
+    ``namespace`` (token hash, public id and user id first; see ``schema._version_3``).
+
+    PostgreSQL needs it: on a table filled without ANALYZE (autovacuum off, a bulk
+    import, a restore) it costs the ``(namespace, user_id, created_at)`` index as cheap
+    as the unique ``(namespace, token_hash)`` one and filters every session of the
+    namespace. False where an equality on every column of a unique key wins whatever
+    the statistics (MySQL's and MariaDB's const access; SQLite counts it as one row):
+    those keep version 1's keys."""
+
     def __init__(self) -> None:
         self._compiled: dict[str, Compiled] = {}
         self._compiled_lock = threading.Lock()
@@ -205,8 +216,37 @@ class Dialect:
             f"(SELECT {key} FROM {table} WHERE {where} LIMIT {int(size)}) AND ({where})"
         )
 
-    def create_index(self, name: str, table: str, columns: Sequence[str]) -> str:
-        return f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})"
+    def create_index(
+        self, name: str, table: str, columns: Sequence[str], *, unique: bool = False
+    ) -> str:
+        kind = "UNIQUE INDEX" if unique else "INDEX"
+        return f"CREATE {kind} IF NOT EXISTS {name} ON {table} ({', '.join(columns)})"
+
+    def drop_index(self, name: str, table: str) -> str:
+        return f"DROP INDEX IF EXISTS {name}"
+
+    def drop_unique(self, table: str, columns: Sequence[str]) -> str:
+        """Drop the UNIQUE constraint over exactly ``columns`` (in that order), if any.
+
+        Version 1 left the constraints unnamed and the server named them (truncated to
+        63 bytes under a long prefix): the catalog finds the name by the columns.
+        """
+        listed = ", ".join(f"'{column}'" for column in columns)
+        return (
+            "DO $$DECLARE found name; BEGIN "
+            "SELECT conname INTO found FROM pg_constraint "
+            f"WHERE conrelid = '{table}'::regclass AND contype = 'u' AND conkey = ARRAY("
+            f"SELECT attnum FROM unnest(ARRAY[{listed}]) WITH ORDINALITY AS wanted(col, ord) "
+            f"JOIN pg_attribute ON attrelid = '{table}'::regclass AND attname = col "
+            "ORDER BY ord); "
+            f"IF found IS NOT NULL THEN EXECUTE 'ALTER TABLE {table} DROP CONSTRAINT ' "
+            "|| quote_ident(found); END IF; END$$"
+        )
+
+    def analyze(self, tables: Sequence[str]) -> tuple[str, ...]:
+        """Statements refreshing the planner's statistics of ``tables`` (``migrate`` runs
+        them on the tables it created or changed: an unanalyzed table can be misplanned)."""
+        return (f"ANALYZE {', '.join(tables)}",)
 
     def blob_as_integer(self, expression: str) -> str:
         """The integer a blob spells in canonical decimal, or NULL when it spells anything

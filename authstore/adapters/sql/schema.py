@@ -82,13 +82,29 @@ class Tables:
     def magic_links(self) -> str:
         return f"{self.prefix}magic_links"
 
+    @property
+    def analyzed(self) -> tuple[str, ...]:
+        """The tables of the stores (``migrate`` refreshes their statistics)."""
+        return (
+            self.cache,
+            self.rate_limits,
+            self.sessions,
+            self.totp,
+            self.backup_codes,
+            self.magic_links,
+        )
+
 
 Migration = tuple[int, tuple[str, ...]]
 
 
 def migrations(dialect: Dialect, tables: Tables) -> list[Migration]:
     """Every version in order; a new version is appended, never edited."""
-    return [(1, _version_1(dialect, tables)), (2, _version_2(dialect, tables))]
+    return [
+        (1, _version_1(dialect, tables)),
+        (2, _version_2(dialect, tables)),
+        (3, _version_3(dialect, tables)),
+    ]
 
 
 def _version_1(d: Dialect, t: Tables) -> tuple[str, ...]:
@@ -155,6 +171,38 @@ def _version_2(d: Dialect, t: Tables) -> tuple[str, ...]:
     )
 
 
+def _version_3(d: Dialect, t: Tables) -> tuple[str, ...]:
+    """Sessions and magic links keyed token hash first, so a lookup by hash is the
+    unique-key lookup whatever the planner's statistics say (``Dialect.token_first``).
+
+    Every index of version 1 led with ``namespace``: on a table never analyzed,
+    PostgreSQL costs ``namespace = :namespace`` on the user index as cheap as the
+    unique token-hash key and then filters every session of the namespace. With no
+    index leading with ``namespace`` only the unique key answers the equality on the
+    token hash; the other indexes could serve it only by a scan of the whole index.
+    The user index keeps both equalities and ``created_at``'s order. The new indexes
+    are built before the old ones are dropped (under the migration's lock: writers
+    wait for the build); the data is already unique on the same column sets.
+    """
+    if not d.token_first:
+        return ()
+    p, sessions, links = t.prefix, t.sessions, t.magic_links
+    return (
+        d.create_index(f"{p}sessions_token", sessions, ["token_hash", "namespace"], unique=True),
+        d.create_index(f"{p}sessions_public_id", sessions, ["id", "namespace"], unique=True),
+        d.create_index(f"{p}sessions_by_user", sessions, ["user_id", "namespace", "created_at"]),
+        d.drop_unique(sessions, ["namespace", "token_hash"]),
+        d.drop_unique(sessions, ["namespace", "id"]),
+        d.drop_index(f"{p}sessions_user", sessions),
+        d.create_index(f"{p}magic_links_token", links, ["token_hash", "namespace"], unique=True),
+        d.create_index(f"{p}magic_links_public_id", links, ["id", "namespace"], unique=True),
+        d.create_index(f"{p}magic_links_by_user", links, ["user_id", "namespace"]),
+        d.drop_unique(links, ["namespace", "token_hash"]),
+        d.drop_unique(links, ["namespace", "id"]),
+        d.drop_index(f"{p}magic_links_user", links),
+    )
+
+
 @dataclass(frozen=True)
 class MigrationReport:
     version: int
@@ -209,6 +257,12 @@ def migrate(dialect: Dialect, tables: Tables) -> Op[MigrationReport]:
             {"version": version},
         )
         applied.append(version)
+    if applied:
+        # The planner's statistics of what was created or rekeyed (a lookup planned on
+        # none may filter a whole namespace); a table filled later still needs the
+        # server's autovacuum / auto-recalculation, or an ANALYZE after a bulk load.
+        for statement in dialect.analyze(tables.analyzed):
+            yield Query(statement)
     if dialect.migration_unlock is not None:
         yield Query(dialect.migration_unlock, {"lock_name": lock_name}, "all")
     return MigrationReport(max(current, latest), tuple(applied), latest)

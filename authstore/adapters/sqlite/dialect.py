@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from authstore.adapters.sql.dialect import Dialect
 
@@ -24,10 +24,14 @@ class SQLiteDialect(Dialect):
     boolean = "INTEGER"
     serial_key = "INTEGER PRIMARY KEY"  # the rowid: increasing while the newest row lives
     table_exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"
+    token_first = False  # a unique key's full equality counts as one row: see Dialect
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.clock = clock
+
+    def analyze(self, tables: Sequence[str]) -> tuple[str, ...]:
+        return tuple(f"ANALYZE {table}" for table in tables)  # one table per statement
 
     def real_parameter(self, name: str) -> str:
         return f":{name}"  # values carry their own type in SQLite

@@ -1,8 +1,10 @@
--- Magic links of one namespace live under one hash tag, ARGV[1] = '{<namespace>:links}:':
+-- Magic links of one namespace live under one hash tag, ARGV[1] = '{<namespace>:links}:'
+-- (or of one bucket, '<namespace>:links:{<bucket tag>}:', see _tokens.lua):
 --   <tag>t:<token hash>  hash: the link (fields below), expires physically at its end;
 --                        a consumed or revoked link keeps its record (consumed or
 --                        revoked set) until then, so its hash stays taken
 --   <tag>u:<user id>     set: the user's token hashes (revoke_previous, revoke_user)
+--   <tag>p:<token hash>  the bucket of a link whose hash falls here (spread layout)
 -- Scripts that read an index drop the members whose link is gone; an index expires
 -- with the last link it lists.
 FIELDS = {'id', 'user', 'email', 'created', 'expires', 'app', 'ip', 'agent', 'consumed'}

@@ -1,10 +1,13 @@
--- Sessions of one namespace live under one hash tag, ARGV[1] = '{<namespace>:sessions}:':
+-- Sessions of one namespace live under one hash tag, ARGV[1] = '{<namespace>:sessions}:'
+-- (or of one bucket, '<namespace>:sessions:{<bucket tag>}:', see _tokens.lua):
 --   <tag>t:<token hash>  hash: the session (fields below), expires physically at its end
 --   <tag>u:<user id>     sorted set: the user's token hashes by creation order (index)
 --   <tag>i:<public id>   the token hash of a public id (revoke_by_id)
 --   <tag>seq             creation counter (orders sessions created in one microsecond)
 --   <tag>r:<token hash>  a revoked session's hash, kept until the session would have
 --                        expired: a caller-supplied token can never revive it
+--   <tag>p:<token hash>  the bucket of a session whose hash falls here (spread layout)
+--   <tag>q:<public id>   the bucket of a session whose public id falls here (migrated)
 -- Every script that reads an index drops the members whose session is gone or over,
 -- and an index expires with the last session it lists.
 FIELDS = {'id', 'user', 'created', 'seen', 'expires', 'device', 'app', 'ip', 'agent', 'meta'}
@@ -35,6 +38,12 @@ local function revoke(hash, user, now)
     redis.call('SET', prefix .. 'r:' .. hash, '1', 'PXAT', ms(expires))
   end
   drop(hash, user)
+end
+
+-- The hash is taken here: a live or revoked session, or a pointer to another bucket.
+local function taken(hash, now)
+  return live_user(hash, now) or redis.call('EXISTS', prefix .. 'r:' .. hash) == 1
+    or redis.call('EXISTS', pointer_key(hash)) == 1
 end
 
 -- The user's live sessions, newest first; stale members leave the index on the way.

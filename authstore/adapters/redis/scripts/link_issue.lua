@@ -2,11 +2,11 @@
 -- ARGV: prefix, token hash, public id, user, email, ttl (s), app, ip, agent ('' = none),
 -- revoke previous ('1' or '0'). The previous unused links go in the same atomic step.
 -- False, changing nothing, when the token hash belongs to a link that has not expired
--- (usable, consumed or revoked).
+-- (usable, consumed or revoked) or to another bucket.
 local hash, user = ARGV[2], ARGV[4]
 local now = clock()
 local expires = now + tonumber(ARGV[6])
-if status(hash, now) then
+if status(hash, now) or redis.call('EXISTS', pointer_key(hash)) == 1 then
   return false
 end
 if ARGV[10] == '1' then

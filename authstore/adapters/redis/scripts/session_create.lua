@@ -2,13 +2,13 @@
 -- ARGV: prefix, token hash, public id, user, ttl (s), cap ('' = none), device, app, ip,
 -- agent ('' = none), metadata JSON. The new session and the eviction of the oldest
 -- beyond the cap are one atomic step. False, changing nothing, when the token hash
--- belongs to a session that has not expired, live or revoked.
+-- belongs to a session that has not expired, live or revoked, or to another bucket.
 local hash, public_id, user = ARGV[2], ARGV[3], ARGV[4]
 local ttl, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = clock()
 local expires = now + ttl
 local key = data_key(hash)
-if live_user(hash, now) or redis.call('EXISTS', prefix .. 'r:' .. hash) == 1 then
+if taken(hash, now) then
   return false
 end
 local old_user = redis.call('HGET', key, 'user')

@@ -82,7 +82,13 @@ ALTER TABLE authstore_totp_backup_codes ADD COLUMN code_order BIGINT
 -- 21. fetch none; binds: version
 INSERT INTO authstore_schema_version (version, applied_at) VALUES (%s, CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE))
 
--- 22. fetch all; binds: lock_name
+-- 22. fetch none; binds: version
+INSERT INTO authstore_schema_version (version, applied_at) VALUES (%s, CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE))
+
+-- 23. fetch none; binds: none
+ANALYZE TABLE authstore_cache, authstore_rate_limits, authstore_sessions, authstore_totp, authstore_totp_backup_codes, authstore_magic_links
+
+-- 24. fetch all; binds: lock_name
 SELECT RELEASE_LOCK(%s)
 
 -- branch: at version 1: the later versions
@@ -113,7 +119,13 @@ ALTER TABLE authstore_totp_backup_codes ADD COLUMN code_order BIGINT
 -- 9. fetch none; binds: version
 INSERT INTO authstore_schema_version (version, applied_at) VALUES (%s, CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE))
 
--- 10. fetch all; binds: lock_name
+-- 10. fetch none; binds: version
+INSERT INTO authstore_schema_version (version, applied_at) VALUES (%s, CAST(UNIX_TIMESTAMP(NOW(6)) AS DOUBLE))
+
+-- 11. fetch none; binds: none
+ANALYZE TABLE authstore_cache, authstore_rate_limits, authstore_sessions, authstore_totp, authstore_totp_backup_codes, authstore_magic_links
+
+-- 12. fetch all; binds: lock_name
 SELECT RELEASE_LOCK(%s)
 
 -- branch: up to date: one read, no lock

@@ -67,7 +67,49 @@ ALTER TABLE authstore_totp_backup_codes ADD COLUMN code_order BIGINT
 -- 22. fetch none; binds: version
 INSERT INTO authstore_schema_version (version, applied_at) VALUES ($1, date_part('epoch', statement_timestamp()))
 
--- 23. transaction control
+-- 23. fetch none; binds: none
+CREATE UNIQUE INDEX IF NOT EXISTS authstore_sessions_token ON authstore_sessions (token_hash, namespace)
+
+-- 24. fetch none; binds: none
+CREATE UNIQUE INDEX IF NOT EXISTS authstore_sessions_public_id ON authstore_sessions (id, namespace)
+
+-- 25. fetch none; binds: none
+CREATE INDEX IF NOT EXISTS authstore_sessions_by_user ON authstore_sessions (user_id, namespace, created_at)
+
+-- 26. fetch none; binds: none
+DO $$DECLARE found name; BEGIN SELECT conname INTO found FROM pg_constraint WHERE conrelid = 'authstore_sessions'::regclass AND contype = 'u' AND conkey = ARRAY(SELECT attnum FROM unnest(ARRAY['namespace', 'token_hash']) WITH ORDINALITY AS wanted(col, ord) JOIN pg_attribute ON attrelid = 'authstore_sessions'::regclass AND attname = col ORDER BY ord); IF found IS NOT NULL THEN EXECUTE 'ALTER TABLE authstore_sessions DROP CONSTRAINT ' || quote_ident(found); END IF; END$$
+
+-- 27. fetch none; binds: none
+DO $$DECLARE found name; BEGIN SELECT conname INTO found FROM pg_constraint WHERE conrelid = 'authstore_sessions'::regclass AND contype = 'u' AND conkey = ARRAY(SELECT attnum FROM unnest(ARRAY['namespace', 'id']) WITH ORDINALITY AS wanted(col, ord) JOIN pg_attribute ON attrelid = 'authstore_sessions'::regclass AND attname = col ORDER BY ord); IF found IS NOT NULL THEN EXECUTE 'ALTER TABLE authstore_sessions DROP CONSTRAINT ' || quote_ident(found); END IF; END$$
+
+-- 28. fetch none; binds: none
+DROP INDEX IF EXISTS authstore_sessions_user
+
+-- 29. fetch none; binds: none
+CREATE UNIQUE INDEX IF NOT EXISTS authstore_magic_links_token ON authstore_magic_links (token_hash, namespace)
+
+-- 30. fetch none; binds: none
+CREATE UNIQUE INDEX IF NOT EXISTS authstore_magic_links_public_id ON authstore_magic_links (id, namespace)
+
+-- 31. fetch none; binds: none
+CREATE INDEX IF NOT EXISTS authstore_magic_links_by_user ON authstore_magic_links (user_id, namespace)
+
+-- 32. fetch none; binds: none
+DO $$DECLARE found name; BEGIN SELECT conname INTO found FROM pg_constraint WHERE conrelid = 'authstore_magic_links'::regclass AND contype = 'u' AND conkey = ARRAY(SELECT attnum FROM unnest(ARRAY['namespace', 'token_hash']) WITH ORDINALITY AS wanted(col, ord) JOIN pg_attribute ON attrelid = 'authstore_magic_links'::regclass AND attname = col ORDER BY ord); IF found IS NOT NULL THEN EXECUTE 'ALTER TABLE authstore_magic_links DROP CONSTRAINT ' || quote_ident(found); END IF; END$$
+
+-- 33. fetch none; binds: none
+DO $$DECLARE found name; BEGIN SELECT conname INTO found FROM pg_constraint WHERE conrelid = 'authstore_magic_links'::regclass AND contype = 'u' AND conkey = ARRAY(SELECT attnum FROM unnest(ARRAY['namespace', 'id']) WITH ORDINALITY AS wanted(col, ord) JOIN pg_attribute ON attrelid = 'authstore_magic_links'::regclass AND attname = col ORDER BY ord); IF found IS NOT NULL THEN EXECUTE 'ALTER TABLE authstore_magic_links DROP CONSTRAINT ' || quote_ident(found); END IF; END$$
+
+-- 34. fetch none; binds: none
+DROP INDEX IF EXISTS authstore_magic_links_user
+
+-- 35. fetch none; binds: version
+INSERT INTO authstore_schema_version (version, applied_at) VALUES ($1, date_part('epoch', statement_timestamp()))
+
+-- 36. fetch none; binds: none
+ANALYZE authstore_cache, authstore_rate_limits, authstore_sessions, authstore_totp, authstore_totp_backup_codes, authstore_magic_links
+
+-- 37. transaction control
 COMMIT
 
 -- branch: at version 1: the later versions
@@ -101,7 +143,49 @@ ALTER TABLE authstore_totp_backup_codes ADD COLUMN code_order BIGINT
 -- 10. fetch none; binds: version
 INSERT INTO authstore_schema_version (version, applied_at) VALUES ($1, date_part('epoch', statement_timestamp()))
 
--- 11. transaction control
+-- 11. fetch none; binds: none
+CREATE UNIQUE INDEX IF NOT EXISTS authstore_sessions_token ON authstore_sessions (token_hash, namespace)
+
+-- 12. fetch none; binds: none
+CREATE UNIQUE INDEX IF NOT EXISTS authstore_sessions_public_id ON authstore_sessions (id, namespace)
+
+-- 13. fetch none; binds: none
+CREATE INDEX IF NOT EXISTS authstore_sessions_by_user ON authstore_sessions (user_id, namespace, created_at)
+
+-- 14. fetch none; binds: none
+DO $$DECLARE found name; BEGIN SELECT conname INTO found FROM pg_constraint WHERE conrelid = 'authstore_sessions'::regclass AND contype = 'u' AND conkey = ARRAY(SELECT attnum FROM unnest(ARRAY['namespace', 'token_hash']) WITH ORDINALITY AS wanted(col, ord) JOIN pg_attribute ON attrelid = 'authstore_sessions'::regclass AND attname = col ORDER BY ord); IF found IS NOT NULL THEN EXECUTE 'ALTER TABLE authstore_sessions DROP CONSTRAINT ' || quote_ident(found); END IF; END$$
+
+-- 15. fetch none; binds: none
+DO $$DECLARE found name; BEGIN SELECT conname INTO found FROM pg_constraint WHERE conrelid = 'authstore_sessions'::regclass AND contype = 'u' AND conkey = ARRAY(SELECT attnum FROM unnest(ARRAY['namespace', 'id']) WITH ORDINALITY AS wanted(col, ord) JOIN pg_attribute ON attrelid = 'authstore_sessions'::regclass AND attname = col ORDER BY ord); IF found IS NOT NULL THEN EXECUTE 'ALTER TABLE authstore_sessions DROP CONSTRAINT ' || quote_ident(found); END IF; END$$
+
+-- 16. fetch none; binds: none
+DROP INDEX IF EXISTS authstore_sessions_user
+
+-- 17. fetch none; binds: none
+CREATE UNIQUE INDEX IF NOT EXISTS authstore_magic_links_token ON authstore_magic_links (token_hash, namespace)
+
+-- 18. fetch none; binds: none
+CREATE UNIQUE INDEX IF NOT EXISTS authstore_magic_links_public_id ON authstore_magic_links (id, namespace)
+
+-- 19. fetch none; binds: none
+CREATE INDEX IF NOT EXISTS authstore_magic_links_by_user ON authstore_magic_links (user_id, namespace)
+
+-- 20. fetch none; binds: none
+DO $$DECLARE found name; BEGIN SELECT conname INTO found FROM pg_constraint WHERE conrelid = 'authstore_magic_links'::regclass AND contype = 'u' AND conkey = ARRAY(SELECT attnum FROM unnest(ARRAY['namespace', 'token_hash']) WITH ORDINALITY AS wanted(col, ord) JOIN pg_attribute ON attrelid = 'authstore_magic_links'::regclass AND attname = col ORDER BY ord); IF found IS NOT NULL THEN EXECUTE 'ALTER TABLE authstore_magic_links DROP CONSTRAINT ' || quote_ident(found); END IF; END$$
+
+-- 21. fetch none; binds: none
+DO $$DECLARE found name; BEGIN SELECT conname INTO found FROM pg_constraint WHERE conrelid = 'authstore_magic_links'::regclass AND contype = 'u' AND conkey = ARRAY(SELECT attnum FROM unnest(ARRAY['namespace', 'id']) WITH ORDINALITY AS wanted(col, ord) JOIN pg_attribute ON attrelid = 'authstore_magic_links'::regclass AND attname = col ORDER BY ord); IF found IS NOT NULL THEN EXECUTE 'ALTER TABLE authstore_magic_links DROP CONSTRAINT ' || quote_ident(found); END IF; END$$
+
+-- 22. fetch none; binds: none
+DROP INDEX IF EXISTS authstore_magic_links_user
+
+-- 23. fetch none; binds: version
+INSERT INTO authstore_schema_version (version, applied_at) VALUES ($1, date_part('epoch', statement_timestamp()))
+
+-- 24. fetch none; binds: none
+ANALYZE authstore_cache, authstore_rate_limits, authstore_sessions, authstore_totp, authstore_totp_backup_codes, authstore_magic_links
+
+-- 25. transaction control
 COMMIT
 
 -- branch: up to date: one read, no lock

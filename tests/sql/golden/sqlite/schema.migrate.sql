@@ -64,7 +64,28 @@ ALTER TABLE authstore_totp_backup_codes ADD COLUMN code_order INTEGER
 -- 21. fetch none; binds: version, now
 INSERT INTO authstore_schema_version (version, applied_at) VALUES (?, ?)
 
--- 22. transaction control
+-- 22. fetch none; binds: version, now
+INSERT INTO authstore_schema_version (version, applied_at) VALUES (?, ?)
+
+-- 23. fetch none; binds: none
+ANALYZE authstore_cache
+
+-- 24. fetch none; binds: none
+ANALYZE authstore_rate_limits
+
+-- 25. fetch none; binds: none
+ANALYZE authstore_sessions
+
+-- 26. fetch none; binds: none
+ANALYZE authstore_totp
+
+-- 27. fetch none; binds: none
+ANALYZE authstore_totp_backup_codes
+
+-- 28. fetch none; binds: none
+ANALYZE authstore_magic_links
+
+-- 29. transaction control
 COMMIT
 
 -- branch: at version 1: the later versions
@@ -95,7 +116,28 @@ ALTER TABLE authstore_totp_backup_codes ADD COLUMN code_order INTEGER
 -- 9. fetch none; binds: version, now
 INSERT INTO authstore_schema_version (version, applied_at) VALUES (?, ?)
 
--- 10. transaction control
+-- 10. fetch none; binds: version, now
+INSERT INTO authstore_schema_version (version, applied_at) VALUES (?, ?)
+
+-- 11. fetch none; binds: none
+ANALYZE authstore_cache
+
+-- 12. fetch none; binds: none
+ANALYZE authstore_rate_limits
+
+-- 13. fetch none; binds: none
+ANALYZE authstore_sessions
+
+-- 14. fetch none; binds: none
+ANALYZE authstore_totp
+
+-- 15. fetch none; binds: none
+ANALYZE authstore_totp_backup_codes
+
+-- 16. fetch none; binds: none
+ANALYZE authstore_magic_links
+
+-- 17. transaction control
 COMMIT
 
 -- branch: up to date: one read, no lock

@@ -1,0 +1,204 @@
+"""Round trips on the wire: rate limits and incr take one (tests/counted_operations.py's
+``rate_limit_operations``), on keys this store was the last to write; two when
+another store wrote in between, never more. And a refused hit or a failed incr is
+never decided on the entry a store remembers, only on one it has just read.
+
+A proxy between the store and memcached counts round trips: a round trip starts when
+the client sends after the server last answered (or first). The store's writes are
+each one ``sendall`` of a few dozen bytes on loopback, so the count does not depend
+on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import selectors
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import authstore
+from tests.counted_operations import rate_limit_operations
+
+
+class CountingProxy:
+    """A TCP proxy to ``target`` on a free loopback port, counting round trips over
+    all its connections."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.trips = 0
+        self._lock = threading.Lock()
+        self._closing = False
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            thread = threading.Thread(target=self._pump, args=(client, server), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        answered = True  # the server spoke last (nothing sent yet)
+        with client, server, selectors.DefaultSelector() as selector:
+            selector.register(client, selectors.EVENT_READ, server)
+            selector.register(server, selectors.EVENT_READ, client)
+            while not self._closing:
+                for key, _ in selector.select(timeout=0.1):
+                    source: socket.socket = key.fileobj  # type: ignore[assignment]
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    if source is client:
+                        if answered:
+                            with self._lock:
+                                self.trips += 1
+                        answered = False
+                    else:
+                        answered = True
+                    key.data.sendall(data)
+
+    def count(self, action: Callable[[], object]) -> int:
+        before = self.trips
+        result = action()
+        if inspect.isawaitable(result):
+            raise TypeError("count_async for coroutines")
+        return self.trips - before
+
+    async def count_async(self, action: Callable[[], object]) -> int:
+        before = self.trips
+        result = action()
+        assert inspect.isawaitable(result)
+        await result
+        return self.trips - before
+
+    def close(self) -> None:
+        self._closing = True
+        self.listener.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+@pytest.fixture
+def proxy(memcached_url: str) -> Iterator[CountingProxy]:
+    host, _, port = memcached_url.partition("://")[2].split("?")[0].rpartition(":")
+    counting = CountingProxy((host, int(port)))
+    yield counting
+    counting.close()
+
+
+def _namespace() -> str:
+    return f"trips{uuid.uuid4().hex[:10]}"
+
+
+def test_rate_limits_and_incr_take_one_round_trip(proxy: CountingProxy) -> None:
+    url = f"memcached://127.0.0.1:{proxy.port}"
+    with authstore.open_cache(url, namespace=_namespace()) as cache:
+        operations = rate_limit_operations(cache)
+        for action in operations.values():
+            action()  # the first call may create the key
+        trips = {name: proxy.count(action) for name, action in operations.items()}
+    assert trips == dict.fromkeys(operations, 1)
+
+
+def test_async_rate_limits_and_incr_take_one_round_trip(proxy: CountingProxy) -> None:
+    url = f"memcached://127.0.0.1:{proxy.port}"
+
+    async def scenario() -> dict[str, int]:
+        async with authstore.open_async_cache(url, namespace=_namespace()) as cache:
+            operations = rate_limit_operations(cache)
+            for action in operations.values():
+                await action()  # type: ignore[misc]
+            return {name: await proxy.count_async(action) for name, action in operations.items()}
+
+    trips = asyncio.run(scenario())
+    assert trips == dict.fromkeys(trips, 1)
+    assert "fixed_window allowed" in trips
+
+
+def test_another_writer_costs_one_more_round_trip(proxy: CountingProxy, memcached_url: str) -> None:
+    """The remembered entry is stale: the first attempt stores nothing and reads the
+    current entry back, the second stores on it (two, as a read then a write took)."""
+    namespace = _namespace()
+    url = f"memcached://127.0.0.1:{proxy.port}"
+    with (
+        authstore.open_cache(url, namespace=namespace) as mine,
+        authstore.open_cache(memcached_url, namespace=namespace) as other,
+    ):
+        assert mine.check_rate_limit("k", 4, 60).remaining == 3
+        assert other.check_rate_limit("k", 4, 60).remaining == 2
+        assert mine.incr("n") == 1
+        assert other.incr("n") == 2
+        hit = proxy.count(lambda: mine.check_rate_limit("k", 4, 60))
+        assert mine.check_rate_limit("k", 4, 60).remaining == 0
+        assert proxy.count(lambda: mine.incr("n")) == 2
+        assert mine.get("n") == 3
+    assert hit == 2
+
+
+def test_refusals_are_decided_on_an_entry_just_read(memcached_url: str) -> None:
+    """A store remembers a full limiter and a counter holding text; another store
+    resets the one and writes a number to the other: the first store's next hit is
+    allowed and its incr counts on (no refusal or ValueError from what it remembers)."""
+    namespace = _namespace()
+    with (
+        authstore.open_cache(memcached_url, namespace=namespace) as mine,
+        authstore.open_cache(memcached_url, namespace=namespace) as other,
+    ):
+        for algorithm in ("fixed_window", "sliding_window", "gcra"):
+            # full after mine's own last write (2 hits), then after a refusal (3)
+            for hits in (2, 3):
+                results = [
+                    mine.check_rate_limit("k", 2, 60, algorithm=algorithm) for _ in range(hits)
+                ]
+                assert [hit.allowed for hit in results] == [True, True, False][:hits]
+                other.reset_rate_limit("k")
+                again = mine.check_rate_limit("k", 2, 60, algorithm=algorithm)
+                assert again.allowed and again.remaining == 1, (algorithm, hits)
+                other.reset_rate_limit("k")
+        mine.set("x", "text")
+        with pytest.raises(ValueError):
+            mine.incr("x")
+        other.set("x", 5)
+        assert mine.incr("x") == 6
+
+
+def test_swap_wire_format() -> None:
+    """What a Swap writes (the add mode for no token; a token from pymemcache or a meta
+    reply as bytes, from aiomcache as an int) and how its replies read."""
+    from authstore.adapters.memcached.commands import (
+        Swap,
+        swap_answer,
+        swap_request,
+        value_size,
+    )
+    from authstore.contracts.errors import BackendError
+
+    assert swap_request(Swap("ns:r:k", b"-\n1", 62)) == (
+        b"ms ns:r:k 3 T62 ME c\r\n-\n1\r\nmg ns:r:k v c\r\n"
+    )
+    assert swap_request(Swap("k", b"v", 0, b"41")) == b"ms k 1 T0 C41 c\r\nv\r\nmg k v c\r\n"
+    assert swap_request(Swap("k", b"v", 0, 41)) == b"ms k 1 T0 C41 c\r\nv\r\nmg k v c\r\n"
+    assert swap_answer(b"HD c42", b"VA 1 c42", b"v") == (b"42", (b"v", b"42"))
+    for refused in (b"NS c0", b"EX c0", b"NF c0", b"NS", b"EX"):
+        assert swap_answer(refused, b"EN", None) == (None, None)
+    assert value_size(b"VA 12 c7") == 12 and value_size(b"EN") is None
+    for garbage in (b"HD", b"STORED", b""):
+        with pytest.raises(BackendError):
+            swap_answer(garbage, b"EN", None)
+    with pytest.raises(BackendError):
+        value_size(b"VALUE k 0 1")
