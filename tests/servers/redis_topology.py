@@ -18,7 +18,8 @@ block (a frozen process too). Every wait is bounded.
   ``pause()``/``resume()`` (SIGSTOP/SIGCONT) or ``with node.frozen():``.
 - ``private_sentinel()``: master, replica, one sentinel; ``url`` is authstore's
   ``redis+sentinel://127.0.0.1:PORT/NAME``; ``fail_over()`` stops the master and waits
-  until the sentinel reports the replica promoted.
+  until the sentinel reports the replica promoted; ``rejoin()`` then restarts the old
+  master as the new one's replica, for the next failover.
 - ``private_cluster()``: 3 masters, no replicas; ``url`` is ``redis+cluster://...``;
   ``migrate_slot(slot, to_node)`` moves one slot with its keys to another master, so a
   client with a stale slot map gets ``MOVED``.
@@ -527,6 +528,34 @@ class PrivateSentinel:
             interval=0.1,
         )
         return self.replica
+
+    def rejoin(self, timeout: float = FAILOVER_TIMEOUT) -> None:
+        """After ``fail_over()``: start the killed master again, empty, as a replica of the
+        promoted one, and swap the roles (``master`` is the promoted one, ``replica`` the
+        restarted one), so that the topology can fail over again. Waits until the
+        replica has every write and the sentinel sees it as a healthy replica."""
+        old, promoted = self.master, self.replica
+        if old.running:
+            raise TopologyError(f"{old!r} still runs: fail_over() first")
+        old._args = [*REPLICATION_ARGS, "--replicaof", HOST, str(promoted.port)]
+        old.start(timeout)
+        self.master, self.replica = promoted, old
+        _wait_for("the restarted replica in sync", lambda: replica_linked(old), timeout)
+
+        def known() -> bool:
+            if not self._healthy():
+                return False
+            replicas = self.sentinel.ask("SENTINEL", "REPLICAS", self.name)
+            for entry in replicas if isinstance(replicas, list) else ():
+                state = dict(zip(entry[::2], entry[1::2], strict=True))
+                if int(str(state.get("port", 0))) == old.port:
+                    return str(state.get("flags")) == "slave" and state.get(
+                        "master-link-status"
+                    ) in ("ok", b"ok")
+            return False
+
+        _wait_for("the sentinel sees the restarted replica", known, timeout, interval=0.1)
+        self.sync_replica(timeout)
 
     def _healthy(self) -> bool:
         return sentinel_ready(self.sentinel, self.name, self.master.port)

@@ -23,6 +23,11 @@ The op protocol (every backend alike; psycopg 3's generators are the model):
   driver loop**: ``execute`` runs one command (the only code a sync and an async
   runner do not share). The loop **closes** the program when it ends, however it
   ends (its ``finally`` blocks run: an op must not yield in one).
+- A **security write** (a revocation, a consumed link or backup code, a claimed TOTP
+  step: what a failover must not undo) is an op marked ``@security_write``: each
+  command it yields arrives wrapped in ``Durable``, and a runner whose store asks for
+  ``durability=replicated`` has it confirmed by replicas (Redis: WAIT; MongoDB: write
+  concern majority); other runners unwrap it.
 - **Deadlines** belong to the runner, not the op: a sync runner bounds each driver
   call (socket and statement timeouts), an async runner the whole ``drive_async``
   (``common.deadlines``); past it, the op is closed and never sends another command.
@@ -47,6 +52,7 @@ from authstore.contracts.records import (
 __all__ = [
     "AsyncRunner",
     "CacheOps",
+    "Durable",
     "HealthOps",
     "LinkDraft",
     "MagicLinkOps",
@@ -58,6 +64,7 @@ __all__ = [
     "drive",
     "drive_async",
     "immediate",
+    "security_write",
     "translated",
     "unexpected",
 ]
@@ -100,6 +107,42 @@ def immediate(fn: Callable[P, T]) -> Callable[P, Op[T]]:
 
 
 C = TypeVar("C")
+
+
+class Durable(NamedTuple):
+    """A command of a security write (``security_write``): with ``durability=replicated``
+    the runner acknowledges it only once replicas have it; otherwise it runs as
+    ``command`` would. (A tuple: made on every security write, whatever the option.)"""
+
+    command: Any
+
+
+def security_write(method: Callable[P, Op[T]]) -> Callable[P, Op[T]]:
+    """Mark an op as a security write: every command it yields goes as ``Durable``.
+    The marked method has ``security_write = True`` (what tests list)."""
+
+    @functools.wraps(method)
+    def op(*args: P.args, **kwargs: P.kwargs) -> Op[T]:
+        inner = method(*args, **kwargs)
+        try:
+            command = next(inner)
+            while True:
+                try:
+                    reply = yield Durable(command)
+                except GeneratorExit:
+                    raise
+                except BaseException as error:
+                    command = inner.throw(error)
+                else:
+                    command = inner.send(reply)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        finally:
+            inner.close()
+
+    op.security_write = True  # type: ignore[attr-defined]
+    return op
 
 
 def drive(program: Generator[C, Any, T], execute: Callable[[C], Any]) -> T:

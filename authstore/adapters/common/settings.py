@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from authstore.contracts.errors import ConfigurationError
 from authstore.contracts.values import check_namespace
-from authstore.registry import StoreURL
+from authstore.registry import Options, StoreURL
 
-__all__ = ["SQL_POOL_SIZE", "checked_namespace", "display_name", "one_of"]
+__all__ = [
+    "DURABILITY",
+    "SQL_POOL_SIZE",
+    "checked_namespace",
+    "display_name",
+    "durability",
+    "one_of",
+]
 
 SQL_POOL_SIZE = 20
 """Per store. With 100 concurrent async callers on loopback (2 cores), 20 against 10 gave
@@ -38,3 +45,19 @@ def display_name(url: StoreURL, client: object) -> str:
     if client is not None:
         return f"{url.scheme}:// client=<given>"
     return StoreURL(url.scheme, url.hosts, url.username, url.password, url.path).redacted()
+
+
+DURABILITY = ("primary", "replicated")
+"""``durability=``: ``primary`` (the default) acknowledges a write once the primary has
+it; ``replicated`` acknowledges a security write (a revocation, a consumed link, a
+claimed TOTP step, ...) only once replicas have it too, so a failover cannot undo it."""
+
+
+def durability(options: Options) -> str:
+    """The ``durability`` option, checked (``primary`` when absent)."""
+    value = options.text("durability", DURABILITY[0])
+    if value not in DURABILITY:
+        raise ConfigurationError(
+            f"option durability={value!r} must be one of {', '.join(DURABILITY)}"
+        )
+    return value

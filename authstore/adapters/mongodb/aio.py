@@ -14,7 +14,13 @@ from typing import Any, TypeVar
 from authstore.adapters.common.ops import Op, drive_async
 from authstore.adapters.mongodb.commands import Abort, Command, Commit, Exclusive, StartTransaction
 from authstore.adapters.mongodb.ops import Pause
-from authstore.adapters.mongodb.runner import MongoRunnerBase, Run, check_reply, mark_dirty
+from authstore.adapters.mongodb.runner import (
+    MongoRunnerBase,
+    Run,
+    check_reply,
+    mark_dirty,
+    transaction_options,
+)
 from authstore.adapters.mongodb.settings import MongoSettings
 from authstore.registry import require_module
 
@@ -70,7 +76,7 @@ class AsyncMongoRunner(MongoRunnerBase):
         if isinstance(command, StartTransaction):
             self._connect()
             session = session or await _settled(self._client.start_session())
-            await _settled(session.start_transaction())
+            await _settled(session.start_transaction(**transaction_options(self._pymongo, command)))
             return session
         if isinstance(command, Commit):
             await session.commit_transaction()

@@ -37,7 +37,10 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class StartTransaction:
-    """Later commands run in one transaction until ``Commit`` or ``Abort``."""
+    """Later commands run in one transaction until ``Commit`` or ``Abort``;
+    ``write_concern`` (``durability=replicated``) is its commit's."""
+
+    write_concern: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

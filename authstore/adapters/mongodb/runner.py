@@ -12,6 +12,9 @@ the few operations that use a transaction). The program:
   connection (not a timeout) is sent once more: its failure made the driver drop the
   pool's stale connections. A write is never sent twice;
 - creates the collections' indexes before the first command of the runner;
+- with ``durability=replicated``, gives a security write's commands (``Durable``) the
+  write concern ``{w: "majority", j: true}``: a write command its own
+  (``writeConcern``), a transaction its commit's (its commands may not carry one);
 - keeps the transaction state in ``Run``, and translates a driver error before
   throwing it into the operation: MongoDB ops speak ``DuplicateKey`` and ``Conflict``
   (a duplicate key also arrives in a write's reply, see ``check_reply``), and telling
@@ -28,13 +31,14 @@ after that.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Durable, Op
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
 from authstore.adapters.mongodb.commands import (
     Abort,
@@ -54,6 +58,7 @@ __all__ = [
     "Turns",
     "check_reply",
     "mark_dirty",
+    "transaction_options",
     "translate",
 ]
 
@@ -75,6 +80,15 @@ _RESENDABLE = frozenset({"find", "aggregate", "count", "ping", "listIndexes", "c
 """Commands that change nothing (authstore's pipelines have no $out or $merge stage) or
 that are idempotent (createIndexes): safe to send again after a closed connection."""
 _PING = Command({"ping": 1})
+_WRITES = frozenset({"findAndModify", "update", "delete", "insert"})
+"""The write commands authstore sends: what takes a ``writeConcern`` (a read refuses one)."""
+
+
+def transaction_options(pymongo: Any, start: StartTransaction) -> dict[str, Any]:
+    """``start_transaction``'s keywords: the write concern of its commit, if any."""
+    if start.write_concern is None:
+        return {}
+    return {"write_concern": pymongo.WriteConcern(**start.write_concern)}
 
 
 def resendable(command: object) -> bool:
@@ -285,6 +299,8 @@ class MongoRunnerBase:
             except StopIteration as finished:
                 result: T = finished.value
                 return result
+            if type(command) is Durable:
+                command = self._concerned(command.command, False)
             self._check_open()
             if time.monotonic() - self._answered_at > STALE_AFTER and not resendable(command):
                 yield from self._resent(_PING)
@@ -300,6 +316,8 @@ class MongoRunnerBase:
                         reply = yield from self._resent(command)
                 except Exception as error:
                     command = op.throw(self._translate(error, run.in_transaction))
+                    if type(command) is Durable:
+                        command = self._concerned(command.command, transaction)
                     continue
                 if isinstance(command, Command):
                     self._answered_at = time.monotonic()
@@ -310,11 +328,30 @@ class MongoRunnerBase:
                 elif isinstance(command, Abort):
                     transaction = False  # an Abort is not known to have reached the server
                 command = op.send(reply)
+                if type(command) is Durable:
+                    command = self._concerned(command.command, transaction)
         except StopIteration as finished:
             result = finished.value
             return result
         finally:
             op.close()
+
+    def _concerned(self, command: Any, transaction: bool) -> Any:
+        """A security write's command with the write concern ``durability`` asks for:
+        a write command outside a transaction carries it, a transaction's start sets it
+        for its commit; reads, and commands inside a transaction, stay as they are."""
+        concern = self.settings.write_concern
+        if concern is None:
+            return command
+        if isinstance(command, StartTransaction):
+            return dataclasses.replace(command, write_concern=concern)
+        if (
+            not transaction
+            and isinstance(command, Command)
+            and next(iter(command.document)) in _WRITES
+        ):
+            return Command({**command.document, "writeConcern": concern})
+        return command
 
     def _hand_on(self, held: list[str]) -> None:
         for name in held:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from authstore.adapters.common.settings import checked_namespace, display_name
+from authstore.adapters.common.settings import checked_namespace, display_name, durability
 from authstore.adapters.common.stores import DEFAULT_NAMESPACE
 from authstore.adapters.mongodb.ops import Collections
 from authstore.contracts.errors import ConfigurationError
@@ -46,6 +46,7 @@ PASSTHROUGH = {
     )
 }
 _CONNECTION_OPTIONS = ("pool_size", "connect_timeout", *PASSTHROUGH)
+MAJORITY = {"w": "majority", "j": True}
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class MongoSettings:
     client: Any = field(default=None, repr=False)
     """A MongoClient / AsyncMongoClient / motor client the caller owns: never closed."""
     display: str = "mongodb://"
+    write_concern: dict[str, Any] | None = None
+    """``durability=replicated``: the write concern of every security write (a majority
+    of the replica set, journaled: what an election cannot roll back); None: the
+    client's (``w``, ``journal``)."""
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for the client authstore opens."""
@@ -89,6 +94,7 @@ def parse_settings(url: StoreURL) -> MongoSettings:
     timeout = reader.seconds("timeout", DEFAULT_TIMEOUT)
     connect_timeout = reader.seconds("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     pool_size = reader.integer("pool_size", DEFAULT_POOL_SIZE, minimum=1)
+    replicated = durability(reader) == "replicated"
     passthrough = []
     for name in list(url.options):
         canonical = PASSTHROUGH.get(name.lower())
@@ -132,6 +138,7 @@ def parse_settings(url: StoreURL) -> MongoSettings:
         options=tuple(passthrough),
         client=client,
         display=display_name(url, client),
+        write_concern=MAJORITY if replicated else None,
     )
 
 

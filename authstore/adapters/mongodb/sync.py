@@ -12,7 +12,13 @@ from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.common.watchdog import WATCHDOG
 from authstore.adapters.mongodb.commands import Abort, Command, Commit, Exclusive, StartTransaction
 from authstore.adapters.mongodb.ops import Pause
-from authstore.adapters.mongodb.runner import MongoRunnerBase, Run, check_reply, mark_dirty
+from authstore.adapters.mongodb.runner import (
+    MongoRunnerBase,
+    Run,
+    check_reply,
+    mark_dirty,
+    transaction_options,
+)
 from authstore.adapters.mongodb.settings import MongoSettings
 from authstore.contracts.errors import BackendUnavailableError
 from authstore.registry import require_module
@@ -66,7 +72,7 @@ class SyncMongoRunner(MongoRunnerBase):
             return check_reply(self._database.command(command.document, session=session))
         if isinstance(command, StartTransaction):
             session = session or self._client.start_session()
-            session.start_transaction()
+            session.start_transaction(**transaction_options(self._pymongo, command))
             return session
         if isinstance(command, Commit):
             session.commit_transaction()

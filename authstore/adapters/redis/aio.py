@@ -21,8 +21,15 @@ from authstore.adapters.redis.client import (
     major_version,
     make_client,
 )
-from authstore.adapters.redis.runner import RedisRunner, Request, is_cluster_client, pack
+from authstore.adapters.redis.runner import (
+    RedisRunner,
+    Request,
+    Waited,
+    is_cluster_client,
+    pack,
+)
 from authstore.adapters.redis.settings import RedisSettings
+from authstore.contracts.errors import BackendError
 
 __all__ = ["AsyncRedisRunner"]
 
@@ -123,6 +130,15 @@ class AsyncRedisRunner(RedisRunner):
             client = await self._client_here()  # a cluster client connects here
         elif self._closed:
             self._check_open()
+        if type(request) is Waited:
+            if self._batch_one_by_one and is_cluster_client(client):
+                raise BackendError(
+                    "durability=replicated on Redis Cluster needs redis-py 6 or later "
+                    "(an older async cluster pipeline never runs)"
+                )
+            pipe, node = self.waited_pipeline(client, request)
+            replies = await pipe.execute(raise_on_error=False)
+            return self.waited_replies(client, request, node, replies)
         if type(request) is tuple:
             pool = self._pool
             if pool is None:

@@ -26,6 +26,7 @@ from authstore.adapters.common.ops import (
     Op,
     SessionDraft,
     SlidingWindowState,
+    security_write,
 )
 from authstore.adapters.common.ratelimit import EPSILON, limiter_state
 from authstore.adapters.redis.commands import Batch, Call, Script, lua
@@ -139,6 +140,7 @@ class RedisCacheOps(_Health):
             return None
         return math.inf if remaining == -1 else remaining / 1000
 
+    @security_write
     def raise_to(self, key: str, at: float | None, ttl: float | None) -> Op[float]:
         at_text = NONE if at is None else repr(at)
         stored = yield Script(lua("raise_to"), (key,), (at_text, milliseconds(ttl)))
@@ -307,6 +309,7 @@ class _TaggedOps(_Health):
 class RedisSessionOps(_TaggedOps):
     kind, what, claim = "sessions", "session", "session_claim"
 
+    @security_write
     def create(self, draft: SessionDraft, max_sessions: int | None) -> Op[SessionRecord]:
         bucket = yield from self._claim(draft.token_hash, draft.user_id, draft.ttl)
         row = yield self._script(
@@ -337,11 +340,13 @@ class RedisSessionOps(_TaggedOps):
         row = yield from self._found(bucket, "session_touch", token_hash, ttl_text)
         return None if row is None else _session(row)
 
+    @security_write
     def revoke(self, token_hash: str) -> Op[bool]:
         bucket = self._hash_bucket(token_hash)
         revoked = yield from self._found(bucket, "session_revoke", token_hash, NONE, NONE)
         return bool(revoked == 1)
 
+    @security_write
     def revoke_by_id(self, session_id: str, user_id: str | None) -> Op[bool]:
         if user_id is None:
             bucket = self._id_bucket(session_id)
@@ -351,6 +356,7 @@ class RedisSessionOps(_TaggedOps):
             revoked = yield self._script(bucket, "session_revoke", NONE, session_id, user_id)
         return bool(revoked == 1)
 
+    @security_write
     def revoke_all(self, user_id: str, except_hash: str | None, except_id: str | None) -> Op[int]:
         revoked: int = yield self._script(
             self._user_bucket(user_id),
@@ -398,10 +404,12 @@ class RedisTotpOps(_Health):
     def save_pending(self, user_id: str, secret: bytes) -> Op[None]:
         yield self._script("totp_save_pending", user_id, secret)
 
+    @security_write
     def enable(self, user_id: str) -> Op[bool]:
         enabled: int = yield self._script("totp_enable", user_id)
         return enabled == 1
 
+    @security_write
     def disable(self, user_id: str) -> Op[bool]:
         existed: int = yield self._script("totp_disable", user_id)
         return existed == 1
@@ -424,14 +432,17 @@ class RedisTotpOps(_Health):
             backup_code_hashes=tuple(bytes(code).decode() for code in hashes),
         )
 
+    @security_write
     def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> Op[None]:
         yield self._script("totp_replace_codes", user_id, *code_hashes)
 
+    @security_write
     def use_backup_code(self, user_id: str, code_hash: str) -> Op[bool]:
         # One SREM: among concurrent callers only one removes the member.
         removed: int = yield Call(("SREM", self._keys(user_id)[1], code_hash))
         return removed == 1
 
+    @security_write
     def claim_step(self, user_id: str, step: int) -> Op[bool]:
         claimed: int = yield self._script("totp_claim_step", user_id, str(step))
         return claimed == 1
@@ -458,6 +469,7 @@ def _link(row: Sequence[Any]) -> MagicLinkRecord:
 class RedisMagicLinkOps(_TaggedOps):
     kind, what, claim = "links", "magic link", "link_claim"
 
+    @security_write
     def issue(self, draft: LinkDraft, revoke_previous: bool) -> Op[MagicLinkRecord]:
         bucket = yield from self._claim(draft.token_hash, draft.user_id, draft.ttl)
         row = yield self._script(
@@ -481,11 +493,13 @@ class RedisMagicLinkOps(_TaggedOps):
         row = yield from self._found(self._hash_bucket(token_hash), "link_peek", token_hash)
         return None if row is None else _link(row)
 
+    @security_write
     def consume(self, token_hash: str, application_id: str | None) -> Op[MagicLinkRecord | None]:
         bucket, app = self._hash_bucket(token_hash), _optional(application_id)
         row = yield from self._found(bucket, "link_consume", token_hash, app)
         return None if row is None else _link(row)
 
+    @security_write
     def revoke_user(self, user_id: str) -> Op[int]:
         revoked: int = yield self._script(self._user_bucket(user_id), "link_revoke_user", user_id)
         return revoked

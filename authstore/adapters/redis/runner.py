@@ -7,6 +7,12 @@ of them for a pipeline; a script goes as EVALSHA and, when the server has not se
 ``drive`` runs the program with the runner's ``execute`` (the one thing the two
 runners write twice); the program translates a driver error once, by ``translate``,
 before the op sees it.
+
+A security write (``Durable``, yielded by an op marked ``security_write``) goes, with
+``durability=replicated``, as a ``Waited`` request: the write and ``WAIT <replicas>
+<ms>`` pipelined on one connection (one round trip; WAIT counts the replicas that have
+that connection's writes, and cannot run inside a script or a MULTI). Fewer replicas
+than asked: BackendUnavailableError, the write perhaps applied on the primary.
 """
 
 from __future__ import annotations
@@ -18,22 +24,40 @@ import inspect
 import logging
 import warnings
 from collections.abc import Generator
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from authstore.adapters.common.ops import Op, translated
+from authstore.adapters.common.ops import Durable, Op, translated
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
 from authstore.adapters.redis.commands import Batch, Call, Script
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError, StoreClosedError
 from authstore.registry import require_module
 
-__all__ = ["RedisRunner", "Request", "eviction_warning", "is_cluster_client", "warn_if_evicting"]
+__all__ = [
+    "RedisRunner",
+    "Request",
+    "Waited",
+    "eviction_warning",
+    "is_cluster_client",
+    "warn_if_evicting",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("authstore.redis")
 
-Request = tuple[Any, ...] | list[tuple[Any, ...]]
-"""One command's arguments, or a pipeline's commands."""
+
+class Waited(NamedTuple):
+    """A security write and the WAIT behind it, pipelined on one connection (outside
+    any MULTI); the reply is the list of both replies, an error reply as its exception.
+    ``key`` names the node that takes the write (Redis Cluster: WAIT goes there too)."""
+
+    write: tuple[Any, ...]
+    wait: tuple[Any, ...]
+    key: Any
+
+
+Request = tuple[Any, ...] | list[tuple[Any, ...]] | Waited
+"""One command's arguments, a pipeline's commands, or a write and its WAIT."""
 
 _UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS")
 """Error replies that mean "not now" (a failover, a restart) rather than "wrong"."""
@@ -144,6 +168,11 @@ class RedisRunner:
         self._pool_args: tuple[str, ...] = ()
         """What ``get_connection`` takes: redis-py before 5.3 requires a command name
         (its pools ignore it); later releases warn when one is passed."""
+        self._wait: tuple[str, int, int] | None = None
+        """``durability=replicated``: the WAIT sent behind each security write."""
+        if settings.replicas:
+            milliseconds = max(1, int(settings.replica_timeout * 1000))  # WAIT n 0: forever
+            self._wait = ("WAIT", settings.replicas, milliseconds)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.settings.display} db={self.settings.db}>"
@@ -192,10 +221,14 @@ class RedisRunner:
         driver's as its cause), save the NOSCRIPT of an EVALSHA, answered by sending the
         script itself."""
         no_script, driver_errors = self.errors.NoScriptError, self.driver_errors
+        wait = self._wait
         try:
             command = next(op)
             while True:
                 kind = type(command)
+                if kind is Durable and wait is None:  # the primary's word is enough
+                    command = command.command
+                    kind = type(command)
                 try:
                     if kind is Call:
                         reply = yield command.args
@@ -206,6 +239,9 @@ class RedisRunner:
                             reply = yield command.eval()
                     elif kind is Batch:
                         reply = yield [call.args for call in command.calls]
+                    elif kind is Durable:
+                        assert wait is not None
+                        reply = yield from self._replicated(command, wait)
                     else:
                         raise TypeError(f"a Redis operation yielded {command!r}")
                 except GeneratorExit:
@@ -221,6 +257,66 @@ class RedisRunner:
             return value
         finally:
             op.close()
+
+    def _replicated(
+        self, durable: Durable, wait: tuple[str, int, int]
+    ) -> Generator[Waited, Any, Any]:
+        """A security write followed by WAIT on its connection; its reply once ``wait``'s
+        replicas have it (a script the server lacks goes again, as EVAL)."""
+        command = durable.command
+        key: Any
+        if type(command) is Script:
+            script, first, key = command, command.evalsha(), command.keys[0]
+        elif type(command) is Call:
+            script, first, key = None, command.args, command.args[1]
+        else:  # a Batch's WAIT would land in its MULTI/EXEC
+            raise TypeError(f"a security write yielded {command!r}: a Call or a Script only")
+        reply, acked = yield Waited(first, wait, key)
+        if script is not None and isinstance(reply, self.errors.NoScriptError):
+            reply, acked = yield Waited(script.eval(), wait, key)
+        if isinstance(reply, BaseException):
+            raise reply  # the write itself failed: WAIT's answer says nothing
+        _, replicas, milliseconds = wait
+        where = f"redis ({self.settings.display})"
+        maybe = "the write may still have happened on the primary and may be lost in a failover"
+        if isinstance(acked, BaseException):
+            text = self.translate(acked)
+            raise BackendUnavailableError(f"{where}: WAIT failed ({text}); {maybe}") from acked
+        if acked < replicas:
+            raise BackendUnavailableError(
+                f"{where}: {acked} of {replicas} replica(s) acknowledged the write within "
+                f"{milliseconds} ms (durability=replicated); {maybe}"
+            )
+        return reply
+
+    def waited_pipeline(self, client: Any, request: Waited) -> tuple[Any, Any]:
+        """The pipeline that sends a ``Waited`` (``execute(raise_on_error=False)`` it), and
+        on a cluster the node it goes to: on one server or a Sentinel's master, one
+        connection outside MULTI; on a cluster, both commands to the node that holds the
+        write's key (``target_nodes``: a keyless WAIT would go to every primary), which
+        sends them on one connection."""
+        write, wait, key = request
+        if not is_cluster_client(client):
+            pipe = client.pipeline(transaction=False)
+            pipe.execute_command(*write)
+            pipe.execute_command(*wait)
+            return pipe, None
+        node = client.get_node_from_key(key)
+        pipe = client.pipeline()
+        pipe.execute_command(*write, target_nodes=node)
+        pipe.execute_command(*wait, target_nodes=node)
+        return pipe, node
+
+    def waited_replies(self, client: Any, request: Waited, node: Any, replies: Any) -> Any:
+        """A ``Waited``'s replies, checked: on a cluster, a write redirected (MOVED, ASK:
+        the key's slot moved) while its WAIT stayed on the old node would have counted
+        another connection's writes."""
+        if node is not None and client.get_node_from_key(request.key) != node:
+            raise BackendUnavailableError(
+                f"redis ({self.settings.display}): the key's slot moved during a security "
+                "write (durability=replicated); the write may still have happened"
+            )
+        return replies
 
     def translate(self, error: BaseException) -> BackendError:
         """A driver error (one of ``driver_errors``) as authstore's, the password hidden."""

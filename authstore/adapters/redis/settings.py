@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from authstore.adapters.common.settings import checked_namespace, display_name, one_of
+from authstore.adapters.common.settings import (
+    checked_namespace,
+    display_name,
+    durability,
+    one_of,
+)
 from authstore.adapters.common.stores import DEFAULT_NAMESPACE
 from authstore.contracts.errors import ConfigurationError
 from authstore.registry import StoreURL
@@ -73,6 +78,11 @@ class RedisSettings:
     """A client the caller opened and keeps owning: never closed by authstore."""
     display: str = "redis://"
     """Where the store is, for reprs and errors: never a password."""
+    replicas: int = 0
+    """``durability=replicated``: how many replicas must have a security write before it
+    is acknowledged (``WAIT``, ``replicas=N``, 1 by default); 0: the primary's word."""
+    replica_timeout: float = DEFAULT_TIMEOUT / 2
+    """How long a security write waits for its replicas (``WAIT``'s timeout)."""
     # --- layout (sessions and magic links) ---
     layout: str = "namespace"
     """``spread`` (the default on Redis Cluster): a user's sessions and links under its
@@ -104,6 +114,7 @@ def parse_settings(url: StoreURL) -> RedisSettings:
     db_option = options.optional_integer("db")
     tls = url.scheme == "rediss" or options.flag("tls", False)
     ssl = _ssl(options) if tls else ()
+    replicas, replica_timeout = _replication(options, timeout, given)
     layout = _layout(options.text("layout", "spread" if topology == "cluster" else "namespace"))
     options.done()
     checked_namespace(namespace)
@@ -171,8 +182,29 @@ def parse_settings(url: StoreURL) -> RedisSettings:
         client_name=client_name,
         client=client,
         display=display_name(url, client),
+        replicas=replicas,
+        replica_timeout=replica_timeout,
         layout=layout,
     )
+
+
+def _replication(options: Any, timeout: float, given: set[str]) -> tuple[int, float]:
+    """``durability=replicated[&replicas=N][&replica_timeout=S]``: security writes wait
+    (``WAIT N ms``) for N replicas, at most S seconds (half ``timeout`` by default, and
+    less than it: the reply must arrive before the store gives up on the connection)."""
+    replicated = durability(options) == "replicated"
+    replicas = options.optional_integer("replicas", minimum=1)
+    wait = options.seconds("replica_timeout", timeout / 2)
+    if not replicated:
+        if replicas is not None or "replica_timeout" in given:
+            raise ConfigurationError("replicas and replica_timeout need durability=replicated")
+        return 0, wait
+    if wait >= timeout or wait < 0.001:
+        raise ConfigurationError(
+            f"option replica_timeout={wait:g} must be at least 0.001 and less than "
+            f"timeout={timeout:g} (WAIT must answer before the store gives up)"
+        )
+    return (1 if replicas is None else replicas), wait
 
 
 # --- layout -------------------------------------------------------------------------------

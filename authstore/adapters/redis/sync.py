@@ -25,7 +25,13 @@ from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.redis.client import closing_calls, first_live, make_client
-from authstore.adapters.redis.runner import RedisRunner, Request, is_cluster_client, pack
+from authstore.adapters.redis.runner import (
+    RedisRunner,
+    Request,
+    Waited,
+    is_cluster_client,
+    pack,
+)
 from authstore.adapters.redis.settings import RedisSettings
 from authstore.contracts.errors import BackendUnavailableError
 
@@ -136,6 +142,9 @@ class SyncRedisRunner(RedisRunner):
 
     def _execute(self, request: Request) -> Any:
         client = self.client  # a cluster client connects here: it can be down
+        if type(request) is Waited:
+            pipe, node = self.waited_pipeline(client, request)
+            return self.waited_replies(client, request, node, pipe.execute(raise_on_error=False))
         if type(request) is tuple:
             pool = self._pool
             if pool is None:

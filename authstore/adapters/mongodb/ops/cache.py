@@ -7,7 +7,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from authstore.adapters.common.ops import FixedWindowState, GcraState, Op, SlidingWindowState
+from authstore.adapters.common.ops import (
+    FixedWindowState,
+    GcraState,
+    Op,
+    SlidingWindowState,
+    security_write,
+)
 from authstore.adapters.common.ratelimit import EPSILON, limiter_state
 from authstore.adapters.mongodb.commands import (
     Command,
@@ -207,6 +213,7 @@ class MongoCacheOps(_Health):
         left = found.get("left")
         return float("inf") if left is None else max(0.0, left / 1000)
 
+    @security_write
     def raise_to(self, key: str, at: float | None, ttl: float | None) -> Op[float]:
         # The instant only moves forward; the entry lives as long as the longest expiry
         # asked for (none: forever), so a later, shorter call never ends a revocation.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authstore.adapters.common.ops import LinkDraft, Op
+from authstore.adapters.common.ops import LinkDraft, Op, security_write
 from authstore.adapters.mongodb.ops.base import (
     DEAD,
     NOW,
@@ -54,6 +54,7 @@ class MongoMagicLinkOps(_Scoped):
         super().__init__(collections, namespace)
         self.name = collections.magic_links
 
+    @security_write
     def issue(self, draft: LinkDraft, revoke_previous: bool) -> Op[MagicLinkRecord]:
         key, user_id, link_id = self._id(draft.token_hash), draft.user_id, draft.link_id
         command = self._creation(
@@ -92,6 +93,7 @@ class MongoMagicLinkOps(_Scoped):
             return None
         return _link(found)
 
+    @security_write
     def consume(self, token_hash: str, application_id: str | None) -> Op[MagicLinkRecord | None]:
         # One guarded findAndModify: among concurrent consumers only one finds it unused.
         query = _live({"_id": self._id(token_hash), "cu": None, "r": None, "a": application_id})
@@ -99,6 +101,7 @@ class MongoMagicLinkOps(_Scoped):
         document = reply.get("value")
         return None if document is None else _link(document)
 
+    @security_write
     def revoke_user(self, user_id: str) -> Op[int]:
         return (yield from self._revoke({"ns": self.namespace, "u": user_id}))
 

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from authstore.adapters.common.ops import Op, SessionDraft
+from authstore.adapters.common.ops import Op, SessionDraft, security_write
 from authstore.adapters.mongodb.ops.base import (
     DEAD,
     LIVE,
@@ -75,6 +75,7 @@ class MongoSessionOps(_Scoped):
         reply = yield _update(self.name, [(_live({**query, "r": None}), update, False)], multi=many)
         return _written(reply)
 
+    @security_write
     def create(self, draft: SessionDraft, max_sessions: int | None) -> Op[SessionRecord]:
         key, user_id, session_id = self._id(draft.token_hash), draft.user_id, draft.session_id
         command = self._creation(
@@ -149,10 +150,12 @@ class MongoSessionOps(_Scoped):
         document = reply.get("value")
         return None if document is None else _session(document)
 
+    @security_write
     def revoke(self, token_hash: str) -> Op[bool]:
         revoked = yield from self._revoke_where({"_id": self._id(token_hash)}, many=False)
         return revoked == 1
 
+    @security_write
     def revoke_by_id(self, session_id: str, user_id: str | None) -> Op[bool]:
         query: dict[str, Any] = {"ns": self.namespace, "i": session_id}
         if user_id is not None:
@@ -160,6 +163,7 @@ class MongoSessionOps(_Scoped):
         revoked = yield from self._revoke_where(query, many=False)
         return revoked == 1
 
+    @security_write
     def revoke_all(self, user_id: str, except_hash: str | None, except_id: str | None) -> Op[int]:
         query: dict[str, Any] = {"ns": self.namespace, "u": user_id}
         if except_hash is not None:

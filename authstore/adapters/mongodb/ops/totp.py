@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authstore.adapters.common.ops import Op
+from authstore.adapters.common.ops import Op, security_write
 from authstore.adapters.mongodb.commands import (
     Command,
     DuplicateKey,
@@ -66,12 +66,14 @@ class MongoTotpOps(_Scoped):
     def save_pending(self, user_id: str, secret: bytes) -> Op[None]:
         yield from self._write(self._upsert_fields(user_id, {"p": _lit(secret)}))
 
+    @security_write
     def enable(self, user_id: str) -> Op[bool]:
         query = {"_id": self._id(user_id), "p": {"$type": "binData"}}
         update = [{"$set": {"s": "$p", "en": True, "ea": NOW, "up": NOW}}, {"$unset": ["p"]}]
         reply = yield _update(self.name, [(query, update, False)])
         return _written(reply) == 1
 
+    @security_write
     def disable(self, user_id: str) -> Op[bool]:
         reply = yield _delete(self.name, {"_id": self._id(user_id)}, many=False)
         return _written(reply) == 1
@@ -102,17 +104,20 @@ class MongoTotpOps(_Scoped):
             enabled_at=None if document.get("ea") is None else from_epoch(_ms(document["ea"])),
         )
 
+    @security_write
     def replace_backup_codes(self, user_id: str, code_hashes: list[str]) -> Op[None]:
         # Codes belong to a TOTP state: no upsert, so a user without one gets none.
         update = [{"$set": {"b": _lit(code_hashes), "up": NOW}}]
         yield _update(self.name, [({"_id": self._id(user_id)}, update, False)])
 
+    @security_write
     def use_backup_code(self, user_id: str, code_hash: str) -> Op[bool]:
         # One $pull guarded by the code's presence: only one caller can remove it.
         query = {"_id": self._id(user_id), "b": code_hash}
         reply = yield _update(self.name, [(query, {"$pull": {"b": code_hash}}, False)])
         return int(reply.get("nModified", 0)) == 1
 
+    @security_write
     def claim_step(self, user_id: str, step: int) -> Op[bool]:
         query = {"_id": self._id(user_id), "$or": [{"ls": None}, {"ls": {"$lt": step}}]}
         update = [{"$set": {"ls": _lit(step), "up": NOW}}]
