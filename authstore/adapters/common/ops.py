@@ -24,10 +24,11 @@ The op protocol (every backend alike; psycopg 3's generators are the model):
   runner do not share). The loop **closes** the program when it ends, however it
   ends (its ``finally`` blocks run: an op must not yield in one).
 - A **security write** (a revocation, a consumed link or backup code, a claimed TOTP
-  step: what a failover must not undo) is an op marked ``@security_write``: each
-  command it yields arrives wrapped in ``Durable``, and a runner whose store asks for
-  ``durability=replicated`` has it confirmed by replicas (Redis: WAIT; MongoDB: write
-  concern majority); other runners unwrap it.
+  step: what a failover must not undo) is an op marked ``@security_write``. A store
+  opened with ``durability=replicated`` runs ops made ``durable_ops``: each command a
+  marked op yields arrives wrapped in ``Durable``, and its runner has it confirmed by
+  replicas (Redis: WAIT; MongoDB: write concern majority). Without the option the
+  mark costs nothing: the ops run as written.
 - **Deadlines** belong to the runner, not the op: a sync runner bounds each driver
   call (socket and statement timeouts), an async runner the whole ``drive_async``
   (``common.deadlines``); past it, the op is closed and never sends another command.
@@ -64,6 +65,7 @@ __all__ = [
     "drive",
     "drive_async",
     "immediate",
+    "durable_ops",
     "security_write",
     "translated",
     "unexpected",
@@ -107,20 +109,34 @@ def immediate(fn: Callable[P, T]) -> Callable[P, Op[T]]:
 
 
 C = TypeVar("C")
+OpsT = TypeVar("OpsT")
 
 
 class Durable(NamedTuple):
-    """A command of a security write (``security_write``): with ``durability=replicated``
-    the runner acknowledges it only once replicas have it; otherwise it runs as
-    ``command`` would. (A tuple: made on every security write, whatever the option.)"""
+    """A command of a security write (``security_write``) of a store opened with
+    ``durability=replicated``: the runner acknowledges it only once replicas have it."""
 
     command: Any
 
 
 def security_write(method: Callable[P, Op[T]]) -> Callable[P, Op[T]]:
-    """Mark an op as a security write: every command it yields goes as ``Durable``.
-    The marked method has ``security_write = True`` (what tests list)."""
+    """Mark an op as a security write (``security_write = True``: what ``durable_ops``
+    and the tests look for). The method itself is unchanged."""
+    method.security_write = True  # type: ignore[attr-defined]
+    return method
 
+
+def durable_ops(ops: OpsT) -> OpsT:
+    """``ops`` with every ``security_write`` op yielding its commands as ``Durable``:
+    what a store opened with ``durability=replicated`` runs (the bound methods are
+    replaced on this instance only)."""
+    for name in dir(type(ops)):
+        if getattr(getattr(type(ops), name, None), "security_write", False):
+            setattr(ops, name, _tagged(getattr(ops, name)))
+    return ops
+
+
+def _tagged(method: Callable[P, Op[T]]) -> Callable[P, Op[T]]:
     @functools.wraps(method)
     def op(*args: P.args, **kwargs: P.kwargs) -> Op[T]:
         inner = method(*args, **kwargs)
@@ -141,7 +157,6 @@ def security_write(method: Callable[P, Op[T]]) -> Callable[P, Op[T]]:
         finally:
             inner.close()
 
-    op.security_write = True  # type: ignore[attr-defined]
     return op
 
 

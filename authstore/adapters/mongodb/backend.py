@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authstore.adapters.common.ops import durable_ops
 from authstore.adapters.common.stores import GroupingBackend, SharedStores
 from authstore.adapters.mongodb.settings import MongoSettings, parse_settings
 from authstore.contracts.records import StoreKind
@@ -71,6 +72,8 @@ class MongoBackend(GroupingBackend):
         collections = tuple(dict.fromkeys(name for kind in kinds for name in _COLLECTIONS[kind]))
         runner = self.runner(settings, collections, asynchronous=asynchronous)
         ops = {kind: _ops(kind, settings) for kind in kinds}
+        if settings.write_concern is not None:
+            ops = {kind: durable_ops(kind_ops) for kind, kind_ops in ops.items()}
         return SharedStores.over(
             runner, ops, asynchronous=asynchronous, namespace=settings.namespace
         )

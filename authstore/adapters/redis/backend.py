@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from authstore.adapters.common.ops import durable_ops
 from authstore.adapters.common.stores import GroupingBackend, SharedStores
 from authstore.adapters.redis.ops import (
     RedisCacheOps,
@@ -64,6 +65,8 @@ class RedisBackend(GroupingBackend):
             StoreKind(kind): _OPS[StoreKind(kind)](settings.namespace, settings.layout)
             for kind in kinds
         }
+        if settings.replicas:
+            ops = {kind: durable_ops(kind_ops) for kind, kind_ops in ops.items()}
         return SharedStores.over(
             runner, ops, asynchronous=asynchronous, namespace=settings.namespace
         )
