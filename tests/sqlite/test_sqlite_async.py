@@ -403,3 +403,53 @@ def test_a_long_operation_does_not_hold_back_earlier_results(db_url: str) -> Non
         first.open()
         second.open()
     assert done == 1 and still_blocked
+
+
+def test_a_read_sees_every_write_committed_before_it_was_called(db_url: str) -> None:
+    """The reads of one batch share one read transaction: it must end with its batch,
+    or a later read would still see the snapshot taken before another connection's
+    write."""
+
+    async def scenario() -> list[object]:
+        async with authstore.open_async_cache(db_url) as cache:
+            other = authstore.open_cache(db_url)  # another connection, on this thread
+            try:
+                seen = []
+                for value in range(1, 4):
+                    other.set("k", value)
+                    seen.append(await cache.get("k"))
+                    await asyncio.sleep(0.01)  # the worker idle between batches
+                return seen
+            finally:
+                other.close()
+
+    assert asyncio.run(scenario()) == [1, 2, 3]
+
+
+def test_a_write_in_a_batch_of_reads_runs_outside_their_read_transaction(
+    db_url: str, gate: Gate
+) -> None:
+    """A batch of a read, a read that waits while another connection writes, then a
+    write: the write must not run inside the reads' transaction, whose snapshot predates
+    the other connection's commit (SQLite refuses that upgrade: SQLITE_BUSY_SNAPSHOT)."""
+
+    async def scenario() -> tuple[object, object, object]:
+        async with authstore.open_async_cache(db_url) as cache:
+            runner = await _install(cache, gate)
+            await cache.set("k", 0)
+            other = authstore.open_cache(db_url)
+            try:
+                before = asyncio.create_task(cache.get("k"))
+                gated_read = asyncio.create_task(runner.run(gated()))
+                write = asyncio.create_task(cache.set("k", 2))
+                after = asyncio.create_task(cache.get("k"))
+                await gate.wait_entered()  # the batch's first read ran: its snapshot is taken
+                await asyncio.to_thread(other.set, "j", 1)  # another writer commits meanwhile
+                gate.open()
+                await gated_read
+                await asyncio.wait_for(write, PATIENCE)
+                return await before, await after, other.get("k")
+            finally:
+                other.close()
+
+    assert asyncio.run(scenario()) == (0, 2, 2)

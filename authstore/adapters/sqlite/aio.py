@@ -33,8 +33,8 @@ from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.sql.program import Statement, drive_async
 from authstore.adapters.sqlite.runner import SQLITE_ERRORS, SQLiteRunnerBase, translate_error
 from authstore.adapters.sqlite.settings import SQLiteSettings
-from authstore.adapters.sqlite.sync import SyncSQLiteRunner
-from authstore.contracts.errors import BackendUnavailableError
+from authstore.adapters.sqlite.sync import SyncSQLiteRunner, execute
+from authstore.contracts.errors import BackendError, BackendUnavailableError
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -70,24 +70,45 @@ class _Job:
 
 
 class _Port:
-    """The runner's side in one event loop: results arrive in batches (one wake-up of
-    the loop for all the operations the worker finished meanwhile), and one timer fails
-    the operations whose deadline passed (they are queued in deadline order, so the
-    timer only ever watches the oldest).
+    """The runner's side in one event loop. Operations go to the worker in batches: the
+    first one submitted in a turn of the loop schedules a hand-over, which runs once
+    every caller ready in that turn has submitted its own, and wakes the worker once for
+    all of them (waking it per operation made it fight the loop for the GIL while the
+    loop still ran callers). Results come back in batches too: one wake-up of the loop
+    for all the operations the worker finished meanwhile. One timer fails the operations
+    whose deadline passed (they are queued in deadline order, so the timer only ever
+    watches the oldest).
 
     The worker posts its results when it runs out of work; while operations are
     outstanding the loop also collects them every POST_EVERY, so an operation that
     runs long on the worker never holds back the results finished before it.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, worker: _Worker, timeout: float) -> None:
         self.loop = loop
+        self._worker = worker
         self._timeout = timeout
+        self._outgoing: list[_Job] = []
         self._finished: deque[tuple[_Job, bool, Any]] = deque()
         self._posted = False
         self._waiting: deque[_Job] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._collecting: asyncio.TimerHandle | None = None
+
+    def submit(self, op: Op[Any] | None) -> _Job:
+        loop = self.loop
+        job = _Job(op, self, loop.time() + self._timeout)
+        if op is not None:
+            self._watch(job)
+        outgoing = self._outgoing
+        outgoing.append(job)
+        if len(outgoing) == 1:
+            loop.call_soon(self._hand_over)
+        return job
+
+    def _hand_over(self) -> None:
+        batch, self._outgoing = self._outgoing, []
+        self._worker.put(batch)
 
     # --- the worker thread ------------------------------------------------------------
 
@@ -118,7 +139,7 @@ class _Port:
                 else:
                     future.set_exception(value)
 
-    def watch(self, job: _Job) -> None:
+    def _watch(self, job: _Job) -> None:
         waiting = self._waiting
         while waiting and waiting[0].future.done():
             waiting.popleft()
@@ -157,28 +178,82 @@ class _Port:
             waiting.popleft()
 
 
+_BEGIN_READS = Statement("BEGIN", (), "none")
+_END_READS = Statement("COMMIT", (), "none")
+
+
+class _BatchRunner(SyncSQLiteRunner):
+    """The worker's sync runner: the reads of one batch share one read transaction.
+
+    In WAL mode each statement outside a transaction opens and ends a read transaction
+    of its own (shared-memory locks on the ``-shm`` file), about half the cost of a
+    cheap SELECT. Here a SELECT run outside an operation's transaction joins the read
+    transaction open on the connection, or opens one (a deferred BEGIN); any other
+    statement ends it first (an operation's BEGIN IMMEDIATE, a write, a PRAGMA), and
+    the worker ends it after each batch, so it never outlives the batch.
+
+    Reads stay linearizable: every operation of a batch was submitted before the batch
+    reached the worker, so the snapshot, taken at the batch's first read, is taken after
+    each of them started and before any of them returned; a write on this connection
+    ends the transaction before it runs, so later reads see it. Nothing is ever written
+    inside the shared transaction.
+    """
+
+    _reading = False
+
+    def _execute(self, statement: Statement) -> Any:
+        connection = self._connection or self._connect()
+        if statement.text.startswith("SELECT"):
+            if not self._reading and not connection.in_transaction:
+                execute(connection, _BEGIN_READS)
+                self._reading = True
+        elif self._reading:
+            self._reading = False
+            execute(connection, _END_READS)
+        return execute(connection, statement)
+
+    def end_reads(self) -> None:
+        """End the batch's read transaction, if one is open (worker thread only)."""
+        if self._reading:
+            self._reading = False
+            connection = self._connection
+            try:
+                if connection is not None:
+                    execute(connection, _END_READS)
+            except BackendError:
+                self._recover()  # still inside it: this connection is done
+
+    def _recover(self) -> None:
+        self.end_reads()
+        super()._recover()
+
+    def close(self) -> None:
+        self.end_reads()
+        super().close()
+
+
 class _Worker:
     """The thread that owns a sync runner and runs every operation on it, in order."""
 
-    def __init__(self, runner: SyncSQLiteRunner, timeout: float) -> None:
+    def __init__(self, runner: _BatchRunner, timeout: float) -> None:
         self.runner = runner
         self._timeout = timeout
-        self._jobs: SimpleQueue[_Job] = SimpleQueue()
+        self._batches: SimpleQueue[list[_Job]] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
         self._port: _Port | None = None
         self.closing = False
 
     def submit(self, op: Op[Any] | None) -> _Job:
-        loop = asyncio.get_running_loop()
         port = self._port
+        loop = asyncio.get_running_loop()
         if port is None or port.loop is not loop:
-            port = self._port = _Port(loop, self._timeout)
-        job = _Job(op, port, loop.time() + self._timeout)
-        if op is not None:
-            port.watch(job)
-        self._jobs.put(job)
-        # After the put: a worker ending for idleness either sees the job, or has
+            port = self._port = _Port(loop, self, self._timeout)
+        return port.submit(op)
+
+    def put(self, batch: list[_Job]) -> None:
+        self._batches.put(batch)
+        # After the put: a worker ending for idleness either sees the batch, or has
         # cleared _thread before it looked (see _work).
         if self._thread is None:
             with self._start:
@@ -187,49 +262,51 @@ class _Worker:
                         target=self._work, name="authstore-sqlite", daemon=True
                     )
                     self._thread.start()
-        return job
 
     @property
     def running(self) -> bool:
         return self._thread is not None
 
     def _work(self) -> None:
-        runner, jobs = self.runner, self._jobs
+        runner, batches = self.runner, self._batches
         unposted: set[_Port] = set()
         while True:
-            if unposted and jobs.empty():
+            if unposted and batches.empty():
                 for port in unposted:
                     port.post()
                 unposted.clear()
             try:
-                job = jobs.get(timeout=IDLE_EXIT)
+                batch = batches.get(timeout=IDLE_EXIT)
             except Empty:
                 with self._start:
-                    # Cleared before looking: a job put after the look finds no thread
-                    # and starts one; a job put before it is seen here.
+                    # Cleared before looking: a batch put after the look finds no thread
+                    # and starts one; a batch put before it is seen here.
                     thread, self._thread = self._thread, None
-                    if jobs.empty():
+                    if batches.empty():
                         return
                     self._thread = thread
                 continue
-            if job.abandoned:
-                continue
-            op = job.op
-            value: Any = None
-            try:
-                if op is None:
-                    runner.close()
-                else:
-                    value = runner.run(op)
-                ok = True
-            except BaseException as error:  # handed to the caller, whatever it is
-                value, ok = error, False
-            job.port.finish(job, ok, value)
-            unposted.add(job.port)
-            if op is None:  # closed: nothing can be queued behind it any more
-                for port in unposted:
-                    port.post()
-                return
+            for job in batch:
+                if job.abandoned:
+                    continue
+                op = job.op
+                value: Any = None
+                try:
+                    if op is None:
+                        runner.close()
+                    else:
+                        value = runner.run(op)
+                    ok = True
+                except BaseException as error:  # handed to the caller, whatever it is
+                    value, ok = error, False
+                port = job.port
+                port.finish(job, ok, value)
+                unposted.add(port)
+                if op is None:  # closed: nothing can be queued behind it any more
+                    for port in unposted:
+                        port.post()
+                    return
+            runner.end_reads()
 
 
 class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
@@ -246,7 +323,7 @@ class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
         self._worker: _Worker | None = None
         self._lock: asyncio.Lock | None = None
         if self.owns_client:
-            sync = SyncSQLiteRunner(settings, auto_migrate=auto_migrate)
+            sync = _BatchRunner(settings, auto_migrate=auto_migrate)
             self.dialect = sync.dialect
             self._worker = _Worker(sync, settings.timeout)
         else:
