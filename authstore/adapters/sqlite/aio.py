@@ -6,10 +6,12 @@ made async SQLite a tenth as fast as sync. Here an operation crosses once: the
 caller queues it, one worker thread per store runs it through the sync runner (the
 same connection handling, transactions and errors as sync stores), and its result
 comes back with those of every operation finished meanwhile, in one wake-up of the
-event loop. The worker runs operations one at a time, so a transaction never
-interleaves with another; a caller that is cancelled or times out while its
-operation runs leaves it to finish on the worker (committed or rolled back whole,
-never half).
+event loop. The operations submitted in one turn of the loop reach the worker
+together, in one wake-up of the worker, and the reads among them share one read
+transaction (see ``_BatchRunner``). The worker runs operations one at a time, so a
+transaction never interleaves with another; a caller that is cancelled or times out
+while its operation runs leaves it to finish on the worker (committed or rolled back
+whole, never half).
 
 Every operation is bounded by ``timeout``, its wait in the queue included: past it,
 its caller gets BackendUnavailableError, and the worker skips it if it has not
