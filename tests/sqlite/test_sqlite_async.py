@@ -453,3 +453,75 @@ def test_a_write_in_a_batch_of_reads_runs_outside_their_read_transaction(
                 other.close()
 
     assert asyncio.run(scenario()) == (0, 2, 2)
+
+
+def _insert_then_fail(key: str) -> Op[None]:
+    """A transaction that writes, then fails: it must leave nothing behind."""
+    yield Begin()
+    yield Query(
+        "INSERT INTO authstore_cache (cache_key, value) VALUES (:key, :value)",
+        {"key": key, "value": b"1"},
+    )
+    raise LookupError("the operation gives up after its write")
+
+
+def test_a_failed_transaction_in_a_batch_of_writes_leaves_only_its_own_writes_out(
+    db_url: str, db_path: Path
+) -> None:
+    """Writes of one batch share one transaction, each operation's own as a savepoint of
+    it: the one that fails is rolled back alone."""
+
+    async def scenario() -> list[object]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("warm-up", 0)
+            runner = _runner(cache)
+            return list(
+                await asyncio.gather(
+                    cache.set("before", 1),
+                    runner.run(_insert_then_fail("failed")),
+                    cache.set("after", 2),
+                    return_exceptions=True,
+                )
+            )
+
+    before, failed, after = asyncio.run(scenario())
+    assert (before, after) == (None, None)
+    assert isinstance(failed, LookupError)
+    with sqlite3.connect(db_path) as connection:
+        found = sorted(
+            key for (key,) in connection.execute("SELECT cache_key FROM authstore_cache")
+        )
+    connection.close()
+    assert found == ["authstore:k:after", "authstore:k:before", "authstore:k:warm-up"]
+
+
+def test_no_caller_hears_of_a_write_before_its_transaction_commits(
+    db_url: str, db_path: Path
+) -> None:
+    """The batch's commit fails (an authorizer refuses COMMIT): every write of the batch
+    fails with it, and none of them is there."""
+
+    def refuse_commit(action: int, what: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and what == "COMMIT":
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    async def scenario() -> list[object]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("warm-up", 0)
+            connection = _runner(cache).connection
+            assert isinstance(connection, sqlite3.Connection)
+            connection.set_authorizer(refuse_commit)  # the worker is idle: safe from here
+            try:
+                return list(
+                    await asyncio.gather(
+                        *(cache.set(f"k{i}", i) for i in range(5)), return_exceptions=True
+                    )
+                )
+            finally:
+                await cache.exists("k0")  # a read: no commit refused, the worker is done
+                connection.set_authorizer(None)
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(result, BackendError) for result in results), results
+    assert _count(db_path, "SELECT COUNT(*) FROM authstore_cache") == 1

@@ -25,9 +25,11 @@ instead, one statement at a time under a lock shared by every store given it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -180,57 +182,163 @@ class _Port:
             waiting.popleft()
 
 
-_BEGIN_READS = Statement("BEGIN", (), "none")
-_END_READS = Statement("COMMIT", (), "none")
+def _control(text: str) -> Statement:
+    return Statement(text, (), "none")
+
+
+_BEGIN_READS, _BEGIN_WRITES, _COMMIT, _ROLLBACK = map(
+    _control, ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+)
+_SAVEPOINT, _RELEASE, _ROLLBACK_TO = map(
+    _control,
+    ("SAVEPOINT authstore_op", "RELEASE authstore_op", "ROLLBACK TO authstore_op"),
+)
+_WRITES = ("INSERT", "UPDATE", "DELETE")
+
+_Result = tuple["_Job", bool, Any]
 
 
 class _BatchRunner(SyncSQLiteRunner):
-    """The worker's sync runner: the reads of one batch share one read transaction.
+    """The worker's sync runner: the operations of one batch share transactions.
 
     In WAL mode each statement outside a transaction opens and ends a read transaction
     of its own (shared-memory locks on the ``-shm`` file), about half the cost of a
-    cheap SELECT. Here a SELECT run outside an operation's transaction joins the read
-    transaction open on the connection, or opens one (a deferred BEGIN); any other
-    statement ends it first (an operation's BEGIN IMMEDIATE, a write, a PRAGMA), and
-    the worker ends it after each batch, so it never outlives the batch.
+    cheap SELECT, and each write transaction commits on its own (WAL frames written for
+    every commit, pages rewritten again and again). Here consecutive operations of a
+    batch share one transaction, a *group*:
+
+    - a **read group** (a deferred BEGIN) for SELECTs run outside an operation's own
+      transaction;
+    - a **write group** (BEGIN IMMEDIATE) for INSERT, UPDATE and DELETE run outside one
+      and for operations' own transactions, each of which runs as a savepoint of the
+      group (its BEGIN, COMMIT and ROLLBACK become SAVEPOINT, RELEASE and ROLLBACK TO):
+      an operation that fails leaves nothing behind, the others in the group stay.
+
+    Any other statement (a PRAGMA, DDL) ends the group first, and so does a SELECT
+    outside an operation's transaction in a write group (a read does not wait for the
+    group's writes; an operation that runs long then holds back no write's result). The
+    worker ends the group after each batch, so it never outlives its batch.
+
+    A result computed in a write group is *held* (``writing``) until the group commits:
+    no caller hears of a write, or reads one, that might still be rolled back. When the
+    commit fails, or SQLite rolls the whole group back after an error, every operation
+    held for it gets the error instead.
 
     Reads stay linearizable: every operation of a batch was submitted before the batch
-    reached the worker, so the snapshot, taken at the batch's first read, is taken after
-    each of them started and before any of them returned; a write on this connection
-    ends the transaction before it runs, so later reads see it. Nothing is ever written
-    inside the shared transaction.
+    reached the worker, so a group's snapshot, taken at its first statement, is taken
+    after each of its operations started and before any of them returned. Transactions
+    stay isolated: the group holds the write lock from its first write to its commit,
+    and its operations run one at a time.
     """
 
-    _reading = False
+    def __init__(self, settings: SQLiteSettings, *, auto_migrate: bool = True) -> None:
+        super().__init__(settings, auto_migrate=auto_migrate)
+        self._group: Statement | None = None
+        """The open group's BEGIN, or None."""
+        self._in_op = False
+        """An operation's own transaction is open, as the savepoint."""
+        self._held: list[_Result] = []
+        self.deliver: Callable[[_Result], None] = lambda result: None
+        """Hands a result to its caller: held ones when their group ends (the worker's)."""
+
+    @property
+    def writing(self) -> bool:
+        """A write group is open: a result computed now is to be held."""
+        return self._group is _BEGIN_WRITES
+
+    def hold(self, result: _Result) -> None:
+        self._held.append(result)
 
     def _execute(self, statement: Statement) -> Any:
         connection = self._connection or self._connect()
-        if statement.text.startswith("SELECT"):
-            if not self._reading and not connection.in_transaction:
-                execute(connection, _BEGIN_READS)
-                self._reading = True
-        elif self._reading:
-            self._reading = False
-            execute(connection, _END_READS)
-        return execute(connection, statement)
+        text = statement.text
+        if self._in_op:
+            if text == "COMMIT":
+                self._in_op = False
+                return self._in_group(connection, _RELEASE)
+            if text == "ROLLBACK":
+                self._in_op = False
+                self._in_group(connection, _ROLLBACK_TO)
+                return self._in_group(connection, _RELEASE)
+            return self._in_group(connection, statement)
+        begin = text == self.dialect.begin
+        if text.startswith("SELECT"):
+            wanted: Statement | None = _BEGIN_READS
+        elif begin or text.startswith(_WRITES):
+            wanted = _BEGIN_WRITES
+        elif text in ("COMMIT", "ROLLBACK") and self._group is not None:
+            return None  # an operation's, for a BEGIN that failed: the group is not its
+        else:
+            wanted = None
+        group = self._group
+        if group is not None and group is not wanted:
+            self.end_group()
+            connection = self._connection or self._connect()
+        if wanted is not None and self._group is None and not connection.in_transaction:
+            execute(connection, wanted)
+            self._group = wanted
+        if begin and self._group is _BEGIN_WRITES:
+            self._in_group(connection, _SAVEPOINT)
+            self._in_op = True
+            return None
+        return self._in_group(connection, statement)
 
-    def end_reads(self) -> None:
-        """End the batch's read transaction, if one is open (worker thread only)."""
-        if self._reading:
-            self._reading = False
-            connection = self._connection
-            try:
-                if connection is not None:
-                    execute(connection, _END_READS)
-            except BackendError:
-                self._recover()  # still inside it: this connection is done
+    def _in_group(self, connection: Any, statement: Statement) -> Any:
+        try:
+            return execute(connection, statement)
+        except BackendError as error:
+            if self._group is not None and not connection.in_transaction:
+                # SQLite rolled the whole group back (a full disk, say)
+                self._group, self._in_op = None, False
+                self._fail_held(error)
+            raise
+
+    def _fail_held(self, error: BackendError) -> None:
+        for job, ok, value in self._held:
+            if ok:
+                lost = type(error)(f"{error} (the transaction it was written in rolled back)")
+                lost.__cause__ = error
+                value, ok = lost, False
+            self.deliver((job, ok, value))
+        self._held.clear()
+
+    def end_group(self) -> None:
+        """Commit the open group, if any (worker thread only); its held results go to
+        their callers, or on failure its error does."""
+        group, self._group = self._group, None
+        self._in_op = False
+        if group is None:
+            return
+        connection = self._connection
+        try:
+            if connection is not None:
+                execute(connection, _COMMIT)
+        except BackendError as error:
+            with contextlib.suppress(BackendError):
+                if connection is not None and connection.in_transaction:
+                    execute(connection, _ROLLBACK)
+            self._fail_held(error)
+            super()._recover()  # still inside it: this connection is done
+        else:
+            for result in self._held:
+                self.deliver(result)
+            self._held.clear()
 
     def _recover(self) -> None:
-        self.end_reads()
-        super()._recover()
+        if self._in_op:  # the operation's rollback failed: the whole group goes
+            self._in_op = False
+            connection = self._connection
+            error = BackendError("sqlite: an operation's rollback failed")
+            with contextlib.suppress(BackendError):
+                if connection is not None and connection.in_transaction:
+                    execute(connection, _ROLLBACK)
+            self._group = None
+            self._fail_held(error)
+        if self._group is None:
+            super()._recover()
 
     def close(self) -> None:
-        self.end_reads()
+        self.end_group()
         super().close()
 
 
@@ -272,6 +380,13 @@ class _Worker:
     def _work(self) -> None:
         runner, batches = self.runner, self._batches
         unposted: set[_Port] = set()
+
+        def deliver(result: _Result) -> None:
+            port = result[0].port
+            port.finish(*result)
+            unposted.add(port)
+
+        runner.deliver = deliver
         while True:
             if unposted and batches.empty():
                 for port in unposted:
@@ -301,14 +416,15 @@ class _Worker:
                     ok = True
                 except BaseException as error:  # handed to the caller, whatever it is
                     value, ok = error, False
-                port = job.port
-                port.finish(job, ok, value)
-                unposted.add(port)
+                if runner.writing:
+                    runner.hold((job, ok, value))
+                else:
+                    deliver((job, ok, value))
                 if op is None:  # closed: nothing can be queued behind it any more
                     for port in unposted:
                         port.post()
                     return
-            runner.end_reads()
+            runner.end_group()
 
 
 class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
