@@ -253,14 +253,23 @@ class _BatchRunner(SyncSQLiteRunner):
         connection = self._connection or self._connect()
         text = statement.text
         if self._in_op:
-            if text == "COMMIT":
+            if text in ("COMMIT", "ROLLBACK"):
                 self._in_op = False
-                return self._in_group(connection, _RELEASE)
-            if text == "ROLLBACK":
-                self._in_op = False
-                self._in_group(connection, _ROLLBACK_TO)
-                return self._in_group(connection, _RELEASE)
+                try:
+                    if text == "ROLLBACK":
+                        execute(connection, _ROLLBACK_TO)
+                    return execute(connection, _RELEASE)
+                except BackendError as error:
+                    # the operation's writes might stay in the group: the group goes
+                    self._abort(error)
+                    raise
             return self._in_group(connection, statement)
+        if not self._prepared:
+            # The connection's setup and migration run as they do on sync stores: a
+            # migration never waits in a group that might still roll back.
+            if self._group is not None:
+                self.end_group()
+            return execute(self._connection or self._connect(), statement)
         begin = text == self.dialect.begin
         if text.startswith("SELECT"):
             wanted: Statement | None = _BEGIN_READS
@@ -288,10 +297,17 @@ class _BatchRunner(SyncSQLiteRunner):
             return execute(connection, statement)
         except BackendError as error:
             if self._group is not None and not connection.in_transaction:
-                # SQLite rolled the whole group back (a full disk, say)
-                self._group, self._in_op = None, False
-                self._fail_held(error)
+                self._abort(error)  # SQLite rolled the whole group back (a full disk, say)
             raise
+
+    def _abort(self, error: BackendError) -> None:
+        """Roll the whole group back; every result held for it gets ``error``."""
+        self._group, self._in_op = None, False
+        connection = self._connection
+        with contextlib.suppress(BackendError):
+            if connection is not None and connection.in_transaction:
+                execute(connection, _ROLLBACK)
+        self._fail_held(error)
 
     def _fail_held(self, error: BackendError) -> None:
         for job, ok, value in self._held:
@@ -314,10 +330,7 @@ class _BatchRunner(SyncSQLiteRunner):
             if connection is not None:
                 execute(connection, _COMMIT)
         except BackendError as error:
-            with contextlib.suppress(BackendError):
-                if connection is not None and connection.in_transaction:
-                    execute(connection, _ROLLBACK)
-            self._fail_held(error)
+            self._abort(error)
             super()._recover()  # still inside it: this connection is done
         else:
             for result in self._held:
@@ -325,15 +338,8 @@ class _BatchRunner(SyncSQLiteRunner):
             self._held.clear()
 
     def _recover(self) -> None:
-        if self._in_op:  # the operation's rollback failed: the whole group goes
-            self._in_op = False
-            connection = self._connection
-            error = BackendError("sqlite: an operation's rollback failed")
-            with contextlib.suppress(BackendError):
-                if connection is not None and connection.in_transaction:
-                    execute(connection, _ROLLBACK)
-            self._group = None
-            self._fail_held(error)
+        if self._in_op:  # the operation's savepoint is still open: the whole group goes
+            self._abort(BackendError("sqlite: an operation failed inside its transaction"))
         if self._group is None:
             super()._recover()
 
