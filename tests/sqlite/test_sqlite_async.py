@@ -367,42 +367,29 @@ def test_an_operation_runs_whole_on_the_worker_thread(db_url: str) -> None:
     assert len(threads) == 1 and loop_thread not in threads
 
 
-def test_a_long_operation_does_not_hold_back_earlier_results(db_url: str) -> None:
+def test_a_lock_wait_does_not_hold_back_earlier_results(db_url: str, db_path: Path) -> None:
     """The worker holds finished results back while more work is queued (to wake the
-    loop once per batch): an operation that then runs long must not keep them."""
-    first, second = Gate(), Gate()
+    loop once per batch): an operation that then waits for another writer's lock must
+    not keep them."""
 
-    def through(name: str) -> Op[Any]:
-        row = yield Query(f"SELECT {name}()", fetch="one")
-        return row
-
-    async def scenario() -> tuple[object, bool]:
+    async def scenario() -> tuple[object, bool, object]:
         async with authstore.open_async_cache(db_url) as cache:
-            runner = await _install(cache, first)
-            await cache.set("quick", 0)
-            connection = runner.connection
-            assert connection is not None
-            connection.create_function("second", 0, second)
-            blocker = await _block(runner, first)
-            quick = asyncio.create_task(cache.incr("quick"))
-            slow = asyncio.create_task(runner.run(through("second")))
-            await asyncio.sleep(0)  # both queued behind the first gate
-            first.open()
-            await second.wait_entered()  # the worker ran "quick" and is inside "second"
+            await cache.set("quick", 7)
+            other = sqlite3.connect(db_path, isolation_level=None)
             try:
-                done = await asyncio.wait_for(quick, PATIENCE)
+                other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+                quick = asyncio.create_task(cache.get("quick"))
+                slow = asyncio.create_task(cache.set("slow", 1))  # waits for the lock
+                try:
+                    done = await asyncio.wait_for(quick, PATIENCE)
+                    slow_waiting = not slow.done()
+                finally:
+                    other.execute("COMMIT")
+                return done, slow_waiting, await slow
             finally:
-                second_still_blocked = not second.left.is_set()
-                second.open()
-                await asyncio.gather(blocker, slow, return_exceptions=True)
-            return done, second_still_blocked
+                other.close()
 
-    try:
-        done, still_blocked = asyncio.run(scenario())
-    finally:
-        first.open()
-        second.open()
-    assert done == 1 and still_blocked
+    assert asyncio.run(scenario()) == (7, True, None)
 
 
 def test_a_read_sees_every_write_committed_before_it_was_called(db_url: str) -> None:

@@ -214,10 +214,12 @@ class _BatchRunner(SyncSQLiteRunner):
       group (its BEGIN, COMMIT and ROLLBACK become SAVEPOINT, RELEASE and ROLLBACK TO):
       an operation that fails leaves nothing behind, the others in the group stay.
 
-    Any other statement (a PRAGMA, DDL) ends the group first, and so does a SELECT
-    outside an operation's transaction in a write group (a read does not wait for the
-    group's writes; an operation that runs long then holds back no write's result). The
-    worker ends the group after each batch, so it never outlives its batch.
+    A SELECT in a write group runs in it (a rate limiter reads, then writes: one group
+    for the whole batch). Any other statement (a PRAGMA, DDL) ends the group first. The
+    worker ends the group after each batch, so it never outlives its batch. Inside a
+    write group nothing waits for another connection's lock (the group holds the write
+    lock; in WAL, readers never block it): only its BEGIN IMMEDIATE waits, before any
+    result is held for it.
 
     A result computed in a write group is *held* (``writing``) until the group commits:
     no caller hears of a write, or reads one, that might still be rolled back. When the
@@ -272,7 +274,7 @@ class _BatchRunner(SyncSQLiteRunner):
             return execute(self._connection or self._connect(), statement)
         begin = text == self.dialect.begin
         if text.startswith("SELECT"):
-            wanted: Statement | None = _BEGIN_READS
+            wanted: Statement | None = _BEGIN_READS if self._group is None else self._group
         elif begin or text.startswith(_WRITES):
             wanted = _BEGIN_WRITES
         elif text in ("COMMIT", "ROLLBACK") and self._group is not None:
