@@ -239,6 +239,9 @@ class _BatchRunner(SyncSQLiteRunner):
         """The open group's BEGIN, or None."""
         self._in_op = False
         """An operation's own transaction is open, as the savepoint."""
+        self.alone = False
+        """The operation running is the last of its batch and no group is open: it runs
+        as on a sync store (a group of one would only add statements)."""
         self._held: list[_Result] = []
         self.deliver: Callable[[_Result], None] = lambda result: None
         """Hands a result to its caller: held ones when their group ends (the worker's)."""
@@ -266,6 +269,8 @@ class _BatchRunner(SyncSQLiteRunner):
                     self._abort(error)
                     raise
             return self._in_group(connection, statement)
+        if self.alone and self._group is None:
+            return execute(connection, statement)
         if not self._prepared:
             # The connection's setup and migration run as they do on sync stores: a
             # migration never waits in a group that might still roll back.
@@ -411,9 +416,11 @@ class _Worker:
                         return
                     self._thread = thread
                 continue
+            last = batch[-1]
             for job in batch:
                 if job.abandoned:
                     continue
+                runner.alone = job is last
                 op = job.op
                 value: Any = None
                 try:
