@@ -512,3 +512,30 @@ def test_no_caller_hears_of_a_write_before_its_transaction_commits(
     results = asyncio.run(scenario())
     assert all(isinstance(result, BackendError) for result in results), results
     assert _count(db_path, "SELECT COUNT(*) FROM authstore_cache") == 1
+
+
+def test_a_long_batch_of_writes_commits_as_it_goes(
+    db_url: str, db_path: Path, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's write transaction commits once it has been open GROUP_FOR: the writes
+    before an operation that runs long are committed, and their callers told, while it
+    runs (it never holds the database's write lock, nor their results, for the batch)."""
+    monkeypatch.setattr(aio, "GROUP_FOR", 0.0)
+
+    async def scenario() -> tuple[list[object], int]:
+        async with authstore.open_async_cache(db_url) as cache:
+            runner = await _install(cache, gate)
+            writes = [asyncio.create_task(cache.set(key, 1)) for key in ("a", "b")]
+            blocker = asyncio.create_task(runner.run(gated()))
+            try:
+                await gate.wait_entered()
+                done = list(await asyncio.wait_for(asyncio.gather(*writes), PATIENCE))
+                seen = await asyncio.to_thread(
+                    _count, db_path, "SELECT COUNT(*) FROM authstore_cache"
+                )
+            finally:
+                gate.open()
+                await blocker
+            return done, seen
+
+    assert asyncio.run(scenario()) == ([None, None], 2)

@@ -7,11 +7,10 @@ caller queues it, one worker thread per store runs it through the sync runner (t
 same connection handling, transactions and errors as sync stores), and its result
 comes back with those of every operation finished meanwhile, in one wake-up of the
 event loop. The operations submitted in one turn of the loop reach the worker
-together, in one wake-up of the worker, and the reads among them share one read
-transaction (see ``_BatchRunner``). The worker runs operations one at a time, so a
-transaction never interleaves with another; a caller that is cancelled or times out
-while its operation runs leaves it to finish on the worker (committed or rolled back
-whole, never half).
+together, in one wake-up of the worker, and share transactions there (a group commit:
+see ``_BatchRunner``). The worker runs operations one at a time, so a transaction never
+interleaves with another; a caller that is cancelled or times out while its operation
+runs leaves it to finish on the worker (committed or rolled back whole, never half).
 
 Every operation is bounded by ``timeout``, its wait in the queue included: past it,
 its caller gets BackendUnavailableError, and the worker skips it if it has not
@@ -28,6 +27,7 @@ import asyncio
 import contextlib
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
@@ -52,6 +52,11 @@ POST_EVERY = 0.004
 operations are outstanding, the loop also collects them this often (seconds). Each post
 wakes the loop, which then competes with the worker for the GIL: posting per operation
 halved the throughput under 100 callers."""
+
+GROUP_FOR = 0.004
+"""A write transaction shared by a batch's operations commits once it has been open
+this long (seconds), at the next operation's end: a large batch holds neither the
+database's write lock nor its results for long."""
 
 IDLE_EXIT = 10.0
 """Seconds without work after which the worker thread ends (the next operation starts
@@ -239,6 +244,7 @@ class _BatchRunner(SyncSQLiteRunner):
         """The open group's BEGIN, or None."""
         self._in_op = False
         """An operation's own transaction is open, as the savepoint."""
+        self.group_began = 0.0
         self.alone = False
         """The operation running is the last of its batch and no group is open: it runs
         as on a sync store (a group of one would only add statements)."""
@@ -292,6 +298,7 @@ class _BatchRunner(SyncSQLiteRunner):
             connection = self._connection or self._connect()
         if wanted is not None and self._group is None and not connection.in_transaction:
             execute(connection, wanted)
+            self.group_began = time.monotonic()
             self._group = wanted
         if begin and self._group is _BEGIN_WRITES:
             self._in_group(connection, _SAVEPOINT)
@@ -433,6 +440,8 @@ class _Worker:
                     value, ok = error, False
                 if runner.writing:
                     runner.hold((job, ok, value))
+                    if time.monotonic() - runner.group_began > GROUP_FOR:
+                        runner.end_group()
                 else:
                     deliver((job, ok, value))
                 if op is None:  # closed: nothing can be queued behind it any more
