@@ -108,14 +108,14 @@ class _Raising(sqlite3.Connection):
 
 
 def _sqlite(runner: Any, error: BaseException) -> BaseException:
-    # The real path: sqlite/sync.py _execute (the async runner runs it in its worker).
+    # The real path: sqlite/sync.py execute (the async runner runs it in its worker).
     from authstore.adapters.sql.program import Statement
-    from authstore.adapters.sqlite.sync import _execute
+    from authstore.adapters.sqlite.sync import execute
 
     connection = sqlite3.connect(":memory:", factory=_Raising)
     connection.error = error
     try:
-        _execute(connection, Statement("SELECT 1", (), "one"))
+        execute(connection, Statement("SELECT 1", (), "one"))
     except BaseException as raised:
         return raised
     finally:

@@ -367,39 +367,175 @@ def test_an_operation_runs_whole_on_the_worker_thread(db_url: str) -> None:
     assert len(threads) == 1 and loop_thread not in threads
 
 
-def test_a_long_operation_does_not_hold_back_earlier_results(db_url: str) -> None:
+def test_a_lock_wait_does_not_hold_back_earlier_results(db_url: str, db_path: Path) -> None:
     """The worker holds finished results back while more work is queued (to wake the
-    loop once per batch): an operation that then runs long must not keep them."""
-    first, second = Gate(), Gate()
+    loop once per batch): an operation that then waits for another writer's lock must
+    not keep them."""
 
-    def through(name: str) -> Op[Any]:
-        row = yield Query(f"SELECT {name}()", fetch="one")
-        return row
-
-    async def scenario() -> tuple[object, bool]:
+    async def scenario() -> tuple[object, bool, object]:
         async with authstore.open_async_cache(db_url) as cache:
-            runner = await _install(cache, first)
-            await cache.set("quick", 0)
-            connection = runner.connection
-            assert connection is not None
-            connection.create_function("second", 0, second)
-            blocker = await _block(runner, first)
-            quick = asyncio.create_task(cache.incr("quick"))
-            slow = asyncio.create_task(runner.run(through("second")))
-            await asyncio.sleep(0)  # both queued behind the first gate
-            first.open()
-            await second.wait_entered()  # the worker ran "quick" and is inside "second"
+            await cache.set("quick", 7)
+            other = sqlite3.connect(db_path, isolation_level=None)
             try:
-                done = await asyncio.wait_for(quick, PATIENCE)
+                other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+                quick = asyncio.create_task(cache.get("quick"))
+                slow = asyncio.create_task(cache.set("slow", 1))  # waits for the lock
+                try:
+                    done = await asyncio.wait_for(quick, PATIENCE)
+                    slow_waiting = not slow.done()
+                finally:
+                    other.execute("COMMIT")
+                return done, slow_waiting, await slow
             finally:
-                second_still_blocked = not second.left.is_set()
-                second.open()
-                await asyncio.gather(blocker, slow, return_exceptions=True)
-            return done, second_still_blocked
+                other.close()
 
-    try:
-        done, still_blocked = asyncio.run(scenario())
-    finally:
-        first.open()
-        second.open()
-    assert done == 1 and still_blocked
+    assert asyncio.run(scenario()) == (7, True, None)
+
+
+def test_a_read_sees_every_write_committed_before_it_was_called(db_url: str) -> None:
+    """The reads of one batch share one read transaction: it must end with its batch,
+    or a later read would still see the snapshot taken before another connection's
+    write."""
+
+    async def scenario() -> list[object]:
+        async with authstore.open_async_cache(db_url) as cache:
+            other = authstore.open_cache(db_url)  # another connection, on this thread
+            try:
+                seen = []
+                for value in range(1, 4):
+                    other.set("k", value)
+                    seen += await asyncio.gather(cache.get("k"), cache.get("k"))  # one batch
+                    await asyncio.sleep(0.01)  # the worker idle between batches
+                return seen
+            finally:
+                other.close()
+
+    assert asyncio.run(scenario()) == [1, 1, 2, 2, 3, 3]
+
+
+def test_a_write_in_a_batch_of_reads_runs_outside_their_read_transaction(
+    db_url: str, gate: Gate
+) -> None:
+    """A batch of a read, a read that waits while another connection writes, then a
+    write: the write must not run inside the reads' transaction, whose snapshot predates
+    the other connection's commit (SQLite refuses that upgrade: SQLITE_BUSY_SNAPSHOT)."""
+
+    async def scenario() -> tuple[object, object, object]:
+        async with authstore.open_async_cache(db_url) as cache:
+            runner = await _install(cache, gate)
+            await cache.set("k", 0)
+            other = authstore.open_cache(db_url)
+            try:
+                before = asyncio.create_task(cache.get("k"))
+                gated_read = asyncio.create_task(runner.run(gated()))
+                write = asyncio.create_task(cache.set("k", 2))
+                after = asyncio.create_task(cache.get("k"))
+                await gate.wait_entered()  # the batch's first read ran: its snapshot is taken
+                await asyncio.to_thread(other.set, "j", 1)  # another writer commits meanwhile
+                gate.open()
+                await gated_read
+                await asyncio.wait_for(write, PATIENCE)
+                return await before, await after, other.get("k")
+            finally:
+                other.close()
+
+    assert asyncio.run(scenario()) == (0, 2, 2)
+
+
+def _insert_then_fail(key: str) -> Op[None]:
+    """A transaction that writes, then fails: it must leave nothing behind."""
+    yield Begin()
+    yield Query(
+        "INSERT INTO authstore_cache (cache_key, value) VALUES (:key, :value)",
+        {"key": key, "value": b"1"},
+    )
+    raise LookupError("the operation gives up after its write")
+
+
+def test_a_failed_transaction_in_a_batch_of_writes_leaves_only_its_own_writes_out(
+    db_url: str, db_path: Path
+) -> None:
+    """Writes of one batch share one transaction, each operation's own as a savepoint of
+    it: the one that fails is rolled back alone."""
+
+    async def scenario() -> list[object]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("warm-up", 0)
+            runner = _runner(cache)
+            return list(
+                await asyncio.gather(
+                    cache.set("before", 1),
+                    runner.run(_insert_then_fail("failed")),
+                    cache.set("after", 2),
+                    return_exceptions=True,
+                )
+            )
+
+    before, failed, after = asyncio.run(scenario())
+    assert (before, after) == (None, None)
+    assert isinstance(failed, LookupError)
+    with sqlite3.connect(db_path) as connection:
+        found = sorted(
+            key for (key,) in connection.execute("SELECT cache_key FROM authstore_cache")
+        )
+    connection.close()
+    assert found == ["authstore:k:after", "authstore:k:before", "authstore:k:warm-up"]
+
+
+def test_no_caller_hears_of_a_write_before_its_transaction_commits(
+    db_url: str, db_path: Path
+) -> None:
+    """The batch's commit fails (an authorizer refuses COMMIT): every write of the batch
+    fails with it, and none of them is there."""
+
+    def refuse_commit(action: int, what: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and what == "COMMIT":
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    async def scenario() -> list[object]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("warm-up", 0)
+            connection = _runner(cache).connection
+            assert isinstance(connection, sqlite3.Connection)
+            connection.set_authorizer(refuse_commit)  # the worker is idle: safe from here
+            try:
+                return list(
+                    await asyncio.gather(
+                        *(cache.set(f"k{i}", i) for i in range(5)), return_exceptions=True
+                    )
+                )
+            finally:
+                await cache.exists("k0")  # a read: no commit refused, the worker is done
+                connection.set_authorizer(None)
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(result, BackendError) for result in results), results
+    assert _count(db_path, "SELECT COUNT(*) FROM authstore_cache") == 1
+
+
+def test_a_long_batch_of_writes_commits_as_it_goes(
+    db_url: str, db_path: Path, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's write transaction commits once it has been open GROUP_FOR: the writes
+    before an operation that runs long are committed, and their callers told, while it
+    runs (it never holds the database's write lock, nor their results, for the batch)."""
+    monkeypatch.setattr(aio, "GROUP_FOR", 0.0)
+
+    async def scenario() -> tuple[list[object], int]:
+        async with authstore.open_async_cache(db_url) as cache:
+            runner = await _install(cache, gate)
+            writes = [asyncio.create_task(cache.set(key, 1)) for key in ("a", "b")]
+            blocker = asyncio.create_task(runner.run(gated()))
+            try:
+                await gate.wait_entered()
+                done = list(await asyncio.wait_for(asyncio.gather(*writes), PATIENCE))
+                seen = await asyncio.to_thread(
+                    _count, db_path, "SELECT COUNT(*) FROM authstore_cache"
+                )
+            finally:
+                gate.open()
+                await blocker
+            return done, seen
+
+    assert asyncio.run(scenario()) == ([None, None], 2)

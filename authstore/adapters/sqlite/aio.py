@@ -6,10 +6,11 @@ made async SQLite a tenth as fast as sync. Here an operation crosses once: the
 caller queues it, one worker thread per store runs it through the sync runner (the
 same connection handling, transactions and errors as sync stores), and its result
 comes back with those of every operation finished meanwhile, in one wake-up of the
-event loop. The worker runs operations one at a time, so a transaction never
-interleaves with another; a caller that is cancelled or times out while its
-operation runs leaves it to finish on the worker (committed or rolled back whole,
-never half).
+event loop. The operations submitted in one turn of the loop reach the worker
+together, in one wake-up of the worker, and share transactions there (a group commit:
+see ``_BatchRunner``). The worker runs operations one at a time, so a transaction never
+interleaves with another; a caller that is cancelled or times out while its operation
+runs leaves it to finish on the worker (committed or rolled back whole, never half).
 
 Every operation is bounded by ``timeout``, its wait in the queue included: past it,
 its caller gets BackendUnavailableError, and the worker skips it if it has not
@@ -23,9 +24,12 @@ instead, one statement at a time under a lock shared by every store given it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,8 +37,8 @@ from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.sql.program import Statement, drive_async
 from authstore.adapters.sqlite.runner import SQLITE_ERRORS, SQLiteRunnerBase, translate_error
 from authstore.adapters.sqlite.settings import SQLiteSettings
-from authstore.adapters.sqlite.sync import SyncSQLiteRunner
-from authstore.contracts.errors import BackendUnavailableError
+from authstore.adapters.sqlite.sync import SyncSQLiteRunner, execute
+from authstore.contracts.errors import BackendError, BackendUnavailableError
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -48,6 +52,11 @@ POST_EVERY = 0.004
 operations are outstanding, the loop also collects them this often (seconds). Each post
 wakes the loop, which then competes with the worker for the GIL: posting per operation
 halved the throughput under 100 callers."""
+
+GROUP_FOR = 0.004
+"""A write transaction shared by a batch's operations commits once it has been open
+this long (seconds), at the next operation's end: a large batch holds neither the
+database's write lock nor its results for long."""
 
 IDLE_EXIT = 10.0
 """Seconds without work after which the worker thread ends (the next operation starts
@@ -70,24 +79,45 @@ class _Job:
 
 
 class _Port:
-    """The runner's side in one event loop: results arrive in batches (one wake-up of
-    the loop for all the operations the worker finished meanwhile), and one timer fails
-    the operations whose deadline passed (they are queued in deadline order, so the
-    timer only ever watches the oldest).
+    """The runner's side in one event loop. Operations go to the worker in batches: the
+    first one submitted in a turn of the loop schedules a hand-over, which runs once
+    every caller ready in that turn has submitted its own, and wakes the worker once for
+    all of them (waking it per operation made it fight the loop for the GIL while the
+    loop still ran callers). Results come back in batches too: one wake-up of the loop
+    for all the operations the worker finished meanwhile. One timer fails the operations
+    whose deadline passed (they are queued in deadline order, so the timer only ever
+    watches the oldest).
 
     The worker posts its results when it runs out of work; while operations are
     outstanding the loop also collects them every POST_EVERY, so an operation that
     runs long on the worker never holds back the results finished before it.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, worker: _Worker, timeout: float) -> None:
         self.loop = loop
+        self._worker = worker
         self._timeout = timeout
+        self._outgoing: list[_Job] = []
         self._finished: deque[tuple[_Job, bool, Any]] = deque()
         self._posted = False
         self._waiting: deque[_Job] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._collecting: asyncio.TimerHandle | None = None
+
+    def submit(self, op: Op[Any] | None) -> _Job:
+        loop = self.loop
+        job = _Job(op, self, loop.time() + self._timeout)
+        if op is not None:
+            self._watch(job)
+        outgoing = self._outgoing
+        outgoing.append(job)
+        if len(outgoing) == 1:
+            loop.call_soon(self._hand_over)
+        return job
+
+    def _hand_over(self) -> None:
+        batch, self._outgoing = self._outgoing, []
+        self._worker.put(batch)
 
     # --- the worker thread ------------------------------------------------------------
 
@@ -118,7 +148,7 @@ class _Port:
                 else:
                     future.set_exception(value)
 
-    def watch(self, job: _Job) -> None:
+    def _watch(self, job: _Job) -> None:
         waiting = self._waiting
         while waiting and waiting[0].future.done():
             waiting.popleft()
@@ -157,28 +187,203 @@ class _Port:
             waiting.popleft()
 
 
+def _control(text: str) -> Statement:
+    return Statement(text, (), "none")
+
+
+_BEGIN_READS, _BEGIN_WRITES, _COMMIT, _ROLLBACK = map(
+    _control, ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+)
+_SAVEPOINT, _RELEASE, _ROLLBACK_TO = map(
+    _control,
+    ("SAVEPOINT authstore_op", "RELEASE authstore_op", "ROLLBACK TO authstore_op"),
+)
+_WRITES = ("INSERT", "UPDATE", "DELETE")
+
+_Result = tuple["_Job", bool, Any]
+
+
+class _BatchRunner(SyncSQLiteRunner):
+    """The worker's sync runner: the operations of one batch share transactions.
+
+    In WAL mode each statement outside a transaction opens and ends a read transaction
+    of its own (shared-memory locks on the ``-shm`` file), about half the cost of a
+    cheap SELECT, and each write transaction commits on its own (WAL frames written for
+    every commit, pages rewritten again and again). Here consecutive operations of a
+    batch share one transaction, a *group*:
+
+    - a **read group** (a deferred BEGIN) for SELECTs run outside an operation's own
+      transaction;
+    - a **write group** (BEGIN IMMEDIATE) for INSERT, UPDATE and DELETE run outside one
+      and for operations' own transactions, each of which runs as a savepoint of the
+      group (its BEGIN, COMMIT and ROLLBACK become SAVEPOINT, RELEASE and ROLLBACK TO):
+      an operation that fails leaves nothing behind, the others in the group stay.
+
+    A SELECT in a write group runs in it (a rate limiter reads, then writes: one group
+    for the whole batch). Any other statement (a PRAGMA, DDL) ends the group first. The
+    worker ends the group after each batch, so it never outlives its batch. Inside a
+    write group nothing waits for another connection's lock (the group holds the write
+    lock; in WAL, readers never block it): only its BEGIN IMMEDIATE waits, before any
+    result is held for it.
+
+    A result computed in a write group is *held* (``writing``) until the group commits:
+    no caller hears of a write, or reads one, that might still be rolled back. When the
+    commit fails, or SQLite rolls the whole group back after an error, every operation
+    held for it gets the error instead.
+
+    Reads stay linearizable: every operation of a batch was submitted before the batch
+    reached the worker, so a group's snapshot, taken at its first statement, is taken
+    after each of its operations started and before any of them returned. Transactions
+    stay isolated: the group holds the write lock from its first write to its commit,
+    and its operations run one at a time.
+    """
+
+    def __init__(self, settings: SQLiteSettings, *, auto_migrate: bool = True) -> None:
+        super().__init__(settings, auto_migrate=auto_migrate)
+        self._group: Statement | None = None
+        """The open group's BEGIN, or None."""
+        self._in_op = False
+        """An operation's own transaction is open, as the savepoint."""
+        self.group_began = 0.0
+        self.alone = False
+        """The operation running is the last of its batch and no group is open: it runs
+        as on a sync store (a group of one would only add statements)."""
+        self._held: list[_Result] = []
+        self.deliver: Callable[[_Result], None] = lambda result: None
+        """Hands a result to its caller: held ones when their group ends (the worker's)."""
+
+    @property
+    def writing(self) -> bool:
+        """A write group is open: a result computed now is to be held."""
+        return self._group is _BEGIN_WRITES
+
+    def hold(self, result: _Result) -> None:
+        self._held.append(result)
+
+    def _execute(self, statement: Statement) -> Any:
+        connection = self._connection or self._connect()
+        text = statement.text
+        if self._in_op:
+            if text in ("COMMIT", "ROLLBACK"):
+                self._in_op = False
+                try:
+                    if text == "ROLLBACK":
+                        execute(connection, _ROLLBACK_TO)
+                    return execute(connection, _RELEASE)
+                except BackendError as error:
+                    # the operation's writes might stay in the group: the group goes
+                    self._abort(error)
+                    raise
+            return self._in_group(connection, statement)
+        if self.alone and self._group is None:
+            return execute(connection, statement)
+        if not self._prepared:
+            # The connection's setup and migration run as they do on sync stores: a
+            # migration never waits in a group that might still roll back.
+            if self._group is not None:
+                self.end_group()
+            return execute(self._connection or self._connect(), statement)
+        begin = text == self.dialect.begin
+        if text.startswith("SELECT"):
+            wanted: Statement | None = _BEGIN_READS if self._group is None else self._group
+        elif begin or text.startswith(_WRITES):
+            wanted = _BEGIN_WRITES
+        elif text in ("COMMIT", "ROLLBACK") and self._group is not None:
+            return None  # an operation's, for a BEGIN that failed: the group is not its
+        else:
+            wanted = None
+        group = self._group
+        if group is not None and group is not wanted:
+            self.end_group()
+            connection = self._connection or self._connect()
+        if wanted is not None and self._group is None and not connection.in_transaction:
+            execute(connection, wanted)
+            self.group_began = time.monotonic()
+            self._group = wanted
+        if begin and self._group is _BEGIN_WRITES:
+            self._in_group(connection, _SAVEPOINT)
+            self._in_op = True
+            return None
+        return self._in_group(connection, statement)
+
+    def _in_group(self, connection: Any, statement: Statement) -> Any:
+        try:
+            return execute(connection, statement)
+        except BackendError as error:
+            if self._group is not None and not connection.in_transaction:
+                self._abort(error)  # SQLite rolled the whole group back (a full disk, say)
+            raise
+
+    def _abort(self, error: BackendError) -> None:
+        """Roll the whole group back; every result held for it gets ``error``."""
+        self._group, self._in_op = None, False
+        connection = self._connection
+        with contextlib.suppress(BackendError):
+            if connection is not None and connection.in_transaction:
+                execute(connection, _ROLLBACK)
+        self._fail_held(error)
+
+    def _fail_held(self, error: BackendError) -> None:
+        for job, ok, value in self._held:
+            if ok:
+                lost = type(error)(f"{error} (the transaction it was written in rolled back)")
+                lost.__cause__ = error
+                value, ok = lost, False
+            self.deliver((job, ok, value))
+        self._held.clear()
+
+    def end_group(self) -> None:
+        """Commit the open group, if any (worker thread only); its held results go to
+        their callers, or on failure its error does."""
+        group, self._group = self._group, None
+        self._in_op = False
+        if group is None:
+            return
+        connection = self._connection
+        try:
+            if connection is not None:
+                execute(connection, _COMMIT)
+        except BackendError as error:
+            self._abort(error)
+            super()._recover()  # still inside it: this connection is done
+        else:
+            for result in self._held:
+                self.deliver(result)
+            self._held.clear()
+
+    def _recover(self) -> None:
+        if self._in_op:  # the operation's savepoint is still open: the whole group goes
+            self._abort(BackendError("sqlite: an operation failed inside its transaction"))
+        if self._group is None:
+            super()._recover()
+
+    def close(self) -> None:
+        self.end_group()
+        super().close()
+
+
 class _Worker:
     """The thread that owns a sync runner and runs every operation on it, in order."""
 
-    def __init__(self, runner: SyncSQLiteRunner, timeout: float) -> None:
+    def __init__(self, runner: _BatchRunner, timeout: float) -> None:
         self.runner = runner
         self._timeout = timeout
-        self._jobs: SimpleQueue[_Job] = SimpleQueue()
+        self._batches: SimpleQueue[list[_Job]] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
         self._port: _Port | None = None
         self.closing = False
 
     def submit(self, op: Op[Any] | None) -> _Job:
-        loop = asyncio.get_running_loop()
         port = self._port
+        loop = asyncio.get_running_loop()
         if port is None or port.loop is not loop:
-            port = self._port = _Port(loop, self._timeout)
-        job = _Job(op, port, loop.time() + self._timeout)
-        if op is not None:
-            port.watch(job)
-        self._jobs.put(job)
-        # After the put: a worker ending for idleness either sees the job, or has
+            port = self._port = _Port(loop, self, self._timeout)
+        return port.submit(op)
+
+    def put(self, batch: list[_Job]) -> None:
+        self._batches.put(batch)
+        # After the put: a worker ending for idleness either sees the batch, or has
         # cleared _thread before it looked (see _work).
         if self._thread is None:
             with self._start:
@@ -187,49 +392,63 @@ class _Worker:
                         target=self._work, name="authstore-sqlite", daemon=True
                     )
                     self._thread.start()
-        return job
 
     @property
     def running(self) -> bool:
         return self._thread is not None
 
     def _work(self) -> None:
-        runner, jobs = self.runner, self._jobs
+        runner, batches = self.runner, self._batches
         unposted: set[_Port] = set()
+
+        def deliver(result: _Result) -> None:
+            port = result[0].port
+            port.finish(*result)
+            unposted.add(port)
+
+        runner.deliver = deliver
         while True:
-            if unposted and jobs.empty():
+            if unposted and batches.empty():
                 for port in unposted:
                     port.post()
                 unposted.clear()
             try:
-                job = jobs.get(timeout=IDLE_EXIT)
+                batch = batches.get(timeout=IDLE_EXIT)
             except Empty:
                 with self._start:
-                    # Cleared before looking: a job put after the look finds no thread
-                    # and starts one; a job put before it is seen here.
+                    # Cleared before looking: a batch put after the look finds no thread
+                    # and starts one; a batch put before it is seen here.
                     thread, self._thread = self._thread, None
-                    if jobs.empty():
+                    if batches.empty():
                         return
                     self._thread = thread
                 continue
-            if job.abandoned:
-                continue
-            op = job.op
-            value: Any = None
-            try:
-                if op is None:
-                    runner.close()
+            last = batch[-1]
+            for job in batch:
+                if job.abandoned:
+                    continue
+                runner.alone = job is last
+                op = job.op
+                value: Any = None
+                try:
+                    if op is None:
+                        runner.close()
+                    else:
+                        value = runner.run(op)
+                    ok = True
+                except BaseException as error:  # handed to the caller, whatever it is
+                    value, ok = error, False
+                if runner.writing:
+                    runner.hold((job, ok, value))
+                    if time.monotonic() - runner.group_began > GROUP_FOR:
+                        runner.end_group()
                 else:
-                    value = runner.run(op)
-                ok = True
-            except BaseException as error:  # handed to the caller, whatever it is
-                value, ok = error, False
-            job.port.finish(job, ok, value)
-            unposted.add(job.port)
-            if op is None:  # closed: nothing can be queued behind it any more
-                for port in unposted:
-                    port.post()
-                return
+                    deliver((job, ok, value))
+                if op is None:  # closed: nothing can be queued behind it any more
+                    for port in unposted:
+                        port.post()
+                    return
+            runner.end_group()
 
 
 class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
@@ -246,7 +465,7 @@ class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
         self._worker: _Worker | None = None
         self._lock: asyncio.Lock | None = None
         if self.owns_client:
-            sync = SyncSQLiteRunner(settings, auto_migrate=auto_migrate)
+            sync = _BatchRunner(settings, auto_migrate=auto_migrate)
             self.dialect = sync.dialect
             self._worker = _Worker(sync, settings.timeout)
         else:

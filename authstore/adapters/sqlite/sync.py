@@ -11,12 +11,13 @@ from authstore.adapters.sql.program import Statement, drive
 from authstore.adapters.sqlite.runner import SQLITE_ERRORS, SQLiteRunnerBase, translate_error
 from authstore.adapters.sqlite.settings import SQLiteSettings
 
-__all__ = ["SyncSQLiteRunner"]
+__all__ = ["SyncSQLiteRunner", "execute"]
 
 T = TypeVar("T")
 
 
-def _execute(connection: sqlite3.Connection, statement: Statement) -> Any:
+def execute(connection: sqlite3.Connection, statement: Statement) -> Any:
+    """Run one statement on ``connection``, its errors translated."""
     text, args, fetch = statement
     try:
         cursor = connection.execute(text, args)
@@ -51,14 +52,19 @@ class SyncSQLiteRunner(SQLiteRunnerBase[sqlite3.Connection]):
             try:
                 return drive(self._program(op), self._execute)
             except BaseException:
-                broken = self._take_broken()
-                if broken is not None:
-                    _close(broken)
+                self._recover()
                 raise
+
+    def _recover(self) -> None:
+        """After a failed operation: close the connection if it is still inside a
+        transaction (its rollback failed)."""
+        broken = self._take_broken()
+        if broken is not None:
+            _close(broken)
 
     def _execute(self, statement: Statement) -> Any:
         """Connects on the first statement, so bad arguments never open a file."""
-        return _execute(self._connection or self._connect(), statement)
+        return execute(self._connection or self._connect(), statement)
 
     def _connect(self) -> sqlite3.Connection:
         self._check_open()
