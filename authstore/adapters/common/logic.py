@@ -411,6 +411,16 @@ def _routing(ops: object) -> Any:
     return getattr(ops, "routing", None)
 
 
+def _minted(routing: Any, user: str, token: object) -> tuple[str, str, str]:
+    """A new record's token (the caller's, or a new one), its hash and its public id,
+    where ``routing`` (if any) wants the user's records found."""
+    if routing is None:
+        secret, token_hash = _token_or_new(token)
+        return secret, token_hash, new_public_id()
+    secret, token_hash = routing.new_token(user) if token is None else check_caller_token(token)
+    return secret, token_hash, routing.new_public_id(user)
+
+
 class SessionLogic:
     def __init__(self, ops: SessionOps, namespace: str) -> None:
         self.ops = ops
@@ -439,15 +449,7 @@ class SessionLogic:
         agent = check_optional_text(user_agent, "user_agent", max_bytes=MAX_USER_AGENT_BYTES)
         meta = check_metadata(metadata)
         cap = None if max_sessions is None else check_count(max_sessions, "max_sessions")
-        routing = self._routing
-        if routing is None:
-            secret, token_hash = _token_or_new(token)
-            session_id = new_public_id()
-        else:
-            secret, token_hash = (
-                routing.new_token(user) if token is None else check_caller_token(token)
-            )
-            session_id = routing.new_public_id(user)
+        secret, token_hash, session_id = _minted(self._routing, user, token)
         draft = SessionDraft(
             token_hash=token_hash,
             session_id=session_id,
@@ -566,15 +568,7 @@ class MagicLinkLogic:
         fields = self._fields(
             user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
         )
-        routing = self._routing
-        if routing is None:
-            secret, token_hash = _token_or_new(token)
-            link_id = new_public_id()
-        else:
-            secret, token_hash = (
-                routing.new_token(fields[0]) if token is None else check_caller_token(token)
-            )
-            link_id = routing.new_public_id(fields[0])
+        secret, token_hash, link_id = _minted(self._routing, fields[0], token)
         draft = LinkDraft(token_hash, link_id, *fields)
         record = yield from self.ops.issue(draft, revoke_previous)
         return IssuedMagicLink(record, secret)
