@@ -63,6 +63,9 @@ class _ClosedOps:
     the backend, after the logic's argument checks (bad input stays a ValueError or
     TypeError, as on an open store)."""
 
+    routing = None
+    """No placement by user (logic reads ``ops.routing``): a closed store mints nothing."""
+
     def __init__(self, where: str) -> None:
         self.where = where
 
