@@ -179,7 +179,11 @@ def test_the_never_analyzed_session_get_goal_reads_its_row() -> None:
                 "postgresql",
                 "sync",
                 unanalyzed.OP,
-                [_m("authstore", "authstore", session), _m("cache get", "baseline", cache)],
+                [
+                    _m("authstore", "authstore", session),
+                    _m("cache get", "baseline", cache),
+                    _m(unanalyzed.TWIN, "analyzed twin", [50e-6] * 7),  # no goal of its own
+                ],
             )
         ]
         return next(g for g in report.goals(results) if g["goal"] == name)
