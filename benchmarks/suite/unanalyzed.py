@@ -10,6 +10,11 @@ with no ANALYZE since: what a bulk import or a restore leaves. Then
 slices (``measure.measure_sync``), with the same session get on an analyzed twin of the
 table: the row's ratios are session get's time over cache get's (the goal wants session
 get's throughput at least ``GOAL`` of cache get's) and over the twin's.
+
+Each store has a connection (a server process) of its own, and the interleaving cancels
+load that varies in time, not a difference between connections that lasts the whole row:
+on a loaded machine both ratios move from run to run by more than their rounds' error.
+A twin's ratio far from 1 says that happened in this run.
 """
 
 from __future__ import annotations
