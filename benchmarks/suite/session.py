@@ -37,6 +37,7 @@ from benchmarks.suite.targets import (
     discover,
     open_stores,
 )
+from benchmarks.suite.unanalyzed import measure_unanalyzed
 
 __all__ = ["Results", "main", "record_row"]
 
@@ -242,6 +243,8 @@ def _sync(target: Target, budget: Budget, results: Results) -> None:
         for op_name, group in _groups(target, ours, raws, peers):
             analyze(target)  # what the groups before filled, every contender's tables alike
             _row(results, target, "sync", op_name, measure.measure_sync(group, budget))
+        if target.name == "postgresql":  # a table filled by a bulk import: no statistics
+            measure_unanalyzed(target, budget, results)
     finally:
         for close in reversed(closers):
             with contextlib.suppress(Exception):

@@ -106,6 +106,8 @@ def test_smoke_run_replays_the_raw_driver_on_the_servers(tmp_path: Path) -> None
         if m["kind"] == "raw pool" and m["error"] is None
     }
     assert pooled == {("postgresql", "sync"), ("postgresql", "async")}
+    unanalyzed = [g for g in results["goals"] if "never-analyzed" in g["goal"]]
+    assert [g["measured"] for g in unanalyzed] == [1]  # its own table, bulk-filled
 
 
 def test_smoke_run_measures_the_sections_without_a_backend(tmp_path: Path) -> None:
