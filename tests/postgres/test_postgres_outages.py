@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, cast
 
 import asyncpg
@@ -274,3 +275,47 @@ def test_a_cancelled_async_operation_leaves_nothing_and_the_store_works(
             return [await sessions.count("alice") for _ in range(3)]
 
     assert asyncio.run(scenario()) == [0, 0, 0]
+
+
+def test_async_transaction_on_a_frozen_server_fails_within_one_timeout() -> None:
+    """The deadline bounds the whole operation: a transaction interrupted on a frozen
+    server sends no ROLLBACK (asyncpg would first wait for its cancellation, which a
+    frozen server never acknowledges) and takes no new connection for one. Each
+    statement used to have its own timeout: the ROLLBACK's doubled the wait."""
+    from tests.private_servers import PRIVATE_SERVERS, private_server
+
+    reason = PRIVATE_SERVERS["postgres"].available()
+    if reason is not None:
+        pytest.skip(f"private postgres server: {reason}")
+    timeout = 2.0
+
+    async def scenario(url: str, freeze: Callable[[], None]) -> list[tuple[Any, float]]:
+        prefix = f"frz{uuid.uuid4().hex[:6]}_"
+        sessions = authstore.open_async_sessions(
+            f"{url}?timeout={timeout:g}&connect_timeout={timeout:g}&table_prefix={prefix}"
+        )
+        try:
+            await sessions.create("alice", ttl=600)
+            freeze()
+            # a transaction (eviction down to max_sessions), on the hot connection and
+            # then on a new one (the first timeout drops the pool's connections)
+            return [
+                await timed_async(lambda: sessions.create("bob", ttl=60, max_sessions=2))
+                for _ in range(2)
+            ]
+        finally:
+            await sessions.aclose()
+
+    with private_server("postgres") as server:
+        safety = threading.Timer(20.0, server.thaw)
+        safety.daemon = True
+        safety.start()
+        try:
+            outcomes = asyncio.run(scenario(server.url, server.freeze))
+        finally:
+            safety.cancel()
+            server.thaw()
+    for error, took in outcomes:
+        assert isinstance(error, BackendUnavailableError), error
+        # one timeout, and scheduling noise; two timeouts would be 4 s
+        assert timeout * 0.9 <= took < timeout * 1.5, took

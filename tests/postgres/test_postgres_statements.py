@@ -288,6 +288,44 @@ def test_async_operations_are_one_query_and_the_pool_sends_no_reset(pg_url: str)
     assert len(seen["5 concurrent gets"]) == 5, seen["5 concurrent gets"]
 
 
+def test_async_operations_schedule_no_timer_per_statement(pg_url: str) -> None:
+    """One deadline timer for every operation in flight (common/deadlines.py), not one
+    per statement: asyncpg's own timeout schedules and cancels a loop timer for each
+    statement, which cost as much as the rest of the runner's work. A transaction (a
+    link issue: five statements) and single statements alike."""
+
+    async def scenario() -> int:
+        cache = authstore.open_async_cache(pg_url, pool_size=1, pool_min=1)
+        links = authstore.open_async_magic_links(pg_url, pool_size=1, pool_min=1)
+        try:
+            await cache.set("k", 1)
+            await links.issue("u", "u@example.com", ttl=60)
+            loop = asyncio.get_running_loop()
+            scheduled = 0
+            call_at = loop.call_at
+
+            def counted(*args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+                nonlocal scheduled
+                scheduled += 1
+                return call_at(*args, **kwargs)
+
+            loop.call_at = counted  # type: ignore[method-assign]  # call_later calls it too
+            try:
+                for _ in range(10):
+                    await cache.get("k")
+                    await cache.check_rate_limit("r", 100, 10)
+                    await links.issue("u", "u@example.com", ttl=60)
+            finally:
+                del loop.call_at  # type: ignore[method-assign]
+            return scheduled
+        finally:
+            await cache.aclose()
+            await links.aclose()
+
+    # each store's timer is scheduled when none is pending, at most once here
+    assert asyncio.run(scenario()) <= 2
+
+
 def test_purge_deletes_in_bounded_batches(pg_url: str, open_traced: Any) -> None:
     cache, trace = open_traced("cache")
     rows = 2 * PURGE_BATCH + 500

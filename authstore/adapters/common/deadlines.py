@@ -24,11 +24,13 @@ Task = asyncio.Task[Any]
 class Deadlines:
     """Each operation ``start``s (its task gets ``seconds`` from now) and ``finish``es."""
 
-    __slots__ = ("_due", "_expired", "_loop", "_timer", "seconds")
+    __slots__ = ("_due", "_expired", "_timer", "loop", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the latest ``start`` (a runner checks its connections belong to it
+        without asking asyncio again)."""
         self._due: dict[Task, float] = {}
         """Tasks in flight -> their deadline (loop time), earliest first."""
         self._expired: set[Task] = set()
@@ -44,8 +46,8 @@ class Deadlines:
             raise RuntimeError("an async authstore operation must run in an asyncio task")
         if task in self._due:
             return None
-        if loop is not self._loop:  # a store used from a new loop: the old one's tasks are gone
-            self._loop, self._due, self._expired, self._timer = loop, {}, set(), None
+        if loop is not self.loop:  # a store used from a new loop: the old one's tasks are gone
+            self.loop, self._due, self._expired, self._timer = loop, {}, set(), None
         due = loop.time() + self.seconds
         self._due[task] = due
         if self._timer is None:
@@ -65,9 +67,14 @@ class Deadlines:
         # as asyncio.timeout does: withdraw our cancellation; one from outside stays
         return task.uncancel() <= cancelling and isinstance(error, asyncio.CancelledError)
 
+    def expired(self, started: tuple[Task, int] | None) -> bool:
+        """Whether the deadline ``start`` gave has passed and cancelled its task (before
+        ``finish``: a runner deciding how to give back what the task held)."""
+        return started is not None and started[0] in self._expired
+
     def _fire(self) -> None:
         self._timer = None
-        loop, due = self._loop, self._due
+        loop, due = self.loop, self._due
         assert loop is not None
         now = loop.time()
         while due:

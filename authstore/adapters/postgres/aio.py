@@ -3,6 +3,14 @@
 asyncpg has no implicit transactions, so a single-statement operation is one
 round trip (its prepared statement is cached per connection); an operation that
 yields Begin holds one connection for its transaction.
+
+Each operation is bounded as a whole by the runner's ``Deadlines`` (one event-loop
+timer for every operation in flight), not by asyncpg's per-statement timeout: that
+one schedules and cancels a timer handle for every statement, which cost as much as
+the rest of the runner's work, and bounded each statement of a transaction, not the
+operation. A statement the deadline interrupts is cancelled by asyncpg as its own
+timeout would; the connection is then dropped (the server may be gone), and the
+operation fails with ``BackendUnavailableError``.
 """
 
 from __future__ import annotations
@@ -10,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
+from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op
 from authstore.adapters.postgres.runner import ROWS, PostgresRunnerBase
 from authstore.adapters.postgres.settings import PostgresSettings
@@ -32,10 +40,13 @@ T = TypeVar("T")
 
 def connect_kwargs(settings: PostgresSettings) -> dict[str, Any]:
     """asyncpg's connection parameters; the password travels as a keyword, and a DSN
-    (only for TLS files, which asyncpg reads nowhere else) never holds it."""
+    (only for TLS files, which asyncpg reads nowhere else) never holds it.
+
+    No ``command_timeout``: the runner's deadline bounds each operation (see the module
+    docstring), and a connection given back after an interrupted statement waits at most
+    the timeout for asyncpg's cancellation (``_release``)."""
     kwargs: dict[str, Any] = {
         "timeout": settings.connect_timeout,
-        "command_timeout": settings.timeout,
         "server_settings": {
             "application_name": settings.application_name,
             "default_transaction_isolation": "read committed",
@@ -67,36 +78,56 @@ class _Lease:
     """The connection one operation runs on: taken at its first statement (so bad
     arguments never touch the server) and given back once, when it ends."""
 
-    __slots__ = ("broken", "connection", "hot", "lost", "runner")
+    __slots__ = ("broken", "connection", "driver", "hot", "interrupted", "lost", "runner")
 
     def __init__(self, runner: AsyncPostgresRunner) -> None:
         self.runner = runner
         self.connection: Any = None
+        """What was taken: a pool's connection proxy, or the caller's connection."""
+        self.driver: Any = None
+        """The asyncpg connection behind it, which the statements go to directly (a
+        pool's proxy forwards every call through a Python wrapper)."""
         self.hot = False
         self.broken = False
         """A statement failed for want of the server (timed out, cancelled, lost)."""
         self.lost = False
         """The connection itself failed: asyncpg may not know yet."""
+        self.interrupted = False
+        """A statement was cancelled midway (the deadline, or the caller's task): asyncpg
+        is cancelling it on the server, and the connection takes no other statement."""
 
     async def execute(self, statement: Statement) -> Any:
-        runner = self.runner
-        connection = self.connection or runner._take_hot(self) or await runner._take(self)
-        timeout = runner.settings.timeout
+        driver = self.driver
+        if self.interrupted:
+            # The rollback after an interruption: the server rolls back when the
+            # connection is reset or closed, and asyncpg would first wait for its
+            # cancellation (a frozen server never answers it); or no connection was
+            # taken, and there is nothing to roll back.
+            raise BackendUnavailableError("the operation was interrupted")
+        if driver is None:
+            driver = self.runner._take_hot(self) or await self._take()
         try:
             if statement.fetch in ROWS:
-                rows = await connection.fetch(statement.text, *statement.args, timeout=timeout)
+                rows = await driver.fetch(statement.text, *statement.args)
                 return statement.result(rows, 0)
-            status = await connection.execute(statement.text, *statement.args, timeout=timeout)
+            status = await driver.execute(statement.text, *statement.args)
             return _rowcount(status) if statement.fetch == "rowcount" else None
-        except runner.driver_errors as error:
+        except BaseException as error:
+            runner = self.runner
+            if not isinstance(error, runner.driver_errors):
+                self.broken = True
+                self.interrupted = not isinstance(error, Exception)  # cancelled
+                raise
             translated = runner._translate(error)
             self.broken = isinstance(translated, BackendUnavailableError)
             self.lost = runner._is_lost(error)
             raise translated from error
-        except BaseException:
-            # Cancelled mid-statement: asyncpg is still cancelling it on the server, and
-            # only the pool's release waits for that to finish.
-            self.broken = True
+
+    async def _take(self) -> Any:
+        try:
+            return await self.runner._take(self)
+        except BaseException as error:
+            self.interrupted = not isinstance(error, Exception)  # cancelled while waiting
             raise
 
 
@@ -123,8 +154,12 @@ class AsyncPostgresRunner(PostgresRunnerBase):
         self._lost = (asyncpg.InterfaceError, exceptions.InternalClientError, OSError)
         self._not_connection = (exceptions.DataError, exceptions.ClientConfigurationError)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines = Deadlines(settings.timeout)
         self._starting: asyncio.Task[Pool[Any]] | None = None
         self._hot: Any = None
+        """The hot connection as taken from the pool (its proxy)."""
+        self._hot_driver: Any = None
+        """The asyncpg connection behind it."""
         self._hot_busy = False
         self._pool: Pool[Any] | None
         self._connection: Connection | None
@@ -142,76 +177,100 @@ class AsyncPostgresRunner(PostgresRunnerBase):
         return self._pool
 
     async def run(self, op: Op[T]) -> T:
+        deadlines = self._deadlines
+        started = deadlines.start()
         lease = _Lease(self)
         try:
-            return await drive_async(self._program(op), lease.execute)
+            try:
+                return await drive_async(self._program(op), lease.execute)
+            finally:
+                if lease.connection is not None and not self._keep_hot(lease):
+                    if lease.interrupted and deadlines.expired(started):
+                        # as a timeout always was: the server may be gone (frozen,
+                        # unreachable), so no waiting for asyncpg's cancellation
+                        lease.lost = True
+                    await self._give_back(lease)
+        except asyncio.CancelledError as error:
+            if deadlines.finish(started, error):
+                raise self._late() from None
+            raise
         finally:
-            if lease.connection is not None and not self._keep_hot(lease):
-                await self._give_back(lease)
+            deadlines.finish(started, None)
+
+    def _late(self) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            self._message(TimeoutError(f"no answer within {self.settings.timeout:g} s"))
+        )
 
     # --- connections ------------------------------------------------------------------
 
     def _take_hot(self, lease: _Lease) -> Any:
         """The hot connection if it is free and sound, else None: no await, no pool."""
-        hot = self._hot
+        driver = self._hot_driver
         if (
-            hot is None
+            driver is None
             or self._hot_busy
             or self._closed
-            or self._loop is not asyncio.get_running_loop()
-            or self._ask(hot.is_closed)
+            or self._loop is not self._deadlines.loop
+            or driver.is_closed()
         ):
             return None
         self._hot_busy = lease.hot = True
-        lease.connection = hot
-        return hot
+        lease.connection, lease.driver = self._hot, driver
+        return driver
 
     def _keep_hot(self, lease: _Lease) -> bool:
         """After an operation on the hot connection: free it for the next operation, or
         say it must go back to the pool (False)."""
-        connection = lease.connection
-        if not lease.hot or lease.broken or self._hot is not connection:
+        driver = lease.driver
+        if not lease.hot or lease.broken or self._hot_driver is not driver:
             return False
-        if self._ask(connection.is_in_transaction) or not self._hot_stays():
+        if driver.is_closed() or driver.is_in_transaction() or not self._hot_stays():
             return False
-        self._hot_busy, lease.connection = False, None
+        self._hot_busy, lease.connection, lease.driver = False, None, None
         return True
 
     async def _take(self, lease: _Lease) -> Any:
+        """A connection for ``lease`` (the wait is bounded by the operation's deadline);
+        the asyncpg connection behind it."""
         self._check_open()
         hot = self._hot
         if hot is not None and not self._hot_busy and self._loop is asyncio.get_running_loop():
-            self._hot = None  # the server dropped it (_take_hot passed it over): replace it
+            # the server dropped it (_take_hot passed it over): replace it
+            self._hot = self._hot_driver = None
             await self._release(hot)
-        timeout = self.settings.timeout
         try:
             if self._connection is not None:
                 assert self._connection_lock is not None
-                async with asyncio.timeout(timeout):
-                    await self._connection_lock.acquire()
-                lease.connection = self._connection
-                return lease.connection
+                await self._connection_lock.acquire()
+                lease.connection = lease.driver = self._connection
+                return self._connection
             # Counted as waiting before any await: the hot operation, ending meanwhile,
             # then hands its connection to the pool for us.
             self._waiting += 1
             try:
                 pool = await self._ready_pool()
-                # asyncio.timeout, not acquire(timeout=): no extra task per operation.
-                async with asyncio.timeout(timeout):
-                    lease.connection = await pool.acquire()
+                lease.connection = await pool.acquire()
             finally:
                 self._waiting -= 1
         except self.driver_errors as error:
             raise self._translate(error, connecting=True) from error
+        # The asyncpg connection behind the pool's proxy: the statements skip the
+        # proxy's forwarding wrapper (the proxy is what goes back to the pool).
+        lease.driver = lease.connection._con
         if self._hot is None and self.owns_client and not self._closed:
-            self._hot, self._hot_busy, lease.hot = lease.connection, True, True
+            self._hot, self._hot_driver = lease.connection, lease.driver
+            self._hot_busy = lease.hot = True
             self._hot_since = time.monotonic()
-        return lease.connection
+        return lease.driver
 
     async def _give_back(self, lease: _Lease) -> None:
-        connection, lease.connection = lease.connection, None
+        connection, lease.connection, lease.driver = lease.connection, None, None
         if self._connection is not None:
             assert self._connection_lock is not None
+            if lease.lost:
+                with contextlib.suppress(*self.driver_errors):
+                    connection.terminate()
             self._connection_lock.release()
             return
         if lease.lost:
@@ -224,8 +283,8 @@ class AsyncPostgresRunner(PostgresRunnerBase):
             # not kept (see _keep_hot): an operation waits for the pool, or it needs a reset
             self._hot_busy = False
             if self._hot is connection:
-                self._hot = None
-        await self._release(connection)
+                self._hot = self._hot_driver = None
+        await self._release(connection, interrupted=lease.interrupted)
 
     async def _expire(self) -> None:
         """The server dropped a connection, so probably its idle siblings too (a restart,
@@ -234,26 +293,20 @@ class AsyncPostgresRunner(PostgresRunnerBase):
             return
         hot = self._hot
         if hot is not None and not self._hot_busy:
-            self._hot = None
+            self._hot = self._hot_driver = None
             await self._release(hot)
         with contextlib.suppress(*self.driver_errors):
             await self._pool.expire_connections()
 
-    def _ask(self, question: Callable[[], bool]) -> bool:
-        """A connection's answer to ``is_closed`` or ``is_in_transaction``; yes when it
-        cannot answer: a connection the server dropped may have been handed back to the
-        pool by asyncpg already, and its proxy then refuses every call."""
-        try:
-            return question()
-        except self._asyncpg.InterfaceError:
-            return True
-
-    async def _release(self, connection: Any) -> None:
+    async def _release(self, connection: Any, *, interrupted: bool = False) -> None:
+        """Back to the pool, which resets (rolls back) a connection, or terminates and
+        replaces one it cannot reset. After an interrupted statement the pool first
+        waits for asyncpg's cancellation: at most the timeout, then it terminates the
+        connection (and the cancellation with it)."""
         assert self._pool is not None
-        # The pool resets (rolls back) a connection, or terminates and replaces one it
-        # cannot reset.
+        timeout = self.settings.timeout if interrupted else None
         with contextlib.suppress(*self.driver_errors):
-            await self._pool.release(connection)
+            await self._pool.release(connection, timeout=timeout)
 
     async def _ready_pool(self) -> Pool[Any]:
         """The pool of the running loop, created on first use (asyncpg pools belong to
@@ -272,6 +325,7 @@ class AsyncPostgresRunner(PostgresRunnerBase):
             if self._pool is not None and self.owns_client:
                 _abandon(self._pool)
             self._loop, self._pool, self._hot, self._hot_busy = loop, None, None, False
+            self._hot_driver = None
             starting = self._starting = loop.create_task(self._start_pool())
         if not starting.done():
             await asyncio.shield(starting)
@@ -301,7 +355,7 @@ class AsyncPostgresRunner(PostgresRunnerBase):
 
     async def close(self) -> None:
         self._closed = True
-        hot, self._hot = self._hot, None
+        hot, self._hot, self._hot_driver = self._hot, None, None
         starting, pool = self._starting, self._pool
         if not self.owns_client or pool is None:
             if starting is not None and not starting.done():
