@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any
 
+from authstore.adapters.common.settings import SQL_POOL_SIZE
 from benchmarks.suite.measure import Contender
 from benchmarks.suite.ops import Steps, run_async, run_sync
 from benchmarks.suite.targets import Target, mongo_database, mysql_arguments
@@ -209,7 +210,7 @@ class PsycopgRaw(_Sql):
 
 
 class PsycopgPoolRaw(PsycopgRaw):
-    label = "psycopg_pool of 10, same SQL"
+    label = f"psycopg_pool of {SQL_POOL_SIZE} (authstore's default), same SQL"
     kind = "raw pool"
 
     def open(self) -> None:
@@ -219,7 +220,7 @@ class PsycopgPoolRaw(PsycopgRaw):
         self.pool = psycopg_pool.ConnectionPool(
             self.target.server,
             min_size=1,
-            max_size=10,
+            max_size=SQL_POOL_SIZE,
             kwargs={"autocommit": True, "cursor_factory": psycopg.RawCursor},
             open=True,
         )
@@ -254,13 +255,15 @@ class AsyncpgRaw(_Sql):
 
 
 class AsyncpgPoolRaw(AsyncpgRaw):
-    label = "asyncpg pool of 10, same SQL"
+    label = f"asyncpg pool of {SQL_POOL_SIZE} (authstore's default), same SQL"
     kind = "raw pool"
 
     async def open(self) -> None:
         import asyncpg
 
-        self.connection = await asyncpg.create_pool(self.target.server, min_size=10, max_size=10)
+        self.connection = await asyncpg.create_pool(
+            self.target.server, min_size=SQL_POOL_SIZE, max_size=SQL_POOL_SIZE
+        )
 
 
 class _MySQL(_Sql):
