@@ -57,6 +57,8 @@ class Stores:
     magic: Any = None
     asynchronous: bool = False
     tokens: list[str] = field(default_factory=list)
+    group: Any = None
+    """The store group the stores share (its one pool): what ``close_stores`` closes."""
 
 
 @dataclass(frozen=True)

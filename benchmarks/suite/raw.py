@@ -262,7 +262,7 @@ class AsyncpgPoolRaw(AsyncpgRaw):
         import asyncpg
 
         self.connection = await asyncpg.create_pool(
-            self.target.server, min_size=SQL_POOL_SIZE, max_size=SQL_POOL_SIZE
+            self.target.server, min_size=1, max_size=SQL_POOL_SIZE
         )
 
 

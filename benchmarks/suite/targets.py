@@ -164,33 +164,21 @@ def discover(selected: list[str]) -> tuple[list[Target], list[str]]:
     return targets, skipped
 
 
+KINDS = {"cache": "cache", "sessions": "sessions", "totp": "totp", "magic": "magic_links"}
+"""The benchmark's name of each store and authstore's."""
+
+
 def open_stores(url: str, stores: tuple[str, ...], asynchronous: bool, **options: Any) -> Stores:
-    prefix = "open_async_" if asynchronous else "open_"
-    opened: dict[str, Any] = {}
-    for kind, function in (
-        ("cache", "cache"),
-        ("sessions", "sessions"),
-        ("totp", "totp"),
-        ("magic", "magic_links"),
-    ):
-        if kind in stores:
-            opened[kind] = getattr(authstore, prefix + function)(url, **options)
-    return Stores(asynchronous=asynchronous, **opened)
+    """The stores as an application opens them: one group, one client or pool."""
+    opener = authstore.open_async_stores if asynchronous else authstore.open_stores
+    group = opener(url, kinds=[KINDS[kind] for kind in stores], **options)
+    opened = {kind: getattr(group, KINDS[kind]) for kind in stores}
+    return Stores(asynchronous=asynchronous, group=group, **opened)
 
 
 def close_stores(stores: Stores) -> Any:
-    """Close every store; an awaitable for async stores."""
-    opened = [s for s in (stores.cache, stores.sessions, stores.totp, stores.magic) if s]
-    if not stores.asynchronous:
-        for store in opened:
-            store.close()
-        return None
-
-    async def close_all() -> None:
-        for store in opened:
-            await store.aclose()
-
-    return close_all()
+    """Close the group (its one pool); an awaitable for async stores."""
+    return stores.group.aclose() if stores.asynchronous else stores.group.close()
 
 
 def analyze(target: Target) -> None:
