@@ -411,14 +411,19 @@ def _routing(ops: object) -> Any:
     return getattr(ops, "routing", None)
 
 
+def _public_id(routing: Any, user: str) -> str:
+    """A new record's public id, where ``routing`` (if any) wants the user's records."""
+    return new_public_id() if routing is None else routing.new_public_id(user)
+
+
 def _minted(routing: Any, user: str, token: object) -> tuple[str, str, str]:
     """A new record's token (the caller's, or a new one), its hash and its public id,
     where ``routing`` (if any) wants the user's records found."""
-    if routing is None:
+    if token is not None or routing is None:
         secret, token_hash = _token_or_new(token)
-        return secret, token_hash, new_public_id()
-    secret, token_hash = routing.new_token(user) if token is None else check_caller_token(token)
-    return secret, token_hash, routing.new_public_id(user)
+    else:
+        secret, token_hash = routing.new_token(user)
+    return secret, token_hash, _public_id(routing, user)
 
 
 class SessionLogic:
@@ -589,9 +594,7 @@ class MagicLinkLogic:
             user_id, email, ttl, application_id, ip_address, user_agent, revoke_previous
         )
         digest = check_token_hash(token_hash)
-        routing = self._routing
-        link_id = new_public_id() if routing is None else routing.new_public_id(fields[0])
-        draft = LinkDraft(digest, link_id, *fields)
+        draft = LinkDraft(digest, _public_id(self._routing, fields[0]), *fields)
         return (yield from self.ops.issue(draft, revoke_previous))
 
     @staticmethod

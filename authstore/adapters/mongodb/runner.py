@@ -340,9 +340,7 @@ class MongoRunnerBase:
         """A security write's command with the write concern ``durability`` asks for:
         a write command outside a transaction carries it, a transaction's start sets it
         for its commit; reads, and commands inside a transaction, stay as they are."""
-        concern = self.settings.write_concern
-        if concern is None:
-            return command
+        concern = self.settings.write_concern  # set: only durable_ops yield Durable
         if isinstance(command, StartTransaction):
             return dataclasses.replace(command, write_concern=concern)
         if (

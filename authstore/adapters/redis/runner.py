@@ -226,9 +226,6 @@ class RedisRunner:
             command = next(op)
             while True:
                 kind = type(command)
-                if kind is Durable and wait is None:  # the primary's word is enough
-                    command = command.command
-                    kind = type(command)
                 try:
                     if kind is Call:
                         reply = yield command.args
@@ -239,7 +236,7 @@ class RedisRunner:
                             reply = yield command.eval()
                     elif kind is Batch:
                         reply = yield [call.args for call in command.calls]
-                    elif kind is Durable:
+                    elif kind is Durable:  # only ops made durable_ops yield it: wait is set
                         assert wait is not None
                         reply = yield from self._replicated(command, wait)
                     else:
