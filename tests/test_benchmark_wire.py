@@ -18,11 +18,9 @@ state decides may differ), and the test says which operations these are.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,50 +30,26 @@ import pytest
 from benchmarks.suite.ops import OPS, Stores, contenders, run_async, run_sync, seed
 from benchmarks.suite.raw import open_raw
 from benchmarks.suite.targets import Target, close_stores, discover, open_stores
+from tests.relay import Relay
 
 Wire = dict[str, tuple[bytes, bytes, bytes, bytes]]
 NOW = 1_800_000_000.25
 """The frozen clock: any fixed time works, the same for both contenders."""
 
 
-class Recorder:
-    """A TCP forwarder on loopback keeping what clients send, in the order it arrives
-    (one caller at a time: a pool's connections take turns)."""
+class Recorder(Relay):
+    """A relay on loopback keeping what clients send, in the order it arrives (one
+    caller at a time: a pool's connections take turns)."""
 
     def __init__(self, address: tuple[str, int]) -> None:
-        self.address = address
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.lock = threading.Lock()
         self.sent: list[tuple[int, bytes]] = []
         """(connection number, bytes) as they arrived."""
-        self.sockets: list[socket.socket] = [self.listener]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(address)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.address)
-            for s in (client, server):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                self.sockets += [client, server]
-                number = len(self.sockets)
-            threading.Thread(target=self._pump, args=(client, server, number), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, number: int | None) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if number is not None:
-                    with self.lock:
-                        self.sent.append((number, data))
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
+    def from_client(self, number: int, data: bytes, server: socket.socket) -> None:
+        with self.lock:
+            self.sent.append((number, data))
+        server.sendall(data)
 
     def mark(self) -> int:
         """Where the recording stands (a reply's arrival means its request went through
@@ -95,11 +69,6 @@ class Recorder:
             for position, (number, data) in enumerate(self.sent[:end]):
                 found.setdefault(number, []).append((position, data))
         return found
-
-    def close(self) -> None:
-        for s in self.sockets:
-            with contextlib.suppress(OSError):
-                s.close()
 
 
 def _freeze(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import selectors
 import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -23,54 +21,29 @@ import pytest
 
 import authstore
 from tests.counted_operations import rate_limit_operations
+from tests.relay import Relay
 
 
-class CountingProxy:
-    """A TCP proxy to ``target`` on a free loopback port, counting round trips over
-    all its connections."""
+class CountingProxy(Relay):
+    """A relay to ``target`` counting round trips over all its connections: one starts
+    when a client sends after the server answered it (or first)."""
 
     def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
         self.trips = 0
-        self._lock = threading.Lock()
-        self._closing = False
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
+        self._answered: dict[int, bool] = {}
+        super().__init__(target)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            for sock in (client, server):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            thread = threading.Thread(target=self._pump, args=(client, server), daemon=True)
-            self._threads.append(thread)
-            thread.start()
+    def from_client(self, number: int, data: bytes, server: socket.socket) -> None:
+        with self.lock:
+            if self._answered.get(number, True):
+                self.trips += 1
+            self._answered[number] = False
+        server.sendall(data)
 
-    def _pump(self, client: socket.socket, server: socket.socket) -> None:
-        answered = True  # the server spoke last (nothing sent yet)
-        with client, server, selectors.DefaultSelector() as selector:
-            selector.register(client, selectors.EVENT_READ, server)
-            selector.register(server, selectors.EVENT_READ, client)
-            while not self._closing:
-                for key, _ in selector.select(timeout=0.1):
-                    source: socket.socket = key.fileobj  # type: ignore[assignment]
-                    data = source.recv(65536)
-                    if not data:
-                        return
-                    if source is client:
-                        if answered:
-                            with self._lock:
-                                self.trips += 1
-                        answered = False
-                    else:
-                        answered = True
-                    key.data.sendall(data)
+    def from_server(self, number: int, data: bytes, client: socket.socket) -> None:
+        with self.lock:  # before the client can read it and send again
+            self._answered[number] = True
+        client.sendall(data)
 
     def count(self, action: Callable[[], object]) -> int:
         before = self.trips
@@ -85,12 +58,6 @@ class CountingProxy:
         assert inspect.isawaitable(result)
         await result
         return self.trips - before
-
-    def close(self) -> None:
-        self._closing = True
-        self.listener.close()
-        for thread in self._threads:
-            thread.join(timeout=2)
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ from authstore import (
     open_cache,
     open_magic_links,
 )
+from tests.relay import Relay
 from tests.servers.redis_topology import HOST, PrivateSentinel, private_sentinel
 
 RUNS = int(os.environ.get("AUTHSTORE_FAILOVER_RUNS", "2"))
@@ -56,75 +57,39 @@ nothing is ever lost)."""
 pytestmark = pytest.mark.timeout(120 + 60 * RUNS)
 
 
-class LaggingLink:
+class LaggingLink(Relay):
     """The replica's link to its master through a relay: the master's stream arrives
     ``lag`` seconds late (a link between machines, a busy network), and ``cut()`` drops
     what is in flight, as the death of the master's machine would (a killed process's
     kernel would still deliver it). The replica's replies go through at once."""
 
     def __init__(self, master_port: int, lag: float) -> None:
-        self.master_port = master_port
         self.lag = lag
-        self._listener = socket.create_server((HOST, 0))
-        self.port = self._listener.getsockname()[1]
-        self._sockets: list[socket.socket] = [self._listener]
-        self._cut = threading.Event()
-        self._start(self._accept)
+        self._late: dict[int, queue.SimpleQueue[tuple[float, bytes]]] = {}
+        super().__init__((HOST, master_port), HOST)
 
-    def _start(self, target: Callable[..., None], *args: Any) -> None:
-        threading.Thread(target=target, args=args, daemon=True).start()
+    def connected(self, number: int, client: socket.socket, server: socket.socket) -> None:
+        self._late[number] = queue.SimpleQueue()
+        self.spawn(self._deliver, self._late[number], client)
+        super().connected(number, client, server)
 
-    def _accept(self) -> None:
-        while not self._cut.is_set():
-            try:
-                replica, _ = self._listener.accept()
-                master = socket.create_connection((HOST, self.master_port), timeout=5)
-            except OSError:
-                return
-            master.settimeout(None)
-            for sock in (replica, master):  # as Redis's own: Nagle would hold bytes 40 ms
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sockets += [replica, master]
-            late: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
-            self._start(self._pump, replica, master, None)
-            self._start(self._pump, master, replica, late)
-            self._start(self._deliver, late, replica)
-
-    def _pump(
-        self, source: socket.socket, sink: socket.socket, late: queue.SimpleQueue[Any] | None
-    ) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if self._cut.is_set():
-                    return
-                if late is None:
-                    sink.sendall(data)
-                else:
-                    late.put((time.monotonic() + self.lag, data))
-        self._close(sink)
+    def from_server(self, number: int, data: bytes, client: socket.socket) -> None:
+        self._late[number].put((time.monotonic() + self.lag, data))
 
     def _deliver(self, late: queue.SimpleQueue[tuple[float, bytes]], sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            while not self._cut.is_set():
+            while not self.closed.is_set():
                 try:
                     due, data = late.get(timeout=0.1)
                 except queue.Empty:
                     continue
                 time.sleep(max(0.0, due - time.monotonic()))
-                if self._cut.is_set():
+                if self.closed.is_set():
                     return
                 sink.sendall(data)
 
-    @staticmethod
-    def _close(sock: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
-
     def cut(self) -> None:
-        self._cut.set()
-        for sock in self._sockets:
-            self._close(sock)
+        self.close()
 
 
 def _relay(topology: PrivateSentinel) -> LaggingLink | None:
