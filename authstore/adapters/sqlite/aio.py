@@ -57,9 +57,10 @@ LOOKS = 3
 """While the worker keeps finishing operations, the loop leaves their results to it (it
 posts them when it runs out of work: one wake-up a batch) for at most this many looks;
 at a look after which the worker finished nothing (an operation waits for a lock, or
-runs long) it takes them at once. Taking them at every look split a batch of writes
-that lasts longer than a look in two, each half with its own commit, the loop and the
-worker fighting for the GIL in between."""
+runs long) it takes them at once. Taking them at every look cut the batches of
+operations slower than a look's share (100 callers issuing magic links: 34-40
+operations a batch instead of 57-68, and a fifth more commits), the loop and the worker
+fighting for the GIL in between."""
 
 GROUP_FOR = 0.004
 """A write transaction shared by a batch's operations commits once it has been open
