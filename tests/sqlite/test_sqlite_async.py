@@ -144,6 +144,27 @@ def test_a_queued_operation_times_out_and_never_runs(db_url: str, gate: Gate) ->
     assert late is None  # the worker skipped it
 
 
+def test_a_queued_operation_waits_its_timeout_not_longer(db_url: str, gate: Gate) -> None:
+    """The deadline is the batch's (its first submission's plus the timeout): the caller
+    hears of it once the timeout has passed, not much later."""
+
+    async def scenario() -> float:
+        async with authstore.open_async_cache(f"{db_url}?timeout=0.2") as cache:
+            runner = await _install(cache, gate)
+            blocker = await _block(runner, gate)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            with pytest.raises(BackendUnavailableError):
+                await asyncio.wait_for(cache.set("late", 1), PATIENCE)
+            waited = loop.time() - began
+            gate.open()
+            await asyncio.gather(blocker, return_exceptions=True)
+            return waited
+
+    waited = asyncio.run(scenario())
+    assert 0.18 <= waited < 1.2, waited
+
+
 def test_a_cancelled_queued_operation_never_runs(db_url: str, gate: Gate) -> None:
     async def scenario() -> object:
         async with authstore.open_async_cache(db_url) as cache:
