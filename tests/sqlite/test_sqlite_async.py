@@ -144,6 +144,27 @@ def test_a_queued_operation_times_out_and_never_runs(db_url: str, gate: Gate) ->
     assert late is None  # the worker skipped it
 
 
+def test_a_queued_operation_waits_its_timeout_not_longer(db_url: str, gate: Gate) -> None:
+    """The deadline is the batch's (its first submission's plus the timeout): the caller
+    hears of it once the timeout has passed, not much later."""
+
+    async def scenario() -> float:
+        async with authstore.open_async_cache(f"{db_url}?timeout=0.2") as cache:
+            runner = await _install(cache, gate)
+            blocker = await _block(runner, gate)
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            with pytest.raises(BackendUnavailableError):
+                await asyncio.wait_for(cache.set("late", 1), PATIENCE)
+            waited = loop.time() - began
+            gate.open()
+            await asyncio.gather(blocker, return_exceptions=True)
+            return waited
+
+    waited = asyncio.run(scenario())
+    assert 0.18 <= waited < 1.2, waited
+
+
 def test_a_cancelled_queued_operation_never_runs(db_url: str, gate: Gate) -> None:
     async def scenario() -> object:
         async with authstore.open_async_cache(db_url) as cache:
@@ -539,3 +560,86 @@ def test_a_long_batch_of_writes_commits_as_it_goes(
             return done, seen
 
     assert asyncio.run(scenario()) == ([None, None], 2)
+
+
+def test_a_lock_wait_does_not_hold_back_earlier_results_whatever_the_looks(
+    db_url: str, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop takes the results finished so far as soon as a look finds that the worker
+    finished nothing since the last one: it never waits for LOOKS looks then."""
+    monkeypatch.setattr(aio, "LOOKS", 10**9)
+    test_a_lock_wait_does_not_hold_back_earlier_results(db_url, db_path)
+
+
+def test_results_reach_their_callers_while_the_worker_never_runs_out_of_work(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker posts results when its queue is empty; callers that keep submitting
+    keep it from ever being empty, and every look finds that it finished operations
+    since the one before. Their results must reach them all the same: the loop takes
+    them after LOOKS looks (long looks here: no operation is slow enough for a look to
+    find the worker stalled)."""
+    monkeypatch.setattr(aio, "GROUP_FOR", 0.0)
+    monkeypatch.setattr(aio, "POST_EVERY", 0.05)
+
+    def slow() -> Op[Any]:
+        row = yield Query("SELECT pause()", fetch="one")
+        return row
+
+    async def scenario() -> tuple[object, bool]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.exists("warm-up")
+            runner = _runner(cache)
+            connection = runner.connection
+            assert isinstance(connection, sqlite3.Connection)
+            # tens of microseconds on the worker, holding the GIL
+            connection.create_function("pause", 0, lambda: sum(range(3000)) and 1)
+            worker = runner._worker
+            assert worker is not None
+            flood: list[asyncio.Task[Any]] = []
+            stop = asyncio.Event()
+
+            async def keep_it_busy() -> None:
+                while not stop.is_set():  # big batches queued at all times
+                    if worker._batches.qsize() < 3:
+                        flood.extend(asyncio.create_task(runner.run(slow())) for _ in range(500))
+                    await asyncio.sleep(0.001)  # not a busy loop: the worker gets the GIL
+
+            feeder = asyncio.create_task(keep_it_busy())
+            await asyncio.sleep(0.02)  # the worker's queue is never empty from here
+            try:
+                value = await asyncio.wait_for(cache.set("k", 1), 3)
+                still_flooding = not stop.is_set()
+            finally:
+                stop.set()
+                await feeder
+                for task in flood:
+                    task.cancel()  # queued ones are skipped
+                await asyncio.gather(*flood, return_exceptions=True)
+            return value, still_flooding
+
+    assert asyncio.run(scenario()) == (None, True)
+
+
+def test_a_cancelled_close_still_closes(db_url: str, gate: Gate) -> None:
+    """close() queues the worker's last job; its caller cancelled, the job must still run
+    (a job whose future is done is skipped, except that one): the connection closes and
+    the thread ends."""
+
+    async def scenario() -> tuple[bool, bool]:
+        cache = authstore.open_async_cache(db_url)
+        runner = await _install(cache, gate)
+        blocker = await _block(runner, gate)
+        closing = asyncio.create_task(cache.aclose())
+        await asyncio.sleep(0.01)  # queued behind the blocker
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        gate.open()
+        await blocker
+        worker = runner._worker
+        assert worker is not None and worker._thread is not None
+        await asyncio.to_thread(worker._thread.join, PATIENCE)
+        return worker._thread.is_alive(), runner.connection is None
+
+    assert asyncio.run(scenario()) == (False, True)
