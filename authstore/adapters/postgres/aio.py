@@ -23,9 +23,9 @@ from urllib.parse import urlencode
 
 from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op
-from authstore.adapters.postgres.runner import PostgresRunnerBase
+from authstore.adapters.postgres.runner import HOT_TURNOVER, PostgresRunnerBase
 from authstore.adapters.postgres.settings import PostgresSettings
-from authstore.adapters.sql.program import Statement, drive_async
+from authstore.adapters.sql.program import Statement, run_async
 from authstore.contracts.errors import BackendError, BackendUnavailableError
 from authstore.registry import require_module
 
@@ -185,7 +185,9 @@ class AsyncPostgresRunner(PostgresRunnerBase):
         lease = _Lease(self)
         try:
             try:
-                return await drive_async(self._program(op), lease.execute)
+                return await run_async(
+                    op, self.dialect if self._prepared else None, self._program, lease.execute
+                )
             finally:
                 if lease.connection is not None and not self._keep_hot(lease):
                     if lease.interrupted and deadlines.expired(started):
@@ -230,7 +232,10 @@ class AsyncPostgresRunner(PostgresRunnerBase):
             return False
         # A connection closed since is kept all the same: the next operation's _take_hot
         # finds it closed and passes it over, and _take replaces it.
-        if driver.is_in_transaction() or not self._hot_stays():
+        if driver.is_in_transaction():
+            return False
+        # _hot_stays, inlined (once per operation)
+        if self._waiting or self._closed or time.monotonic() - self._hot_since >= HOT_TURNOVER:
             return False
         self._hot_busy, lease.connection, lease.driver = False, None, None
         return True
