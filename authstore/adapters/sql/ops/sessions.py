@@ -134,7 +134,10 @@ class SqlSessionOps(SqlOps):
 
     def touch(self, token_hash: str, ttl: float | None) -> Op[SessionRecord | None]:
         params = {"namespace": self.namespace, "token_hash": token_hash, "ttl": ttl}
-        row = yield from self._run_returning(self._touch, params)
+        if self.dialect.returning:  # _run_returning's one statement, without its generator
+            row = yield Query(self._touch.single, params, "one")
+        else:
+            row = yield from self._run_returning(self._touch, params)
         return None if row is None else _session(row)
 
     def revoke(self, token_hash: str) -> Op[bool]:
