@@ -212,6 +212,28 @@ def test_async_store_recovers_after_its_connections_are_killed(pg_url: str, admi
     assert (value, listed) == ("v", False)
 
 
+def test_an_async_hot_connection_closed_between_operations_is_replaced(pg_url: str) -> None:
+    """The hot connection is checked when an operation takes it, not when the previous
+    one gives it back: one closed in between (here by the client; asyncpg also closes a
+    connection whose socket it saw fail) never reaches an operation, which gets a fresh
+    connection and answers."""
+
+    async def scenario() -> list[Any]:
+        async with authstore.open_async_cache(pg_url, pool_min=1, pool_size=2) as cache:
+            await cache.set("k", "v")
+            answers = []
+            for _ in range(3):
+                runner = cast(Any, cache)._runner
+                hot = runner._hot_driver
+                assert hot is not None and not runner._hot_busy
+                hot.terminate()
+                answers.append(await cache.get("k"))
+                assert runner._hot_driver is not hot
+            return answers
+
+    assert asyncio.run(scenario()) == ["v", "v", "v"]
+
+
 def test_a_transaction_killed_midway_leaves_nothing(pg_url: str, admin: Admin) -> None:
     """The backend dies while the operation waits on its lock inside BEGIN: the client
     sees BackendUnavailableError, the server rolled everything back, the store goes on."""

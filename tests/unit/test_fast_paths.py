@@ -269,3 +269,56 @@ def test_sliding_touches_keep_the_session_sweep_bounded() -> None:
     assert sessions.get(token) is None
     assert ("authstore", hash_secret(token, "token")) not in data.sessions
     assert not data.revoked_sessions
+
+
+@given(
+    metadata=st.dictionaries(
+        st.text(max_size=8),
+        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        max_size=4,
+    ),
+    optional=st.none() | st.text(min_size=1, max_size=8),
+    created=st.floats(min_value=0, max_value=4e9),
+)
+def test_sql_session_records_are_what_the_dataclass_builds(
+    metadata: dict[str, Any], optional: str | None, created: float
+) -> None:
+    """The SQL ops build session records without SessionRecord's __init__ and decode
+    their metadata without json.loads: the same record, as frozen."""
+    from authstore.adapters.sql.ops.sessions import _session
+    from authstore.contracts.records import SessionRecord, from_epoch
+
+    text = json.dumps(metadata, separators=(",", ":"))
+    row = (
+        "sid",
+        "alice",
+        created,
+        created + 1.5,
+        created + 60,
+        optional,
+        None,
+        optional,
+        None,
+        text,
+    )
+    record = _session(row)
+    same = SessionRecord(
+        id="sid",
+        user_id="alice",
+        created_at=from_epoch(created),
+        last_seen_at=from_epoch(created + 1.5),
+        expires_at=from_epoch(created + 60),
+        device_id=optional,
+        application_id=None,
+        ip_address=optional,
+        user_agent=None,
+        metadata=json.loads(text),
+    )
+    assert record == same
+    assert repr(record) == repr(same)
+    assert [getattr(record, f.name) for f in fields(record)] == [
+        getattr(same, f.name) for f in fields(same)
+    ]
+    assert record.created_at.tzinfo is same.created_at.tzinfo
+    with pytest.raises(FrozenInstanceError):
+        record.user_id = "mallory"  # type: ignore[misc]

@@ -14,17 +14,28 @@ it reports a timeout) and not a cancellation from outside (which goes on as it i
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Deadlines"]
 
 Task = asyncio.Task[Any]
 
+_current_task: Callable[[asyncio.AbstractEventLoop], Task | None] = asyncio.current_task
+if sys.version_info < (3, 12):  # pragma: no cover - the version decides
+    # Python 3.11's asyncio.current_task is a Python function around this dict's get
+    # (3.12 made it C): one Python call less per operation.
+    _current_task = getattr(asyncio.tasks, "_current_tasks", {}).get or asyncio.current_task
+
+_BASE_TIME = asyncio.BaseEventLoop.time
+
 
 class Deadlines:
     """Each operation ``start``s (its task gets ``seconds`` from now) and ``finish``es."""
 
-    __slots__ = ("_due", "_expired", "_timer", "loop", "seconds")
+    __slots__ = ("_clock", "_due", "_expired", "_timer", "loop", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -36,19 +47,24 @@ class Deadlines:
         self._expired: set[Task] = set()
         """Tasks this cancelled: their CancelledError is a timeout."""
         self._timer: asyncio.TimerHandle | None = None
+        self._clock: Callable[[], float] = time.monotonic
+        """``loop.time``; ``time.monotonic`` itself where that is all it does (asyncio's
+        own loops: their ``time`` is a Python method around it)."""
 
     def start(self) -> tuple[Task, int] | None:
         """The running task gets its deadline; None when it already has one (an
         operation inside another: the outer, earlier deadline bounds both)."""
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
+        task = _current_task(loop)
         if task is None:
             raise RuntimeError("an async authstore operation must run in an asyncio task")
         if task in self._due:
             return None
         if loop is not self.loop:  # a store used from a new loop: the old one's tasks are gone
             self.loop, self._due, self._expired, self._timer = loop, {}, set(), None
-        due = loop.time() + self.seconds
+            same = getattr(loop.time, "__func__", None) is _BASE_TIME
+            self._clock = time.monotonic if same else loop.time
+        due = self._clock() + self.seconds
         self._due[task] = due
         if self._timer is None:
             self._timer = loop.call_at(due, self._fire)

@@ -23,9 +23,9 @@ from urllib.parse import urlencode
 
 from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op
-from authstore.adapters.postgres.runner import ROWS, PostgresRunnerBase
+from authstore.adapters.postgres.runner import HOT_TURNOVER, PostgresRunnerBase
 from authstore.adapters.postgres.settings import PostgresSettings
-from authstore.adapters.sql.program import Statement, drive_async
+from authstore.adapters.sql.program import Statement, run_async
 from authstore.contracts.errors import BackendError, BackendUnavailableError
 from authstore.registry import require_module
 
@@ -107,11 +107,14 @@ class _Lease:
         if driver is None:
             driver = self.runner._take_hot(self) or await self._take()
         try:
-            if statement.fetch in ROWS:
+            fetch = statement.fetch  # Statement.result's shaping, inlined: once per statement
+            if fetch == "one":
                 rows = await driver.fetch(statement.text, *statement.args)
-                return statement.result(rows, 0)
+                return rows[0] if rows else None
+            if fetch == "all":
+                return await driver.fetch(statement.text, *statement.args)
             status = await driver.execute(statement.text, *statement.args)
-            return _rowcount(status) if statement.fetch == "rowcount" else None
+            return _rowcount(status) if fetch == "rowcount" else None
         except BaseException as error:
             runner = self.runner
             if not isinstance(error, runner.driver_errors):
@@ -182,7 +185,9 @@ class AsyncPostgresRunner(PostgresRunnerBase):
         lease = _Lease(self)
         try:
             try:
-                return await drive_async(self._program(op), lease.execute)
+                return await run_async(
+                    op, self.dialect if self._prepared else None, self._program, lease.execute
+                )
             finally:
                 if lease.connection is not None and not self._keep_hot(lease):
                     if lease.interrupted and deadlines.expired(started):
@@ -225,7 +230,12 @@ class AsyncPostgresRunner(PostgresRunnerBase):
         driver = lease.driver
         if not lease.hot or lease.broken or self._hot_driver is not driver:
             return False
-        if driver.is_closed() or driver.is_in_transaction() or not self._hot_stays():
+        # A connection closed since is kept all the same: the next operation's _take_hot
+        # finds it closed and passes it over, and _take replaces it.
+        if driver.is_in_transaction():
+            return False
+        # _hot_stays, inlined (once per operation)
+        if self._waiting or self._closed or time.monotonic() - self._hot_since >= HOT_TURNOVER:
             return False
         self._hot_busy, lease.connection, lease.driver = False, None, None
         return True

@@ -23,7 +23,7 @@ from authstore.adapters.postgres.health import (
 )
 from authstore.adapters.postgres.runner import ROWS, PostgresRunnerBase
 from authstore.adapters.postgres.settings import PostgresSettings
-from authstore.adapters.sql.program import Statement, drive
+from authstore.adapters.sql.program import Statement, run
 from authstore.contracts.errors import BackendError
 from authstore.registry import require_module
 
@@ -153,7 +153,7 @@ class SyncPostgresRunner(PostgresRunnerBase):
     def run(self, op: Op[T]) -> T:
         lease = _Lease(self)
         try:
-            return drive(self._program(op), lease.execute)
+            return run(op, self.dialect if self._prepared else None, self._program, lease.execute)
         finally:
             if lease.connection is not None:
                 self._give_back(lease)

@@ -125,6 +125,9 @@ class Dialect:
     def __init__(self) -> None:
         self._compiled: dict[str, Compiled] = {}
         self._compiled_lock = threading.Lock()
+        self.cached: Callable[[str], Compiled | None] = self._compiled.get
+        """The statement ``compile`` compiled already, or None: a C call, where
+        ``compile`` is a Python one (once per statement executed)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"

@@ -5,20 +5,39 @@ adding the transaction control around a ``Begin`` (commit when the operation
 returns, roll back when anything fails). ``drive`` and ``drive_async`` feed those
 statements to a driver call and nothing else: the only code a sync runner and an
 async runner do not share is that one call.
+
+``run`` and ``run_async`` (twins, as ``drive`` and ``drive_async``) add a fast path
+in front of them for a runner whose schema is ready: an operation's first statement
+goes straight to the driver call, and an operation that returns after it (most do:
+one UPSERT, one SELECT) never meets ``statements`` or the driver loop. Its semantics
+are those of ``statements`` outside a transaction: a driver error is thrown into the
+operation, a cancellation closes it. Any other command (a ``Begin``, a second
+statement) hands the started operation to ``statements``, from that command.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, NamedTuple, TypeVar
 
 from authstore.adapters.common.ops import Op, drive, drive_async
 from authstore.adapters.sql.commands import Begin, Fetch, Query
 from authstore.adapters.sql.dialect import Dialect
 
-__all__ = ["TRANSACTION_RETRIES", "Program", "Statement", "drive", "drive_async", "statements"]
+__all__ = [
+    "TRANSACTION_RETRIES",
+    "UNSTARTED",
+    "Program",
+    "Statement",
+    "drive",
+    "drive_async",
+    "run",
+    "run_async",
+    "statement",
+    "statements",
+]
 
 T = TypeVar("T")
 
@@ -53,6 +72,83 @@ class Statement(NamedTuple):
 
 Program = Generator[Statement, Any, T]
 
+UNSTARTED: Any = object()
+"""``statements``' ``first`` when the operation has not been started."""
+
+_new_statement = tuple.__new__  # the named tuple's own __new__ is a Python function
+
+
+def statement(command: Query, dialect: Dialect) -> Statement:
+    """A Query as the driver gets it: the dialect's placeholders, the arguments in their
+    order (``:now`` read from the dialect's clock, where it has one)."""
+    compiled = dialect.cached(command.sql) or dialect.compile(command.sql)
+    if dialect.clock is None or not compiled.clocked:
+        arguments = compiled.pick(command.params)
+    else:
+        arguments = dialect.arguments(compiled, command.params)
+    made: Statement = _new_statement(Statement, (compiled.text, arguments, command.fetch))
+    return made
+
+
+def run(
+    op: Op[T],
+    dialect: Dialect | None,
+    program: Callable[[Op[T], Any], Program[T]],
+    execute: Callable[[Statement], Any],
+) -> T:
+    """``drive(program(op, UNSTARTED), execute)``, with the fast path for an operation
+    whose first command is a Query (see the module docstring). ``dialect``: None while
+    the runner must prepare (migrate) before its first statement, which only
+    ``program`` does. ``program(op, command)`` goes on from ``command``, which the
+    started ``op`` yielded last."""
+    command = UNSTARTED
+    if dialect is not None:
+        try:
+            command = next(op)  # the argument checks: bad input fails here
+            if type(command) is Query:
+                sent = statement(command, dialect)
+                try:
+                    result = execute(sent)
+                except Exception as error:
+                    command = op.throw(error)
+                except BaseException:
+                    op.close()
+                    raise
+                else:
+                    command = op.send(result)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+    return drive(program(op, command), execute)
+
+
+async def run_async(
+    op: Op[T],
+    dialect: Dialect | None,
+    program: Callable[[Op[T], Any], Program[T]],
+    execute: Callable[[Statement], Awaitable[Any]],
+) -> T:
+    """``run`` with an awaited driver call: the only difference between the two."""
+    command = UNSTARTED
+    if dialect is not None:
+        try:
+            command = next(op)  # the argument checks: bad input fails here
+            if type(command) is Query:
+                sent = statement(command, dialect)
+                try:
+                    result = await execute(sent)
+                except Exception as error:
+                    command = op.throw(error)
+                except BaseException:
+                    op.close()
+                    raise
+                else:
+                    command = op.send(result)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+    return await drive_async(program(op, command), execute)
+
 
 def _control(text: str) -> Statement:
     return Statement(text, (), "none")
@@ -65,8 +161,10 @@ def statements(
     before: Program[None] | None = None,
     rolled_back: Callable[[BaseException], bool] | None = None,
     retry_within: float = 0.0,
+    first: Any = UNSTARTED,
 ) -> Program[T]:
-    """Run ``op``, yielding each statement to execute and receiving its result.
+    """Run ``op``, yielding each statement to execute and receiving its result;
+    ``first``: the command ``op`` yielded last, when it was started already (``run``).
 
     A driver error is thrown back in here: inside a transaction it rolls back
     before the error goes on, so nothing half-written survives; outside one it is
@@ -85,11 +183,13 @@ def statements(
     started = time.monotonic()
     result: Any = None
     failure: Exception | None = None
-    compile_, clock = dialect.compile, dialect.clock
     try:
         while True:
             try:
-                command = op.send(result) if failure is None else op.throw(failure)
+                if first is UNSTARTED:
+                    command = op.send(result) if failure is None else op.throw(failure)
+                else:
+                    command, first = first, UNSTARTED
             except StopIteration as done:
                 value: T = done.value
                 break
@@ -98,14 +198,9 @@ def statements(
                 yield from before
                 before = None
             if isinstance(command, Query):
-                compiled = compile_(command.sql)
-                if clock is None or not compiled.clocked:
-                    arguments = compiled.pick(command.params)
-                else:
-                    arguments = dialect.arguments(compiled, command.params)
-                statement = Statement(compiled.text, arguments, command.fetch)
+                sent = statement(command, dialect)
                 try:
-                    result = yield statement
+                    result = yield sent
                 except Exception as error:
                     if in_transaction:
                         # the database aborted the transaction: replayed, or nothing to go
@@ -114,14 +209,14 @@ def statements(
                             raise
                         deadline = started + retry_within
                         result = yield from _replay(
-                            dialect, journal, statement, error, rolled_back, deadline
+                            dialect, journal, sent, error, rolled_back, deadline
                         )
                     else:
                         # Outside a transaction the operation may handle it (a setup step
                         # that retries, say); one that does not re-raises it from its yield.
                         failure, result = error, None
                 if in_transaction:
-                    journal.append((statement, result))
+                    journal.append((sent, result))
             elif isinstance(command, Begin):
                 if in_transaction:
                     raise RuntimeError("an operation yielded Begin inside its transaction")

@@ -14,7 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from authstore.adapters.common.ops import Op
 from authstore.adapters.sql.dialect import Dialect
-from authstore.adapters.sql.program import Program, statements
+from authstore.adapters.sql.program import UNSTARTED, Program, statements
 from authstore.adapters.sql.schema import Tables, migrate
 from authstore.contracts.errors import StoreClosedError
 
@@ -88,7 +88,8 @@ class SqlRunnerBase(Generic[S, D]):
         deadlock's victim, a serialization failure. Such a transaction is replayed."""
         return False
 
-    def _program(self, op: Op[T]) -> Program[T]:
+    def _program(self, op: Op[T], first: Any = UNSTARTED) -> Program[T]:
+        """``op``'s statements; ``first``: the command it yielded last, when started."""
         before = None if self._prepared else self._prepare()
         return statements(
             op,
@@ -96,6 +97,7 @@ class SqlRunnerBase(Generic[S, D]):
             before=before,
             rolled_back=self._rolled_back,
             retry_within=self.retry_within,
+            first=first,
         )
 
     def _prepare(self) -> Program[None]:

@@ -189,7 +189,10 @@ class SqlCacheOps(SqlRateLimitOps):
             "lowest": lowest,
             "highest": highest,
         }
-        row = yield from self._run_returning(self._incr, params)
+        if self.dialect.returning:  # _run_returning's one statement, without its generator
+            row = yield Query(self._incr.single, params, "one")
+        else:
+            row = yield from self._run_returning(self._incr, params)
         if row is None:
             raise ValueError("the cached value is not an integer, or adding delta leaves 64 bits")
         return int(bytes(row[0]))

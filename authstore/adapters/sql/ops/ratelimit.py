@@ -272,7 +272,10 @@ class SqlRateLimitOps(SqlOps):
             allowed, count, _, end, now = yield from self._hit_locally(key, decide)
             return allowed, count, end, now
         params = {"key": key, "limit": limit, "window": window, "cost": cost}
-        row = yield from self._run_returning(self._fixed_window, params)
+        if self.dialect.returning:  # _run_returning's one statement, without its generator
+            row = yield Query(self._fixed_window.single, params, "one")
+        else:
+            row = yield from self._run_returning(self._fixed_window, params)
         assert row is not None
         allowed, hits, end, now = row
         return bool(allowed), int(hits), float(end), float(now)
@@ -299,7 +302,10 @@ class SqlRateLimitOps(SqlOps):
             "window_tolerance": window / 2,
             "limit_slack": limit * (1 + EPSILON),
         }
-        row = yield from self._run_returning(self._sliding_window, params)
+        if self.dialect.returning:  # _run_returning's one statement, without its generator
+            row = yield Query(self._sliding_window.single, params, "one")
+        else:
+            row = yield from self._run_returning(self._sliding_window, params)
         assert row is not None
         allowed, previous, current, start, now = row
         return bool(allowed), int(previous), int(current), float(start), float(now)
@@ -322,7 +328,10 @@ class SqlRateLimitOps(SqlOps):
             "cost": cost,
             "window_slack": window * (1 + EPSILON),
         }
-        row = yield from self._run_returning(self._gcra, params)
+        if self.dialect.returning:  # _run_returning's one statement, without its generator
+            row = yield Query(self._gcra.single, params, "one")
+        else:
+            row = yield from self._run_returning(self._gcra, params)
         assert row is not None
         allowed, anchor, units, now = row
         return bool(allowed), float(anchor), int(units), float(now)
