@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op, drive_async
 from authstore.adapters.common.sockets import socket_readable
-from authstore.adapters.memcached.commands import Swap, swap_answer, swap_request, value_size
+from authstore.adapters.memcached.commands import (
+    Pause,
+    Swap,
+    Turn,
+    swap_answer,
+    swap_request,
+    value_size,
+)
 from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
@@ -33,6 +40,8 @@ T = TypeVar("T")
 
 
 class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
+    lock_factory = asyncio.Lock
+
     def __init__(self, settings: MemcachedSettings) -> None:
         super().__init__(settings)
         self._aiomcache = require_module("aiomcache", "memcached async", "memcached")
@@ -94,6 +103,8 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     async def _call(self, call: Call) -> Any:
         """One call; the operation as a whole is bounded by ``timeout`` (``run``)."""
+        if not call.server:  # LOCAL: a turn or a pause, no client
+            return await self._methods[call.method](None, *call.args)
         client = self._clients[call.server]
         try:
             return await self._methods[call.method](client, *call.args)
@@ -152,6 +163,12 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     async def _version(self, client: Any) -> None:
         await client.version()
+
+    async def _turn(self, _: None, turn: Turn) -> bool:
+        return bool(await turn.lock.acquire())  # the deadline (``run``) bounds the wait
+
+    async def _pause(self, _: None, pause: Pause) -> None:
+        await asyncio.sleep(pause.seconds)
 
     async def close(self) -> None:
         self._closed = True

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import math
 import re
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from authstore.contracts.errors import BackendError
 
@@ -29,10 +29,12 @@ __all__ = [
     "Entry",
     "Get",
     "Manifest",
+    "Pause",
     "SetMany",
     "Store",
     "Swap",
     "Touch",
+    "Turn",
     "chunk_key",
     "exptime",
     "is_manifest",
@@ -276,4 +278,20 @@ class Version(NamedTuple):
     """Ask every server its version (a ping); the runner answers None."""
 
 
-Command = Get | Store | Swap | SetMany | Delete | Touch | Version
+class Turn(NamedTuple):
+    """Wait for ``lock`` (a ``Turns`` lock of the runner's kind: a threading.Lock for the
+    sync runner, an asyncio.Lock for the async one), no longer than ``seconds`` (the sync
+    runner; the async one's deadline bounds the whole operation). The runner answers
+    whether it got it; the operation releases it."""
+
+    lock: Any
+    seconds: float
+
+
+class Pause(NamedTuple):
+    """Wait ``seconds`` (between retries under contention); the runner answers None."""
+
+    seconds: float
+
+
+Command = Get | Store | Swap | SetMany | Delete | Touch | Version | Turn | Pause

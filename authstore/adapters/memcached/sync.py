@@ -18,13 +18,21 @@ import contextlib
 import functools
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.common.sockets import socket_readable
-from authstore.adapters.memcached.commands import Swap, swap_answer, swap_request, value_size
+from authstore.adapters.memcached.commands import (
+    Pause,
+    Swap,
+    Turn,
+    swap_answer,
+    swap_request,
+    value_size,
+)
 from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
@@ -48,6 +56,8 @@ os.register_at_fork(after_in_child=_forked)
 
 
 class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
+    lock_factory = threading.Lock
+
     def __init__(self, settings: MemcachedSettings) -> None:
         super().__init__(settings)
         pymemcache = require_module("pymemcache", "memcached", "memcached")
@@ -115,6 +125,8 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     def _call(self, call: Call) -> Any:
         server = call.server
+        if not server:  # LOCAL: a turn or a pause, no client
+            return self._methods[call.method](None, *call.args)
         clients = self._clients or self._thread_clients()
         lock = self._locks.get(server) if self._locks else None
         if lock is None:
@@ -171,6 +183,12 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     def _version(self, client: Any) -> None:
         client.version()
+
+    def _turn(self, _: None, turn: Turn) -> bool:
+        return bool(turn.lock.acquire(timeout=max(0.0, turn.seconds)))
+
+    def _pause(self, _: None, pause: Pause) -> None:
+        time.sleep(pause.seconds)
 
     def close(self) -> None:
         with self._made_lock:
