@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op, drive_async
-from authstore.adapters.common.sockets import socket_readable
+from authstore.adapters.common.sockets import IdlePoll
 from authstore.adapters.memcached.commands import (
     Pause,
     Swap,
@@ -71,7 +71,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         """Clients of the running loop, made on first use (their connections belong to it)."""
         if self.settings.client is not None:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._deadlines.loop  # the running loop: ``run`` started its deadline
         if self._loop is loop:
             return
         if self._loop is not None and not self._loop.is_closed():
@@ -79,6 +79,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
                 "this async memcached store is in use by another event loop; "
                 "open one store per loop"
             )
+        assert loop is not None
         safe = _safe_client_class(self._aiomcache)
         size = self.settings.pool_size
         self._loop = loop
@@ -228,8 +229,14 @@ def _stale(connection: Any) -> bool:
     sends anything unasked, so anything to read means the connection is unusable."""
     if connection.reader.at_eof() or connection.reader.exception() is not None:
         return True
-    sock = connection.writer.get_extra_info("socket")
-    return sock is None or socket_readable(sock)
+    writer = connection.writer
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return True
+    idle: IdlePoll | None = getattr(writer, "_authstore_idle", None)
+    if idle is None:
+        idle = writer._authstore_idle = IdlePoll()
+    return idle.readable(sock)
 
 
 async def _acquire_fresh(pool: Any) -> Any:

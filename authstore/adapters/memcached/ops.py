@@ -387,17 +387,16 @@ class MemcachedCacheOps:
         next but one waits a random pause first. All of it within ``timeout``."""
         entry = self._known.get(target)
         verified = False  # whether ``entry`` was read in this call
-        reading = target in self._idle  # the last call here wrote nothing: read first
+        idle = reading = target in self._idle  # the last call here wrote nothing: read first
         contended = self._contended
         joined = held = False  # this call's place in the key's turns, and whether it is its turn
         lost = 0  # writes lost in a row with the turn held
         started = time.monotonic()
         try:
             for _ in self._attempts():
-                if reading:
+                if reading:  # (what it reads is remembered once written or read back)
                     found = yield Get((target,), True)
                     entry = unpack(*found[target]) if found else None
-                    self._note(target, entry)
                     verified, reading = True, False
                 now = self.clock()
                 try:
@@ -409,7 +408,8 @@ class MemcachedCacheOps:
                     continue
                 if body is None:  # writes nothing: decided on an entry just read only
                     if verified:
-                        self._note_idle(target)
+                        if not idle:
+                            self._note_idle(target)
                         return result
                     reading = True
                     continue

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
-from authstore.adapters.common.sockets import socket_readable
+from authstore.adapters.common.sockets import IdlePoll
 from authstore.adapters.memcached.commands import (
     Pause,
     Swap,
@@ -143,8 +143,12 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         CAS of a rate limit sent twice would count twice). A pymemcache PooledClient
         given as ``client=`` has no single socket to check."""
         sock = getattr(client, "sock", None)
-        if sock is not None and socket_readable(sock):
-            client.close()
+        if sock is not None:
+            idle: IdlePoll | None = getattr(client, "_authstore_idle", None)
+            if idle is None:
+                idle = client._authstore_idle = IdlePoll()
+            if idle.readable(sock):
+                client.close()
         return self._methods[call.method](client, *call.args)
 
     # One method per Call.method: the pymemcache call and nothing else.
