@@ -25,6 +25,7 @@ from authstore.adapters.memcached.commands import (
     Pause,
     Swap,
     Turn,
+    meta_get_request,
     swap_answer,
     swap_request,
     value_size,
@@ -34,7 +35,7 @@ from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 
-__all__ = ["AsyncMemcachedRunner", "swap"]
+__all__ = ["AsyncMemcachedRunner", "meta_get", "swap"]
 
 T = TypeVar("T")
 
@@ -152,6 +153,9 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
     async def _swap(self, client: Any, request: Swap) -> Any:
         return await swap(client, request)
 
+    async def _mget(self, client: Any, key: str) -> Any:
+        return await meta_get(client, key)
+
     async def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         for key, value in items:
             self._stored(await client.set(key.encode(), value, exp), "set_many")
@@ -202,6 +206,26 @@ async def swap(client: Any, request: Swap) -> tuple[bytes | None, tuple[bytes, b
         size = value_size(header)
         value = None if size is None else (await conn.reader.readexactly(size + 2))[:-2]
         return swap_answer(status, header, value)
+    except Exception as error:
+        conn.reader.set_exception(error)
+        raise
+    finally:
+        client._pool.release(conn)
+
+
+async def meta_get(client: Any, key: str) -> dict[str, tuple[bytes, int]]:
+    """A ``Get`` of one key with its CAS token, as a meta get (``meta_get_request``) on an
+    aiomcache ``Client``: ``{key: (raw value, token)}`` (an int, as aiomcache's ``gets``
+    gives and its ``cas`` takes), or ``{}``. A failed connection is closed."""
+    conn = await client._pool.acquire()
+    try:
+        conn.writer.write(meta_get_request(key))
+        header = await _line(conn.reader)
+        size = value_size(header)
+        if size is None:
+            return {}
+        value = (await conn.reader.readexactly(size + 2))[:-2]
+        return {key: (value, int(header.rpartition(b" c")[2]))}
     except Exception as error:
         conn.reader.set_exception(error)
         raise

@@ -38,6 +38,7 @@ __all__ = [
     "chunk_key",
     "exptime",
     "is_manifest",
+    "meta_get_request",
     "memcached_key",
     "pack",
     "swap_reply",
@@ -219,6 +220,13 @@ def swap_request(swap: Swap) -> bytes:
         swap.value,
         key,
     )
+
+
+def meta_get_request(key: str) -> bytes:
+    """A one-key read with its CAS token (``Get`` with ``cas``): a meta get, whose reply
+    both runners parse as a ``Swap``'s read-back (see ``value_size``), lighter than the
+    drivers' general ``gets``."""
+    return b"mg %b v c\r\n" % key.encode()
 
 
 def swap_reply(status: bytes) -> bytes | None:

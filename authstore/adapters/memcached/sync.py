@@ -29,6 +29,7 @@ from authstore.adapters.memcached.commands import (
     Pause,
     Swap,
     Turn,
+    meta_get_request,
     swap_answer,
     swap_request,
     value_size,
@@ -38,7 +39,7 @@ from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 
-__all__ = ["SyncMemcachedRunner", "swap"]
+__all__ = ["SyncMemcachedRunner", "meta_get", "swap"]
 
 T = TypeVar("T")
 
@@ -175,6 +176,12 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
                 return swap(pooled, request)
         return swap(client, request)
 
+    def _mget(self, client: Any, key: str) -> Any:
+        if isinstance(client, self._base.PooledClient):
+            with client.client_pool.get_and_release(destroy_on_fail=True) as pooled:
+                return meta_get(pooled, key)
+        return meta_get(client, key)
+
     def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         if client.set_many(dict(items), expire=exp, noreply=False):
             raise BackendError("memcached did not store every item of a batch")
@@ -228,6 +235,28 @@ def swap(client: Any, request: Swap) -> tuple[bytes | None, tuple[bytes, bytes] 
         client.close()
         raise
     return swap_answer(status, header, value)
+
+
+def meta_get(client: Any, key: str) -> dict[str, tuple[bytes, bytes]]:
+    """A ``Get`` of one key with its CAS token, as a meta get (``meta_get_request``) on a
+    pymemcache ``Client``: ``{key: (raw value, token)}``, or ``{}``. A reply left half
+    read closes the connection."""
+    base = _pymemcache_base()
+    if client.sock is None:
+        client._connect()
+    sock = client.sock
+    try:
+        sock.sendall(meta_get_request(key))
+        buf, header = base._readline(sock, b"")
+        client._raise_errors(header, b"mg")
+        size = value_size(header)
+        if size is None:
+            return {}
+        value = base._readvalue(sock, buf, size)[1]
+    except Exception:
+        client.close()
+        raise
+    return {key: (value, header.rpartition(b" c")[2])}
 
 
 class _ThreadClients:
