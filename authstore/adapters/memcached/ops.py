@@ -393,7 +393,7 @@ class MemcachedCacheOps:
         lost = 0  # writes lost in a row with the turn held
         started = time.monotonic()
         try:
-            for _ in self._attempts():
+            for _ in range(CAS_ATTEMPTS):
                 if reading:  # (what it reads is remembered once written or read back)
                     found = yield Get((target,), True)
                     entry = unpack(*found[target]) if found else None

@@ -117,10 +117,6 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
             self._local.held = held
         return held.clients
 
-    def _ready(self) -> None:
-        if not self._clients:
-            self._thread_clients()
-
     def run(self, op: Op[T]) -> T:
         return drive(self.program(op), self._call)
 
