@@ -35,14 +35,15 @@ class IdlePoll:
     the client's socket stays the same (making and registering one is most of the
     check's cost; the poll is one system call)."""
 
-    __slots__ = ("_poller", "_sock")
+    __slots__ = ("_poller", "sock")
 
     def __init__(self) -> None:
-        self._sock: Any = None
+        self.sock: Any = None
+        """The socket the poll object is for (None: none yet)."""
         self._poller: Any = None
 
     def readable(self, sock: Any) -> bool:
-        if sock is not self._sock:
+        if sock is not self.sock:
             if not hasattr(select, "poll"):
                 return socket_readable(sock)
             try:
@@ -50,7 +51,7 @@ class IdlePoll:
                 poller.register(sock, _MASK)
             except (OSError, ValueError):
                 return True
-            self._sock, self._poller = sock, poller
+            self.sock, self._poller = sock, poller
         try:
             return bool(self._poller.poll(0))
         except (OSError, ValueError):

@@ -17,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import socket
+import struct
+import sys
 import threading
 import time
 import weakref
@@ -76,6 +79,9 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         self._methods: dict[str, Callable[..., Any]] = {
             name: getattr(self, f"_{name}") for name in METHODS
         }
+        self._own_timeouts = settings.client is None and _KERNEL_TIMEOUTS
+        """Whether connections get their timeouts from the kernel (``_kernel_timeouts``):
+        the runner's own, not those of a client given as ``client=``."""
         client = settings.client
         if client is None:
             self._ring = Ring(node_name(host, port) for host, port in settings.servers)
@@ -131,6 +137,12 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         with lock:  # the check too: another thread's reply may be on its way
             return self._invoke(clients[server], call)
 
+    def _translated(self, error: BaseException) -> BackendError:
+        if isinstance(error, BlockingIOError):  # a kernel timeout (``_kernel_timeouts``)
+            late = TimeoutError(f"no answer within {self.settings.timeout:g} s")
+            return self._error(late, unavailable=True)
+        return super()._translated(error)
+
     def _invoke(self, client: Any, call: Call) -> Any:
         """The call, on a connection checked first: an idle memcached connection is
         never sent anything, so a socket with something to read has been closed by the
@@ -142,8 +154,10 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         sock = getattr(client, "sock", None)
         if sock is not None:
             idle: IdlePoll | None = getattr(client, "_authstore_idle", None)
-            if idle is None:
+            if idle is None or idle.sock is not sock:  # a connection not seen yet
                 idle = client._authstore_idle = IdlePoll()
+                if self._own_timeouts:
+                    _kernel_timeouts(sock, self.settings.timeout)
             if idle.readable(sock):
                 client.close()
         return self._methods[call.method](client, *call.args)
@@ -203,6 +217,27 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
             made = list(self._made)
         for held in made:  # another thread's client may be mid-call: it fails, closed
             held.close()
+
+
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
+"""Linux's timeval is two longs: what ``_kernel_timeouts`` packs."""
+
+
+def _kernel_timeouts(sock: Any, seconds: float) -> None:
+    """``seconds`` as the kernel's send and receive timeouts of a connected socket
+    (SO_SNDTIMEO, SO_RCVTIMEO), and the socket blocking. Python's own timeout polls the
+    socket before every send and receive: two more system calls a round trip. A send or
+    receive the kernel cuts short raises BlockingIOError, an OSError like Python's
+    timeout: the connection is closed and the call fails, unavailable. Each send or
+    receive is bounded, not their sum: a reply trickling in can take longer."""
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        sock.settimeout(None)
+    except (OSError, ValueError):
+        return  # Python's timeout stays
 
 
 @functools.cache
