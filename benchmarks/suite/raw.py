@@ -468,7 +468,8 @@ class _Memcached(RawDriver):
     """The operation yields memcached commands itself; CAS tokens are replayed as
     recorded (a replayed ``cas`` is answered "exists": still one round trip). A ``Swap``
     (incr, rate limits) is its meta set and meta get in one write, the bytes authstore's
-    runner writes (``commands.swap_request``), its replies read the runner's way."""
+    runner writes (``commands.swap_request``), its replies read the runner's way; a read
+    of one key with its CAS token is a meta get (``commands.meta_get_request``), as there."""
 
     def program(self, op: Any, runner: Any) -> Generator[Any, Any, Any]:
         return op  # type: ignore[no-any-return]
@@ -492,12 +493,14 @@ class MemcachedRaw(_Memcached):
             Swap,
             Touch,
         )
-        from authstore.adapters.memcached.sync import swap
+        from authstore.adapters.memcached.sync import meta_get, swap
 
         client = self.client
         if isinstance(request, Swap):
             return swap(client, request)
         if isinstance(request, Get):
+            if request.cas and len(request.keys) == 1:  # as authstore's runner: a meta get
+                return meta_get(client, request.keys[0])
             if request.cas:
                 return {k: v for k in request.keys if (v := client.gets(k))[0] is not None}
             return {k: (v, None) for k, v in client.get_many(list(request.keys)).items()}
@@ -529,13 +532,15 @@ class AsyncMemcachedRaw(_Memcached):
         self.client = aiomcache.Client(host, port)
 
     async def execute(self, request: Any) -> Any:
-        from authstore.adapters.memcached.aio import swap
+        from authstore.adapters.memcached.aio import meta_get, swap
         from authstore.adapters.memcached.commands import Get, Store, Swap
 
         client = self.client
         if isinstance(request, Swap):
             return await swap(client, request)
         if isinstance(request, Get):
+            if request.cas and len(request.keys) == 1:  # as authstore's runner: a meta get
+                return await meta_get(client, request.keys[0])
             if request.cas:
                 found = {}
                 for key in request.keys:

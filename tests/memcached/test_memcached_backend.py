@@ -26,11 +26,13 @@ from authstore.adapters.memcached.commands import (
     exptime,
     memcached_key,
 )
+from authstore.adapters.memcached.runner import LOCAL
 from authstore.contracts.errors import (
     BackendUnavailableError,
     ConfigurationError,
     UnsupportedOperationError,
 )
+from tests.contention import at_once_in_threads, errors_of
 
 DAY = 86400.0
 
@@ -261,7 +263,8 @@ ROUND_TRIPS: list[tuple[str, Callable[[Any], Any], int]] = [
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every driver call (one round trip to one server) any store makes, by method."""
+    """Every driver call (one round trip to one server) any store makes, by method; not
+    the runner's calls to no server (``LOCAL``: a turn, a pause)."""
     from authstore.adapters.memcached.aio import AsyncMemcachedRunner
     from authstore.adapters.memcached.sync import SyncMemcachedRunner
 
@@ -269,11 +272,13 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     sync_call, async_call = SyncMemcachedRunner._call, AsyncMemcachedRunner._call
 
     def counting(self: Any, call: Any) -> Any:
-        seen.append(call.method)
+        if call.server != LOCAL:
+            seen.append(call.method)
         return sync_call(self, call)
 
     async def counting_async(self: Any, call: Any) -> Any:
-        seen.append(call.method)
+        if call.server != LOCAL:
+            seen.append(call.method)
         return await async_call(self, call)
 
     monkeypatch.setattr(SyncMemcachedRunner, "_call", counting)
@@ -340,6 +345,117 @@ def test_cas_contention_gives_up_without_counting(
     _in_both_modes(memcached_url, scenario, namespace=namespace)
     assert len(writes) == 2 * 4, writes  # sync and async: every attempt was overtaken
     raw.close()
+
+
+def test_a_write_losing_forever_gives_up_at_the_timeout(
+    memcached_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another client writes the limiter before every attempt, and attempts are not
+    counted: the hit gives up once the store's timeout has passed since it started (its
+    pauses included, none past it), and it was not counted."""
+    monkeypatch.setattr(memcached_ops, "CAS_ATTEMPTS", 400)  # seconds of pauses
+    raw = _raw(memcached_url)
+    namespace = _namespace()
+    target = memcached_key(f"{namespace}:f:login")
+
+    def meddle() -> float:
+        value = raw.get(target)
+        if value is not None:
+            raw.set(target, value, noreply=False)  # same bytes, new CAS token
+        return time.time()
+
+    def scenario(cache: Any) -> Any:
+        async def body() -> None:
+            assert await _awaited(cache.check_rate_limit("login", 2, 60))
+            ops = cache._logic.ops
+            ops.clock = meddle
+            began = time.monotonic()
+            try:
+                with pytest.raises(BackendUnavailableError):
+                    await _awaited(cache.check_rate_limit("login", 2, 60))
+            finally:
+                ops.clock = time.time
+            assert 0.5 <= time.monotonic() - began < 0.5 + 0.5
+            hits = [(await _awaited(cache.check_rate_limit("login", 2, 60))).allowed for _ in "ab"]
+            assert hits == [True, False], "the failed hit must not have counted"
+            await _awaited(cache.reset_rate_limit("login"))
+
+        return body()
+
+    _in_both_modes(f"{memcached_url}?timeout=0.5", scenario, namespace=namespace)
+    raw.close()
+
+
+def test_a_write_waits_for_its_turn_no_longer_than_the_timeout(memcached_url: str) -> None:
+    """Another operation of the store holds the key's turn and never hands it on: a hit
+    waits for it no longer than the store's timeout, then fails, having counted nothing."""
+    namespace = _namespace()
+    target = memcached_key(f"{namespace}:f:login")
+
+    def scenario(cache: Any) -> Any:
+        async def body() -> None:
+            assert (await _awaited(cache.check_rate_limit("login", 2, 60))).allowed
+            turns = cache._logic.ops._turns
+            assert await _awaited(turns.join(target).acquire())
+            began = time.monotonic()
+            try:
+                with pytest.raises(BackendUnavailableError):
+                    await _awaited(cache.check_rate_limit("login", 2, 60))
+            finally:
+                turns.leave(target, held=True)
+            assert 0.5 <= time.monotonic() - began < 0.5 + 0.5
+            hits = [(await _awaited(cache.check_rate_limit("login", 2, 60))).allowed for _ in "ab"]
+            assert hits == [True, False], "the failed hit must not have counted"
+            await _awaited(cache.reset_rate_limit("login"))
+
+        return body()
+
+    _in_both_modes(f"{memcached_url}?timeout=0.5", scenario, namespace=namespace)
+
+
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window"])
+def test_many_async_callers_on_one_key_count_exactly(memcached_url: str, algorithm: str) -> None:
+    """120 async callers of one store hit one limiter 20 times each (the benchmark's
+    "one key" row): the writes contend for one CAS token, and every hit must still be
+    answered (none fails with contention) and exactly ``limit`` allowed. Their writes
+    took 8 attempts each on average and some gave up after 256 (or timed out) when every
+    lost write retried at once; now they take turns in the store."""
+    callers, hits, limit = 120, 20, 1_800
+    namespace = _namespace()
+
+    async def scenario() -> list[Any]:
+        url = f"{memcached_url}?pool_size=10"
+        async with authstore.open_async_cache(url, namespace=namespace) as cache:
+
+            async def caller() -> list[bool]:
+                return [
+                    (await cache.check_rate_limit("hot", limit, 3600, 1, algorithm)).allowed
+                    for _ in range(hits)
+                ]
+
+            outcomes = await asyncio.gather(
+                *(caller() for _ in range(callers)), return_exceptions=True
+            )
+            await cache.reset_rate_limit("hot")
+            return outcomes
+
+    outcomes = asyncio.run(scenario())
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert not errors, f"{len(errors)} callers failed, the first with {errors[0]!r}"
+    assert sum(sum(allowed) for allowed in outcomes) == limit
+
+
+def test_many_threads_on_one_key_count_exactly(memcached_url: str) -> None:
+    """The same race among threads sharing one sync store."""
+    threads, hits, limit = 24, 25, 450
+    with authstore.open_cache(memcached_url, namespace=_namespace()) as cache:
+        outcomes = at_once_in_threads(
+            threads,
+            lambda: [cache.check_rate_limit("hot", limit, 3600).allowed for _ in range(hits)],
+        )
+        cache.reset_rate_limit("hot")
+    assert not errors_of(outcomes), errors_of(outcomes)[0]
+    assert sum(sum(allowed) for allowed in outcomes) == limit
 
 
 # -- the URL ------------------------------------------------------------------------------

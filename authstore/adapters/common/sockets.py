@@ -7,7 +7,9 @@ from __future__ import annotations
 import select
 from typing import Any
 
-__all__ = ["socket_readable"]
+__all__ = ["IdlePoll", "socket_readable"]
+
+_MASK = select.POLLIN | select.POLLERR | select.POLLHUP if hasattr(select, "poll") else 0
 
 
 def socket_readable(sock: Any) -> bool:
@@ -26,3 +28,31 @@ def socket_readable(sock: Any) -> bool:
         return bool(readable)
     except (OSError, ValueError):
         return True
+
+
+class IdlePoll:
+    """``socket_readable`` for the connection of one client, its poll object kept while
+    the client's socket stays the same (making and registering one is most of the
+    check's cost; the poll is one system call)."""
+
+    __slots__ = ("_poller", "sock")
+
+    def __init__(self) -> None:
+        self.sock: Any = None
+        """The socket the poll object is for (None: none yet)."""
+        self._poller: Any = None
+
+    def readable(self, sock: Any) -> bool:
+        if sock is not self.sock:
+            if not hasattr(select, "poll"):
+                return socket_readable(sock)
+            try:
+                poller = select.poll()
+                poller.register(sock, _MASK)
+            except (OSError, ValueError):
+                return True
+            self.sock, self._poller = sock, poller
+        try:
+            return bool(self._poller.poll(0))
+        except (OSError, ValueError):
+            return True

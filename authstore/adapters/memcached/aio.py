@@ -20,19 +20,29 @@ from typing import Any, TypeVar
 
 from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op, drive_async
-from authstore.adapters.common.sockets import socket_readable
-from authstore.adapters.memcached.commands import Swap, swap_answer, swap_request, value_size
+from authstore.adapters.common.sockets import IdlePoll
+from authstore.adapters.memcached.commands import (
+    Pause,
+    Swap,
+    Turn,
+    meta_get_request,
+    swap_answer,
+    swap_request,
+    value_size,
+)
 from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 
-__all__ = ["AsyncMemcachedRunner", "swap"]
+__all__ = ["AsyncMemcachedRunner", "meta_get", "swap"]
 
 T = TypeVar("T")
 
 
 class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
+    lock_factory = asyncio.Lock
+
     def __init__(self, settings: MemcachedSettings) -> None:
         super().__init__(settings)
         self._aiomcache = require_module("aiomcache", "memcached async", "memcached")
@@ -62,7 +72,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         """Clients of the running loop, made on first use (their connections belong to it)."""
         if self.settings.client is not None:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._deadlines.loop  # the running loop: ``run`` started its deadline
         if self._loop is loop:
             return
         if self._loop is not None and not self._loop.is_closed():
@@ -70,6 +80,7 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
                 "this async memcached store is in use by another event loop; "
                 "open one store per loop"
             )
+        assert loop is not None
         safe = _safe_client_class(self._aiomcache)
         size = self.settings.pool_size
         self._loop = loop
@@ -94,6 +105,8 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     async def _call(self, call: Call) -> Any:
         """One call; the operation as a whole is bounded by ``timeout`` (``run``)."""
+        if not call.server:  # LOCAL: a turn or a pause, no client
+            return await self._methods[call.method](None, *call.args)
         client = self._clients[call.server]
         try:
             return await self._methods[call.method](client, *call.args)
@@ -140,6 +153,9 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
     async def _swap(self, client: Any, request: Swap) -> Any:
         return await swap(client, request)
 
+    async def _mget(self, client: Any, key: str) -> Any:
+        return await meta_get(client, key)
+
     async def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         for key, value in items:
             self._stored(await client.set(key.encode(), value, exp), "set_many")
@@ -152,6 +168,12 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     async def _version(self, client: Any) -> None:
         await client.version()
+
+    async def _turn(self, _: None, turn: Turn) -> bool:
+        return bool(await turn.lock.acquire())  # the deadline (``run``) bounds the wait
+
+    async def _pause(self, _: None, pause: Pause) -> None:
+        await asyncio.sleep(pause.seconds)
 
     async def close(self) -> None:
         self._closed = True
@@ -191,6 +213,26 @@ async def swap(client: Any, request: Swap) -> tuple[bytes | None, tuple[bytes, b
         client._pool.release(conn)
 
 
+async def meta_get(client: Any, key: str) -> dict[str, tuple[bytes, int]]:
+    """A ``Get`` of one key with its CAS token, as a meta get (``meta_get_request``) on an
+    aiomcache ``Client``: ``{key: (raw value, token)}`` (an int, as aiomcache's ``gets``
+    gives and its ``cas`` takes), or ``{}``. A failed connection is closed."""
+    conn = await client._pool.acquire()
+    try:
+        conn.writer.write(meta_get_request(key))
+        header = await _line(conn.reader)
+        size = value_size(header)
+        if size is None:
+            return {}
+        value = (await conn.reader.readexactly(size + 2))[:-2]
+        return {key: (value, int(header.rpartition(b" c")[2]))}
+    except Exception as error:
+        conn.reader.set_exception(error)
+        raise
+    finally:
+        client._pool.release(conn)
+
+
 async def _line(reader: asyncio.StreamReader) -> bytes:
     """One reply line, CRLF stripped; an error line raises aiomcache's ClientException,
     a connection closed mid-reply ConnectionResetError."""
@@ -211,8 +253,14 @@ def _stale(connection: Any) -> bool:
     sends anything unasked, so anything to read means the connection is unusable."""
     if connection.reader.at_eof() or connection.reader.exception() is not None:
         return True
-    sock = connection.writer.get_extra_info("socket")
-    return sock is None or socket_readable(sock)
+    writer = connection.writer
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return True
+    idle: IdlePoll | None = getattr(writer, "_authstore_idle", None)
+    if idle is None:
+        idle = writer._authstore_idle = IdlePoll()
+    return idle.readable(sock)
 
 
 async def _acquire_fresh(pool: Any) -> Any:

@@ -50,7 +50,11 @@ class MemcachedBackend(GroupingBackend):
             runner = SyncMemcachedRunner(settings)
         shared = SharedStores.over(
             runner,
-            {StoreKind.CACHE: MemcachedCacheOps()},
+            {
+                StoreKind.CACHE: MemcachedCacheOps(
+                    timeout=settings.timeout, lock_factory=runner.lock_factory
+                )
+            },
             asynchronous=asynchronous,
             namespace=settings.namespace,
         )

@@ -14,7 +14,7 @@ import functools
 import hashlib
 import math
 import re
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from authstore.contracts.errors import BackendError
 
@@ -29,13 +29,16 @@ __all__ = [
     "Entry",
     "Get",
     "Manifest",
+    "Pause",
     "SetMany",
     "Store",
     "Swap",
     "Touch",
+    "Turn",
     "chunk_key",
     "exptime",
     "is_manifest",
+    "meta_get_request",
     "memcached_key",
     "pack",
     "swap_reply",
@@ -219,6 +222,13 @@ def swap_request(swap: Swap) -> bytes:
     )
 
 
+def meta_get_request(key: str) -> bytes:
+    """A one-key read with its CAS token (``Get`` with ``cas``): a meta get, whose reply
+    both runners parse as a ``Swap``'s read-back (see ``value_size``), lighter than the
+    drivers' general ``gets``."""
+    return b"mg %b v c\r\n" % key.encode()
+
+
 def swap_reply(status: bytes) -> bytes | None:
     """The new CAS token from the ``ms`` status line of a ``Swap`` (CRLF stripped), or
     None when memcached did not store: ``NS`` (add: an item exists), ``EX`` (another
@@ -276,4 +286,20 @@ class Version(NamedTuple):
     """Ask every server its version (a ping); the runner answers None."""
 
 
-Command = Get | Store | Swap | SetMany | Delete | Touch | Version
+class Turn(NamedTuple):
+    """Wait for ``lock`` (a ``Turns`` lock of the runner's kind: a threading.Lock for the
+    sync runner, an asyncio.Lock for the async one), no longer than ``seconds`` (the sync
+    runner; the async one's deadline bounds the whole operation). The runner answers
+    whether it got it; the operation releases it."""
+
+    lock: Any
+    seconds: float
+
+
+class Pause(NamedTuple):
+    """Wait ``seconds`` (between retries under contention); the runner answers None."""
+
+    seconds: float
+
+
+Command = Get | Store | Swap | SetMany | Delete | Touch | Version | Turn | Pause

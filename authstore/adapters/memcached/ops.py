@@ -9,6 +9,20 @@ is exactly that transition, applied atomically. After ``CAS_ATTEMPTS`` conflicts
 a row an operation gives up with BackendUnavailableError, having written nothing: it
 never lets a hit through that it could not record.
 
+Contention (``_update``: the rate limiters, incr, revocations): many callers of one
+store writing one key would all compute on the same entry, and only one of their
+writes could win; each loser, computing again on what it read back, then waited for a
+pooled connection behind the others and was overtaken again (100 async callers on one
+key: 8 attempts a hit on average, and some gave up after 256 or timed out). So a lost
+write takes the key's turn in its store (``Turn``; ``common.turns``), and while any
+operation holds or waits for it, every write of the store to that key takes it too:
+they go one at a time, each computing on what the one before wrote, which wins unless
+another process wrote in between. A write lost with the turn held is another
+process's: it tries again at once on the entry read back, then after a random pause
+(``PAUSE_FIRST`` doubling to ``PAUSE_MAX``). The wait for the turn, the pauses and the
+attempts all end with the store's ``timeout`` (BackendUnavailableError, nothing
+written; the async runner's deadline bounds its operations as a whole anyway).
+
 One round trip (``Swap``): memcached has no conditional arithmetic (``ma`` neither
 stops at a bound nor goes below zero, so a refused hit could not be left
 uncounted), but a compare-and-set needs the entry's CAS token only, not a read in the
@@ -38,7 +52,9 @@ from __future__ import annotations
 
 import functools
 import math
+import random
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -51,16 +67,19 @@ from authstore.adapters.common.ops import (
     SlidingWindowState,
     immediate,
 )
+from authstore.adapters.common.turns import Turns
 from authstore.adapters.memcached.commands import (
     CHUNK_BYTES,
     Delete,
     Entry,
     Get,
     Manifest,
+    Pause,
     SetMany,
     Store,
     Swap,
     Touch,
+    Turn,
     Version,
     exptime,
     is_manifest,
@@ -68,6 +87,7 @@ from authstore.adapters.memcached.commands import (
     pack,
     unpack,
 )
+from authstore.adapters.memcached.settings import DEFAULT_TIMEOUT
 from authstore.adapters.memory.ops import INT64_MAX, INT64_MIN
 from authstore.adapters.memory.ops import _integer as integer_value
 from authstore.contracts.errors import BackendUnavailableError
@@ -81,6 +101,11 @@ client's successful write, so with N clients on one key N attempts always suffic
 
 _tuple_new = tuple.__new__
 """Makes an ``Entry`` without the Python frame of its generated ``__new__``."""
+
+PAUSE_FIRST = 0.0005
+PAUSE_MAX = 0.02
+"""The random pause before the next but one attempt of a write that keeps losing to other
+processes': up to ``PAUSE_FIRST`` seconds, doubling with each loss, up to ``PAUSE_MAX``."""
 
 KNOWN_ENTRIES = 4096
 """Keys whose last entry a store remembers (see the module's doc); past that it forgets
@@ -107,10 +132,30 @@ def _namespace(full: str) -> str:
     return full.partition(":")[0]
 
 
+def _order(entry: Entry) -> int:
+    """When memcached wrote the entry, as its CAS token (one counter of the server,
+    counting up; bytes from a meta reply or pymemcache, an int from aiomcache)."""
+    token: Any = entry.token
+    return -1 if token is None else int(token)
+
+
 class MemcachedCacheOps:
-    def __init__(self, clock: Clock = time.time, chunk_bytes: int = CHUNK_BYTES) -> None:
+    def __init__(
+        self,
+        clock: Clock = time.time,
+        chunk_bytes: int = CHUNK_BYTES,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        lock_factory: Callable[[], Any] = threading.Lock,
+    ) -> None:
         self.clock = clock
         self.chunk_bytes = chunk_bytes
+        self.timeout = timeout
+        """What contention may cost a write at most (waiting for its turn, pauses,
+        attempts), from the start of its operation."""
+        self._turns = Turns(lock_factory)
+        """The turns of the keys this store's writes contend for (see ``_update``)."""
+        self._contended = self._turns.locks
         self._known: dict[str, Entry] = {}
         """memcached key -> the entry (with its CAS token) this store last saw there."""
         self._idle: set[str] = set()
@@ -334,44 +379,114 @@ class MemcachedCacheOps:
         doc): computed on the entry this store remembers there, stored by a ``Swap``
         only if the key still holds it, else computed again on the entry read back.
         An outcome that writes nothing (or a ValueError) counts only when computed on
-        an entry read in this call."""
+        an entry read in this call.
+
+        Contention (see the module's doc): a write lost takes the key's turn in this
+        store, and so does every write while another operation of this store holds or
+        waits for it; a write lost with the turn held was another process's, and the
+        next but one waits a random pause first. All of it within ``timeout``."""
         entry = self._known.get(target)
         verified = False  # whether ``entry`` was read in this call
-        reading = target in self._idle  # the last call here wrote nothing: read first
-        for _ in self._attempts():
-            if reading:
-                found = yield Get((target,), True)
-                entry = unpack(*found[target]) if found else None
-                self._note(target, entry)
-                verified, reading = True, False
-            now = self.clock()
-            try:
-                result, expires_at, body = change(entry, now)
-            except ValueError:
-                if verified:
-                    raise
-                reading = True
-                continue
-            if body is None:  # writes nothing: decided on an entry just read only
-                if verified:
-                    self._note_idle(target)
+        idle = reading = target in self._idle  # the last call here wrote nothing: read first
+        contended = self._contended
+        joined = held = False  # this call's place in the key's turns, and whether it is its turn
+        lost = 0  # writes lost in a row with the turn held
+        started = time.monotonic()
+        try:
+            for _ in range(CAS_ATTEMPTS):
+                if reading:  # (what it reads is remembered once written or read back)
+                    found = yield Get((target,), True)
+                    entry = unpack(*found[target]) if found else None
+                    verified, reading = True, False
+                now = self.clock()
+                try:
+                    result, expires_at, body = change(entry, now)
+                except ValueError:
+                    if verified:
+                        raise
+                    reading = True
+                    continue
+                if body is None:  # writes nothing: decided on an entry just read only
+                    if verified:
+                        if not idle:
+                            self._note_idle(target)
+                        return result
+                    reading = True
+                    continue
+                if not held and target in contended:
+                    # other operations of this store write the key: after them, on what
+                    # they wrote
+                    lock = self._turns.join(target)
+                    joined = True
+                    held = yield Turn(lock, self._left(started))
+                    if not held:
+                        raise self._late()
+                    entry, verified = self._latest(target, entry, verified)
+                    continue
+                packed = pack(expires_at, body)
+                token, current = yield Swap(
+                    target,
+                    packed,
+                    exptime(expires_at, now),
+                    None if entry is None else entry.token,
+                )
+                if token is not None:
+                    self._note(target, _tuple_new(Entry, (expires_at, body, token)))
+                    if verified:
+                        self._idle.discard(target)
                     return result
-                reading = True
-                continue
-            packed = pack(expires_at, body)
-            token, current = yield Swap(
-                target, packed, exptime(expires_at, now), None if entry is None else entry.token
-            )
-            if token is not None:
-                self._note(target, _tuple_new(Entry, (expires_at, body, token)))
-                if verified:
-                    self._idle.discard(target)
-                return result
-            # not stored: the entry read back is the current one
-            entry = None if current is None else unpack(*current)
+                # not stored: the entry read back is the current one
+                entry = None if current is None else unpack(*current)
+                self._note_lost(target, entry)
+                verified = True
+                if not held:
+                    lock = self._turns.join(target)
+                    joined = True
+                    held = yield Turn(lock, self._left(started))
+                    if not held:
+                        raise self._late()
+                    entry, verified = self._latest(target, entry, verified)
+                    continue
+                lost += 1
+                left = self._left(started)
+                if left <= 0:
+                    raise self._late()
+                if lost > 1:
+                    ceiling = min(PAUSE_MAX, PAUSE_FIRST * 2 ** min(lost - 2, 16))
+                    yield Pause(min(left, ceiling * random.random()))  # noqa: S311 - a jitter
+            raise self._give_up()
+        finally:
+            if joined:
+                self._turns.leave(target, held=held)
+
+    def _left(self, started: float) -> float:
+        """Seconds left of ``timeout`` for an operation started at ``started``."""
+        return self.timeout - (time.monotonic() - started)
+
+    def _late(self) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"memcached: a write to one key found no turn within the timeout "
+            f"({self.timeout:g} s), its writes losing to other clients' (contention); "
+            "nothing was written"
+        )
+
+    def _latest(
+        self, target: str, entry: Entry | None, verified: bool
+    ) -> tuple[Entry | None, bool]:
+        """After waiting for the key's turn: the entry this store remembers there when it
+        is newer than ``entry`` (another operation wrote or read it meanwhile), else
+        ``entry``; and whether the one returned was read in this call."""
+        known = self._known.get(target)
+        if known is None or (entry is not None and _order(entry) >= _order(known)):
+            return entry, verified
+        return known, False
+
+    def _note_lost(self, target: str, entry: Entry | None) -> None:
+        """Remember the entry a lost write read back, unless this store already knows a
+        newer one (another operation's, as concurrent as this)."""
+        known = self._known.get(target)
+        if entry is None or known is None or _order(entry) > _order(known):
             self._note(target, entry)
-            verified = True
-        raise self._give_up()
 
     def _note_idle(self, target: str) -> None:
         idle = self._idle

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import collections
 import typing
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from authstore.adapters.common.ops import Op, translated
@@ -24,25 +24,42 @@ from authstore.adapters.memcached.commands import (
     Command,
     Delete,
     Get,
+    Pause,
     SetMany,
     Store,
     Swap,
     Touch,
+    Turn,
     Version,
 )
 from authstore.adapters.memcached.settings import MemcachedSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError, StoreClosedError
 from authstore.registry import require_module
 
-__all__ = ["Call", "MemcachedRunnerBase", "Method", "Plan", "route"]
+__all__ = ["LOCAL", "Call", "MemcachedRunnerBase", "Method", "Plan", "route"]
 
 C = TypeVar("C")
 T = TypeVar("T")
 
 Method = Literal[
-    "get", "gets", "set", "add", "cas", "swap", "set_many", "delete", "touch", "version"
+    "get",
+    "gets",
+    "set",
+    "add",
+    "cas",
+    "swap",
+    "set_many",
+    "delete",
+    "touch",
+    "version",
+    "turn",
+    "pause",
+    "mget",
 ]
 METHODS: tuple[Method, ...] = typing.get_args(Method)
+LOCAL = ""
+"""The server of a call that goes to no server (a ``Turn`` or a ``Pause``): the runner
+performs it itself, with no client."""
 
 
 class Call(NamedTuple):
@@ -103,10 +120,15 @@ def route(command: Command, ring: Ring) -> Call | Plan:
     if type(command) is Get:
         if len(command.keys) == 1:
             key = command.keys[0]
-            method = "gets" if command.cas else "get"
-            return _new(Call, (ring.only or ring.server(key), method, ([key],)))
+            if command.cas:  # a meta get: lighter than gets (see ``meta_get_request``)
+                return _new(Call, (ring.only or ring.server(key), "mget", (key,)))
+            return _new(Call, (ring.only or ring.server(key), "get", ([key],)))
         calls = _plan(command, ring)
         return calls[0] if len(calls) == 1 else Plan(command, calls)
+    if type(command) is Turn:
+        return _new(Call, (LOCAL, "turn", (command,)))
+    if type(command) is Pause:
+        return _new(Call, (LOCAL, "pause", (command,)))
     return Plan(command, _plan(command, ring))
 
 
@@ -162,6 +184,8 @@ class MemcachedRunnerBase(Generic[C]):
     """The servers (name -> driver client), the program and the error policy;
     subclasses perform one call and hold the clients."""
 
+    lock_factory: Callable[[], Any]
+    """Makes the locks of the operations' turns (``Turn``): threading's or asyncio's."""
     _unavailable: tuple[type[BaseException], ...]
     """Driver errors that mean the server is unreachable or timed out."""
     _driver_errors: tuple[type[BaseException], ...]

@@ -17,20 +17,32 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import socket
+import struct
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
-from authstore.adapters.common.sockets import socket_readable
-from authstore.adapters.memcached.commands import Swap, swap_answer, swap_request, value_size
+from authstore.adapters.common.sockets import IdlePoll
+from authstore.adapters.memcached.commands import (
+    Pause,
+    Swap,
+    Turn,
+    meta_get_request,
+    swap_answer,
+    swap_request,
+    value_size,
+)
 from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
 
-__all__ = ["SyncMemcachedRunner", "swap"]
+__all__ = ["SyncMemcachedRunner", "meta_get", "swap"]
 
 T = TypeVar("T")
 
@@ -48,6 +60,8 @@ os.register_at_fork(after_in_child=_forked)
 
 
 class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
+    lock_factory = threading.Lock
+
     def __init__(self, settings: MemcachedSettings) -> None:
         super().__init__(settings)
         pymemcache = require_module("pymemcache", "memcached", "memcached")
@@ -65,6 +79,9 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         self._methods: dict[str, Callable[..., Any]] = {
             name: getattr(self, f"_{name}") for name in METHODS
         }
+        self._own_timeouts = settings.client is None and _KERNEL_TIMEOUTS
+        """Whether connections get their timeouts from the kernel (``_kernel_timeouts``):
+        the runner's own, not those of a client given as ``client=``."""
         client = settings.client
         if client is None:
             self._ring = Ring(node_name(host, port) for host, port in settings.servers)
@@ -106,21 +123,25 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
             self._local.held = held
         return held.clients
 
-    def _ready(self) -> None:
-        if not self._clients:
-            self._thread_clients()
-
     def run(self, op: Op[T]) -> T:
         return drive(self.program(op), self._call)
 
     def _call(self, call: Call) -> Any:
         server = call.server
+        if not server:  # LOCAL: a turn or a pause, no client
+            return self._methods[call.method](None, *call.args)
         clients = self._clients or self._thread_clients()
         lock = self._locks.get(server) if self._locks else None
         if lock is None:
             return self._invoke(clients[server], call)
         with lock:  # the check too: another thread's reply may be on its way
             return self._invoke(clients[server], call)
+
+    def _translated(self, error: BaseException) -> BackendError:
+        if isinstance(error, BlockingIOError):  # a kernel timeout (``_kernel_timeouts``)
+            late = TimeoutError(f"no answer within {self.settings.timeout:g} s")
+            return self._error(late, unavailable=True)
+        return super()._translated(error)
 
     def _invoke(self, client: Any, call: Call) -> Any:
         """The call, on a connection checked first: an idle memcached connection is
@@ -131,8 +152,14 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         CAS of a rate limit sent twice would count twice). A pymemcache PooledClient
         given as ``client=`` has no single socket to check."""
         sock = getattr(client, "sock", None)
-        if sock is not None and socket_readable(sock):
-            client.close()
+        if sock is not None:
+            idle: IdlePoll | None = getattr(client, "_authstore_idle", None)
+            if idle is None or idle.sock is not sock:  # a connection not seen yet
+                idle = client._authstore_idle = IdlePoll()
+                if self._own_timeouts:
+                    _kernel_timeouts(sock, self.settings.timeout)
+            if idle.readable(sock):
+                client.close()
         return self._methods[call.method](client, *call.args)
 
     # One method per Call.method: the pymemcache call and nothing else.
@@ -159,6 +186,12 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
                 return swap(pooled, request)
         return swap(client, request)
 
+    def _mget(self, client: Any, key: str) -> Any:
+        if isinstance(client, self._base.PooledClient):
+            with client.client_pool.get_and_release(destroy_on_fail=True) as pooled:
+                return meta_get(pooled, key)
+        return meta_get(client, key)
+
     def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         if client.set_many(dict(items), expire=exp, noreply=False):
             raise BackendError("memcached did not store every item of a batch")
@@ -172,12 +205,39 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
     def _version(self, client: Any) -> None:
         client.version()
 
+    def _turn(self, _: None, turn: Turn) -> bool:
+        return bool(turn.lock.acquire(timeout=max(0.0, turn.seconds)))
+
+    def _pause(self, _: None, pause: Pause) -> None:
+        time.sleep(pause.seconds)
+
     def close(self) -> None:
         with self._made_lock:
             self._closed = True
             made = list(self._made)
         for held in made:  # another thread's client may be mid-call: it fails, closed
             held.close()
+
+
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
+"""Linux's timeval is two longs: what ``_kernel_timeouts`` packs."""
+
+
+def _kernel_timeouts(sock: Any, seconds: float) -> None:
+    """``seconds`` as the kernel's send and receive timeouts of a connected socket
+    (SO_SNDTIMEO, SO_RCVTIMEO), and the socket blocking. Python's own timeout polls the
+    socket before every send and receive: two more system calls a round trip. A send or
+    receive the kernel cuts short raises BlockingIOError, an OSError like Python's
+    timeout: the connection is closed and the call fails, unavailable. Each send or
+    receive is bounded, not their sum: a reply trickling in can take longer."""
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        sock.settimeout(None)
+    except (OSError, ValueError):
+        return  # Python's timeout stays
 
 
 @functools.cache
@@ -206,6 +266,28 @@ def swap(client: Any, request: Swap) -> tuple[bytes | None, tuple[bytes, bytes] 
         client.close()
         raise
     return swap_answer(status, header, value)
+
+
+def meta_get(client: Any, key: str) -> dict[str, tuple[bytes, bytes]]:
+    """A ``Get`` of one key with its CAS token, as a meta get (``meta_get_request``) on a
+    pymemcache ``Client``: ``{key: (raw value, token)}``, or ``{}``. A reply left half
+    read closes the connection."""
+    base = _pymemcache_base()
+    if client.sock is None:
+        client._connect()
+    sock = client.sock
+    try:
+        sock.sendall(meta_get_request(key))
+        buf, header = base._readline(sock, b"")
+        client._raise_errors(header, b"mg")
+        size = value_size(header)
+        if size is None:
+            return {}
+        value = base._readvalue(sock, buf, size)[1]
+    except Exception:
+        client.close()
+        raise
+    return {key: (value, header.rpartition(b" c")[2])}
 
 
 class _ThreadClients:

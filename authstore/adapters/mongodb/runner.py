@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Durable, Op
 from authstore.adapters.common.refusals import AUTHENTICATION, TLS, refused, tls_failure
+from authstore.adapters.common.turns import Turns
 from authstore.adapters.mongodb.commands import (
     Abort,
     Command,
@@ -203,37 +203,6 @@ def mark_dirty(session: Any) -> None:
     mark = getattr(server_session, "mark_dirty", None)
     if callable(mark):
         mark()
-
-
-class Turns:
-    """Locks by name (``Exclusive``), made on first use and dropped when no operation
-    holds or waits for them. ``factory`` makes a threading.Lock or an asyncio.Lock."""
-
-    def __init__(self, factory: Callable[[], Any]) -> None:
-        self._factory = factory
-        self._guard = threading.Lock()
-        self._locks: dict[str, list[Any]] = {}  # name -> [lock, holders and waiters]
-
-    def join(self, name: str) -> Any:
-        """The lock of ``name``, counted until ``leave``."""
-        with self._guard:
-            entry = self._locks.get(name)
-            if entry is None:
-                entry = self._locks[name] = [self._factory(), 0]
-            entry[1] += 1
-            return entry[0]
-
-    def leave(self, name: str, *, held: bool) -> None:
-        with self._guard:
-            entry = self._locks[name]
-            if held:
-                entry[0].release()
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._locks[name]
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 class Run:
