@@ -9,7 +9,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -65,6 +65,26 @@ def _in_both_modes(url: str, scenario: Callable[[Any], Any], **options: Any) -> 
 
 async def _awaited(value: Any) -> Any:
     return await value if asyncio.iscoroutine(value) else value
+
+
+async def _fails_at_the_timeout_counting_nothing(
+    cache: Any, hinder: Callable[[], Awaitable[None]], release: Callable[[], None]
+) -> None:
+    """A first hit on "login" (limit 2) passes; with ``hinder`` in effect the next one
+    fails, unavailable, once the store's timeout (0.5 s) has passed and not much later;
+    after ``release`` the limiter shows that the failed hit was not counted."""
+    assert (await _awaited(cache.check_rate_limit("login", 2, 60))).allowed
+    await hinder()
+    began = time.monotonic()
+    try:
+        with pytest.raises(BackendUnavailableError):
+            await _awaited(cache.check_rate_limit("login", 2, 60))
+    finally:
+        release()
+    assert 0.5 <= time.monotonic() - began < 0.5 + 0.5
+    hits = [(await _awaited(cache.check_rate_limit("login", 2, 60))).allowed for _ in "ab"]
+    assert hits == [True, False], "the failed hit must not have counted"
+    await _awaited(cache.reset_rate_limit("login"))
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -365,22 +385,15 @@ def test_a_write_losing_forever_gives_up_at_the_timeout(
         return time.time()
 
     def scenario(cache: Any) -> Any:
-        async def body() -> None:
-            assert await _awaited(cache.check_rate_limit("login", 2, 60))
-            ops = cache._logic.ops
-            ops.clock = meddle
-            began = time.monotonic()
-            try:
-                with pytest.raises(BackendUnavailableError):
-                    await _awaited(cache.check_rate_limit("login", 2, 60))
-            finally:
-                ops.clock = time.time
-            assert 0.5 <= time.monotonic() - began < 0.5 + 0.5
-            hits = [(await _awaited(cache.check_rate_limit("login", 2, 60))).allowed for _ in "ab"]
-            assert hits == [True, False], "the failed hit must not have counted"
-            await _awaited(cache.reset_rate_limit("login"))
+        ops = cache._logic.ops
 
-        return body()
+        async def hinder() -> None:
+            ops.clock = meddle
+
+        def release() -> None:
+            ops.clock = time.time
+
+        return _fails_at_the_timeout_counting_nothing(cache, hinder, release)
 
     _in_both_modes(f"{memcached_url}?timeout=0.5", scenario, namespace=namespace)
     raw.close()
@@ -393,22 +406,15 @@ def test_a_write_waits_for_its_turn_no_longer_than_the_timeout(memcached_url: st
     target = memcached_key(f"{namespace}:f:login")
 
     def scenario(cache: Any) -> Any:
-        async def body() -> None:
-            assert (await _awaited(cache.check_rate_limit("login", 2, 60))).allowed
-            turns = cache._logic.ops._turns
-            assert await _awaited(turns.join(target).acquire())
-            began = time.monotonic()
-            try:
-                with pytest.raises(BackendUnavailableError):
-                    await _awaited(cache.check_rate_limit("login", 2, 60))
-            finally:
-                turns.leave(target, held=True)
-            assert 0.5 <= time.monotonic() - began < 0.5 + 0.5
-            hits = [(await _awaited(cache.check_rate_limit("login", 2, 60))).allowed for _ in "ab"]
-            assert hits == [True, False], "the failed hit must not have counted"
-            await _awaited(cache.reset_rate_limit("login"))
+        turns = cache._logic.ops._turns
 
-        return body()
+        async def hinder() -> None:
+            assert await _awaited(turns.join(target).acquire())
+
+        def release() -> None:
+            turns.leave(target, held=True)
+
+        return _fails_at_the_timeout_counting_nothing(cache, hinder, release)
 
     _in_both_modes(f"{memcached_url}?timeout=0.5", scenario, namespace=namespace)
 
