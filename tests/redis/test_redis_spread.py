@@ -299,3 +299,117 @@ def test_namespace_count_and_clear_reach_every_master(cluster: PrivateCluster) -
     assert backend.count_namespace(parsed, namespace) == 0
     with open_sessions(url) as sessions:
         assert sessions.get(tokens[0]) is None
+
+
+# --- a taken hash, whichever bucket holds its record (spread layout, one server) ---
+
+
+def _user_in(bucket: int, *, other_than: str = "") -> str:
+    """A user id whose bucket is ``bucket``."""
+    while True:
+        user = "u" + uuid.uuid4().hex[:12]
+        if user_bucket(user) == bucket and user != other_than:
+            return user
+
+
+def _token_in(bucket: int) -> str:
+    """A caller-supplied token whose hash falls in ``bucket``."""
+    while True:
+        token = "caller-" + uuid.uuid4().hex + uuid.uuid4().hex
+        if hash_bucket(hash_token(token)) == bucket:
+            return token
+
+
+# Where the first record and the second claimant sit, as buckets: H is the token hash's
+# bucket, A the owner's, O a third one. "record in H": the owner's bucket is the hash's,
+# so the record itself lives where every other claimant looks first.
+PLACEMENTS = {
+    "record-in-H/claimant-in-O": ("H", "O"),
+    "pointer/claimant-in-H": ("A", "H"),
+    "pointer/claimant-in-A": ("A", "A"),
+    "pointer/claimant-in-O": ("A", "O"),
+}
+
+
+def _placed(placement: str) -> tuple[str, str, str]:
+    """(owner, claimant, token) for ``placement``."""
+    owner_at, claimant_at = PLACEMENTS[placement]
+    home, owner_bucket, third = 7, 7 if owner_at == "H" else 11, 200
+    owner = _user_in(owner_bucket)
+    claimant_bucket = {"H": home, "A": owner_bucket, "O": third}[claimant_at]
+    return owner, _user_in(claimant_bucket, other_than=owner), _token_in(home)
+
+
+async def _call(result: Any) -> Any:
+    return (await result) if asyncio.iscoroutine(result) else result
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("state", ["usable", "consumed", "revoked"])
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
+def test_a_taken_link_hash_is_refused_in_every_bucket(
+    single_url: str, placement: str, state: str, asynchronous: bool
+) -> None:
+    """Whichever bucket the owner's record and the claimant sit in, a link's hash stays
+    taken until the link expires (once, the claim in the hash's bucket said 'free' for a
+    record living there, and a second link took the same hash in another bucket)."""
+    owner, claimant, token = _placed(placement)
+
+    async def main() -> None:
+        url = f"{single_url}?layout=spread&namespace=tk{uuid.uuid4().hex[:12]}"
+        links = open_store(url, "magic_links", asynchronous)
+        try:
+            await _refused_link(links)
+        finally:
+            await _call(links.aclose() if asynchronous else links.close())
+
+    async def _refused_link(links: Any) -> None:
+        await _call(links.issue(owner, "o@x.org", ttl=60, token=token))
+        if state == "consumed":
+            assert await _call(links.consume(token)) is not None
+        elif state == "revoked":
+            assert await _call(links.revoke_user(owner)) == 1
+        for revoke_previous in (True, False):
+            with pytest.raises(TokenInUseError):
+                await _call(
+                    links.issue(
+                        claimant, "c@x.org", ttl=60, token=token, revoke_previous=revoke_previous
+                    )
+                )
+            with pytest.raises(TokenInUseError):
+                await _call(links.issue_hashed(claimant, "c@x.org", hash_token(token), ttl=60))
+        found = await _call(links.peek(token))
+        assert (found.user_id if found else None) == (owner if state == "usable" else None)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("state", ["live", "revoked"])
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
+def test_a_taken_session_hash_is_refused_in_every_bucket(
+    single_url: str, placement: str, state: str, asynchronous: bool
+) -> None:
+    """The same for sessions: live or revoked, the hash is the owner's until it expires."""
+    owner, claimant, token = _placed(placement)
+
+    async def main() -> None:
+        url = f"{single_url}?layout=spread&namespace=tk{uuid.uuid4().hex[:12]}"
+        sessions = open_store(url, "sessions", asynchronous)
+        try:
+            await _refused_session(sessions)
+        finally:
+            await _call(sessions.aclose() if asynchronous else sessions.close())
+
+    async def _refused_session(sessions: Any) -> None:
+        created, _ = await _call(sessions.create(owner, ttl=60, token=token))
+        if state == "revoked":
+            assert await _call(sessions.revoke(token)) is True
+        for cap in (None, 1):
+            with pytest.raises(TokenInUseError):
+                await _call(sessions.create(claimant, ttl=60, token=token, max_sessions=cap))
+        found = await _call(sessions.get(token))
+        assert (found.id if found else None) == (created.id if state == "live" else None)
+        assert await _call(sessions.count(claimant)) == 0
+
+    asyncio.run(main())

@@ -30,8 +30,11 @@ end
 -- checks that bucket and claims again with ARGV[5] = that bucket, replacing the pointer.
 -- With ARGV[3] = '' only says whether the hash is taken here (1) or not (0).
 local function claim(taken, now)
-  if ARGV[3] == '' or taken then
+  if ARGV[3] == '' then
     return taken and 1 or 0
+  end
+  if taken then
+    return 0 -- the record lives here: the hash is not free for another bucket
   end
   local key = pointer_key(ARGV[2])
   local current = redis.call('GET', key)
