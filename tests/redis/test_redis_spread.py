@@ -344,6 +344,20 @@ async def _call(result: Any) -> Any:
     return (await result) if asyncio.iscoroutine(result) else result
 
 
+def _on_spread_store(url: str, kind: str, asynchronous: bool, body: Any) -> None:
+    """Run ``body(store)`` on a fresh namespace's ``kind`` store, spread layout."""
+
+    async def main() -> None:
+        namespace = "tk" + uuid.uuid4().hex[:12]
+        store = open_store(f"{url}?layout=spread&namespace={namespace}", kind, asynchronous)
+        try:
+            await body(store)
+        finally:
+            await _call(store.aclose() if asynchronous else store.close())
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
 @pytest.mark.parametrize("state", ["usable", "consumed", "revoked"])
 @pytest.mark.parametrize("placement", list(PLACEMENTS))
@@ -355,15 +369,7 @@ def test_a_taken_link_hash_is_refused_in_every_bucket(
     record living there, and a second link took the same hash in another bucket)."""
     owner, claimant, token = _placed(placement)
 
-    async def main() -> None:
-        url = f"{single_url}?layout=spread&namespace=tk{uuid.uuid4().hex[:12]}"
-        links = open_store(url, "magic_links", asynchronous)
-        try:
-            await _refused_link(links)
-        finally:
-            await _call(links.aclose() if asynchronous else links.close())
-
-    async def _refused_link(links: Any) -> None:
+    async def refused(links: Any) -> None:
         await _call(links.issue(owner, "o@x.org", ttl=60, token=token))
         if state == "consumed":
             assert await _call(links.consume(token)) is not None
@@ -381,7 +387,7 @@ def test_a_taken_link_hash_is_refused_in_every_bucket(
         found = await _call(links.peek(token))
         assert (found.user_id if found else None) == (owner if state == "usable" else None)
 
-    asyncio.run(main())
+    _on_spread_store(single_url, "magic_links", asynchronous, refused)
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
@@ -393,15 +399,7 @@ def test_a_taken_session_hash_is_refused_in_every_bucket(
     """The same for sessions: live or revoked, the hash is the owner's until it expires."""
     owner, claimant, token = _placed(placement)
 
-    async def main() -> None:
-        url = f"{single_url}?layout=spread&namespace=tk{uuid.uuid4().hex[:12]}"
-        sessions = open_store(url, "sessions", asynchronous)
-        try:
-            await _refused_session(sessions)
-        finally:
-            await _call(sessions.aclose() if asynchronous else sessions.close())
-
-    async def _refused_session(sessions: Any) -> None:
+    async def refused(sessions: Any) -> None:
         created, _ = await _call(sessions.create(owner, ttl=60, token=token))
         if state == "revoked":
             assert await _call(sessions.revoke(token)) is True
@@ -412,4 +410,4 @@ def test_a_taken_session_hash_is_refused_in_every_bucket(
         assert (found.id if found else None) == (created.id if state == "live" else None)
         assert await _call(sessions.count(claimant)) == 0
 
-    asyncio.run(main())
+    _on_spread_store(single_url, "sessions", asynchronous, refused)
