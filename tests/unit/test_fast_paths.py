@@ -322,3 +322,16 @@ def test_sql_session_records_are_what_the_dataclass_builds(
     assert record.created_at.tzinfo is same.created_at.tzinfo
     with pytest.raises(FrozenInstanceError):
         record.user_id = "mallory"  # type: ignore[misc]
+
+
+def test_sql_session_records_without_metadata_each_get_a_dict_of_their_own() -> None:
+    """No metadata ("{}", the usual row) skips the JSON scanner: still a new dict per
+    record, so a caller changing one record's metadata changes no other."""
+    from authstore.adapters.sql.ops.sessions import _session
+
+    row = ("sid", "alice", 1.0, 2.0, 3.0, None, None, None, None, "{}")
+    first, second = _session(row), _session(row)
+    assert first.metadata == {} and type(first.metadata) is dict
+    first.metadata["changed"] = True
+    assert second.metadata == {}
+    assert _session(row).metadata == {}

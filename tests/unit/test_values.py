@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import math
+from typing import Any
 
 import pytest
 
+from authstore.contracts import values
 from authstore.contracts.values import (
     MAX_JSON_BYTES,
     MAX_TTL,
@@ -211,3 +215,30 @@ def test_nesting_is_limited_before_python_runs_out_of_stack() -> None:
 
         # what was accepted reads back from a stack nearly at Python's limit
         assert read_from_depth(sys.getrecursionlimit() - 150) == deepest
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["a", "x" * 43, "x" * 512, "é" * 256, "tøken ✓ with spaces", "\U0001f511" * 128, "z" * 64],
+)
+def test_token_hashes_are_hashlibs_sha256_whichever_implementation_runs(token: str) -> None:
+    """Tokens are hashed with CPython's own SHA-256 where it has one (faster than OpenSSL's
+    per call): stored hashes must stay exactly hashlib's, every token length and kind."""
+    expected = hashlib.sha256(token.encode()).hexdigest()
+    assert hash_token(token) == expected
+    assert values._sha256(token.encode()).hexdigest() == expected
+
+
+def test_token_hashes_fall_back_to_hashlib_without_cpythons_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Python built without its own hash modules (some FIPS builds) uses hashlib's."""
+    real = importlib.import_module
+
+    def without_builtin_hashes(name: str, *args: Any) -> Any:
+        if name in ("_sha2", "_sha256"):
+            raise ImportError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", without_builtin_hashes)
+    assert values._fastest_sha256() is hashlib.sha256

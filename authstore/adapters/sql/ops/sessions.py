@@ -29,6 +29,7 @@ _SESSION_COLUMNS = (
 
 _fromtimestamp = datetime.fromtimestamp
 _new_record = object.__new__
+_set_attribute = object.__setattr__
 
 
 def _session(row: Row) -> SessionRecord:
@@ -38,17 +39,22 @@ def _session(row: Row) -> SessionRecord:
     ``get``'s own work. ``from_epoch``'s conversion, inlined."""
     public_id, user, created, seen, expires, device, application, ip, agent, metadata = row
     record: SessionRecord = _new_record(SessionRecord)
-    record.__dict__.update(
-        id=public_id,
-        user_id=user,
-        created_at=_fromtimestamp(created, UTC),
-        last_seen_at=_fromtimestamp(seen, UTC),
-        expires_at=_fromtimestamp(expires, UTC),
-        device_id=device,
-        application_id=application,
-        ip_address=ip,
-        user_agent=agent,
-        metadata=decode_json(metadata),
+    _set_attribute(
+        record,
+        "__dict__",
+        {
+            "id": public_id,
+            "user_id": user,
+            "created_at": _fromtimestamp(created, UTC),
+            "last_seen_at": _fromtimestamp(seen, UTC),
+            "expires_at": _fromtimestamp(expires, UTC),
+            "device_id": device,
+            "application_id": application,
+            "ip_address": ip,
+            "user_agent": agent,
+            # "{}" (no metadata given: the usual case) skips the JSON scanner; a new dict each time
+            "metadata": {} if metadata == "{}" else decode_json(metadata),
+        },
     )
     return record
 
