@@ -112,6 +112,14 @@ class _Digest(Protocol):
     def hexdigest(self) -> str: ...
 
 
+def _fips_mode() -> bool:
+    """Whether hashlib's OpenSSL runs in FIPS mode (false where it cannot say)."""
+    try:
+        return bool(importlib.import_module("_hashlib").get_fips_mode())
+    except (ImportError, AttributeError, ValueError):
+        return False
+
+
 def _fastest_sha256() -> Callable[[bytes], _Digest]:
     """CPython's own SHA-256 (``_sha2`` since 3.12, ``_sha256`` in 3.11), else hashlib's.
 
@@ -119,7 +127,10 @@ def _fastest_sha256() -> Callable[[bytes], _Digest]:
     SHA-256 (hashlib's) costs far more time per call than its instruction count says: in
     the async PostgreSQL session get (about 120 to 150 µs a call here), CPython's took 3 to
     12 µs off each call in interleaved runs, about what skipping the hash altogether did.
-    A Python built without its own hashes (some FIPS builds) has neither module: hashlib's."""
+    A Python built without its own hashes (some FIPS builds) has neither module, and an
+    OpenSSL in FIPS mode must do every hash (its validated module): hashlib's then."""
+    if _fips_mode():
+        return hashlib.sha256
     for module in ("_sha2", "_sha256"):
         try:
             sha256: Callable[[bytes], _Digest] = importlib.import_module(module).sha256

@@ -242,3 +242,11 @@ def test_token_hashes_fall_back_to_hashlib_without_cpythons_own(
 
     monkeypatch.setattr(importlib, "import_module", without_builtin_hashes)
     assert values._fastest_sha256() is hashlib.sha256
+
+
+def test_token_hashes_go_through_openssl_in_fips_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OpenSSL in FIPS mode does every hash, CPython's own SHA-256 though present."""
+    monkeypatch.setattr(values, "_fips_mode", lambda: True)
+    assert values._fastest_sha256() is hashlib.sha256
+    monkeypatch.setattr(values, "_fips_mode", lambda: False)
+    assert values._fastest_sha256() is not hashlib.sha256
