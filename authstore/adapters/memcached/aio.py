@@ -13,6 +13,7 @@ forever, freezing the loop), on a client given as ``client=`` too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import types
 from collections.abc import Awaitable, Callable
@@ -258,9 +259,25 @@ def _stale(connection: Any) -> bool:
     if sock is None:
         return True
     idle: IdlePoll | None = getattr(writer, "_authstore_idle", None)
-    if idle is None:
+    if idle is None:  # a connection not seen yet
         idle = writer._authstore_idle = IdlePoll()
+        _smaller_reads(writer.transport)
     return idle.readable(sock)
+
+
+READ_SIZE = 65536
+"""What one receive of a connection asks the kernel for (``_smaller_reads``)."""
+
+
+def _smaller_reads(transport: Any) -> None:
+    """Receives of at most ``READ_SIZE`` bytes on an asyncio selector transport, which
+    asks ``recv`` for 256 KiB: a buffer that size is above glibc's mmap threshold, so
+    every reply, however short, cost an mmap, a page fault, an mremap and a munmap (four
+    trips to the kernel beside the receive itself). 64 KiB comes from the heap; a longer
+    reply takes more receives. Other transports (uvloop's) are left as they are."""
+    if isinstance(getattr(type(transport), "max_size", None), int):
+        with contextlib.suppress(AttributeError, TypeError):
+            transport.max_size = READ_SIZE
 
 
 async def _acquire_fresh(pool: Any) -> Any:
