@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -79,7 +80,7 @@ async def _phases(calls: int, wanted: list[str]) -> None:
         _drop_tables(target)
 
 
-def _backend_phases(backend: str, calls: int, wanted: list[str]) -> None:
+def _backend_phases(backend: str, modes: str, calls: int, wanted: list[str]) -> None:
     """Under callgrind: each cache operation, sync then async, every contender."""
     from benchmarks.suite.ops import contenders, run_async, run_sync, seed
     from benchmarks.suite.peers import async_peers, sync_peers
@@ -88,19 +89,21 @@ def _backend_phases(backend: str, calls: int, wanted: list[str]) -> None:
 
     for asynchronous in (False, True):
         mode = "async" if asynchronous else "sync"
+        if modes not in ("both", mode):
+            continue
         (target,), _ = discover([backend])
         closers: list[Any] = []
         loop = asyncio.new_event_loop() if asynchronous else None
 
-        def run(value: Any) -> Any:
+        def run(value: Any, loop: asyncio.AbstractEventLoop | None = loop) -> Any:
             return loop.run_until_complete(value) if loop is not None else value
 
         stores = open_stores(target.url, ("cache",), asynchronous)
         try:
             run((run_async if asynchronous else run_sync)(seed(stores, 1)))
             ours = contenders(stores, 1)
-            peers, _ = run(async_peers(target, closers)) if asynchronous else (
-                sync_peers(target, closers)
+            peers, _ = (
+                run(async_peers(target, closers)) if asynchronous else (sync_peers(target, closers))
             )
             raw = DRIVERS[(target.name, asynchronous)](target)
             run(raw.open())
@@ -108,10 +111,8 @@ def _backend_phases(backend: str, calls: int, wanted: list[str]) -> None:
                 call = ours[name].call
                 run(call(0))
                 phases = [("authstore", call)]
-                try:
+                with contextlib.suppress(Unsupported):
                     phases.append(("raw", run(raw.contender(stores.cache, call)).call))
-                except Unsupported:
-                    pass
                 phases += [(peer.label, peer.call) for peer in peers.get(name, [])]
                 for label, contender in phases:
                     for i in range(WARM):
@@ -178,13 +179,16 @@ def main(argv: list[str] | None = None) -> None:
         "and the peers (limits, cachelib, aiocache); the ratio is authstore's count over "
         "the contender's",
     )
+    parser.add_argument(
+        "--mode", choices=("sync", "async", "both"), default="both", help="with --backend"
+    )
     parser.add_argument("operations", nargs="*", help="benchmark operation names (all)")
     options = parser.parse_args(argv)
     if options.under:
         if options.backend == "postgresql":
             asyncio.run(_phases(options.calls, options.operations))
         else:
-            _backend_phases(options.backend, options.calls, options.operations)
+            _backend_phases(options.backend, options.mode, options.calls, options.operations)
         return
     with tempfile.TemporaryDirectory(prefix="authstore-callgrind-") as folder:
         command: list[Any] = [
@@ -199,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
             str(options.calls),
             "--backend",
             options.backend,
+            "--mode",
+            options.mode,
             *options.operations,
         ]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
