@@ -23,10 +23,13 @@ from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op, drive_async
 from authstore.adapters.common.sockets import IdlePoll
 from authstore.adapters.memcached.commands import (
+    ERROR_LINES,
     Pause,
+    Replies,
     Swap,
     Turn,
     meta_get_request,
+    meta_replies,
     swap_answer,
     swap_request,
     value_size,
@@ -109,8 +112,13 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         if not call.server:  # LOCAL: a turn or a pause, no client
             return await self._methods[call.method](None, *call.args)
         client = self._clients[call.server]
+        method = call.method
         try:
-            return await self._methods[call.method](client, *call.args)
+            if method == "swap":  # the common calls, direct
+                return await swap(client, *call.args)
+            if method == "mget":
+                return await meta_get(client, *call.args)
+            return await self._methods[method](client, *call.args)
         except BaseException:
             # a driver error, or cut short (timed out or cancelled) mid-call: closing the
             # idle connections closes the one this call used too
@@ -199,52 +207,50 @@ async def swap(client: Any, request: Swap) -> tuple[bytes | None, tuple[bytes, b
     """A ``Swap`` on an aiomcache ``Client``: its meta set and meta get in one write,
     their replies read after (aiomcache has no meta commands). A failed connection is
     closed, as aiomcache closes its own."""
-    conn = await client._pool.acquire()
-    try:
-        conn.writer.write(swap_request(request))
-        status = await _line(conn.reader)
-        header = await _line(conn.reader)
-        size = value_size(header)
-        value = None if size is None else (await conn.reader.readexactly(size + 2))[:-2]
-        return swap_answer(status, header, value)
-    except Exception as error:
-        conn.reader.set_exception(error)
-        raise
-    finally:
-        client._pool.release(conn)
+    ((status, _), (header, value)) = await _exchange(client, swap_request(request), 2)
+    return swap_answer(status, header, value)
 
 
 async def meta_get(client: Any, key: str) -> dict[str, tuple[bytes, int]]:
     """A ``Get`` of one key with its CAS token, as a meta get (``meta_get_request``) on an
     aiomcache ``Client``: ``{key: (raw value, token)}`` (an int, as aiomcache's ``gets``
     gives and its ``cas`` takes), or ``{}``. A failed connection is closed."""
+    ((header, value),) = await _exchange(client, meta_get_request(key), 1)
+    if value is None:
+        value_size(header)  # EN, or raises
+        return {}
+    return {key: (value, int(header.rpartition(b" c")[2]))}
+
+
+async def _exchange(client: Any, request: bytes, count: int) -> Replies:
+    """Send ``request`` on a pooled connection and read its ``count`` meta replies
+    (``meta_replies``) from what the connection received, usually the whole reply at
+    once. An error reply raises aiomcache's ClientException, a connection closed
+    mid-reply ConnectionResetError; a failed connection is closed."""
     conn = await client._pool.acquire()
     try:
-        conn.writer.write(meta_get_request(key))
-        header = await _line(conn.reader)
-        size = value_size(header)
-        if size is None:
-            return {}
-        value = (await conn.reader.readexactly(size + 2))[:-2]
-        return {key: (value, int(header.rpartition(b" c")[2]))}
+        conn.writer.write(request)
+        reader = conn.reader
+        buf = await reader.read(READ_SIZE)
+        while True:
+            replies = meta_replies(buf, count)
+            if not isinstance(replies, int):
+                break
+            more = await (reader.read(READ_SIZE) if replies == 1 else reader.readexactly(replies))
+            if not more:
+                raise ConnectionResetError("memcached closed the connection mid-reply")
+            buf += more
+        line = replies[-1][0]
+        if line.startswith(ERROR_LINES):
+            from aiomcache import ClientException
+
+            raise ClientException("memcached: " + line.decode(errors="replace"))
+        return replies
     except Exception as error:
         conn.reader.set_exception(error)
         raise
     finally:
         client._pool.release(conn)
-
-
-async def _line(reader: asyncio.StreamReader) -> bytes:
-    """One reply line, CRLF stripped; an error line raises aiomcache's ClientException,
-    a connection closed mid-reply ConnectionResetError."""
-    line = await reader.readline()
-    if not line.endswith(b"\r\n"):
-        raise ConnectionResetError("memcached closed the connection mid-reply")
-    if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
-        from aiomcache import ClientException
-
-        raise ClientException("memcached: " + line[:-2].decode(errors="replace"))
-    return line[:-2]
 
 
 def _stale(connection: Any) -> bool:
