@@ -114,10 +114,15 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         client = self._clients[call.server]
         method = call.method
         try:
-            if method == "swap":  # the common calls, direct
-                return await swap(client, *call.args)
+            if method == "swap":  # the common calls, direct (as ``swap`` and ``meta_get``)
+                ((status, _), (header, value)) = await _exchange(
+                    client, swap_request(call.args[0]), 2
+                )
+                return swap_answer(status, header, value)
             if method == "mget":
-                return await meta_get(client, *call.args)
+                return _found(
+                    call.args[0], *await _exchange(client, meta_get_request(call.args[0]), 1)
+                )
             return await self._methods[method](client, *call.args)
         except BaseException:
             # a driver error, or cut short (timed out or cancelled) mid-call: closing the
@@ -215,7 +220,12 @@ async def meta_get(client: Any, key: str) -> dict[str, tuple[bytes, int]]:
     """A ``Get`` of one key with its CAS token, as a meta get (``meta_get_request``) on an
     aiomcache ``Client``: ``{key: (raw value, token)}`` (an int, as aiomcache's ``gets``
     gives and its ``cas`` takes), or ``{}``. A failed connection is closed."""
-    ((header, value),) = await _exchange(client, meta_get_request(key), 1)
+    return _found(key, *await _exchange(client, meta_get_request(key), 1))
+
+
+def _found(key: str, reply: tuple[bytes, bytes | None]) -> dict[str, tuple[bytes, int]]:
+    """A meta get's reply as a ``Get``'s answer."""
+    header, value = reply
     if value is None:
         value_size(header)  # EN, or raises
         return {}
@@ -293,8 +303,15 @@ async def _acquire_fresh(pool: Any) -> Any:
     it may have been applied. At most one more than the pool holds are passed over (a
     server that closes every new connection, full say, fails the call instead)."""
     acquire = type(pool).acquire
+    idle, in_use = pool._pool, pool._in_use
     for _ in range(pool._maxsize + 1):
-        connection = await acquire(pool)
+        if idle.qsize() and len(in_use) + idle.qsize() >= pool._minsize:
+            # an idle connection and no connection to open: what ``acquire`` does then,
+            # without its coroutines (it checks the connection's EOF, as ``_stale`` does)
+            connection = idle.get_nowait()
+            in_use.add(connection)
+        else:
+            connection = await acquire(pool)
         if not _stale(connection):
             return connection
         pool._in_use.discard(connection)
