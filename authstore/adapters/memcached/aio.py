@@ -323,11 +323,17 @@ async def _acquire_fresh(pool: Any) -> Any:
 def _safe_client_class(aiomcache: Any) -> Any:
     class SafeClient(aiomcache.Client):  # type: ignore[misc]
         """aiomcache's Client with ``_execute_simple_command`` that raises at EOF, and a
-        pool that passes over stale connections (``_acquire_fresh``)."""
+        pool that passes over stale connections (``_acquire_fresh``) and hands out the
+        connection released last first (a stack, where aiomcache's queue goes round all
+        of them): one caller at a time keeps using one connection, warm in the caches
+        of this process, of the kernel and of the memcached thread serving it."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._pool.acquire = types.MethodType(_acquire_fresh, self._pool)
+            pool = self._pool
+            pool.acquire = types.MethodType(_acquire_fresh, pool)
+            if isinstance(pool._pool, asyncio.Queue) and pool._pool.empty():
+                pool._pool = asyncio.LifoQueue()
 
     SafeClient._execute_simple_command = _execute_simple_command
     return SafeClient
