@@ -244,3 +244,19 @@ def test_async_connections_receive_in_heap_sized_reads(memcached_url: str) -> No
 
     sizes = asyncio.run(scenario())
     assert sizes and set(sizes) == {READ_SIZE} and READ_SIZE <= 65536
+
+
+def test_async_sequential_calls_keep_one_connection(memcached_url: str) -> None:
+    """Calls one after the other on an async store take the connection released last
+    (warm), not the next of the pool in turn."""
+
+    async def scenario() -> int:
+        async with authstore.open_async_cache(
+            memcached_url, namespace="warm", pool_size=4
+        ) as cache:
+            for i in range(10):
+                await cache.check_rate_limit(f"k{i}", 10, 60)
+            client = next(iter(cache._runner._clients.values()))
+            return sum(hasattr(c.writer, "_authstore_idle") for c in client._pool._pool._queue)
+
+    assert asyncio.run(scenario()) == 1
