@@ -169,3 +169,94 @@ def test_swap_wire_format() -> None:
             swap_answer(garbage, b"EN", None)
     with pytest.raises(BackendError):
         value_size(b"VALUE k 0 1")
+
+
+def test_meta_replies_reads_whole_replies_only() -> None:
+    """How both runners cut a Swap's or a meta get's replies out of what they received:
+    each line and its value block; until a reply is whole, how many more bytes it needs
+    (1: a line not ended yet); an error line ends the reply."""
+    from authstore.adapters.memcached.commands import meta_replies
+
+    swap = b"HD c42\r\nVA 5 c42\r\na\r\nbc\r\n"
+    assert meta_replies(swap, 2) == [(b"HD c42", None), (b"VA 5 c42", b"a\r\nbc")]
+    assert meta_replies(b"EN\r\n", 1) == [(b"EN", None)]
+    assert meta_replies(b"EX c0\r\nEN\r\n", 2) == [(b"EX c0", None), (b"EN", None)]
+    for cut in range(len(swap)):
+        needs = meta_replies(swap[:cut], 2)
+        assert isinstance(needs, int) and 1 <= needs <= len(swap) - cut, cut
+    assert meta_replies(b"VA 5 c1\r\nab", 1) == 5  # 3 of the value, then CRLF
+    assert meta_replies(b"SERVER_ERROR out of memory\r\n", 2) == [
+        (b"SERVER_ERROR out of memory", None)
+    ]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_long_values_read_over_many_receives(memcached_url: str, asynchronous: bool) -> None:
+    """A meta get of a value longer than one receive (``add`` and ``expire`` read the
+    entry with its CAS token): every byte arrives, in sync and async."""
+    value = bytes(range(256)) * 1500  # 384,000 bytes, CRLFs inside
+    namespace = f"long{uuid.uuid4().hex[:8]}"
+
+    def steps(cache: object) -> Iterator[object]:
+        yield cache.set("v", value, ttl=60)  # type: ignore[attr-defined]
+        assert (yield cache.add("v", b"other", ttl=60)) is False  # type: ignore[attr-defined]
+        assert (yield cache.expire("v", 120)) is True  # type: ignore[attr-defined]
+        assert (yield cache.get("v")) == value  # type: ignore[attr-defined]
+
+    if asynchronous:
+
+        async def scenario() -> None:
+            async with authstore.open_async_cache(memcached_url, namespace=namespace) as cache:
+                run = steps(cache)
+                sent = None
+                try:
+                    while True:
+                        sent = await run.send(sent)
+                except StopIteration:
+                    pass
+
+        asyncio.run(scenario())
+    else:
+        with authstore.open_cache(memcached_url, namespace=namespace) as cache:
+            run = steps(cache)
+            sent = None
+            try:
+                while True:
+                    sent = run.send(sent)
+            except StopIteration:
+                pass
+
+
+def test_async_connections_receive_in_heap_sized_reads(memcached_url: str) -> None:
+    """An async store's connections ask each receive for 64 KiB, not asyncio's 256 KiB
+    (a buffer that size is mmapped, and unmapped, on every reply), from their first use."""
+    from authstore.adapters.memcached.aio import READ_SIZE
+
+    async def scenario() -> list[int]:
+        async with authstore.open_async_cache(memcached_url, namespace="reads") as cache:
+            await asyncio.gather(*(cache.check_rate_limit(f"k{i}", 10, 60) for i in range(3)))
+            client = next(iter(cache._runner._clients.values()))
+            return [
+                conn.writer.transport.max_size
+                for conn in client._pool._pool._queue
+                if hasattr(conn.writer, "_authstore_idle")  # used
+            ]
+
+    sizes = asyncio.run(scenario())
+    assert sizes and set(sizes) == {READ_SIZE} and READ_SIZE <= 65536
+
+
+def test_async_sequential_calls_keep_one_connection(memcached_url: str) -> None:
+    """Calls one after the other on an async store take the connection released last
+    (warm), not the next of the pool in turn."""
+
+    async def scenario() -> int:
+        async with authstore.open_async_cache(
+            memcached_url, namespace="warm", pool_size=4
+        ) as cache:
+            for i in range(10):
+                await cache.check_rate_limit(f"k{i}", 10, 60)
+            client = next(iter(cache._runner._clients.values()))
+            return sum(hasattr(c.writer, "_authstore_idle") for c in client._pool._pool._queue)
+
+    assert asyncio.run(scenario()) == 1

@@ -29,6 +29,7 @@ __all__ = [
     "step_group",
     "transition",
     "gcra_backlog",
+    "limiter_decoder",
     "fixed_window_result",
     "gcra_result",
     "sliding_window_result",
@@ -299,6 +300,11 @@ _DECODERS: dict[RateLimitAlgorithm, Callable[[Sequence[Any]], LimiterState]] = {
 def limiter_state(algorithm: RateLimitAlgorithm, values: Sequence[Any]) -> LimiterState:
     """Stored values (numbers, decimal text or bytes) in step_*'s order, as its state."""
     return _DECODERS[algorithm](values)
+
+
+def limiter_decoder(algorithm: RateLimitAlgorithm) -> Callable[[Sequence[Any]], LimiterState]:
+    """``limiter_state`` of one algorithm, as one call."""
+    return _DECODERS[algorithm]
 
 
 def decode_group(

@@ -13,6 +13,7 @@ forever, freezing the loop), on a client given as ``client=`` too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import types
 from collections.abc import Awaitable, Callable
@@ -22,10 +23,13 @@ from authstore.adapters.common.deadlines import Deadlines
 from authstore.adapters.common.ops import Op, drive_async
 from authstore.adapters.common.sockets import IdlePoll
 from authstore.adapters.memcached.commands import (
+    ERROR_LINES,
     Pause,
+    Replies,
     Swap,
     Turn,
     meta_get_request,
+    meta_replies,
     swap_answer,
     swap_request,
     value_size,
@@ -108,8 +112,18 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         if not call.server:  # LOCAL: a turn or a pause, no client
             return await self._methods[call.method](None, *call.args)
         client = self._clients[call.server]
+        method = call.method
         try:
-            return await self._methods[call.method](client, *call.args)
+            if method == "swap":  # the common calls, direct (as ``swap`` and ``meta_get``)
+                ((status, _), (header, value)) = await _exchange(
+                    client, swap_request(call.args[0]), 2
+                )
+                return swap_answer(status, header, value)
+            if method == "mget":
+                return _found(
+                    call.args[0], *await _exchange(client, meta_get_request(call.args[0]), 1)
+                )
+            return await self._methods[method](client, *call.args)
         except BaseException:
             # a driver error, or cut short (timed out or cancelled) mid-call: closing the
             # idle connections closes the one this call used too
@@ -198,52 +212,55 @@ async def swap(client: Any, request: Swap) -> tuple[bytes | None, tuple[bytes, b
     """A ``Swap`` on an aiomcache ``Client``: its meta set and meta get in one write,
     their replies read after (aiomcache has no meta commands). A failed connection is
     closed, as aiomcache closes its own."""
-    conn = await client._pool.acquire()
-    try:
-        conn.writer.write(swap_request(request))
-        status = await _line(conn.reader)
-        header = await _line(conn.reader)
-        size = value_size(header)
-        value = None if size is None else (await conn.reader.readexactly(size + 2))[:-2]
-        return swap_answer(status, header, value)
-    except Exception as error:
-        conn.reader.set_exception(error)
-        raise
-    finally:
-        client._pool.release(conn)
+    ((status, _), (header, value)) = await _exchange(client, swap_request(request), 2)
+    return swap_answer(status, header, value)
 
 
 async def meta_get(client: Any, key: str) -> dict[str, tuple[bytes, int]]:
     """A ``Get`` of one key with its CAS token, as a meta get (``meta_get_request``) on an
     aiomcache ``Client``: ``{key: (raw value, token)}`` (an int, as aiomcache's ``gets``
     gives and its ``cas`` takes), or ``{}``. A failed connection is closed."""
+    return _found(key, *await _exchange(client, meta_get_request(key), 1))
+
+
+def _found(key: str, reply: tuple[bytes, bytes | None]) -> dict[str, tuple[bytes, int]]:
+    """A meta get's reply as a ``Get``'s answer."""
+    header, value = reply
+    if value is None:
+        value_size(header)  # EN, or raises
+        return {}
+    return {key: (value, int(header.rpartition(b" c")[2]))}
+
+
+async def _exchange(client: Any, request: bytes, count: int) -> Replies:
+    """Send ``request`` on a pooled connection and read its ``count`` meta replies
+    (``meta_replies``) from what the connection received, usually the whole reply at
+    once. An error reply raises aiomcache's ClientException, a connection closed
+    mid-reply ConnectionResetError; a failed connection is closed."""
     conn = await client._pool.acquire()
     try:
-        conn.writer.write(meta_get_request(key))
-        header = await _line(conn.reader)
-        size = value_size(header)
-        if size is None:
-            return {}
-        value = (await conn.reader.readexactly(size + 2))[:-2]
-        return {key: (value, int(header.rpartition(b" c")[2]))}
+        conn.writer.write(request)
+        reader = conn.reader
+        buf = await reader.read(READ_SIZE)
+        while True:
+            replies = meta_replies(buf, count)
+            if not isinstance(replies, int):
+                break
+            more = await (reader.read(READ_SIZE) if replies == 1 else reader.readexactly(replies))
+            if not more:
+                raise ConnectionResetError("memcached closed the connection mid-reply")
+            buf += more
+        line = replies[-1][0]
+        if line.startswith(ERROR_LINES):
+            from aiomcache import ClientException
+
+            raise ClientException("memcached: " + line.decode(errors="replace"))
+        return replies
     except Exception as error:
         conn.reader.set_exception(error)
         raise
     finally:
         client._pool.release(conn)
-
-
-async def _line(reader: asyncio.StreamReader) -> bytes:
-    """One reply line, CRLF stripped; an error line raises aiomcache's ClientException,
-    a connection closed mid-reply ConnectionResetError."""
-    line = await reader.readline()
-    if not line.endswith(b"\r\n"):
-        raise ConnectionResetError("memcached closed the connection mid-reply")
-    if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
-        from aiomcache import ClientException
-
-        raise ClientException("memcached: " + line[:-2].decode(errors="replace"))
-    return line[:-2]
 
 
 def _stale(connection: Any) -> bool:
@@ -258,9 +275,25 @@ def _stale(connection: Any) -> bool:
     if sock is None:
         return True
     idle: IdlePoll | None = getattr(writer, "_authstore_idle", None)
-    if idle is None:
+    if idle is None:  # a connection not seen yet
         idle = writer._authstore_idle = IdlePoll()
+        _smaller_reads(writer.transport)
     return idle.readable(sock)
+
+
+READ_SIZE = 65536
+"""What one receive of a connection asks the kernel for (``_smaller_reads``)."""
+
+
+def _smaller_reads(transport: Any) -> None:
+    """Receives of at most ``READ_SIZE`` bytes on an asyncio selector transport, which
+    asks ``recv`` for 256 KiB: a buffer that size is above glibc's mmap threshold, so
+    every reply, however short, cost an mmap, a page fault, an mremap and a munmap (four
+    trips to the kernel beside the receive itself). 64 KiB comes from the heap; a longer
+    reply takes more receives. Other transports (uvloop's) are left as they are."""
+    if isinstance(getattr(type(transport), "max_size", None), int):
+        with contextlib.suppress(AttributeError, TypeError):
+            transport.max_size = READ_SIZE
 
 
 async def _acquire_fresh(pool: Any) -> Any:
@@ -270,8 +303,15 @@ async def _acquire_fresh(pool: Any) -> Any:
     it may have been applied. At most one more than the pool holds are passed over (a
     server that closes every new connection, full say, fails the call instead)."""
     acquire = type(pool).acquire
+    idle, in_use = pool._pool, pool._in_use
     for _ in range(pool._maxsize + 1):
-        connection = await acquire(pool)
+        if idle.qsize() and len(in_use) + idle.qsize() >= pool._minsize:
+            # an idle connection and no connection to open: what ``acquire`` does then,
+            # without its coroutines (it checks the connection's EOF, as ``_stale`` does)
+            connection = idle.get_nowait()
+            in_use.add(connection)
+        else:
+            connection = await acquire(pool)
         if not _stale(connection):
             return connection
         pool._in_use.discard(connection)
@@ -283,11 +323,17 @@ async def _acquire_fresh(pool: Any) -> Any:
 def _safe_client_class(aiomcache: Any) -> Any:
     class SafeClient(aiomcache.Client):  # type: ignore[misc]
         """aiomcache's Client with ``_execute_simple_command`` that raises at EOF, and a
-        pool that passes over stale connections (``_acquire_fresh``)."""
+        pool that passes over stale connections (``_acquire_fresh``) and hands out the
+        connection released last first (a stack, where aiomcache's queue goes round all
+        of them): one caller at a time keeps using one connection, warm in the caches
+        of this process, of the kernel and of the memcached thread serving it."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._pool.acquire = types.MethodType(_acquire_fresh, self._pool)
+            pool = self._pool
+            pool.acquire = types.MethodType(_acquire_fresh, pool)
+            if isinstance(pool._pool, asyncio.Queue) and pool._pool.empty():
+                pool._pool = asyncio.LifoQueue()
 
     SafeClient._execute_simple_command = _execute_simple_command
     return SafeClient

@@ -21,6 +21,7 @@ from authstore.contracts.errors import BackendError
 __all__ = [
     "ABSOLUTE_MARGIN",
     "CHUNK_BYTES",
+    "ERROR_LINES",
     "EXPIRY_MARGIN",
     "MAX_KEY_BYTES",
     "REALTIME_MAXDELTA",
@@ -30,6 +31,7 @@ __all__ = [
     "Get",
     "Manifest",
     "Pause",
+    "Replies",
     "SetMany",
     "Store",
     "Swap",
@@ -39,6 +41,7 @@ __all__ = [
     "exptime",
     "is_manifest",
     "meta_get_request",
+    "meta_replies",
     "memcached_key",
     "pack",
     "swap_reply",
@@ -227,6 +230,39 @@ def meta_get_request(key: str) -> bytes:
     both runners parse as a ``Swap``'s read-back (see ``value_size``), lighter than the
     drivers' general ``gets``."""
     return b"mg %b v c\r\n" % key.encode()
+
+
+ERROR_LINES = (b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")
+"""How memcached's error replies start: nothing more follows them."""
+
+Replies = list[tuple[bytes, "bytes | None"]]
+
+
+def meta_replies(buf: bytes, count: int) -> Replies | int:
+    """The first ``count`` meta replies at the start of ``buf`` (what both runners read
+    for a ``Swap`` or a meta get), each its line (CRLF stripped) and its value block
+    (``VA``; None for any other line), up to and including an error line (which ends
+    the reply: memcached sends nothing more for it); or, while ``buf`` holds less, how
+    many more bytes it needs at least (1 for a line not ended yet)."""
+    replies: Replies = []
+    start = 0
+    for _ in range(count):
+        end = buf.find(b"\r\n", start)
+        if end < 0:
+            return 1
+        line = buf[start:end]
+        start = end + 2
+        if line[:3] == b"VA ":
+            end = start + int(line.split(b" ", 2)[1])
+            if end + 2 > len(buf):
+                return end + 2 - len(buf)
+            replies.append((line, buf[start:end]))
+            start = end + 2
+        else:
+            replies.append((line, None))
+            if line.startswith(ERROR_LINES):
+                break
+    return replies
 
 
 def swap_reply(status: bytes) -> bytes | None:

@@ -50,7 +50,6 @@ compared on reads, so all clients of one memcached must keep their clocks in syn
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 import secrets
@@ -122,8 +121,7 @@ and body; body None: write nothing). It may raise ValueError (the entry does not
 
 
 _DECODE: dict[RateLimitAlgorithm, Callable[[list[bytes]], Any]] = {
-    algorithm: functools.partial(ratelimit.limiter_state, algorithm)
-    for algorithm in RateLimitAlgorithm
+    algorithm: ratelimit.limiter_decoder(algorithm) for algorithm in RateLimitAlgorithm
 }
 """Each limiter's stored fields (decimal text) as the state ``ratelimit.step_*`` takes."""
 
@@ -395,7 +393,7 @@ class MemcachedCacheOps:
         try:
             for _ in range(CAS_ATTEMPTS):
                 if reading:  # (what it reads is remembered once written or read back)
-                    found = yield Get((target,), True)
+                    found = yield _tuple_new(Get, ((target,), True))
                     entry = unpack(*found[target]) if found else None
                     verified, reading = True, False
                 now = self.clock()

@@ -213,8 +213,10 @@ class MemcachedRunnerBase(Generic[C]):
         driver error goes into the operation translated (the driver's as its cause)."""
         try:
             command = next(op)  # the argument checks run here, before any I/O
-            self._check_open()
-            self._ready()
+            if self._closed:
+                self._check_open()
+            if self._ready is not None:
+                self._ready()
             ring = self._ring
             assert ring is not None
             while True:
@@ -239,8 +241,9 @@ class MemcachedRunnerBase(Generic[C]):
         finally:
             op.close()
 
-    def _ready(self) -> None:
-        """Make the clients this call needs before the first command (after the checks)."""
+    _ready: Callable[[], None] | None = None
+    """Makes the clients a call needs before its first command (after the checks);
+    None: nothing to make."""
 
     def _check_open(self) -> None:
         if self._closed:

@@ -29,10 +29,13 @@ from typing import Any, TypeVar
 from authstore.adapters.common.ops import Op, drive
 from authstore.adapters.common.sockets import IdlePoll
 from authstore.adapters.memcached.commands import (
+    ERROR_LINES,
     Pause,
+    Replies,
     Swap,
     Turn,
     meta_get_request,
+    meta_replies,
     swap_answer,
     swap_request,
     value_size,
@@ -66,6 +69,7 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         super().__init__(settings)
         pymemcache = require_module("pymemcache", "memcached", "memcached")
         self._base = require_module("pymemcache.client.base", "memcached", "memcached")
+        self._Client = self._base.Client
         self._hash = require_module("pymemcache.client.hash", "memcached", "memcached")
         self._unavailable: tuple[type[BaseException], ...] = (
             OSError,
@@ -160,7 +164,13 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
                     _kernel_timeouts(sock, self.settings.timeout)
             if idle.readable(sock):
                 client.close()
-        return self._methods[call.method](client, *call.args)
+        method = call.method
+        if type(client) is self._Client:  # the common calls, direct
+            if method == "mget":
+                return meta_get(client, *call.args)
+            if method == "swap":
+                return swap(client, *call.args)
+        return self._methods[method](client, *call.args)
 
     # One method per Call.method: the pymemcache call and nothing else.
 
@@ -247,24 +257,9 @@ def _pymemcache_base() -> Any:
 
 def swap(client: Any, request: Swap) -> tuple[bytes | None, tuple[bytes, bytes] | None]:
     """A ``Swap`` on a pymemcache ``Client``: its meta set and meta get in one write,
-    their replies read after (pymemcache has no meta commands; its own socket readers
-    do the reading). A reply left half read closes the connection."""
-    base = _pymemcache_base()
-    _readline, _readvalue = base._readline, base._readvalue
-    if client.sock is None:
-        client._connect()
-    sock = client.sock
-    try:
-        sock.sendall(swap_request(request))
-        buf, status = _readline(sock, b"")
-        client._raise_errors(status, b"ms")
-        buf, header = _readline(sock, buf)
-        client._raise_errors(header, b"mg")
-        size = value_size(header)
-        value = None if size is None else _readvalue(sock, buf, size)[1]
-    except Exception:
-        client.close()
-        raise
+    their replies read after (pymemcache has no meta commands). A reply left half read
+    closes the connection."""
+    ((status, _), (header, value)) = _exchange(client, swap_request(request), 2, b"ms")
     return swap_answer(status, header, value)
 
 
@@ -272,22 +267,58 @@ def meta_get(client: Any, key: str) -> dict[str, tuple[bytes, bytes]]:
     """A ``Get`` of one key with its CAS token, as a meta get (``meta_get_request``) on a
     pymemcache ``Client``: ``{key: (raw value, token)}``, or ``{}``. A reply left half
     read closes the connection."""
-    base = _pymemcache_base()
-    if client.sock is None:
-        client._connect()
+    ((header, value),) = _exchange(client, meta_get_request(key), 1, b"mg")
+    if value is None:
+        value_size(header)  # EN, or raises
+        return {}
+    return {key: (value, header.rpartition(b" c")[2])}
+
+
+RECV_SIZE = 4096
+"""What one receive asks for (pymemcache's own size): a reply's first receive."""
+
+
+def _exchange(client: Any, request: bytes, count: int, name: bytes) -> Replies:
+    """Send ``request`` on ``client``'s connection and read its ``count`` meta replies
+    (``meta_replies``), one receive for a short reply: an error reply raises pymemcache's
+    error, as its own commands do, and a connection closed mid-reply
+    MemcacheUnexpectedCloseError. A reply left half read closes the connection."""
     sock = client.sock
+    if sock is None:
+        client._connect()
+        sock = client.sock
     try:
-        sock.sendall(meta_get_request(key))
-        buf, header = base._readline(sock, b"")
-        client._raise_errors(header, b"mg")
-        size = value_size(header)
-        if size is None:
-            return {}
-        value = base._readvalue(sock, buf, size)[1]
+        sock.sendall(request)
+        buf = sock.recv(RECV_SIZE)
+        while True:
+            replies = meta_replies(buf, count)
+            if not isinstance(replies, int):
+                break
+            more = _receive(sock, replies)
+            if not more:
+                raise _pymemcache_base().MemcacheUnexpectedCloseError()
+            buf += more
+        if replies[-1][0].startswith(ERROR_LINES):
+            client._raise_errors(replies[-1][0], name)
     except Exception:
         client.close()
         raise
-    return {key: (value, header.rpartition(b" c")[2])}
+    return replies
+
+
+def _receive(sock: Any, size: int) -> bytes:
+    """At least ``size`` more bytes when they are a value's (joined once, not the reply
+    copied at every receive), else what one receive gives; b'' when the server closed."""
+    if size <= 1:
+        return sock.recv(RECV_SIZE)  # type: ignore[no-any-return]
+    chunks = []
+    while size > 0:
+        chunk = sock.recv(min(size, 65536))
+        if not chunk:
+            return b""
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 class _ThreadClients:
