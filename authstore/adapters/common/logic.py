@@ -51,7 +51,6 @@ from authstore.contracts.values import (
     MAX_EMAIL_BYTES,
     MAX_ID_BYTES,
     MAX_IP_BYTES,
-    MAX_KEY_BYTES,
     MAX_LIMIT,
     MAX_SECRET_BYTES,
     MAX_TTL,
@@ -295,24 +294,11 @@ class CacheLogic:
         if type(kind) is not RateLimitAlgorithm:
             kind = _algorithm(algorithm)
         prefix = self._limiters[0 if kind is FIXED else 1 if kind is SLIDING else 2]
-        # the common case checked inline (what check_key, check_count and check_ttl
-        # accept at once); anything else goes through them, which raise
-        if not (
-            type(key) is str
-            and 0 < len(key) <= MAX_KEY_BYTES
-            and key.isascii()
-            and "\x00" not in key
-        ):
-            key = check_key(key)
-        if not (type(limit) is int and 1 <= limit <= MAX_LIMIT):
-            limit = check_count(limit, "limit", maximum=MAX_LIMIT)
-        if (type(window) is int or type(window) is float) and MIN_TTL <= window <= MAX_WINDOW:
-            window = float(window)
-        else:
-            window = check_ttl(window, "window", optional=False, maximum=MAX_WINDOW)
-        if not (type(cost) is int and 1 <= cost <= limit):
-            cost = check_count(cost, "cost", maximum=limit)
-        return kind, prefix + key, limit, window, cost  # type: ignore[return-value]
+        full = prefix + check_key(key)
+        hits = check_count(limit, "limit", maximum=MAX_LIMIT)
+        seconds = check_ttl(window, "window", optional=False, maximum=MAX_WINDOW)
+        assert seconds is not None
+        return kind, full, hits, seconds, check_count(cost, "cost", maximum=hits)
 
     def _group(
         self, key: object, limits: object, cost: object
