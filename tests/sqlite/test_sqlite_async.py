@@ -643,3 +643,34 @@ def test_a_cancelled_close_still_closes(db_url: str, gate: Gate) -> None:
         return worker._thread.is_alive(), runner.connection is None
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_a_batch_reads_on_the_connection_that_replaced_a_broken_one(db_url: str) -> None:
+    """A batch whose commit and rollback both fail leaves the worker's connection inside
+    its transaction: the worker closes it, and the next operation opens another. The
+    batches after that read on the new connection (the short path's reused cursor
+    follows it), every one of their reads answered."""
+
+    def refuse_ending(action: int, what: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and what in ("COMMIT", "ROLLBACK"):
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    async def scenario() -> tuple[list[object], list[object], bool]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("k", 1)
+            assert await asyncio.gather(*(cache.get("k") for _ in range(5))) == [1] * 5
+            old = _runner(cache).connection
+            assert isinstance(old, sqlite3.Connection)
+            old.set_authorizer(refuse_ending)  # the worker is idle: safe from here
+            failed = await asyncio.gather(
+                *(cache.set(f"k{i}", i) for i in range(3)), return_exceptions=True
+            )
+            read = list(await asyncio.gather(*(cache.get("k") for _ in range(5))))
+            read += await asyncio.gather(*(cache.get("k") for _ in range(5)))
+            return failed, read, _runner(cache).connection is not old
+
+    failed, read, replaced = asyncio.run(scenario())
+    assert all(isinstance(result, BackendError) for result in failed), failed
+    assert replaced
+    assert read == [1] * 10

@@ -321,7 +321,8 @@ class _BatchRunner(SyncSQLiteRunner):
                 rows = cursor.execute(text, statement.args).fetchall()
             except SQLITE_ERRORS as driver_error:
                 self._cursor = None
-                cursor.close()  # resets the statement, whatever step it failed at
+                with contextlib.suppress(*SQLITE_ERRORS):
+                    cursor.close()  # resets the statement, whatever step it failed at
                 error = translate_error(driver_error)
                 if not connection.in_transaction:
                     self._abort(error)  # SQLite rolled the whole group back
