@@ -674,3 +674,40 @@ def test_a_batch_reads_on_the_connection_that_replaced_a_broken_one(db_url: str)
     assert all(isinstance(result, BackendError) for result in failed), failed
     assert replaced
     assert read == [1] * 10
+
+
+def test_a_lone_transaction_whose_rollback_fails_leaves_its_connection_behind(
+    db_url: str, db_path: Path
+) -> None:
+    """An operation alone on the worker (no group) fails inside its transaction and its
+    ROLLBACK is refused: the worker closes that connection, still inside the transaction,
+    and the next operation runs on a new one (its write committed, the failed one's not
+    there)."""
+
+    def refuse_rollback(action: int, what: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and what == "ROLLBACK":
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    async def scenario() -> object:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("warm-up", 0)
+            runner = _runner(cache)
+            old = runner.connection
+            assert isinstance(old, sqlite3.Connection)
+            old.set_authorizer(refuse_rollback)  # the worker is idle: safe from here
+            failed = await asyncio.gather(
+                runner.run(_insert_then_fail("failed")), return_exceptions=True
+            )
+            await cache.set("after", 1)
+            assert runner.connection is not old
+            return failed[0]
+
+    failed = asyncio.run(scenario())
+    assert isinstance(failed, LookupError)
+    with sqlite3.connect(db_path) as connection:
+        found = sorted(
+            key for (key,) in connection.execute("SELECT cache_key FROM authstore_cache")
+        )
+    connection.close()
+    assert found == ["authstore:k:after", "authstore:k:warm-up"]
