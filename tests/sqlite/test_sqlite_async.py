@@ -643,3 +643,71 @@ def test_a_cancelled_close_still_closes(db_url: str, gate: Gate) -> None:
         return worker._thread.is_alive(), runner.connection is None
 
     assert asyncio.run(scenario()) == (False, True)
+
+
+def test_a_batch_reads_on_the_connection_that_replaced_a_broken_one(db_url: str) -> None:
+    """A batch whose commit and rollback both fail leaves the worker's connection inside
+    its transaction: the worker closes it, and the next operation opens another. The
+    batches after that read on the new connection (the short path's reused cursor
+    follows it), every one of their reads answered."""
+
+    def refuse_ending(action: int, what: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and what in ("COMMIT", "ROLLBACK"):
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    async def scenario() -> tuple[list[object], list[object], bool]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("k", 1)
+            assert await asyncio.gather(*(cache.get("k") for _ in range(5))) == [1] * 5
+            old = _runner(cache).connection
+            assert isinstance(old, sqlite3.Connection)
+            old.set_authorizer(refuse_ending)  # the worker is idle: safe from here
+            failed = await asyncio.gather(
+                *(cache.set(f"k{i}", i) for i in range(3)), return_exceptions=True
+            )
+            read = list(await asyncio.gather(*(cache.get("k") for _ in range(5))))
+            read += await asyncio.gather(*(cache.get("k") for _ in range(5)))
+            return failed, read, _runner(cache).connection is not old
+
+    failed, read, replaced = asyncio.run(scenario())
+    assert all(isinstance(result, BackendError) for result in failed), failed
+    assert replaced
+    assert read == [1] * 10
+
+
+def test_a_lone_transaction_whose_rollback_fails_leaves_its_connection_behind(
+    db_url: str, db_path: Path
+) -> None:
+    """An operation alone on the worker (no group) fails inside its transaction and its
+    ROLLBACK is refused: the worker closes that connection, still inside the transaction,
+    and the next operation runs on a new one (its write committed, the failed one's not
+    there)."""
+
+    def refuse_rollback(action: int, what: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and what == "ROLLBACK":
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    async def scenario() -> object:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("warm-up", 0)
+            runner = _runner(cache)
+            old = runner.connection
+            assert isinstance(old, sqlite3.Connection)
+            old.set_authorizer(refuse_rollback)  # the worker is idle: safe from here
+            failed = await asyncio.gather(
+                runner.run(_insert_then_fail("failed")), return_exceptions=True
+            )
+            await cache.set("after", 1)
+            assert runner.connection is not old
+            return failed[0]
+
+    failed = asyncio.run(scenario())
+    assert isinstance(failed, LookupError)
+    with sqlite3.connect(db_path) as connection:
+        found = sorted(
+            key for (key,) in connection.execute("SELECT cache_key FROM authstore_cache")
+        )
+    connection.close()
+    assert found == ["authstore:k:after", "authstore:k:warm-up"]
