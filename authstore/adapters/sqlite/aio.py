@@ -30,14 +30,13 @@ import sqlite3
 import sys
 import threading
 import time
-from asyncio import get_running_loop
 from collections import deque
 from collections.abc import Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from authstore.adapters.common.ops import Op, drive
-from authstore.adapters.sql.program import Statement, drive_async, run
+from authstore.adapters.sql.program import Statement, drive_async
 from authstore.adapters.sqlite.runner import SQLITE_ERRORS, SQLiteRunnerBase, translate_error
 from authstore.adapters.sqlite.settings import SQLiteSettings
 from authstore.adapters.sqlite.sync import SyncSQLiteRunner, execute
@@ -278,20 +277,6 @@ class _BatchRunner(SyncSQLiteRunner):
         """The short path's cursor, reused (worker thread only)."""
         self.deliver: Callable[[_Result], None] = lambda result: None
         """Hands a result to its caller: held ones when their group ends (the worker's)."""
-
-    def run(self, op: Op[T]) -> T:
-        """``SyncSQLiteRunner.run`` through ``program.run``'s fast path (PostgreSQL's):
-        an operation of one SELECT or one UPSERT (most of them) goes straight to
-        ``_execute``, without ``statements`` and the driver loop: the worker's
-        instructions per cache get under 100 callers, 57k to 50k (callgrind)."""
-        with self._lock:
-            try:
-                return run(
-                    op, self.dialect if self._prepared else None, self._program, self._execute
-                )
-            except BaseException:
-                self._recover()
-                raise
 
     @property
     def writing(self) -> bool:
@@ -568,19 +553,9 @@ class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
             # As the sync runner does once closed: bad arguments are still ValueErrors.
             return drive(self._program(op), lambda _: self._check_open())
         # A cancelled caller cancels the future. Not started: the worker skips it.
-        # Started: it ends whole on the worker. (``submit``, inlined: this runs once per
-        # operation on the loop, which 100 callers keep busy.)
-        loop = get_running_loop()
-        port = worker.port
-        if port is None or port.loop is not loop:
-            port = worker.port = _Port(loop, worker, worker.timeout)
-        future: asyncio.Future[T] = port.new_future()
-        outgoing = port.outgoing
-        if not outgoing:
-            port.began = loop.time()
-            loop.call_soon(port.hand_over)
-        outgoing.append((op, future))
-        return await future
+        # Started: it ends whole on the worker.
+        value: T = await worker.submit(op)
+        return value
 
     async def close(self) -> None:
         worker = self._worker

@@ -7,7 +7,7 @@ import threading
 from typing import Any, TypeVar
 
 from authstore.adapters.common.ops import Op
-from authstore.adapters.sql.program import Statement, drive
+from authstore.adapters.sql.program import Statement, run
 from authstore.adapters.sqlite.runner import SQLITE_ERRORS, SQLiteRunnerBase, translate_error
 from authstore.adapters.sqlite.settings import SQLiteSettings
 
@@ -48,9 +48,14 @@ class SyncSQLiteRunner(SQLiteRunnerBase[sqlite3.Connection]):
         self._lock = self._new_lock(threading.Lock)
 
     def run(self, op: Op[T]) -> T:
+        """Through ``program.run``'s fast path (PostgreSQL's too): an operation of one
+        SELECT or one UPSERT (most of them) goes straight to ``_execute``, without
+        ``statements`` and the driver loop (cache get: 57k to 51k instructions)."""
         with self._lock:
             try:
-                return drive(self._program(op), self._execute)
+                return run(
+                    op, self.dialect if self._prepared else None, self._program, self._execute
+                )
             except BaseException:
                 self._recover()
                 raise
