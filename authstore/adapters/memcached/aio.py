@@ -114,15 +114,10 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         client = self._clients[call.server]
         method = call.method
         try:
-            if method == "swap":  # the common calls, direct (as ``swap`` and ``meta_get``)
-                ((status, _), (header, value)) = await _exchange(
-                    client, swap_request(call.args[0]), 2
-                )
-                return swap_answer(status, header, value)
+            if method == "swap":  # the common calls, direct
+                return await swap(client, *call.args)
             if method == "mget":
-                return _found(
-                    call.args[0], *await _exchange(client, meta_get_request(call.args[0]), 1)
-                )
+                return await meta_get(client, *call.args)
             return await self._methods[method](client, *call.args)
         except BaseException:
             # a driver error, or cut short (timed out or cancelled) mid-call: closing the
