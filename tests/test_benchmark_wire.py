@@ -101,7 +101,7 @@ def _wire(recorder: Recorder, backend: str, *marks: int) -> tuple[bytes, bytes, 
         pieces = []
         for a, b in itertools.pairwise(bounds):
             sent = [s for position, s in statements if a <= position < b]
-            pieces.append(repr(sent).encode() if sent else b"")  # none sent: nothing
+            pieces.append(b"".join(repr(statement).encode() for statement in sent))
     else:
         pieces = [recorder.between(a, b) for a, b in itertools.pairwise(bounds)]
     one, two, capture, replay = pieces
@@ -282,7 +282,8 @@ def test_raw_replays_send_authstore_s_bytes(
     stateful: list[str] = []
     for name, (one, two, capture, replay) in wire.items():
         assert one and replay, name  # something was recorded
-        # the replay repeats its capture (which may open the raw driver's connection first)
+        # the replay repeats its capture (which may open the raw driver's connection first,
+        # and ends with two replays checking whether its writes still apply)
         assert capture.endswith(replay), name
         if one == two:  # authstore sends the same bytes each time: so must the replay
             same = two == replay

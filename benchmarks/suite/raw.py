@@ -11,6 +11,16 @@ Record and replay are written once (``RawDriver``): a driver's ``execute`` retur
 reply, or an awaitable of it for an async driver, and the steps are driven by
 ``run_sync`` or ``run_async`` from ``ops``. Each driver only says how it connects, how it
 sends one request and which program turns an operation into requests.
+
+A replay repeats requests recorded once, so a compare-and-set write (SQLite's rate
+limiters: read the row, decide, write only if the row is still as read) applies nothing
+from the second replay on: the row has moved on. The replay then skips the write (and on
+SQLite its commit to the log) that authstore does on every call: not the same work. Such
+a replay is measured all the same, as kind ``NOT_APPLIED``, labelled so, and held to no
+goal. A driver whose replies say whether a write changed anything (``applied``: SQL's row
+counts) is checked on a replay after the first. memcached's replayed compare-and-set is
+not: its server answers a stale token in the same round trip, doing the same work but
+the store.
 """
 
 from __future__ import annotations
@@ -48,6 +58,11 @@ class Unsupported(Exception):
     pass
 
 
+NOT_APPLIED = "raw, write not applied"
+"""The kind of a replay whose recorded write changes nothing when replayed (see the
+module docstring): measured, no goal."""
+
+
 class RawDriver:
     """One plain connection; ``contender(store, call)`` replays what ``call(0)`` sends."""
 
@@ -76,18 +91,39 @@ class RawDriver:
         """The reply as the operation expects it back (as authstore's runner shapes it)."""
         return reply
 
+    def applied(self, request: Any, reply: Any) -> bool | None:
+        """Whether ``reply`` says the write ``request`` changed something; None when it
+        is no write or its reply cannot say."""
+        return None
+
     def close(self) -> Any:
         return None
 
-    def _record(self, program: Generator[Any, Any, Any], sent: list[Any]) -> Steps:
+    def _record(
+        self, program: Generator[Any, Any, Any], sent: list[Any], wrote: list[bool | None]
+    ) -> Steps:
         try:
             request = next(program)
             while True:
                 sent.append(request)
                 reply = yield self.execute(request)
+                wrote.append(self.applied(request, reply))
                 request = program.send(self.shaped(request, reply))
         except StopIteration:
             return None
+
+    def _writes_lost(self, requests: list[Any], wrote: list[bool | None]) -> Steps:
+        """Replay twice; whether a write that applied when recorded applies nothing on
+        the second replay (the first may still find the row as recorded)."""
+        replies: list[Any] = []
+        for _ in range(2):
+            replies = []
+            for request in requests:
+                replies.append((yield self.execute(request)))
+        return any(
+            before and self.applied(request, reply) is False
+            for request, reply, before in zip(requests, replies, wrote, strict=True)
+        )
 
     def _replay(self, requests: list[Any]) -> Callable[[int], Any]:
         execute = self.execute
@@ -106,9 +142,14 @@ class RawDriver:
     def contender(self, store: Any, call: Callable[[int], Any]) -> Any:
         """A Contender, or an awaitable of one for async drivers."""
         sent: list[Any] = []
+        wrote: list[bool | None] = []
 
-        def made() -> Contender:
+        def made(lost: bool) -> Contender:
             note = f"{len(sent)} request(s)"
+            if lost:
+                note += "; its write applies nothing once replayed (the row moved on): no goal"
+                label = f"{self.label}, write not applied"
+                return Contender(label, NOT_APPLIED, self._replay(sent), note=note)
             return Contender(self.label, self.kind, self._replay(sent), note=note)
 
         runner, keep = store._runner, _Keep(self.asynchronous)
@@ -118,8 +159,8 @@ class RawDriver:
                 call(0)
             finally:
                 store._runner = runner
-            run_sync(self._record(self.program(keep.op, runner), sent))
-            return made()
+            run_sync(self._record(self.program(keep.op, runner), sent, wrote))
+            return made(run_sync(self._writes_lost(sent, wrote)))
 
         async def build() -> Contender:
             store._runner = keep  # an async method makes its operation when awaited
@@ -127,8 +168,8 @@ class RawDriver:
                 await call(0)
             finally:
                 store._runner = runner
-            await run_async(self._record(self.program(keep.op, runner), sent))
-            return made()
+            await run_async(self._record(self.program(keep.op, runner), sent, wrote))
+            return made(await run_async(self._writes_lost(sent, wrote)))
 
         return build()
 
@@ -147,6 +188,12 @@ class _Sql(RawDriver):
     def shaped(self, request: Any, reply: Any) -> Any:
         rows, rowcount = reply
         return request.result(rows, rowcount)
+
+    def applied(self, request: Any, reply: Any) -> bool | None:
+        if request.fetch != "rowcount":
+            return None  # a read, or a write returning rows: not judged
+        changed: int = self.shaped(request, reply)
+        return changed > 0
 
 
 def _sqlite_path(target: Target) -> str:
