@@ -463,7 +463,10 @@ def _markdown(results: Results, charts: list[str]) -> str:
         "pymongo/AsyncMongoClient); they replay the recorded requests and fetch the replies, "
         "decoding nothing. On PostgreSQL a second replay goes through the driver's own pool "
         "(psycopg_pool, asyncpg; kind `raw pool`, no goal): what a pool checkout costs, apart "
-        "from authstore's own work. A replay whose recorded write changes nothing when "
+        "from authstore's own work. The goals use the single connection, the stricter and "
+        "fair reference: authstore's runners keep one hot connection out of their pool for "
+        "callers that take turns, with no checkout, so the driver's pool (which pays one "
+        "every call) would flatter them. A replay whose recorded write changes nothing when "
         "replayed (SQLite's rate-limit compare-and-set: the row has moved on since it was "
         "read) skips the write and its commit that authstore does every call: it is "
         "labelled `write not applied` (kind `raw, write not applied`) and held to no goal.",
