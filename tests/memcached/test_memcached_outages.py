@@ -226,8 +226,9 @@ def test_no_call_fails_on_a_stale_connection_after_a_restart_sync(
     private_memcached: PrivateMemcached,
 ) -> None:
     """Each thread holds its own connection: after a restart, none of them fails its
-    first call (each stale socket is seen readable, at EOF, before anything is sent on
-    it), and each rate-limit hit counts once."""
+    first call (a read is sent again on a new connection; a write's stale socket is
+    seen readable, at EOF, before anything is sent on it), and each rate-limit hit
+    counts once."""
     threads = 4
     barrier = threading.Barrier(threads)
 
