@@ -9,8 +9,10 @@ timeout never leaves a reply behind that a later call would read as its own.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 import authstore
 from authstore.contracts.errors import BackendUnavailableError
 from tests.memcached.conftest import PrivateMemcached
+from tests.relay import Relay
 
 TIMEOUT = 0.5
 SLACK = 1.5  # scheduling noise on a loaded 2-core machine
@@ -223,8 +226,9 @@ def test_no_call_fails_on_a_stale_connection_after_a_restart_sync(
     private_memcached: PrivateMemcached,
 ) -> None:
     """Each thread holds its own connection: after a restart, none of them fails its
-    first call (each stale socket is seen readable, at EOF, before anything is sent on
-    it), and each rate-limit hit counts once."""
+    first call (a read is sent again on a new connection; a write's stale socket is
+    seen readable, at EOF, before anything is sent on it), and each rate-limit hit
+    counts once."""
     threads = 4
     barrier = threading.Barrier(threads)
 
@@ -289,3 +293,103 @@ def test_no_call_fails_on_a_stale_connection_after_a_restart_async(
                 await given.close()
 
     asyncio.run(scenario())
+
+
+class _CutRelay(Relay):
+    """A relay to ``target`` that, while ``cut`` is set, hands a request starting with it
+    to the server, waits for the server's reply (so the server has applied it) and drops
+    the connection instead of passing the reply on: the client sees EOF mid-call."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.cut: bytes | None = None
+        self._cutting: set[int] = set()
+        super().__init__(target)
+
+    def from_client(self, number: int, data: bytes, server: Any) -> None:
+        if self.cut is not None and data.startswith(self.cut):
+            self.cut = None
+            self._cutting.add(number)
+        server.sendall(data)
+
+    def from_server(self, number: int, data: bytes, client: Any) -> None:
+        if number in self._cutting:
+            client.shutdown(socket.SHUT_RDWR)
+            return
+        client.sendall(data)
+
+
+class _LateRelay(Relay):
+    """A relay that holds the server's replies for ``late`` seconds while it is set."""
+
+    late = 0.0
+
+    def from_server(self, number: int, data: bytes, client: Any) -> None:
+        if self.late:
+            time.sleep(self.late)
+        client.sendall(data)
+
+
+def _relay_url(memcached_url: str, relay: Relay) -> str:
+    return f"memcached://127.0.0.1:{relay.port}?timeout=2&connect_timeout=2"
+
+
+def _target(memcached_url: str) -> tuple[str, int]:
+    host, _, port = memcached_url.partition("://")[2].split("?")[0].rpartition(":")
+    return host, int(port)
+
+
+def test_a_write_cut_off_mid_call_is_never_sent_again(memcached_url: str) -> None:
+    """A read on a connection the server closed is sent again on a new one (it changes
+    nothing); a write never is: a rate-limit hit the server applied before the
+    connection dropped fails the call (fail closed), and is counted once, not twice."""
+    relay = _CutRelay(_target(memcached_url))
+    namespace = f"cut{uuid.uuid4().hex[:10]}"
+    try:
+        with authstore.open_cache(_relay_url(memcached_url, relay), namespace=namespace) as cache:
+            assert cache.check_rate_limit("login", 10, 60).remaining == 9
+            relay.cut = b"ms "  # the next hit's write (a Swap: a meta set, then a meta get)
+            error, _ = _timed(lambda: cache.check_rate_limit("login", 10, 60))
+            assert isinstance(error, BackendUnavailableError), error
+            assert relay.cut is None, "the write was not the one cut off"
+            assert cache.peek_rate_limit("login", 10, 60).remaining == 8  # applied once
+            assert cache.check_rate_limit("login", 10, 60).remaining == 7
+    finally:
+        relay.close()
+
+
+class _Interrupted(BaseException):
+    """What a signal handler raises in the middle of a call (as KeyboardInterrupt)."""
+
+
+def test_a_call_interrupted_mid_reply_leaves_no_reply_behind(memcached_url: str) -> None:
+    """A read cut short by a BaseException (KeyboardInterrupt, from a signal handler)
+    while its reply is on its way: the reply, arriving later, is never read by the next
+    call as its own (reads are not polled first; the connection is closed instead)."""
+    import signal
+
+    relay = _LateRelay(_target(memcached_url))
+    namespace = f"late{uuid.uuid4().hex[:10]}"
+
+    def interrupt(*_: object) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with authstore.open_cache(_relay_url(memcached_url, relay), namespace=namespace) as cache:
+            cache.set("a", "A")
+            cache.set("b", "B")
+            cache.add_to_blacklist("revoked", 600)
+            assert cache.get("a") == "A"  # a connection used before: the next read is not polled
+            for read in (lambda: cache.get("a"), lambda: cache.is_blacklisted("revoked")):
+                relay.late = 0.3
+                signal.setitimer(signal.ITIMER_REAL, 0.1)
+                with pytest.raises(_Interrupted):
+                    read()
+                time.sleep(0.4)  # the late reply has arrived
+                relay.late = 0.0
+                assert cache.get("b") == "B"
+                assert cache.is_blacklisted("other") is False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        relay.close()

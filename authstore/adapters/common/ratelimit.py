@@ -44,6 +44,11 @@ EPSILON = 1e-9
 
 _new = object.__new__
 
+# The results clamp with comparisons, not min() and max(): in CPython 3.11 each of those
+# builtins parses its keyword arguments on every call, and four of them cost a sliding
+# window's result (what a refused hit computes besides its one read) more than the
+# rest of its arithmetic.
+
 
 def _result(
     *, allowed: bool, remaining: int, reset_after: float, retry_after: float, limit: int
@@ -125,10 +130,10 @@ def fixed_window_result(state: FixedWindowState, limit: int, cost: int) -> RateL
     ``(allowed, count in the window after this hit, window end, store now)``, instants in
     epoch seconds on the store's clock; ``count`` excludes a refused hit's cost."""
     allowed, count, end, now = state
-    reset_after = max(0.0, end - now)
+    reset_after = end - now if end > now else 0.0
     return _result(
         allowed=allowed,
-        remaining=max(0, limit - count),
+        remaining=limit - count if limit > count else 0,
         reset_after=reset_after,
         retry_after=0.0 if allowed else reset_after,
         limit=limit,
@@ -142,7 +147,11 @@ def sliding_window_result(
     count, current window's count after this hit, current window's start, store now)``;
     windows are aligned to multiples of ``window`` since the epoch."""
     allowed, previous, current, start, now = state
-    elapsed = min(max(now - start, 0.0), window)
+    elapsed = now - start
+    if elapsed < 0.0:
+        elapsed = 0.0
+    elif elapsed > window:
+        elapsed = window
     estimate = previous * (1.0 - elapsed / window) + current
     if current:
         reset_after = start + 2 * window - now
@@ -160,11 +169,12 @@ def sliding_window_result(
             # wait for the next window, where this window's count decays in turn
             later = window * (1.0 - (limit - cost) / current) if current > limit - cost else 0.0
             retry_after = (window - elapsed) + later
+    remaining = math.floor(limit - estimate + EPSILON)
     return _result(
         allowed=allowed,
-        remaining=max(0, math.floor(limit - estimate + EPSILON)),
-        reset_after=max(0.0, reset_after),
-        retry_after=max(0.0, retry_after),
+        remaining=remaining if remaining > 0 else 0,
+        reset_after=reset_after if reset_after > 0.0 else 0.0,
+        retry_after=retry_after if retry_after > 0.0 else 0.0,
         limit=limit,
     )
 
@@ -174,13 +184,18 @@ def gcra_result(state: GcraState, limit: int, window: float, cost: int) -> RateL
     the theoretical arrival time is ``anchor + units * window / limit`` (see ``step_gcra``)."""
     allowed, anchor, units, now = state
     interval = window / limit
-    backlog = max(0.0, gcra_backlog(anchor, units, now, limit, window))
-    retry_after = 0.0 if allowed else max(0.0, backlog + cost * interval - window)
+    backlog = gcra_backlog(anchor, units, now, limit, window)
+    if not backlog > 0.0:
+        backlog = 0.0
+    retry_after = 0.0 if allowed else backlog + cost * interval - window
+    remaining = math.floor((window - backlog) / interval + EPSILON * limit)
+    if remaining > limit:
+        remaining = limit
     return _result(
         allowed=allowed,
-        remaining=max(0, min(limit, math.floor((window - backlog) / interval + EPSILON * limit))),
+        remaining=remaining if remaining > 0 else 0,
         reset_after=backlog,
-        retry_after=retry_after,
+        retry_after=retry_after if retry_after > 0.0 else 0.0,
         limit=limit,
     )
 

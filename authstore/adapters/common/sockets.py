@@ -37,21 +37,29 @@ class IdlePoll:
 
     __slots__ = ("_poller", "sock")
 
-    def __init__(self) -> None:
+    def __init__(self, sock: Any = None) -> None:
         self.sock: Any = None
         """The socket the poll object is for (None: none yet)."""
         self._poller: Any = None
+        if sock is not None and hasattr(select, "poll"):
+            self._watch(sock)
+
+    def _watch(self, sock: Any) -> bool:
+        """Make the poll object for ``sock``; False when it cannot be polled."""
+        try:
+            poller = select.poll()
+            poller.register(sock, _MASK)
+        except (OSError, ValueError):
+            return False
+        self.sock, self._poller = sock, poller
+        return True
 
     def readable(self, sock: Any) -> bool:
         if sock is not self.sock:
             if not hasattr(select, "poll"):
                 return socket_readable(sock)
-            try:
-                poller = select.poll()
-                poller.register(sock, _MASK)
-            except (OSError, ValueError):
+            if not self._watch(sock):
                 return True
-            self.sock, self._poller = sock, poller
         try:
             return bool(self._poller.poll(0))
         except (OSError, ValueError):

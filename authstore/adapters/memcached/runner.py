@@ -36,7 +36,7 @@ from authstore.adapters.memcached.settings import MemcachedSettings
 from authstore.contracts.errors import BackendError, BackendUnavailableError, StoreClosedError
 from authstore.registry import require_module
 
-__all__ = ["LOCAL", "Call", "MemcachedRunnerBase", "Method", "Plan", "route"]
+__all__ = ["LOCAL", "READS", "Call", "MemcachedRunnerBase", "Method", "Plan", "route"]
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -57,6 +57,8 @@ Method = Literal[
     "mget",
 ]
 METHODS: tuple[Method, ...] = typing.get_args(Method)
+READS: frozenset[Method] = frozenset(("get", "gets", "mget", "version"))
+"""The calls that change nothing on the server: sending one again is harmless."""
 LOCAL = ""
 """The server of a call that goes to no server (a ``Turn`` or a ``Pause``): the runner
 performs it itself, with no client."""

@@ -40,7 +40,13 @@ from authstore.adapters.memcached.commands import (
     swap_request,
     value_size,
 )
-from authstore.adapters.memcached.runner import METHODS, Call, MemcachedRunnerBase, Ring
+from authstore.adapters.memcached.runner import (
+    METHODS,
+    READS,
+    Call,
+    MemcachedRunnerBase,
+    Ring,
+)
 from authstore.adapters.memcached.settings import MemcachedSettings, node_name
 from authstore.contracts.errors import BackendError, ConfigurationError
 from authstore.registry import require_module
@@ -69,7 +75,6 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         super().__init__(settings)
         pymemcache = require_module("pymemcache", "memcached", "memcached")
         self._base = require_module("pymemcache.client.base", "memcached", "memcached")
-        self._Client = self._base.Client
         self._hash = require_module("pymemcache.client.hash", "memcached", "memcached")
         self._unavailable: tuple[type[BaseException], ...] = (
             OSError,
@@ -80,9 +85,12 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         self._local = threading.local()
         self._made: weakref.WeakSet[_ThreadClients] = weakref.WeakSet()  # closed with the runner
         self._made_lock = threading.Lock()
-        self._methods: dict[str, Callable[..., Any]] = {
-            name: getattr(self, f"_{name}") for name in METHODS
-        }
+        self._closed_errors: tuple[type[BaseException], ...] = (
+            ConnectionError,
+            pymemcache.MemcacheUnexpectedCloseError,
+        )
+        """What a connection the server closed raises (EOF, reset, broken pipe): a
+        read on one is sent again (``_invoke``); a timeout is not one of them."""
         self._own_timeouts = settings.client is None and _KERNEL_TIMEOUTS
         """Whether connections get their timeouts from the kernel (``_kernel_timeouts``):
         the runner's own, not those of a client given as ``client=``."""
@@ -101,6 +109,14 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         for name, server in self._clients.items():
             if isinstance(server, self._base.Client):  # not thread-safe: one call at a time
                 self._locks[name] = threading.Lock()
+        self._methods: dict[str, Callable[..., Any]] = {
+            name: getattr(self, f"_{name}") for name in METHODS
+        }
+        """``Call.method`` -> what performs it on a client."""
+        pooled = self._base.PooledClient
+        if not any(isinstance(given, pooled) for given in self._clients.values()):
+            # Clients only (a PooledClient's calls take one of its clients first)
+            self._methods.update(mget=meta_get, swap=swap)
 
     def _thread_clients(self) -> dict[str, Any]:
         """This thread's clients (server name -> pymemcache Client), made on first use."""
@@ -148,28 +164,43 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         return super()._translated(error)
 
     def _invoke(self, client: Any, call: Call) -> Any:
-        """The call, on a connection checked first: an idle memcached connection is
-        never sent anything, so a socket with something to read has been closed by the
-        server (a restart, an idle timeout). It is closed and the call goes out on a new
-        one that pymemcache makes. Nothing was sent on the stale one, so even a write
-        is sent once: never retried after a failure, when it may have been applied (a
-        CAS of a rate limit sent twice would count twice). A pymemcache PooledClient
+        """The call, on a connection checked first when it has been used before: an
+        idle memcached connection is never sent anything, so one the server closed (a
+        restart, an idle timeout) fails the call that uses it next. A write is never
+        sent on it: its socket is polled first, and one with something to read (EOF) is
+        closed and the write goes out on a new one that pymemcache makes. Nothing was
+        sent on the stale one, so even a write is sent once: never retried after a
+        failure, when it may have been applied (a CAS of a rate limit sent twice would
+        count twice). A read (``READS``) needs no poll: changing nothing, it is sent
+        again, once, on a new connection when the one it used turns out closed (EOF or
+        reset, never a timeout). A call cut short by a BaseException (a
+        KeyboardInterrupt) closes the connection, as pymemcache does on an Exception:
+        no later call may read the reply it left on its way. A pymemcache PooledClient
         given as ``client=`` has no single socket to check."""
+        method = call.method
         sock = getattr(client, "sock", None)
-        if sock is not None:
+        if sock is not None:  # used before: it may have been closed since
             idle: IdlePoll | None = getattr(client, "_authstore_idle", None)
             if idle is None or idle.sock is not sock:  # a connection not seen yet
-                idle = client._authstore_idle = IdlePoll()
+                idle = client._authstore_idle = IdlePoll(sock)
                 if self._own_timeouts:
                     _kernel_timeouts(sock, self.settings.timeout)
-            if idle.readable(sock):
-                client.close()
-        method = call.method
-        if type(client) is self._Client:  # the common calls, direct
-            if method == "mget":
-                return meta_get(client, *call.args)
-            if method == "swap":
-                return swap(client, *call.args)
+            if method not in READS:
+                if idle.readable(sock):
+                    client.close()
+                sock = None  # (not sent again)
+        try:
+            return self._methods[method](client, *call.args)
+        except self._closed_errors:
+            if sock is None:
+                raise
+        except Exception:
+            raise  # pymemcache, and ``_exchange``, closed a connection left half read
+        except BaseException:
+            client.close()
+            raise
+        # a read on a connection the server closed while it was idle: once more, anew
+        client.close()
         return self._methods[method](client, *call.args)
 
     # One method per Call.method: the pymemcache call and nothing else.
@@ -191,12 +222,16 @@ class SyncMemcachedRunner(MemcachedRunnerBase[Any]):
         return client.cas(key, value, token, expire=exp, noreply=False) is True
 
     def _swap(self, client: Any, request: Swap) -> Any:
+        """A Swap on a PooledClient's client, or a Client's (``swap``, which ``_methods``
+        calls directly where no client is pooled)."""
         if isinstance(client, self._base.PooledClient):
             with client.client_pool.get_and_release(destroy_on_fail=True) as pooled:
                 return swap(pooled, request)
         return swap(client, request)
 
     def _mget(self, client: Any, key: str) -> Any:
+        """A meta get on a PooledClient's client, or a Client's (``meta_get``, as
+        ``_swap``)."""
         if isinstance(client, self._base.PooledClient):
             with client.client_pool.get_and_release(destroy_on_fail=True) as pooled:
                 return meta_get(pooled, key)
@@ -300,7 +335,7 @@ def _exchange(client: Any, request: bytes, count: int, name: bytes) -> Replies:
             buf += more
         if replies[-1][0].startswith(ERROR_LINES):
             client._raise_errors(replies[-1][0], name)
-    except Exception:
+    except BaseException:
         client.close()
         raise
     return replies
