@@ -676,6 +676,35 @@ def test_a_batch_reads_on_the_connection_that_replaced_a_broken_one(db_url: str)
     assert read == [1] * 10
 
 
+def _undecodable() -> Op[Any]:
+    row = yield Query("SELECT CAST(x'ff' AS TEXT)", fetch="one")  # not UTF-8: sqlite3 refuses it
+    return row
+
+
+def test_the_reads_after_one_that_failed_in_their_batch_are_answered(db_url: str) -> None:
+    """A read that fails on the worker's reused cursor (its row is not UTF-8) closes that
+    cursor: the reads after it, in its batch and in the next, run on a new one."""
+
+    async def scenario() -> tuple[list[object], list[object]]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("k", 1)
+            runner = _runner(cache)
+            first = await asyncio.gather(
+                cache.get("k"),  # opens the batch's read group: the others take the short path
+                runner.run(_undecodable()),
+                cache.get("k"),
+                cache.get("k"),
+                return_exceptions=True,
+            )
+            second = await asyncio.gather(*(cache.get("k") for _ in range(3)))
+            return first, list(second)
+
+    first, second = asyncio.run(scenario())
+    assert isinstance(first[1], BackendError) and "UTF-8" in str(first[1]), first
+    assert [first[0], *first[2:]] == [1, 1, 1]
+    assert second == [1, 1, 1]
+
+
 def test_a_lone_transaction_whose_rollback_fails_leaves_its_connection_behind(
     db_url: str, db_path: Path
 ) -> None:

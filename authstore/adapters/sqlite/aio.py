@@ -296,26 +296,17 @@ class _BatchRunner(SyncSQLiteRunner):
             and (text.startswith("SELECT") or (group is _BEGIN_WRITES and text.startswith(_WRITES)))
         ):
             # The common case, in short: a statement of the open group's kind (what
-            # follows would run it in the group all the same), on the worker's one cursor
-            # (``execute`` makes and closes one per statement: 8% of a cheap SELECT).
-            # fetchall steps to the end, which resets the statement: nothing stays open.
+            # follows would run it in the group all the same), on the worker's one cursor.
             cursor = self._cursor
             if cursor is None or cursor.connection is not connection:
                 cursor = self._cursor = connection.cursor()
             try:
-                rows = cursor.execute(text, statement.args).fetchall()
-            except SQLITE_ERRORS as driver_error:
-                self._cursor = None
-                with contextlib.suppress(*SQLITE_ERRORS):
-                    cursor.close()  # resets the statement, whatever step it failed at
-                error = translate_error(driver_error)
+                return execute(connection, statement, cursor)
+            except BackendError as error:
+                self._cursor = None  # closed by execute
                 if not connection.in_transaction:
                     self._abort(error)  # SQLite rolled the whole group back
-                raise error from driver_error
-            fetch = statement.fetch
-            if fetch == "one":
-                return rows[0] if rows else None
-            return statement.result(rows, cursor.rowcount)
+                raise
         if self._in_op:
             if text in ("COMMIT", "ROLLBACK"):
                 self._in_op = False
