@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 import pytest
@@ -674,6 +674,88 @@ def test_a_batch_reads_on_the_connection_that_replaced_a_broken_one(db_url: str)
     assert all(isinstance(result, BackendError) for result in failed), failed
     assert replaced
     assert read == [1] * 10
+
+
+def _bare_port() -> aio._Port:
+    """The event loop's side of a runner, with no worker behind it: a test hands it
+    results itself."""
+    return aio._Port(asyncio.get_running_loop(), cast(aio._Worker, None), PATIENCE)
+
+
+def test_a_waiter_that_raises_holds_back_no_other_result() -> None:
+    """The loop wakes each future's waiters itself when results come back: a callback
+    that raises goes to the loop's exception handler, and the results after it still
+    reach their callers in the same turn of the loop."""
+
+    def fail(_: object) -> None:
+        raise RuntimeError("a waiter failed")
+
+    async def scenario() -> tuple[object, list[object], list[str]]:
+        loop = asyncio.get_running_loop()
+        reported: list[str] = []
+        loop.set_exception_handler(lambda _, context: reported.append(str(context["exception"])))
+        port = _bare_port()
+        first, second = loop.create_future(), loop.create_future()
+        first.add_done_callback(fail)
+        heard: list[object] = []
+        second.add_done_callback(lambda future: heard.append(future.result()))
+        port.finished.extend([(first, True, 1), (second, True, 2)])
+        loop.call_soon(port._settle)  # as a post from the worker runs it
+        await asyncio.sleep(0)
+        return second.result() if second.done() else None, heard, reported
+
+    assert asyncio.run(scenario()) == (2, [2], ["a waiter failed"])
+
+
+def test_an_exit_raised_by_a_waiter_leaves_the_other_results_to_the_next_turn() -> None:
+    """A waiter that raises SystemExit (or KeyboardInterrupt) stops the loop's handing
+    out of results, as it stops the loop: the results not handed out yet are handed out
+    in the loop's next turn, none lost."""
+
+    def leave(_: object) -> None:
+        raise SystemExit(3)
+
+    async def scenario() -> tuple[bool, object, list[object]]:
+        loop = asyncio.get_running_loop()
+        port = _bare_port()
+        first, second = loop.create_future(), loop.create_future()
+        first.add_done_callback(leave)
+        heard: list[object] = []
+        second.add_done_callback(lambda future: heard.append(future.result()))
+        port.finished.extend([(first, True, 1), (second, True, 2)])
+        with pytest.raises(SystemExit):
+            port._settle()  # called here: the exit would otherwise stop the loop
+        stopped_before = not second.done()
+        await asyncio.sleep(0)
+        return stopped_before, second.result() if second.done() else None, heard
+
+    assert asyncio.run(scenario()) == (True, 2, [2])
+
+
+class _OwnFutures(asyncio.SelectorEventLoop):
+    """A loop whose futures are not asyncio's C ones (asyncio's pure Python Future)."""
+
+    def create_future(self) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.futures._PyFuture(loop=self)  # type: ignore[attr-defined]
+        return future
+
+
+def test_a_loop_with_futures_of_its_own_gets_every_result(db_url: str) -> None:
+    """On a loop with futures of its own the runner makes them with the loop's
+    ``create_future`` and sets their results for the loop to hand out: every caller
+    hears."""
+
+    async def scenario() -> list[object]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("k", 1)
+            return list(await asyncio.gather(*(cache.get("k") for _ in range(5))))
+
+    loop = _OwnFutures()
+    loop.call_later(PATIENCE, loop.stop)  # a caller never woken fails the test, not hangs it
+    try:
+        assert loop.run_until_complete(scenario()) == [1] * 5
+    finally:
+        loop.close()
 
 
 def _undecodable() -> Op[Any]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import sqlite3
 import sys
 import threading
@@ -116,12 +115,14 @@ class _Port:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, worker: _Worker, timeout: float) -> None:
         self.loop = loop
+        own = type(loop).create_future is asyncio.BaseEventLoop.create_future
         self.new_future: Callable[[], asyncio.Future[Any]] = (
-            functools.partial(asyncio.Future, loop=loop)
-            if type(loop).create_future is asyncio.BaseEventLoop.create_future
-            else loop.create_future
+            asyncio.Future if own else loop.create_future
         )
-        """``loop.create_future``, without its Python frame where it is asyncio's own."""
+        """``loop.create_future``, without its Python frame where it is asyncio's own (a
+        future made on the loop's thread takes the running loop)."""
+        self._wake = own and asyncio.Future.__module__ == "_asyncio"
+        """``_settle`` wakes the callers itself: the futures are asyncio's own, in C."""
         self._worker = worker
         self._timeout = timeout
         self.outgoing: list[_Job] = []
@@ -164,16 +165,48 @@ class _Port:
     # --- the event loop ---------------------------------------------------------------
 
     def _settle(self) -> None:
+        """Hand the finished results to their futures' callers.
+
+        ``set_result`` has the loop call a future's callbacks later: one Handle each, run
+        in a later turn of the loop (call_soon, Handle and its run: 5k instructions of
+        the loop's 22k per cache get under 100 callers). Where the futures are asyncio's
+        own, this wakes their callers itself, now: it takes a future's callbacks off (as
+        a rule one, the wake-up of the task that awaits it), sets the result, then runs
+        each in its context as the loop would (an exception goes to the loop's handler).
+        ``_settle`` runs as a callback of its own (posted, or from ``_collect``), never
+        inside a task: the tasks it wakes take their step here, one after another."""
         self._posted = False
         self._looks = 0
         finished = self.finished
+        wake = self._wake
         while finished:
             future, ok, value = finished.popleft()
-            if not future.done():
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+            if future.done():
+                continue  # cancelled, or past its deadline
+            callbacks = future._callbacks if wake else None
+            if callbacks:
+                for callback, _ in callbacks:
+                    future.remove_done_callback(callback)
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+            if callbacks:
+                for callback, context in callbacks:
+                    try:
+                        context.run(callback, future)
+                    except (SystemExit, KeyboardInterrupt):
+                        if finished:
+                            self.loop.call_soon(self._settle)  # the rest, in the next turn
+                        raise
+                    except BaseException as error:
+                        self.loop.call_exception_handler(
+                            {
+                                "message": f"Exception in callback {callback!r}",
+                                "exception": error,
+                                "future": future,
+                            }
+                        )
 
     def _prune(self) -> None:
         waiting = self._waiting
