@@ -84,8 +84,14 @@ async def _install(cache: AsyncCacheStore, gate: Gate) -> AsyncSQLiteRunner:
     return runner
 
 
+async def _run(runner: AsyncSQLiteRunner, op: Op[Any]) -> Any:
+    """``runner.run(op)`` in a task of its own: queued when the task first runs, as a
+    store's method queues it (``run`` itself queues at once)."""
+    return await runner.run(op)
+
+
 async def _block(runner: AsyncSQLiteRunner, gate: Gate) -> asyncio.Task[Any]:
-    blocker = asyncio.create_task(runner.run(gated()))
+    blocker = asyncio.create_task(_run(runner, gated()))
     await gate.wait_entered()
     return blocker
 
@@ -200,7 +206,7 @@ def test_a_caller_cancelled_mid_transaction_leaves_it_whole(
     async def scenario() -> bool:
         async with authstore.open_async_cache(db_url) as cache:
             runner = await _install(cache, gate)
-            caller = asyncio.create_task(runner.run(_two_inserts()))
+            caller = asyncio.create_task(_run(runner, _two_inserts()))
             await gate.wait_entered()
             caller.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -226,7 +232,7 @@ def test_a_caller_cancelled_mid_transaction_on_a_given_connection(
             runner = AsyncSQLiteRunner(SQLiteSettings("", connection=connection))
             await runner.run(_count_op())  # migrated
             await connection.create_function("gate", 0, gate)
-            caller = asyncio.create_task(runner.run(_two_inserts()))
+            caller = asyncio.create_task(_run(runner, _two_inserts()))
             await gate.wait_entered()
             caller.cancel()
             gate.open()
@@ -448,7 +454,7 @@ def test_a_write_in_a_batch_of_reads_runs_outside_their_read_transaction(
             other = authstore.open_cache(db_url)
             try:
                 before = asyncio.create_task(cache.get("k"))
-                gated_read = asyncio.create_task(runner.run(gated()))
+                gated_read = asyncio.create_task(_run(runner, gated()))
                 write = asyncio.create_task(cache.set("k", 2))
                 after = asyncio.create_task(cache.get("k"))
                 await gate.wait_entered()  # the batch's first read ran: its snapshot is taken
@@ -547,7 +553,7 @@ def test_a_long_batch_of_writes_commits_as_it_goes(
         async with authstore.open_async_cache(db_url) as cache:
             runner = await _install(cache, gate)
             writes = [asyncio.create_task(cache.set(key, 1)) for key in ("a", "b")]
-            blocker = asyncio.create_task(runner.run(gated()))
+            blocker = asyncio.create_task(_run(runner, gated()))
             try:
                 await gate.wait_entered()
                 done = list(await asyncio.wait_for(asyncio.gather(*writes), PATIENCE))
@@ -602,7 +608,7 @@ def test_results_reach_their_callers_while_the_worker_never_runs_out_of_work(
             async def keep_it_busy() -> None:
                 while not stop.is_set():  # big batches queued at all times
                     if worker._batches.qsize() < 3:
-                        flood.extend(asyncio.create_task(runner.run(slow())) for _ in range(500))
+                        flood.extend(asyncio.create_task(_run(runner, slow())) for _ in range(500))
                     await asyncio.sleep(0.001)  # not a busy loop: the worker gets the GIL
 
             feeder = asyncio.create_task(keep_it_busy())

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -569,17 +569,22 @@ class AsyncSQLiteRunner(SQLiteRunnerBase[Any]):
         sqlite3.Connection that belongs to the worker thread, or the caller's."""
         return self._connection if self._worker is None else self._worker.runner.connection
 
-    async def run(self, op: Op[T]) -> T:
+    def run(self, op: Op[T]) -> Awaitable[T]:
+        """The worker's future for ``op``, queued now; a caller's connection's, or a
+        closed runner's, coroutine. A future, not a coroutine awaiting it: a caller
+        awaits one frame less (1.3k instructions of the loop's 15k per cache get under
+        100 callers). A cancelled caller cancels the future. Not started: the worker
+        skips it. Started: it ends whole on the worker."""
         worker = self._worker
-        if worker is None:
+        if worker is None or worker.closing:
+            return self._run_elsewhere(op)
+        return worker.submit(op)
+
+    async def _run_elsewhere(self, op: Op[T]) -> T:
+        if self._worker is None:
             return await self._run_given(op)
-        if worker.closing:
-            # As the sync runner does once closed: bad arguments are still ValueErrors.
-            return drive(self._program(op), lambda _: self._check_open())
-        # A cancelled caller cancels the future. Not started: the worker skips it.
-        # Started: it ends whole on the worker.
-        value: T = await worker.submit(op)
-        return value
+        # As the sync runner does once closed: bad arguments are still ValueErrors.
+        return drive(self._program(op), lambda _: self._check_open())
 
     async def close(self) -> None:
         worker = self._worker
