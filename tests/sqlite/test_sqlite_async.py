@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -682,10 +682,20 @@ def test_a_batch_reads_on_the_connection_that_replaced_a_broken_one(db_url: str)
     assert read == [1] * 10
 
 
-def _bare_port() -> aio._Port:
-    """The event loop's side of a runner, with no worker behind it: a test hands it
-    results itself."""
-    return aio._Port(asyncio.get_running_loop(), cast(aio._Worker, None), PATIENCE)
+def _two_results(
+    first_waiter: Callable[[object], None],
+) -> tuple[aio._Port, asyncio.Future[Any], list[object]]:
+    """The event loop's side of a runner, with no worker behind it, holding two results
+    for it to hand out, 1 then 2: the first's future has ``first_waiter`` for its waiter,
+    the second's records what it hears (returned with the port and that future)."""
+    loop = asyncio.get_running_loop()
+    port = aio._Port(loop, cast(aio._Worker, None), PATIENCE)
+    first, second = loop.create_future(), loop.create_future()
+    first.add_done_callback(first_waiter)
+    heard: list[object] = []
+    second.add_done_callback(lambda future: heard.append(future.result()))
+    port.finished.extend([(first, True, 1), (second, True, 2)])
+    return port, second, heard
 
 
 def test_a_waiter_that_raises_holds_back_no_other_result() -> None:
@@ -700,12 +710,7 @@ def test_a_waiter_that_raises_holds_back_no_other_result() -> None:
         loop = asyncio.get_running_loop()
         reported: list[str] = []
         loop.set_exception_handler(lambda _, context: reported.append(str(context["exception"])))
-        port = _bare_port()
-        first, second = loop.create_future(), loop.create_future()
-        first.add_done_callback(fail)
-        heard: list[object] = []
-        second.add_done_callback(lambda future: heard.append(future.result()))
-        port.finished.extend([(first, True, 1), (second, True, 2)])
+        port, second, heard = _two_results(fail)
         loop.call_soon(port._settle)  # as a post from the worker runs it
         await asyncio.sleep(0)
         return second.result() if second.done() else None, heard, reported
@@ -722,13 +727,7 @@ def test_an_exit_raised_by_a_waiter_leaves_the_other_results_to_the_next_turn() 
         raise SystemExit(3)
 
     async def scenario() -> tuple[bool, object, list[object]]:
-        loop = asyncio.get_running_loop()
-        port = _bare_port()
-        first, second = loop.create_future(), loop.create_future()
-        first.add_done_callback(leave)
-        heard: list[object] = []
-        second.add_done_callback(lambda future: heard.append(future.result()))
-        port.finished.extend([(first, True, 1), (second, True, 2)])
+        port, second, heard = _two_results(leave)
         with pytest.raises(SystemExit):
             port._settle()  # called here: the exit would otherwise stop the loop
         stopped_before = not second.done()
