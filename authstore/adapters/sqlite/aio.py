@@ -168,8 +168,9 @@ class _Port:
         """Hand the finished results to their futures' callers.
 
         ``set_result`` has the loop call a future's callbacks later: one Handle each, run
-        in a later turn of the loop (call_soon, Handle and its run: 5k instructions of
-        the loop's 22k per cache get under 100 callers). Where the futures are asyncio's
+        in a later turn of the loop (call_soon, Handle and its run: the loop's 21.9k
+        instructions per cache get under 100 callers were 15.0k without them, callgrind).
+        Where the futures are asyncio's
         own, this wakes their callers itself, now: it takes a future's callbacks off (as
         a rule one, the wake-up of the task that awaits it), sets the result, then runs
         each in its context as the loop would (an exception goes to the loop's handler).
