@@ -170,10 +170,10 @@ class _Port:
         ``set_result`` has the loop call a future's callbacks later: one Handle each, run
         in a later turn of the loop (call_soon, Handle and its run: the loop's 21.9k
         instructions per cache get under 100 callers were 15.0k without them, callgrind).
-        Where the futures are asyncio's
-        own, this wakes their callers itself, now: it takes a future's callbacks off (as
-        a rule one, the wake-up of the task that awaits it), sets the result, then runs
-        each in its context as the loop would (an exception goes to the loop's handler).
+        Where the futures are asyncio's own, this wakes their callers itself, now: it
+        takes a future's callbacks off (as a rule one, the wake-up of the task that
+        awaits it), sets the result, then runs each in its context as the loop would (an
+        exception goes to the loop's handler).
         ``_settle`` runs as a callback of its own (posted, or from ``_collect``), never
         inside a task: the tasks it wakes take their step here, one after another."""
         self._posted = False
