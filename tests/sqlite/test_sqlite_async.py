@@ -14,9 +14,9 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 import pytest
@@ -84,8 +84,14 @@ async def _install(cache: AsyncCacheStore, gate: Gate) -> AsyncSQLiteRunner:
     return runner
 
 
+async def _run(runner: AsyncSQLiteRunner, op: Op[Any]) -> Any:
+    """``runner.run(op)`` in a task of its own: queued when the task first runs, as a
+    store's method queues it (``run`` itself queues at once)."""
+    return await runner.run(op)
+
+
 async def _block(runner: AsyncSQLiteRunner, gate: Gate) -> asyncio.Task[Any]:
-    blocker = asyncio.create_task(runner.run(gated()))
+    blocker = asyncio.create_task(_run(runner, gated()))
     await gate.wait_entered()
     return blocker
 
@@ -200,7 +206,7 @@ def test_a_caller_cancelled_mid_transaction_leaves_it_whole(
     async def scenario() -> bool:
         async with authstore.open_async_cache(db_url) as cache:
             runner = await _install(cache, gate)
-            caller = asyncio.create_task(runner.run(_two_inserts()))
+            caller = asyncio.create_task(_run(runner, _two_inserts()))
             await gate.wait_entered()
             caller.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -226,7 +232,7 @@ def test_a_caller_cancelled_mid_transaction_on_a_given_connection(
             runner = AsyncSQLiteRunner(SQLiteSettings("", connection=connection))
             await runner.run(_count_op())  # migrated
             await connection.create_function("gate", 0, gate)
-            caller = asyncio.create_task(runner.run(_two_inserts()))
+            caller = asyncio.create_task(_run(runner, _two_inserts()))
             await gate.wait_entered()
             caller.cancel()
             gate.open()
@@ -448,7 +454,7 @@ def test_a_write_in_a_batch_of_reads_runs_outside_their_read_transaction(
             other = authstore.open_cache(db_url)
             try:
                 before = asyncio.create_task(cache.get("k"))
-                gated_read = asyncio.create_task(runner.run(gated()))
+                gated_read = asyncio.create_task(_run(runner, gated()))
                 write = asyncio.create_task(cache.set("k", 2))
                 after = asyncio.create_task(cache.get("k"))
                 await gate.wait_entered()  # the batch's first read ran: its snapshot is taken
@@ -547,7 +553,7 @@ def test_a_long_batch_of_writes_commits_as_it_goes(
         async with authstore.open_async_cache(db_url) as cache:
             runner = await _install(cache, gate)
             writes = [asyncio.create_task(cache.set(key, 1)) for key in ("a", "b")]
-            blocker = asyncio.create_task(runner.run(gated()))
+            blocker = asyncio.create_task(_run(runner, gated()))
             try:
                 await gate.wait_entered()
                 done = list(await asyncio.wait_for(asyncio.gather(*writes), PATIENCE))
@@ -602,7 +608,7 @@ def test_results_reach_their_callers_while_the_worker_never_runs_out_of_work(
             async def keep_it_busy() -> None:
                 while not stop.is_set():  # big batches queued at all times
                     if worker._batches.qsize() < 3:
-                        flood.extend(asyncio.create_task(runner.run(slow())) for _ in range(500))
+                        flood.extend(asyncio.create_task(_run(runner, slow())) for _ in range(500))
                     await asyncio.sleep(0.001)  # not a busy loop: the worker gets the GIL
 
             feeder = asyncio.create_task(keep_it_busy())
@@ -674,6 +680,116 @@ def test_a_batch_reads_on_the_connection_that_replaced_a_broken_one(db_url: str)
     assert all(isinstance(result, BackendError) for result in failed), failed
     assert replaced
     assert read == [1] * 10
+
+
+def _two_results(
+    first_waiter: Callable[[object], None],
+) -> tuple[aio._Port, asyncio.Future[Any], list[object]]:
+    """The event loop's side of a runner, with no worker behind it, holding two results
+    for it to hand out, 1 then 2: the first's future has ``first_waiter`` for its waiter,
+    the second's records what it hears (returned with the port and that future)."""
+    loop = asyncio.get_running_loop()
+    port = aio._Port(loop, cast(aio._Worker, None), PATIENCE)
+    first, second = loop.create_future(), loop.create_future()
+    first.add_done_callback(first_waiter)
+    heard: list[object] = []
+    second.add_done_callback(lambda future: heard.append(future.result()))
+    port.finished.extend([(first, True, 1), (second, True, 2)])
+    return port, second, heard
+
+
+def test_a_waiter_that_raises_holds_back_no_other_result() -> None:
+    """The loop wakes each future's waiters itself when results come back: a callback
+    that raises goes to the loop's exception handler, and the results after it still
+    reach their callers in the same turn of the loop."""
+
+    def fail(_: object) -> None:
+        raise RuntimeError("a waiter failed")
+
+    async def scenario() -> tuple[object, list[object], list[str]]:
+        loop = asyncio.get_running_loop()
+        reported: list[str] = []
+        loop.set_exception_handler(lambda _, context: reported.append(str(context["exception"])))
+        port, second, heard = _two_results(fail)
+        loop.call_soon(port._settle)  # as a post from the worker runs it
+        await asyncio.sleep(0)
+        return second.result() if second.done() else None, heard, reported
+
+    assert asyncio.run(scenario()) == (2, [2], ["a waiter failed"])
+
+
+def test_an_exit_raised_by_a_waiter_leaves_the_other_results_to_the_next_turn() -> None:
+    """A waiter that raises SystemExit (or KeyboardInterrupt) stops the loop's handing
+    out of results, as it stops the loop: the results not handed out yet are handed out
+    in the loop's next turn, none lost."""
+
+    def leave(_: object) -> None:
+        raise SystemExit(3)
+
+    async def scenario() -> tuple[bool, object, list[object]]:
+        port, second, heard = _two_results(leave)
+        with pytest.raises(SystemExit):
+            port._settle()  # called here: the exit would otherwise stop the loop
+        stopped_before = not second.done()
+        await asyncio.sleep(0)
+        return stopped_before, second.result() if second.done() else None, heard
+
+    assert asyncio.run(scenario()) == (True, 2, [2])
+
+
+class _OwnFutures(asyncio.SelectorEventLoop):
+    """A loop whose futures are not asyncio's C ones (asyncio's pure Python Future)."""
+
+    def create_future(self) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.futures._PyFuture(loop=self)  # type: ignore[attr-defined]
+        return future
+
+
+def test_a_loop_with_futures_of_its_own_gets_every_result(db_url: str) -> None:
+    """On a loop with futures of its own the runner makes them with the loop's
+    ``create_future`` and sets their results for the loop to hand out: every caller
+    hears."""
+
+    async def scenario() -> list[object]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("k", 1)
+            return list(await asyncio.gather(*(cache.get("k") for _ in range(5))))
+
+    loop = _OwnFutures()
+    loop.call_later(PATIENCE, loop.stop)  # a caller never woken fails the test, not hangs it
+    try:
+        assert loop.run_until_complete(scenario()) == [1] * 5
+    finally:
+        loop.close()
+
+
+def _undecodable() -> Op[Any]:
+    row = yield Query("SELECT CAST(x'ff' AS TEXT)", fetch="one")  # not UTF-8: sqlite3 refuses it
+    return row
+
+
+def test_the_reads_after_one_that_failed_in_their_batch_are_answered(db_url: str) -> None:
+    """A read that fails on the worker's reused cursor (its row is not UTF-8) closes that
+    cursor: the reads after it, in its batch and in the next, run on a new one."""
+
+    async def scenario() -> tuple[list[object], list[object]]:
+        async with authstore.open_async_cache(db_url) as cache:
+            await cache.set("k", 1)
+            runner = _runner(cache)
+            first = await asyncio.gather(
+                cache.get("k"),  # opens the batch's read group: the others take the short path
+                runner.run(_undecodable()),
+                cache.get("k"),
+                cache.get("k"),
+                return_exceptions=True,
+            )
+            second = await asyncio.gather(*(cache.get("k") for _ in range(3)))
+            return first, list(second)
+
+    first, second = asyncio.run(scenario())
+    assert isinstance(first[1], BackendError) and "UTF-8" in str(first[1]), first
+    assert [first[0], *first[2:]] == [1, 1, 1]
+    assert second == [1, 1, 1]
 
 
 def test_a_lone_transaction_whose_rollback_fails_leaves_its_connection_behind(

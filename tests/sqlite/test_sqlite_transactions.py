@@ -12,8 +12,9 @@ import pytest
 import authstore
 from authstore.adapters.common.ops import LinkDraft, Op
 from authstore.adapters.sql import Begin, Query, SqlMagicLinkOps, Tables
+from authstore.adapters.sql.program import Statement
 from authstore.adapters.sqlite.settings import SQLiteSettings
-from authstore.adapters.sqlite.sync import SyncSQLiteRunner
+from authstore.adapters.sqlite.sync import SyncSQLiteRunner, execute
 from authstore.contracts.errors import BackendError, BackendUnavailableError
 from authstore.contracts.values import hash_token
 
@@ -186,3 +187,29 @@ def test_stores_sharing_a_given_connection_never_interleave_transactions(
     totp.close()
     links.close()
     connection.close()
+
+
+@pytest.mark.parametrize("reused", [False, True], ids=["own cursor", "reused cursor"])
+def test_a_statement_failing_part_way_through_its_rows_leaves_nothing_open(
+    reused: bool,
+) -> None:
+    """``execute`` reads a SELECT's rows one step at a time: one that fails on its second
+    row (text that is not UTF-8) leaves its statement reset, on a cursor of its own or
+    on a reused one (closed, for its caller to replace), so nothing keeps reading the
+    table (dropping it would fail: "database table is locked"), even while the error,
+    and so the cursor, is still around."""
+    connection = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        connection.execute("CREATE TABLE t (v TEXT)")
+        connection.execute("INSERT INTO t VALUES ('a'), (CAST(x'ff' AS TEXT)), ('b')")
+        cursor = connection.cursor() if reused else None
+        with pytest.raises(BackendError, match="UTF-8") as failed:
+            execute(connection, Statement("SELECT v FROM t", (), "all"), cursor)
+        # while the error lives, its traceback holds the cursor execute made
+        assert failed.tb is not None
+        execute(connection, Statement("DROP TABLE t", (), "none"))
+        if cursor is not None:
+            with pytest.raises(sqlite3.ProgrammingError, match="closed cursor"):
+                cursor.execute("SELECT 1")
+    finally:
+        connection.close()

@@ -93,7 +93,10 @@ class Runner(Protocol):
 
 
 class AsyncRunner(Protocol):
-    async def run(self, op: Op[T]) -> T: ...
+    def run(self, op: Op[T]) -> Awaitable[T]:
+        """A coroutine (``async def run``) or a future: the caller awaits it at once."""
+        ...
+
     async def close(self) -> None: ...
 
 

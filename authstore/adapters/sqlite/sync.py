@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from typing import Any, TypeVar
@@ -16,19 +17,32 @@ __all__ = ["SyncSQLiteRunner", "execute"]
 T = TypeVar("T")
 
 
-def execute(connection: sqlite3.Connection, statement: Statement) -> Any:
-    """Run one statement on ``connection``, its errors translated."""
+def execute(
+    connection: sqlite3.Connection, statement: Statement, cursor: sqlite3.Cursor | None = None
+) -> Any:
+    """Run one statement on ``connection``, its errors translated: on a cursor of its
+    own, or on ``cursor``, one of ``connection``'s reused from statement to statement
+    (the async worker's: making one per statement is 8% of a cheap SELECT).
+
+    Every row is read, which resets the statement: nothing stays open after the call.
+    A statement that fails closes its cursor (which resets it, whatever step it failed
+    at): the caller of a reused one needs a new one then."""
     text, args, fetch = statement
     try:
-        cursor = connection.execute(text, args)
         try:
-            if fetch == "one":
-                return cursor.fetchone()  # RETURNING writes all its rows at the first step
-            return statement.result(cursor.fetchall(), cursor.rowcount)
-        finally:
-            cursor.close()
+            # connection.execute makes a cursor; cursor.execute returns the cursor
+            cursor = (connection if cursor is None else cursor).execute(text, args)
+            rows = cursor.fetchall()
+        except BaseException:
+            if cursor is not None:
+                with contextlib.suppress(*SQLITE_ERRORS):
+                    cursor.close()  # never raises past the error that got us here
+            raise
     except SQLITE_ERRORS as error:
         raise translate_error(error) from error
+    if fetch == "one":
+        return rows[0] if rows else None
+    return statement.result(rows, cursor.rowcount)
 
 
 def _close(connection: sqlite3.Connection) -> None:
