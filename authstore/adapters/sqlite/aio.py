@@ -121,7 +121,11 @@ class _Port:
         )
         """``loop.create_future``, without its Python frame where it is asyncio's own (a
         future made on the loop's thread takes the running loop)."""
-        self._wake = own and asyncio.Future.__module__ == "_asyncio"
+        self._wake = (
+            own
+            and asyncio.Future.__module__ == "_asyncio"
+            and hasattr(asyncio.Future, "_callbacks")  # a later Python may drop it
+        )
         """``_settle`` wakes the callers itself: the futures are asyncio's own, in C."""
         self._worker = worker
         self._timeout = timeout
