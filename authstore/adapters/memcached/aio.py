@@ -54,9 +54,12 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         self._driver_errors = (*self._unavailable, self._aiomcache.ClientException)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines = Deadlines(settings.timeout)
+        direct: dict[str, Callable[..., Awaitable[Any]]] = {"swap": swap, "mget": meta_get}
         self._methods: dict[str, Callable[..., Awaitable[Any]]] = {
-            name: getattr(self, f"_{name}") for name in METHODS
+            name: direct.get(name) or getattr(self, f"_{name}") for name in METHODS
         }
+        """``Call.method`` -> what performs it on a client (the meta commands: the
+        functions themselves, one coroutine fewer)."""
         client = settings.client
         if client is not None:
             if not isinstance(client, self._aiomcache.Client):
@@ -114,10 +117,6 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
         client = self._clients[call.server]
         method = call.method
         try:
-            if method == "swap":  # the common calls, direct
-                return await swap(client, *call.args)
-            if method == "mget":
-                return await meta_get(client, *call.args)
             return await self._methods[method](client, *call.args)
         except BaseException:
             # a driver error, or cut short (timed out or cancelled) mid-call: closing the
@@ -158,12 +157,6 @@ class AsyncMemcachedRunner(MemcachedRunnerBase[Any]):
 
     async def _cas(self, client: Any, key: str, value: bytes, exp: int, token: object) -> bool:
         return bool(await client.cas(key.encode(), value, token, exp))
-
-    async def _swap(self, client: Any, request: Swap) -> Any:
-        return await swap(client, request)
-
-    async def _mget(self, client: Any, key: str) -> Any:
-        return await meta_get(client, key)
 
     async def _set_many(self, client: Any, items: list[tuple[str, bytes]], exp: int) -> None:
         for key, value in items:
