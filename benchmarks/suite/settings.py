@@ -36,6 +36,8 @@ def describe_store(store: Any) -> str:
     pool = getattr(runner, "_pool", None)
     if pool is not None:
         parts.append(describe(pool))
+    if hasattr(runner, "_prepared_on"):  # the async PostgreSQL runner (postgres/aio.py)
+        parts.append("its own prepared statements, bound and executed on asyncpg's protocol")
     return ", ".join(part for part in parts if part)
 
 

@@ -1,21 +1,25 @@
 """Round trips on the wire: one per single-record operation, one transaction for the rest.
 
 Sync: libpq's protocol trace of the store's only connection counts what psycopg
-sends (each Sync or simple Query message is one round trip). Async: asyncpg's query
-logger on the store's connection sees every query, the pool's reset query included
-(there must be none). Each operation runs a few times first, so psycopg's one-time
-statement preparation (after five executions) is not counted.
+sends (each Sync or simple Query message is one round trip). Async: a relay between
+asyncpg and the server reads the messages it sends (``PgWire``), so the runner's own
+path to asyncpg's protocol is counted as its ``Connection.fetch`` would be, the pool's
+reset query included (there must be none). Each operation runs a few times first, so
+psycopg's one-time statement preparation (after five executions) and asyncpg's first
+Parse of a statement are not counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -23,7 +27,9 @@ from psycopg import pq
 
 import authstore
 from authstore.adapters.sql.ops import PURGE_BATCH
+from tests.backends import with_options
 from tests.counted_operations import cache_single_record_operations
+from tests.relay import Relay
 
 WARM_UP = 6  # psycopg prepares a statement on its sixth execution
 WARM_UPS: dict[str, Callable[[Any], object]] = {
@@ -230,51 +236,120 @@ def test_multi_row_operations_are_one_transaction(open_traced: Any) -> None:
             assert "pg_advisory_xact_lock" in trips[1], (name, trips)
 
 
+UNKNOWN = "<a statement prepared before the relay saw it>"
+
+
+class PgWire(Relay):
+    """A relay to a PostgreSQL server that reads the frontend messages clients send: one
+    round trip per Sync, Flush (asyncpg prepares with Parse, Describe, Flush) or simple
+    Query, named by the statements it executes or prepares."""
+
+    def __init__(self, server_url: str) -> None:
+        parts = urlsplit(server_url)
+        super().__init__((parts.hostname or "127.0.0.1", parts.port or 5432))
+        netloc = f"{parts.username}@" if parts.username else ""
+        self.url = urlunsplit(parts._replace(netloc=f"{netloc}127.0.0.1:{self.port}"))
+        self.trips: list[str] = []
+        self._buffers: dict[int, bytearray] = {}
+        self._started: set[int] = set()
+        self._names: dict[bytes, str] = {}
+        """Prepared statement name -> its text (Parse)."""
+        self._pending: dict[int, list[str]] = {}
+
+    def from_client(self, number: int, data: bytes, server: socket.socket) -> None:
+        with self.lock:
+            buffer = self._buffers.setdefault(number, bytearray())
+            buffer += data
+            while True:
+                if number not in self._started:  # SSLRequest or StartupMessage: no type
+                    if len(buffer) < 8:
+                        break
+                    size = int.from_bytes(buffer[:4], "big")
+                    if len(buffer) < size:
+                        break
+                    if int.from_bytes(buffer[4:8], "big") != 80877103:  # not SSLRequest
+                        self._started.add(number)
+                    del buffer[:size]
+                    continue
+                if len(buffer) < 5:
+                    break
+                size = 1 + int.from_bytes(buffer[1:5], "big")
+                if len(buffer) < size:
+                    break
+                kind, body = buffer[:1], bytes(buffer[5:size])
+                del buffer[:size]
+                self._read(number, kind, body)
+        server.sendall(data)
+
+    def _read(self, number: int, kind: bytes, body: bytes) -> None:
+        pending = self._pending.setdefault(number, [])
+        if kind == b"P":  # Parse: name, text
+            name, text = body.split(b"\0")[:2]
+            self._names[name] = text.decode()
+            pending.append(f"PREPARE {text.decode()}")
+        elif kind == b"B":  # Bind: portal, statement name
+            pending.append(self._names.get(body.split(b"\0")[1], UNKNOWN))
+        elif kind == b"Q":
+            self.trips.append(body.rstrip(b"\0").decode())
+        elif kind in (b"S", b"H"):
+            self.trips.append(" ; ".join(pending) or "(no statement)")
+            pending.clear()
+
+    async def sent(self, action: Callable[[], Awaitable[object]]) -> list[str]:
+        """The round trips ``action`` made, each named by what it executed (the relay has
+        passed every byte on before the server could answer, so nothing is late)."""
+        with self.lock:
+            before = len(self.trips)
+        await action()
+        with self.lock:
+            return self.trips[before:]
+
+
 def test_async_operations_are_one_query_and_the_pool_sends_no_reset(pg_url: str) -> None:
+    wire = PgWire(pg_url)
+
     async def scenario() -> dict[str, list[str]]:
-        cache = authstore.open_async_cache(pg_url, pool_size=1, pool_min=1)
-        sessions = authstore.open_async_sessions(pg_url, pool_size=1, pool_min=1)
-        links = authstore.open_async_magic_links(pg_url, pool_size=1, pool_min=1)
+        cache = authstore.open_async_cache(wire.url, pool_size=1, pool_min=1)
+        sessions = authstore.open_async_sessions(wire.url, pool_size=1, pool_min=1)
+        links = authstore.open_async_magic_links(wire.url, pool_size=1, pool_min=1)
         seen: dict[str, list[str]] = {}
         try:
             await cache.exists("warm-up")
             new = await sessions.create("u", ttl=600)
-            link = await links.issue("u", "u@example.com", ttl=60)
-            sent: list[str] = []
-            for store in (cache, sessions, links):
-                # the connection the runner keeps for uncontended operations
-                hot = cast(Any, store)._runner._hot
-                hot.add_query_logger(lambda record: sent.append(record.query))
+            links_of_u = [await links.issue("u", "u@example.com", ttl=60) for _ in range(3)]
+            consumed = iter(links_of_u)
             actions: dict[str, Callable[[], Awaitable[object]]] = {
                 "set": lambda: cache.set("k", 1),
                 "incr": lambda: cache.incr("k"),
+                "get": lambda: cache.get("k"),
                 "fixed_window": lambda: cache.check_rate_limit("r", 3, 10),
                 "gcra": lambda: cache.check_rate_limit("r", 3, 10, algorithm="gcra"),
                 "is_blacklisted": lambda: cache.is_blacklisted("j"),
                 "sessions.get": lambda: sessions.get(new.token),
                 "sessions.touch": lambda: sessions.touch(new.token),
-                "consume": lambda: links.consume(link.token),
+                "consume": lambda: links.consume(next(consumed).token),
                 "issue": lambda: links.issue("u", "u@example.com", ttl=60),
             }
             for name, action in actions.items():
-                sent.clear()
-                await action()
-                await asyncio.sleep(0.01)  # asyncpg calls query loggers with call_soon
-                seen[name] = list(sent)
+                await action()  # its statements prepared (a Parse round trip each)
+                seen[name] = await wire.sent(action)
             # with one connection, concurrent operations queue for it: one query each
-            sent.clear()
-            await asyncio.gather(*(cache.get("k") for _ in range(5)))
-            await asyncio.sleep(0.01)
-            seen["5 concurrent gets"] = list(sent)
+            seen["5 concurrent gets"] = await wire.sent(
+                lambda: asyncio.gather(*(cache.get("k") for _ in range(5)))
+            )
         finally:
             for store in (cache, sessions, links):
                 await store.aclose()
         return seen
 
-    seen = asyncio.run(scenario())
+    try:
+        seen = asyncio.run(scenario())
+    finally:
+        wire.close()
     for name in (
         "set",
         "incr",
+        "get",
         "fixed_window",
         "gcra",
         "is_blacklisted",
@@ -283,9 +358,33 @@ def test_async_operations_are_one_query_and_the_pool_sends_no_reset(pg_url: str)
         "consume",
     ):
         assert len(seen[name]) == 1, (name, seen[name])
+        assert not seen[name][0].startswith("BEGIN") and UNKNOWN not in seen[name][0], seen[name]
     assert seen["issue"][0].startswith("BEGIN") and seen["issue"][-1] == "COMMIT", seen["issue"]
     assert len(seen["issue"]) == 5, seen["issue"]
-    assert len(seen["5 concurrent gets"]) == 5, seen["5 concurrent gets"]
+    assert seen["5 concurrent gets"] == seen["get"] * 5, seen["5 concurrent gets"]
+
+
+def test_async_statements_reach_query_loggers(pg_url: str) -> None:
+    """A query logger on a connection of the runner's own pool (asyncpg's API: nobody
+    else holds these connections, but a debugging user may reach one) sees every
+    statement: the runner's direct path to the protocol, which skips the loggers, is not
+    taken while a connection has one."""
+
+    async def scenario() -> list[str]:
+        cache = authstore.open_async_cache(pg_url, pool_size=1, pool_min=1)
+        sent: list[str] = []
+        try:
+            await cache.set("k", 1)
+            cast(Any, cache)._runner._hot.add_query_logger(lambda record: sent.append(record.query))
+            await cache.get("k")
+            await cache.incr("k")
+            await asyncio.sleep(0.01)  # asyncpg calls query loggers with call_soon
+        finally:
+            await cache.aclose()
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert len(sent) == 2 and sent[0].startswith("SELECT") and "UPDATE" in sent[1], sent
 
 
 def test_async_operations_schedule_no_timer_per_statement(pg_url: str) -> None:
@@ -362,3 +461,65 @@ def test_an_entry_renewed_while_a_purge_runs_survives(
         admin.execute("COMMIT")
         worker.join()
         assert cache.is_blacklisted("jti-1")
+
+
+def test_async_statements_survive_a_schema_change(postgres_server: str, fresh_prefix: str) -> None:
+    """The runner's prepared statements outlive a schema change made elsewhere (another
+    process's migration): the server refuses a statement whose result type changed, and
+    the runner prepares it again, as ``Connection.fetch`` does for its own cache."""
+
+    async def scenario() -> tuple[object, object]:
+        url = with_options(postgres_server, table_prefix=fresh_prefix)
+        sessions = authstore.open_async_sessions(url, pool_size=1, pool_min=1)
+        try:
+            new = await sessions.create("u", ttl=600, user_agent="agent")
+            await sessions.get(new.token)  # prepared on the runner's connection
+            table = cast(Any, sessions)._runner.settings.tables.sessions
+            with psycopg.connect(postgres_server.partition("?")[0], autocommit=True) as other:
+                other.execute(f"ALTER TABLE {table} ALTER COLUMN user_agent TYPE varchar(2000)")
+            first = await sessions.get(new.token)
+            second = await sessions.get(new.token)
+        finally:
+            await sessions.aclose()
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first == second and getattr(first, "user_agent", None) == "agent", (first, second)
+
+
+def test_async_stale_statement_in_a_transaction_fails_once_and_leaves_nothing(
+    postgres_server: str, fresh_prefix: str
+) -> None:
+    """Inside a transaction a stale statement aborts it: the operation fails with the
+    server's reason (as with ``Connection.fetch``), rolled back whole, and the next one
+    prepares afresh."""
+
+    async def scenario() -> tuple[BaseException | None, bool, bool]:
+        url = with_options(postgres_server, table_prefix=fresh_prefix)
+        links = authstore.open_async_magic_links(url, pool_size=1, pool_min=1)
+        failed: BaseException | None = None
+        try:
+            first = await links.issue("u", "u@example.com", ttl=600, user_agent="agent")
+            await links.issue("u", "u@example.com", ttl=600, revoke_previous=False)
+            kept = await links.issue("u", "u@example.com", ttl=600, revoke_previous=False)
+            table = cast(Any, links)._runner.settings.tables.magic_links
+            with psycopg.connect(postgres_server.partition("?")[0], autocommit=True) as other:
+                other.execute(f"ALTER TABLE {table} ALTER COLUMN user_agent TYPE varchar(2000)")
+            try:
+                await links.issue("u", "u@example.com", ttl=600, revoke_previous=True)
+            except authstore.BackendError as error:
+                failed = error
+            still_valid = await links.peek(kept.token) is not None
+            again = await links.issue("u", "u@example.com", ttl=600, revoke_previous=True)
+            revoked = await links.peek(kept.token) is None and await links.peek(again.token)
+        finally:
+            await links.aclose()
+        del first
+        return failed, still_valid, bool(revoked)
+
+    failed, still_valid, revoked = asyncio.run(scenario())
+    # the server's reason, not the aborted transaction's "commands ignored" that a second
+    # try inside it would meet
+    assert type(failed) is authstore.BackendError and "cached statement plan" in str(failed), failed
+    assert still_valid  # the failed issue's revoke of the earlier links was rolled back
+    assert revoked

@@ -1,8 +1,12 @@
 """The async PostgreSQL runner: asyncpg over its own pool, created inside the running loop.
 
 asyncpg has no implicit transactions, so a single-statement operation is one
-round trip (its prepared statement is cached per connection); an operation that
-yields Begin holds one connection for its transaction.
+round trip; an operation that yields Begin holds one connection for its transaction.
+
+On the connections of its own pool the runner prepares each statement once and runs it
+through asyncpg's protocol directly (``_Prepared``): the same Bind/Execute messages as
+``Connection.fetch``, without the five Python frames and the statement-cache lookup
+that surround them there (a fifth of a cache get's client instructions).
 
 Each operation is bounded as a whole by the runner's ``Deadlines`` (one event-loop
 timer for every operation in flight), not by asyncpg's per-statement timeout: that
@@ -74,11 +78,63 @@ def _rowcount(status: str) -> int:
     return int(status.rpartition(" ")[2])
 
 
+PREPARED_PER_CONNECTION = 256
+"""Statements kept prepared on one connection at most; past it they all go (asyncpg
+deallocates them on the server at the connection's next prepare) and are prepared again
+as they are used. An application's stores use a few dozen."""
+
+
+class _Prepared:
+    """The statements prepared on one connection of the runner's own pool, by text.
+
+    ``Connection.fetch`` finds the statement in asyncpg's statement cache and calls the
+    protocol's ``bind_execute`` through five Python frames (guards, the query-logger
+    check, the retry wrapper); here a dict lookup finds the statement's state, and the
+    call goes to ``bind_execute`` directly. The state belongs to a ``PreparedStatement``
+    (asyncpg's public API), kept here: it deallocates the statement when collected.
+
+    What ``Connection.fetch`` does around the call and this does not: custom type codecs'
+    reloading (the tables use built-in types only), and re-preparing a statement
+    the server says is stale after a schema change, which ``_Lease.execute`` does by
+    leaving it to ``Connection.fetch`` (``forget``). A connection with query loggers (a
+    user debugging) is left to ``Connection.fetch`` too, which calls them."""
+
+    __slots__ = ("protocol", "statements", "states")
+
+    def __init__(self, driver: Any) -> None:
+        self.protocol: Any = driver._protocol
+        self.states: dict[str, Any] = {}
+        """Statement text -> its ``PreparedStatementState`` (what ``bind_execute`` takes)."""
+        self.statements: list[Any] = []
+        """The ``PreparedStatement`` objects that own those states."""
+
+    async def prepare(self, driver: Any, text: str) -> Any:
+        if len(self.states) >= PREPARED_PER_CONNECTION:
+            self.forget()
+        statement = await driver.prepare(text)
+        self.statements.append(statement)
+        state = self.states[text] = statement._state
+        return state
+
+    def forget(self) -> None:
+        self.states.clear()
+        self.statements.clear()
+
+
 class _Lease:
     """The connection one operation runs on: taken at its first statement (so bad
     arguments never touch the server) and given back once, when it ends."""
 
-    __slots__ = ("broken", "connection", "driver", "hot", "interrupted", "lost", "runner")
+    __slots__ = (
+        "broken",
+        "connection",
+        "driver",
+        "hot",
+        "interrupted",
+        "lost",
+        "prepared",
+        "runner",
+    )
 
     def __init__(self, runner: AsyncPostgresRunner) -> None:
         self.runner = runner
@@ -87,6 +143,8 @@ class _Lease:
         self.driver: Any = None
         """The asyncpg connection behind it, which the statements go to directly (a
         pool's proxy forwards every call through a Python wrapper)."""
+        self.prepared: _Prepared | None = None
+        """Its prepared statements, on a connection of the runner's own pool."""
         self.hot = False
         self.broken = False
         """A statement failed for want of the server (timed out, cancelled, lost)."""
@@ -106,8 +164,21 @@ class _Lease:
             raise BackendUnavailableError("the operation was interrupted")
         if driver is None:
             driver = self.runner._take_hot(self) or await self._take()
+        prepared = self.prepared
         try:
             fetch = statement.fetch  # Statement.result's shaping, inlined: once per statement
+            if prepared is not None and statement.args and not driver._query_loggers:
+                state = prepared.states.get(statement.text)
+                if state is None:
+                    state = await prepared.prepare(driver, statement.text)
+                rows, status, _ = await prepared.protocol.bind_execute(
+                    state, statement.args, "", 0, True, None
+                )
+                if fetch == "one":
+                    return rows[0] if rows else None
+                if fetch == "all":
+                    return rows
+                return int(status.rpartition(b" ")[2]) if fetch == "rowcount" else None
             if fetch == "one":
                 rows = await driver.fetch(statement.text, *statement.args)
                 return rows[0] if rows else None
@@ -117,6 +188,16 @@ class _Lease:
             return _rowcount(status) if fetch == "rowcount" else None
         except BaseException as error:
             runner = self.runner
+            if prepared is not None and isinstance(error, runner._stale_statement):
+                # A schema change made a prepared statement stale: the server refused it
+                # before running it. Every connection prepares again; outside a
+                # transaction this statement runs again now (asyncpg's own path, which
+                # prepares it), inside one the error goes on (the transaction is aborted),
+                # as Connection.fetch does with its own cache.
+                runner._forget_prepared()
+                if not driver.is_in_transaction():
+                    self.prepared = None
+                    return await self.execute(statement)
             if not isinstance(error, runner.driver_errors):
                 self.broken = True
                 self.interrupted = not isinstance(error, Exception)  # cancelled
@@ -156,6 +237,11 @@ class AsyncPostgresRunner(PostgresRunnerBase):
         self._unreachable += (exceptions.InternalClientError,)
         self._lost = (asyncpg.InterfaceError, exceptions.InternalClientError, OSError)
         self._not_connection = (exceptions.DataError, exceptions.ClientConfigurationError)
+        self._stale_statement = exceptions.InvalidCachedStatementError
+        self._prepared_on: dict[Any, _Prepared] = {}
+        """Each connection of the runner's own pool -> its prepared statements (entries of
+        closed connections go when a new connection comes: ``_prepared_for``)."""
+        self._hot_prepared: _Prepared | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deadlines = Deadlines(settings.timeout)
         self._starting: asyncio.Task[Pool[Any]] | None = None
@@ -221,7 +307,7 @@ class AsyncPostgresRunner(PostgresRunnerBase):
         ):
             return None
         self._hot_busy = lease.hot = True
-        lease.connection, lease.driver = self._hot, driver
+        lease.connection, lease.driver, lease.prepared = self._hot, driver, self._hot_prepared
         return driver
 
     def _keep_hot(self, lease: _Lease) -> bool:
@@ -267,12 +353,30 @@ class AsyncPostgresRunner(PostgresRunnerBase):
             raise self._translate(error, connecting=True) from error
         # The asyncpg connection behind the pool's proxy: the statements skip the
         # proxy's forwarding wrapper (the proxy is what goes back to the pool).
-        lease.driver = lease.connection._con
-        if self._hot is None and self.owns_client and not self._closed:
-            self._hot, self._hot_driver = lease.connection, lease.driver
-            self._hot_busy = lease.hot = True
-            self._hot_since = time.monotonic()
-        return lease.driver
+        lease.driver = driver = lease.connection._con
+        if self.owns_client:
+            lease.prepared = self._prepared_for(driver)
+            if self._hot is None and not self._closed:
+                self._hot, self._hot_driver = lease.connection, driver
+                self._hot_prepared = lease.prepared
+                self._hot_busy = lease.hot = True
+                self._hot_since = time.monotonic()
+        return driver
+
+    def _prepared_for(self, driver: Any) -> _Prepared:
+        prepared = self._prepared_on.get(driver)
+        if prepared is None:
+            # a new connection: forget the closed ones (the pool replaced them)
+            self._prepared_on = {
+                known: kept for known, kept in self._prepared_on.items() if not known.is_closed()
+            }
+            prepared = self._prepared_on[driver] = _Prepared(driver)
+        return prepared
+
+    def _forget_prepared(self) -> None:
+        """After a schema change (a stale statement): every connection prepares again."""
+        for prepared in self._prepared_on.values():
+            prepared.forget()
 
     async def _give_back(self, lease: _Lease) -> None:
         connection, lease.connection, lease.driver = lease.connection, None, None
@@ -366,6 +470,7 @@ class AsyncPostgresRunner(PostgresRunnerBase):
     async def close(self) -> None:
         self._closed = True
         hot, self._hot, self._hot_driver = self._hot, None, None
+        self._prepared_on, self._hot_prepared = {}, None
         starting, pool = self._starting, self._pool
         if not self.owns_client or pool is None:
             if starting is not None and not starting.done():
