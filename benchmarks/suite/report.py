@@ -291,6 +291,21 @@ def _mark(met: bool | None) -> str:
     return "not measured" if met is None else ("**met**" if met else "**missed**")
 
 
+def _placement(facts: dict[str, Any]) -> str:
+    placed = [
+        f"{key.removeprefix('placement (').removesuffix(')')}: {value}"
+        for key, value in facts.items()
+        if key.startswith("placement (")
+    ]
+    if placed:
+        return "; ".join(placed)
+    return (
+        "not pinned: the scheduler places each connection's server thread on the client's "
+        "CPU or another, which on a small machine can change a round trip several times "
+        "over, differently per contender and per run (`--pin` fixes it)"
+    )
+
+
 def _markdown(results: Results, charts: list[str]) -> str:
     facts = results.facts
     lines = [
@@ -303,6 +318,7 @@ def _markdown(results: Results, charts: list[str]) -> str:
         f"- Python: {facts['python']}",
         "- Servers: " + "; ".join(f"{k}: {v}" for k, v in facts["servers"].items()),
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in facts["packages"].items()),
+        "- CPU placement: " + _placement(facts),
         "",
         "How it measures: the contenders of one operation (authstore, the raw driver replaying "
         "the very requests authstore sends, the peers) run in rounds of calibrated length, cut "

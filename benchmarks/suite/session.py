@@ -27,6 +27,7 @@ from benchmarks.suite.measure import Budget, Contender, Measurement
 from benchmarks.suite.memory_bound import measure_memory_bound
 from benchmarks.suite.ops import OPS, Stores, contenders, run_async, run_sync, seed
 from benchmarks.suite.peers import async_peers, sync_peers
+from benchmarks.suite.placement import pinned
 from benchmarks.suite.raw import open_raw
 from benchmarks.suite.settings import describe, describe_store
 from benchmarks.suite.targets import (
@@ -466,6 +467,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-proxy", action="store_true", help="skip round-trip counting and the 1 ms comparison"
     )
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="for each network backend, run this process on one CPU and the local "
+        "server's processes on the others (benchmarks/suite/placement.py): the same "
+        "placement for every contender's connection, masks restored after",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -539,7 +547,11 @@ def _run(options: argparse.Namespace, name: str) -> Results:
     try:
         for target in targets:
             progress(f"{target.name}: {target.server.split('?', 1)[0]}")
+            placement = contextlib.ExitStack()
             try:
+                if options.pin and target.network:
+                    where = placement.enter_context(pinned([target.address]))
+                    results.facts[f"placement ({target.name})"] = where
                 _sync(target, budget, results)
                 asyncio.run(_async(target, budget, results))
                 if target.name == "memory":
@@ -555,6 +567,7 @@ def _run(options: argparse.Namespace, name: str) -> Results:
                     traceback.print_exc()
                 progress(f"  {target.name} FAILED: {error!r:.300}")
             finally:
+                placement.close()
                 target.cleanup()
     finally:
         if proxy is not None:
