@@ -101,9 +101,12 @@ def pinned(addresses: Iterable[tuple[str, int]]) -> Iterator[str]:
         for tid in _tasks(os.getpid()):
             place(tid, mine)
         servers = sorted(server_pids(addresses))
-        placed = [pid for pid in servers if [place(tid, others) for tid in _tasks(pid)].count(True)]
+        placed = 0
+        for pid in servers:
+            threads_placed = [place(tid, others) for tid in _tasks(pid)]
+            placed += any(threads_placed)
         yield (
-            f"this process on CPU {cpus[0]}, {len(placed)} server processes "
+            f"this process on CPU {cpus[0]}, {placed} server processes "
             f"(of {len(servers)} found on the local ports) on CPU "
             f"{', '.join(map(str, sorted(others)))}"
         )

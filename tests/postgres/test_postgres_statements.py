@@ -463,6 +463,13 @@ def test_an_entry_renewed_while_a_purge_runs_survives(
         assert cache.is_blacklisted("jti-1")
 
 
+def _retype_user_agent(server: str, table: str) -> None:
+    """Another process's migration: ``user_agent`` changes type, so the result type of
+    every statement that returns it changes too (the server refuses them prepared)."""
+    with psycopg.connect(server.partition("?")[0], autocommit=True) as other:
+        other.execute(f"ALTER TABLE {table} ALTER COLUMN user_agent TYPE varchar(2000)")
+
+
 def test_async_statements_survive_a_schema_change(postgres_server: str, fresh_prefix: str) -> None:
     """The runner's prepared statements outlive a schema change made elsewhere (another
     process's migration): the server refuses a statement whose result type changed, and
@@ -474,9 +481,9 @@ def test_async_statements_survive_a_schema_change(postgres_server: str, fresh_pr
         try:
             new = await sessions.create("u", ttl=600, user_agent="agent")
             await sessions.get(new.token)  # prepared on the runner's connection
-            table = cast(Any, sessions)._runner.settings.tables.sessions
-            with psycopg.connect(postgres_server.partition("?")[0], autocommit=True) as other:
-                other.execute(f"ALTER TABLE {table} ALTER COLUMN user_agent TYPE varchar(2000)")
+            _retype_user_agent(
+                postgres_server, cast(Any, sessions)._runner.settings.tables.sessions
+            )
             first = await sessions.get(new.token)
             second = await sessions.get(new.token)
         finally:
@@ -499,12 +506,12 @@ def test_async_stale_statement_in_a_transaction_fails_once_and_leaves_nothing(
         links = authstore.open_async_magic_links(url, pool_size=1, pool_min=1)
         failed: BaseException | None = None
         try:
-            first = await links.issue("u", "u@example.com", ttl=600, user_agent="agent")
+            await links.issue("u", "u@example.com", ttl=600, user_agent="agent")
             await links.issue("u", "u@example.com", ttl=600, revoke_previous=False)
             kept = await links.issue("u", "u@example.com", ttl=600, revoke_previous=False)
-            table = cast(Any, links)._runner.settings.tables.magic_links
-            with psycopg.connect(postgres_server.partition("?")[0], autocommit=True) as other:
-                other.execute(f"ALTER TABLE {table} ALTER COLUMN user_agent TYPE varchar(2000)")
+            _retype_user_agent(
+                postgres_server, cast(Any, links)._runner.settings.tables.magic_links
+            )
             try:
                 await links.issue("u", "u@example.com", ttl=600, revoke_previous=True)
             except authstore.BackendError as error:
@@ -514,7 +521,6 @@ def test_async_stale_statement_in_a_transaction_fails_once_and_leaves_nothing(
             revoked = await links.peek(kept.token) is None and await links.peek(again.token)
         finally:
             await links.aclose()
-        del first
         return failed, still_valid, bool(revoked)
 
     failed, still_valid, revoked = asyncio.run(scenario())

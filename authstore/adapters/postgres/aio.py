@@ -73,9 +73,10 @@ async def _no_reset(connection: Any) -> None:
     cost a round trip on every release."""
 
 
-def _rowcount(status: str) -> int:
-    """``DELETE 3``, ``INSERT 0 1``, ``UPDATE 0``: the last word."""
-    return int(status.rpartition(" ")[2])
+def _rowcount(status: str | bytes) -> int:
+    """``DELETE 3``, ``INSERT 0 1``, ``UPDATE 0``: the last word (``Connection.execute``
+    gives the status as text, the protocol as bytes)."""
+    return int(status.split()[-1])
 
 
 PREPARED_PER_CONNECTION = 256
@@ -178,7 +179,7 @@ class _Lease:
                     return rows[0] if rows else None
                 if fetch == "all":
                     return rows
-                return int(status.rpartition(b" ")[2]) if fetch == "rowcount" else None
+                return _rowcount(status) if fetch == "rowcount" else None
             if fetch == "one":
                 rows = await driver.fetch(statement.text, *statement.args)
                 return rows[0] if rows else None
